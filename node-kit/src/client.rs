@@ -1,0 +1,369 @@
+//! A builder-style client for the gateway protocol, used by the CLI, by nodes and by tests.
+//!
+//! One reader task routes every incoming frame: answers to the caller waiting on that request id, `agent`
+//! events to the run they belong to, other events to subscribers, and gateway→node requests to the
+//! [`CommandHandler`]. One writer task owns the socket's sending half.
+
+use crate::connection::{self, Incoming};
+use crate::protocol::{
+    AgentAck, AgentEvent, AgentEventKind, AgentOutcome, AgentParams, ClientInfo, ClientMode, ConnectParams,
+    ErrorCode, ErrorShape, EventFrame, Frame, HelloOk, MAX_FRAME_BYTES, NodeAdvert, NodeCommandRequest,
+    PROTOCOL_VERSION, Request, Response, RunStatus, event, method,
+};
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Answers the commands the gateway sends to a node (`screen.*` and the node's own).
+pub trait CommandHandler: Send + Sync + 'static {
+    fn handle(&self, request: NodeCommandRequest) -> BoxFuture<'static, Result<Value, ErrorShape>>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("the server refused the connection: {0}")]
+    Handshake(ErrorShape),
+    #[error("{0}")]
+    Remote(ErrorShape),
+    #[error("the connection closed")]
+    Closed,
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+}
+
+impl ClientError {
+    /// The protocol error code, when the server sent one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Handshake(e) | ClientError::Remote(e) => Some(e.code),
+            _ => None,
+        }
+    }
+}
+
+pub struct ClientBuilder {
+    url: String,
+    token: Option<String>,
+    info: ClientInfo,
+    node: Option<NodeAdvert>,
+    handler: Option<Arc<dyn CommandHandler>>,
+    handshake_timeout: Duration,
+}
+
+impl ClientBuilder {
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    pub fn instance_id(mut self, id: impl Into<String>) -> Self {
+        self.info.instance_id = id.into();
+        self
+    }
+
+    pub fn display_name(mut self, name: impl Into<String>) -> Self {
+        self.info.display_name = Some(name.into());
+        self
+    }
+
+    pub fn platform(mut self, platform: impl Into<String>) -> Self {
+        self.info.platform = platform.into();
+        self
+    }
+
+    /// Connect as a node offering `advert`, answering commands with `handler`.
+    pub fn node(mut self, advert: NodeAdvert, handler: impl CommandHandler) -> Self {
+        self.info.mode = ClientMode::Node;
+        self.node = Some(advert);
+        self.handler = Some(Arc::new(handler));
+        self
+    }
+
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Opens the WebSocket, sends `connect` and waits for `hello-ok`.
+    pub async fn connect(self) -> Result<Client, ClientError> {
+        let connect_error = |reason: String| ClientError::Connect { url: self.url.clone(), reason };
+        let config = connection::websocket_config(MAX_FRAME_BYTES);
+        let (ws, _) = tokio::time::timeout(
+            self.handshake_timeout,
+            tokio_tungstenite::connect_async_with_config(self.url.as_str(), Some(config), false),
+        )
+        .await
+        .map_err(|_| connect_error("timed out".into()))?
+        .map_err(|e| connect_error(e.to_string()))?;
+        let (mut reader, mut writer) = connection::split(ws);
+
+        let hello = ConnectParams {
+            min_protocol: PROTOCOL_VERSION,
+            max_protocol: PROTOCOL_VERSION,
+            client: self.info.clone(),
+            auth: self.token.clone().map(|token| crate::protocol::Auth { token }),
+            node: self.node.clone(),
+        };
+        writer.send(&Frame::Connect(hello)).await.map_err(|e| connect_error(e.to_string()))?;
+        let hello = tokio::time::timeout(self.handshake_timeout, async {
+            loop {
+                match reader.next().await {
+                    Incoming::Frame(Frame::HelloOk(hello)) => return Ok(hello),
+                    Incoming::Frame(Frame::Error(e)) => return Err(ClientError::Handshake(e.error)),
+                    Incoming::Heartbeat => continue,
+                    Incoming::Closed(_) => return Err(ClientError::Closed),
+                    other => return Err(ClientError::Protocol(format!("expected hello-ok, got {other:?}"))),
+                }
+            }
+        })
+        .await
+        .map_err(|_| connect_error("no hello-ok from the server in time".into()))??;
+
+        let (out_tx, mut out_rx) = mpsc::channel::<Message>(256);
+        tokio::spawn(async move {
+            while let Some(message) = out_rx.recv().await {
+                if writer.send_message(message).await.is_err() {
+                    break;
+                }
+            }
+            writer.close(tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal, "bye").await;
+        });
+        let shared = Arc::new(Shared {
+            out: out_tx,
+            pending: Mutex::new(HashMap::new()),
+            runs: Mutex::new(HashMap::new()),
+            events: broadcast::channel(1024).0,
+            next_id: AtomicU64::new(1),
+        });
+        let router = shared.clone();
+        let handler = self.handler.clone();
+        tokio::spawn(async move {
+            loop {
+                match reader.next().await {
+                    Incoming::Frame(frame) => router.route(frame, handler.as_ref()),
+                    Incoming::Heartbeat | Incoming::Invalid(_) => {}
+                    Incoming::TooLarge(_) | Incoming::Closed(_) => break,
+                }
+            }
+            // Dropping the waiting senders tells every caller the connection is gone.
+            router.pending.lock().expect("pending lock").clear();
+            router.runs.lock().expect("runs lock").clear();
+        });
+        Ok(Client { shared, hello })
+    }
+}
+
+/// A connected client. Cheap to clone; the connection closes when the last clone is dropped.
+#[derive(Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+    hello: HelloOk,
+}
+
+enum Pending {
+    Call(oneshot::Sender<Result<Value, ErrorShape>>),
+    Agent(mpsc::UnboundedSender<RunItem>),
+}
+
+enum RunItem {
+    Ack(AgentAck),
+    Event(AgentEventKind),
+    Done(Result<AgentOutcome, ErrorShape>),
+}
+
+struct Shared {
+    out: mpsc::Sender<Message>,
+    pending: Mutex<HashMap<String, Pending>>,
+    runs: Mutex<HashMap<String, mpsc::UnboundedSender<RunItem>>>,
+    events: broadcast::Sender<EventFrame>,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    fn route(self: &Arc<Self>, frame: Frame, handler: Option<&Arc<dyn CommandHandler>>) {
+        match frame {
+            Frame::Res(res) => self.route_response(res),
+            Frame::Event(ev) => {
+                if ev.event == event::AGENT
+                    && let Ok(agent_event) = serde_json::from_value::<AgentEvent>(ev.payload.clone())
+                    && let Some(tx) = self.runs.lock().expect("runs lock").get(&agent_event.run_id)
+                {
+                    let _ = tx.send(RunItem::Event(agent_event.kind));
+                }
+                let _ = self.events.send(ev);
+            }
+            Frame::Req(req) => self.answer_request(req, handler.cloned()),
+            _ => {}
+        }
+    }
+
+    fn route_response(&self, res: Response) {
+        let mut pending = self.pending.lock().expect("pending lock");
+        let Some(entry) = pending.remove(&res.id) else { return };
+        match entry {
+            Pending::Call(tx) => {
+                let _ = tx.send(res.outcome);
+            }
+            Pending::Agent(tx) => match res.outcome {
+                Ok(payload) if payload.get("status").and_then(Value::as_str) == Some("accepted") => {
+                    match serde_json::from_value::<AgentAck>(payload) {
+                        Ok(ack) => {
+                            self.runs.lock().expect("runs lock").insert(ack.run_id.clone(), tx.clone());
+                            let _ = tx.send(RunItem::Ack(ack));
+                            pending.insert(res.id, Pending::Agent(tx));
+                        }
+                        Err(e) => {
+                            let _ = tx.send(RunItem::Done(Err(bad_payload(e))));
+                        }
+                    }
+                }
+                outcome => {
+                    let done = outcome.and_then(|p| serde_json::from_value::<AgentOutcome>(p).map_err(bad_payload));
+                    if let Ok(outcome) = &done {
+                        self.runs.lock().expect("runs lock").remove(&outcome.run_id);
+                    }
+                    let _ = tx.send(RunItem::Done(done));
+                }
+            },
+        }
+    }
+
+    fn answer_request(self: &Arc<Self>, req: Request, handler: Option<Arc<dyn CommandHandler>>) {
+        let shared = self.clone();
+        tokio::spawn(async move {
+            let outcome = match (req.method.as_str(), handler) {
+                (method::NODE_INVOKE, Some(handler)) => match serde_json::from_value(req.params) {
+                    Ok(command) => handler.handle(command).await,
+                    Err(e) => Err(ErrorShape::invalid_request(format!("bad node.invoke params: {e}"))),
+                },
+                (other, _) => Err(ErrorShape::new(ErrorCode::UnknownMethod, format!("this client does not answer {other}"))),
+            };
+            let frame = Frame::Res(Response { id: req.id, outcome });
+            let _ = shared.out.send(Message::text(frame.to_text())).await;
+        });
+    }
+}
+
+fn bad_payload(e: serde_json::Error) -> ErrorShape {
+    ErrorShape::new(ErrorCode::Internal, format!("unreadable agent payload: {e}"))
+}
+
+impl Client {
+    /// Starts building a client for the gateway or bridge at `url` (`ws://127.0.0.1:18789`).
+    pub fn builder(url: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            url: url.into(),
+            token: None,
+            info: ClientInfo {
+                instance_id: random_id(),
+                mode: ClientMode::Operator,
+                platform: std::env::consts::OS.to_string(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                display_name: None,
+            },
+            node: None,
+            handler: None,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// What the server said in `hello-ok`.
+    pub fn hello(&self) -> &HelloOk {
+        &self.hello
+    }
+
+    /// Every event the server sends, as it arrives.
+    pub fn subscribe(&self) -> broadcast::Receiver<EventFrame> {
+        self.shared.events.subscribe()
+    }
+
+    async fn send_request(&self, method: &str, params: Value, pending: Pending) -> Result<(), ClientError> {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed).to_string();
+        self.shared.pending.lock().expect("pending lock").insert(id.clone(), pending);
+        let frame = Frame::Req(Request { id, method: method.to_string(), params });
+        self.shared.out.send(Message::text(frame.to_text())).await.map_err(|_| ClientError::Closed)
+    }
+
+    /// Calls `method` and waits for its answer.
+    pub async fn request(&self, method: &str, params: Value) -> Result<Value, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.send_request(method, params, Pending::Call(tx)).await?;
+        rx.await.map_err(|_| ClientError::Closed)?.map_err(ClientError::Remote)
+    }
+
+    /// Starts an `agent` run and returns once the gateway accepted it.
+    pub async fn agent(&self, params: AgentParams) -> Result<AgentRun, ClientError> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let params = serde_json::to_value(params).expect("agent params serialise");
+        self.send_request(method::AGENT, params, Pending::Agent(tx)).await?;
+        match rx.recv().await {
+            Some(RunItem::Ack(ack)) => Ok(AgentRun { ack, rx, outcome: None }),
+            Some(RunItem::Done(Err(e))) => Err(ClientError::Remote(e)),
+            Some(_) => Err(ClientError::Protocol("agent answered without an ack".into())),
+            None => Err(ClientError::Closed),
+        }
+    }
+}
+
+/// A running `agent` turn: its events in order, then its outcome.
+pub struct AgentRun {
+    ack: AgentAck,
+    rx: mpsc::UnboundedReceiver<RunItem>,
+    outcome: Option<Result<AgentOutcome, ClientError>>,
+}
+
+impl AgentRun {
+    pub fn run_id(&self) -> &str {
+        &self.ack.run_id
+    }
+
+    /// True when the gateway recognised the idempotency key and is replaying the first run's outcome.
+    pub fn is_duplicate(&self) -> bool {
+        self.ack.duplicate
+    }
+
+    /// The next event, or `None` once the run has finished.
+    pub async fn next_event(&mut self) -> Option<AgentEventKind> {
+        if self.outcome.is_some() {
+            return None;
+        }
+        match self.rx.recv().await {
+            Some(RunItem::Event(e)) => Some(e),
+            Some(RunItem::Done(outcome)) => {
+                self.outcome = Some(outcome.map_err(ClientError::Remote));
+                None
+            }
+            Some(RunItem::Ack(_)) => {
+                self.outcome = Some(Err(ClientError::Protocol("a second ack for one run".into())));
+                None
+            }
+            None => {
+                self.outcome = Some(Err(ClientError::Closed));
+                None
+            }
+        }
+    }
+
+    /// Waits for the end of the run, skipping events not yet read.
+    pub async fn outcome(mut self) -> Result<AgentOutcome, ClientError> {
+        while self.next_event().await.is_some() {}
+        match self.outcome.take().expect("set when next_event returns None")? {
+            outcome if outcome.status == RunStatus::Ok => Ok(outcome),
+            _ => Err(ClientError::Protocol("agent outcome without status ok".into())),
+        }
+    }
+}
+
+/// A random 128-bit identifier in hex, for instance and run IDs.
+pub fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,100 @@
+//! A WebSocket carrying frames: the reading half yields typed frames (or says why a message was not one),
+//! the writing half sends them. Split so one task can read while another writes, as the gateway and the
+//! client both need.
+
+use crate::protocol::{ErrorCode, ErrorShape, Frame, FrameError};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+/// WebSocket settings that enforce the frame limit inside the WebSocket layer, before a large message is
+/// buffered.
+pub fn websocket_config(max_frame_bytes: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(max_frame_bytes))
+        .max_frame_size(Some(max_frame_bytes))
+}
+
+/// What the reading half saw.
+#[derive(Debug)]
+pub enum Incoming {
+    Frame(Frame),
+    /// A text that is not a valid frame; the connection is still usable.
+    Invalid(FrameError),
+    /// A message over the size limit. The WebSocket cannot resynchronise after this: close it.
+    TooLarge(ErrorShape),
+    /// A ping or pong: the peer is alive.
+    Heartbeat,
+    /// The peer closed or the transport failed.
+    Closed(Option<String>),
+}
+
+pub struct FrameReader<S> {
+    stream: SplitStream<WebSocketStream<S>>,
+}
+
+pub struct FrameWriter<S> {
+    sink: SplitSink<WebSocketStream<S>, Message>,
+}
+
+/// Splits a WebSocket into its frame reader and writer.
+pub fn split<S>(ws: WebSocketStream<S>) -> (FrameReader<S>, FrameWriter<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (sink, stream) = ws.split();
+    (FrameReader { stream }, FrameWriter { sink })
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> FrameReader<S> {
+    /// Waits for the next message and classifies it.
+    pub async fn next(&mut self) -> Incoming {
+        match self.stream.next().await {
+            None => Incoming::Closed(None),
+            Some(Ok(Message::Text(text))) => match Frame::parse(text.as_str()) {
+                Ok(frame) => Incoming::Frame(frame),
+                Err(error) => Incoming::Invalid(error),
+            },
+            Some(Ok(Message::Binary(_))) => Incoming::Invalid(FrameError {
+                request_id: None,
+                error: ErrorShape::invalid_request("binary messages are not part of the protocol; send JSON text"),
+            }),
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Incoming::Heartbeat,
+            Some(Ok(Message::Close(frame))) => Incoming::Closed(frame.map(|f| f.reason.to_string())),
+            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
+                Incoming::TooLarge(too_large(size, max_size))
+            }
+            Some(Err(e)) => Incoming::Closed(Some(e.to_string())),
+        }
+    }
+}
+
+fn too_large(size: usize, max_size: usize) -> ErrorShape {
+    ErrorShape::new(
+        ErrorCode::PayloadTooLarge,
+        format!("frame of {size} bytes exceeds the limit of {max_size} bytes"),
+    )
+    .with_details(serde_json::json!({ "size": size, "maxFrameBytes": max_size }))
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> FrameWriter<S> {
+    pub async fn send(&mut self, frame: &Frame) -> Result<(), WsError> {
+        self.sink.send(Message::text(frame.to_text())).await
+    }
+
+    pub async fn send_message(&mut self, message: Message) -> Result<(), WsError> {
+        self.sink.send(message).await
+    }
+
+    /// Sends a close frame with a reason and flushes; errors are ignored because the peer may be gone.
+    pub async fn close(&mut self, code: CloseCode, reason: &str) {
+        let frame = CloseFrame { code, reason: reason.to_owned().into() };
+        let _ = self.sink.send(Message::Close(Some(frame))).await;
+        let _ = self.sink.close().await;
+    }
+}

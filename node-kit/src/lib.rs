@@ -1,0 +1,15 @@
+//! `node-kit`: the protocol every Lanyard party speaks and the client that nodes and operators embed.
+//!
+//! - [`protocol`] holds every wire type (frames, methods, node commands, error codes). No other crate
+//!   defines wire types, so a change to the protocol is a change here.
+//! - [`connection`] turns a WebSocket into a stream of typed frames with size limits.
+//! - [`client`] is a builder-style client: connect, request, stream `agent` runs, answer node commands.
+//! - [`storage`] writes private state files atomically with mode 0600.
+
+pub mod client;
+pub mod connection;
+pub mod protocol;
+pub mod storage;
+
+pub use client::{Client, ClientBuilder, ClientError, CommandHandler};
+pub use protocol::{ErrorCode, ErrorShape, Frame};

@@ -1,0 +1,276 @@
+//! Frames: the unit on the wire. Every WebSocket text message is exactly one frame, tagged by `type`.
+
+use super::error::{ErrorCode, ErrorShape};
+use super::MAX_ID_LEN;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One protocol frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Frame {
+    /// Client → server, first frame of every connection.
+    Connect(ConnectParams),
+    /// Server → client, the answer to a good `connect`.
+    HelloOk(HelloOk),
+    /// A request, in either direction (the gateway sends `node.invoke` requests to nodes).
+    Req(Request),
+    /// The answer to a `req`, matched by `id`. `agent` is answered twice: an ack, then the outcome.
+    Res(Response),
+    /// A server event with a per-connection sequence number.
+    Event(EventFrame),
+    /// A connection-level error that belongs to no request (bad `connect`, unreadable frame).
+    Error(ErrorFrame),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectParams {
+    pub min_protocol: u32,
+    pub max_protocol: u32,
+    pub client: ClientInfo,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Auth>,
+    /// Present when `client.mode` is `node`: what the node can do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodeAdvert>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientInfo {
+    /// Stable per installation; a node's ID on a direct gateway connection.
+    pub instance_id: String,
+    pub mode: ClientMode,
+    pub platform: String,
+    pub version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientMode {
+    /// A person's tool (the CLI, an admin page): calls methods, receives events.
+    Operator,
+    /// A device that offers commands (`screen.*`) and may call the agent.
+    Node,
+    /// The LAN bridge relaying for paired nodes.
+    Bridge,
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct Auth {
+    pub token: String,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Auth { token: <redacted> }")
+    }
+}
+
+/// The capabilities and commands a node offers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeAdvert {
+    /// Capability names, e.g. `screen`.
+    #[serde(default)]
+    pub caps: Vec<String>,
+    /// Command names the node answers, e.g. `screen.snapshot`.
+    #[serde(default)]
+    pub commands: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HelloOk {
+    /// The negotiated protocol version.
+    pub protocol: u32,
+    pub server: ServerInfo,
+    pub methods: Vec<String>,
+    pub events: Vec<String>,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerInfo {
+    pub name: String,
+    pub version: String,
+    /// This connection's ID on the server, for logs on both sides.
+    pub connection_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Limits {
+    pub max_frame_bytes: usize,
+    /// Requests a connection may have running at once.
+    pub max_in_flight: usize,
+    pub handshake_timeout_ms: u64,
+    /// The server pings this often; a peer silent for two intervals is closed.
+    pub keepalive_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub id: String,
+    pub method: String,
+    #[serde(default)]
+    pub params: Value,
+}
+
+/// The answer to a request: `{id, ok: true, payload}` or `{id, ok: false, error}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawResponse", into = "RawResponse")]
+pub struct Response {
+    pub id: String,
+    pub outcome: Result<Value, ErrorShape>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RawResponse {
+    id: String,
+    ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    payload: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorShape>,
+}
+
+impl TryFrom<RawResponse> for Response {
+    type Error = String;
+    fn try_from(raw: RawResponse) -> Result<Self, String> {
+        let outcome = match (raw.ok, raw.payload, raw.error) {
+            (true, payload, None) => Ok(payload.unwrap_or(Value::Null)),
+            (false, None, Some(error)) => Err(error),
+            (true, _, Some(_)) => return Err("a res with ok: true must not carry error".into()),
+            (false, _, _) => return Err("a res with ok: false must carry error and no payload".into()),
+        };
+        Ok(Response { id: raw.id, outcome })
+    }
+}
+
+impl From<Response> for RawResponse {
+    fn from(res: Response) -> Self {
+        match res.outcome {
+            Ok(payload) => RawResponse { id: res.id, ok: true, payload: Some(payload), error: None },
+            Err(error) => RawResponse { id: res.id, ok: false, payload: None, error: Some(error) },
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventFrame {
+    pub event: String,
+    pub payload: Value,
+    /// Starts at 1 on every connection and grows by one per event sent on it, so a gap means loss.
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorFrame {
+    pub error: ErrorShape,
+}
+
+/// Why a text could not be read as a frame. `request_id` is set when the text was a `req` whose `id`
+/// could be read, so the answer can be a `res` for that request rather than a connection-level error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameError {
+    pub request_id: Option<String>,
+    pub error: ErrorShape,
+}
+
+impl Frame {
+    /// Parses one text message. Never panics; every failure is an `INVALID_REQUEST` error.
+    pub fn parse(text: &str) -> Result<Frame, FrameError> {
+        let invalid = |request_id: Option<String>, message: String| FrameError {
+            request_id,
+            error: ErrorShape::new(ErrorCode::InvalidRequest, message),
+        };
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| invalid(None, format!("malformed JSON: {e}")))?;
+        let Some(object) = value.as_object() else {
+            return Err(invalid(None, "a frame must be a JSON object".into()));
+        };
+        let request_id = match (object.get("type").and_then(Value::as_str), object.get("id")) {
+            (Some("req"), Some(Value::String(id))) if !id.is_empty() && id.len() <= MAX_ID_LEN => {
+                Some(id.clone())
+            }
+            (Some("req"), _) => {
+                return Err(invalid(
+                    None,
+                    format!("a req needs an \"id\" string of 1 to {MAX_ID_LEN} characters"),
+                ));
+            }
+            _ => None,
+        };
+        serde_json::from_value(value).map_err(|e| invalid(request_id, format!("invalid frame: {e}")))
+    }
+
+    /// Serialises the frame as one text message.
+    pub fn to_text(&self) -> String {
+        serde_json::to_string(self).expect("frames always serialise")
+    }
+
+    pub fn ok(id: impl Into<String>, payload: Value) -> Frame {
+        Frame::Res(Response { id: id.into(), outcome: Ok(payload) })
+    }
+
+    pub fn err(id: impl Into<String>, error: ErrorShape) -> Frame {
+        Frame::Res(Response { id: id.into(), outcome: Err(error) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn res_round_trips_both_shapes() {
+        let ok = Frame::ok("1", json!({"a": 1}));
+        assert_eq!(
+            serde_json::to_value(&ok).unwrap(),
+            json!({"type": "res", "id": "1", "ok": true, "payload": {"a": 1}})
+        );
+        assert_eq!(Frame::parse(&ok.to_text()).unwrap(), ok);
+        let err = Frame::err("2", ErrorShape::new(ErrorCode::Timeout, "t"));
+        assert_eq!(Frame::parse(&err.to_text()).unwrap(), err);
+    }
+
+    #[test]
+    fn contradictory_res_is_rejected() {
+        let text = r#"{"type":"res","id":"1","ok":true,"error":{"code":"TIMEOUT","message":"","retryable":false}}"#;
+        assert!(Frame::parse(text).is_err());
+    }
+
+    #[test]
+    fn bad_req_keeps_its_id_for_the_answer() {
+        let e = Frame::parse(r#"{"type":"req","id":"7","method":5}"#).unwrap_err();
+        assert_eq!(e.request_id.as_deref(), Some("7"));
+        assert_eq!(e.error.code, ErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn garbage_is_invalid_request_without_id() {
+        for text in ["", "{", "[]", "42", r#"{"type":"nope"}"#, r#"{"type":"req","method":"health"}"#] {
+            let e = Frame::parse(text).unwrap_err();
+            assert_eq!(e.request_id, None, "{text}");
+            assert_eq!(e.error.code, ErrorCode::InvalidRequest);
+        }
+    }
+
+    #[test]
+    fn req_params_default_to_null() {
+        let f = Frame::parse(r#"{"type":"req","id":"a","method":"health"}"#).unwrap();
+        assert_eq!(f, Frame::Req(Request { id: "a".into(), method: "health".into(), params: Value::Null }));
+    }
+
+    #[test]
+    fn auth_token_is_not_debug_printed() {
+        let auth = Auth { token: "canary-secret".into() };
+        assert!(!format!("{auth:?}").contains("canary"));
+    }
+}

@@ -1,0 +1,265 @@
+//! Methods a client may call on the gateway, their params and payloads, and the events it sends.
+
+use super::frame::ClientMode;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Method names, as sent in `req.method`.
+pub mod method {
+    pub const AGENT: &str = "agent";
+    pub const HEALTH: &str = "health";
+    pub const NODE_DESCRIBE: &str = "node.describe";
+    pub const NODE_EVENT: &str = "node.event";
+    pub const NODE_INVOKE: &str = "node.invoke";
+    pub const NODE_LIST: &str = "node.list";
+    pub const SYSTEM_EVENT: &str = "system-event";
+}
+
+/// Event names, as sent in `event.event`.
+pub mod event {
+    /// Progress of an `agent` run: text deltas, tool use, tool results.
+    pub const AGENT: &str = "agent";
+    /// An event a node published with `node.event`, relayed to operators.
+    pub const NODE_EVENT: &str = "node.event";
+    /// A presence change: a client connected, disconnected or sent a beacon.
+    pub const PRESENCE: &str = "presence";
+}
+
+// ---- agent ----
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentParams {
+    pub prompt: String,
+    /// Conversation to continue; one `claude` process serves one session. Defaults to `main`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_key: Option<String>,
+    /// Required: a retry with the same key (within 5 minutes) returns the first run's outcome.
+    pub idempotency_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// First answer to `agent`: the run is queued or running.
+    Accepted,
+    /// Final answer: the run finished.
+    Ok,
+}
+
+/// The first `res` to an `agent` request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentAck {
+    pub run_id: String,
+    pub status: RunStatus,
+    /// True when this is a retry of an idempotency key already seen; no events are re-sent.
+    #[serde(default)]
+    pub duplicate: bool,
+}
+
+/// Payload of an `agent` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentEvent {
+    pub run_id: String,
+    pub session_key: String,
+    #[serde(flatten)]
+    pub kind: AgentEventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", rename_all_fields = "camelCase")]
+pub enum AgentEventKind {
+    /// The next piece of the model's text, in order.
+    TextDelta { text: String },
+    /// The model called a tool.
+    ToolUse { tool_use_id: String, name: String, input: Value },
+    /// A tool's result went back to the model.
+    ToolResult { tool_use_id: String, content: Value, is_error: bool },
+}
+
+/// The final `res` payload of a successful `agent` run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentOutcome {
+    pub run_id: String,
+    pub status: RunStatus,
+    pub result: String,
+    /// claude's own session ID (what `claude --resume` takes).
+    pub session_id: String,
+    pub usage: Value,
+    pub duration_ms: u64,
+}
+
+// ---- nodes ----
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeInvokeParams {
+    pub node_id: String,
+    pub command: String,
+    #[serde(default)]
+    pub params: Value,
+    /// Required: a retry with the same key (within 5 minutes) runs the command once.
+    pub idempotency_key: String,
+    /// Defaults to 30 000; at most 600 000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// Payload of a successful `node.invoke`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeInvokeResult {
+    pub node_id: String,
+    pub command: String,
+    /// What the node answered.
+    pub payload: Value,
+}
+
+/// Params of the `node.invoke` request the gateway sends to a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeCommandRequest {
+    pub command: String,
+    #[serde(default)]
+    pub params: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeDescribeParams {
+    pub node_id: String,
+}
+
+/// One connected node, as `node.list` and `node.describe` report it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSummary {
+    pub node_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    pub platform: String,
+    pub version: String,
+    pub caps: Vec<String>,
+    pub commands: Vec<String>,
+    pub connected_at_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeListPayload {
+    pub nodes: Vec<NodeSummary>,
+}
+
+/// Params of `node.event`, sent by a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeEventParams {
+    pub event: String,
+    #[serde(default)]
+    pub payload: Value,
+}
+
+/// Payload of the `node.event` event operators receive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeEventNotice {
+    pub node_id: String,
+    pub event: String,
+    pub payload: Value,
+}
+
+// ---- presence and health ----
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppState {
+    Foreground,
+    Background,
+}
+
+/// Params of `system-event`: a presence beacon. Every field is optional; the last beacon per instance wins.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceBeacon {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<AppState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_input_seconds: Option<u64>,
+}
+
+/// One client's presence, in `health` and in `presence` events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceEntry {
+    pub instance_id: String,
+    pub mode: ClientMode,
+    pub platform: String,
+    pub connected: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beacon: Option<PresenceBeacon>,
+    pub updated_at_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthPayload {
+    pub ok: bool,
+    pub version: String,
+    pub uptime_ms: u64,
+    pub connections: usize,
+    pub nodes: usize,
+    pub agent: AgentHealth,
+    pub presence: Vec<PresenceEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentHealth {
+    /// Whether a `claude` binary was found.
+    pub available: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claude_path: Option<String>,
+    pub sessions: Vec<AgentSessionInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentSessionInfo {
+    pub session_key: String,
+    /// The running `claude` process, if one is up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// Turns waiting behind the running one.
+    pub queued: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn agent_events_are_flat_with_a_kind() {
+        let e = AgentEvent {
+            run_id: "r".into(),
+            session_key: "main".into(),
+            kind: AgentEventKind::ToolUse { tool_use_id: "t".into(), name: "Read".into(), input: json!({}) },
+        };
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            json!({"runId": "r", "sessionKey": "main", "kind": "tool_use", "toolUseId": "t", "name": "Read", "input": {}})
+        );
+    }
+
+    #[test]
+    fn agent_params_require_an_idempotency_key() {
+        assert!(serde_json::from_value::<AgentParams>(json!({"prompt": "hi"})).is_err());
+    }
+}

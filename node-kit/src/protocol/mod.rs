@@ -1,0 +1,46 @@
+//! The Lanyard wire protocol: JSON text frames over a WebSocket.
+//!
+//! `docs/protocol.md` describes the same types for implementers in other languages; keep the two in step.
+
+mod commands;
+mod error;
+mod frame;
+mod methods;
+
+pub use commands::*;
+pub use error::{ErrorCode, ErrorShape};
+pub use frame::*;
+pub use methods::*;
+
+/// The protocol version this build speaks. Peers negotiate within `[min, max]` ranges in `connect`.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// The oldest protocol version this build still accepts.
+pub const MIN_PROTOCOL_VERSION: u32 = 1;
+
+/// Largest frame either side accepts, in bytes of UTF-8 text. Snapshots travel base64-encoded inside a
+/// frame, so this bounds them too.
+pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
+/// The `connect` frame must arrive within this many milliseconds of the WebSocket opening.
+pub const HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+/// Longest accepted request id, idempotency key or session key.
+pub const MAX_ID_LEN: usize = 128;
+
+/// Picks the highest version both sides speak, if any.
+pub fn negotiate_version(peer_min: u32, peer_max: u32) -> Option<u32> {
+    let high = peer_max.min(PROTOCOL_VERSION);
+    let low = peer_min.max(MIN_PROTOCOL_VERSION);
+    (low <= high).then_some(high)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation_picks_highest_common_version() {
+        assert_eq!(negotiate_version(1, 1), Some(1));
+        assert_eq!(negotiate_version(1, 9), Some(PROTOCOL_VERSION));
+        assert_eq!(negotiate_version(2, 9), None);
+        assert_eq!(negotiate_version(0, 0), None);
+    }
+}
