@@ -1,0 +1,101 @@
+//! The task behind one session key: owns at most one claude process and runs the queued turns in order.
+
+use super::claude::{ClaudeProcess, TurnFailure};
+use super::{AgentRunner, Turn, TurnOutput};
+use node_kit::protocol::{ErrorCode, ErrorShape};
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use tokio::sync::mpsc;
+
+pub(super) async fn run(
+    runner: Arc<AgentRunner>,
+    key: String,
+    mut turns: mpsc::Receiver<Turn>,
+    pid: Arc<AtomicU32>,
+    mut claude_session: Option<String>,
+) {
+    let mut process: Option<ClaudeProcess> = None;
+    loop {
+        let turn = tokio::select! {
+            turn = turns.recv() => match turn {
+                Some(turn) => turn,
+                None => break,
+            },
+            () = tokio::time::sleep(runner.config.idle_timeout) => {
+                if runner.retire(&key, &turns, claude_session.clone()) {
+                    tracing::info!(session = %key, "agent session idle; ending its claude process");
+                    break;
+                }
+                continue;
+            }
+            () = runner.shutdown.cancelled() => break,
+        };
+        let outcome = tokio::select! {
+            outcome = run_turn(&runner, &key, &mut process, &claude_session, &turn) => outcome,
+            () = runner.shutdown.cancelled() => Err(ErrorShape::retryable(ErrorCode::AgentError, "the gateway is shutting down", None)),
+        };
+        if let Some(id) = process.as_ref().and_then(ClaudeProcess::session_id) {
+            claude_session = Some(id.to_string());
+        }
+        pid.store(process.as_ref().and_then(ClaudeProcess::pid).unwrap_or(0), Ordering::Relaxed);
+        let _ = turn.reply.send(outcome);
+    }
+    if let Some(process) = process.take() {
+        process.kill().await;
+    }
+    turns.close();
+    while let Some(turn) = turns.recv().await {
+        let _ = turn.reply.send(Err(ErrorShape::retryable(ErrorCode::AgentError, "the agent session ended", None)));
+    }
+}
+
+async fn run_turn(
+    runner: &AgentRunner,
+    key: &str,
+    process: &mut Option<ClaudeProcess>,
+    claude_session: &Option<String>,
+    turn: &Turn,
+) -> Result<TurnOutput, ErrorShape> {
+    if process.is_none() {
+        let path = runner.claude_path()?;
+        let spawned = ClaudeProcess::spawn(&path, &runner.config, claude_session.as_deref()).map_err(|e| {
+            ErrorShape::new(ErrorCode::AgentUnavailable, format!("cannot start {}: {e}; {}", path.display(), super::INSTALL_HINT))
+        })?;
+        tracing::info!(session = %key, pid = spawned.pid(), resumed = claude_session.is_some(), "started claude");
+        *process = Some(spawned);
+    }
+    let running = process.as_mut().expect("started above");
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(turn.timeout, running.run_turn(&turn.prompt, &turn.events)).await;
+    tracing::info!(session = %key, run_id = %turn.run_id, ms = started.elapsed().as_millis() as u64, ok = matches!(result, Ok(Ok(_))), "agent turn finished");
+    match result {
+        Ok(Ok(report)) => Ok(TurnOutput { result: report.result, session_id: report.session_id, usage: report.usage }),
+        Ok(Err(TurnFailure::Reported(report))) => {
+            let retryable = report.api_error_status.is_none_or(|s| s == 429 || s >= 500);
+            Err(ErrorShape {
+                code: ErrorCode::AgentError,
+                message: report.result,
+                retryable,
+                retry_after_ms: retryable.then_some(1000),
+                details: Some(json!({ "apiErrorStatus": report.api_error_status, "subtype": report.subtype, "sessionId": report.session_id })),
+            })
+        }
+        Ok(Err(TurnFailure::Exited { status, stderr })) => {
+            *process = None;
+            let how = status.map_or_else(|| "unknown status".to_string(), |s| s.to_string());
+            Err(ErrorShape::retryable(ErrorCode::AgentError, format!("claude exited during the turn ({how}); the next turn resumes the session"), None)
+                .with_details(json!({ "exitStatus": how, "stderrTail": stderr })))
+        }
+        Err(_) => {
+            if let Some(process) = process.take() {
+                process.kill().await;
+            }
+            Err(ErrorShape::retryable(
+                ErrorCode::Timeout,
+                format!("the agent turn did not finish within {} ms; claude was stopped", turn.timeout.as_millis()),
+                None,
+            ))
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! One client connection: WebSocket upgrade, `connect` handshake within the deadline, then the frame loop.
+//! Requests run as their own tasks (an `agent` turn must not block a `health` on the same socket), bounded
+//! per connection; answers and events go out through the connection's [`Outbound`] queue.
+
+use crate::methods::{Context, Method, Peer};
+use crate::nodes;
+use crate::outbound::{Outbound, Outgoing};
+use crate::state::GatewayState;
+use node_kit::connection::{self, FrameReader, FrameWriter, Incoming};
+use node_kit::protocol::{
+    ClientMode, ConnectParams, ErrorCode, ErrorFrame, ErrorShape, Frame, HelloOk, Limits, MAX_ID_LEN,
+    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ServerInfo, event, negotiate_version,
+};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+type Reader = FrameReader<TcpStream>;
+type Writer = FrameWriter<TcpStream>;
+
+pub(crate) async fn serve(stream: TcpStream, addr: SocketAddr, state: Arc<GatewayState>, shutdown: CancellationToken) {
+    let conn_id = state.next_conn_id();
+    let config = connection::websocket_config(state.config.max_frame_bytes);
+    let deadline = Instant::now() + state.config.handshake_timeout;
+    let upgrade = tokio_tungstenite::accept_async_with_config(stream, Some(config));
+    let ws = match tokio::time::timeout_at(deadline.into(), upgrade).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            tracing::debug!(conn = conn_id, %addr, error = %e, "websocket upgrade failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    let (mut reader, mut writer) = connection::split(ws);
+    let peer = match handshake(&mut reader, &state, conn_id, deadline).await {
+        Ok(peer) => peer,
+        Err((error, code)) => {
+            tracing::info!(conn = conn_id, %addr, code = %error.code, "connect refused");
+            let _ = writer.send(&Frame::Error(ErrorFrame { error })).await;
+            writer.close(code, "connect refused").await;
+            return;
+        }
+    };
+    tracing::info!(conn = conn_id, %addr, mode = ?peer.mode, instance = %peer.instance_id, "client connected");
+    // The answer (hello-ok) is sent by `run`, once the connection is registered.
+    run(reader, writer, state, peer, shutdown).await;
+}
+
+/// A connected client before its frame loop: who it is and, for nodes, what it offers.
+struct Admitted {
+    peer: Peer,
+    node: Option<node_kit::protocol::NodeSummary>,
+}
+
+impl std::ops::Deref for Admitted {
+    type Target = Peer;
+    fn deref(&self) -> &Peer {
+        &self.peer
+    }
+}
+
+/// Waits for `connect` and checks it: protocol version, identity, token.
+async fn handshake(
+    reader: &mut Reader,
+    state: &GatewayState,
+    conn_id: u64,
+    deadline: Instant,
+) -> Result<Admitted, (ErrorShape, CloseCode)> {
+    let policy = |e: ErrorShape| (e, CloseCode::Policy);
+    let connect = loop {
+        match tokio::time::timeout_at(deadline.into(), reader.next()).await {
+            Err(_) => {
+                return Err(policy(ErrorShape::new(
+                    ErrorCode::Timeout,
+                    format!("no connect frame within {} ms", state.config.handshake_timeout.as_millis()),
+                )));
+            }
+            Ok(Incoming::Heartbeat) => continue,
+            Ok(Incoming::Frame(Frame::Connect(connect))) => break connect,
+            Ok(Incoming::Frame(_)) => {
+                return Err(policy(ErrorShape::invalid_request("the first frame must be connect")));
+            }
+            Ok(Incoming::Invalid(e)) => return Err(policy(e.error)),
+            Ok(Incoming::TooLarge(e)) => return Err((e, CloseCode::Size)),
+            Ok(Incoming::Closed(_)) => return Err(policy(ErrorShape::invalid_request("closed before connect"))),
+        }
+    };
+    let ConnectParams { min_protocol, max_protocol, client, auth, node } = connect;
+    if negotiate_version(min_protocol, max_protocol).is_none() {
+        return Err(policy(
+            ErrorShape::new(
+                ErrorCode::UnsupportedProtocol,
+                format!("client speaks protocol {min_protocol}..={max_protocol}; this gateway speaks {MIN_PROTOCOL_VERSION}..={PROTOCOL_VERSION}"),
+            )
+            .with_details(json!({ "minProtocol": MIN_PROTOCOL_VERSION, "maxProtocol": PROTOCOL_VERSION })),
+        ));
+    }
+    if !auth.is_some_and(|a| state.token.matches(&a.token)) {
+        return Err(policy(ErrorShape::new(ErrorCode::Unauthorized, "missing or wrong gateway token")));
+    }
+    let id = &client.instance_id;
+    if id.is_empty() || id.len() > MAX_ID_LEN || id.chars().any(char::is_control) {
+        return Err(policy(ErrorShape::invalid_request(format!(
+            "client.instanceId must be 1 to {MAX_ID_LEN} characters without control characters"
+        ))));
+    }
+    let node = (client.mode == ClientMode::Node).then(|| nodes::summary(id, &client, &node.unwrap_or_default()));
+    Ok(Admitted {
+        peer: Peer { conn_id, mode: client.mode, instance_id: client.instance_id, platform: client.platform },
+        node,
+    })
+}
+
+async fn run(mut reader: Reader, writer: Writer, state: Arc<GatewayState>, admitted: Admitted, shutdown: CancellationToken) {
+    let conn_id = admitted.conn_id;
+    let (outbound, queue) = Outbound::new(state.config.outbound_queue);
+    let mut writer_task = tokio::spawn(write_loop(writer, queue, outbound.closed().clone()));
+    let peer = Arc::new(Peer {
+        conn_id,
+        mode: admitted.mode,
+        instance_id: admitted.instance_id.clone(),
+        platform: admitted.platform.clone(),
+    });
+
+    outbound.send(Frame::HelloOk(HelloOk {
+        protocol: PROTOCOL_VERSION,
+        server: ServerInfo {
+            name: "lanyard-gateway".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            connection_id: conn_id.to_string(),
+        },
+        methods: Method::NAMES.iter().map(|m| m.to_string()).collect(),
+        events: [event::AGENT, event::NODE_EVENT, event::PRESENCE].map(String::from).to_vec(),
+        limits: Limits {
+            max_frame_bytes: state.config.max_frame_bytes,
+            max_in_flight: state.config.max_in_flight,
+            handshake_timeout_ms: state.config.handshake_timeout.as_millis() as u64,
+            keepalive_ms: state.config.keepalive_interval.as_millis() as u64,
+        },
+    }));
+    state.hub.insert(conn_id, peer.mode, outbound.clone());
+    if let Some(summary) = admitted.node.clone() {
+        state.nodes.register(conn_id, summary, outbound.clone());
+    }
+    let entry = state.presence.set_connected(&peer.instance_id, peer.mode, &peer.platform, true);
+    state.hub.broadcast(event::PRESENCE, &entry);
+
+    let in_flight = Arc::new(Semaphore::new(state.config.max_in_flight));
+    let mut keepalive = tokio::time::interval(state.config.keepalive_interval);
+    keepalive.tick().await;
+    let mut last_heard = Instant::now();
+    let close_reason = loop {
+        tokio::select! {
+            incoming = reader.next() => {
+                last_heard = Instant::now();
+                match incoming {
+                    Incoming::Frame(Frame::Req(req)) => {
+                        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                            outbound.send(Frame::err(req.id, ErrorShape::retryable(
+                                ErrorCode::RateLimited,
+                                format!("at most {} requests may run at once on one connection", state.config.max_in_flight),
+                                Some(100),
+                            )));
+                            continue;
+                        };
+                        tracing::debug!(conn = conn_id, method = %req.method, "request");
+                        let ctx = Context { state: state.clone(), peer: peer.clone(), outbound: outbound.clone(), request_id: req.id };
+                        tokio::spawn(async move {
+                            let outcome = match Method::parse(&req.method, req.params) {
+                                Ok(method) => method.apply(&ctx).await,
+                                Err(e) => Err(e),
+                            };
+                            ctx.outbound.send(match outcome {
+                                Ok(payload) => Frame::ok(ctx.request_id.clone(), payload),
+                                Err(e) => Frame::err(ctx.request_id.clone(), e),
+                            });
+                            drop(permit);
+                        });
+                    }
+                    Incoming::Frame(Frame::Res(res)) if peer.mode == ClientMode::Node => state.nodes.complete(conn_id, res),
+                    Incoming::Frame(other) => {
+                        let kind = serde_json::to_value(&other).ok().and_then(|v| v["type"].as_str().map(String::from)).unwrap_or_default();
+                        outbound.send(error_frame(ErrorShape::invalid_request(format!("a client may not send {kind:?} frames here"))));
+                    }
+                    Incoming::Invalid(e) => {
+                        outbound.send(match e.request_id {
+                            Some(id) => Frame::err(id, e.error),
+                            None => error_frame(e.error),
+                        });
+                    }
+                    Incoming::TooLarge(e) => {
+                        outbound.send(error_frame(e));
+                        break Some((CloseCode::Size, "frame too large"));
+                    }
+                    Incoming::Heartbeat => {}
+                    Incoming::Closed(_) => break None,
+                }
+            }
+            _ = keepalive.tick() => {
+                if last_heard.elapsed() > state.config.keepalive_interval * 2 {
+                    tracing::info!(conn = conn_id, "no sign of life from the client; closing");
+                    break Some((CloseCode::Away, "keepalive timeout"));
+                }
+                outbound.ping();
+            }
+            () = outbound.closed().cancelled() => break Some((CloseCode::Policy, "closed by the gateway")),
+            () = shutdown.cancelled() => break Some((CloseCode::Away, "the gateway is shutting down")),
+        }
+    };
+
+    state.hub.remove(conn_id);
+    if peer.mode == ClientMode::Node {
+        state.nodes.unregister(conn_id, &peer.instance_id);
+    }
+    let entry = state.presence.set_connected(&peer.instance_id, peer.mode, &peer.platform, false);
+    state.hub.broadcast(event::PRESENCE, &entry);
+    if let Some((code, reason)) = close_reason {
+        outbound.finish(code, reason);
+    } else {
+        outbound.close();
+    }
+    if tokio::time::timeout(WRITER_GRACE, &mut writer_task).await.is_err() {
+        outbound.close();
+        writer_task.abort();
+    }
+    tracing::info!(conn = conn_id, "client disconnected");
+}
+
+/// How long the writer may take to flush the last frames and the close frame.
+const WRITER_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn error_frame(error: ErrorShape) -> Frame {
+    Frame::Error(ErrorFrame { error })
+}
+
+/// Writes queued frames in order until a close is queued or the connection is dropped.
+async fn write_loop(mut writer: Writer, mut queue: mpsc::Receiver<Outgoing>, dropped: CancellationToken) {
+    let drain = async {
+        while let Some(outgoing) = queue.recv().await {
+            let sent = match outgoing {
+                Outgoing::Frame(frame) => writer.send(&frame).await,
+                Outgoing::Ping => writer.send_message(Message::Ping(Default::default())).await,
+                Outgoing::Close(code, reason) => {
+                    writer.close(code, reason).await;
+                    return;
+                }
+            };
+            if sent.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        () = drain => {}
+        // A client that stopped reading would block the write forever: give up on it.
+        () = dropped.cancelled() => {}
+    }
+}

@@ -1,0 +1,108 @@
+//! `agent`: one turn of the agent. Answered twice: at once with `{runId, status: "accepted"}`, then, after
+//! the `agent` events of the run, with the outcome. The turn runs to its end even if the caller goes
+//! away, so a retry with the same idempotency key gets the outcome instead of a second run.
+
+use super::{Context, check_key, parse_params};
+use crate::agent::{Turn, TurnOutput};
+use crate::idempotency::Claim;
+use node_kit::client::random_id;
+use node_kit::protocol::{
+    AgentAck, AgentEvent, AgentOutcome, AgentParams, ErrorShape, Frame, RunStatus, event, method,
+};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+const DEFAULT_SESSION: &str = "main";
+/// Agent events buffered between claude's output and the connection.
+const EVENT_BUFFER: usize = 256;
+
+pub(crate) struct Agent {
+    params: AgentParams,
+}
+
+impl Agent {
+    pub(crate) fn parse(params: Value) -> Result<Self, ErrorShape> {
+        let params: AgentParams = parse_params(method::AGENT, params)?;
+        check_key("idempotencyKey", &params.idempotency_key)?;
+        if let Some(key) = &params.session_key {
+            check_key("sessionKey", key)?;
+        }
+        if params.prompt.trim().is_empty() {
+            return Err(ErrorShape::invalid_request("prompt must not be empty"));
+        }
+        if params.timeout_ms == Some(0) {
+            return Err(ErrorShape::invalid_request("timeoutMs must be positive"));
+        }
+        Ok(Agent { params })
+    }
+
+    pub(crate) async fn apply(self, ctx: &Context) -> Result<Value, ErrorShape> {
+        let state = &ctx.state;
+        // Say at once when claude is missing, rather than accepting a run that cannot start.
+        state.agent.claude_path()?;
+        let p = self.params;
+        let completer = match state.agent_runs.claim(&p.idempotency_key, random_id)? {
+            Claim::Existing { tag, waiter } => {
+                self::ack(ctx, &tag, true);
+                return waiter.outcome().await;
+            }
+            Claim::New(completer) => completer,
+        };
+        let run_id = completer.tag().to_string();
+        let session_key = p.session_key.unwrap_or_else(|| DEFAULT_SESSION.to_string());
+        tracing::info!(conn = ctx.peer.conn_id, run_id, session = %session_key, prompt_bytes = p.prompt.len(), "agent run accepted");
+        ack(ctx, &run_id, false);
+
+        let started = Instant::now();
+        let (events_tx, mut events_rx) = mpsc::channel(EVENT_BUFFER);
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let turn = Turn {
+            run_id: run_id.clone(),
+            prompt: p.prompt,
+            timeout: p.timeout_ms.map_or(state.config.agent.turn_timeout, Duration::from_millis),
+            events: events_tx,
+            reply: reply_tx,
+        };
+        let outcome = match state.agent.submit(&session_key, turn) {
+            Err(e) => Err(e),
+            Ok(()) => {
+                while let Some(kind) = events_rx.recv().await {
+                    let event = AgentEvent { run_id: run_id.clone(), session_key: session_key.clone(), kind };
+                    ctx.outbound.event(event::AGENT, &event);
+                }
+                reply_rx.await.unwrap_or_else(|_| Err(ErrorShape::retryable(
+                    node_kit::protocol::ErrorCode::AgentError,
+                    "the agent session ended before the turn",
+                    None,
+                )))
+            }
+        };
+        let outcome = outcome
+            .map(|TurnOutput { result, session_id, usage }| {
+                let outcome = AgentOutcome {
+                    run_id: run_id.clone(),
+                    status: RunStatus::Ok,
+                    result,
+                    session_id,
+                    usage,
+                    duration_ms: started.elapsed().as_millis() as u64,
+                };
+                serde_json::to_value(outcome).expect("outcome serialises")
+            })
+            .map_err(|mut e| {
+                let details = e.details.get_or_insert_with(|| serde_json::json!({}));
+                if let Some(map) = details.as_object_mut() {
+                    map.insert("runId".into(), run_id.clone().into());
+                }
+                e
+            });
+        completer.complete(outcome.clone());
+        outcome
+    }
+}
+
+fn ack(ctx: &Context, run_id: &str, duplicate: bool) {
+    let ack = AgentAck { run_id: run_id.to_string(), status: RunStatus::Accepted, duplicate };
+    ctx.outbound.send(Frame::ok(ctx.request_id.clone(), serde_json::to_value(ack).expect("ack serialises")));
+}

@@ -1,0 +1,126 @@
+//! The method dispatcher: one file per method, one enum over them. A request's method name and params
+//! are parsed into a [`Method`] first, so each method only ever sees well-typed params.
+
+mod agent;
+mod health;
+mod node_describe;
+mod node_event;
+mod node_invoke;
+mod node_list;
+mod system_event;
+
+use crate::outbound::Outbound;
+use crate::state::GatewayState;
+use node_kit::protocol::{ClientMode, ErrorCode, ErrorShape, MAX_ID_LEN, method};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// Who sent a request, as established at `connect`.
+pub(crate) struct Peer {
+    pub conn_id: u64,
+    pub mode: ClientMode,
+    pub instance_id: String,
+    pub platform: String,
+}
+
+/// What a method may use while it runs.
+pub(crate) struct Context {
+    pub state: Arc<GatewayState>,
+    pub peer: Arc<Peer>,
+    pub outbound: Outbound,
+    pub request_id: String,
+}
+
+pub(crate) enum Method {
+    Agent(agent::Agent),
+    Health(health::Health),
+    NodeDescribe(node_describe::NodeDescribe),
+    NodeEvent(node_event::NodeEvent),
+    NodeInvoke(node_invoke::NodeInvoke),
+    NodeList(node_list::NodeList),
+    SystemEvent(system_event::SystemEvent),
+}
+
+impl Method {
+    /// Every method this gateway answers, as listed in `hello-ok` and in `UNKNOWN_METHOD` errors.
+    pub(crate) const NAMES: &'static [&'static str] = &[
+        method::AGENT,
+        method::HEALTH,
+        method::NODE_DESCRIBE,
+        method::NODE_EVENT,
+        method::NODE_INVOKE,
+        method::NODE_LIST,
+        method::SYSTEM_EVENT,
+    ];
+
+    pub(crate) fn parse(name: &str, params: Value) -> Result<Method, ErrorShape> {
+        Ok(match name {
+            method::AGENT => Method::Agent(agent::Agent::parse(params)?),
+            method::HEALTH => Method::Health(health::Health),
+            method::NODE_DESCRIBE => Method::NodeDescribe(node_describe::NodeDescribe::parse(params)?),
+            method::NODE_EVENT => Method::NodeEvent(node_event::NodeEvent::parse(params)?),
+            method::NODE_INVOKE => Method::NodeInvoke(node_invoke::NodeInvoke::parse(params)?),
+            method::NODE_LIST => Method::NodeList(node_list::NodeList),
+            method::SYSTEM_EVENT => Method::SystemEvent(system_event::SystemEvent::parse(params)?),
+            other => {
+                return Err(ErrorShape::new(ErrorCode::UnknownMethod, format!("unknown method {other:?}"))
+                    .with_details(json!({ "supported": Self::NAMES })));
+            }
+        })
+    }
+
+    /// Which kinds of client may call which method. Nodes publish events but do not drive other nodes.
+    fn allowed_for(&self, mode: ClientMode) -> bool {
+        match self {
+            Method::NodeEvent(_) => mode == ClientMode::Node,
+            Method::NodeInvoke(_) | Method::NodeList(_) | Method::NodeDescribe(_) => mode != ClientMode::Node,
+            Method::Agent(_) | Method::Health(_) | Method::SystemEvent(_) => true,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Method::Agent(_) => method::AGENT,
+            Method::Health(_) => method::HEALTH,
+            Method::NodeDescribe(_) => method::NODE_DESCRIBE,
+            Method::NodeEvent(_) => method::NODE_EVENT,
+            Method::NodeInvoke(_) => method::NODE_INVOKE,
+            Method::NodeList(_) => method::NODE_LIST,
+            Method::SystemEvent(_) => method::SYSTEM_EVENT,
+        }
+    }
+
+    pub(crate) async fn apply(self, ctx: &Context) -> Result<Value, ErrorShape> {
+        if !self.allowed_for(ctx.peer.mode) {
+            return Err(ErrorShape::new(
+                ErrorCode::Forbidden,
+                format!("{} may not be called by a {:?} connection", self.name(), ctx.peer.mode).to_lowercase(),
+            ));
+        }
+        match self {
+            Method::Agent(m) => m.apply(ctx).await,
+            Method::Health(m) => m.apply(ctx),
+            Method::NodeDescribe(m) => m.apply(ctx),
+            Method::NodeEvent(m) => m.apply(ctx),
+            Method::NodeInvoke(m) => m.apply(ctx).await,
+            Method::NodeList(m) => m.apply(ctx),
+            Method::SystemEvent(m) => m.apply(ctx),
+        }
+    }
+}
+
+/// Reads a method's params, answering `INVALID_REQUEST` with serde's reason when they do not fit.
+fn parse_params<T: DeserializeOwned>(method: &str, params: Value) -> Result<T, ErrorShape> {
+    serde_json::from_value(params).map_err(|e| ErrorShape::invalid_request(format!("invalid params for {method}: {e}")))
+}
+
+/// Checks an identifier the caller chose (idempotency key, session key, node ID).
+fn check_key(field: &str, value: &str) -> Result<(), ErrorShape> {
+    if value.is_empty() || value.len() > MAX_ID_LEN || value.chars().any(char::is_control) {
+        return Err(ErrorShape::invalid_request(format!(
+            "{field} must be 1 to {MAX_ID_LEN} characters without control characters"
+        )));
+    }
+    Ok(())
+}

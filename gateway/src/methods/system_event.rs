@@ -1,0 +1,22 @@
+//! `system-event`: a presence beacon. Kept per instance, listed in `health`, announced to operators.
+
+use super::{Context, parse_params};
+use node_kit::protocol::{ErrorShape, PresenceBeacon, event, method};
+use serde_json::{Value, json};
+
+pub(crate) struct SystemEvent {
+    beacon: PresenceBeacon,
+}
+
+impl SystemEvent {
+    pub(crate) fn parse(params: Value) -> Result<Self, ErrorShape> {
+        Ok(SystemEvent { beacon: parse_params(method::SYSTEM_EVENT, params)? })
+    }
+
+    pub(crate) fn apply(self, ctx: &Context) -> Result<Value, ErrorShape> {
+        let peer = &ctx.peer;
+        let entry = ctx.state.presence.beacon(&peer.instance_id, peer.mode, &peer.platform, self.beacon);
+        ctx.state.hub.broadcast(event::PRESENCE, &entry);
+        Ok(json!({ "ok": true }))
+    }
+}

@@ -1,0 +1,94 @@
+//! The sending side of one connection as the rest of the gateway sees it: a bounded queue drained by the
+//! connection's writer task. A client that does not read its frames fills the queue and is dropped, so
+//! one slow consumer never makes the gateway buffer without bound.
+
+use node_kit::protocol::{EventFrame, Frame};
+use serde::Serialize;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_util::sync::CancellationToken;
+
+/// What the writer task is asked to send.
+pub(crate) enum Outgoing {
+    Frame(Frame),
+    Ping,
+    /// Send a close frame after everything queued before it, then stop.
+    Close(CloseCode, &'static str),
+}
+
+#[derive(Clone)]
+pub(crate) struct Outbound {
+    tx: mpsc::Sender<Outgoing>,
+    /// Held while numbering and queueing an event, so `seq` order is queue order.
+    seq: Arc<Mutex<u64>>,
+    /// Cancelled when the connection must close (slow consumer, shutdown, replaced node).
+    close: CancellationToken,
+}
+
+impl Outbound {
+    pub(crate) fn new(capacity: usize) -> (Outbound, mpsc::Receiver<Outgoing>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let outbound = Outbound { tx, seq: Arc::new(Mutex::new(0)), close: CancellationToken::new() };
+        (outbound, rx)
+    }
+
+    /// Queues a frame. Returns false if the connection is gone or was just dropped for being too slow.
+    pub(crate) fn send(&self, frame: Frame) -> bool {
+        self.queue(Outgoing::Frame(frame))
+    }
+
+    pub(crate) fn ping(&self) -> bool {
+        self.queue(Outgoing::Ping)
+    }
+
+    /// Closes gracefully: frames already queued go out first, then the close frame.
+    pub(crate) fn finish(&self, code: CloseCode, reason: &'static str) {
+        self.queue(Outgoing::Close(code, reason));
+    }
+
+    fn queue(&self, outgoing: Outgoing) -> bool {
+        match self.tx.try_send(outgoing) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!("client is not reading its frames; dropping the connection");
+                self.close.cancel();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Queues an event with the next sequence number.
+    pub(crate) fn event(&self, event: &str, payload: impl Serialize) -> bool {
+        let payload = serde_json::to_value(payload).expect("event payloads serialise");
+        let mut seq = self.seq.lock().expect("seq lock");
+        *seq += 1;
+        self.send(Frame::Event(EventFrame { event: event.to_string(), payload, seq: *seq }))
+    }
+
+    /// Drops the connection now, without flushing.
+    pub(crate) fn close(&self) {
+        self.close.cancel();
+    }
+
+    pub(crate) fn closed(&self) -> &CancellationToken {
+        &self.close
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn full_queue_closes_instead_of_growing() {
+        let (out, mut rx) = Outbound::new(2);
+        assert!(out.event("e", 1));
+        assert!(out.event("e", 2));
+        assert!(!out.event("e", 3));
+        assert!(out.closed().is_cancelled());
+        let Some(Outgoing::Frame(Frame::Event(first))) = rx.recv().await else { panic!() };
+        assert_eq!(first.seq, 1);
+    }
+}

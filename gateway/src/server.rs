@@ -1,0 +1,111 @@
+//! Binding and accepting. The gateway holds the agent and every node's commands, so it listens on
+//! loopback only: a non-loopback address is refused at startup, not merely discouraged.
+
+use crate::config::GatewayConfig;
+use crate::connection;
+use crate::home::GatewayToken;
+use crate::state::GatewayState;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(
+        "refusing to listen on {0}: the gateway runs the agent and must only be reachable from this \
+         computer; bind 127.0.0.1 or ::1 (devices on the LAN reach it through the bridge)"
+    )]
+    NonLoopbackBind(SocketAddr),
+    #[error("cannot listen on {addr}: {source}{hint}")]
+    Bind { addr: SocketAddr, source: io::Error, hint: &'static str },
+    #[error("cannot read or create the gateway token at {path}: {source}")]
+    Token { path: PathBuf, source: io::Error },
+}
+
+/// A bound gateway, ready to [`run`](Gateway::run).
+pub struct Gateway {
+    listeners: Vec<TcpListener>,
+    state: Arc<GatewayState>,
+}
+
+impl Gateway {
+    /// Checks the configuration, creates the token on first run and binds every address.
+    pub async fn bind(config: GatewayConfig) -> Result<Gateway, GatewayError> {
+        let addrs = config.bind_addrs();
+        if let Some(addr) = addrs.iter().find(|a| !a.ip().is_loopback()) {
+            return Err(GatewayError::NonLoopbackBind(*addr));
+        }
+        let token = GatewayToken::load_or_create(&config.home)
+            .map_err(|source| GatewayError::Token { path: crate::home::token_path(&config.home), source })?;
+        let mut listeners = Vec::new();
+        for addr in &addrs {
+            match TcpListener::bind(addr).await {
+                Ok(listener) => listeners.push(listener),
+                // ::1 is missing on hosts without IPv6; the IPv4 loopback is enough.
+                Err(e) if config.bind.is_empty() && addr.is_ipv6() && e.kind() == io::ErrorKind::AddrNotAvailable => {}
+                Err(source) => {
+                    let hint = if source.kind() == io::ErrorKind::AddrInUse {
+                        " (is another gateway already running? `lanyard gateway --port` picks another port)"
+                    } else {
+                        ""
+                    };
+                    return Err(GatewayError::Bind { addr: *addr, source, hint });
+                }
+            }
+        }
+        Ok(Gateway { listeners, state: Arc::new(GatewayState::new(config, token)) })
+    }
+
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
+    }
+
+    /// The `ws://` URL of the first listener.
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.local_addrs()[0])
+    }
+
+    /// Serves until `shutdown` resolves, then closes every connection and ends every claude process.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let stop = CancellationToken::new();
+        let mut accepts = JoinSet::new();
+        for listener in self.listeners {
+            let state = self.state.clone();
+            let stop = stop.clone();
+            accepts.spawn(accept_loop(listener, state, stop));
+        }
+        shutdown.await;
+        tracing::info!("gateway shutting down");
+        stop.cancel();
+        self.state.hub.close_all();
+        self.state.agent.shutdown();
+        while accepts.join_next().await.is_some() {}
+    }
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<GatewayState>, stop: CancellationToken) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, addr)) => {
+                    let _ = stream.set_nodelay(true);
+                    connections.spawn(connection::serve(stream, addr, state.clone(), stop.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors and similar: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            () = stop.cancelled() => break,
+        }
+    }
+    while connections.join_next().await.is_some() {}
+}

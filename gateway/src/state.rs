@@ -1,0 +1,49 @@
+//! State shared by every connection.
+
+use crate::agent::AgentRunner;
+use crate::config::GatewayConfig;
+use crate::home::GatewayToken;
+use crate::hub::ConnectionHub;
+use crate::idempotency::IdempotencyCache;
+use crate::nodes::NodeRegistry;
+use crate::presence::Presence;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+pub(crate) struct GatewayState {
+    pub config: GatewayConfig,
+    pub token: GatewayToken,
+    pub agent: Arc<AgentRunner>,
+    pub nodes: NodeRegistry,
+    pub presence: Presence,
+    pub hub: ConnectionHub,
+    /// Idempotency keys of `agent` runs.
+    pub agent_runs: IdempotencyCache,
+    /// Idempotency keys of `node.invoke` calls.
+    pub invokes: IdempotencyCache,
+    pub started: Instant,
+    next_conn_id: AtomicU64,
+}
+
+impl GatewayState {
+    pub fn new(config: GatewayConfig, token: GatewayToken) -> Self {
+        let cache = || IdempotencyCache::new(config.idempotency_ttl, config.idempotency_capacity);
+        GatewayState {
+            agent: AgentRunner::new(config.agent.clone()),
+            nodes: NodeRegistry::new(),
+            presence: Presence::new(),
+            hub: ConnectionHub::new(),
+            agent_runs: cache(),
+            invokes: cache(),
+            started: Instant::now(),
+            next_conn_id: AtomicU64::new(1),
+            token,
+            config,
+        }
+    }
+
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
