@@ -101,13 +101,6 @@ impl Completer {
             self.forget();
         }
     }
-
-    fn forget(&self) {
-        let mut entries = self.entries.lock().expect("idempotency lock");
-        if entries.get(&self.key).is_some_and(|e| e.tag == self.tag) {
-            entries.remove(&self.key);
-        }
-    }
 }
 
 impl Drop for Completer {
@@ -115,6 +108,16 @@ impl Drop for Completer {
     fn drop(&mut self) {
         if self.tx.borrow().is_none() {
             self.forget();
+        }
+    }
+}
+
+impl Completer {
+    fn forget(&self) {
+        if let Ok(mut entries) = self.entries.lock()
+            && entries.get(&self.key).is_some_and(|e| e.tag == self.tag)
+        {
+            entries.remove(&self.key);
         }
     }
 }
@@ -141,8 +144,8 @@ mod tests {
     async fn retries_wait_for_and_share_the_first_outcome() {
         let cache = IdempotencyCache::new(Duration::from_secs(60), 8);
         let Claim::New(first) = cache.claim("k", tag("run-1")).unwrap() else { panic!("new key") };
-        let Claim::Existing { tag, waiter } = cache.claim("k", tag("run-2")).unwrap() else { panic!("seen key") };
-        assert_eq!(tag, "run-1");
+        let Claim::Existing { tag: first_tag, waiter } = cache.claim("k", tag("run-2")).unwrap() else { panic!("seen key") };
+        assert_eq!(first_tag, "run-1");
         first.complete(Ok(json!(42)));
         assert_eq!(waiter.outcome().await, Ok(json!(42)));
         assert!(matches!(cache.claim("k", tag("run-3")).unwrap(), Claim::Existing { .. }));
@@ -164,8 +167,9 @@ mod tests {
         // Full of unfinished runs: refuse rather than forget a run in flight.
         assert_eq!(cache.claim("c", tag("c")).err().unwrap().code, ErrorCode::RateLimited);
         a.complete(Ok(json!(1)));
-        assert!(matches!(cache.claim("c", tag("c")).unwrap(), Claim::New(_)));
-        assert_eq!(cache.entries.lock().unwrap().len(), 2);
+        let Claim::New(_c) = cache.claim("c", tag("c")).unwrap() else { panic!("the finished key makes room") };
+        let len = cache.entries.lock().unwrap().len();
+        assert_eq!(len, 2);
     }
 
     #[tokio::test]
