@@ -1,1 +1,65 @@
-fn main() {}
+//! `lanyard`: the one command line users run.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "lanyard",
+    version,
+    about = "Drive the Claude Code agent on this computer from your phone and other devices",
+    long_about = "Lanyard runs a loopback-only gateway that runs the `claude` CLI for you, and lets paired \
+                  devices (\"nodes\") talk to it. Start the gateway with `lanyard gateway`, then talk to the \
+                  agent with `lanyard agent \"hello\"`."
+)]
+struct Cli {
+    /// Where Lanyard keeps its token and state [default: the platform's data directory]
+    #[arg(long, global = true, env = "LANYARD_HOME", value_name = "DIR")]
+    home: Option<PathBuf>,
+
+    /// The gateway to talk to
+    #[arg(long, global = true, env = "LANYARD_GATEWAY_URL", default_value = "ws://127.0.0.1:18789", value_name = "URL")]
+    url: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Gateway(commands::gateway::GatewayArgs),
+    Agent(commands::agent::AgentArgs),
+    #[command(subcommand)]
+    Nodes(commands::nodes::NodesCommand),
+    Invoke(commands::invoke::InvokeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let home = cli.home.unwrap_or_else(gateway::home::lanyard_home);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Gateway(args) => commands::gateway::run(args, home).await,
+            Command::Agent(args) => commands::agent::run(args, &cli.url, &home).await,
+            Command::Nodes(command) => commands::nodes::run(command, &cli.url, &home).await,
+            Command::Invoke(args) => commands::invoke::run(args, &cli.url, &home).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

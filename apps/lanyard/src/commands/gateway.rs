@@ -1,0 +1,93 @@
+//! `lanyard gateway`: run the gateway in the foreground.
+
+use clap::Args;
+use ::gateway::{AgentConfig, Gateway, GatewayConfig};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Run the gateway in the foreground: a loopback-only WebSocket server that runs `claude` for agent
+/// calls and routes commands to connected nodes. Logs go to stderr (RUST_LOG=debug for more).
+#[derive(Args)]
+pub struct GatewayArgs {
+    /// Port to listen on (on 127.0.0.1 and, where present, ::1)
+    #[arg(long, default_value_t = ::gateway::config::DEFAULT_PORT)]
+    port: u16,
+
+    /// Loopback address to listen on instead of the defaults; repeat for several. Non-loopback
+    /// addresses are refused.
+    #[arg(long, value_name = "IP")]
+    bind: Vec<IpAddr>,
+
+    /// The claude binary [default: `claude` on PATH]
+    #[arg(long, env = "LANYARD_CLAUDE", value_name = "PATH")]
+    claude: Option<PathBuf>,
+
+    /// Directory claude works in [default: the current directory]
+    #[arg(long, value_name = "DIR")]
+    cwd: Option<PathBuf>,
+
+    /// End a conversation's claude process after this many idle seconds
+    #[arg(long, default_value_t = 600, value_name = "SECS")]
+    idle_timeout: u64,
+
+    /// Stop a turn that runs longer than this many seconds
+    #[arg(long, default_value_t = 600, value_name = "SECS")]
+    turn_timeout: u64,
+}
+
+pub async fn run(args: GatewayArgs, home: PathBuf) -> anyhow::Result<()> {
+    init_logging();
+    let mut config = GatewayConfig::new(home.clone());
+    config.bind = if args.bind.is_empty() {
+        vec![
+            SocketAddr::from((Ipv4Addr::LOCALHOST, args.port)),
+            SocketAddr::from((Ipv6Addr::LOCALHOST, args.port)),
+        ]
+    } else {
+        args.bind.iter().map(|ip| SocketAddr::new(*ip, args.port)).collect()
+    };
+    let defaults_only = args.bind.is_empty();
+    config.agent = AgentConfig {
+        claude_path: args.claude,
+        cwd: args.cwd,
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+        turn_timeout: Duration::from_secs(args.turn_timeout),
+        ..AgentConfig::default()
+    };
+    let gateway = match Gateway::bind(config.clone()).await {
+        // ::1 is optional when the user did not ask for it.
+        Err(::gateway::GatewayError::Bind { addr, .. }) if defaults_only && addr.is_ipv6() => {
+            config.bind.retain(SocketAddr::is_ipv4);
+            Gateway::bind(config).await?
+        }
+        other => other?,
+    };
+    for addr in gateway.local_addrs() {
+        tracing::info!(%addr, "gateway listening");
+    }
+    tracing::info!(home = %home.display(), "token and state in this directory");
+    gateway.run(shutdown_signal()).await;
+    Ok(())
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

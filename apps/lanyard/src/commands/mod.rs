@@ -1,0 +1,42 @@
+//! One file per command.
+
+pub mod agent;
+pub mod gateway;
+pub mod invoke;
+pub mod nodes;
+
+use anyhow::{Context, anyhow};
+use ::gateway::home::GatewayToken;
+use node_kit::{Client, ClientError};
+use std::path::Path;
+
+/// Connects to the gateway as an operator, with errors that say what to do.
+pub async fn connect(url: &str, home: &Path) -> anyhow::Result<Client> {
+    let token = GatewayToken::load(home).map_err(|e| {
+        let path = ::gateway::home::token_path(home);
+        if e.kind() == std::io::ErrorKind::NotFound {
+            anyhow!(
+                "no gateway token at {}: start the gateway with `lanyard gateway` first (it creates the token), \
+                 or pass the same --home / LANYARD_HOME it uses",
+                path.display()
+            )
+        } else {
+            anyhow!("cannot read the gateway token at {}: {e}", path.display())
+        }
+    })?;
+    Client::builder(url)
+        .token(token.expose())
+        .display_name("lanyard-cli")
+        .connect()
+        .await
+        .map_err(|e| match e {
+            ClientError::Connect { .. } => anyhow!("{e}; is the gateway running? start it with `lanyard gateway`"),
+            other => anyhow!(other),
+        })
+        .context("connecting to the gateway")
+}
+
+/// A fresh idempotency key for one command invocation.
+pub fn idempotency_key() -> String {
+    node_kit::client::random_id()
+}
