@@ -14,11 +14,19 @@ pub(crate) struct Presence {
 
 impl Presence {
     pub(crate) fn new() -> Self {
-        Presence { entries: Mutex::new(HashMap::new()) }
+        Presence {
+            entries: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Records a connect or disconnect and returns the entry to announce.
-    pub(crate) fn set_connected(&self, instance_id: &str, mode: ClientMode, platform: &str, connected: bool) -> PresenceEntry {
+    pub(crate) fn set_connected(
+        &self,
+        instance_id: &str,
+        mode: ClientMode,
+        platform: &str,
+        connected: bool,
+    ) -> PresenceEntry {
         self.update(instance_id, |entry| {
             entry.mode = mode;
             entry.platform = platform.to_string();
@@ -27,7 +35,13 @@ impl Presence {
     }
 
     /// Records a beacon and returns the entry to announce.
-    pub(crate) fn beacon(&self, instance_id: &str, mode: ClientMode, platform: &str, beacon: PresenceBeacon) -> PresenceEntry {
+    pub(crate) fn beacon(
+        &self,
+        instance_id: &str,
+        mode: ClientMode,
+        platform: &str,
+        beacon: PresenceBeacon,
+    ) -> PresenceEntry {
         self.update(instance_id, |entry| {
             entry.mode = mode;
             entry.platform = platform.to_string();
@@ -48,21 +62,29 @@ impl Presence {
                 entries.remove(&oldest);
             }
         }
-        let entry = entries.entry(instance_id.to_string()).or_insert_with(|| PresenceEntry {
-            instance_id: instance_id.to_string(),
-            mode: ClientMode::Operator,
-            platform: String::new(),
-            connected: false,
-            beacon: None,
-            updated_at_ms: 0,
-        });
+        let entry = entries
+            .entry(instance_id.to_string())
+            .or_insert_with(|| PresenceEntry {
+                instance_id: instance_id.to_string(),
+                mode: ClientMode::Operator,
+                platform: String::new(),
+                connected: false,
+                beacon: None,
+                updated_at_ms: 0,
+            });
         change(entry);
         entry.updated_at_ms = now_ms();
         entry.clone()
     }
 
     pub(crate) fn list(&self) -> Vec<PresenceEntry> {
-        let mut list: Vec<_> = self.entries.lock().expect("presence lock").values().cloned().collect();
+        let mut list: Vec<_> = self
+            .entries
+            .lock()
+            .expect("presence lock")
+            .values()
+            .cloned()
+            .collect();
         list.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
         list
     }

@@ -62,10 +62,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameReader<S> {
             },
             Some(Ok(Message::Binary(_))) => Incoming::Invalid(FrameError {
                 request_id: None,
-                error: ErrorShape::invalid_request("binary messages are not part of the protocol; send JSON text"),
+                error: ErrorShape::invalid_request(
+                    "binary messages are not part of the protocol; send JSON text",
+                ),
             }),
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Incoming::Heartbeat,
-            Some(Ok(Message::Close(frame))) => Incoming::Closed(frame.map(|f| f.reason.to_string())),
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
+                Incoming::Heartbeat
+            }
+            Some(Ok(Message::Close(frame))) => {
+                Incoming::Closed(frame.map(|f| f.reason.to_string()))
+            }
             Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
                 Incoming::TooLarge(too_large(size, max_size))
             }
@@ -93,7 +99,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameWriter<S> {
 
     /// Sends a close frame with a reason and flushes; errors are ignored because the peer may be gone.
     pub async fn close(&mut self, code: CloseCode, reason: &str) {
-        let frame = CloseFrame { code, reason: reason.to_owned().into() };
+        let frame = CloseFrame {
+            code,
+            reason: reason.to_owned().into(),
+        };
         let _ = self.sink.send(Message::Close(Some(frame))).await;
         let _ = self.sink.close().await;
     }

@@ -21,7 +21,13 @@ struct Cli {
     home: Option<PathBuf>,
 
     /// The gateway to talk to
-    #[arg(long, global = true, env = "LANYARD_GATEWAY_URL", default_value = "ws://127.0.0.1:18789", value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "LANYARD_GATEWAY_URL",
+        default_value = "ws://127.0.0.1:18789",
+        value_name = "URL"
+    )]
     url: String,
 
     #[command(subcommand)]

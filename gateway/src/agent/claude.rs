@@ -32,13 +32,22 @@ pub(crate) struct ClaudeProcess {
 pub(crate) enum TurnFailure {
     /// claude reported the turn as failed (an API error, say); the process is still usable.
     Reported(TurnReport),
-    /// The process ended or its output broke; it is gone.
-    Exited { status: Option<ExitStatus>, stderr: String },
+    /// The process ended or its output broke; it is gone. `output_seen` tells whether it printed
+    /// anything during this turn.
+    Exited {
+        status: Option<ExitStatus>,
+        stderr: String,
+        output_seen: bool,
+    },
 }
 
 impl ClaudeProcess {
     /// Starts claude, resuming `resume` (a claude session id) when given.
-    pub(crate) fn spawn(path: &Path, config: &AgentConfig, resume: Option<&str>) -> std::io::Result<ClaudeProcess> {
+    pub(crate) fn spawn(
+        path: &Path,
+        config: &AgentConfig,
+        resume: Option<&str>,
+    ) -> std::io::Result<ClaudeProcess> {
         let mut command = Command::new(path);
         command
             .args([
@@ -62,7 +71,10 @@ impl ClaudeProcess {
         }
         let mut child = command.spawn()?;
         let stdin = child.stdin.take().expect("stdin is piped");
-        let stdout = FramedRead::new(child.stdout.take().expect("stdout is piped"), LinesCodec::new_with_max_length(MAX_LINE_BYTES));
+        let stdout = FramedRead::new(
+            child.stdout.take().expect("stdout is piped"),
+            LinesCodec::new_with_max_length(MAX_LINE_BYTES),
+        );
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
         let tail = stderr_tail.clone();
         let stderr = child.stderr.take().expect("stderr is piped");
@@ -76,7 +88,13 @@ impl ClaudeProcess {
                 tail.drain(..excess);
             }
         });
-        Ok(ClaudeProcess { child, stdin, stdout, stderr_tail, session_id: resume.map(str::to_string) })
+        Ok(ClaudeProcess {
+            child,
+            stdin,
+            stdout,
+            stderr_tail,
+            session_id: resume.map(str::to_string),
+        })
     }
 
     pub(crate) fn pid(&self) -> Option<u32> {
@@ -89,26 +107,33 @@ impl ClaudeProcess {
     }
 
     /// Runs one turn, sending stream events to `events` as they arrive.
-    pub(crate) async fn run_turn(&mut self, prompt: &str, events: &mpsc::Sender<AgentEventKind>) -> Result<TurnReport, TurnFailure> {
+    pub(crate) async fn run_turn(
+        &mut self,
+        prompt: &str,
+        events: &mpsc::Sender<AgentEventKind>,
+    ) -> Result<TurnReport, TurnFailure> {
         let message = serde_json::json!({
             "type": "user",
             "message": { "role": "user", "content": prompt },
         });
         let mut line = message.to_string();
         line.push('\n');
-        if self.stdin.write_all(line.as_bytes()).await.is_err() || self.stdin.flush().await.is_err() {
-            return Err(self.exited().await);
+        if self.stdin.write_all(line.as_bytes()).await.is_err() || self.stdin.flush().await.is_err()
+        {
+            return Err(self.exited(false).await);
         }
+        let mut output_seen = false;
         loop {
             let line = match self.stdout.next().await {
                 Some(Ok(line)) => line,
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "unreadable claude output; ending the process");
                     let _ = self.child.start_kill();
-                    return Err(self.exited().await);
+                    return Err(self.exited(true).await);
                 }
-                None => return Err(self.exited().await),
+                None => return Err(self.exited(output_seen).await),
             };
+            output_seen = true;
             match parse_line(&line) {
                 ClaudeLine::Init { session_id } => self.session_id = Some(session_id),
                 ClaudeLine::Events(list) => {
@@ -121,17 +146,31 @@ impl ClaudeProcess {
                     if !report.session_id.is_empty() {
                         self.session_id = Some(report.session_id.clone());
                     }
-                    return if report.is_error { Err(TurnFailure::Reported(report)) } else { Ok(report) };
+                    return if report.is_error {
+                        Err(TurnFailure::Reported(report))
+                    } else {
+                        Ok(report)
+                    };
                 }
                 ClaudeLine::Other => {}
             }
         }
     }
 
-    async fn exited(&mut self) -> TurnFailure {
+    async fn exited(&mut self, output_seen: bool) -> TurnFailure {
         let status = self.child.wait().await.ok();
-        let stderr = String::from_utf8_lossy(self.stderr_tail.lock().expect("stderr lock").make_contiguous()).into_owned();
-        TurnFailure::Exited { status, stderr }
+        let stderr = String::from_utf8_lossy(
+            self.stderr_tail
+                .lock()
+                .expect("stderr lock")
+                .make_contiguous(),
+        )
+        .into_owned();
+        TurnFailure::Exited {
+            status,
+            stderr,
+            output_seen,
+        }
     }
 
     /// Ends the process now.

@@ -1,6 +1,7 @@
 //! The task behind one session key: owns at most one claude process and runs the queued turns in order.
 
 use super::claude::{ClaudeProcess, TurnFailure};
+use super::stream::TurnReport;
 use super::{AgentRunner, Turn, TurnOutput};
 use node_kit::protocol::{ErrorCode, ErrorShape};
 use serde_json::json;
@@ -38,7 +39,10 @@ pub(super) async fn run(
         if let Some(id) = process.as_ref().and_then(ClaudeProcess::session_id) {
             claude_session = Some(id.to_string());
         }
-        pid.store(process.as_ref().and_then(ClaudeProcess::pid).unwrap_or(0), Ordering::Relaxed);
+        pid.store(
+            process.as_ref().and_then(ClaudeProcess::pid).unwrap_or(0),
+            Ordering::Relaxed,
+        );
         let _ = turn.reply.send(outcome);
     }
     if let Some(process) = process.take() {
@@ -46,7 +50,11 @@ pub(super) async fn run(
     }
     turns.close();
     while let Some(turn) = turns.recv().await {
-        let _ = turn.reply.send(Err(ErrorShape::retryable(ErrorCode::AgentError, "the agent session ended", None)));
+        let _ = turn.reply.send(Err(ErrorShape::retryable(
+            ErrorCode::AgentError,
+            "the agent session ended",
+            None,
+        )));
     }
 }
 
@@ -57,20 +65,43 @@ async fn run_turn(
     claude_session: &Option<String>,
     turn: &Turn,
 ) -> Result<TurnOutput, ErrorShape> {
-    if process.is_none() {
-        let path = runner.claude_path()?;
-        let spawned = ClaudeProcess::spawn(&path, &runner.config, claude_session.as_deref()).map_err(|e| {
-            ErrorShape::new(ErrorCode::AgentUnavailable, format!("cannot start {}: {e}; {}", path.display(), super::INSTALL_HINT))
-        })?;
-        tracing::info!(session = %key, pid = spawned.pid(), resumed = claude_session.is_some(), "started claude");
-        *process = Some(spawned);
+    let mut resuming = false;
+    let mut result = None;
+    if let Some(running) = process.as_mut() {
+        let outcome = attempt(running, turn).await;
+        if died_before_the_turn(&outcome) {
+            tracing::warn!(session = %key, "claude had ended since the last turn; starting it again");
+            *process = None;
+        } else {
+            result = Some(outcome);
+        }
     }
-    let running = process.as_mut().expect("started above");
-    let started = std::time::Instant::now();
-    let result = tokio::time::timeout(turn.timeout, running.run_turn(&turn.prompt, &turn.events)).await;
-    tracing::info!(session = %key, run_id = %turn.run_id, ms = started.elapsed().as_millis() as u64, ok = matches!(result, Ok(Ok(_))), "agent turn finished");
+    let mut result = match result {
+        Some(result) => result,
+        None => {
+            resuming = claude_session.is_some();
+            attempt(
+                process.insert(start(runner, key, claude_session.as_deref())?),
+                turn,
+            )
+            .await
+        }
+    };
+    if resuming && resume_failed(&result) {
+        // claude writes its transcript lazily: a process killed right after a turn can leave no
+        // conversation to resume. Losing the history beats failing every later turn.
+        tracing::warn!(session = %key, "claude could not resume its conversation; starting a new one");
+        if let Some(failed) = process.take() {
+            failed.kill().await;
+        }
+        result = attempt(process.insert(start(runner, key, None)?), turn).await;
+    }
     match result {
-        Ok(Ok(report)) => Ok(TurnOutput { result: report.result, session_id: report.session_id, usage: report.usage }),
+        Ok(Ok(report)) => Ok(TurnOutput {
+            result: report.result,
+            session_id: report.session_id,
+            usage: report.usage,
+        }),
         Ok(Err(TurnFailure::Reported(report))) => {
             let retryable = report.api_error_status.is_none_or(|s| s == 429 || s >= 500);
             Err(ErrorShape {
@@ -78,14 +109,20 @@ async fn run_turn(
                 message: report.result,
                 retryable,
                 retry_after_ms: retryable.then_some(1000),
-                details: Some(json!({ "apiErrorStatus": report.api_error_status, "subtype": report.subtype, "sessionId": report.session_id })),
+                details: Some(
+                    json!({ "apiErrorStatus": report.api_error_status, "subtype": report.subtype, "sessionId": report.session_id }),
+                ),
             })
         }
-        Ok(Err(TurnFailure::Exited { status, stderr })) => {
+        Ok(Err(TurnFailure::Exited { status, stderr, .. })) => {
             *process = None;
             let how = status.map_or_else(|| "unknown status".to_string(), |s| s.to_string());
-            Err(ErrorShape::retryable(ErrorCode::AgentError, format!("claude exited during the turn ({how}); the next turn resumes the session"), None)
-                .with_details(json!({ "exitStatus": how, "stderrTail": stderr })))
+            Err(ErrorShape::retryable(
+                ErrorCode::AgentError,
+                format!("claude exited during the turn ({how}); the next turn resumes the session"),
+                None,
+            )
+            .with_details(json!({ "exitStatus": how, "stderrTail": stderr })))
         }
         Err(_) => {
             if let Some(process) = process.take() {
@@ -93,9 +130,64 @@ async fn run_turn(
             }
             Err(ErrorShape::retryable(
                 ErrorCode::Timeout,
-                format!("the agent turn did not finish within {} ms; claude was stopped", turn.timeout.as_millis()),
+                format!(
+                    "the agent turn did not finish within {} ms; claude was stopped",
+                    turn.timeout.as_millis()
+                ),
                 None,
             ))
         }
+    }
+}
+
+fn start(
+    runner: &AgentRunner,
+    key: &str,
+    resume: Option<&str>,
+) -> Result<ClaudeProcess, ErrorShape> {
+    let path = runner.claude_path()?;
+    let process = ClaudeProcess::spawn(&path, &runner.config, resume).map_err(|e| {
+        ErrorShape::new(
+            ErrorCode::AgentUnavailable,
+            format!(
+                "cannot start {}: {e}; {}",
+                path.display(),
+                super::INSTALL_HINT
+            ),
+        )
+    })?;
+    tracing::info!(session = %key, pid = process.pid(), resumed = resume.is_some(), "started claude");
+    Ok(process)
+}
+
+type Attempt = Result<Result<TurnReport, TurnFailure>, tokio::time::error::Elapsed>;
+
+async fn attempt(running: &mut ClaudeProcess, turn: &Turn) -> Attempt {
+    let started = std::time::Instant::now();
+    let result =
+        tokio::time::timeout(turn.timeout, running.run_turn(&turn.prompt, &turn.events)).await;
+    tracing::info!(run_id = %turn.run_id, ms = started.elapsed().as_millis() as u64, ok = matches!(result, Ok(Ok(_))), "agent turn finished");
+    result
+}
+
+/// The process was already dead when the turn was written to it: nothing of the turn ran.
+fn died_before_the_turn(result: &Attempt) -> bool {
+    matches!(
+        result,
+        Ok(Err(TurnFailure::Exited {
+            output_seen: false,
+            ..
+        }))
+    )
+}
+
+/// A resumed process that failed before asking the model anything could not load the conversation.
+fn resume_failed(result: &Attempt) -> bool {
+    match result {
+        Ok(Err(TurnFailure::Reported(report))) => {
+            report.num_turns == 0 && report.api_error_status.is_none()
+        }
+        Ok(Err(TurnFailure::Exited { .. })) => true,
+        _ => false,
     }
 }

@@ -27,52 +27,90 @@ pub(crate) struct TurnReport {
     /// The HTTP status of a failed API call, when that is why the turn failed.
     pub api_error_status: Option<u64>,
     pub subtype: String,
+    /// Model calls made in the turn; 0 means claude failed before asking the model anything.
+    pub num_turns: u64,
 }
 
 pub(crate) fn parse_line(line: &str) -> ClaudeLine {
-    let Ok(value) = serde_json::from_str::<Value>(line) else { return ClaudeLine::Other };
-    let str_at = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+    let Ok(value) = serde_json::from_str::<Value>(line) else {
+        return ClaudeLine::Other;
+    };
+    let str_at = |v: &Value, key: &str| {
+        v.get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     match value.get("type").and_then(Value::as_str) {
         Some("system") if value.get("subtype").and_then(Value::as_str) == Some("init") => {
-            ClaudeLine::Init { session_id: str_at(&value, "session_id") }
+            ClaudeLine::Init {
+                session_id: str_at(&value, "session_id"),
+            }
         }
         Some("stream_event") => {
             let event = &value["event"];
             if event["type"] == "content_block_delta" && event["delta"]["type"] == "text_delta" {
-                ClaudeLine::Events(vec![AgentEventKind::TextDelta { text: str_at(&event["delta"], "text") }])
+                ClaudeLine::Events(vec![AgentEventKind::TextDelta {
+                    text: str_at(&event["delta"], "text"),
+                }])
             } else {
                 ClaudeLine::Other
             }
         }
-        Some("assistant") => events_from_blocks(&value, "tool_use", |block| AgentEventKind::ToolUse {
-            tool_use_id: str_at(block, "id"),
-            name: str_at(block, "name"),
-            input: block.get("input").cloned().unwrap_or(Value::Null),
-        }),
-        Some("user") => events_from_blocks(&value, "tool_result", |block| AgentEventKind::ToolResult {
-            tool_use_id: str_at(block, "tool_use_id"),
-            content: block.get("content").cloned().unwrap_or(Value::Null),
-            is_error: block.get("is_error").and_then(Value::as_bool).unwrap_or(false),
-        }),
+        Some("assistant") => {
+            events_from_blocks(&value, "tool_use", |block| AgentEventKind::ToolUse {
+                tool_use_id: str_at(block, "id"),
+                name: str_at(block, "name"),
+                input: block.get("input").cloned().unwrap_or(Value::Null),
+            })
+        }
+        Some("user") => {
+            events_from_blocks(&value, "tool_result", |block| AgentEventKind::ToolResult {
+                tool_use_id: str_at(block, "tool_use_id"),
+                content: block.get("content").cloned().unwrap_or(Value::Null),
+                is_error: block
+                    .get("is_error")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+            })
+        }
         Some("result") => ClaudeLine::Result(TurnReport {
-            is_error: value.get("is_error").and_then(Value::as_bool).unwrap_or(false),
+            is_error: value
+                .get("is_error")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             result: str_at(&value, "result"),
             session_id: str_at(&value, "session_id"),
             usage: value.get("usage").cloned().unwrap_or(Value::Null),
             api_error_status: value.get("api_error_status").and_then(Value::as_u64),
             subtype: str_at(&value, "subtype"),
+            num_turns: value.get("num_turns").and_then(Value::as_u64).unwrap_or(0),
         }),
         _ => ClaudeLine::Other,
     }
 }
 
 /// The content blocks of type `kind` in a message line, each turned into an event.
-fn events_from_blocks(value: &Value, kind: &str, to_event: impl Fn(&Value) -> AgentEventKind) -> ClaudeLine {
+fn events_from_blocks(
+    value: &Value,
+    kind: &str,
+    to_event: impl Fn(&Value) -> AgentEventKind,
+) -> ClaudeLine {
     let events: Vec<_> = value["message"]["content"]
         .as_array()
-        .map(|blocks| blocks.iter().filter(|b| b["type"] == kind).map(&to_event).collect())
+        .map(|blocks| {
+            blocks
+                .iter()
+                .filter(|b| b["type"] == kind)
+                .map(&to_event)
+                .collect()
+        })
         .unwrap_or_default();
-    if events.is_empty() { ClaudeLine::Other } else { ClaudeLine::Events(events) }
+    if events.is_empty() {
+        ClaudeLine::Other
+    } else {
+        ClaudeLine::Events(events)
+    }
 }
 
 #[cfg(test)]
@@ -84,17 +122,32 @@ mod tests {
     fn reads_the_lines_that_matter() {
         assert_eq!(
             parse_line(r#"{"type":"system","subtype":"init","session_id":"s1","tools":[]}"#),
-            ClaudeLine::Init { session_id: "s1".into() }
+            ClaudeLine::Init {
+                session_id: "s1".into()
+            }
         );
         assert_eq!(
-            parse_line(r#"{"type":"stream_event","event":{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hel"}}}"#),
+            parse_line(
+                r#"{"type":"stream_event","event":{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hel"}}}"#
+            ),
             ClaudeLine::Events(vec![AgentEventKind::TextDelta { text: "Hel".into() }])
         );
         assert_eq!(
-            parse_line(r#"{"type":"assistant","message":{"content":[{"type":"text","text":"x"},{"type":"tool_use","id":"t1","name":"Read","input":{"file_path":"/a"}}]}}"#),
-            ClaudeLine::Events(vec![AgentEventKind::ToolUse { tool_use_id: "t1".into(), name: "Read".into(), input: json!({"file_path": "/a"}) }])
+            parse_line(
+                r#"{"type":"assistant","message":{"content":[{"type":"text","text":"x"},{"type":"tool_use","id":"t1","name":"Read","input":{"file_path":"/a"}}]}}"#
+            ),
+            ClaudeLine::Events(vec![AgentEventKind::ToolUse {
+                tool_use_id: "t1".into(),
+                name: "Read".into(),
+                input: json!({"file_path": "/a"})
+            }])
         );
-        assert_eq!(parse_line(r#"{"type":"assistant","message":{"content":[{"type":"text","text":"x"}]}}"#), ClaudeLine::Other);
+        assert_eq!(
+            parse_line(
+                r#"{"type":"assistant","message":{"content":[{"type":"text","text":"x"}]}}"#
+            ),
+            ClaudeLine::Other
+        );
         let ClaudeLine::Result(report) = parse_line(
             r#"{"type":"result","subtype":"success","is_error":true,"api_error_status":529,"result":"API Error: 529","session_id":"s1","usage":{"input_tokens":0}}"#,
         ) else {

@@ -60,7 +60,9 @@ impl Agent {
         let turn = Turn {
             run_id: run_id.clone(),
             prompt: p.prompt,
-            timeout: p.timeout_ms.map_or(state.config.agent.turn_timeout, Duration::from_millis),
+            timeout: p
+                .timeout_ms
+                .map_or(state.config.agent.turn_timeout, Duration::from_millis),
             events: events_tx,
             reply: reply_tx,
         };
@@ -68,28 +70,40 @@ impl Agent {
             Err(e) => Err(e),
             Ok(()) => {
                 while let Some(kind) = events_rx.recv().await {
-                    let event = AgentEvent { run_id: run_id.clone(), session_key: session_key.clone(), kind };
+                    let event = AgentEvent {
+                        run_id: run_id.clone(),
+                        session_key: session_key.clone(),
+                        kind,
+                    };
                     ctx.outbound.event(event::AGENT, &event);
                 }
-                reply_rx.await.unwrap_or_else(|_| Err(ErrorShape::retryable(
-                    node_kit::protocol::ErrorCode::AgentError,
-                    "the agent session ended before the turn",
-                    None,
-                )))
+                reply_rx.await.unwrap_or_else(|_| {
+                    Err(ErrorShape::retryable(
+                        node_kit::protocol::ErrorCode::AgentError,
+                        "the agent session ended before the turn",
+                        None,
+                    ))
+                })
             }
         };
         let outcome = outcome
-            .map(|TurnOutput { result, session_id, usage }| {
-                let outcome = AgentOutcome {
-                    run_id: run_id.clone(),
-                    status: RunStatus::Ok,
-                    result,
-                    session_id,
-                    usage,
-                    duration_ms: started.elapsed().as_millis() as u64,
-                };
-                serde_json::to_value(outcome).expect("outcome serialises")
-            })
+            .map(
+                |TurnOutput {
+                     result,
+                     session_id,
+                     usage,
+                 }| {
+                    let outcome = AgentOutcome {
+                        run_id: run_id.clone(),
+                        status: RunStatus::Ok,
+                        result,
+                        session_id,
+                        usage,
+                        duration_ms: started.elapsed().as_millis() as u64,
+                    };
+                    serde_json::to_value(outcome).expect("outcome serialises")
+                },
+            )
             .map_err(|mut e| {
                 let details = e.details.get_or_insert_with(|| serde_json::json!({}));
                 if let Some(map) = details.as_object_mut() {
@@ -103,6 +117,13 @@ impl Agent {
 }
 
 fn ack(ctx: &Context, run_id: &str, duplicate: bool) {
-    let ack = AgentAck { run_id: run_id.to_string(), status: RunStatus::Accepted, duplicate };
-    ctx.outbound.send(Frame::ok(ctx.request_id.clone(), serde_json::to_value(ack).expect("ack serialises")));
+    let ack = AgentAck {
+        run_id: run_id.to_string(),
+        status: RunStatus::Accepted,
+        duplicate,
+    };
+    ctx.outbound.send(Frame::ok(
+        ctx.request_id.clone(),
+        serde_json::to_value(ack).expect("ack serialises"),
+    ));
 }

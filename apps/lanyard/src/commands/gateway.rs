@@ -1,7 +1,7 @@
 //! `lanyard gateway`: run the gateway in the foreground.
 
-use clap::Args;
 use ::gateway::{AgentConfig, Gateway, GatewayConfig};
+use clap::Args;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -45,7 +45,10 @@ pub async fn run(args: GatewayArgs, home: PathBuf) -> anyhow::Result<()> {
             SocketAddr::from((Ipv6Addr::LOCALHOST, args.port)),
         ]
     } else {
-        args.bind.iter().map(|ip| SocketAddr::new(*ip, args.port)).collect()
+        args.bind
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, args.port))
+            .collect()
     };
     let defaults_only = args.bind.is_empty();
     config.agent = AgentConfig {
@@ -74,7 +77,10 @@ pub async fn run(args: GatewayArgs, home: PathBuf) -> anyhow::Result<()> {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// Ctrl-C or SIGTERM.

@@ -5,8 +5,8 @@ pub mod gateway;
 pub mod invoke;
 pub mod nodes;
 
-use anyhow::{Context, anyhow};
 use ::gateway::home::GatewayToken;
+use anyhow::{Context, anyhow};
 use node_kit::{Client, ClientError};
 use std::path::Path;
 
@@ -30,7 +30,9 @@ pub async fn connect(url: &str, home: &Path) -> anyhow::Result<Client> {
         .connect()
         .await
         .map_err(|e| match e {
-            ClientError::Connect { .. } => anyhow!("{e}; is the gateway running? start it with `lanyard gateway`"),
+            ClientError::Connect { .. } => {
+                anyhow!("{e}; is the gateway running? start it with `lanyard gateway`")
+            }
             other => anyhow!(other),
         })
         .context("connecting to the gateway")

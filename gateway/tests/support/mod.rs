@@ -1,0 +1,172 @@
+//! Shared test support: a gateway started in-process on a free loopback port with a throwaway home, the
+//! scripted Messages API, and where to find the real `claude` binary.
+#![allow(dead_code)] // each test file uses a different part of the support module
+
+pub mod messages_api;
+
+use gateway::home::GatewayToken;
+use gateway::{Gateway, GatewayConfig};
+use messages_api::MessagesApi;
+use node_kit::Client;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// A gateway running for one test. Stops when dropped.
+pub struct TestGateway {
+    pub url: String,
+    pub token: String,
+    pub home: tempfile::TempDir,
+    /// claude's HOME and working directory, when the agent runs the real claude.
+    pub claude_home: Option<PathBuf>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestGateway {
+    pub async fn start(configure: impl FnOnce(&mut GatewayConfig)) -> TestGateway {
+        let home = tempfile::tempdir().unwrap();
+        let mut config = GatewayConfig::new(home.path().to_path_buf());
+        config.bind = vec!["127.0.0.1:0".parse().unwrap()];
+        configure(&mut config);
+        let gateway = Gateway::bind(config).await.expect("gateway binds");
+        let url = gateway.url();
+        let token = GatewayToken::load(home.path())
+            .unwrap()
+            .expose()
+            .to_string();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(gateway.run(async {
+            let _ = stopped.await;
+        }));
+        TestGateway {
+            url,
+            token,
+            home,
+            claude_home: None,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// A gateway whose agent runs the real claude against `api`.
+    pub async fn with_claude(
+        claude: PathBuf,
+        api: &MessagesApi,
+        configure: impl FnOnce(&mut GatewayConfig),
+    ) -> TestGateway {
+        let claude_home = tempfile::tempdir().unwrap().keep();
+        let base_url = api.base_url();
+        let dir = claude_home.clone();
+        let mut gateway = TestGateway::start(move |config| {
+            config.agent.claude_path = Some(claude);
+            config.agent.cwd = Some(claude_home.clone());
+            config.agent.env = vec![
+                ("ANTHROPIC_BASE_URL".into(), base_url),
+                ("ANTHROPIC_API_KEY".into(), "sk-ant-test-key".into()),
+                ("HOME".into(), claude_home.display().to_string()),
+                (
+                    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".into(),
+                    "1".into(),
+                ),
+                ("CLAUDE_CODE_MAX_RETRIES".into(), "0".into()),
+                ("DISABLE_AUTOUPDATER".into(), "1".into()),
+            ];
+            configure(config);
+        })
+        .await;
+        gateway.claude_home = Some(dir);
+        gateway
+    }
+
+    /// Waits until claude has written the transcript of `session_id` (it writes lazily), so a killed
+    /// process leaves a conversation to resume.
+    pub async fn transcript_written(&self, session_id: &str) {
+        let root = self.claude_home.clone().expect("a claude gateway");
+        let name = format!("{session_id}.jsonl");
+        eventually(Duration::from_secs(10), async || {
+            find_file(&root, &name).then_some(())
+        })
+        .await;
+    }
+
+    pub async fn operator(&self) -> Client {
+        Client::builder(&self.url)
+            .token(&self.token)
+            .connect()
+            .await
+            .expect("operator connects")
+    }
+
+    /// Stops the gateway and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("gateway stops in time")
+                .unwrap();
+        }
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The real claude binary: `LANYARD_TEST_CLAUDE`, the copy `.ci/run` installs under `.tools/`, or `claude`
+/// on PATH. Missing is a failure under CI and a skip elsewhere.
+pub fn claude_binary() -> Option<PathBuf> {
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let candidates = [
+        std::env::var_os("LANYARD_TEST_CLAUDE").map(PathBuf::from),
+        Some(workspace.join(".tools/node_modules/@anthropic-ai/claude-code-linux-x64/claude")),
+        which::which("claude").ok(),
+    ];
+    if let Some(found) = candidates.into_iter().flatten().find(|p| p.is_file()) {
+        return Some(found);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "the claude CLI is required under CI: install it with `npm install @anthropic-ai/claude-code@2` into .tools/"
+        );
+    }
+    eprintln!("skipping: the claude CLI is not installed (run ./test.sh, which installs it)");
+    None
+}
+
+/// Waits until `check` holds, polling, or panics after `limit`.
+pub async fn eventually<T>(limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn find_file(dir: &std::path::Path, name: &str) -> bool {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|entry| {
+            let path = entry.path();
+            if path.is_dir() {
+                find_file(&path, name)
+            } else {
+                entry.file_name() == name
+            }
+        })
+}
