@@ -8,8 +8,8 @@ use crate::outbound::{Outbound, Outgoing};
 use crate::state::GatewayState;
 use node_kit::connection::{self, FrameReader, FrameWriter, Incoming};
 use node_kit::protocol::{
-    ClientMode, ConnectParams, ErrorCode, ErrorFrame, ErrorShape, Frame, HelloOk, Limits,
-    MAX_ID_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ServerInfo, event, negotiate_version,
+    ClientMode, ConnectParams, ErrorCode, ErrorFrame, ErrorShape, Frame, HelloOk, Limits, MAX_ID_LEN,
+    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ServerInfo, event, negotiate_version,
 };
 use serde_json::json;
 use std::net::SocketAddr;
@@ -24,12 +24,7 @@ use tokio_util::sync::CancellationToken;
 type Reader = FrameReader<TcpStream>;
 type Writer = FrameWriter<TcpStream>;
 
-pub(crate) async fn serve(
-    stream: TcpStream,
-    addr: SocketAddr,
-    state: Arc<GatewayState>,
-    shutdown: CancellationToken,
-) {
+pub(crate) async fn serve(stream: TcpStream, addr: SocketAddr, state: Arc<GatewayState>, shutdown: CancellationToken) {
     let conn_id = state.next_conn_id();
     let config = connection::websocket_config(state.config.max_frame_bytes);
     let deadline = Instant::now() + state.config.handshake_timeout;
@@ -83,18 +78,13 @@ async fn handshake(
             Err(_) => {
                 return Err(policy(ErrorShape::new(
                     ErrorCode::Timeout,
-                    format!(
-                        "no connect frame within {} ms",
-                        state.config.handshake_timeout.as_millis()
-                    ),
+                    format!("no connect frame within {} ms", state.config.handshake_timeout.as_millis()),
                 )));
             }
             Ok(Incoming::Heartbeat) => continue,
             Ok(Incoming::Frame(Frame::Connect(connect))) => break connect,
             Ok(Incoming::Frame(_)) => {
-                return Err(policy(ErrorShape::invalid_request(
-                    "the first frame must be connect",
-                )));
+                return Err(policy(ErrorShape::invalid_request("the first frame must be connect")));
             }
             Ok(Incoming::Invalid(e)) => return Err(policy(e.error)),
             Ok(Incoming::TooLarge(e)) => return Err((e, CloseCode::Size)),
@@ -103,13 +93,7 @@ async fn handshake(
             }
         }
     };
-    let ConnectParams {
-        min_protocol,
-        max_protocol,
-        client,
-        auth,
-        node,
-    } = connect;
+    let ConnectParams { min_protocol, max_protocol, client, auth, node } = connect;
     if negotiate_version(min_protocol, max_protocol).is_none() {
         return Err(policy(
             ErrorShape::new(
@@ -120,10 +104,7 @@ async fn handshake(
         ));
     }
     if !auth.is_some_and(|a| state.token.matches(&a.token)) {
-        return Err(policy(ErrorShape::new(
-            ErrorCode::Unauthorized,
-            "missing or wrong gateway token",
-        )));
+        return Err(policy(ErrorShape::new(ErrorCode::Unauthorized, "missing or wrong gateway token")));
     }
     let id = &client.instance_id;
     if id.is_empty() || id.len() > MAX_ID_LEN || id.chars().any(char::is_control) {
@@ -131,15 +112,9 @@ async fn handshake(
             "client.instanceId must be 1 to {MAX_ID_LEN} characters without control characters"
         ))));
     }
-    let node = (client.mode == ClientMode::Node)
-        .then(|| nodes::summary(id, &client, &node.unwrap_or_default()));
+    let node = (client.mode == ClientMode::Node).then(|| nodes::summary(id, &client, &node.unwrap_or_default()));
     Ok(Admitted {
-        peer: Peer {
-            conn_id,
-            mode: client.mode,
-            instance_id: client.instance_id,
-            platform: client.platform,
-        },
+        peer: Peer { conn_id, mode: client.mode, instance_id: client.instance_id, platform: client.platform },
         node,
     })
 }
@@ -169,9 +144,7 @@ async fn run(
             connection_id: conn_id.to_string(),
         },
         methods: Method::NAMES.iter().map(|m| m.to_string()).collect(),
-        events: [event::AGENT, event::NODE_EVENT, event::PRESENCE]
-            .map(String::from)
-            .to_vec(),
+        events: [event::AGENT, event::NODE_EVENT, event::PRESENCE].map(String::from).to_vec(),
         limits: Limits {
             max_frame_bytes: state.config.max_frame_bytes,
             max_in_flight: state.config.max_in_flight,
@@ -183,9 +156,7 @@ async fn run(
     if let Some(summary) = admitted.node.clone() {
         state.nodes.register(conn_id, summary, outbound.clone());
     }
-    let entry = state
-        .presence
-        .set_connected(&peer.instance_id, peer.mode, &peer.platform, true);
+    let entry = state.presence.connected(conn_id, &peer.instance_id, peer.mode, &peer.platform);
     state.hub.broadcast(event::PRESENCE, &entry);
 
     let in_flight = Arc::new(Semaphore::new(state.config.max_in_flight));
@@ -255,19 +226,15 @@ async fn run(
     if peer.mode == ClientMode::Node {
         state.nodes.unregister(conn_id, &peer.instance_id);
     }
-    let entry = state
-        .presence
-        .set_connected(&peer.instance_id, peer.mode, &peer.platform, false);
-    state.hub.broadcast(event::PRESENCE, &entry);
+    if let Some(entry) = state.presence.disconnected(conn_id, &peer.instance_id) {
+        state.hub.broadcast(event::PRESENCE, &entry);
+    }
     if let Some((code, reason)) = close_reason {
         outbound.finish(code, reason);
     } else {
         outbound.close();
     }
-    if tokio::time::timeout(WRITER_GRACE, &mut writer_task)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(WRITER_GRACE, &mut writer_task).await.is_err() {
         outbound.close();
         writer_task.abort();
     }
@@ -282,11 +249,7 @@ fn error_frame(error: ErrorShape) -> Frame {
 }
 
 /// Writes queued frames in order until a close is queued or the connection is dropped.
-async fn write_loop(
-    mut writer: Writer,
-    mut queue: mpsc::Receiver<Outgoing>,
-    dropped: CancellationToken,
-) {
+async fn write_loop(mut writer: Writer, mut queue: mpsc::Receiver<Outgoing>, dropped: CancellationToken) {
     let drain = async {
         while let Some(outgoing) = queue.recv().await {
             let sent = match outgoing {

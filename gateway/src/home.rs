@@ -49,10 +49,7 @@ impl GatewayToken {
         let text = std::fs::read_to_string(token_path(home))?;
         let token = text.trim();
         if token.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "the gateway token file is empty",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "the gateway token file is empty"));
         }
         Ok(GatewayToken(token.to_string()))
     }

@@ -12,16 +12,11 @@ pub(crate) struct ConnectionHub {
 
 impl ConnectionHub {
     pub(crate) fn new() -> Self {
-        ConnectionHub {
-            peers: Mutex::new(HashMap::new()),
-        }
+        ConnectionHub { peers: Mutex::new(HashMap::new()) }
     }
 
     pub(crate) fn insert(&self, conn_id: u64, mode: ClientMode, outbound: Outbound) {
-        self.peers
-            .lock()
-            .expect("hub lock")
-            .insert(conn_id, (mode, outbound));
+        self.peers.lock().expect("hub lock").insert(conn_id, (mode, outbound));
     }
 
     pub(crate) fn remove(&self, conn_id: u64) {

@@ -50,39 +50,25 @@ pub(crate) struct Waiter(watch::Receiver<Option<Outcome>>);
 
 impl IdempotencyCache {
     pub(crate) fn new(ttl: Duration, capacity: usize) -> Self {
-        IdempotencyCache {
-            entries: Arc::new(Mutex::new(HashMap::new())),
-            ttl,
-            capacity,
-        }
+        IdempotencyCache { entries: Arc::new(Mutex::new(HashMap::new())), ttl, capacity }
     }
 
     /// Claims `key`. A new key gets the tag `new_tag()` made. Fails only when the cache is full of
     /// unfinished runs.
-    pub(crate) fn claim(
-        &self,
-        key: &str,
-        new_tag: impl FnOnce() -> String,
-    ) -> Result<Claim, ErrorShape> {
+    pub(crate) fn claim(&self, key: &str, new_tag: impl FnOnce() -> String) -> Result<Claim, ErrorShape> {
         let mut entries = self.entries.lock().expect("idempotency lock");
         let now = Instant::now();
         if let Some(entry) = entries.get(key) {
             if now.duration_since(entry.created) < self.ttl || !entry.finished() {
-                return Ok(Claim::Existing {
-                    tag: entry.tag.clone(),
-                    waiter: Waiter(entry.outcome.clone()),
-                });
+                return Ok(Claim::Existing { tag: entry.tag.clone(), waiter: Waiter(entry.outcome.clone()) });
             }
         }
         if entries.len() >= self.capacity {
             entries.retain(|_, e| !e.finished() || now.duration_since(e.created) < self.ttl);
         }
         if entries.len() >= self.capacity {
-            let oldest = entries
-                .iter()
-                .filter(|(_, e)| e.finished())
-                .min_by_key(|(_, e)| e.created)
-                .map(|(k, _)| k.clone());
+            let oldest =
+                entries.iter().filter(|(_, e)| e.finished()).min_by_key(|(_, e)| e.created).map(|(k, _)| k.clone());
             match oldest {
                 Some(oldest) => {
                     entries.remove(&oldest);
@@ -98,20 +84,8 @@ impl IdempotencyCache {
         }
         let tag = new_tag();
         let (tx, rx) = watch::channel(None);
-        entries.insert(
-            key.to_string(),
-            Entry {
-                tag: tag.clone(),
-                created: now,
-                outcome: rx,
-            },
-        );
-        Ok(Claim::New(Completer {
-            key: key.to_string(),
-            tag,
-            tx,
-            entries: self.entries.clone(),
-        }))
+        entries.insert(key.to_string(), Entry { tag: tag.clone(), created: now, outcome: rx });
+        Ok(Claim::New(Completer { key: key.to_string(), tag, tx, entries: self.entries.clone() }))
     }
 }
 
@@ -153,11 +127,9 @@ impl Waiter {
     pub(crate) async fn outcome(mut self) -> Outcome {
         match self.0.wait_for(Option::is_some).await {
             Ok(outcome) => outcome.clone().expect("waited for Some"),
-            Err(_) => Err(ErrorShape::retryable(
-                ErrorCode::Internal,
-                "the first request with this key was abandoned",
-                None,
-            )),
+            Err(_) => {
+                Err(ErrorShape::retryable(ErrorCode::Internal, "the first request with this key was abandoned", None))
+            }
         }
     }
 }
@@ -174,57 +146,33 @@ mod tests {
     #[tokio::test]
     async fn retries_wait_for_and_share_the_first_outcome() {
         let cache = IdempotencyCache::new(Duration::from_secs(60), 8);
-        let Claim::New(first) = cache.claim("k", tag("run-1")).unwrap() else {
-            panic!("new key")
-        };
-        let Claim::Existing {
-            tag: first_tag,
-            waiter,
-        } = cache.claim("k", tag("run-2")).unwrap()
-        else {
+        let Claim::New(first) = cache.claim("k", tag("run-1")).unwrap() else { panic!("new key") };
+        let Claim::Existing { tag: first_tag, waiter } = cache.claim("k", tag("run-2")).unwrap() else {
             panic!("seen key")
         };
         assert_eq!(first_tag, "run-1");
         first.complete(Ok(json!(42)));
         assert_eq!(waiter.outcome().await, Ok(json!(42)));
-        assert!(matches!(
-            cache.claim("k", tag("run-3")).unwrap(),
-            Claim::Existing { .. }
-        ));
+        assert!(matches!(cache.claim("k", tag("run-3")).unwrap(), Claim::Existing { .. }));
     }
 
     #[tokio::test]
     async fn retryable_failures_are_not_remembered() {
         let cache = IdempotencyCache::new(Duration::from_secs(60), 8);
-        let Claim::New(first) = cache.claim("k", tag("a")).unwrap() else {
-            panic!()
-        };
-        first.complete(Err(ErrorShape::retryable(
-            ErrorCode::NodeNotConnected,
-            "gone",
-            None,
-        )));
+        let Claim::New(first) = cache.claim("k", tag("a")).unwrap() else { panic!() };
+        first.complete(Err(ErrorShape::retryable(ErrorCode::NodeNotConnected, "gone", None)));
         assert!(matches!(cache.claim("k", tag("b")).unwrap(), Claim::New(_)));
     }
 
     #[tokio::test]
     async fn bounded_and_expiring() {
         let cache = IdempotencyCache::new(Duration::from_millis(20), 2);
-        let Claim::New(a) = cache.claim("a", tag("a")).unwrap() else {
-            panic!()
-        };
-        let Claim::New(_b) = cache.claim("b", tag("b")).unwrap() else {
-            panic!()
-        };
+        let Claim::New(a) = cache.claim("a", tag("a")).unwrap() else { panic!() };
+        let Claim::New(_b) = cache.claim("b", tag("b")).unwrap() else { panic!() };
         // Full of unfinished runs: refuse rather than forget a run in flight.
-        assert_eq!(
-            cache.claim("c", tag("c")).err().unwrap().code,
-            ErrorCode::RateLimited
-        );
+        assert_eq!(cache.claim("c", tag("c")).err().unwrap().code, ErrorCode::RateLimited);
         a.complete(Ok(json!(1)));
-        let Claim::New(_c) = cache.claim("c", tag("c")).unwrap() else {
-            panic!("the finished key makes room")
-        };
+        let Claim::New(_c) = cache.claim("c", tag("c")).unwrap() else { panic!("the finished key makes room") };
         let len = cache.entries.lock().unwrap().len();
         assert_eq!(len, 2);
     }
@@ -232,35 +180,20 @@ mod tests {
     #[tokio::test]
     async fn finished_keys_expire_after_the_ttl() {
         let cache = IdempotencyCache::new(Duration::from_millis(20), 8);
-        let Claim::New(a) = cache.claim("a", tag("a")).unwrap() else {
-            panic!()
-        };
+        let Claim::New(a) = cache.claim("a", tag("a")).unwrap() else { panic!() };
         a.complete(Ok(json!(1)));
-        assert!(matches!(
-            cache.claim("a", tag("a2")).unwrap(),
-            Claim::Existing { .. }
-        ));
+        assert!(matches!(cache.claim("a", tag("a2")).unwrap(), Claim::Existing { .. }));
         tokio::time::sleep(Duration::from_millis(30)).await;
-        assert!(matches!(
-            cache.claim("a", tag("a3")).unwrap(),
-            Claim::New(_)
-        ));
+        assert!(matches!(cache.claim("a", tag("a3")).unwrap(), Claim::New(_)));
     }
 
     #[tokio::test]
     async fn abandoned_runs_release_their_key() {
         let cache = IdempotencyCache::new(Duration::from_secs(60), 8);
-        let Claim::New(first) = cache.claim("k", tag("a")).unwrap() else {
-            panic!()
-        };
-        let Claim::Existing { waiter, .. } = cache.claim("k", tag("b")).unwrap() else {
-            panic!()
-        };
+        let Claim::New(first) = cache.claim("k", tag("a")).unwrap() else { panic!() };
+        let Claim::Existing { waiter, .. } = cache.claim("k", tag("b")).unwrap() else { panic!() };
         drop(first);
-        assert_eq!(
-            waiter.outcome().await.unwrap_err().code,
-            ErrorCode::Internal
-        );
+        assert_eq!(waiter.outcome().await.unwrap_err().code, ErrorCode::Internal);
         assert!(matches!(cache.claim("k", tag("c")).unwrap(), Claim::New(_)));
     }
 }

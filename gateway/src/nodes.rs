@@ -3,8 +3,7 @@
 use crate::now_ms;
 use crate::outbound::Outbound;
 use node_kit::protocol::{
-    ErrorCode, ErrorShape, Frame, NodeCommand, NodeCommandRequest, NodeSummary, Request, Response,
-    method,
+    ErrorCode, ErrorShape, Frame, NodeCommand, NodeCommandRequest, NodeSummary, Request, Response, method,
 };
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -36,32 +35,20 @@ struct PendingInvoke {
 }
 
 fn not_connected(node_id: &str, why: &str) -> ErrorShape {
-    ErrorShape::retryable(
-        ErrorCode::NodeNotConnected,
-        format!("node {node_id} {why}"),
-        Some(1000),
-    )
-    .with_details(json!({ "nodeId": node_id }))
+    ErrorShape::retryable(ErrorCode::NodeNotConnected, format!("node {node_id} {why}"), Some(1000))
+        .with_details(json!({ "nodeId": node_id }))
 }
 
 impl NodeRegistry {
     pub(crate) fn new() -> Self {
-        NodeRegistry {
-            inner: Mutex::new(Inner::default()),
-        }
+        NodeRegistry { inner: Mutex::new(Inner::default()) }
     }
 
     /// Registers a node connection. A node that reconnects replaces its old connection, which is closed.
     pub(crate) fn register(&self, conn_id: u64, summary: NodeSummary, outbound: Outbound) {
         let node_id = summary.node_id.clone();
-        let old = self.inner.lock().expect("nodes lock").nodes.insert(
-            node_id,
-            ConnectedNode {
-                conn_id,
-                summary,
-                outbound,
-            },
-        );
+        let old =
+            self.inner.lock().expect("nodes lock").nodes.insert(node_id, ConnectedNode { conn_id, summary, outbound });
         if let Some(old) = old {
             old.outbound.close();
         }
@@ -70,11 +57,7 @@ impl NodeRegistry {
     /// Removes the node if this connection still holds it, and fails the invokes that went to it.
     pub(crate) fn unregister(&self, conn_id: u64, node_id: &str) {
         let mut inner = self.inner.lock().expect("nodes lock");
-        if inner
-            .nodes
-            .get(node_id)
-            .is_some_and(|n| n.conn_id == conn_id)
-        {
+        if inner.nodes.get(node_id).is_some_and(|n| n.conn_id == conn_id) {
             inner.nodes.remove(node_id);
         }
         // Dropping the reply senders wakes the waiting invokes with "node disconnected".
@@ -86,25 +69,14 @@ impl NodeRegistry {
     }
 
     pub(crate) fn list(&self) -> Vec<NodeSummary> {
-        let mut nodes: Vec<_> = self
-            .inner
-            .lock()
-            .expect("nodes lock")
-            .nodes
-            .values()
-            .map(|n| n.summary.clone())
-            .collect();
+        let mut nodes: Vec<_> =
+            self.inner.lock().expect("nodes lock").nodes.values().map(|n| n.summary.clone()).collect();
         nodes.sort_by(|a, b| a.node_id.cmp(&b.node_id));
         nodes
     }
 
     pub(crate) fn describe(&self, node_id: &str) -> Option<NodeSummary> {
-        self.inner
-            .lock()
-            .expect("nodes lock")
-            .nodes
-            .get(node_id)
-            .map(|n| n.summary.clone())
+        self.inner.lock().expect("nodes lock").nodes.get(node_id).map(|n| n.summary.clone())
     }
 
     /// Sends `command` to the node as a `node.invoke` request and waits for its answer.
@@ -117,29 +89,17 @@ impl NodeRegistry {
     ) -> Result<Value, ErrorShape> {
         let (invoke_id, conn_id, rx) = {
             let mut inner = self.inner.lock().expect("nodes lock");
-            let node = inner
-                .nodes
-                .get(node_id)
-                .ok_or_else(|| not_connected(node_id, "is not connected"))?;
+            let node = inner.nodes.get(node_id).ok_or_else(|| not_connected(node_id, "is not connected"))?;
             check_offered(&node.summary, command)?;
             let conn_id = node.conn_id;
             let outbound = node.outbound.clone();
             inner.next_invoke += 1;
             let invoke_id = format!("invoke-{}", inner.next_invoke);
             let (tx, rx) = oneshot::channel();
-            inner
-                .pending
-                .insert(invoke_id.clone(), PendingInvoke { conn_id, reply: tx });
-            let params = serde_json::to_value(NodeCommandRequest {
-                command: command.to_string(),
-                params,
-            })
-            .expect("command requests serialise");
-            let frame = Frame::Req(Request {
-                id: invoke_id.clone(),
-                method: method::NODE_INVOKE.to_string(),
-                params,
-            });
+            inner.pending.insert(invoke_id.clone(), PendingInvoke { conn_id, reply: tx });
+            let params = serde_json::to_value(NodeCommandRequest { command: command.to_string(), params })
+                .expect("command requests serialise");
+            let frame = Frame::Req(Request { id: invoke_id.clone(), method: method::NODE_INVOKE.to_string(), params });
             if !outbound.send(frame) {
                 inner.pending.remove(&invoke_id);
                 return Err(not_connected(node_id, "is not accepting commands"));
@@ -151,17 +111,10 @@ impl NodeRegistry {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_)) => Err(not_connected(node_id, "disconnected before answering")),
             Err(_) => {
-                self.inner
-                    .lock()
-                    .expect("nodes lock")
-                    .pending
-                    .remove(&invoke_id);
+                self.inner.lock().expect("nodes lock").pending.remove(&invoke_id);
                 Err(ErrorShape::retryable(
                     ErrorCode::Timeout,
-                    format!(
-                        "node {node_id} did not answer {command} within {} ms",
-                        timeout.as_millis()
-                    ),
+                    format!("node {node_id} did not answer {command} within {} ms", timeout.as_millis()),
                     None,
                 ))
             }
@@ -172,11 +125,7 @@ impl NodeRegistry {
     /// the request was not sent to, are ignored.
     pub(crate) fn complete(&self, conn_id: u64, response: Response) {
         let mut inner = self.inner.lock().expect("nodes lock");
-        if inner
-            .pending
-            .get(&response.id)
-            .is_some_and(|p| p.conn_id == conn_id)
-        {
+        if inner.pending.get(&response.id).is_some_and(|p| p.conn_id == conn_id) {
             let pending = inner.pending.remove(&response.id).expect("checked above");
             let _ = pending.reply.send(response.outcome);
         }
@@ -197,10 +146,7 @@ fn check_offered(node: &NodeSummary, command: &str) -> Result<(), ErrorShape> {
     {
         return Err(ErrorShape::new(
             ErrorCode::Forbidden,
-            format!(
-                "node {} has not granted the {cap} capability {command} needs",
-                node.node_id
-            ),
+            format!("node {} has not granted the {cap} capability {command} needs", node.node_id),
         ));
     }
     Ok(())

@@ -29,11 +29,7 @@ pub(crate) struct Outbound {
 impl Outbound {
     pub(crate) fn new(capacity: usize) -> (Outbound, mpsc::Receiver<Outgoing>) {
         let (tx, rx) = mpsc::channel(capacity);
-        let outbound = Outbound {
-            tx,
-            seq: Arc::new(Mutex::new(0)),
-            close: CancellationToken::new(),
-        };
+        let outbound = Outbound { tx, seq: Arc::new(Mutex::new(0)), close: CancellationToken::new() };
         (outbound, rx)
     }
 
@@ -68,11 +64,7 @@ impl Outbound {
         let payload = serde_json::to_value(payload).expect("event payloads serialise");
         let mut seq = self.seq.lock().expect("seq lock");
         *seq += 1;
-        self.send(Frame::Event(EventFrame {
-            event: event.to_string(),
-            payload,
-            seq: *seq,
-        }))
+        self.send(Frame::Event(EventFrame { event: event.to_string(), payload, seq: *seq }))
     }
 
     /// Drops the connection now, without flushing.
@@ -96,9 +88,7 @@ mod tests {
         assert!(out.event("e", 2));
         assert!(!out.event("e", 3));
         assert!(out.closed().is_cancelled());
-        let Some(Outgoing::Frame(Frame::Event(first))) = rx.recv().await else {
-            panic!()
-        };
+        let Some(Outgoing::Frame(Frame::Event(first))) = rx.recv().await else { panic!() };
         assert_eq!(first.seq, 1);
     }
 }

@@ -22,11 +22,7 @@ pub enum GatewayError {
     )]
     NonLoopbackBind(SocketAddr),
     #[error("cannot listen on {addr}: {source}{hint}")]
-    Bind {
-        addr: SocketAddr,
-        source: io::Error,
-        hint: &'static str,
-    },
+    Bind { addr: SocketAddr, source: io::Error, hint: &'static str },
     #[error("cannot read or create the gateway token at {path}: {source}")]
     Token { path: PathBuf, source: io::Error },
 }
@@ -44,45 +40,29 @@ impl Gateway {
         if let Some(addr) = addrs.iter().find(|a| !a.ip().is_loopback()) {
             return Err(GatewayError::NonLoopbackBind(*addr));
         }
-        let token =
-            GatewayToken::load_or_create(&config.home).map_err(|source| GatewayError::Token {
-                path: crate::home::token_path(&config.home),
-                source,
-            })?;
+        let token = GatewayToken::load_or_create(&config.home)
+            .map_err(|source| GatewayError::Token { path: crate::home::token_path(&config.home), source })?;
         let mut listeners = Vec::new();
         for addr in &addrs {
             match TcpListener::bind(addr).await {
                 Ok(listener) => listeners.push(listener),
                 // ::1 is missing on hosts without IPv6; the IPv4 loopback is enough.
-                Err(e)
-                    if config.bind.is_empty()
-                        && addr.is_ipv6()
-                        && e.kind() == io::ErrorKind::AddrNotAvailable => {}
+                Err(e) if config.bind.is_empty() && addr.is_ipv6() && e.kind() == io::ErrorKind::AddrNotAvailable => {}
                 Err(source) => {
                     let hint = if source.kind() == io::ErrorKind::AddrInUse {
                         " (is another gateway already running? `lanyard gateway --port` picks another port)"
                     } else {
                         ""
                     };
-                    return Err(GatewayError::Bind {
-                        addr: *addr,
-                        source,
-                        hint,
-                    });
+                    return Err(GatewayError::Bind { addr: *addr, source, hint });
                 }
             }
         }
-        Ok(Gateway {
-            listeners,
-            state: Arc::new(GatewayState::new(config, token)),
-        })
+        Ok(Gateway { listeners, state: Arc::new(GatewayState::new(config, token)) })
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners
-            .iter()
-            .filter_map(|l| l.local_addr().ok())
-            .collect()
+        self.listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
     }
 
     /// The `ws://` URL of the first listener.

@@ -33,17 +33,11 @@ fn script(request: &support::messages_api::ApiRequest) -> Reply {
     }
     if text.contains("read the note") {
         let path = text.rsplit(' ').next().unwrap_or_default();
-        return Reply::ToolUse {
-            id: "toolu_01".into(),
-            name: "Read".into(),
-            input: json!({ "file_path": path }),
-        };
+        return Reply::ToolUse { id: "toolu_01".into(), name: "Read".into(), input: json!({ "file_path": path }) };
     }
     if text.contains("count") {
         return Reply::Text {
-            pieces: ["one ", "two ", "three ", "four ", "five"]
-                .map(String::from)
-                .to_vec(),
+            pieces: ["one ", "two ", "three ", "four ", "five"].map(String::from).to_vec(),
             gap: Duration::from_millis(30),
         };
     }
@@ -55,13 +49,7 @@ async fn health(client: &Client) -> HealthPayload {
 }
 
 async fn session_pid(client: &Client, session: &str) -> Option<u32> {
-    health(client)
-        .await
-        .agent
-        .sessions
-        .into_iter()
-        .find(|s| s.session_key == session)
-        .and_then(|s| s.pid)
+    health(client).await.agent.sessions.into_iter().find(|s| s.session_key == session).and_then(|s| s.pid)
 }
 
 #[tokio::test]
@@ -73,10 +61,7 @@ async fn deltas_stream_in_order_before_the_result_and_the_session_keeps_its_proc
     let gateway = TestGateway::with_claude(claude, &api, |_| {}).await;
     let client = gateway.operator().await;
 
-    let mut run = client
-        .agent(params("please count for me", "s1"))
-        .await
-        .unwrap();
+    let mut run = client.agent(params("please count for me", "s1")).await.unwrap();
     assert!(!run.is_duplicate());
     let mut deltas = Vec::new();
     let mut arrivals = Vec::new();
@@ -93,34 +78,16 @@ async fn deltas_stream_in_order_before_the_result_and_the_session_keeps_its_proc
     assert!(!outcome.session_id.is_empty());
     assert!(outcome.usage.is_object());
     // Streamed, not batched: the pieces arrive spread out as the model produced them, ahead of the end.
-    assert!(
-        arrivals[4].duration_since(arrivals[0]) >= Duration::from_millis(80),
-        "deltas were batched"
-    );
+    assert!(arrivals[4].duration_since(arrivals[0]) >= Duration::from_millis(80), "deltas were batched");
     assert!(arrivals.iter().all(|t| *t <= done));
 
-    let first_pid = session_pid(&client, "s1")
-        .await
-        .expect("the session has a live process");
-    let second = client
-        .agent(params("and hello again", "s1"))
-        .await
-        .unwrap()
-        .outcome()
-        .await
-        .unwrap();
+    let first_pid = session_pid(&client, "s1").await.expect("the session has a live process");
+    let second = client.agent(params("and hello again", "s1")).await.unwrap().outcome().await.unwrap();
     assert_eq!(second.result, "Hello from the model");
     assert_eq!(second.session_id, outcome.session_id, "same claude session");
-    assert_eq!(
-        session_pid(&client, "s1").await,
-        Some(first_pid),
-        "the second turn reused the process"
-    );
+    assert_eq!(session_pid(&client, "s1").await, Some(first_pid), "the second turn reused the process");
     let second_request = api.requests_with("and hello again").pop().unwrap();
-    assert!(
-        second_request.message_count >= 3,
-        "the second turn carries the first in its history"
-    );
+    assert!(second_request.message_count >= 3, "the second turn carries the first in its history");
     gateway.stop().await;
 }
 
@@ -132,10 +99,8 @@ async fn tool_use_and_tool_results_are_streamed() {
     let api = MessagesApi::start(script).await;
     let note = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(note.path(), "the note says hi").unwrap();
-    let gateway = TestGateway::with_claude(claude, &api, |c| {
-        c.agent.extra_args = vec!["--allowedTools=Read".into()]
-    })
-    .await;
+    let gateway =
+        TestGateway::with_claude(claude, &api, |c| c.agent.extra_args = vec!["--allowedTools=Read".into()]).await;
     let client = gateway.operator().await;
 
     let prompt = format!("please read the note {}", note.path().display());
@@ -146,17 +111,12 @@ async fn tool_use_and_tool_results_are_streamed() {
     }
     let outcome = run.outcome().await.unwrap();
     assert_eq!(outcome.result, "I read the file.");
-    let tool_use = events
-        .iter()
-        .position(|e| matches!(e, AgentEventKind::ToolUse { name, .. } if name == "Read"));
+    let tool_use = events.iter().position(|e| matches!(e, AgentEventKind::ToolUse { name, .. } if name == "Read"));
     let tool_result = events.iter().position(|e| {
         matches!(e, AgentEventKind::ToolResult { tool_use_id, content, .. }
             if tool_use_id == "toolu_01" && content.to_string().contains("the note says hi"))
     });
-    assert!(
-        tool_use.is_some() && tool_result.is_some(),
-        "events: {events:?}"
-    );
+    assert!(tool_use.is_some() && tool_result.is_some(), "events: {events:?}");
     assert!(tool_use < tool_result);
     gateway.stop().await;
 }
@@ -171,17 +131,9 @@ async fn an_api_error_is_a_structured_error_not_a_hang() {
     let client = gateway.operator().await;
 
     let started = Instant::now();
-    let run = client
-        .agent(params("the model is overloaded", "errors"))
-        .await
-        .unwrap();
-    let err = tokio::time::timeout(Duration::from_secs(60), run.outcome())
-        .await
-        .expect("no hang")
-        .unwrap_err();
-    let ClientError::Remote(e) = err else {
-        panic!("expected a protocol error, got {err}")
-    };
+    let run = client.agent(params("the model is overloaded", "errors")).await.unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(60), run.outcome()).await.expect("no hang").unwrap_err();
+    let ClientError::Remote(e) = err else { panic!("expected a protocol error, got {err}") };
     assert_eq!(e.code, ErrorCode::AgentError);
     assert!(e.retryable);
     assert_eq!(e.details.as_ref().unwrap()["apiErrorStatus"], 529);
@@ -190,13 +142,7 @@ async fn an_api_error_is_a_structured_error_not_a_hang() {
     assert!(started.elapsed() < Duration::from_secs(30));
 
     // The same process still serves the next turn.
-    let ok = client
-        .agent(params("hello after the error", "errors"))
-        .await
-        .unwrap()
-        .outcome()
-        .await
-        .unwrap();
+    let ok = client.agent(params("hello after the error", "errors")).await.unwrap().outcome().await.unwrap();
     assert_eq!(ok.result, "Hello from the model");
     gateway.stop().await;
 }
@@ -210,63 +156,26 @@ async fn killing_claude_mid_turn_is_an_error_and_the_next_turn_resumes() {
     let gateway = TestGateway::with_claude(claude, &api, |_| {}).await;
     let client = gateway.operator().await;
 
-    let first = client
-        .agent(params("remember the word lanyard", "crash"))
-        .await
-        .unwrap()
-        .outcome()
-        .await
-        .unwrap();
+    let first = client.agent(params("remember the word lanyard", "crash")).await.unwrap().outcome().await.unwrap();
     gateway.transcript_written(&first.session_id).await;
-    let run = client
-        .agent(params("now hang please", "crash"))
-        .await
-        .unwrap();
-    eventually(Duration::from_secs(30), async || {
-        (!api.requests_with("now hang").is_empty()).then_some(())
-    })
-    .await;
-    let pid = session_pid(&client, "crash")
-        .await
-        .expect("a live claude process");
-    std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
+    let run = client.agent(params("now hang please", "crash")).await.unwrap();
+    eventually(Duration::from_secs(30), async || (!api.requests_with("now hang").is_empty()).then_some(())).await;
+    let pid = session_pid(&client, "crash").await.expect("a live claude process");
+    std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
 
-    let err = tokio::time::timeout(Duration::from_secs(30), run.outcome())
-        .await
-        .expect("no hang")
-        .unwrap_err();
+    let err = tokio::time::timeout(Duration::from_secs(30), run.outcome()).await.expect("no hang").unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::AgentError), "{err}");
-    let ClientError::Remote(e) = err else {
-        unreachable!()
-    };
+    let ClientError::Remote(e) = err else { unreachable!() };
     assert!(e.retryable);
     assert!(e.message.contains("exited"), "{}", e.message);
 
-    let next = client
-        .agent(params("are you back", "crash"))
-        .await
-        .unwrap()
-        .outcome()
-        .await
-        .unwrap();
+    let next = client.agent(params("are you back", "crash")).await.unwrap().outcome().await.unwrap();
     assert_eq!(next.result, "Hello from the model");
-    assert_eq!(
-        next.session_id, first.session_id,
-        "the new process resumed the session"
-    );
+    assert_eq!(next.session_id, first.session_id, "the new process resumed the session");
     let new_pid = session_pid(&client, "crash").await.unwrap();
     assert_ne!(new_pid, pid);
     let resumed = api.requests_with("are you back").pop().unwrap();
-    assert!(
-        resumed
-            .body
-            .to_string()
-            .contains("remember the word lanyard"),
-        "history survived the crash"
-    );
+    assert!(resumed.body.to_string().contains("remember the word lanyard"), "history survived the crash");
     gateway.stop().await;
 }
 
@@ -279,35 +188,13 @@ async fn a_crash_before_claude_saved_the_conversation_starts_a_new_one() {
     let gateway = TestGateway::with_claude(claude, &api, |_| {}).await;
     let client = gateway.operator().await;
 
-    client
-        .agent(params("hello there", "lost"))
-        .await
-        .unwrap()
-        .outcome()
-        .await
-        .unwrap();
+    client.agent(params("hello there", "lost")).await.unwrap().outcome().await.unwrap();
     // Kill at once, before claude's lazy transcript write, and remove any transcript it did write.
     let pid = session_pid(&client, "lost").await.unwrap();
-    std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
-    std::fs::remove_dir_all(
-        gateway
-            .claude_home
-            .as_ref()
-            .unwrap()
-            .join(".claude/projects"),
-    )
-    .ok();
+    std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    std::fs::remove_dir_all(gateway.claude_home.as_ref().unwrap().join(".claude/projects")).ok();
     // The next turn notices the dead process, cannot resume the lost conversation, and starts afresh.
-    let next = client
-        .agent(params("still there", "lost"))
-        .await
-        .unwrap()
-        .outcome()
-        .await
-        .unwrap();
+    let next = client.agent(params("still there", "lost")).await.unwrap().outcome().await.unwrap();
     assert_eq!(next.result, "Hello from the model");
     gateway.stop().await;
 }
@@ -318,44 +205,14 @@ async fn idle_processes_are_reaped_and_the_session_resumes_later() {
         return;
     };
     let api = MessagesApi::start(script).await;
-    let gateway = TestGateway::with_claude(claude, &api, |c| {
-        c.agent.idle_timeout = Duration::from_millis(500)
-    })
-    .await;
+    let gateway = TestGateway::with_claude(claude, &api, |c| c.agent.idle_timeout = Duration::from_millis(500)).await;
     let client = gateway.operator().await;
 
-    let first = client
-        .agent(params("remember the colour teal", "idle"))
-        .await
-        .unwrap()
-        .outcome()
-        .await
-        .unwrap();
-    eventually(Duration::from_secs(10), async || {
-        health(&client)
-            .await
-            .agent
-            .sessions
-            .is_empty()
-            .then_some(())
-    })
-    .await;
-    let next = client
-        .agent(params("what colour", "idle"))
-        .await
-        .unwrap()
-        .outcome()
-        .await
-        .unwrap();
+    let first = client.agent(params("remember the colour teal", "idle")).await.unwrap().outcome().await.unwrap();
+    eventually(Duration::from_secs(10), async || health(&client).await.agent.sessions.is_empty().then_some(())).await;
+    let next = client.agent(params("what colour", "idle")).await.unwrap().outcome().await.unwrap();
     assert_eq!(next.session_id, first.session_id);
-    assert!(
-        api.requests_with("what colour")
-            .pop()
-            .unwrap()
-            .body
-            .to_string()
-            .contains("remember the colour teal")
-    );
+    assert!(api.requests_with("what colour").pop().unwrap().body.to_string().contains("remember the colour teal"));
     gateway.stop().await;
 }
 
@@ -370,43 +227,21 @@ async fn turns_on_one_session_queue_and_a_retried_key_runs_once() {
     let b = gateway.operator().await;
 
     // Two turns at once on one session: both succeed, one after the other.
-    let (first, second) = tokio::join!(
-        async {
-            a.agent(params("first queued count", "q"))
-                .await
-                .unwrap()
-                .outcome()
-                .await
-        },
-        async {
-            b.agent(params("second queued hello", "q"))
-                .await
-                .unwrap()
-                .outcome()
-                .await
-        },
-    );
+    let (first, second) =
+        tokio::join!(async { a.agent(params("first queued count", "q")).await.unwrap().outcome().await }, async {
+            b.agent(params("second queued hello", "q")).await.unwrap().outcome().await
+        },);
     assert_eq!(first.unwrap().result, "one two three four five");
     assert_eq!(second.unwrap().result, "Hello from the model");
 
     // A retry with the same key, even from another connection, returns the first outcome without a new run.
     let mut retry = params("dedupe me please", "q");
-    let original = a
-        .agent(retry.clone())
-        .await
-        .unwrap()
-        .outcome()
-        .await
-        .unwrap();
+    let original = a.agent(retry.clone()).await.unwrap().outcome().await.unwrap();
     retry.prompt = "dedupe me please".into();
     let again = b.agent(retry).await.unwrap();
     assert!(again.is_duplicate());
     assert_eq!(again.run_id(), original.run_id);
     assert_eq!(again.outcome().await.unwrap(), original);
-    assert_eq!(
-        api.requests_with("dedupe me").len(),
-        1,
-        "the model was asked once"
-    );
+    assert_eq!(api.requests_with("dedupe me").len(), 1, "the model was asked once");
     gateway.stop().await;
 }

@@ -6,9 +6,9 @@
 
 use crate::connection::{self, Incoming};
 use crate::protocol::{
-    AgentAck, AgentEvent, AgentEventKind, AgentOutcome, AgentParams, ClientInfo, ClientMode,
-    ConnectParams, ErrorCode, ErrorShape, EventFrame, Frame, HelloOk, MAX_FRAME_BYTES, NodeAdvert,
-    NodeCommandRequest, PROTOCOL_VERSION, Request, Response, RunStatus, event, method,
+    AgentAck, AgentEvent, AgentEventKind, AgentOutcome, AgentParams, ClientInfo, ClientMode, ConnectParams, ErrorCode,
+    ErrorShape, EventFrame, Frame, HelloOk, MAX_FRAME_BYTES, NodeAdvert, NodeCommandRequest, PROTOCOL_VERSION, Request,
+    Response, RunStatus, event, method,
 };
 use futures_util::future::BoxFuture;
 use serde_json::Value;
@@ -93,10 +93,7 @@ impl ClientBuilder {
 
     /// Opens the WebSocket, sends `connect` and waits for `hello-ok`.
     pub async fn connect(self) -> Result<Client, ClientError> {
-        let connect_error = |reason: String| ClientError::Connect {
-            url: self.url.clone(),
-            reason,
-        };
+        let connect_error = |reason: String| ClientError::Connect { url: self.url.clone(), reason };
         let config = connection::websocket_config(MAX_FRAME_BYTES);
         let (ws, _) = tokio::time::timeout(
             self.handshake_timeout,
@@ -111,16 +108,10 @@ impl ClientBuilder {
             min_protocol: PROTOCOL_VERSION,
             max_protocol: PROTOCOL_VERSION,
             client: self.info.clone(),
-            auth: self
-                .token
-                .clone()
-                .map(|token| crate::protocol::Auth { token }),
+            auth: self.token.clone().map(|token| crate::protocol::Auth { token }),
             node: self.node.clone(),
         };
-        writer
-            .send(&Frame::Connect(hello))
-            .await
-            .map_err(|e| connect_error(e.to_string()))?;
+        writer.send(&Frame::Connect(hello)).await.map_err(|e| connect_error(e.to_string()))?;
         let hello = tokio::time::timeout(self.handshake_timeout, async {
             loop {
                 match reader.next().await {
@@ -131,9 +122,7 @@ impl ClientBuilder {
                     Incoming::Heartbeat => continue,
                     Incoming::Closed(_) => return Err(ClientError::Closed),
                     other => {
-                        return Err(ClientError::Protocol(format!(
-                            "expected hello-ok, got {other:?}"
-                        )));
+                        return Err(ClientError::Protocol(format!("expected hello-ok, got {other:?}")));
                     }
                 }
             }
@@ -148,12 +137,7 @@ impl ClientBuilder {
                     break;
                 }
             }
-            writer
-                .close(
-                    tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
-                    "bye",
-                )
-                .await;
+            writer.close(tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal, "bye").await;
         });
         let shared = Arc::new(Shared {
             out: out_tx,
@@ -176,7 +160,8 @@ impl ClientBuilder {
             router.pending.lock().expect("pending lock").clear();
             router.runs.lock().expect("runs lock").clear();
         });
-        Ok(Client { shared, hello })
+        let guard = Arc::new(CloseOnDrop(shared.out.clone()));
+        Ok(Client { shared, hello, _guard: guard })
     }
 }
 
@@ -185,6 +170,16 @@ impl ClientBuilder {
 pub struct Client {
     shared: Arc<Shared>,
     hello: HelloOk,
+    _guard: Arc<CloseOnDrop>,
+}
+
+/// Sends the close frame when the last [`Client`] clone goes away (the reader task keeps the queue alive).
+struct CloseOnDrop(mpsc::Sender<Message>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.try_send(Message::Close(None));
+    }
 }
 
 enum Pending {
@@ -212,13 +207,8 @@ impl Shared {
             Frame::Res(res) => self.route_response(res),
             Frame::Event(ev) => {
                 if ev.event == event::AGENT
-                    && let Ok(agent_event) =
-                        serde_json::from_value::<AgentEvent>(ev.payload.clone())
-                    && let Some(tx) = self
-                        .runs
-                        .lock()
-                        .expect("runs lock")
-                        .get(&agent_event.run_id)
+                    && let Ok(agent_event) = serde_json::from_value::<AgentEvent>(ev.payload.clone())
+                    && let Some(tx) = self.runs.lock().expect("runs lock").get(&agent_event.run_id)
                 {
                     let _ = tx.send(RunItem::Event(agent_event.kind));
                 }
@@ -239,15 +229,10 @@ impl Shared {
                 let _ = tx.send(res.outcome);
             }
             Pending::Agent(tx) => match res.outcome {
-                Ok(payload)
-                    if payload.get("status").and_then(Value::as_str) == Some("accepted") =>
-                {
+                Ok(payload) if payload.get("status").and_then(Value::as_str) == Some("accepted") => {
                     match serde_json::from_value::<AgentAck>(payload) {
                         Ok(ack) => {
-                            self.runs
-                                .lock()
-                                .expect("runs lock")
-                                .insert(ack.run_id.clone(), tx.clone());
+                            self.runs.lock().expect("runs lock").insert(ack.run_id.clone(), tx.clone());
                             let _ = tx.send(RunItem::Ack(ack));
                             pending.insert(res.id, Pending::Agent(tx));
                         }
@@ -257,9 +242,7 @@ impl Shared {
                     }
                 }
                 outcome => {
-                    let done = outcome.and_then(|p| {
-                        serde_json::from_value::<AgentOutcome>(p).map_err(bad_payload)
-                    });
+                    let done = outcome.and_then(|p| serde_json::from_value::<AgentOutcome>(p).map_err(bad_payload));
                     if let Ok(outcome) = &done {
                         self.runs.lock().expect("runs lock").remove(&outcome.run_id);
                     }
@@ -275,29 +258,20 @@ impl Shared {
             let outcome = match (req.method.as_str(), handler) {
                 (method::NODE_INVOKE, Some(handler)) => match serde_json::from_value(req.params) {
                     Ok(command) => handler.handle(command).await,
-                    Err(e) => Err(ErrorShape::invalid_request(format!(
-                        "bad node.invoke params: {e}"
-                    ))),
+                    Err(e) => Err(ErrorShape::invalid_request(format!("bad node.invoke params: {e}"))),
                 },
-                (other, _) => Err(ErrorShape::new(
-                    ErrorCode::UnknownMethod,
-                    format!("this client does not answer {other}"),
-                )),
+                (other, _) => {
+                    Err(ErrorShape::new(ErrorCode::UnknownMethod, format!("this client does not answer {other}")))
+                }
             };
-            let frame = Frame::Res(Response {
-                id: req.id,
-                outcome,
-            });
+            let frame = Frame::Res(Response { id: req.id, outcome });
             let _ = shared.out.send(Message::text(frame.to_text())).await;
         });
     }
 }
 
 fn bad_payload(e: serde_json::Error) -> ErrorShape {
-    ErrorShape::new(
-        ErrorCode::Internal,
-        format!("unreadable agent payload: {e}"),
-    )
+    ErrorShape::new(ErrorCode::Internal, format!("unreadable agent payload: {e}"))
 }
 
 impl Client {
@@ -329,59 +303,29 @@ impl Client {
         self.shared.events.subscribe()
     }
 
-    async fn send_request(
-        &self,
-        method: &str,
-        params: Value,
-        pending: Pending,
-    ) -> Result<(), ClientError> {
-        let id = self
-            .shared
-            .next_id
-            .fetch_add(1, Ordering::Relaxed)
-            .to_string();
-        self.shared
-            .pending
-            .lock()
-            .expect("pending lock")
-            .insert(id.clone(), pending);
-        let frame = Frame::Req(Request {
-            id,
-            method: method.to_string(),
-            params,
-        });
-        self.shared
-            .out
-            .send(Message::text(frame.to_text()))
-            .await
-            .map_err(|_| ClientError::Closed)
+    async fn send_request(&self, method: &str, params: Value, pending: Pending) -> Result<(), ClientError> {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed).to_string();
+        self.shared.pending.lock().expect("pending lock").insert(id.clone(), pending);
+        let frame = Frame::Req(Request { id, method: method.to_string(), params });
+        self.shared.out.send(Message::text(frame.to_text())).await.map_err(|_| ClientError::Closed)
     }
 
     /// Calls `method` and waits for its answer.
     pub async fn request(&self, method: &str, params: Value) -> Result<Value, ClientError> {
         let (tx, rx) = oneshot::channel();
         self.send_request(method, params, Pending::Call(tx)).await?;
-        rx.await
-            .map_err(|_| ClientError::Closed)?
-            .map_err(ClientError::Remote)
+        rx.await.map_err(|_| ClientError::Closed)?.map_err(ClientError::Remote)
     }
 
     /// Starts an `agent` run and returns once the gateway accepted it.
     pub async fn agent(&self, params: AgentParams) -> Result<AgentRun, ClientError> {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let params = serde_json::to_value(params).expect("agent params serialise");
-        self.send_request(method::AGENT, params, Pending::Agent(tx))
-            .await?;
+        self.send_request(method::AGENT, params, Pending::Agent(tx)).await?;
         match rx.recv().await {
-            Some(RunItem::Ack(ack)) => Ok(AgentRun {
-                ack,
-                rx,
-                outcome: None,
-            }),
+            Some(RunItem::Ack(ack)) => Ok(AgentRun { ack, rx, outcome: None }),
             Some(RunItem::Done(Err(e))) => Err(ClientError::Remote(e)),
-            Some(_) => Err(ClientError::Protocol(
-                "agent answered without an ack".into(),
-            )),
+            Some(_) => Err(ClientError::Protocol("agent answered without an ack".into())),
             None => Err(ClientError::Closed),
         }
     }
@@ -416,9 +360,7 @@ impl AgentRun {
                 None
             }
             Some(RunItem::Ack(_)) => {
-                self.outcome = Some(Err(ClientError::Protocol(
-                    "a second ack for one run".into(),
-                )));
+                self.outcome = Some(Err(ClientError::Protocol("a second ack for one run".into())));
                 None
             }
             None => {
@@ -431,15 +373,9 @@ impl AgentRun {
     /// Waits for the end of the run, skipping events not yet read.
     pub async fn outcome(mut self) -> Result<AgentOutcome, ClientError> {
         while self.next_event().await.is_some() {}
-        match self
-            .outcome
-            .take()
-            .expect("set when next_event returns None")?
-        {
+        match self.outcome.take().expect("set when next_event returns None")? {
             outcome if outcome.status == RunStatus::Ok => Ok(outcome),
-            _ => Err(ClientError::Protocol(
-                "agent outcome without status ok".into(),
-            )),
+            _ => Err(ClientError::Protocol("agent outcome without status ok".into())),
         }
     }
 }

@@ -15,9 +15,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 /// WebSocket settings that enforce the frame limit inside the WebSocket layer, before a large message is
 /// buffered.
 pub fn websocket_config(max_frame_bytes: usize) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .max_message_size(Some(max_frame_bytes))
-        .max_frame_size(Some(max_frame_bytes))
+    WebSocketConfig::default().max_message_size(Some(max_frame_bytes)).max_frame_size(Some(max_frame_bytes))
 }
 
 /// What the reading half saw.
@@ -62,16 +60,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameReader<S> {
             },
             Some(Ok(Message::Binary(_))) => Incoming::Invalid(FrameError {
                 request_id: None,
-                error: ErrorShape::invalid_request(
-                    "binary messages are not part of the protocol; send JSON text",
-                ),
+                error: ErrorShape::invalid_request("binary messages are not part of the protocol; send JSON text"),
             }),
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
-                Incoming::Heartbeat
-            }
-            Some(Ok(Message::Close(frame))) => {
-                Incoming::Closed(frame.map(|f| f.reason.to_string()))
-            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Incoming::Heartbeat,
+            Some(Ok(Message::Close(frame))) => Incoming::Closed(frame.map(|f| f.reason.to_string())),
             Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
                 Incoming::TooLarge(too_large(size, max_size))
             }
@@ -81,11 +73,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameReader<S> {
 }
 
 fn too_large(size: usize, max_size: usize) -> ErrorShape {
-    ErrorShape::new(
-        ErrorCode::PayloadTooLarge,
-        format!("frame of {size} bytes exceeds the limit of {max_size} bytes"),
-    )
-    .with_details(serde_json::json!({ "size": size, "maxFrameBytes": max_size }))
+    ErrorShape::new(ErrorCode::PayloadTooLarge, format!("frame of {size} bytes exceeds the limit of {max_size} bytes"))
+        .with_details(serde_json::json!({ "size": size, "maxFrameBytes": max_size }))
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> FrameWriter<S> {
@@ -99,10 +88,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameWriter<S> {
 
     /// Sends a close frame with a reason and flushes; errors are ignored because the peer may be gone.
     pub async fn close(&mut self, code: CloseCode, reason: &str) {
-        let frame = CloseFrame {
-            code,
-            reason: reason.to_owned().into(),
-        };
+        let frame = CloseFrame { code, reason: reason.to_owned().into() };
         let _ = self.sink.send(Message::Close(Some(frame))).await;
         let _ = self.sink.close().await;
     }

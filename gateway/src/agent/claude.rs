@@ -34,20 +34,12 @@ pub(crate) enum TurnFailure {
     Reported(TurnReport),
     /// The process ended or its output broke; it is gone. `output_seen` tells whether it printed
     /// anything during this turn.
-    Exited {
-        status: Option<ExitStatus>,
-        stderr: String,
-        output_seen: bool,
-    },
+    Exited { status: Option<ExitStatus>, stderr: String, output_seen: bool },
 }
 
 impl ClaudeProcess {
     /// Starts claude, resuming `resume` (a claude session id) when given.
-    pub(crate) fn spawn(
-        path: &Path,
-        config: &AgentConfig,
-        resume: Option<&str>,
-    ) -> std::io::Result<ClaudeProcess> {
+    pub(crate) fn spawn(path: &Path, config: &AgentConfig, resume: Option<&str>) -> std::io::Result<ClaudeProcess> {
         let mut command = Command::new(path);
         command
             .args([
@@ -88,13 +80,7 @@ impl ClaudeProcess {
                 tail.drain(..excess);
             }
         });
-        Ok(ClaudeProcess {
-            child,
-            stdin,
-            stdout,
-            stderr_tail,
-            session_id: resume.map(str::to_string),
-        })
+        Ok(ClaudeProcess { child, stdin, stdout, stderr_tail, session_id: resume.map(str::to_string) })
     }
 
     pub(crate) fn pid(&self) -> Option<u32> {
@@ -118,8 +104,7 @@ impl ClaudeProcess {
         });
         let mut line = message.to_string();
         line.push('\n');
-        if self.stdin.write_all(line.as_bytes()).await.is_err() || self.stdin.flush().await.is_err()
-        {
+        if self.stdin.write_all(line.as_bytes()).await.is_err() || self.stdin.flush().await.is_err() {
             return Err(self.exited(false).await);
         }
         let mut output_seen = false;
@@ -146,11 +131,7 @@ impl ClaudeProcess {
                     if !report.session_id.is_empty() {
                         self.session_id = Some(report.session_id.clone());
                     }
-                    return if report.is_error {
-                        Err(TurnFailure::Reported(report))
-                    } else {
-                        Ok(report)
-                    };
+                    return if report.is_error { Err(TurnFailure::Reported(report)) } else { Ok(report) };
                 }
                 ClaudeLine::Other => {}
             }
@@ -159,18 +140,9 @@ impl ClaudeProcess {
 
     async fn exited(&mut self, output_seen: bool) -> TurnFailure {
         let status = self.child.wait().await.ok();
-        let stderr = String::from_utf8_lossy(
-            self.stderr_tail
-                .lock()
-                .expect("stderr lock")
-                .make_contiguous(),
-        )
-        .into_owned();
-        TurnFailure::Exited {
-            status,
-            stderr,
-            output_seen,
-        }
+        let stderr =
+            String::from_utf8_lossy(self.stderr_tail.lock().expect("stderr lock").make_contiguous()).into_owned();
+        TurnFailure::Exited { status, stderr, output_seen }
     }
 
     /// Ends the process now.

@@ -66,18 +66,11 @@ impl AgentRunner {
 
     /// The claude binary to run, or `AGENT_UNAVAILABLE` saying what to install.
     pub fn claude_path(&self) -> Result<PathBuf, ErrorShape> {
-        let unavailable = |what: String| {
-            ErrorShape::new(
-                ErrorCode::AgentUnavailable,
-                format!("{what}; {INSTALL_HINT}"),
-            )
-        };
+        let unavailable =
+            |what: String| ErrorShape::new(ErrorCode::AgentUnavailable, format!("{what}; {INSTALL_HINT}"));
         match &self.config.claude_path {
             Some(path) if path.is_file() => Ok(path.clone()),
-            Some(path) => Err(unavailable(format!(
-                "the claude binary {} does not exist",
-                path.display()
-            ))),
+            Some(path) => Err(unavailable(format!("the claude binary {} does not exist", path.display()))),
             None => which::which("claude").map_err(|_| unavailable("no `claude` on PATH".into())),
         }
     }
@@ -91,10 +84,7 @@ impl AgentRunner {
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     return Err(ErrorShape::retryable(
                         ErrorCode::RateLimited,
-                        format!(
-                            "session {key} already has {} turns waiting",
-                            self.config.max_queued_turns
-                        ),
+                        format!("session {key} already has {} turns waiting", self.config.max_queued_turns),
                         Some(5000),
                     ));
                 }
@@ -106,13 +96,7 @@ impl AgentRunner {
         let (tx, rx) = mpsc::channel(self.config.max_queued_turns.max(1));
         let pid = Arc::new(AtomicU32::new(0));
         tx.try_send(turn).expect("a new queue has room");
-        sessions.insert(
-            key.to_string(),
-            SessionHandle {
-                turns: tx,
-                pid: pid.clone(),
-            },
-        );
+        sessions.insert(key.to_string(), SessionHandle { turns: tx, pid: pid.clone() });
         let resume = self.resume_ids.lock().expect("resume lock").remove(key);
         tokio::spawn(session::run(self.clone(), key.to_string(), rx, pid, resume));
         Ok(())
@@ -120,12 +104,7 @@ impl AgentRunner {
 
     /// Called by an idle session task: removes the session unless a turn arrived meanwhile. Holding the
     /// sessions lock here and in `submit` means no turn can slip into a queue nobody reads.
-    fn retire(
-        &self,
-        key: &str,
-        turns: &mpsc::Receiver<Turn>,
-        claude_session: Option<String>,
-    ) -> bool {
+    fn retire(&self, key: &str, turns: &mpsc::Receiver<Turn>, claude_session: Option<String>) -> bool {
         let mut sessions = self.sessions.lock().expect("sessions lock");
         if !turns.is_empty() {
             return false;

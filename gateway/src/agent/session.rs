@@ -39,10 +39,7 @@ pub(super) async fn run(
         if let Some(id) = process.as_ref().and_then(ClaudeProcess::session_id) {
             claude_session = Some(id.to_string());
         }
-        pid.store(
-            process.as_ref().and_then(ClaudeProcess::pid).unwrap_or(0),
-            Ordering::Relaxed,
-        );
+        pid.store(process.as_ref().and_then(ClaudeProcess::pid).unwrap_or(0), Ordering::Relaxed);
         let _ = turn.reply.send(outcome);
     }
     if let Some(process) = process.take() {
@@ -50,11 +47,7 @@ pub(super) async fn run(
     }
     turns.close();
     while let Some(turn) = turns.recv().await {
-        let _ = turn.reply.send(Err(ErrorShape::retryable(
-            ErrorCode::AgentError,
-            "the agent session ended",
-            None,
-        )));
+        let _ = turn.reply.send(Err(ErrorShape::retryable(ErrorCode::AgentError, "the agent session ended", None)));
     }
 }
 
@@ -80,11 +73,7 @@ async fn run_turn(
         Some(result) => result,
         None => {
             resuming = claude_session.is_some();
-            attempt(
-                process.insert(start(runner, key, claude_session.as_deref())?),
-                turn,
-            )
-            .await
+            attempt(process.insert(start(runner, key, claude_session.as_deref())?), turn).await
         }
     };
     if resuming && resume_failed(&result) {
@@ -97,11 +86,7 @@ async fn run_turn(
         result = attempt(process.insert(start(runner, key, None)?), turn).await;
     }
     match result {
-        Ok(Ok(report)) => Ok(TurnOutput {
-            result: report.result,
-            session_id: report.session_id,
-            usage: report.usage,
-        }),
+        Ok(Ok(report)) => Ok(TurnOutput { result: report.result, session_id: report.session_id, usage: report.usage }),
         Ok(Err(TurnFailure::Reported(report))) => {
             let retryable = report.api_error_status.is_none_or(|s| s == 429 || s >= 500);
             Err(ErrorShape {
@@ -130,30 +115,19 @@ async fn run_turn(
             }
             Err(ErrorShape::retryable(
                 ErrorCode::Timeout,
-                format!(
-                    "the agent turn did not finish within {} ms; claude was stopped",
-                    turn.timeout.as_millis()
-                ),
+                format!("the agent turn did not finish within {} ms; claude was stopped", turn.timeout.as_millis()),
                 None,
             ))
         }
     }
 }
 
-fn start(
-    runner: &AgentRunner,
-    key: &str,
-    resume: Option<&str>,
-) -> Result<ClaudeProcess, ErrorShape> {
+fn start(runner: &AgentRunner, key: &str, resume: Option<&str>) -> Result<ClaudeProcess, ErrorShape> {
     let path = runner.claude_path()?;
     let process = ClaudeProcess::spawn(&path, &runner.config, resume).map_err(|e| {
         ErrorShape::new(
             ErrorCode::AgentUnavailable,
-            format!(
-                "cannot start {}: {e}; {}",
-                path.display(),
-                super::INSTALL_HINT
-            ),
+            format!("cannot start {}: {e}; {}", path.display(), super::INSTALL_HINT),
         )
     })?;
     tracing::info!(session = %key, pid = process.pid(), resumed = resume.is_some(), "started claude");
@@ -164,29 +138,20 @@ type Attempt = Result<Result<TurnReport, TurnFailure>, tokio::time::error::Elaps
 
 async fn attempt(running: &mut ClaudeProcess, turn: &Turn) -> Attempt {
     let started = std::time::Instant::now();
-    let result =
-        tokio::time::timeout(turn.timeout, running.run_turn(&turn.prompt, &turn.events)).await;
+    let result = tokio::time::timeout(turn.timeout, running.run_turn(&turn.prompt, &turn.events)).await;
     tracing::info!(run_id = %turn.run_id, ms = started.elapsed().as_millis() as u64, ok = matches!(result, Ok(Ok(_))), "agent turn finished");
     result
 }
 
 /// The process was already dead when the turn was written to it: nothing of the turn ran.
 fn died_before_the_turn(result: &Attempt) -> bool {
-    matches!(
-        result,
-        Ok(Err(TurnFailure::Exited {
-            output_seen: false,
-            ..
-        }))
-    )
+    matches!(result, Ok(Err(TurnFailure::Exited { output_seen: false, .. })))
 }
 
 /// A resumed process that failed before asking the model anything could not load the conversation.
 fn resume_failed(result: &Attempt) -> bool {
     match result {
-        Ok(Err(TurnFailure::Reported(report))) => {
-            report.num_turns == 0 && report.api_error_status.is_none()
-        }
+        Ok(Err(TurnFailure::Reported(report))) => report.num_turns == 0 && report.api_error_status.is_none(),
         Ok(Err(TurnFailure::Exited { .. })) => true,
         _ => false,
     }

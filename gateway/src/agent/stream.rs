@@ -35,50 +35,31 @@ pub(crate) fn parse_line(line: &str) -> ClaudeLine {
     let Ok(value) = serde_json::from_str::<Value>(line) else {
         return ClaudeLine::Other;
     };
-    let str_at = |v: &Value, key: &str| {
-        v.get(key)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
+    let str_at = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
     match value.get("type").and_then(Value::as_str) {
         Some("system") if value.get("subtype").and_then(Value::as_str) == Some("init") => {
-            ClaudeLine::Init {
-                session_id: str_at(&value, "session_id"),
-            }
+            ClaudeLine::Init { session_id: str_at(&value, "session_id") }
         }
         Some("stream_event") => {
             let event = &value["event"];
             if event["type"] == "content_block_delta" && event["delta"]["type"] == "text_delta" {
-                ClaudeLine::Events(vec![AgentEventKind::TextDelta {
-                    text: str_at(&event["delta"], "text"),
-                }])
+                ClaudeLine::Events(vec![AgentEventKind::TextDelta { text: str_at(&event["delta"], "text") }])
             } else {
                 ClaudeLine::Other
             }
         }
-        Some("assistant") => {
-            events_from_blocks(&value, "tool_use", |block| AgentEventKind::ToolUse {
-                tool_use_id: str_at(block, "id"),
-                name: str_at(block, "name"),
-                input: block.get("input").cloned().unwrap_or(Value::Null),
-            })
-        }
-        Some("user") => {
-            events_from_blocks(&value, "tool_result", |block| AgentEventKind::ToolResult {
-                tool_use_id: str_at(block, "tool_use_id"),
-                content: block.get("content").cloned().unwrap_or(Value::Null),
-                is_error: block
-                    .get("is_error")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
-            })
-        }
+        Some("assistant") => events_from_blocks(&value, "tool_use", |block| AgentEventKind::ToolUse {
+            tool_use_id: str_at(block, "id"),
+            name: str_at(block, "name"),
+            input: block.get("input").cloned().unwrap_or(Value::Null),
+        }),
+        Some("user") => events_from_blocks(&value, "tool_result", |block| AgentEventKind::ToolResult {
+            tool_use_id: str_at(block, "tool_use_id"),
+            content: block.get("content").cloned().unwrap_or(Value::Null),
+            is_error: block.get("is_error").and_then(Value::as_bool).unwrap_or(false),
+        }),
         Some("result") => ClaudeLine::Result(TurnReport {
-            is_error: value
-                .get("is_error")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
+            is_error: value.get("is_error").and_then(Value::as_bool).unwrap_or(false),
             result: str_at(&value, "result"),
             session_id: str_at(&value, "session_id"),
             usage: value.get("usage").cloned().unwrap_or(Value::Null),
@@ -91,26 +72,12 @@ pub(crate) fn parse_line(line: &str) -> ClaudeLine {
 }
 
 /// The content blocks of type `kind` in a message line, each turned into an event.
-fn events_from_blocks(
-    value: &Value,
-    kind: &str,
-    to_event: impl Fn(&Value) -> AgentEventKind,
-) -> ClaudeLine {
+fn events_from_blocks(value: &Value, kind: &str, to_event: impl Fn(&Value) -> AgentEventKind) -> ClaudeLine {
     let events: Vec<_> = value["message"]["content"]
         .as_array()
-        .map(|blocks| {
-            blocks
-                .iter()
-                .filter(|b| b["type"] == kind)
-                .map(&to_event)
-                .collect()
-        })
+        .map(|blocks| blocks.iter().filter(|b| b["type"] == kind).map(&to_event).collect())
         .unwrap_or_default();
-    if events.is_empty() {
-        ClaudeLine::Other
-    } else {
-        ClaudeLine::Events(events)
-    }
+    if events.is_empty() { ClaudeLine::Other } else { ClaudeLine::Events(events) }
 }
 
 #[cfg(test)]
@@ -122,9 +89,7 @@ mod tests {
     fn reads_the_lines_that_matter() {
         assert_eq!(
             parse_line(r#"{"type":"system","subtype":"init","session_id":"s1","tools":[]}"#),
-            ClaudeLine::Init {
-                session_id: "s1".into()
-            }
+            ClaudeLine::Init { session_id: "s1".into() }
         );
         assert_eq!(
             parse_line(
@@ -143,9 +108,7 @@ mod tests {
             }])
         );
         assert_eq!(
-            parse_line(
-                r#"{"type":"assistant","message":{"content":[{"type":"text","text":"x"}]}}"#
-            ),
+            parse_line(r#"{"type":"assistant","message":{"content":[{"type":"text","text":"x"}]}}"#),
             ClaudeLine::Other
         );
         let ClaudeLine::Result(report) = parse_line(

@@ -60,9 +60,7 @@ impl Agent {
         let turn = Turn {
             run_id: run_id.clone(),
             prompt: p.prompt,
-            timeout: p
-                .timeout_ms
-                .map_or(state.config.agent.turn_timeout, Duration::from_millis),
+            timeout: p.timeout_ms.map_or(state.config.agent.turn_timeout, Duration::from_millis),
             events: events_tx,
             reply: reply_tx,
         };
@@ -70,11 +68,7 @@ impl Agent {
             Err(e) => Err(e),
             Ok(()) => {
                 while let Some(kind) = events_rx.recv().await {
-                    let event = AgentEvent {
-                        run_id: run_id.clone(),
-                        session_key: session_key.clone(),
-                        kind,
-                    };
+                    let event = AgentEvent { run_id: run_id.clone(), session_key: session_key.clone(), kind };
                     ctx.outbound.event(event::AGENT, &event);
                 }
                 reply_rx.await.unwrap_or_else(|_| {
@@ -87,23 +81,17 @@ impl Agent {
             }
         };
         let outcome = outcome
-            .map(
-                |TurnOutput {
-                     result,
-                     session_id,
-                     usage,
-                 }| {
-                    let outcome = AgentOutcome {
-                        run_id: run_id.clone(),
-                        status: RunStatus::Ok,
-                        result,
-                        session_id,
-                        usage,
-                        duration_ms: started.elapsed().as_millis() as u64,
-                    };
-                    serde_json::to_value(outcome).expect("outcome serialises")
-                },
-            )
+            .map(|TurnOutput { result, session_id, usage }| {
+                let outcome = AgentOutcome {
+                    run_id: run_id.clone(),
+                    status: RunStatus::Ok,
+                    result,
+                    session_id,
+                    usage,
+                    duration_ms: started.elapsed().as_millis() as u64,
+                };
+                serde_json::to_value(outcome).expect("outcome serialises")
+            })
             .map_err(|mut e| {
                 let details = e.details.get_or_insert_with(|| serde_json::json!({}));
                 if let Some(map) = details.as_object_mut() {
@@ -117,13 +105,6 @@ impl Agent {
 }
 
 fn ack(ctx: &Context, run_id: &str, duplicate: bool) {
-    let ack = AgentAck {
-        run_id: run_id.to_string(),
-        status: RunStatus::Accepted,
-        duplicate,
-    };
-    ctx.outbound.send(Frame::ok(
-        ctx.request_id.clone(),
-        serde_json::to_value(ack).expect("ack serialises"),
-    ));
+    let ack = AgentAck { run_id: run_id.to_string(), status: RunStatus::Accepted, duplicate };
+    ctx.outbound.send(Frame::ok(ctx.request_id.clone(), serde_json::to_value(ack).expect("ack serialises")));
 }

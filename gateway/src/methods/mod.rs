@@ -58,19 +58,14 @@ impl Method {
         Ok(match name {
             method::AGENT => Method::Agent(agent::Agent::parse(params)?),
             method::HEALTH => Method::Health(health::Health),
-            method::NODE_DESCRIBE => {
-                Method::NodeDescribe(node_describe::NodeDescribe::parse(params)?)
-            }
+            method::NODE_DESCRIBE => Method::NodeDescribe(node_describe::NodeDescribe::parse(params)?),
             method::NODE_EVENT => Method::NodeEvent(node_event::NodeEvent::parse(params)?),
             method::NODE_INVOKE => Method::NodeInvoke(node_invoke::NodeInvoke::parse(params)?),
             method::NODE_LIST => Method::NodeList(node_list::NodeList),
             method::SYSTEM_EVENT => Method::SystemEvent(system_event::SystemEvent::parse(params)?),
             other => {
-                return Err(ErrorShape::new(
-                    ErrorCode::UnknownMethod,
-                    format!("unknown method {other:?}"),
-                )
-                .with_details(json!({ "supported": Self::NAMES })));
+                return Err(ErrorShape::new(ErrorCode::UnknownMethod, format!("unknown method {other:?}"))
+                    .with_details(json!({ "supported": Self::NAMES })));
             }
         })
     }
@@ -79,9 +74,7 @@ impl Method {
     fn allowed_for(&self, mode: ClientMode) -> bool {
         match self {
             Method::NodeEvent(_) => mode == ClientMode::Node,
-            Method::NodeInvoke(_) | Method::NodeList(_) | Method::NodeDescribe(_) => {
-                mode != ClientMode::Node
-            }
+            Method::NodeInvoke(_) | Method::NodeList(_) | Method::NodeDescribe(_) => mode != ClientMode::Node,
             Method::Agent(_) | Method::Health(_) | Method::SystemEvent(_) => true,
         }
     }
@@ -102,12 +95,7 @@ impl Method {
         if !self.allowed_for(ctx.peer.mode) {
             return Err(ErrorShape::new(
                 ErrorCode::Forbidden,
-                format!(
-                    "{} may not be called by a {:?} connection",
-                    self.name(),
-                    ctx.peer.mode
-                )
-                .to_lowercase(),
+                format!("{} may not be called by a {:?} connection", self.name(), ctx.peer.mode).to_lowercase(),
             ));
         }
         match self {
@@ -124,8 +112,7 @@ impl Method {
 
 /// Reads a method's params, answering `INVALID_REQUEST` with serde's reason when they do not fit.
 fn parse_params<T: DeserializeOwned>(method: &str, params: Value) -> Result<T, ErrorShape> {
-    serde_json::from_value(params)
-        .map_err(|e| ErrorShape::invalid_request(format!("invalid params for {method}: {e}")))
+    serde_json::from_value(params).map_err(|e| ErrorShape::invalid_request(format!("invalid params for {method}: {e}")))
 }
 
 /// Checks an identifier the caller chose (idempotency key, session key, node ID).

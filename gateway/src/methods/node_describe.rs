@@ -10,20 +10,15 @@ pub(crate) struct NodeDescribe {
 
 impl NodeDescribe {
     pub(crate) fn parse(params: Value) -> Result<Self, ErrorShape> {
-        Ok(NodeDescribe {
-            params: parse_params(method::NODE_DESCRIBE, params)?,
-        })
+        Ok(NodeDescribe { params: parse_params(method::NODE_DESCRIBE, params)? })
     }
 
     pub(crate) fn apply(self, ctx: &Context) -> Result<Value, ErrorShape> {
         let node_id = &self.params.node_id;
         match ctx.state.nodes.describe(node_id) {
             Some(summary) => Ok(serde_json::to_value(summary).expect("summary serialises")),
-            None => Err(ErrorShape::new(
-                ErrorCode::NodeNotConnected,
-                format!("node {node_id} is not connected"),
-            )
-            .with_details(json!({ "nodeId": node_id }))),
+            None => Err(ErrorShape::new(ErrorCode::NodeNotConnected, format!("node {node_id} is not connected"))
+                .with_details(json!({ "nodeId": node_id }))),
         }
     }
 }

@@ -21,13 +21,8 @@ impl NodeInvoke {
         check_key("command", &params.command)?;
         check_key("idempotencyKey", &params.idempotency_key)?;
         NodeCommand::parse(&params.command, &params.params).map_err(ErrorShape::invalid_request)?;
-        if params
-            .timeout_ms
-            .is_some_and(|t| t == 0 || t > MAX_TIMEOUT_MS)
-        {
-            return Err(ErrorShape::invalid_request(format!(
-                "timeoutMs must be between 1 and {MAX_TIMEOUT_MS}"
-            )));
+        if params.timeout_ms.is_some_and(|t| t == 0 || t > MAX_TIMEOUT_MS) {
+            return Err(ErrorShape::invalid_request(format!("timeoutMs must be between 1 and {MAX_TIMEOUT_MS}")));
         }
         Ok(NodeInvoke { params })
     }
@@ -40,19 +35,10 @@ impl NodeInvoke {
             Claim::New(completer) => completer,
         };
         let timeout = Duration::from_millis(p.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS));
-        let outcome = ctx
-            .state
-            .nodes
-            .invoke(&p.node_id, &p.command, p.params, timeout)
-            .await
-            .map(|payload| {
-                let result = NodeInvokeResult {
-                    node_id: p.node_id.clone(),
-                    command: p.command.clone(),
-                    payload,
-                };
-                serde_json::to_value(result).expect("invoke result serialises")
-            });
+        let outcome = ctx.state.nodes.invoke(&p.node_id, &p.command, p.params, timeout).await.map(|payload| {
+            let result = NodeInvokeResult { node_id: p.node_id.clone(), command: p.command.clone(), payload };
+            serde_json::to_value(result).expect("invoke result serialises")
+        });
         completer.complete(outcome.clone());
         outcome
     }

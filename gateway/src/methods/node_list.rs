@@ -8,9 +8,7 @@ pub(crate) struct NodeList;
 
 impl NodeList {
     pub(crate) fn apply(self, ctx: &Context) -> Result<Value, ErrorShape> {
-        let payload = NodeListPayload {
-            nodes: ctx.state.nodes.list(),
-        };
+        let payload = NodeListPayload { nodes: ctx.state.nodes.list() };
         Ok(serde_json::to_value(payload).expect("node list serialises"))
     }
 }

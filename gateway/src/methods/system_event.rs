@@ -10,18 +10,13 @@ pub(crate) struct SystemEvent {
 
 impl SystemEvent {
     pub(crate) fn parse(params: Value) -> Result<Self, ErrorShape> {
-        Ok(SystemEvent {
-            beacon: parse_params(method::SYSTEM_EVENT, params)?,
-        })
+        Ok(SystemEvent { beacon: parse_params(method::SYSTEM_EVENT, params)? })
     }
 
     pub(crate) fn apply(self, ctx: &Context) -> Result<Value, ErrorShape> {
-        let peer = &ctx.peer;
-        let entry =
-            ctx.state
-                .presence
-                .beacon(&peer.instance_id, peer.mode, &peer.platform, self.beacon);
-        ctx.state.hub.broadcast(event::PRESENCE, &entry);
+        if let Some(entry) = ctx.state.presence.beacon(&ctx.peer.instance_id, self.beacon) {
+            ctx.state.hub.broadcast(event::PRESENCE, &entry);
+        }
         Ok(json!({ "ok": true }))
     }
 }

@@ -36,11 +36,7 @@ pub enum Reply {
     /// Stream these text pieces as `text_delta`s, `gap` apart.
     Text { pieces: Vec<String>, gap: Duration },
     /// Call a tool.
-    ToolUse {
-        id: String,
-        name: String,
-        input: Value,
-    },
+    ToolUse { id: String, name: String, input: Value },
     /// Answer with an HTTP error status and Anthropic's error body.
     Status(u16, &'static str),
     /// Wait this long before answering (to catch the turn mid-way).
@@ -49,10 +45,7 @@ pub enum Reply {
 
 impl Reply {
     pub fn text(pieces: &[&str]) -> Reply {
-        Reply::Text {
-            pieces: pieces.iter().map(|p| p.to_string()).collect(),
-            gap: Duration::ZERO,
-        }
+        Reply::Text { pieces: pieces.iter().map(|p| p.to_string()).collect(), gap: Duration::ZERO }
     }
 }
 
@@ -70,20 +63,12 @@ struct ApiState {
 }
 
 impl MessagesApi {
-    pub async fn start(
-        script: impl Fn(&ApiRequest) -> Reply + Send + Sync + 'static,
-    ) -> MessagesApi {
+    pub async fn start(script: impl Fn(&ApiRequest) -> Reply + Send + Sync + 'static) -> MessagesApi {
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let state = ApiState {
-            script: Arc::new(script),
-            requests: requests.clone(),
-        };
+        let state = ApiState { script: Arc::new(script), requests: requests.clone() };
         let app = Router::new()
             .route("/v1/messages", post(messages))
-            .route(
-                "/v1/messages/count_tokens",
-                post(|| async { axum::Json(json!({"input_tokens": 10})) }),
-            )
+            .route("/v1/messages/count_tokens", post(|| async { axum::Json(json!({"input_tokens": 10})) }))
             .fallback(|| async { StatusCode::OK })
             .with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -98,34 +83,20 @@ impl MessagesApi {
 
     /// Requests whose last user text contains `marker`.
     pub fn requests_with(&self, marker: &str) -> Vec<ApiRequest> {
-        self.requests
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.last_user_text.contains(marker))
-            .cloned()
-            .collect()
+        self.requests.lock().unwrap().iter().filter(|r| r.last_user_text.contains(marker)).cloned().collect()
     }
 }
 
 fn describe(body: Value) -> ApiRequest {
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
-    let last_user = messages
-        .iter()
-        .rev()
-        .find(|m| m["role"] == "user")
-        .cloned()
-        .unwrap_or(Value::Null);
+    let last_user = messages.iter().rev().find(|m| m["role"] == "user").cloned().unwrap_or(Value::Null);
     let (mut text, mut has_tool_result) = (String::new(), false);
     match &last_user["content"] {
         Value::String(s) => text.push_str(s),
         Value::Array(blocks) => {
             for block in blocks {
                 match block["type"].as_str() {
-                    Some("text") => block["text"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .clone_into(&mut text),
+                    Some("text") => block["text"].as_str().unwrap_or_default().clone_into(&mut text),
                     Some("tool_result") => has_tool_result = true,
                     _ => {}
                 }
@@ -133,21 +104,13 @@ fn describe(body: Value) -> ApiRequest {
         }
         _ => {}
     }
-    ApiRequest {
-        last_user_text: text,
-        has_tool_result,
-        message_count: messages.len(),
-        body,
-    }
+    ApiRequest { last_user_text: text, has_tool_result, message_count: messages.len(), body }
 }
 
 async fn messages(State(state): State<ApiState>, axum::Json(body): axum::Json<Value>) -> Response {
     let request = describe(body);
     let mut reply = (state.script)(&request);
-    let model = request.body["model"]
-        .as_str()
-        .unwrap_or("claude-test")
-        .to_string();
+    let model = request.body["model"].as_str().unwrap_or("claude-test").to_string();
     state.requests.lock().unwrap().push(request);
     while let Reply::Delay(wait, next) = reply {
         tokio::time::sleep(wait).await;
@@ -164,11 +127,7 @@ async fn messages(State(state): State<ApiState>, axum::Json(body): axum::Json<Va
                 tokio::time::sleep(gap).await;
             }
             let name = event["type"].as_str().unwrap().to_string();
-            if tx
-                .send(Ok(Event::default().event(name).data(event.to_string())))
-                .await
-                .is_err()
-            {
+            if tx.send(Ok(Event::default().event(name).data(event.to_string()))).await.is_err() {
                 return;
             }
         }
@@ -187,9 +146,15 @@ fn stream_events(model: &str, reply: Reply) -> Vec<(Value, Duration)> {
     )];
     let stop_reason = match reply {
         Reply::Text { pieces, gap } => {
-            events.push((json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}), now));
+            events.push((
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+                now,
+            ));
             for piece in pieces {
-                events.push((json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}), gap));
+                events.push((
+                    json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
+                    gap,
+                ));
             }
             "end_turn"
         }
@@ -209,8 +174,11 @@ fn stream_events(model: &str, reply: Reply) -> Vec<(Value, Duration)> {
         Reply::Status(..) | Reply::Delay(..) => unreachable!("handled before streaming"),
     };
     events.push((json!({"type": "content_block_stop", "index": 0}), now));
-    events.push((json!({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": null},
-        "usage": {"output_tokens": 7}}), now));
+    events.push((
+        json!({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": null},
+        "usage": {"output_tokens": 7}}),
+        now,
+    ));
     events.push((json!({"type": "message_stop"}), now));
     events
 }

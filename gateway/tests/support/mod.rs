@@ -31,22 +31,12 @@ impl TestGateway {
         configure(&mut config);
         let gateway = Gateway::bind(config).await.expect("gateway binds");
         let url = gateway.url();
-        let token = GatewayToken::load(home.path())
-            .unwrap()
-            .expose()
-            .to_string();
+        let token = GatewayToken::load(home.path()).unwrap().expose().to_string();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(gateway.run(async {
             let _ = stopped.await;
         }));
-        TestGateway {
-            url,
-            token,
-            home,
-            claude_home: None,
-            stop: Some(stop),
-            task: Some(task),
-        }
+        TestGateway { url, token, home, claude_home: None, stop: Some(stop), task: Some(task) }
     }
 
     /// A gateway whose agent runs the real claude against `api`.
@@ -65,10 +55,7 @@ impl TestGateway {
                 ("ANTHROPIC_BASE_URL".into(), base_url),
                 ("ANTHROPIC_API_KEY".into(), "sk-ant-test-key".into()),
                 ("HOME".into(), claude_home.display().to_string()),
-                (
-                    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".into(),
-                    "1".into(),
-                ),
+                ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".into(), "1".into()),
                 ("CLAUDE_CODE_MAX_RETRIES".into(), "0".into()),
                 ("DISABLE_AUTOUPDATER".into(), "1".into()),
             ];
@@ -84,18 +71,11 @@ impl TestGateway {
     pub async fn transcript_written(&self, session_id: &str) {
         let root = self.claude_home.clone().expect("a claude gateway");
         let name = format!("{session_id}.jsonl");
-        eventually(Duration::from_secs(10), async || {
-            find_file(&root, &name).then_some(())
-        })
-        .await;
+        eventually(Duration::from_secs(10), async || find_file(&root, &name).then_some(())).await;
     }
 
     pub async fn operator(&self) -> Client {
-        Client::builder(&self.url)
-            .token(&self.token)
-            .connect()
-            .await
-            .expect("operator connects")
+        Client::builder(&self.url).token(&self.token).connect().await.expect("operator connects")
     }
 
     /// Stops the gateway and waits for it to finish.
@@ -104,10 +84,7 @@ impl TestGateway {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(10), task)
-                .await
-                .expect("gateway stops in time")
-                .unwrap();
+            tokio::time::timeout(Duration::from_secs(10), task).await.expect("gateway stops in time").unwrap();
         }
     }
 }
@@ -148,25 +125,14 @@ pub async fn eventually<T>(limit: Duration, mut check: impl AsyncFnMut() -> Opti
         if let Some(value) = check().await {
             return value;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "condition not met within {limit:?}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "condition not met within {limit:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 fn find_file(dir: &std::path::Path, name: &str) -> bool {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|entry| {
-            let path = entry.path();
-            if path.is_dir() {
-                find_file(&path, name)
-            } else {
-                entry.file_name() == name
-            }
-        })
+    std::fs::read_dir(dir).into_iter().flatten().flatten().any(|entry| {
+        let path = entry.path();
+        if path.is_dir() { find_file(&path, name) } else { entry.file_name() == name }
+    })
 }

@@ -51,15 +51,9 @@ impl NodeCommand {
         if !Self::ALL.contains(&command) {
             return Ok(None);
         }
-        let params = if params.is_null() {
-            Value::Object(Default::default())
-        } else {
-            params.clone()
-        };
+        let params = if params.is_null() { Value::Object(Default::default()) } else { params.clone() };
         let tagged = serde_json::json!({ "command": command, "params": params });
-        serde_json::from_value(tagged)
-            .map(Some)
-            .map_err(|e| format!("invalid params for {command}: {e}"))
+        serde_json::from_value(tagged).map(Some).map_err(|e| format!("invalid params for {command}: {e}"))
     }
 
     /// The capability a node must have granted for this command.
@@ -143,14 +137,9 @@ mod tests {
     fn parses_known_commands_and_checks_params() {
         assert_eq!(
             NodeCommand::parse("screen.navigate", &json!({"url": "https://example.org"})).unwrap(),
-            Some(NodeCommand::ScreenNavigate(NavigateParams {
-                url: "https://example.org".into()
-            }))
+            Some(NodeCommand::ScreenNavigate(NavigateParams { url: "https://example.org".into() }))
         );
-        assert_eq!(
-            NodeCommand::parse("screen.show", &Value::Null).unwrap(),
-            Some(NodeCommand::ScreenShow(Empty {}))
-        );
+        assert_eq!(NodeCommand::parse("screen.show", &Value::Null).unwrap(), Some(NodeCommand::ScreenShow(Empty {})));
         assert!(NodeCommand::parse("screen.eval", &json!({"js": "1"})).is_err());
         assert!(NodeCommand::parse("screen.setMode", &json!({"mode": "tv"})).is_err());
         assert_eq!(NodeCommand::parse("lamp.on", &json!({})).unwrap(), None);
@@ -158,10 +147,7 @@ mod tests {
 
     #[test]
     fn screen_commands_need_the_screen_capability() {
-        assert_eq!(
-            NodeCommand::capability("screen.snapshot"),
-            Some(SCREEN_CAPABILITY)
-        );
+        assert_eq!(NodeCommand::capability("screen.snapshot"), Some(SCREEN_CAPABILITY));
         assert_eq!(NodeCommand::capability("lamp.on"), None);
     }
 }

@@ -89,26 +89,12 @@ pub struct ErrorShape {
 impl ErrorShape {
     /// A non-retryable error.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ErrorShape {
-            code,
-            message: message.into(),
-            retryable: false,
-            retry_after_ms: None,
-            details: None,
-        }
+        ErrorShape { code, message: message.into(), retryable: false, retry_after_ms: None, details: None }
     }
 
     /// A retryable error; `retry_after_ms` is a hint, not a promise.
-    pub fn retryable(
-        code: ErrorCode,
-        message: impl Into<String>,
-        retry_after_ms: Option<u64>,
-    ) -> Self {
-        ErrorShape {
-            retryable: true,
-            retry_after_ms,
-            ..ErrorShape::new(code, message)
-        }
+    pub fn retryable(code: ErrorCode, message: impl Into<String>, retry_after_ms: Option<u64>) -> Self {
+        ErrorShape { retryable: true, retry_after_ms, ..ErrorShape::new(code, message) }
     }
 
     pub fn invalid_request(message: impl Into<String>) -> Self {
@@ -140,11 +126,7 @@ mod tests {
 
     #[test]
     fn codes_round_trip_as_screaming_snake_case() {
-        for code in [
-            ErrorCode::NodeBackgroundUnavailable,
-            ErrorCode::PayloadTooLarge,
-            ErrorCode::AgentUnavailable,
-        ] {
+        for code in [ErrorCode::NodeBackgroundUnavailable, ErrorCode::PayloadTooLarge, ErrorCode::AgentUnavailable] {
             let text = serde_json::to_string(&code).unwrap();
             assert_eq!(text, format!("\"{}\"", code.as_str()));
             assert_eq!(serde_json::from_str::<ErrorCode>(&text).unwrap(), code);
@@ -163,9 +145,6 @@ mod tests {
     #[test]
     fn optional_fields_are_omitted() {
         let v = serde_json::to_value(ErrorShape::new(ErrorCode::Timeout, "slow")).unwrap();
-        assert_eq!(
-            v,
-            json!({"code": "TIMEOUT", "message": "slow", "retryable": false})
-        );
+        assert_eq!(v, json!({"code": "TIMEOUT", "message": "slow", "retryable": false}));
     }
 }

@@ -150,28 +150,15 @@ impl TryFrom<RawResponse> for Response {
                 return Err("a res with ok: false must carry error and no payload".into());
             }
         };
-        Ok(Response {
-            id: raw.id,
-            outcome,
-        })
+        Ok(Response { id: raw.id, outcome })
     }
 }
 
 impl From<Response> for RawResponse {
     fn from(res: Response) -> Self {
         match res.outcome {
-            Ok(payload) => RawResponse {
-                id: res.id,
-                ok: true,
-                payload: Some(payload),
-                error: None,
-            },
-            Err(error) => RawResponse {
-                id: res.id,
-                ok: false,
-                payload: None,
-                error: Some(error),
-            },
+            Ok(payload) => RawResponse { id: res.id, ok: true, payload: Some(payload), error: None },
+            Err(error) => RawResponse { id: res.id, ok: false, payload: None, error: Some(error) },
         }
     }
 }
@@ -204,25 +191,18 @@ impl Frame {
             request_id,
             error: ErrorShape::new(ErrorCode::InvalidRequest, message),
         };
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| invalid(None, format!("malformed JSON: {e}")))?;
+        let value: Value = serde_json::from_str(text).map_err(|e| invalid(None, format!("malformed JSON: {e}")))?;
         let Some(object) = value.as_object() else {
             return Err(invalid(None, "a frame must be a JSON object".into()));
         };
         let request_id = match (object.get("type").and_then(Value::as_str), object.get("id")) {
-            (Some("req"), Some(Value::String(id))) if !id.is_empty() && id.len() <= MAX_ID_LEN => {
-                Some(id.clone())
-            }
+            (Some("req"), Some(Value::String(id))) if !id.is_empty() && id.len() <= MAX_ID_LEN => Some(id.clone()),
             (Some("req"), _) => {
-                return Err(invalid(
-                    None,
-                    format!("a req needs an \"id\" string of 1 to {MAX_ID_LEN} characters"),
-                ));
+                return Err(invalid(None, format!("a req needs an \"id\" string of 1 to {MAX_ID_LEN} characters")));
             }
             _ => None,
         };
-        serde_json::from_value(value)
-            .map_err(|e| invalid(request_id, format!("invalid frame: {e}")))
+        serde_json::from_value(value).map_err(|e| invalid(request_id, format!("invalid frame: {e}")))
     }
 
     /// Serialises the frame as one text message.
@@ -231,17 +211,11 @@ impl Frame {
     }
 
     pub fn ok(id: impl Into<String>, payload: Value) -> Frame {
-        Frame::Res(Response {
-            id: id.into(),
-            outcome: Ok(payload),
-        })
+        Frame::Res(Response { id: id.into(), outcome: Ok(payload) })
     }
 
     pub fn err(id: impl Into<String>, error: ErrorShape) -> Frame {
-        Frame::Res(Response {
-            id: id.into(),
-            outcome: Err(error),
-        })
+        Frame::Res(Response { id: id.into(), outcome: Err(error) })
     }
 }
 
@@ -277,14 +251,7 @@ mod tests {
 
     #[test]
     fn garbage_is_invalid_request_without_id() {
-        for text in [
-            "",
-            "{",
-            "[]",
-            "42",
-            r#"{"type":"nope"}"#,
-            r#"{"type":"req","method":"health"}"#,
-        ] {
+        for text in ["", "{", "[]", "42", r#"{"type":"nope"}"#, r#"{"type":"req","method":"health"}"#] {
             let e = Frame::parse(text).unwrap_err();
             assert_eq!(e.request_id, None, "{text}");
             assert_eq!(e.error.code, ErrorCode::InvalidRequest);
@@ -294,21 +261,12 @@ mod tests {
     #[test]
     fn req_params_default_to_null() {
         let f = Frame::parse(r#"{"type":"req","id":"a","method":"health"}"#).unwrap();
-        assert_eq!(
-            f,
-            Frame::Req(Request {
-                id: "a".into(),
-                method: "health".into(),
-                params: Value::Null
-            })
-        );
+        assert_eq!(f, Frame::Req(Request { id: "a".into(), method: "health".into(), params: Value::Null }));
     }
 
     #[test]
     fn auth_token_is_not_debug_printed() {
-        let auth = Auth {
-            token: "canary-secret".into(),
-        };
+        let auth = Auth { token: "canary-secret".into() };
         assert!(!format!("{auth:?}").contains("canary"));
     }
 }

@@ -71,26 +71,14 @@ pub struct AgentEvent {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(
-    tag = "kind",
-    rename_all = "snake_case",
-    rename_all_fields = "camelCase"
-)]
+#[serde(tag = "kind", rename_all = "snake_case", rename_all_fields = "camelCase")]
 pub enum AgentEventKind {
     /// The next piece of the model's text, in order.
     TextDelta { text: String },
     /// The model called a tool.
-    ToolUse {
-        tool_use_id: String,
-        name: String,
-        input: Value,
-    },
+    ToolUse { tool_use_id: String, name: String, input: Value },
     /// A tool's result went back to the model.
-    ToolResult {
-        tool_use_id: String,
-        content: Value,
-        is_error: bool,
-    },
+    ToolResult { tool_use_id: String, content: Value, is_error: bool },
 }
 
 /// The final `res` payload of a successful `agent` run.
@@ -262,11 +250,7 @@ mod tests {
         let e = AgentEvent {
             run_id: "r".into(),
             session_key: "main".into(),
-            kind: AgentEventKind::ToolUse {
-                tool_use_id: "t".into(),
-                name: "Read".into(),
-                input: json!({}),
-            },
+            kind: AgentEventKind::ToolUse { tool_use_id: "t".into(), name: "Read".into(), input: json!({}) },
         };
         assert_eq!(
             serde_json::to_value(&e).unwrap(),

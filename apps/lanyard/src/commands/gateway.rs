@@ -40,15 +40,9 @@ pub async fn run(args: GatewayArgs, home: PathBuf) -> anyhow::Result<()> {
     init_logging();
     let mut config = GatewayConfig::new(home.clone());
     config.bind = if args.bind.is_empty() {
-        vec![
-            SocketAddr::from((Ipv4Addr::LOCALHOST, args.port)),
-            SocketAddr::from((Ipv6Addr::LOCALHOST, args.port)),
-        ]
+        vec![SocketAddr::from((Ipv4Addr::LOCALHOST, args.port)), SocketAddr::from((Ipv6Addr::LOCALHOST, args.port))]
     } else {
-        args.bind
-            .iter()
-            .map(|ip| SocketAddr::new(*ip, args.port))
-            .collect()
+        args.bind.iter().map(|ip| SocketAddr::new(*ip, args.port)).collect()
     };
     let defaults_only = args.bind.is_empty();
     config.agent = AgentConfig {
@@ -77,10 +71,7 @@ pub async fn run(args: GatewayArgs, home: PathBuf) -> anyhow::Result<()> {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 /// Ctrl-C or SIGTERM.

@@ -24,8 +24,7 @@ pub struct InvokeArgs {
 }
 
 pub async fn run(args: InvokeArgs, url: &str, home: &Path) -> anyhow::Result<()> {
-    let params: serde_json::Value =
-        serde_json::from_str(&args.params).context("--params is not valid JSON")?;
+    let params: serde_json::Value = serde_json::from_str(&args.params).context("--params is not valid JSON")?;
     let client = super::connect(url, home).await?;
     let request = NodeInvokeParams {
         node_id: args.node,
@@ -34,9 +33,7 @@ pub async fn run(args: InvokeArgs, url: &str, home: &Path) -> anyhow::Result<()>
         idempotency_key: super::idempotency_key(),
         timeout_ms: Some(args.timeout_ms),
     };
-    let payload = client
-        .request(method::NODE_INVOKE, serde_json::to_value(request)?)
-        .await?;
+    let payload = client.request(method::NODE_INVOKE, serde_json::to_value(request)?).await?;
     println!("{}", serde_json::to_string_pretty(&payload)?);
     Ok(())
 }

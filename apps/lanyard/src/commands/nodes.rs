@@ -19,9 +19,7 @@ pub async fn run(command: NodesCommand, url: &str, home: &Path) -> anyhow::Resul
     let client = super::connect(url, home).await?;
     match command {
         NodesCommand::List { json } => {
-            let payload = client
-                .request(method::NODE_LIST, serde_json::Value::Null)
-                .await?;
+            let payload = client.request(method::NODE_LIST, serde_json::Value::Null).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&payload)?);
                 return Ok(());

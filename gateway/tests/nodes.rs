@@ -1,0 +1,243 @@
+//! Nodes over the protocol: a test node (the node-kit client with a command handler) and an operator.
+
+mod support;
+
+use futures_util::future::BoxFuture;
+use node_kit::protocol::{
+    ErrorCode, ErrorShape, NodeAdvert, NodeCommandRequest, NodeInvokeParams, NodeListPayload, NodeSummary, event,
+    method,
+};
+use node_kit::{Client, ClientError, CommandHandler};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use support::TestGateway;
+
+/// A node that evaluates `screen.eval` as "the script's length", sleeps on `test.sleep`, refuses
+/// `screen.snapshot` as if backgrounded, and counts every command it runs.
+#[derive(Clone, Default)]
+struct TestNode {
+    runs: Arc<AtomicUsize>,
+}
+
+impl CommandHandler for TestNode {
+    fn handle(&self, request: NodeCommandRequest) -> BoxFuture<'static, Result<Value, ErrorShape>> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            match request.command.as_str() {
+                "screen.eval" => {
+                    let script = request.params["javaScript"].as_str().unwrap_or_default();
+                    Ok(json!({ "result": script.len() }))
+                }
+                "test.sleep" => {
+                    let ms = request.params["ms"].as_u64().unwrap_or(0);
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    Ok(json!({ "slept": ms }))
+                }
+                "screen.snapshot" => Err(ErrorShape::retryable(
+                    ErrorCode::NodeBackgroundUnavailable,
+                    "the app is in the background",
+                    Some(2500),
+                )),
+                other => Err(ErrorShape::new(ErrorCode::UnknownCommand, format!("no {other}"))),
+            }
+        })
+    }
+}
+
+async fn connect_node(gateway: &TestGateway, id: &str, caps: &[&str], node: TestNode) -> Client {
+    let advert = NodeAdvert {
+        caps: caps.iter().map(|c| c.to_string()).collect(),
+        commands: ["screen.eval", "screen.snapshot", "test.sleep"].map(String::from).to_vec(),
+    };
+    Client::builder(&gateway.url)
+        .token(&gateway.token)
+        .instance_id(id)
+        .display_name("Test phone")
+        .platform("test")
+        .node(advert, node)
+        .connect()
+        .await
+        .expect("node connects")
+}
+
+fn invoke(node: &str, command: &str, params: Value, key: &str, timeout_ms: u64) -> Value {
+    serde_json::to_value(NodeInvokeParams {
+        node_id: node.into(),
+        command: command.into(),
+        params,
+        idempotency_key: key.into(),
+        timeout_ms: Some(timeout_ms),
+    })
+    .unwrap()
+}
+
+fn remote(err: ClientError) -> ErrorShape {
+    match err {
+        ClientError::Remote(e) => e,
+        other => panic!("expected a protocol error, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn invoke_round_trip_list_and_describe() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let node = TestNode::default();
+    let _phone = connect_node(&gateway, "phone-1", &["screen"], node.clone()).await;
+    let operator = gateway.operator().await;
+
+    let list: NodeListPayload =
+        serde_json::from_value(operator.request(method::NODE_LIST, Value::Null).await.unwrap()).unwrap();
+    assert_eq!(list.nodes.len(), 1);
+    assert_eq!(list.nodes[0].node_id, "phone-1");
+    assert_eq!(list.nodes[0].display_name.as_deref(), Some("Test phone"));
+    let described: NodeSummary = serde_json::from_value(
+        operator.request(method::NODE_DESCRIBE, json!({"nodeId": "phone-1"})).await.unwrap(),
+    )
+    .unwrap();
+    assert_eq!(described.caps, ["screen"]);
+
+    let answer = operator
+        .request(method::NODE_INVOKE, invoke("phone-1", "screen.eval", json!({"javaScript": "1+1"}), "k1", 5000))
+        .await
+        .unwrap();
+    assert_eq!(answer, json!({"nodeId": "phone-1", "command": "screen.eval", "payload": {"result": 3}}));
+    assert_eq!(node.runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn timeout_and_node_errors_pass_through() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let _phone = connect_node(&gateway, "phone-1", &["screen"], TestNode::default()).await;
+    let operator = gateway.operator().await;
+
+    let e = remote(
+        operator
+            .request(method::NODE_INVOKE, invoke("phone-1", "test.sleep", json!({"ms": 2000}), "t1", 200))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.code, ErrorCode::Timeout);
+    assert!(e.retryable);
+
+    let e = remote(
+        operator.request(method::NODE_INVOKE, invoke("phone-1", "screen.snapshot", json!({}), "s1", 5000)).await.unwrap_err(),
+    );
+    assert_eq!(e.code, ErrorCode::NodeBackgroundUnavailable);
+    assert_eq!(e.retry_after_ms, Some(2500));
+
+    // The operator's connection is still fine.
+    operator.request(method::HEALTH, Value::Null).await.unwrap();
+}
+
+#[tokio::test]
+async fn node_gone_mid_invoke_and_unknown_nodes() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let phone = connect_node(&gateway, "phone-1", &["screen"], TestNode::default()).await;
+    let operator = gateway.operator().await;
+
+    let pending = {
+        let operator = operator.clone();
+        tokio::spawn(async move {
+            operator.request(method::NODE_INVOKE, invoke("phone-1", "test.sleep", json!({"ms": 10_000}), "g1", 20_000)).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(phone);
+    let e = remote(tokio::time::timeout(Duration::from_secs(5), pending).await.expect("answered at once").unwrap().unwrap_err());
+    assert_eq!(e.code, ErrorCode::NodeNotConnected);
+    assert!(e.retryable);
+
+    let e = remote(
+        operator.request(method::NODE_INVOKE, invoke("nobody", "screen.eval", json!({"javaScript": "1"}), "n1", 1000)).await.unwrap_err(),
+    );
+    assert_eq!(e.code, ErrorCode::NodeNotConnected);
+    let e = remote(operator.request(method::NODE_DESCRIBE, json!({"nodeId": "nobody"})).await.unwrap_err());
+    assert_eq!(e.code, ErrorCode::NodeNotConnected);
+}
+
+#[tokio::test]
+async fn a_retried_idempotency_key_runs_the_command_once() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let node = TestNode::default();
+    let _phone = connect_node(&gateway, "phone-1", &["screen"], node.clone()).await;
+    let a = gateway.operator().await;
+    let b = gateway.operator().await;
+
+    let params = invoke("phone-1", "test.sleep", json!({"ms": 300}), "same-key", 5000);
+    // Concurrent retries from two connections while the first is running, then one after it finished.
+    let (first, second) = tokio::join!(a.request(method::NODE_INVOKE, params.clone()), b.request(method::NODE_INVOKE, params.clone()));
+    let third = a.request(method::NODE_INVOKE, params).await;
+    assert_eq!(first.unwrap(), second.as_ref().unwrap().clone());
+    assert_eq!(second.unwrap(), third.unwrap());
+    assert_eq!(node.runs.load(Ordering::SeqCst), 1, "the node ran the command once");
+
+    // A different key runs again.
+    a.request(method::NODE_INVOKE, invoke("phone-1", "test.sleep", json!({"ms": 1}), "other-key", 5000)).await.unwrap();
+    assert_eq!(node.runs.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn commands_are_checked_before_they_reach_the_node() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let node = TestNode::default();
+    let _phone = connect_node(&gateway, "no-screen", &[], node.clone()).await;
+    let operator = gateway.operator().await;
+
+    let e = remote(operator.request(method::NODE_INVOKE, invoke("no-screen", "lamp.on", json!({}), "u1", 1000)).await.unwrap_err());
+    assert_eq!(e.code, ErrorCode::UnknownCommand);
+    assert_eq!(e.details.unwrap()["supported"], json!(["screen.eval", "screen.snapshot", "test.sleep"]));
+
+    let e = remote(
+        operator.request(method::NODE_INVOKE, invoke("no-screen", "screen.eval", json!({"js": "1"}), "u2", 1000)).await.unwrap_err(),
+    );
+    assert_eq!(e.code, ErrorCode::InvalidRequest);
+
+    let e = remote(
+        operator.request(method::NODE_INVOKE, invoke("no-screen", "screen.eval", json!({"javaScript": "1"}), "u3", 1000)).await.unwrap_err(),
+    );
+    assert_eq!(e.code, ErrorCode::Forbidden, "screen.* needs the screen capability");
+    assert_eq!(node.runs.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn node_events_and_presence_reach_operators_in_sequence() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let operator = gateway.operator().await;
+    let mut events = operator.subscribe();
+    let phone = connect_node(&gateway, "phone-1", &["screen"], TestNode::default()).await;
+
+    phone.request(method::SYSTEM_EVENT, json!({"state": "background", "text": "locked"})).await.unwrap();
+    phone.request(method::NODE_EVENT, json!({"event": "voice.transcript", "payload": {"bytes": 12}})).await.unwrap();
+    // Nodes publish; they do not drive other nodes.
+    let e = remote(phone.request(method::NODE_INVOKE, invoke("phone-1", "test.sleep", json!({}), "x", 100)).await.unwrap_err());
+    assert_eq!(e.code, ErrorCode::Forbidden);
+    // Operators do not publish node events.
+    let e = remote(operator.request(method::NODE_EVENT, json!({"event": "x"})).await.unwrap_err());
+    assert_eq!(e.code, ErrorCode::Forbidden);
+
+    let mut all = Vec::new();
+    while all.last().is_none_or(|e: &node_kit::protocol::EventFrame| e.event != event::NODE_EVENT) {
+        let ev = tokio::time::timeout(Duration::from_secs(5), events.recv()).await.expect("event arrives").unwrap();
+        all.push(ev);
+    }
+    // Every event follows the one before it without a gap.
+    for pair in all.windows(2) {
+        assert_eq!(pair[1].seq, pair[0].seq + 1);
+    }
+    // The operator may have seen its own presence first; the rest is the phone's.
+    let seen: Vec<_> = all.into_iter().filter(|e| e.event == event::NODE_EVENT || e.payload["instanceId"] == "phone-1").collect();
+    assert_eq!(seen.len(), 3);
+    assert_eq!(seen[0].event, event::PRESENCE);
+    assert_eq!(seen[0].payload["instanceId"], "phone-1");
+    assert_eq!(seen[1].payload["beacon"]["state"], "background");
+    assert_eq!(seen[2].event, event::NODE_EVENT);
+    assert_eq!(seen[2].payload, json!({"nodeId": "phone-1", "event": "voice.transcript", "payload": {"bytes": 12}}));
+
+    let health = operator.request(method::HEALTH, Value::Null).await.unwrap();
+    let phone_presence = health["presence"].as_array().unwrap().iter().find(|p| p["instanceId"] == "phone-1").unwrap();
+    assert_eq!(phone_presence["beacon"]["text"], "locked");
+    assert_eq!(phone_presence["connected"], true);
+    assert_eq!(health["nodes"], 1);
+}
