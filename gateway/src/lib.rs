@@ -11,6 +11,7 @@ mod connection;
 pub mod home;
 mod hub;
 mod idempotency;
+pub mod logging;
 mod methods;
 mod nodes;
 mod outbound;

@@ -92,10 +92,9 @@ async fn invoke_round_trip_list_and_describe() {
     assert_eq!(list.nodes.len(), 1);
     assert_eq!(list.nodes[0].node_id, "phone-1");
     assert_eq!(list.nodes[0].display_name.as_deref(), Some("Test phone"));
-    let described: NodeSummary = serde_json::from_value(
-        operator.request(method::NODE_DESCRIBE, json!({"nodeId": "phone-1"})).await.unwrap(),
-    )
-    .unwrap();
+    let described: NodeSummary =
+        serde_json::from_value(operator.request(method::NODE_DESCRIBE, json!({"nodeId": "phone-1"})).await.unwrap())
+            .unwrap();
     assert_eq!(described.caps, ["screen"]);
 
     let answer = operator
@@ -122,7 +121,10 @@ async fn timeout_and_node_errors_pass_through() {
     assert!(e.retryable);
 
     let e = remote(
-        operator.request(method::NODE_INVOKE, invoke("phone-1", "screen.snapshot", json!({}), "s1", 5000)).await.unwrap_err(),
+        operator
+            .request(method::NODE_INVOKE, invoke("phone-1", "screen.snapshot", json!({}), "s1", 5000))
+            .await
+            .unwrap_err(),
     );
     assert_eq!(e.code, ErrorCode::NodeBackgroundUnavailable);
     assert_eq!(e.retry_after_ms, Some(2500));
@@ -140,17 +142,24 @@ async fn node_gone_mid_invoke_and_unknown_nodes() {
     let pending = {
         let operator = operator.clone();
         tokio::spawn(async move {
-            operator.request(method::NODE_INVOKE, invoke("phone-1", "test.sleep", json!({"ms": 10_000}), "g1", 20_000)).await
+            operator
+                .request(method::NODE_INVOKE, invoke("phone-1", "test.sleep", json!({"ms": 10_000}), "g1", 20_000))
+                .await
         })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
     drop(phone);
-    let e = remote(tokio::time::timeout(Duration::from_secs(5), pending).await.expect("answered at once").unwrap().unwrap_err());
+    let e = remote(
+        tokio::time::timeout(Duration::from_secs(5), pending).await.expect("answered at once").unwrap().unwrap_err(),
+    );
     assert_eq!(e.code, ErrorCode::NodeNotConnected);
     assert!(e.retryable);
 
     let e = remote(
-        operator.request(method::NODE_INVOKE, invoke("nobody", "screen.eval", json!({"javaScript": "1"}), "n1", 1000)).await.unwrap_err(),
+        operator
+            .request(method::NODE_INVOKE, invoke("nobody", "screen.eval", json!({"javaScript": "1"}), "n1", 1000))
+            .await
+            .unwrap_err(),
     );
     assert_eq!(e.code, ErrorCode::NodeNotConnected);
     let e = remote(operator.request(method::NODE_DESCRIBE, json!({"nodeId": "nobody"})).await.unwrap_err());
@@ -167,7 +176,8 @@ async fn a_retried_idempotency_key_runs_the_command_once() {
 
     let params = invoke("phone-1", "test.sleep", json!({"ms": 300}), "same-key", 5000);
     // Concurrent retries from two connections while the first is running, then one after it finished.
-    let (first, second) = tokio::join!(a.request(method::NODE_INVOKE, params.clone()), b.request(method::NODE_INVOKE, params.clone()));
+    let (first, second) =
+        tokio::join!(a.request(method::NODE_INVOKE, params.clone()), b.request(method::NODE_INVOKE, params.clone()));
     let third = a.request(method::NODE_INVOKE, params).await;
     assert_eq!(first.unwrap(), second.as_ref().unwrap().clone());
     assert_eq!(second.unwrap(), third.unwrap());
@@ -185,17 +195,25 @@ async fn commands_are_checked_before_they_reach_the_node() {
     let _phone = connect_node(&gateway, "no-screen", &[], node.clone()).await;
     let operator = gateway.operator().await;
 
-    let e = remote(operator.request(method::NODE_INVOKE, invoke("no-screen", "lamp.on", json!({}), "u1", 1000)).await.unwrap_err());
+    let e = remote(
+        operator.request(method::NODE_INVOKE, invoke("no-screen", "lamp.on", json!({}), "u1", 1000)).await.unwrap_err(),
+    );
     assert_eq!(e.code, ErrorCode::UnknownCommand);
     assert_eq!(e.details.unwrap()["supported"], json!(["screen.eval", "screen.snapshot", "test.sleep"]));
 
     let e = remote(
-        operator.request(method::NODE_INVOKE, invoke("no-screen", "screen.eval", json!({"js": "1"}), "u2", 1000)).await.unwrap_err(),
+        operator
+            .request(method::NODE_INVOKE, invoke("no-screen", "screen.eval", json!({"js": "1"}), "u2", 1000))
+            .await
+            .unwrap_err(),
     );
     assert_eq!(e.code, ErrorCode::InvalidRequest);
 
     let e = remote(
-        operator.request(method::NODE_INVOKE, invoke("no-screen", "screen.eval", json!({"javaScript": "1"}), "u3", 1000)).await.unwrap_err(),
+        operator
+            .request(method::NODE_INVOKE, invoke("no-screen", "screen.eval", json!({"javaScript": "1"}), "u3", 1000))
+            .await
+            .unwrap_err(),
     );
     assert_eq!(e.code, ErrorCode::Forbidden, "screen.* needs the screen capability");
     assert_eq!(node.runs.load(Ordering::SeqCst), 0);
@@ -211,7 +229,9 @@ async fn node_events_and_presence_reach_operators_in_sequence() {
     phone.request(method::SYSTEM_EVENT, json!({"state": "background", "text": "locked"})).await.unwrap();
     phone.request(method::NODE_EVENT, json!({"event": "voice.transcript", "payload": {"bytes": 12}})).await.unwrap();
     // Nodes publish; they do not drive other nodes.
-    let e = remote(phone.request(method::NODE_INVOKE, invoke("phone-1", "test.sleep", json!({}), "x", 100)).await.unwrap_err());
+    let e = remote(
+        phone.request(method::NODE_INVOKE, invoke("phone-1", "test.sleep", json!({}), "x", 100)).await.unwrap_err(),
+    );
     assert_eq!(e.code, ErrorCode::Forbidden);
     // Operators do not publish node events.
     let e = remote(operator.request(method::NODE_EVENT, json!({"event": "x"})).await.unwrap_err());
@@ -227,7 +247,8 @@ async fn node_events_and_presence_reach_operators_in_sequence() {
         assert_eq!(pair[1].seq, pair[0].seq + 1);
     }
     // The operator may have seen its own presence first; the rest is the phone's.
-    let seen: Vec<_> = all.into_iter().filter(|e| e.event == event::NODE_EVENT || e.payload["instanceId"] == "phone-1").collect();
+    let seen: Vec<_> =
+        all.into_iter().filter(|e| e.event == event::NODE_EVENT || e.payload["instanceId"] == "phone-1").collect();
     assert_eq!(seen.len(), 3);
     assert_eq!(seen[0].event, event::PRESENCE);
     assert_eq!(seen[0].payload["instanceId"], "phone-1");

@@ -37,7 +37,7 @@ pub struct GatewayArgs {
 }
 
 pub async fn run(args: GatewayArgs, home: PathBuf) -> anyhow::Result<()> {
-    init_logging();
+    ::gateway::logging::init();
     let mut config = GatewayConfig::new(home.clone());
     config.bind = if args.bind.is_empty() {
         vec![SocketAddr::from((Ipv4Addr::LOCALHOST, args.port)), SocketAddr::from((Ipv6Addr::LOCALHOST, args.port))]
@@ -66,12 +66,6 @@ pub async fn run(args: GatewayArgs, home: PathBuf) -> anyhow::Result<()> {
     tracing::info!(home = %home.display(), "token and state in this directory");
     gateway.run(shutdown_signal()).await;
     Ok(())
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 /// Ctrl-C or SIGTERM.

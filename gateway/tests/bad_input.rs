@@ -1,0 +1,245 @@
+//! Bad input gets its documented error or close, and never disturbs a well-behaved client on another
+//! connection.
+
+mod support;
+
+use futures_util::{SinkExt, StreamExt};
+use node_kit::Client;
+use node_kit::protocol::method;
+use serde_json::{Value, json};
+use std::time::Duration;
+use support::TestGateway;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+async fn raw(gateway: &TestGateway) -> Ws {
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(None)
+        .max_frame_size(None);
+    tokio_tungstenite::connect_async_with_config(gateway.url.as_str(), Some(config), false).await.unwrap().0
+}
+
+fn connect_frame(token: &str) -> Value {
+    json!({
+        "type": "connect", "minProtocol": 1, "maxProtocol": 1,
+        "client": {"instanceId": "raw-test", "mode": "operator", "platform": "test", "version": "0"},
+        "auth": {"token": token}
+    })
+}
+
+async fn send(ws: &mut Ws, value: &Value) {
+    ws.send(Message::text(value.to_string())).await.unwrap();
+}
+
+/// The next JSON frame that is not an event (presence events come and go), skipping pings; `None` once
+/// the server closed.
+async fn next_json(ws: &mut Ws) -> Option<Value> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("the server answers") {
+            Some(Ok(Message::Text(text))) => {
+                let frame: Value = serde_json::from_str(&text).unwrap();
+                if frame["type"] != "event" {
+                    return Some(frame);
+                }
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            _ => return None,
+        }
+    }
+}
+
+/// Waits for the close frame and returns its code.
+async fn close_code(ws: &mut Ws) -> Option<CloseCode> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("the server closes") {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code),
+            Some(Ok(_)) => continue,
+            _ => return None,
+        }
+    }
+}
+
+async fn hello(gateway: &TestGateway) -> Ws {
+    let mut ws = raw(gateway).await;
+    send(&mut ws, &connect_frame(&gateway.token)).await;
+    assert_eq!(next_json(&mut ws).await.unwrap()["type"], "hello-ok");
+    ws
+}
+
+async fn health_works(ws: &mut Ws, id: &str) {
+    send(ws, &json!({"type": "req", "id": id, "method": "health"})).await;
+    loop {
+        let frame = next_json(ws).await.expect("still connected");
+        if frame["type"] == "res" {
+            assert_eq!(frame["id"], id);
+            assert_eq!(frame["ok"], true);
+            return;
+        }
+    }
+}
+
+/// A well-behaved client that keeps calling `health` until told to stop, and reports how many answers it got.
+fn bystander(client: Client) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<usize>) {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let mut answers = 0;
+        while stopped.try_recv().is_err() {
+            client.request(method::HEALTH, Value::Null).await.expect("the bystander is never disturbed");
+            answers += 1;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        answers
+    });
+    (stop, task)
+}
+
+#[tokio::test]
+async fn malformed_frames_get_invalid_request_and_the_connection_stays_usable() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let (stop, watcher) = bystander(gateway.operator().await);
+    let mut ws = hello(&gateway).await;
+
+    for garbage in ["not json at all", r#"{"type":"req","id":"1","method":"hea"#, "[1,2,3]", r#"{"type":"mystery"}"#] {
+        ws.send(Message::text(garbage)).await.unwrap();
+        let frame = next_json(&mut ws).await.unwrap();
+        assert_eq!(frame["type"], "error", "{garbage}");
+        assert_eq!(frame["error"]["code"], "INVALID_REQUEST", "{garbage}");
+    }
+    ws.send(Message::binary(vec![0u8, 159, 146, 150])).await.unwrap();
+    assert_eq!(next_json(&mut ws).await.unwrap()["error"]["code"], "INVALID_REQUEST");
+
+    // Wrong types where the request id is readable: the answer is a res for that id.
+    send(
+        &mut ws,
+        &json!({"type": "req", "id": "t1", "method": "agent", "params": {"prompt": 5, "idempotencyKey": "k"}}),
+    )
+    .await;
+    let frame = next_json(&mut ws).await.unwrap();
+    assert_eq!(
+        (frame["type"].as_str(), frame["id"].as_str(), frame["ok"].as_bool()),
+        (Some("res"), Some("t1"), Some(false))
+    );
+    assert_eq!(frame["error"]["code"], "INVALID_REQUEST");
+    send(&mut ws, &json!({"type": "req", "id": "t2", "method": "agent", "params": {"prompt": "hi"}})).await;
+    assert_eq!(next_json(&mut ws).await.unwrap()["error"]["code"], "INVALID_REQUEST", "idempotencyKey is required");
+    send(&mut ws, &json!({"type": "req", "id": 7, "method": "health"})).await;
+    assert_eq!(next_json(&mut ws).await.unwrap()["type"], "error", "a numeric id cannot be answered as a res");
+
+    send(&mut ws, &json!({"type": "req", "id": "u1", "method": "screen.teleport"})).await;
+    let frame = next_json(&mut ws).await.unwrap();
+    assert_eq!(frame["error"]["code"], "UNKNOWN_METHOD");
+    assert!(frame["error"]["details"]["supported"].as_array().unwrap().contains(&json!("health")));
+
+    // A second connect on a live connection is not allowed either.
+    send(&mut ws, &connect_frame(&gateway.token)).await;
+    assert_eq!(next_json(&mut ws).await.unwrap()["error"]["code"], "INVALID_REQUEST");
+
+    health_works(&mut ws, "after").await;
+    stop.send(()).unwrap();
+    assert!(watcher.await.unwrap() > 0);
+}
+
+#[tokio::test]
+async fn a_10_mb_frame_is_refused_with_payload_too_large() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let (stop, watcher) = bystander(gateway.operator().await);
+    let mut ws = hello(&gateway).await;
+
+    let huge = json!({"type": "req", "id": "big", "method": "agent",
+        "params": {"prompt": "x".repeat(10 * 1024 * 1024), "idempotencyKey": "k"}});
+    let _ = ws.send(Message::text(huge.to_string())).await;
+    let frame = next_json(&mut ws).await.expect("an error frame before the close");
+    assert_eq!(frame["type"], "error");
+    assert_eq!(frame["error"]["code"], "PAYLOAD_TOO_LARGE");
+    assert_eq!(frame["error"]["details"]["maxFrameBytes"], node_kit::protocol::MAX_FRAME_BYTES);
+    assert_eq!(close_code(&mut ws).await, Some(CloseCode::Size));
+
+    stop.send(()).unwrap();
+    assert!(watcher.await.unwrap() > 0);
+    // New connections are still welcome.
+    health_works(&mut hello(&gateway).await, "fresh").await;
+}
+
+#[tokio::test]
+async fn handshake_failures_are_answered_then_closed() {
+    let gateway = TestGateway::start(|c| c.handshake_timeout = Duration::from_millis(300)).await;
+    let (stop, watcher) = bystander(gateway.operator().await);
+
+    let cases: Vec<(Value, &str)> = vec![
+        (connect_frame("wrong-token"), "UNAUTHORIZED"),
+        (
+            {
+                let mut f = connect_frame("");
+                f.as_object_mut().unwrap().remove("auth");
+                f
+            },
+            "UNAUTHORIZED",
+        ),
+        (json!({"type": "req", "id": "1", "method": "health"}), "INVALID_REQUEST"),
+        (
+            {
+                let mut f = connect_frame(&gateway.token);
+                f["minProtocol"] = json!(5);
+                f["maxProtocol"] = json!(9);
+                f
+            },
+            "UNSUPPORTED_PROTOCOL",
+        ),
+        (
+            {
+                let mut f = connect_frame(&gateway.token);
+                f["client"]["mode"] = json!("superuser");
+                f
+            },
+            "INVALID_REQUEST",
+        ),
+    ];
+    for (frame, code) in cases {
+        let mut ws = raw(&gateway).await;
+        send(&mut ws, &frame).await;
+        let answer = next_json(&mut ws).await.unwrap();
+        assert_eq!(answer["type"], "error");
+        assert_eq!(answer["error"]["code"], code, "{frame}");
+        assert_eq!(close_code(&mut ws).await, Some(CloseCode::Policy));
+    }
+
+    // No connect at all: closed after the handshake timeout.
+    let mut silent = raw(&gateway).await;
+    let answer = next_json(&mut silent).await.unwrap();
+    assert_eq!(answer["error"]["code"], "TIMEOUT");
+    assert_eq!(close_code(&mut silent).await, Some(CloseCode::Policy));
+
+    stop.send(()).unwrap();
+    assert!(watcher.await.unwrap() > 0);
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_while_others_continue() {
+    let gateway = TestGateway::start(|c| c.outbound_queue = 8).await;
+    let (stop, watcher) = bystander(gateway.operator().await);
+
+    // A client with a tiny receive buffer that sends requests and never reads the answers.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(gateway.url.trim_start_matches("ws://").parse().unwrap()).await.unwrap();
+    let (mut ws, _) =
+        tokio_tungstenite::client_async(gateway.url.as_str(), MaybeTlsStream::Plain(stream)).await.unwrap();
+    send(&mut ws, &connect_frame(&gateway.token)).await;
+    let request = Message::text(json!({"type": "req", "id": "h", "method": "health"}).to_string());
+    let mut dropped = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    for _ in 0..200_000 {
+        let sent = tokio::time::timeout(Duration::from_secs(2), ws.send(request.clone())).await;
+        if !matches!(sent, Ok(Ok(()))) || tokio::time::Instant::now() > deadline {
+            dropped = matches!(sent, Ok(Err(_)));
+            break;
+        }
+    }
+    assert!(dropped, "the gateway dropped the client that stopped reading");
+    stop.send(()).unwrap();
+    assert!(watcher.await.unwrap() > 0);
+}

@@ -1,0 +1,66 @@
+//! Prompts and tokens never reach the logs, at any level: every log line of a full agent turn and of a
+//! refused connection is captured at TRACE, through the filter the binaries use, and searched for canary strings.
+
+mod support;
+
+use node_kit::Client;
+use node_kit::protocol::AgentParams;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use support::messages_api::{MessagesApi, Reply};
+use support::{TestGateway, claude_binary};
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn canary_prompt_and_token_never_appear_in_logs() {
+    let Some(claude) = claude_binary() else { return };
+    let logs = Captured::default();
+    let sink = logs.clone();
+    tracing_subscriber::fmt()
+        .with_env_filter(gateway::logging::filter("trace"))
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .init();
+
+    const PROMPT_CANARY: &str = "canary-prompt-7f3a9c";
+    const TOKEN_CANARY: &str = "canary-token-91b2e4";
+    let api = MessagesApi::start(|_| Reply::text(&["canary-answer-", "5d1e"])).await;
+    let gateway = TestGateway::with_claude(claude, &api, |_| {}).await;
+    let client = gateway.operator().await;
+    let outcome = client
+        .agent(AgentParams {
+            prompt: format!("please remember {PROMPT_CANARY}"),
+            session_key: None,
+            idempotency_key: "canary-run".into(),
+            timeout_ms: Some(60_000),
+        })
+        .await
+        .unwrap()
+        .outcome()
+        .await
+        .unwrap();
+    assert_eq!(outcome.result, "canary-answer-5d1e");
+    assert!(Client::builder(&gateway.url).token(TOKEN_CANARY).connect().await.is_err());
+    let real_token = gateway.token.clone();
+    gateway.stop().await;
+
+    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    assert!(text.contains("agent run accepted"), "the capture works: {text}");
+    for secret in [PROMPT_CANARY, TOKEN_CANARY, real_token.as_str(), "canary-answer"] {
+        if let Some(line) = text.lines().find(|l| l.contains(secret)) {
+            panic!("{secret} leaked into the logs: {}", &line[..line.len().min(400)]);
+        }
+    }
+}
