@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 pub enum GatewayError {
     #[error(
         "refusing to listen on {0}: the gateway runs the agent and must only be reachable from this \
-         computer; bind 127.0.0.1 or ::1 (devices on the LAN reach it through the bridge)"
+         computer; bind a loopback address, 127.0.0.1 or ::1 (devices on the LAN reach it through the bridge)"
     )]
     NonLoopbackBind(SocketAddr),
     #[error("cannot listen on {addr}: {source}{hint}")]

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Runs every Lanyard test. First installs what the tests need (the real Claude Code CLI from npm into
+# .tools/, system tools when run as root), builds everything, then runs the suites inside a fresh network
+# namespace with only loopback up, so no test can send anything off this machine.
+#
+#   ./test.sh                 # everything
+#   ./test.sh -p gateway      # extra arguments go to `cargo test`
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$PWD
+CLAUDE_VERSION=2.1.197
+
+say() { printf '==> %s\n' "$*" >&2; }
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# System tools: unshare and ip (namespaces), npm (the claude CLI).
+missing=()
+have unshare || missing+=(util-linux)
+have ip || missing+=(iproute2)
+have npm || missing+=(npm)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && have apt-get; then
+    say "installing ${missing[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "missing: ${missing[*]} (install them, or run as root to let this script do it)" >&2
+    exit 1
+  fi
+fi
+
+# The real claude CLI, pinned, inside the repo. npm may skip its postinstall; the native binary in the
+# platform package runs as is.
+find_claude() {
+  find "$ROOT/.tools/node_modules/@anthropic-ai" -maxdepth 2 -type f -name claude -perm -u+x 2>/dev/null | head -n1
+}
+if [ "$(cat .tools/.claude-version 2>/dev/null)" != "$CLAUDE_VERSION" ] || [ -z "$(find_claude)" ]; then
+  say "installing @anthropic-ai/claude-code@$CLAUDE_VERSION into .tools/"
+  mkdir -p .tools
+  (cd .tools && npm install --no-audit --no-fund --loglevel=error "@anthropic-ai/claude-code@$CLAUDE_VERSION" >/dev/null)
+  echo "$CLAUDE_VERSION" > .tools/.claude-version
+fi
+LANYARD_TEST_CLAUDE=$(find_claude)
+[ -n "$LANYARD_TEST_CLAUDE" ] || { echo "the claude binary was not found after npm install" >&2; exit 1; }
+export LANYARD_TEST_CLAUDE
+say "claude: $LANYARD_TEST_CLAUDE ($("$LANYARD_TEST_CLAUDE" --version 2>/dev/null || echo 'version unknown'))"
+
+# Build with the network (crates.io), run without it.
+say "building"
+cargo test --workspace --locked --no-run "$@"
+
+run_tests="ip link set lo up && exec cargo test --workspace --locked --offline $*"
+if [ "$(id -u)" = 0 ] && unshare --net true 2>/dev/null; then
+  say "running the tests in a fresh network namespace"
+  exec unshare --net -- sh -c "$run_tests"
+elif unshare -rn true 2>/dev/null; then
+  say "running the tests in a fresh user and network namespace"
+  exec unshare -rn -- sh -c "$run_tests"
+elif [ -n "${CI:-}" ]; then
+  echo "cannot create a network namespace; under CI the tests must not run on the real network" >&2
+  exit 1
+else
+  say "WARNING: no network namespace available; running the tests on this host's loopback"
+  exec cargo test --workspace --locked --offline "$@"
+fi
