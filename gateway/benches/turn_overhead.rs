@@ -1,0 +1,153 @@
+//! What the gateway adds to an agent turn. The same scripted turns run, interleaved, directly against a
+//! persistent `claude` process (the baseline: stream-json lines on its stdin and stdout) and through the
+//! gateway (a WebSocket client → gateway → its own persistent claude), both against the same local
+//! Messages API. Prints a Markdown table for docs/benchmarks.md.
+//!
+//!   LANYARD_TEST_CLAUDE=/path/to/claude cargo bench -p gateway --bench turn_overhead
+//!   BENCH_TURNS=100 to change the number of measured turns per side (default 40).
+
+#[path = "../tests/support/messages_api.rs"]
+#[allow(dead_code)]
+mod messages_api;
+
+use gateway::home::GatewayToken;
+use gateway::{Gateway, GatewayConfig};
+use messages_api::{MessagesApi, Reply};
+use node_kit::Client;
+use node_kit::protocol::AgentParams;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+const WARMUP: usize = 3;
+
+#[tokio::main]
+async fn main() {
+    let Some(claude) = claude_path() else {
+        eprintln!("set LANYARD_TEST_CLAUDE or run ./test.sh once (it installs claude under .tools/)");
+        std::process::exit(2);
+    };
+    let turns: usize = std::env::var("BENCH_TURNS").ok().and_then(|n| n.parse().ok()).unwrap_or(40);
+    let api = MessagesApi::start(|_| Reply::text(&["The ", "answer ", "is ", "42."])).await;
+    let claude_home = tempfile::tempdir().unwrap();
+    let env = vec![
+        ("ANTHROPIC_BASE_URL".to_string(), api.base_url()),
+        ("ANTHROPIC_API_KEY".to_string(), "sk-ant-bench".to_string()),
+        ("HOME".to_string(), claude_home.path().display().to_string()),
+        ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".to_string(), "1".to_string()),
+        ("CLAUDE_CODE_MAX_RETRIES".to_string(), "0".to_string()),
+    ];
+
+    // Baseline: claude alone.
+    let mut direct = tokio::process::Command::new(&claude)
+        .args(["-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose", "--include-partial-messages"])
+        .envs(env.iter().cloned())
+        .current_dir(claude_home.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = direct.stdin.take().unwrap();
+    let mut stdout = BufReader::new(direct.stdout.take().unwrap()).lines();
+
+    // The gateway, in this process, with its own claude.
+    let home = tempfile::tempdir().unwrap();
+    let mut config = GatewayConfig::new(home.path().to_path_buf());
+    config.bind = vec!["127.0.0.1:0".parse().unwrap()];
+    config.agent.claude_path = Some(claude.clone());
+    config.agent.cwd = Some(claude_home.path().to_path_buf());
+    config.agent.env = env;
+    let server = Gateway::bind(config).await.unwrap();
+    let url = server.url();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    let token = GatewayToken::load(home.path()).unwrap();
+    let client = Client::builder(&url).token(token.expose()).connect().await.unwrap();
+
+    let mut baseline = Vec::new();
+    let mut through_gateway = Vec::new();
+    for i in 0..WARMUP + turns {
+        let prompt = format!("turn {i}: what is the answer?");
+
+        let started = Instant::now();
+        let line = serde_json::json!({"type": "user", "message": {"role": "user", "content": prompt}}).to_string() + "\n";
+        stdin.write_all(line.as_bytes()).await.unwrap();
+        while let Some(line) = stdout.next_line().await.unwrap() {
+            if line.starts_with(r#"{"type":"result""#) {
+                break;
+            }
+        }
+        let direct_time = started.elapsed();
+
+        let started = Instant::now();
+        let params = AgentParams {
+            prompt,
+            session_key: Some("bench".into()),
+            idempotency_key: format!("bench-{i}"),
+            timeout_ms: Some(60_000),
+        };
+        let outcome = client.agent(params).await.unwrap().outcome().await.unwrap();
+        assert_eq!(outcome.result, "The answer is 42.");
+        let gateway_time = started.elapsed();
+
+        if i >= WARMUP {
+            baseline.push(direct_time);
+            through_gateway.push(gateway_time);
+        }
+    }
+    // The fixed cost of one request through the gateway, without claude: a `health` round trip.
+    let mut round_trips = Vec::new();
+    for _ in 0..1000 {
+        let started = Instant::now();
+        client.request(node_kit::protocol::method::HEALTH, serde_json::Value::Null).await.unwrap();
+        round_trips.push(started.elapsed());
+    }
+    drop(client);
+    let _ = stop.send(());
+    let _ = running.await;
+
+    let (b, g) = (Stats::of(&mut baseline), Stats::of(&mut through_gateway));
+    println!("| path | turns | median | p90 | mean |");
+    println!("| --- | --- | --- | --- | --- |");
+    println!("| claude alone (stream-json, persistent process) | {turns} | {} | {} | {} |", ms(b.median), ms(b.p90), ms(b.mean));
+    println!("| through the gateway (WebSocket client, persistent process) | {turns} | {} | {} | {} |", ms(g.median), ms(g.p90), ms(g.mean));
+    let h = Stats::of(&mut round_trips);
+    println!("| `health` round trip through the gateway (no claude) | 1000 | {} | {} | {} |", ms(h.median), ms(h.p90), ms(h.mean));
+    let added = g.median.as_secs_f64() - b.median.as_secs_f64();
+    println!("\nAdded by the gateway, median: {:.2} ms ({:+.1} %)", added * 1000.0, added / b.median.as_secs_f64() * 100.0);
+}
+
+struct Stats {
+    median: Duration,
+    p90: Duration,
+    mean: Duration,
+}
+
+impl Stats {
+    fn of(samples: &mut [Duration]) -> Stats {
+        samples.sort();
+        let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+        let mean = samples.iter().sum::<Duration>() / samples.len() as u32;
+        Stats { median: at(0.5), p90: at(0.9), mean }
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn claude_path() -> Option<PathBuf> {
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    [
+        std::env::var_os("LANYARD_TEST_CLAUDE").map(PathBuf::from),
+        Some(workspace.join(".tools/node_modules/@anthropic-ai/claude-code-linux-x64/claude")),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|p| p.is_file())
+}
