@@ -41,7 +41,7 @@ async fn main() {
 
     // Baseline: claude alone.
     let mut direct = tokio::process::Command::new(&claude)
-        .args(["-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose", "--include-partial-messages"])
+        .args(gateway::agent::CLAUDE_ARGS)
         .envs(env.iter().cloned())
         .current_dir(claude_home.path())
         .stdin(Stdio::piped())
@@ -75,7 +75,8 @@ async fn main() {
         let prompt = format!("turn {i}: what is the answer?");
 
         let started = Instant::now();
-        let line = serde_json::json!({"type": "user", "message": {"role": "user", "content": prompt}}).to_string() + "\n";
+        let line =
+            serde_json::json!({"type": "user", "message": {"role": "user", "content": prompt}}).to_string() + "\n";
         stdin.write_all(line.as_bytes()).await.unwrap();
         while let Some(line) = stdout.next_line().await.unwrap() {
             if line.starts_with(r#"{"type":"result""#) {
@@ -114,12 +115,31 @@ async fn main() {
     let (b, g) = (Stats::of(&mut baseline), Stats::of(&mut through_gateway));
     println!("| path | turns | median | p90 | mean |");
     println!("| --- | --- | --- | --- | --- |");
-    println!("| claude alone (stream-json, persistent process) | {turns} | {} | {} | {} |", ms(b.median), ms(b.p90), ms(b.mean));
-    println!("| through the gateway (WebSocket client, persistent process) | {turns} | {} | {} | {} |", ms(g.median), ms(g.p90), ms(g.mean));
+    println!(
+        "| claude alone (stream-json, persistent process) | {turns} | {} | {} | {} |",
+        ms(b.median),
+        ms(b.p90),
+        ms(b.mean)
+    );
+    println!(
+        "| through the gateway (WebSocket client, persistent process) | {turns} | {} | {} | {} |",
+        ms(g.median),
+        ms(g.p90),
+        ms(g.mean)
+    );
     let h = Stats::of(&mut round_trips);
-    println!("| `health` round trip through the gateway (no claude) | 1000 | {} | {} | {} |", ms(h.median), ms(h.p90), ms(h.mean));
+    println!(
+        "| `health` round trip through the gateway (no claude) | 1000 | {} | {} | {} |",
+        ms(h.median),
+        ms(h.p90),
+        ms(h.mean)
+    );
     let added = g.median.as_secs_f64() - b.median.as_secs_f64();
-    println!("\nAdded by the gateway, median: {:.2} ms ({:+.1} %)", added * 1000.0, added / b.median.as_secs_f64() * 100.0);
+    println!(
+        "\nAdded by the gateway, median: {:.2} ms ({:+.1} %)",
+        added * 1000.0,
+        added / b.median.as_secs_f64() * 100.0
+    );
 }
 
 struct Stats {

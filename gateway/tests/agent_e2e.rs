@@ -3,6 +3,7 @@
 
 mod support;
 
+use gateway::GatewayConfig;
 use node_kit::protocol::{AgentEventKind, AgentParams, ErrorCode, HealthPayload, method};
 use node_kit::{Client, ClientError};
 use serde_json::{Value, json};
@@ -44,6 +45,15 @@ fn script(request: &support::messages_api::ApiRequest) -> Reply {
     Reply::text(&["Hello", " from", " the model"])
 }
 
+/// The scripted API, a gateway running the real claude against it, and an operator; `None` skips.
+async fn agent_setup(configure: impl FnOnce(&mut GatewayConfig)) -> Option<(MessagesApi, TestGateway, Client)> {
+    let claude = claude_binary()?;
+    let api = MessagesApi::start(script).await;
+    let gateway = TestGateway::with_claude(claude, &api, configure).await;
+    let client = gateway.operator().await;
+    Some((api, gateway, client))
+}
+
 async fn health(client: &Client) -> HealthPayload {
     serde_json::from_value(client.request(method::HEALTH, Value::Null).await.unwrap()).unwrap()
 }
@@ -54,12 +64,7 @@ async fn session_pid(client: &Client, session: &str) -> Option<u32> {
 
 #[tokio::test]
 async fn deltas_stream_in_order_before_the_result_and_the_session_keeps_its_process() {
-    let Some(claude) = claude_binary() else {
-        return;
-    };
-    let api = MessagesApi::start(script).await;
-    let gateway = TestGateway::with_claude(claude, &api, |_| {}).await;
-    let client = gateway.operator().await;
+    let Some((api, gateway, client)) = agent_setup(|_| {}).await else { return };
 
     let mut run = client.agent(params("please count for me", "s1")).await.unwrap();
     assert!(!run.is_duplicate());
@@ -93,15 +98,12 @@ async fn deltas_stream_in_order_before_the_result_and_the_session_keeps_its_proc
 
 #[tokio::test]
 async fn tool_use_and_tool_results_are_streamed() {
-    let Some(claude) = claude_binary() else {
-        return;
-    };
-    let api = MessagesApi::start(script).await;
     let note = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(note.path(), "the note says hi").unwrap();
-    let gateway =
-        TestGateway::with_claude(claude, &api, |c| c.agent.extra_args = vec!["--allowedTools=Read".into()]).await;
-    let client = gateway.operator().await;
+    let Some((_api, gateway, client)) = agent_setup(|c| c.agent.extra_args = vec!["--allowedTools=Read".into()]).await
+    else {
+        return;
+    };
 
     let prompt = format!("please read the note {}", note.path().display());
     let mut run = client.agent(params(&prompt, "tools")).await.unwrap();
@@ -123,12 +125,7 @@ async fn tool_use_and_tool_results_are_streamed() {
 
 #[tokio::test]
 async fn an_api_error_is_a_structured_error_not_a_hang() {
-    let Some(claude) = claude_binary() else {
-        return;
-    };
-    let api = MessagesApi::start(script).await;
-    let gateway = TestGateway::with_claude(claude, &api, |_| {}).await;
-    let client = gateway.operator().await;
+    let Some((_api, gateway, client)) = agent_setup(|_| {}).await else { return };
 
     let started = Instant::now();
     let run = client.agent(params("the model is overloaded", "errors")).await.unwrap();
@@ -149,12 +146,7 @@ async fn an_api_error_is_a_structured_error_not_a_hang() {
 
 #[tokio::test]
 async fn killing_claude_mid_turn_is_an_error_and_the_next_turn_resumes() {
-    let Some(claude) = claude_binary() else {
-        return;
-    };
-    let api = MessagesApi::start(script).await;
-    let gateway = TestGateway::with_claude(claude, &api, |_| {}).await;
-    let client = gateway.operator().await;
+    let Some((api, gateway, client)) = agent_setup(|_| {}).await else { return };
 
     let first = client.agent(params("remember the word lanyard", "crash")).await.unwrap().outcome().await.unwrap();
     gateway.transcript_written(&first.session_id).await;
@@ -181,12 +173,7 @@ async fn killing_claude_mid_turn_is_an_error_and_the_next_turn_resumes() {
 
 #[tokio::test]
 async fn a_crash_before_claude_saved_the_conversation_starts_a_new_one() {
-    let Some(claude) = claude_binary() else {
-        return;
-    };
-    let api = MessagesApi::start(script).await;
-    let gateway = TestGateway::with_claude(claude, &api, |_| {}).await;
-    let client = gateway.operator().await;
+    let Some((_api, gateway, client)) = agent_setup(|_| {}).await else { return };
 
     client.agent(params("hello there", "lost")).await.unwrap().outcome().await.unwrap();
     // Kill at once, before claude's lazy transcript write, and remove any transcript it did write.
@@ -201,12 +188,9 @@ async fn a_crash_before_claude_saved_the_conversation_starts_a_new_one() {
 
 #[tokio::test]
 async fn idle_processes_are_reaped_and_the_session_resumes_later() {
-    let Some(claude) = claude_binary() else {
+    let Some((api, gateway, client)) = agent_setup(|c| c.agent.idle_timeout = Duration::from_millis(500)).await else {
         return;
     };
-    let api = MessagesApi::start(script).await;
-    let gateway = TestGateway::with_claude(claude, &api, |c| c.agent.idle_timeout = Duration::from_millis(500)).await;
-    let client = gateway.operator().await;
 
     let first = client.agent(params("remember the colour teal", "idle")).await.unwrap().outcome().await.unwrap();
     eventually(Duration::from_secs(10), async || health(&client).await.agent.sessions.is_empty().then_some(())).await;
@@ -218,12 +202,7 @@ async fn idle_processes_are_reaped_and_the_session_resumes_later() {
 
 #[tokio::test]
 async fn turns_on_one_session_queue_and_a_retried_key_runs_once() {
-    let Some(claude) = claude_binary() else {
-        return;
-    };
-    let api = MessagesApi::start(script).await;
-    let gateway = TestGateway::with_claude(claude, &api, |_| {}).await;
-    let a = gateway.operator().await;
+    let Some((api, gateway, a)) = agent_setup(|_| {}).await else { return };
     let b = gateway.operator().await;
 
     // Two turns at once on one session: both succeed, one after the other.

@@ -42,15 +42,7 @@ impl ClaudeProcess {
     pub(crate) fn spawn(path: &Path, config: &AgentConfig, resume: Option<&str>) -> std::io::Result<ClaudeProcess> {
         let mut command = Command::new(path);
         command
-            .args([
-                "-p",
-                "--input-format",
-                "stream-json",
-                "--output-format",
-                "stream-json",
-                "--verbose",
-                "--include-partial-messages",
-            ])
+            .args(super::CLAUDE_ARGS)
             .args(resume.map(|id| ["--resume", id]).into_iter().flatten())
             .args(&config.extra_args)
             .envs(config.env.iter().map(|(k, v)| (k, v)))

@@ -21,6 +21,18 @@ use tokio_util::sync::CancellationToken;
 pub const INSTALL_HINT: &str = "install Claude Code with `npm install -g @anthropic-ai/claude-code` \
 (or point the gateway at the binary with --claude PATH)";
 
+/// How claude is run: one persistent process reading user turns as stream-json lines on stdin and printing
+/// stream-json on stdout, with token-level deltas.
+pub const CLAUDE_ARGS: &[&str] = &[
+    "-p",
+    "--input-format",
+    "stream-json",
+    "--output-format",
+    "stream-json",
+    "--verbose",
+    "--include-partial-messages",
+];
+
 /// Remembered claude session ids of retired sessions, so a later turn resumes the conversation.
 const MAX_RESUME_IDS: usize = 1024;
 
