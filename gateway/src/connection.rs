@@ -47,7 +47,7 @@ pub(crate) async fn serve(stream: TcpStream, addr: SocketAddr, state: Arc<Gatewa
             return;
         }
     };
-    tracing::info!(conn = conn_id, %addr, mode = ?peer.mode, instance = %peer.instance_id, "client connected");
+    tracing::info!(conn = conn_id, %addr, mode = ?peer.peer.mode, instance = %peer.peer.instance_id, "client connected");
     // The answer (hello-ok) is sent by `run`, once the connection is registered.
     run(reader, writer, state, peer, shutdown).await;
 }
@@ -56,13 +56,6 @@ pub(crate) async fn serve(stream: TcpStream, addr: SocketAddr, state: Arc<Gatewa
 struct Admitted {
     peer: Peer,
     node: Option<node_kit::protocol::NodeSummary>,
-}
-
-impl std::ops::Deref for Admitted {
-    type Target = Peer;
-    fn deref(&self) -> &Peer {
-        &self.peer
-    }
 }
 
 /// Waits for `connect` and checks it: protocol version, identity, token.
@@ -123,18 +116,13 @@ async fn run(
     mut reader: Reader,
     writer: Writer,
     state: Arc<GatewayState>,
-    admitted: Admitted,
+    Admitted { peer, node }: Admitted,
     shutdown: CancellationToken,
 ) {
-    let conn_id = admitted.conn_id;
+    let conn_id = peer.conn_id;
+    let peer = Arc::new(peer);
     let (outbound, queue) = Outbound::new(state.config.outbound_queue);
     let mut writer_task = tokio::spawn(write_loop(writer, queue, outbound.closed().clone()));
-    let peer = Arc::new(Peer {
-        conn_id,
-        mode: admitted.mode,
-        instance_id: admitted.instance_id.clone(),
-        platform: admitted.platform.clone(),
-    });
 
     outbound.send(Frame::HelloOk(HelloOk {
         protocol: PROTOCOL_VERSION,
@@ -153,7 +141,7 @@ async fn run(
         },
     }));
     state.hub.insert(conn_id, peer.mode, outbound.clone());
-    if let Some(summary) = admitted.node.clone() {
+    if let Some(summary) = node {
         state.nodes.register(conn_id, summary, outbound.clone());
     }
     let entry = state.presence.connected(conn_id, &peer.instance_id, peer.mode, &peer.platform);

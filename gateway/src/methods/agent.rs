@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 const DEFAULT_SESSION: &str = "main";
+/// Longest turn a caller may ask for: one hour.
+const MAX_TIMEOUT_MS: u64 = 3_600_000;
 /// Agent events buffered between claude's output and the connection.
 const EVENT_BUFFER: usize = 256;
 
@@ -31,8 +33,8 @@ impl Agent {
         if params.prompt.trim().is_empty() {
             return Err(ErrorShape::invalid_request("prompt must not be empty"));
         }
-        if params.timeout_ms == Some(0) {
-            return Err(ErrorShape::invalid_request("timeoutMs must be positive"));
+        if params.timeout_ms.is_some_and(|t| t == 0 || t > MAX_TIMEOUT_MS) {
+            return Err(ErrorShape::invalid_request(format!("timeoutMs must be between 1 and {MAX_TIMEOUT_MS}")));
         }
         Ok(Agent { params })
     }

@@ -93,9 +93,14 @@ impl Method {
 
     pub(crate) async fn apply(self, ctx: &Context) -> Result<Value, ErrorShape> {
         if !self.allowed_for(ctx.peer.mode) {
+            let caller = match ctx.peer.mode {
+                ClientMode::Operator => "an operator",
+                ClientMode::Node => "a node",
+                ClientMode::Bridge => "the bridge",
+            };
             return Err(ErrorShape::new(
                 ErrorCode::Forbidden,
-                format!("{} may not be called by a {:?} connection", self.name(), ctx.peer.mode).to_lowercase(),
+                format!("{} may not be called by {caller}", self.name()),
             ));
         }
         match self {
