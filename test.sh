@@ -48,17 +48,25 @@ say "claude: $LANYARD_TEST_CLAUDE ($("$LANYARD_TEST_CLAUDE" --version 2>/dev/nul
 say "building"
 cargo test --workspace --locked --no-run "$@"
 
+# The suites, with a closing line that counts every test of every suite.
+LOG=$(mktemp)
+trap 'rm -f "$LOG"' EXIT
 run_tests="ip link set lo up && exec cargo test --workspace --locked --offline $*"
+set +e
 if [ "$(id -u)" = 0 ] && unshare --net true 2>/dev/null; then
   say "running the tests in a fresh network namespace"
-  exec unshare --net -- sh -c "$run_tests"
+  unshare --net -- sh -c "$run_tests" 2>&1 | tee "$LOG"
 elif unshare -rn true 2>/dev/null; then
   say "running the tests in a fresh user and network namespace"
-  exec unshare -rn -- sh -c "$run_tests"
+  unshare -rn -- sh -c "$run_tests" 2>&1 | tee "$LOG"
 elif [ -n "${CI:-}" ]; then
   echo "cannot create a network namespace; under CI the tests must not run on the real network" >&2
   exit 1
 else
   say "WARNING: no network namespace available; running the tests on this host's loopback"
-  exec cargo test --workspace --locked --offline "$@"
+  cargo test --workspace --locked --offline "$@" 2>&1 | tee "$LOG"
 fi
+status=${PIPESTATUS[0]}
+set -e
+awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "summary: %d passed, %d failed, %d skipped\n", p, f, i }' "$LOG"
+exit "$status"
