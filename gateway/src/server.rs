@@ -83,8 +83,8 @@ impl Gateway {
         tracing::info!("gateway shutting down");
         stop.cancel();
         self.state.hub.close_all();
-        self.state.agent.shutdown();
         while accepts.join_next().await.is_some() {}
+        self.state.agent.shutdown().await;
     }
 }
 

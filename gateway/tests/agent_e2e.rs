@@ -36,6 +36,9 @@ fn script(request: &support::messages_api::ApiRequest) -> Reply {
         let path = text.rsplit(' ').next().unwrap_or_default();
         return Reply::ToolUse { id: "toolu_01".into(), name: "Read".into(), input: json!({ "file_path": path }) };
     }
+    if text.contains("slowly") {
+        return Reply::Delay(Duration::from_millis(700), Box::new(Reply::text(&["Hello", " from", " the model"])));
+    }
     if text.contains("count") {
         return Reply::Text {
             pieces: ["one ", "two ", "three ", "four ", "five"].map(String::from).to_vec(),
@@ -222,5 +225,50 @@ async fn turns_on_one_session_queue_and_a_retried_key_runs_once() {
     assert_eq!(again.run_id(), original.run_id);
     assert_eq!(again.outcome().await.unwrap(), original);
     assert_eq!(api.requests_with("dedupe me").len(), 1, "the model was asked once");
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn a_run_survives_its_caller_and_shutdown_leaves_no_claude_behind() {
+    let Some((api, gateway, first_caller)) = agent_setup(|_| {}).await else { return };
+    let mut request = params("take it slowly please", "survive");
+
+    // The caller goes away mid-turn; the run goes on and its outcome is kept under the idempotency key.
+    let run = first_caller.agent(request.clone()).await.unwrap();
+    let run_id = run.run_id().to_string();
+    drop(run);
+    drop(first_caller);
+    let retry = gateway.operator().await;
+    request.prompt = "take it slowly please".into();
+    let replay = retry.agent(request).await.unwrap();
+    assert!(replay.is_duplicate());
+    assert_eq!(replay.run_id(), run_id);
+    assert_eq!(replay.outcome().await.unwrap().result, "Hello from the model");
+    assert_eq!(api.requests_with("take it slowly").len(), 1, "ran once");
+
+    let pid = session_pid(&retry, "survive").await.expect("a live claude process");
+    gateway.stop().await;
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "claude was ended and reaped on shutdown");
+}
+
+#[tokio::test]
+async fn claude_without_an_account_says_what_is_missing() {
+    let Some((api, gateway, client)) = agent_setup(|c| {
+        for (key, value) in &mut c.agent.env {
+            if key == "ANTHROPIC_API_KEY" {
+                value.clear();
+            }
+        }
+    })
+    .await
+    else {
+        return;
+    };
+    let err = client.agent(params("hello without a key", "nokey")).await.unwrap().outcome().await.unwrap_err();
+    let ClientError::Remote(e) = err else { panic!("expected a protocol error, got {err}") };
+    assert_eq!(e.code, ErrorCode::AgentUnavailable);
+    assert!(!e.retryable);
+    assert!(e.message.contains("log in") && e.message.contains("ANTHROPIC_API_KEY"), "{}", e.message);
+    assert!(api.requests_with("hello without a key").is_empty());
     gateway.stop().await;
 }

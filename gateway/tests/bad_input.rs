@@ -243,3 +243,18 @@ async fn a_client_that_stops_reading_is_dropped_while_others_continue() {
     stop.send(()).unwrap();
     assert!(watcher.await.unwrap() > 0);
 }
+
+#[tokio::test]
+async fn a_silent_peer_is_closed_by_the_keepalive() {
+    let gateway = TestGateway::start(|c| c.keepalive_interval = Duration::from_millis(200)).await;
+    let watcher = gateway.operator().await;
+    // Connects, then never reads again: it never answers the gateway's pings (a half-open peer).
+    let silent = hello(&gateway).await;
+    let connections = async || {
+        let health = watcher.request(method::HEALTH, Value::Null).await.unwrap();
+        health["connections"].as_u64().unwrap()
+    };
+    assert_eq!(connections().await, 2);
+    support::eventually(Duration::from_secs(5), async || (connections().await == 1).then_some(())).await;
+    drop(silent);
+}

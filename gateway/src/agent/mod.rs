@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// What to install when claude is missing; part of every `AGENT_UNAVAILABLE` message.
 pub const INSTALL_HINT: &str = "install Claude Code with `npm install -g @anthropic-ai/claude-code` \
@@ -58,6 +59,8 @@ pub struct AgentRunner {
     sessions: Mutex<HashMap<String, SessionHandle>>,
     resume_ids: Mutex<HashMap<String, String>>,
     shutdown: CancellationToken,
+    /// Every session task, so shutdown can wait until each claude process is gone.
+    tasks: TaskTracker,
 }
 
 struct SessionHandle {
@@ -73,6 +76,7 @@ impl AgentRunner {
             sessions: Mutex::new(HashMap::new()),
             resume_ids: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
         })
     }
 
@@ -110,7 +114,7 @@ impl AgentRunner {
         tx.try_send(turn).expect("a new queue has room");
         sessions.insert(key.to_string(), SessionHandle { turns: tx, pid: pid.clone() });
         let resume = self.resume_ids.lock().expect("resume lock").remove(key);
-        tokio::spawn(session::run(self.clone(), key.to_string(), rx, pid, resume));
+        self.tasks.spawn(session::run(self.clone(), key.to_string(), rx, pid, resume));
         Ok(())
     }
 
@@ -146,8 +150,10 @@ impl AgentRunner {
         list
     }
 
-    /// Ends every claude process; queued turns are answered with an error.
-    pub fn shutdown(&self) {
+    /// Ends every claude process and waits until they are gone; queued turns are answered with an error.
+    pub async fn shutdown(&self) {
         self.shutdown.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 }

@@ -19,6 +19,9 @@ pub(super) async fn run(
     let mut process: Option<ClaudeProcess> = None;
     loop {
         let turn = tokio::select! {
+            // Shutdown first, so queued turns are not started once it began.
+            biased;
+            () = runner.shutdown.cancelled() => break,
             turn = turns.recv() => match turn {
                 Some(turn) => turn,
                 None => break,
@@ -30,7 +33,6 @@ pub(super) async fn run(
                 }
                 continue;
             }
-            () = runner.shutdown.cancelled() => break,
         };
         let outcome = tokio::select! {
             outcome = run_turn(&runner, &key, &mut process, &claude_session, &turn) => outcome,
@@ -87,6 +89,14 @@ async fn run_turn(
     }
     match result {
         Ok(Ok(report)) => Ok(TurnOutput { result: report.result, session_id: report.session_id, usage: report.usage }),
+        Ok(Err(TurnFailure::Reported(report))) if report.refused_locally() => Err(ErrorShape::new(
+            ErrorCode::AgentUnavailable,
+            format!(
+                "claude cannot run: {}. Fix it on the computer running the gateway (log in by running `claude` \
+                 once, or set ANTHROPIC_API_KEY for the gateway)",
+                report.result
+            ),
+        )),
         Ok(Err(TurnFailure::Reported(report))) => {
             let retryable = report.api_error_status.is_none_or(|s| s == 429 || s >= 500);
             Err(ErrorShape {
@@ -94,9 +104,11 @@ async fn run_turn(
                 message: report.result,
                 retryable,
                 retry_after_ms: retryable.then_some(1000),
-                details: Some(
-                    json!({ "apiErrorStatus": report.api_error_status, "subtype": report.subtype, "sessionId": report.session_id }),
-                ),
+                details: Some(json!({
+                    "apiErrorStatus": report.api_error_status,
+                    "subtype": report.subtype,
+                    "sessionId": report.session_id,
+                })),
             })
         }
         Ok(Err(TurnFailure::Exited { status, stderr, .. })) => {

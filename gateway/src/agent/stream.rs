@@ -27,8 +27,17 @@ pub(crate) struct TurnReport {
     /// The HTTP status of a failed API call, when that is why the turn failed.
     pub api_error_status: Option<u64>,
     pub subtype: String,
-    /// Model calls made in the turn; 0 means claude failed before asking the model anything.
+    /// Model calls made in the turn.
     pub num_turns: u64,
+    /// Time spent in API calls; 0 on a failed turn means claude refused before calling the API.
+    pub api_duration_ms: u64,
+}
+
+impl TurnReport {
+    /// claude failed on its own side (not logged in, bad settings) without asking the model anything.
+    pub fn refused_locally(&self) -> bool {
+        self.is_error && self.api_error_status.is_none() && self.api_duration_ms == 0 && self.subtype == "success"
+    }
 }
 
 pub(crate) fn parse_line(line: &str) -> ClaudeLine {
@@ -66,6 +75,7 @@ pub(crate) fn parse_line(line: &str) -> ClaudeLine {
             api_error_status: value.get("api_error_status").and_then(Value::as_u64),
             subtype: str_at(&value, "subtype"),
             num_turns: value.get("num_turns").and_then(Value::as_u64).unwrap_or(0),
+            api_duration_ms: value.get("duration_api_ms").and_then(Value::as_u64).unwrap_or(0),
         }),
         _ => ClaudeLine::Other,
     }
@@ -118,6 +128,13 @@ mod tests {
         };
         assert!(report.is_error);
         assert_eq!(report.api_error_status, Some(529));
+        assert!(!report.refused_locally());
+        let ClaudeLine::Result(report) = parse_line(
+            r#"{"type":"result","subtype":"success","is_error":true,"api_error_status":null,"duration_api_ms":0,"num_turns":1,"result":"Not logged in · Please run /login","session_id":"s2"}"#,
+        ) else {
+            panic!("result line")
+        };
+        assert!(report.refused_locally());
         assert_eq!(parse_line("not json"), ClaudeLine::Other);
     }
 }
