@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::TcpStream;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
@@ -157,32 +157,23 @@ async fn run(
                 last_heard = Instant::now();
                 match incoming {
                     Incoming::Frame(Frame::Req(req)) => {
-                        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-                            outbound.send(Frame::err(req.id, ErrorShape::retryable(
-                                ErrorCode::RateLimited,
-                                format!("at most {} requests may run at once on one connection", state.config.max_in_flight),
-                                Some(100),
-                            )));
-                            continue;
-                        };
-                        tracing::debug!(conn = conn_id, method = %req.method, "request");
                         let ctx = Context { state: state.clone(), peer: peer.clone(), outbound: outbound.clone(), request_id: req.id };
-                        tokio::spawn(async move {
-                            let outcome = match Method::parse(&req.method, req.params) {
-                                Ok(method) => method.apply(&ctx).await,
-                                Err(e) => Err(e),
-                            };
-                            ctx.outbound.send(match outcome {
-                                Ok(payload) => Frame::ok(ctx.request_id.clone(), payload),
-                                Err(e) => Frame::err(ctx.request_id.clone(), e),
-                            });
-                            drop(permit);
-                        });
+                        match in_flight.clone().try_acquire_owned() {
+                            Ok(permit) => spawn_request(ctx, req.method, req.params, permit),
+                            Err(_) => {
+                                let busy = ErrorShape::retryable(
+                                    ErrorCode::RateLimited,
+                                    format!("at most {} requests may run at once on one connection", state.config.max_in_flight),
+                                    Some(100),
+                                );
+                                outbound.send(Frame::err(ctx.request_id, busy));
+                            }
+                        }
                     }
                     Incoming::Frame(Frame::Res(res)) if peer.mode == ClientMode::Node => state.nodes.complete(conn_id, res),
                     Incoming::Frame(other) => {
-                        let kind = serde_json::to_value(&other).ok().and_then(|v| v["type"].as_str().map(String::from)).unwrap_or_default();
-                        outbound.send(error_frame(ErrorShape::invalid_request(format!("a client may not send {kind:?} frames here"))));
+                        let refusal = format!("a client may not send {:?} frames here", other.kind());
+                        outbound.send(error_frame(ErrorShape::invalid_request(refusal)));
                     }
                     Incoming::Invalid(e) => {
                         outbound.send(match e.request_id {
@@ -227,6 +218,22 @@ async fn run(
         writer_task.abort();
     }
     tracing::info!(conn = conn_id, "client disconnected");
+}
+
+/// Runs one request as its own task, holding an in-flight permit until it is answered.
+fn spawn_request(ctx: Context, method: String, params: serde_json::Value, permit: OwnedSemaphorePermit) {
+    tracing::debug!(conn = ctx.peer.conn_id, method = %method, "request");
+    tokio::spawn(async move {
+        let outcome = match Method::parse(&method, params) {
+            Ok(method) => method.apply(&ctx).await,
+            Err(e) => Err(e),
+        };
+        ctx.outbound.send(match outcome {
+            Ok(payload) => Frame::ok(ctx.request_id.clone(), payload),
+            Err(e) => Frame::err(ctx.request_id.clone(), e),
+        });
+        drop(permit);
+    });
 }
 
 /// How long the writer may take to flush the last frames and the close frame.

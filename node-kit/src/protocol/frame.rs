@@ -205,6 +205,18 @@ impl Frame {
         serde_json::from_value(value).map_err(|e| invalid(request_id, format!("invalid frame: {e}")))
     }
 
+    /// The frame's `type` on the wire.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Frame::Connect(_) => "connect",
+            Frame::HelloOk(_) => "hello-ok",
+            Frame::Req(_) => "req",
+            Frame::Res(_) => "res",
+            Frame::Event(_) => "event",
+            Frame::Error(_) => "error",
+        }
+    }
+
     /// Serialises the frame as one text message.
     pub fn to_text(&self) -> String {
         serde_json::to_string(self).expect("frames always serialise")
@@ -234,6 +246,14 @@ mod tests {
         assert_eq!(Frame::parse(&ok.to_text()).unwrap(), ok);
         let err = Frame::err("2", ErrorShape::new(ErrorCode::Timeout, "t"));
         assert_eq!(Frame::parse(&err.to_text()).unwrap(), err);
+    }
+
+    #[test]
+    fn kind_is_the_wire_type() {
+        for frame in [Frame::ok("1", Value::Null), Frame::Error(ErrorFrame { error: ErrorShape::invalid_request("x") })]
+        {
+            assert_eq!(serde_json::to_value(&frame).unwrap()["type"], frame.kind());
+        }
     }
 
     #[test]
