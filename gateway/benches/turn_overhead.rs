@@ -73,29 +73,14 @@ async fn main() {
     let mut through_gateway = Vec::new();
     for i in 0..WARMUP + turns {
         let prompt = format!("turn {i}: what is the answer?");
-
-        let started = Instant::now();
-        let line =
-            serde_json::json!({"type": "user", "message": {"role": "user", "content": prompt}}).to_string() + "\n";
-        stdin.write_all(line.as_bytes()).await.unwrap();
-        while let Some(line) = stdout.next_line().await.unwrap() {
-            if line.starts_with(r#"{"type":"result""#) {
-                break;
-            }
-        }
-        let direct_time = started.elapsed();
-
-        let started = Instant::now();
-        let params = AgentParams {
-            prompt,
-            session_key: Some("bench".into()),
-            idempotency_key: format!("bench-{i}"),
-            timeout_ms: Some(60_000),
+        // Alternate which path goes first, so neither always runs on a just-warmed machine.
+        let (direct_time, gateway_time) = if i % 2 == 0 {
+            let d = direct_turn(&mut stdin, &mut stdout, &prompt).await;
+            (d, gateway_turn(&client, &prompt, i).await)
+        } else {
+            let g = gateway_turn(&client, &prompt, i).await;
+            (direct_turn(&mut stdin, &mut stdout, &prompt).await, g)
         };
-        let outcome = client.agent(params).await.unwrap().outcome().await.unwrap();
-        assert_eq!(outcome.result, "The answer is 42.");
-        let gateway_time = started.elapsed();
-
         if i >= WARMUP {
             baseline.push(direct_time);
             through_gateway.push(gateway_time);
@@ -112,6 +97,11 @@ async fn main() {
     let _ = stop.send(());
     let _ = running.await;
 
+    // Each gateway turn ran right next to its baseline turn: the per-pair difference cancels slow drift.
+    let mut paired: Vec<f64> =
+        baseline.iter().zip(&through_gateway).map(|(b, g)| g.as_secs_f64() - b.as_secs_f64()).collect();
+    paired.sort_by(f64::total_cmp);
+    let paired_median = paired[paired.len() / 2];
     let (b, g) = (Stats::of(&mut baseline), Stats::of(&mut through_gateway));
     println!("| path | turns | median | p90 | mean |");
     println!("| --- | --- | --- | --- | --- |");
@@ -135,11 +125,40 @@ async fn main() {
         ms(h.mean)
     );
     let added = g.median.as_secs_f64() - b.median.as_secs_f64();
-    println!(
-        "\nAdded by the gateway, median: {:.2} ms ({:+.1} %)",
-        added * 1000.0,
-        added / b.median.as_secs_f64() * 100.0
-    );
+    let share = added / b.median.as_secs_f64() * 100.0;
+    println!("\nDifference of the medians: {:+.2} ms ({share:+.1} %)", added * 1000.0);
+    println!("Median of the paired per-turn differences: {:+.2} ms", paired_median * 1000.0);
+}
+
+/// One turn on the bare claude process: a stream-json line in, output read up to the `result` line.
+async fn direct_turn(
+    stdin: &mut tokio::process::ChildStdin,
+    stdout: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    prompt: &str,
+) -> Duration {
+    let started = Instant::now();
+    let line = serde_json::json!({"type": "user", "message": {"role": "user", "content": prompt}}).to_string() + "\n";
+    stdin.write_all(line.as_bytes()).await.unwrap();
+    while let Some(line) = stdout.next_line().await.unwrap() {
+        if line.starts_with(r#"{"type":"result""#) {
+            break;
+        }
+    }
+    started.elapsed()
+}
+
+/// One `agent` turn through the gateway, from the request to the final answer.
+async fn gateway_turn(client: &Client, prompt: &str, i: usize) -> Duration {
+    let started = Instant::now();
+    let params = AgentParams {
+        prompt: prompt.to_string(),
+        session_key: Some("bench".into()),
+        idempotency_key: format!("bench-{i}"),
+        timeout_ms: Some(60_000),
+    };
+    let outcome = client.agent(params).await.unwrap().outcome().await.unwrap();
+    assert_eq!(outcome.result, "The answer is 42.");
+    started.elapsed()
 }
 
 struct Stats {
