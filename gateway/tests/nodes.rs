@@ -73,6 +73,11 @@ fn invoke(node: &str, command: &str, params: Value, key: &str, timeout_ms: u64) 
     .unwrap()
 }
 
+/// Calls `node.invoke` and returns the error it must fail with.
+async fn invoke_fails(client: &Client, params: Value) -> ErrorShape {
+    remote(client.request(method::NODE_INVOKE, params).await.unwrap_err())
+}
+
 fn remote(err: ClientError) -> ErrorShape {
     match err {
         ClientError::Remote(e) => e,
@@ -111,21 +116,11 @@ async fn timeout_and_node_errors_pass_through() {
     let _phone = connect_node(&gateway, "phone-1", &["screen"], TestNode::default()).await;
     let operator = gateway.operator().await;
 
-    let e = remote(
-        operator
-            .request(method::NODE_INVOKE, invoke("phone-1", "test.sleep", json!({"ms": 2000}), "t1", 200))
-            .await
-            .unwrap_err(),
-    );
+    let e = invoke_fails(&operator, invoke("phone-1", "test.sleep", json!({"ms": 2000}), "t1", 200)).await;
     assert_eq!(e.code, ErrorCode::Timeout);
     assert!(e.retryable);
 
-    let e = remote(
-        operator
-            .request(method::NODE_INVOKE, invoke("phone-1", "screen.snapshot", json!({}), "s1", 5000))
-            .await
-            .unwrap_err(),
-    );
+    let e = invoke_fails(&operator, invoke("phone-1", "screen.snapshot", json!({}), "s1", 5000)).await;
     assert_eq!(e.code, ErrorCode::NodeBackgroundUnavailable);
     assert_eq!(e.retry_after_ms, Some(2500));
 
@@ -155,12 +150,7 @@ async fn node_gone_mid_invoke_and_unknown_nodes() {
     assert_eq!(e.code, ErrorCode::NodeNotConnected);
     assert!(e.retryable);
 
-    let e = remote(
-        operator
-            .request(method::NODE_INVOKE, invoke("nobody", "screen.eval", json!({"javaScript": "1"}), "n1", 1000))
-            .await
-            .unwrap_err(),
-    );
+    let e = invoke_fails(&operator, invoke("nobody", "screen.eval", json!({"javaScript": "1"}), "n1", 1000)).await;
     assert_eq!(e.code, ErrorCode::NodeNotConnected);
     let e = remote(operator.request(method::NODE_DESCRIBE, json!({"nodeId": "nobody"})).await.unwrap_err());
     assert_eq!(e.code, ErrorCode::NodeNotConnected);
@@ -195,26 +185,14 @@ async fn commands_are_checked_before_they_reach_the_node() {
     let _phone = connect_node(&gateway, "no-screen", &[], node.clone()).await;
     let operator = gateway.operator().await;
 
-    let e = remote(
-        operator.request(method::NODE_INVOKE, invoke("no-screen", "lamp.on", json!({}), "u1", 1000)).await.unwrap_err(),
-    );
+    let e = invoke_fails(&operator, invoke("no-screen", "lamp.on", json!({}), "u1", 1000)).await;
     assert_eq!(e.code, ErrorCode::UnknownCommand);
     assert_eq!(e.details.unwrap()["supported"], json!(["screen.eval", "screen.snapshot", "test.sleep"]));
 
-    let e = remote(
-        operator
-            .request(method::NODE_INVOKE, invoke("no-screen", "screen.eval", json!({"js": "1"}), "u2", 1000))
-            .await
-            .unwrap_err(),
-    );
+    let e = invoke_fails(&operator, invoke("no-screen", "screen.eval", json!({"js": "1"}), "u2", 1000)).await;
     assert_eq!(e.code, ErrorCode::InvalidRequest);
 
-    let e = remote(
-        operator
-            .request(method::NODE_INVOKE, invoke("no-screen", "screen.eval", json!({"javaScript": "1"}), "u3", 1000))
-            .await
-            .unwrap_err(),
-    );
+    let e = invoke_fails(&operator, invoke("no-screen", "screen.eval", json!({"javaScript": "1"}), "u3", 1000)).await;
     assert_eq!(e.code, ErrorCode::Forbidden, "screen.* needs the screen capability");
     assert_eq!(node.runs.load(Ordering::SeqCst), 0);
 }
@@ -229,9 +207,7 @@ async fn node_events_and_presence_reach_operators_in_sequence() {
     phone.request(method::SYSTEM_EVENT, json!({"state": "background", "text": "locked"})).await.unwrap();
     phone.request(method::NODE_EVENT, json!({"event": "voice.transcript", "payload": {"bytes": 12}})).await.unwrap();
     // Nodes publish; they do not drive other nodes.
-    let e = remote(
-        phone.request(method::NODE_INVOKE, invoke("phone-1", "test.sleep", json!({}), "x", 100)).await.unwrap_err(),
-    );
+    let e = invoke_fails(&phone, invoke("phone-1", "test.sleep", json!({}), "x", 100)).await;
     assert_eq!(e.code, ErrorCode::Forbidden);
     // Operators do not publish node events.
     let e = remote(operator.request(method::NODE_EVENT, json!({"event": "x"})).await.unwrap_err());
