@@ -10,8 +10,10 @@ pub const DEFAULT_PORT: u16 = 18789;
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     /// Addresses to listen on; every one must be loopback. Empty means 127.0.0.1 and ::1 (where present)
-    /// on [`DEFAULT_PORT`].
+    /// on `port`.
     pub bind: Vec<SocketAddr>,
+    /// The port of the default addresses.
+    pub port: u16,
     /// The Lanyard home: the token and other state live here.
     pub home: PathBuf,
     pub agent: AgentConfig,
@@ -32,6 +34,7 @@ impl GatewayConfig {
     pub fn new(home: PathBuf) -> Self {
         GatewayConfig {
             bind: Vec::new(),
+            port: DEFAULT_PORT,
             home,
             agent: AgentConfig::default(),
             max_frame_bytes: node_kit::protocol::MAX_FRAME_BYTES,
@@ -47,10 +50,7 @@ impl GatewayConfig {
     /// The addresses to bind, with the default pair filled in.
     pub fn bind_addrs(&self) -> Vec<SocketAddr> {
         if self.bind.is_empty() {
-            vec![
-                SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_PORT)),
-                SocketAddr::from((Ipv6Addr::LOCALHOST, DEFAULT_PORT)),
-            ]
+            vec![SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)), SocketAddr::from((Ipv6Addr::LOCALHOST, self.port))]
         } else {
             self.bind.clone()
         }

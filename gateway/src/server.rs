@@ -47,7 +47,9 @@ impl Gateway {
             match TcpListener::bind(addr).await {
                 Ok(listener) => listeners.push(listener),
                 // ::1 is missing on hosts without IPv6; the IPv4 loopback is enough.
-                Err(e) if config.bind.is_empty() && addr.is_ipv6() && e.kind() == io::ErrorKind::AddrNotAvailable => {}
+                Err(e) if config.bind.is_empty() && addr.is_ipv6() && e.kind() != io::ErrorKind::AddrInUse => {
+                    tracing::debug!(error = %e, "no IPv6 loopback; listening on 127.0.0.1 only");
+                }
                 Err(source) => {
                     let hint = if source.kind() == io::ErrorKind::AddrInUse {
                         " (is another gateway already running? `lanyard gateway --port` picks another port)"
@@ -63,6 +65,11 @@ impl Gateway {
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
+    }
+
+    /// The claude binary the agent will run, or why there is none (with what to install).
+    pub fn claude_path(&self) -> Result<PathBuf, node_kit::ErrorShape> {
+        self.state.agent.claude_path()
     }
 
     /// The `ws://` URL of the first listener.

@@ -85,7 +85,8 @@ impl AgentRunner {
         let unavailable =
             |what: String| ErrorShape::new(ErrorCode::AgentUnavailable, format!("{what}; {INSTALL_HINT}"));
         match &self.config.claude_path {
-            Some(path) if path.is_file() => Ok(path.clone()),
+            // Absolute, so a relative --claude still works when claude runs in another directory.
+            Some(path) if path.is_file() => Ok(std::path::absolute(path).unwrap_or_else(|_| path.clone())),
             Some(path) => Err(unavailable(format!("the claude binary {} does not exist", path.display()))),
             None => which::which("claude").map_err(|_| unavailable("no `claude` on PATH".into())),
         }

@@ -2,7 +2,7 @@
 
 use ::gateway::{AgentConfig, Gateway, GatewayConfig};
 use clap::Args;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -39,12 +39,8 @@ pub struct GatewayArgs {
 pub async fn run(args: GatewayArgs, home: PathBuf) -> anyhow::Result<()> {
     ::gateway::logging::init();
     let mut config = GatewayConfig::new(home.clone());
-    config.bind = if args.bind.is_empty() {
-        vec![SocketAddr::from((Ipv4Addr::LOCALHOST, args.port)), SocketAddr::from((Ipv6Addr::LOCALHOST, args.port))]
-    } else {
-        args.bind.iter().map(|ip| SocketAddr::new(*ip, args.port)).collect()
-    };
-    let defaults_only = args.bind.is_empty();
+    config.port = args.port;
+    config.bind = args.bind.iter().map(|ip| SocketAddr::new(*ip, args.port)).collect();
     config.agent = AgentConfig {
         claude_path: args.claude,
         cwd: args.cwd,
@@ -52,18 +48,15 @@ pub async fn run(args: GatewayArgs, home: PathBuf) -> anyhow::Result<()> {
         turn_timeout: Duration::from_secs(args.turn_timeout),
         ..AgentConfig::default()
     };
-    let gateway = match Gateway::bind(config.clone()).await {
-        // ::1 is optional when the user did not ask for it.
-        Err(::gateway::GatewayError::Bind { addr, .. }) if defaults_only && addr.is_ipv6() => {
-            config.bind.retain(SocketAddr::is_ipv4);
-            Gateway::bind(config).await?
-        }
-        other => other?,
-    };
+    let gateway = Gateway::bind(config).await?;
     for addr in gateway.local_addrs() {
         tracing::info!(%addr, "gateway listening");
     }
     tracing::info!(home = %home.display(), "token and state in this directory");
+    match gateway.claude_path() {
+        Ok(path) => tracing::info!(claude = %path.display(), "agent ready; try `lanyard agent \"hello\"`"),
+        Err(e) => tracing::warn!("agent unavailable until claude is installed: {}", e.message),
+    }
     gateway.run(shutdown_signal()).await;
     Ok(())
 }
