@@ -7,7 +7,7 @@ use crate::agent::{Turn, TurnOutput};
 use crate::idempotency::Claim;
 use node_kit::client::random_id;
 use node_kit::protocol::{
-    AgentAck, AgentEvent, AgentOutcome, AgentParams, ErrorShape, Frame, RunStatus, event, method,
+    AgentAck, AgentEvent, AgentOutcome, AgentParams, ErrorCode, ErrorShape, Frame, RunStatus, event, method,
 };
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -46,7 +46,7 @@ impl Agent {
         let p = self.params;
         let completer = match state.agent_runs.claim(&p.idempotency_key, random_id)? {
             Claim::Existing { tag, waiter } => {
-                self::ack(ctx, &tag, true);
+                ack(ctx, &tag, true);
                 return waiter.outcome().await;
             }
             Claim::New(completer) => completer,
@@ -57,53 +57,52 @@ impl Agent {
         ack(ctx, &run_id, false);
 
         let started = Instant::now();
-        let (events_tx, mut events_rx) = mpsc::channel(EVENT_BUFFER);
-        let (reply_tx, reply_rx) = oneshot::channel();
-        let turn = Turn {
-            run_id: run_id.clone(),
-            prompt: p.prompt,
-            timeout: p.timeout_ms.map_or(state.config.agent.turn_timeout, Duration::from_millis),
-            events: events_tx,
-            reply: reply_tx,
-        };
-        let outcome = match state.agent.submit(&session_key, turn) {
-            Err(e) => Err(e),
-            Ok(()) => {
-                while let Some(kind) = events_rx.recv().await {
-                    let event = AgentEvent { run_id: run_id.clone(), session_key: session_key.clone(), kind };
-                    ctx.outbound.event(event::AGENT, &event);
-                }
-                reply_rx.await.unwrap_or_else(|_| {
-                    Err(ErrorShape::retryable(
-                        node_kit::protocol::ErrorCode::AgentError,
-                        "the agent session ended before the turn",
-                        None,
-                    ))
-                })
-            }
-        };
-        let outcome = outcome
-            .map(|TurnOutput { result, session_id, usage }| {
-                let outcome = AgentOutcome {
-                    run_id: run_id.clone(),
-                    status: RunStatus::Ok,
-                    result,
-                    session_id,
-                    usage,
-                    duration_ms: started.elapsed().as_millis() as u64,
-                };
-                serde_json::to_value(outcome).expect("outcome serialises")
-            })
-            .map_err(|mut e| {
-                let details = e.details.get_or_insert_with(|| serde_json::json!({}));
-                if let Some(map) = details.as_object_mut() {
-                    map.insert("runId".into(), run_id.clone().into());
-                }
-                e
-            });
+        let timeout = p.timeout_ms.map_or(state.config.agent.turn_timeout, Duration::from_millis);
+        let outcome = run_turn(ctx, &run_id, &session_key, p.prompt, timeout).await.map(|output| {
+            let outcome = AgentOutcome {
+                run_id: run_id.clone(),
+                status: RunStatus::Ok,
+                result: output.result,
+                session_id: output.session_id,
+                usage: output.usage,
+                duration_ms: started.elapsed().as_millis() as u64,
+            };
+            serde_json::to_value(outcome).expect("outcome serialises")
+        });
+        let outcome = outcome.map_err(|e| with_run_id(e, &run_id));
         completer.complete(outcome.clone());
         outcome
     }
+}
+
+/// Queues the turn on its session and forwards its events to the caller until it ends.
+async fn run_turn(
+    ctx: &Context,
+    run_id: &str,
+    session_key: &str,
+    prompt: String,
+    timeout: Duration,
+) -> Result<TurnOutput, ErrorShape> {
+    let (events_tx, mut events_rx) = mpsc::channel(EVENT_BUFFER);
+    let (reply_tx, reply_rx) = oneshot::channel();
+    let turn = Turn { run_id: run_id.to_string(), prompt, timeout, events: events_tx, reply: reply_tx };
+    ctx.state.agent.submit(session_key, turn)?;
+    // The session drops the event sender when the turn ends, so this loop ends before the reply is read.
+    while let Some(kind) = events_rx.recv().await {
+        let event = AgentEvent { run_id: run_id.to_string(), session_key: session_key.to_string(), kind };
+        ctx.outbound.event(event::AGENT, &event);
+    }
+    reply_rx.await.unwrap_or_else(|_| {
+        Err(ErrorShape::retryable(ErrorCode::AgentError, "the agent session ended before the turn", None))
+    })
+}
+
+/// Errors after the ack name the run they belong to.
+fn with_run_id(mut error: ErrorShape, run_id: &str) -> ErrorShape {
+    if let Some(details) = error.details.get_or_insert_with(|| serde_json::json!({})).as_object_mut() {
+        details.insert("runId".into(), run_id.into());
+    }
+    error
 }
 
 fn ack(ctx: &Context, run_id: &str, duplicate: bool) {
