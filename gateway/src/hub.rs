@@ -39,7 +39,7 @@ impl ConnectionHub {
             .map(|(_, out)| out.clone())
             .collect();
         for out in targets {
-            out.event(event, &payload);
+            out.event(event, payload.clone());
         }
     }
 

@@ -3,7 +3,7 @@
 //! one slow consumer never makes the gateway buffer without bound.
 
 use node_kit::protocol::{EventFrame, Frame};
-use serde::Serialize;
+use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -60,8 +60,7 @@ impl Outbound {
     }
 
     /// Queues an event with the next sequence number.
-    pub(crate) fn event(&self, event: &str, payload: impl Serialize) -> bool {
-        let payload = serde_json::to_value(payload).expect("event payloads serialise");
+    pub(crate) fn event(&self, event: &str, payload: Value) -> bool {
         let mut seq = self.seq.lock().expect("seq lock");
         *seq += 1;
         self.send(Frame::Event(EventFrame { event: event.to_string(), payload, seq: *seq }))
@@ -84,9 +83,9 @@ mod tests {
     #[tokio::test]
     async fn full_queue_closes_instead_of_growing() {
         let (out, mut rx) = Outbound::new(2);
-        assert!(out.event("e", 1));
-        assert!(out.event("e", 2));
-        assert!(!out.event("e", 3));
+        assert!(out.event("e", 1.into()));
+        assert!(out.event("e", 2.into()));
+        assert!(!out.event("e", 3.into()));
         assert!(out.closed().is_cancelled());
         let Some(Outgoing::Frame(Frame::Event(first))) = rx.recv().await else { panic!() };
         assert_eq!(first.seq, 1);

@@ -60,33 +60,30 @@ async fn run_turn(
     claude_session: &Option<String>,
     turn: &Turn,
 ) -> Result<TurnOutput, ErrorShape> {
-    let mut resuming = false;
-    let mut result = None;
-    if let Some(running) = process.as_mut() {
-        let outcome = attempt(running, turn).await;
-        if died_before_the_turn(&outcome) {
-            tracing::warn!(session = %key, "claude had ended since the last turn; starting it again");
-            *process = None;
-        } else {
-            result = Some(outcome);
-        }
-    }
-    let mut result = match result {
-        Some(result) => result,
-        None => {
-            resuming = claude_session.is_some();
-            attempt(process.insert(start(runner, key, claude_session.as_deref())?), turn).await
+    let on_running = match process.as_mut() {
+        Some(running) => Some(attempt(running, turn).await),
+        None => None,
+    };
+    let result = match on_running {
+        Some(outcome) if !died_before_the_turn(&outcome) => outcome,
+        stale => {
+            if stale.is_some() {
+                tracing::warn!(session = %key, "claude had ended since the last turn; starting it again");
+            }
+            let resumed = attempt(process.insert(start(runner, key, claude_session.as_deref())?), turn).await;
+            if claude_session.is_some() && resume_failed(&resumed) {
+                // claude writes its transcript lazily: a process killed right after a turn can leave no
+                // conversation to resume. Losing the history beats failing every later turn.
+                tracing::warn!(session = %key, "claude could not resume its conversation; starting a new one");
+                if let Some(failed) = process.take() {
+                    failed.kill().await;
+                }
+                attempt(process.insert(start(runner, key, None)?), turn).await
+            } else {
+                resumed
+            }
         }
     };
-    if resuming && resume_failed(&result) {
-        // claude writes its transcript lazily: a process killed right after a turn can leave no
-        // conversation to resume. Losing the history beats failing every later turn.
-        tracing::warn!(session = %key, "claude could not resume its conversation; starting a new one");
-        if let Some(failed) = process.take() {
-            failed.kill().await;
-        }
-        result = attempt(process.insert(start(runner, key, None)?), turn).await;
-    }
     match result {
         Ok(Ok(report)) => Ok(TurnOutput { result: report.result, session_id: report.session_id, usage: report.usage }),
         Ok(Err(TurnFailure::Reported(report))) if report.refused_locally() => Err(ErrorShape::new(

@@ -90,7 +90,7 @@ async fn run_turn(
     // The session drops the event sender when the turn ends, so this loop ends before the reply is read.
     while let Some(kind) = events_rx.recv().await {
         let event = AgentEvent { run_id: run_id.to_string(), session_key: session_key.to_string(), kind };
-        ctx.outbound.event(event::AGENT, &event);
+        ctx.outbound.event(event::AGENT, serde_json::to_value(event).expect("agent events serialise"));
     }
     reply_rx.await.unwrap_or_else(|_| {
         Err(ErrorShape::retryable(ErrorCode::AgentError, "the agent session ended before the turn", None))
