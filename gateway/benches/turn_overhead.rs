@@ -6,44 +6,36 @@
 //!   LANYARD_TEST_CLAUDE=/path/to/claude cargo bench -p gateway --bench turn_overhead
 //!   BENCH_TURNS=100 to change the number of measured turns per side (default 40).
 
-#[path = "../tests/support/messages_api.rs"]
-#[allow(dead_code)]
-mod messages_api;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
-use gateway::home::GatewayToken;
-use gateway::{Gateway, GatewayConfig};
-use messages_api::{MessagesApi, Reply};
 use node_kit::Client;
 use node_kit::protocol::AgentParams;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
+use support::messages_api::{MessagesApi, Reply};
+use support::{TestGateway, claude_binary, claude_env};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const WARMUP: usize = 3;
 
 #[tokio::main]
 async fn main() {
-    let Some(claude) = claude_path() else {
+    let Some(claude) = claude_binary() else {
         eprintln!("set LANYARD_TEST_CLAUDE or run ./test.sh once (it installs claude under .tools/)");
         std::process::exit(2);
     };
     let turns: usize = std::env::var("BENCH_TURNS").ok().and_then(|n| n.parse().ok()).unwrap_or(40);
     let api = MessagesApi::start(|_| Reply::text(&["The ", "answer ", "is ", "42."])).await;
-    let claude_home = tempfile::tempdir().unwrap();
-    let env = vec![
-        ("ANTHROPIC_BASE_URL".to_string(), api.base_url()),
-        ("ANTHROPIC_API_KEY".to_string(), "sk-ant-bench".to_string()),
-        ("HOME".to_string(), claude_home.path().display().to_string()),
-        ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".to_string(), "1".to_string()),
-        ("CLAUDE_CODE_MAX_RETRIES".to_string(), "0".to_string()),
-    ];
 
-    // Baseline: claude alone.
+    // The gateway, in this process, with its own claude; the baseline claude shares its home and settings.
+    let gateway = TestGateway::with_claude(claude.clone(), &api, |_| {}).await;
+    let client = gateway.operator().await;
+    let claude_home = gateway.claude_home.as_ref().expect("a claude gateway").path();
     let mut direct = tokio::process::Command::new(&claude)
         .args(gateway::agent::CLAUDE_ARGS)
-        .envs(env.iter().cloned())
-        .current_dir(claude_home.path())
+        .envs(claude_env(&api, claude_home))
+        .current_dir(claude_home)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -52,22 +44,6 @@ async fn main() {
         .unwrap();
     let mut stdin = direct.stdin.take().unwrap();
     let mut stdout = BufReader::new(direct.stdout.take().unwrap()).lines();
-
-    // The gateway, in this process, with its own claude.
-    let home = tempfile::tempdir().unwrap();
-    let mut config = GatewayConfig::new(home.path().to_path_buf());
-    config.bind = vec!["127.0.0.1:0".parse().unwrap()];
-    config.agent.claude_path = Some(claude.clone());
-    config.agent.cwd = Some(claude_home.path().to_path_buf());
-    config.agent.env = env;
-    let server = Gateway::bind(config).await.unwrap();
-    let url = server.url();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(server.run(async {
-        let _ = stopped.await;
-    }));
-    let token = GatewayToken::load(home.path()).unwrap();
-    let client = Client::builder(&url).token(token.expose()).connect().await.unwrap();
 
     let mut baseline = Vec::new();
     let mut through_gateway = Vec::new();
@@ -94,8 +70,7 @@ async fn main() {
         round_trips.push(started.elapsed());
     }
     drop(client);
-    let _ = stop.send(());
-    let _ = running.await;
+    gateway.stop().await;
 
     // Each gateway turn ran right next to its baseline turn: the per-pair difference cancels slow drift.
     let mut paired: Vec<f64> =
@@ -178,15 +153,4 @@ impl Stats {
 
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn claude_path() -> Option<PathBuf> {
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    [
-        std::env::var_os("LANYARD_TEST_CLAUDE").map(PathBuf::from),
-        Some(workspace.join(".tools/node_modules/@anthropic-ai/claude-code-linux-x64/claude")),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|p| p.is_file())
 }

@@ -183,7 +183,7 @@ async fn a_crash_before_claude_saved_the_conversation_starts_a_new_one() {
     // Kill at once, before claude's lazy transcript write, and remove any transcript it did write.
     let pid = session_pid(&client, "lost").await.unwrap();
     std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
-    std::fs::remove_dir_all(gateway.claude_home.as_ref().unwrap().join(".claude/projects")).ok();
+    std::fs::remove_dir_all(gateway.claude_home.as_ref().unwrap().path().join(".claude/projects")).ok();
     // The next turn notices the dead process, cannot resume the lost conversation, and starts afresh.
     let next = client.agent(params("still there", "lost")).await.unwrap().outcome().await.unwrap();
     assert_eq!(next.result, "Hello from the model");

@@ -1,14 +1,14 @@
 //! The `lanyard` binary as a user runs it: help texts, refusals, and a gateway started from the CLI
 //! answering `lanyard agent` with the real claude against the scripted Messages API.
 
-#[path = "../../../gateway/tests/support/messages_api.rs"]
-#[allow(dead_code)]
-mod messages_api;
+#[path = "../../../gateway/tests/support/mod.rs"]
+mod support;
 
-use messages_api::{MessagesApi, Reply};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use support::messages_api::{MessagesApi, Reply};
+use support::{claude_binary, claude_env};
 
 fn lanyard(home: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lanyard"))
@@ -56,22 +56,6 @@ fn refusals_say_what_to_do() {
     assert!(text(&out.stderr).contains("--params is not valid JSON"), "{}", text(&out.stderr));
 }
 
-fn claude_binary() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("LANYARD_TEST_CLAUDE").map(PathBuf::from),
-        Some(
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../.tools/node_modules/@anthropic-ai/claude-code-linux-x64/claude"),
-        ),
-    ];
-    if let Some(found) = candidates.into_iter().flatten().find(|p| p.is_file()) {
-        return Some(found);
-    }
-    assert!(std::env::var_os("CI").is_none(), "the claude CLI is required under CI (./test.sh installs it)");
-    eprintln!("skipping: the claude CLI is not installed (run ./test.sh, which installs it)");
-    None
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -90,11 +74,7 @@ async fn gateway_then_agent_streams_an_answer() {
         .arg("--cwd")
         .arg(claude_home.path())
         .env("LANYARD_HOME", home.path())
-        .env("HOME", claude_home.path())
-        .env("ANTHROPIC_BASE_URL", api.base_url())
-        .env("ANTHROPIC_API_KEY", "sk-ant-test-key")
-        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-        .env("CLAUDE_CODE_MAX_RETRIES", "0")
+        .envs(claude_env(&api, claude_home.path()))
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()

@@ -8,7 +8,7 @@ use gateway::home::GatewayToken;
 use gateway::{Gateway, GatewayConfig};
 use messages_api::MessagesApi;
 use node_kit::Client;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
@@ -18,7 +18,7 @@ pub struct TestGateway {
     pub token: String,
     pub home: tempfile::TempDir,
     /// claude's HOME and working directory, when the agent runs the real claude.
-    pub claude_home: Option<PathBuf>,
+    pub claude_home: Option<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -45,33 +45,26 @@ impl TestGateway {
         api: &MessagesApi,
         configure: impl FnOnce(&mut GatewayConfig),
     ) -> TestGateway {
-        let claude_home = tempfile::tempdir().unwrap().keep();
-        let base_url = api.base_url();
-        let dir = claude_home.clone();
+        let claude_home = tempfile::tempdir().unwrap();
+        let env = claude_env(api, claude_home.path());
+        let cwd = claude_home.path().to_path_buf();
         let mut gateway = TestGateway::start(move |config| {
             config.agent.claude_path = Some(claude);
-            config.agent.cwd = Some(claude_home.clone());
-            config.agent.env = vec![
-                ("ANTHROPIC_BASE_URL".into(), base_url),
-                ("ANTHROPIC_API_KEY".into(), "sk-ant-test-key".into()),
-                ("HOME".into(), claude_home.display().to_string()),
-                ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".into(), "1".into()),
-                ("CLAUDE_CODE_MAX_RETRIES".into(), "0".into()),
-                ("DISABLE_AUTOUPDATER".into(), "1".into()),
-            ];
+            config.agent.cwd = Some(cwd);
+            config.agent.env = env;
             configure(config);
         })
         .await;
-        gateway.claude_home = Some(dir);
+        gateway.claude_home = Some(claude_home);
         gateway
     }
 
     /// Waits until claude has written the transcript of `session_id` (it writes lazily), so a killed
     /// process leaves a conversation to resume.
     pub async fn transcript_written(&self, session_id: &str) {
-        let root = self.claude_home.clone().expect("a claude gateway");
+        let root = self.claude_home.as_ref().expect("a claude gateway").path();
         let name = format!("{session_id}.jsonl");
-        eventually(Duration::from_secs(10), async || find_file(&root, &name).then_some(())).await;
+        eventually(Duration::from_secs(10), async || find_file(root, &name).then_some(())).await;
     }
 
     pub async fn operator(&self) -> Client {
@@ -97,10 +90,26 @@ impl Drop for TestGateway {
     }
 }
 
+/// The environment that points the real claude at the scripted API: offline, no retries, a throwaway home.
+pub fn claude_env(api: &MessagesApi, home: &Path) -> Vec<(String, String)> {
+    [
+        ("ANTHROPIC_BASE_URL", api.base_url()),
+        ("ANTHROPIC_API_KEY", "sk-ant-test-key".into()),
+        ("HOME", home.display().to_string()),
+        ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".into()),
+        ("CLAUDE_CODE_MAX_RETRIES", "0".into()),
+        ("DISABLE_AUTOUPDATER", "1".into()),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_string(), value))
+    .collect()
+}
+
 /// The real claude binary: `LANYARD_TEST_CLAUDE`, the copy `.ci/run` installs under `.tools/`, or `claude`
 /// on PATH. Missing is a failure under CI and a skip elsewhere.
 pub fn claude_binary() -> Option<PathBuf> {
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let workspace = manifest_dir.ancestors().find(|dir| dir.join("Cargo.lock").is_file()).unwrap_or(manifest_dir);
     let candidates = [
         std::env::var_os("LANYARD_TEST_CLAUDE").map(PathBuf::from),
         Some(workspace.join(".tools/node_modules/@anthropic-ai/claude-code-linux-x64/claude")),
@@ -130,7 +139,7 @@ pub async fn eventually<T>(limit: Duration, mut check: impl AsyncFnMut() -> Opti
     }
 }
 
-fn find_file(dir: &std::path::Path, name: &str) -> bool {
+fn find_file(dir: &Path, name: &str) -> bool {
     std::fs::read_dir(dir).into_iter().flatten().flatten().any(|entry| {
         let path = entry.path();
         if path.is_dir() { find_file(&path, name) } else { entry.file_name() == name }
