@@ -62,6 +62,22 @@ async fn connect_node(gateway: &TestGateway, id: &str, caps: &[&str], node: Test
         .expect("node connects")
 }
 
+/// A gateway with one connected test node and one operator.
+struct Setup {
+    gateway: TestGateway,
+    node: TestNode,
+    phone: Client,
+    operator: Client,
+}
+
+async fn setup(node_id: &str, caps: &[&str]) -> Setup {
+    let gateway = TestGateway::start(|_| {}).await;
+    let node = TestNode::default();
+    let phone = connect_node(&gateway, node_id, caps, node.clone()).await;
+    let operator = gateway.operator().await;
+    Setup { gateway, node, phone, operator }
+}
+
 fn invoke(node: &str, command: &str, params: Value, key: &str, timeout_ms: u64) -> Value {
     serde_json::to_value(NodeInvokeParams {
         node_id: node.into(),
@@ -87,10 +103,7 @@ fn remote(err: ClientError) -> ErrorShape {
 
 #[tokio::test]
 async fn invoke_round_trip_list_and_describe() {
-    let gateway = TestGateway::start(|_| {}).await;
-    let node = TestNode::default();
-    let _phone = connect_node(&gateway, "phone-1", &["screen"], node.clone()).await;
-    let operator = gateway.operator().await;
+    let Setup { gateway: _gateway, node, operator, phone: _phone } = setup("phone-1", &["screen"]).await;
 
     let list: NodeListPayload =
         serde_json::from_value(operator.request(method::NODE_LIST, Value::Null).await.unwrap()).unwrap();
@@ -112,9 +125,7 @@ async fn invoke_round_trip_list_and_describe() {
 
 #[tokio::test]
 async fn timeout_and_node_errors_pass_through() {
-    let gateway = TestGateway::start(|_| {}).await;
-    let _phone = connect_node(&gateway, "phone-1", &["screen"], TestNode::default()).await;
-    let operator = gateway.operator().await;
+    let Setup { gateway: _gateway, operator, phone: _phone, .. } = setup("phone-1", &["screen"]).await;
 
     let e = invoke_fails(&operator, invoke("phone-1", "test.sleep", json!({"ms": 2000}), "t1", 200)).await;
     assert_eq!(e.code, ErrorCode::Timeout);
@@ -130,9 +141,7 @@ async fn timeout_and_node_errors_pass_through() {
 
 #[tokio::test]
 async fn node_gone_mid_invoke_and_unknown_nodes() {
-    let gateway = TestGateway::start(|_| {}).await;
-    let phone = connect_node(&gateway, "phone-1", &["screen"], TestNode::default()).await;
-    let operator = gateway.operator().await;
+    let Setup { gateway: _gateway, operator, phone, .. } = setup("phone-1", &["screen"]).await;
 
     let pending = {
         let operator = operator.clone();
@@ -158,10 +167,7 @@ async fn node_gone_mid_invoke_and_unknown_nodes() {
 
 #[tokio::test]
 async fn a_retried_idempotency_key_runs_the_command_once() {
-    let gateway = TestGateway::start(|_| {}).await;
-    let node = TestNode::default();
-    let _phone = connect_node(&gateway, "phone-1", &["screen"], node.clone()).await;
-    let a = gateway.operator().await;
+    let Setup { gateway, node, operator: a, phone: _phone } = setup("phone-1", &["screen"]).await;
     let b = gateway.operator().await;
 
     let params = invoke("phone-1", "test.sleep", json!({"ms": 300}), "same-key", 5000);
@@ -180,10 +186,7 @@ async fn a_retried_idempotency_key_runs_the_command_once() {
 
 #[tokio::test]
 async fn commands_are_checked_before_they_reach_the_node() {
-    let gateway = TestGateway::start(|_| {}).await;
-    let node = TestNode::default();
-    let _phone = connect_node(&gateway, "no-screen", &[], node.clone()).await;
-    let operator = gateway.operator().await;
+    let Setup { gateway: _gateway, node, operator, phone: _phone } = setup("no-screen", &[]).await;
 
     let e = invoke_fails(&operator, invoke("no-screen", "lamp.on", json!({}), "u1", 1000)).await;
     assert_eq!(e.code, ErrorCode::UnknownCommand);
