@@ -42,11 +42,4 @@ impl ConnectionHub {
             out.event(event, payload.clone());
         }
     }
-
-    /// Closes every connection (gateway shutdown).
-    pub(crate) fn close_all(&self) {
-        for (_, out) in self.peers.lock().expect("hub lock").values() {
-            out.close();
-        }
-    }
 }

@@ -89,7 +89,6 @@ impl Gateway {
         shutdown.await;
         tracing::info!("gateway shutting down");
         stop.cancel();
-        self.state.hub.close_all();
         while accepts.join_next().await.is_some() {}
         self.state.agent.shutdown().await;
     }
