@@ -2,14 +2,14 @@
 //! Requests run as their own tasks (an `agent` turn must not block a `health` on the same socket), bounded
 //! per connection; answers and events go out through the connection's [`Outbound`] queue.
 
-use crate::methods::{Context, Method, Peer};
+use crate::methods::{Context, Method, Peer, check_key};
 use crate::nodes;
 use crate::outbound::{Outbound, Outgoing};
 use crate::state::GatewayState;
 use node_kit::connection::{self, FrameReader, FrameWriter, Incoming};
 use node_kit::protocol::{
-    ClientMode, ConnectParams, ErrorCode, ErrorFrame, ErrorShape, Frame, HelloOk, Limits, MAX_ID_LEN,
-    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ServerInfo, event, negotiate_version,
+    ClientMode, ConnectParams, ErrorCode, ErrorFrame, ErrorShape, Frame, HelloOk, Limits, MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION, ServerInfo, event, negotiate_version,
 };
 use serde_json::json;
 use std::net::SocketAddr;
@@ -99,13 +99,8 @@ async fn handshake(
     if !auth.is_some_and(|a| state.token.matches(&a.token)) {
         return Err(policy(ErrorShape::new(ErrorCode::Unauthorized, "missing or wrong gateway token")));
     }
-    let id = &client.instance_id;
-    if id.is_empty() || id.len() > MAX_ID_LEN || id.chars().any(char::is_control) {
-        return Err(policy(ErrorShape::invalid_request(format!(
-            "client.instanceId must be 1 to {MAX_ID_LEN} characters without control characters"
-        ))));
-    }
-    let node = (client.mode == ClientMode::Node).then(|| nodes::summary(id, &client, &node.unwrap_or_default()));
+    check_key("client.instanceId", &client.instance_id).map_err(policy)?;
+    let node = (client.mode == ClientMode::Node).then(|| nodes::summary(&client, node.unwrap_or_default()));
     Ok(Admitted {
         peer: Peer { conn_id, mode: client.mode, instance_id: client.instance_id, platform: client.platform },
         node,

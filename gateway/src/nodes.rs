@@ -3,7 +3,8 @@
 use crate::now_ms;
 use crate::outbound::Outbound;
 use node_kit::protocol::{
-    ErrorCode, ErrorShape, Frame, NodeCommand, NodeCommandRequest, NodeSummary, Request, Response, method,
+    ClientInfo, ErrorCode, ErrorShape, Frame, NodeAdvert, NodeCommand, NodeCommandRequest, NodeSummary, Request,
+    Response, method,
 };
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -152,19 +153,15 @@ fn check_offered(node: &NodeSummary, command: &str) -> Result<(), ErrorShape> {
     Ok(())
 }
 
-/// A summary for a node that just connected.
-pub(crate) fn summary(
-    node_id: &str,
-    info: &node_kit::protocol::ClientInfo,
-    advert: &node_kit::protocol::NodeAdvert,
-) -> NodeSummary {
+/// A summary for a node that just connected; on a direct connection its ID is its instance ID.
+pub(crate) fn summary(info: &ClientInfo, advert: NodeAdvert) -> NodeSummary {
     NodeSummary {
-        node_id: node_id.to_string(),
+        node_id: info.instance_id.clone(),
         display_name: info.display_name.clone(),
         platform: info.platform.clone(),
         version: info.version.clone(),
-        caps: advert.caps.clone(),
-        commands: advert.commands.clone(),
+        caps: advert.caps,
+        commands: advert.commands,
         connected_at_ms: now_ms(),
     }
 }

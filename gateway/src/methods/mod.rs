@@ -121,7 +121,7 @@ fn parse_params<T: DeserializeOwned>(method: &str, params: Value) -> Result<T, E
 }
 
 /// Checks an identifier the caller chose (idempotency key, session key, node ID).
-fn check_key(field: &str, value: &str) -> Result<(), ErrorShape> {
+pub(crate) fn check_key(field: &str, value: &str) -> Result<(), ErrorShape> {
     if value.is_empty() || value.len() > MAX_ID_LEN || value.chars().any(char::is_control) {
         return Err(ErrorShape::invalid_request(format!(
             "{field} must be 1 to {MAX_ID_LEN} characters without control characters"
