@@ -1,7 +1,7 @@
 //! Frames: the unit on the wire. Every WebSocket text message is exactly one frame, tagged by `type`.
 
 use super::MAX_ID_LEN;
-use super::error::{ErrorCode, ErrorShape};
+use super::error::ErrorShape;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -184,25 +184,48 @@ pub struct FrameError {
     pub error: ErrorShape,
 }
 
+fn valid_request_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_ID_LEN
+}
+
+fn bad_id_message() -> String {
+    format!("a req needs an \"id\" string of 1 to {MAX_ID_LEN} characters")
+}
+
+impl FrameError {
+    fn invalid(request_id: Option<String>, message: String) -> FrameError {
+        FrameError { request_id, error: ErrorShape::invalid_request(message) }
+    }
+
+    /// Why `text` is not a frame, keeping the request id when the text was a `req` with a readable one, so
+    /// the answer can be a `res` for that request.
+    fn explain(text: &str, typed_error: serde_json::Error) -> FrameError {
+        let value = match serde_json::from_str::<Value>(text) {
+            Ok(value) => value,
+            Err(e) => return FrameError::invalid(None, format!("malformed JSON: {e}")),
+        };
+        let Some(object) = value.as_object() else {
+            return FrameError::invalid(None, "a frame must be a JSON object".into());
+        };
+        match (object.get("type").and_then(Value::as_str), object.get("id")) {
+            (Some("req"), Some(Value::String(id))) if valid_request_id(id) => {
+                FrameError::invalid(Some(id.clone()), format!("invalid frame: {typed_error}"))
+            }
+            (Some("req"), _) => FrameError::invalid(None, bad_id_message()),
+            _ => FrameError::invalid(None, format!("invalid frame: {typed_error}")),
+        }
+    }
+}
+
 impl Frame {
     /// Parses one text message. Never panics; every failure is an `INVALID_REQUEST` error.
     pub fn parse(text: &str) -> Result<Frame, FrameError> {
-        let invalid = |request_id: Option<String>, message: String| FrameError {
-            request_id,
-            error: ErrorShape::new(ErrorCode::InvalidRequest, message),
-        };
-        let value: Value = serde_json::from_str(text).map_err(|e| invalid(None, format!("malformed JSON: {e}")))?;
-        let Some(object) = value.as_object() else {
-            return Err(invalid(None, "a frame must be a JSON object".into()));
-        };
-        let request_id = match (object.get("type").and_then(Value::as_str), object.get("id")) {
-            (Some("req"), Some(Value::String(id))) if !id.is_empty() && id.len() <= MAX_ID_LEN => Some(id.clone()),
-            (Some("req"), _) => {
-                return Err(invalid(None, format!("a req needs an \"id\" string of 1 to {MAX_ID_LEN} characters")));
-            }
-            _ => None,
-        };
-        serde_json::from_value(value).map_err(|e| invalid(request_id, format!("invalid frame: {e}")))
+        // One typed pass for good frames; only a bad frame is looked at again to say why.
+        match serde_json::from_str::<Frame>(text) {
+            Ok(Frame::Req(req)) if !valid_request_id(&req.id) => Err(FrameError::invalid(None, bad_id_message())),
+            Ok(frame) => Ok(frame),
+            Err(e) => Err(FrameError::explain(text, e)),
+        }
     }
 
     /// The frame's `type` on the wire.
@@ -234,6 +257,7 @@ impl Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::ErrorCode;
     use serde_json::json;
 
     #[test]
