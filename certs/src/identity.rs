@@ -1,0 +1,118 @@
+//! A party's long-lived key and the self-signed certificate that carries it into TLS.
+
+use crate::key_id::KeyId;
+use crate::verifier::PeerKeyVerifier;
+use rcgen::{CertificateParams, KeyPair, PKCS_ED25519};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::{ClientConfig, ServerConfig};
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("the stored private key is unreadable: {0}")]
+    BadKey(String),
+    #[error("the stored private key is not an Ed25519 key")]
+    NotEd25519,
+    #[error("cannot build the TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// A private Ed25519 key, its [`KeyId`] and a certificate for it.
+///
+/// The certificate is re-made at every start: only the key is long-lived, so there is nothing to renew.
+pub struct Identity {
+    pkcs8: Zeroizing<Vec<u8>>,
+    certificate: CertificateDer<'static>,
+    id: KeyId,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Identity({})", self.id)
+    }
+}
+
+impl Identity {
+    /// A fresh random key.
+    pub fn generate() -> Identity {
+        let key = KeyPair::generate_for(&PKCS_ED25519).expect("ring generates Ed25519 keys");
+        Identity::from_key_pair(key).expect("a fresh Ed25519 key is usable")
+    }
+
+    /// Loads a key saved with [`Identity::to_pkcs8_pem`].
+    pub fn from_pkcs8_pem(pem: &str) -> Result<Identity, IdentityError> {
+        let key = KeyPair::from_pem(pem).map_err(|e| IdentityError::BadKey(e.to_string()))?;
+        Identity::from_key_pair(key)
+    }
+
+    fn from_key_pair(key: KeyPair) -> Result<Identity, IdentityError> {
+        if !key.is_compatible(&PKCS_ED25519) {
+            return Err(IdentityError::NotEd25519);
+        }
+        let params =
+            CertificateParams::new(vec!["lanyard".to_string()]).map_err(|e| IdentityError::BadKey(e.to_string()))?;
+        let certificate = params.self_signed(&key).map_err(|e| IdentityError::BadKey(e.to_string()))?.der().clone();
+        let id = KeyId::of_spki(&rcgen::PublicKeyData::subject_public_key_info(&key));
+        Ok(Identity { pkcs8: Zeroizing::new(key.serialize_der()), certificate, id })
+    }
+
+    /// The private key as PKCS#8 PEM, for the keychain or a 0600 file. Zeroed when dropped.
+    pub fn to_pkcs8_pem(&self) -> Zeroizing<String> {
+        let key = KeyPair::try_from(self.pkcs8.as_slice()).expect("the key was valid when loaded");
+        Zeroizing::new(key.serialize_pem())
+    }
+
+    pub fn id(&self) -> KeyId {
+        self.id
+    }
+
+    pub fn certificate(&self) -> &CertificateDer<'static> {
+        &self.certificate
+    }
+
+    fn private_key(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.pkcs8.to_vec()))
+    }
+
+    /// A TLS 1.3 server config that presents this identity and requires a client certificate that
+    /// `verifier` accepts.
+    pub fn server_config(&self, verifier: PeerKeyVerifier) -> Result<ServerConfig, IdentityError> {
+        Ok(ServerConfig::builder_with_provider(crate::crypto_provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(Arc::new(verifier))
+            .with_single_cert(vec![self.certificate.clone()], self.private_key())?)
+    }
+
+    /// A TLS 1.3 client config that presents this identity and accepts a server that `verifier` accepts.
+    pub fn client_config(&self, verifier: PeerKeyVerifier) -> Result<ClientConfig, IdentityError> {
+        Ok(ClientConfig::builder_with_provider(crate::crypto_provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_client_auth_cert(vec![self.certificate.clone()], self.private_key())?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_key_loads_to_the_same_id() {
+        let identity = Identity::generate();
+        let pem = identity.to_pkcs8_pem();
+        assert!(pem.contains("PRIVATE KEY"));
+        let loaded = Identity::from_pkcs8_pem(&pem).unwrap();
+        assert_eq!(loaded.id(), identity.id());
+        assert_ne!(Identity::generate().id(), identity.id());
+        assert!(!format!("{identity:?}").contains("PRIVATE"));
+    }
+
+    #[test]
+    fn other_key_types_are_refused() {
+        let p256 = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        assert!(matches!(Identity::from_pkcs8_pem(&p256.serialize_pem()), Err(IdentityError::NotEd25519)));
+        assert!(matches!(Identity::from_pkcs8_pem("nonsense"), Err(IdentityError::BadKey(_))));
+    }
+}
