@@ -28,6 +28,24 @@ pub struct GatewayConfig {
     pub idempotency_ttl: Duration,
     /// How many idempotency keys are remembered at most, per kind.
     pub idempotency_capacity: usize,
+    pub pairing: PairingConfig,
+}
+
+/// Bounds on pairing requests waiting for the owner.
+#[derive(Debug, Clone)]
+pub struct PairingConfig {
+    /// A request not approved within this time vanishes.
+    pub ttl: Duration,
+    /// Requests waiting at once, in all.
+    pub max_pending: usize,
+    /// Requests waiting at once from one network address.
+    pub max_pending_per_address: usize,
+}
+
+impl Default for PairingConfig {
+    fn default() -> Self {
+        PairingConfig { ttl: Duration::from_secs(300), max_pending: 16, max_pending_per_address: 2 }
+    }
 }
 
 impl GatewayConfig {
@@ -44,6 +62,7 @@ impl GatewayConfig {
             keepalive_interval: Duration::from_secs(30),
             idempotency_ttl: Duration::from_secs(300),
             idempotency_capacity: 4096,
+            pairing: PairingConfig::default(),
         }
     }
 

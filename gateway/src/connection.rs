@@ -4,20 +4,20 @@
 
 use crate::methods::{Context, Method, Peer, check_key};
 use crate::nodes;
-use crate::outbound::{Outbound, Outgoing};
 use crate::state::GatewayState;
+use certs::KeyId;
 use node_kit::connection::{self, FrameReader, FrameWriter, Incoming};
+use node_kit::outbound::{Outbound, write_loop};
 use node_kit::protocol::{
     ClientMode, ConnectParams, ErrorCode, ErrorFrame, ErrorShape, Frame, HelloOk, Limits, MIN_PROTOCOL_VERSION,
-    PROTOCOL_VERSION, ServerInfo, event, negotiate_version,
+    PROTOCOL_VERSION, PairedNode, ServerInfo, event, negotiate_version,
 };
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio_tungstenite::tungstenite::Message;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
@@ -56,6 +56,7 @@ pub(crate) async fn serve(stream: TcpStream, addr: SocketAddr, state: Arc<Gatewa
 struct Admitted {
     peer: Peer,
     node: Option<node_kit::protocol::NodeSummary>,
+    paired: Option<PairedNode>,
 }
 
 /// Waits for `connect` and checks it: protocol version, identity, token.
@@ -96,22 +97,56 @@ async fn handshake(
             .with_details(json!({ "minProtocol": MIN_PROTOCOL_VERSION, "maxProtocol": PROTOCOL_VERSION })),
         ));
     }
-    if !auth.is_some_and(|a| state.token.matches(&a.token)) {
+    let presented = auth.map(|a| a.token).unwrap_or_default();
+    let credential = if state.token.matches(&presented) {
+        ClientMode::Operator
+    } else if state.bridge_token.matches(&presented) {
+        ClientMode::Bridge
+    } else {
         return Err(policy(ErrorShape::new(ErrorCode::Unauthorized, "missing or wrong gateway token")));
+    };
+    // Only the bridge speaks for nodes: it took their identity from their TLS key.
+    match (credential, client.mode) {
+        (ClientMode::Operator, ClientMode::Operator) | (ClientMode::Bridge, ClientMode::Node | ClientMode::Bridge) => {}
+        (ClientMode::Operator, _) => {
+            return Err(policy(ErrorShape::new(
+                ErrorCode::Unauthorized,
+                "only the bridge may connect as a node or bridge; nodes connect through the bridge",
+            )));
+        }
+        _ => {
+            return Err(policy(ErrorShape::new(ErrorCode::Unauthorized, "the bridge token is for the bridge only")));
+        }
     }
     check_key("client.instanceId", &client.instance_id).map_err(policy)?;
-    let node = (client.mode == ClientMode::Node).then(|| nodes::summary(&client, node.unwrap_or_default()));
+    let paired = match client.mode {
+        ClientMode::Node => Some(paired_record(state, &client.instance_id).map_err(policy)?),
+        _ => None,
+    };
+    let node = paired.as_ref().map(|record| nodes::summary(&client, record, node.unwrap_or_default()));
     Ok(Admitted {
         peer: Peer { conn_id, mode: client.mode, instance_id: client.instance_id, platform: client.platform },
         node,
+        paired,
     })
+}
+
+/// The pairing record of the node the bridge connects for; refused when its key is not paired.
+fn paired_record(state: &GatewayState, instance_id: &str) -> Result<PairedNode, ErrorShape> {
+    let node_id: KeyId =
+        instance_id.parse().map_err(|e| ErrorShape::invalid_request(format!("a node's instanceId is its key ID: {e}")))?;
+    let record = state.paired.get(&node_id).ok_or_else(|| crate::methods::not_paired(&node_id))?;
+    if let Err(e) = state.paired.touch(&node_id) {
+        tracing::warn!(error = %e, "cannot record when a node was last seen");
+    }
+    Ok(record)
 }
 
 async fn run(
     mut reader: Reader,
     writer: Writer,
     state: Arc<GatewayState>,
-    Admitted { peer, node }: Admitted,
+    Admitted { peer, node, paired }: Admitted,
     shutdown: CancellationToken,
 ) {
     let conn_id = peer.conn_id;
@@ -127,13 +162,16 @@ async fn run(
             connection_id: conn_id.to_string(),
         },
         methods: Method::NAMES.iter().map(|m| m.to_string()).collect(),
-        events: [event::AGENT, event::NODE_EVENT, event::PRESENCE].map(String::from).to_vec(),
+        events: [event::AGENT, event::NODE_EVENT, event::PRESENCE, event::PAIR_REQUESTED, event::PAIR_RESOLVED]
+            .map(String::from)
+            .to_vec(),
         limits: Limits {
             max_frame_bytes: state.config.max_frame_bytes,
             max_in_flight: state.config.max_in_flight,
             handshake_timeout_ms: state.config.handshake_timeout.as_millis() as u64,
             keepalive_ms: state.config.keepalive_interval.as_millis() as u64,
         },
+        paired,
     }));
     state.hub.insert(conn_id, peer.mode, outbound.clone());
     if let Some(summary) = node {
@@ -236,28 +274,4 @@ const WRITER_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn error_frame(error: ErrorShape) -> Frame {
     Frame::Error(ErrorFrame { error })
-}
-
-/// Writes queued frames in order until a close is queued or the connection is dropped.
-async fn write_loop(mut writer: Writer, mut queue: mpsc::Receiver<Outgoing>, dropped: CancellationToken) {
-    let drain = async {
-        while let Some(outgoing) = queue.recv().await {
-            let sent = match outgoing {
-                Outgoing::Frame(frame) => writer.send(&frame).await,
-                Outgoing::Ping => writer.send_message(Message::Ping(Default::default())).await,
-                Outgoing::Close(code, reason) => {
-                    writer.close(code, reason).await;
-                    return;
-                }
-            };
-            if sent.is_err() {
-                return;
-            }
-        }
-    };
-    tokio::select! {
-        () = drain => {}
-        // A client that stopped reading would block the write forever: give up on it.
-        () = dropped.cancelled() => {}
-    }
 }

@@ -15,12 +15,23 @@ pub fn lanyard_home() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".lanyard"))
 }
 
-/// Where the gateway token lives under a home.
+/// Where the operators' gateway token lives under a home.
 pub fn token_path(home: &Path) -> PathBuf {
     home.join("gateway").join("token")
 }
 
-/// The secret a loopback client presents in `connect`. Never printed, never logged.
+/// Where the bridge's gateway token lives. Only a client holding it may speak for a node, so a node's
+/// identity reaches the gateway only as the bridge established it.
+pub fn bridge_token_path(home: &Path) -> PathBuf {
+    home.join("gateway").join("bridge-token")
+}
+
+/// Where the paired-node store lives.
+pub fn paired_store_path(home: &Path) -> PathBuf {
+    home.join("gateway").join("paired-nodes.json")
+}
+
+/// A secret a loopback client presents in `connect`. Never printed, never logged.
 #[derive(Clone)]
 pub struct GatewayToken(String);
 
@@ -31,13 +42,13 @@ impl std::fmt::Debug for GatewayToken {
 }
 
 impl GatewayToken {
-    /// Reads the token under `home`, creating it (256 random bits, mode 0600) on first run.
-    pub fn load_or_create(home: &Path) -> io::Result<GatewayToken> {
-        match GatewayToken::load(home) {
+    /// Reads the token at `path`, creating it (256 random bits, mode 0600) on first run.
+    pub fn load_or_create(path: &Path) -> io::Result<GatewayToken> {
+        match GatewayToken::load(path) {
             Ok(token) => Ok(token),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let token = node_kit::client::random_id() + &node_kit::client::random_id();
-                storage::write_private_file(&token_path(home), token.as_bytes())?;
+                storage::write_private_file(path, token.as_bytes())?;
                 Ok(GatewayToken(token))
             }
             Err(e) => Err(e),
@@ -45,8 +56,8 @@ impl GatewayToken {
     }
 
     /// Reads an existing token; `NotFound` when the gateway has never run with this home.
-    pub fn load(home: &Path) -> io::Result<GatewayToken> {
-        let text = std::fs::read_to_string(token_path(home))?;
+    pub fn load(path: &Path) -> io::Result<GatewayToken> {
+        let text = std::fs::read_to_string(path)?;
         let token = text.trim();
         if token.is_empty() {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "the gateway token file is empty"));
@@ -71,8 +82,9 @@ mod tests {
     #[test]
     fn created_once_then_reused() {
         let dir = tempfile::tempdir().unwrap();
-        let first = GatewayToken::load_or_create(dir.path()).unwrap();
-        let second = GatewayToken::load_or_create(dir.path()).unwrap();
+        let path = token_path(dir.path());
+        let first = GatewayToken::load_or_create(&path).unwrap();
+        let second = GatewayToken::load_or_create(&path).unwrap();
         assert_eq!(first.expose(), second.expose());
         assert_eq!(first.expose().len(), 64);
         assert!(first.matches(second.expose()));

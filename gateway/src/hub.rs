@@ -1,6 +1,6 @@
 //! Every live connection, so events can reach all operators and `health` can count them.
 
-use crate::outbound::Outbound;
+use node_kit::outbound::Outbound;
 use node_kit::protocol::ClientMode;
 use serde::Serialize;
 use std::collections::HashMap;

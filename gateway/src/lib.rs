@@ -14,7 +14,7 @@ mod idempotency;
 pub mod logging;
 mod methods;
 mod nodes;
-mod outbound;
+pub mod pairing;
 mod presence;
 pub mod server;
 mod state;

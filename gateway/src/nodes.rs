@@ -1,9 +1,9 @@
 //! The registry of connected nodes and the `node.invoke` requests waiting for their answers.
 
 use crate::now_ms;
-use crate::outbound::Outbound;
+use node_kit::outbound::Outbound;
 use node_kit::protocol::{
-    ClientInfo, ErrorCode, ErrorShape, Frame, NodeAdvert, NodeCommand, NodeCommandRequest, NodeSummary, Request,
+    ClientInfo, ErrorCode, ErrorFrame, ErrorShape, Frame, PairedNode, NodeAdvert, NodeCommand, NodeCommandRequest, NodeSummary, Request,
     Response, method,
 };
 use serde_json::{Value, json};
@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 pub(crate) struct NodeRegistry {
     inner: Mutex<Inner>,
@@ -63,6 +64,16 @@ impl NodeRegistry {
         }
         // Dropping the reply senders wakes the waiting invokes with "node disconnected".
         inner.pending.retain(|_, p| p.conn_id != conn_id);
+    }
+
+    /// Closes the node's connection, telling it why first. Returns how many connections were closed.
+    pub(crate) fn disconnect(&self, node_id: &str, why: ErrorShape) -> usize {
+        let Some(node) = self.inner.lock().expect("nodes lock").nodes.remove(node_id) else {
+            return 0;
+        };
+        node.outbound.send(Frame::Error(ErrorFrame { error: why }));
+        node.outbound.finish(CloseCode::Policy, "pairing revoked");
+        1
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -153,11 +164,12 @@ fn check_offered(node: &NodeSummary, command: &str) -> Result<(), ErrorShape> {
     Ok(())
 }
 
-/// A summary for a node that just connected; on a direct connection its ID is its instance ID.
-pub(crate) fn summary(info: &ClientInfo, advert: NodeAdvert) -> NodeSummary {
+/// A summary for a node that just connected: its ID and name from its pairing record, the rest from what
+/// it sent.
+pub(crate) fn summary(info: &ClientInfo, record: &PairedNode, advert: NodeAdvert) -> NodeSummary {
     NodeSummary {
-        node_id: info.instance_id.clone(),
-        display_name: info.display_name.clone(),
+        node_id: record.node_id.to_string(),
+        display_name: Some(record.name.clone()),
         platform: info.platform.clone(),
         version: info.version.clone(),
         caps: advert.caps,

@@ -4,6 +4,7 @@
 use crate::config::GatewayConfig;
 use crate::connection;
 use crate::home::GatewayToken;
+use crate::pairing::PairedStore;
 use crate::state::GatewayState;
 use std::future::Future;
 use std::io;
@@ -25,6 +26,8 @@ pub enum GatewayError {
     Bind { addr: SocketAddr, source: io::Error, hint: &'static str },
     #[error("cannot read or create the gateway token at {path}: {source}")]
     Token { path: PathBuf, source: io::Error },
+    #[error("cannot read the paired-node store at {path}: {source} (fix or move the file; it is never overwritten while unreadable)")]
+    Store { path: PathBuf, source: io::Error },
 }
 
 /// A bound gateway, ready to [`run`](Gateway::run).
@@ -40,8 +43,14 @@ impl Gateway {
         if let Some(addr) = addrs.iter().find(|a| !a.ip().is_loopback()) {
             return Err(GatewayError::NonLoopbackBind(*addr));
         }
-        let token = GatewayToken::load_or_create(&config.home)
-            .map_err(|source| GatewayError::Token { path: crate::home::token_path(&config.home), source })?;
+        let token_at = |path: PathBuf| {
+            GatewayToken::load_or_create(&path).map_err(|source| GatewayError::Token { path, source })
+        };
+        let token = token_at(crate::home::token_path(&config.home))?;
+        let bridge_token = token_at(crate::home::bridge_token_path(&config.home))?;
+        let store_path = crate::home::paired_store_path(&config.home);
+        let store = PairedStore::load(store_path.clone())
+            .map_err(|source| GatewayError::Store { path: store_path, source })?;
         let mut listeners = Vec::new();
         for addr in &addrs {
             match TcpListener::bind(addr).await {
@@ -60,7 +69,7 @@ impl Gateway {
                 }
             }
         }
-        Ok(Gateway { listeners, state: Arc::new(GatewayState::new(config, token)) })
+        Ok(Gateway { listeners, state: Arc::new(GatewayState::new(config, token, bridge_token, store)) })
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {

@@ -6,6 +6,7 @@ use crate::home::GatewayToken;
 use crate::hub::ConnectionHub;
 use crate::idempotency::IdempotencyCache;
 use crate::nodes::NodeRegistry;
+use crate::pairing::{PairedStore, PendingRequests};
 use crate::presence::Presence;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +14,12 @@ use std::time::Instant;
 
 pub(crate) struct GatewayState {
     pub config: GatewayConfig,
+    /// Operators present this one.
     pub token: GatewayToken,
+    /// The bridge presents this one; only it may speak for nodes.
+    pub bridge_token: GatewayToken,
+    pub paired: PairedStore,
+    pub pending_pairings: PendingRequests,
     pub agent: Arc<AgentRunner>,
     pub nodes: NodeRegistry,
     pub presence: Presence,
@@ -27,7 +33,7 @@ pub(crate) struct GatewayState {
 }
 
 impl GatewayState {
-    pub fn new(config: GatewayConfig, token: GatewayToken) -> Self {
+    pub fn new(config: GatewayConfig, token: GatewayToken, bridge_token: GatewayToken, paired: PairedStore) -> Self {
         let cache = || IdempotencyCache::new(config.idempotency_ttl, config.idempotency_capacity);
         GatewayState {
             agent: AgentRunner::new(config.agent.clone()),
@@ -38,7 +44,10 @@ impl GatewayState {
             invokes: cache(),
             started: Instant::now(),
             next_conn_id: AtomicU64::new(1),
+            pending_pairings: PendingRequests::new(config.pairing.clone()),
             token,
+            bridge_token,
+            paired,
             config,
         }
     }

@@ -10,14 +10,18 @@ use crate::protocol::{
     ErrorShape, EventFrame, Frame, HelloOk, MAX_FRAME_BYTES, NodeAdvert, NodeCommandRequest, PROTOCOL_VERSION, Request,
     Response, RunStatus, event, method,
 };
+use certs::{Identity, KeyId, PeerKeyVerifier, Pin};
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
 
 /// Answers the commands the gateway sends to a node (`screen.*` and the node's own).
 pub trait CommandHandler: Send + Sync + 'static {
@@ -28,12 +32,17 @@ pub trait CommandHandler: Send + Sync + 'static {
 pub enum ClientError {
     #[error("cannot connect to {url}: {reason}")]
     Connect { url: String, reason: String },
+    /// The peer at the address is not the pinned bridge: another key, or a copied certificate without its key.
+    #[error("{addr} is not the bridge this device paired with ({reason}); refusing to talk to it")]
+    WrongBridgeKey { addr: String, reason: String },
     #[error("the server refused the connection: {0}")]
     Handshake(ErrorShape),
     #[error("{0}")]
     Remote(ErrorShape),
     #[error("the connection closed")]
     Closed,
+    #[error("not connected to the bridge right now; reconnecting")]
+    NotConnected,
     #[error("protocol violation: {0}")]
     Protocol(String),
 }
@@ -46,10 +55,42 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// Whether trying again later can succeed: transport trouble and errors the server marked retryable.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            // An impostor may sit at the address for a while; the real bridge may come back.
+            ClientError::Connect { .. }
+            | ClientError::WrongBridgeKey { .. }
+            | ClientError::Closed
+            | ClientError::NotConnected => true,
+            ClientError::Handshake(e) | ClientError::Remote(e) => e.retryable,
+            ClientError::Protocol(_) => false,
+        }
+    }
 }
 
+/// Where a client connects.
+#[derive(Clone)]
+enum Target {
+    /// A plain `ws://` URL: the gateway on loopback.
+    Url(String),
+    /// A bridge at `host:port`, over mutual TLS 1.3 with the node's identity and a pinned bridge key.
+    Bridge { addr: String, tls: Arc<rustls::ClientConfig> },
+}
+
+impl Target {
+    fn describe(&self) -> String {
+        match self {
+            Target::Url(url) => url.clone(),
+            Target::Bridge { addr, .. } => format!("bridge {addr}"),
+        }
+    }
+}
+
+#[derive(Clone)]
 pub struct ClientBuilder {
-    url: String,
+    target: Target,
     token: Option<String>,
     info: ClientInfo,
     node: Option<NodeAdvert>,
@@ -79,10 +120,15 @@ impl ClientBuilder {
     }
 
     /// Connect as a node offering `advert`, answering commands with `handler`.
-    pub fn node(mut self, advert: NodeAdvert, handler: impl CommandHandler) -> Self {
+    pub fn node(self, advert: NodeAdvert, handler: impl CommandHandler) -> Self {
+        self.node_with(advert, Arc::new(handler))
+    }
+
+    /// [`ClientBuilder::node`] with a handler that is already shared (a reconnecting node reuses it).
+    pub fn node_with(mut self, advert: NodeAdvert, handler: Arc<dyn CommandHandler>) -> Self {
         self.info.mode = ClientMode::Node;
         self.node = Some(advert);
-        self.handler = Some(Arc::new(handler));
+        self.handler = Some(handler);
         self
     }
 
@@ -91,17 +137,62 @@ impl ClientBuilder {
         self
     }
 
-    /// Opens the WebSocket, sends `connect` and waits for `hello-ok`.
+    /// Opens the connection (TCP, TLS for a bridge, WebSocket), sends `connect` and waits for `hello-ok`.
     pub async fn connect(self) -> Result<Client, ClientError> {
-        let connect_error = |reason: String| ClientError::Connect { url: self.url.clone(), reason };
+        let connect_error = |reason: String| ClientError::Connect { url: self.target.describe(), reason };
         let config = connection::websocket_config(MAX_FRAME_BYTES);
-        let (ws, _) = tokio::time::timeout(
-            self.handshake_timeout,
-            tokio_tungstenite::connect_async_with_config(self.url.as_str(), Some(config), false),
-        )
-        .await
-        .map_err(|_| connect_error("timed out".into()))?
-        .map_err(|e| connect_error(e.to_string()))?;
+        match &self.target {
+            Target::Url(url) => {
+                let (ws, _) = tokio::time::timeout(
+                    self.handshake_timeout,
+                    tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), false),
+                )
+                .await
+                .map_err(|_| connect_error("timed out".into()))?
+                .map_err(|e| connect_error(e.to_string()))?;
+                self.start(ws, None).await
+            }
+            Target::Bridge { addr, tls } => {
+                let opened = async {
+                    let tcp = tokio::net::TcpStream::connect(addr.as_str()).await?;
+                    let _ = tcp.set_nodelay(true);
+                    let name = rustls::pki_types::ServerName::try_from("lanyard").expect("a valid DNS name");
+                    tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp).await
+                };
+                let tls_stream = tokio::time::timeout(self.handshake_timeout, opened)
+                    .await
+                    .map_err(|_| connect_error("timed out".into()))?
+                    .map_err(|e| match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+                        Some(rustls::Error::InvalidCertificate(why)) => {
+                            ClientError::WrongBridgeKey { addr: addr.clone(), reason: format!("{why:?}") }
+                        }
+                        _ => connect_error(e.to_string()),
+                    })?;
+                let bridge_key = tls_stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .and_then(|cert| certs::peer_key_id(cert).ok())
+                    .ok_or_else(|| connect_error("the bridge presented no usable certificate".into()))?;
+                let url = format!("wss://{addr}/");
+                let (ws, _) = tokio::time::timeout(
+                    self.handshake_timeout,
+                    tokio_tungstenite::client_async_with_config(url.as_str(), tls_stream, Some(config)),
+                )
+                .await
+                .map_err(|_| connect_error("timed out".into()))?
+                .map_err(|e| connect_error(e.to_string()))?;
+                self.start(ws, Some(bridge_key)).await
+            }
+        }
+    }
+
+    async fn start<S>(self, ws: WebSocketStream<S>, peer_key: Option<KeyId>) -> Result<Client, ClientError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let connect_error = |reason: String| ClientError::Connect { url: self.target.describe(), reason };
         let (mut reader, mut writer) = connection::split(ws);
 
         let hello = ConnectParams {
@@ -141,6 +232,7 @@ impl ClientBuilder {
         });
         let shared = Arc::new(Shared {
             out: out_tx,
+            closed: CancellationToken::new(),
             pending: Mutex::new(HashMap::new()),
             runs: Mutex::new(HashMap::new()),
             events: broadcast::channel(1024).0,
@@ -159,9 +251,10 @@ impl ClientBuilder {
             // Dropping the waiting senders tells every caller the connection is gone.
             router.pending.lock().expect("pending lock").clear();
             router.runs.lock().expect("runs lock").clear();
+            router.closed.cancel();
         });
         let guard = Arc::new(CloseOnDrop(shared.out.clone()));
-        Ok(Client { shared, hello, _guard: guard })
+        Ok(Client { shared, hello, peer_key, _guard: guard })
     }
 }
 
@@ -170,6 +263,7 @@ impl ClientBuilder {
 pub struct Client {
     shared: Arc<Shared>,
     hello: HelloOk,
+    peer_key: Option<KeyId>,
     _guard: Arc<CloseOnDrop>,
 }
 
@@ -195,6 +289,8 @@ enum RunItem {
 
 struct Shared {
     out: mpsc::Sender<Message>,
+    /// Cancelled when the connection is gone.
+    closed: CancellationToken,
     pending: Mutex<HashMap<String, Pending>>,
     runs: Mutex<HashMap<String, mpsc::UnboundedSender<RunItem>>>,
     events: broadcast::Sender<EventFrame>,
@@ -275,10 +371,42 @@ fn bad_payload(e: serde_json::Error) -> ErrorShape {
 }
 
 impl Client {
-    /// Starts building a client for the gateway or bridge at `url` (`ws://127.0.0.1:18789`).
+    /// Starts building a client for the gateway at `url` (`ws://127.0.0.1:18789`).
     pub fn builder(url: impl Into<String>) -> ClientBuilder {
+        ClientBuilder::new(Target::Url(url.into()))
+    }
+
+    /// Starts building a client for the bridge at `addr` (`host:port`): mutual TLS 1.3 presenting
+    /// `identity`, accepting only a bridge that `pin` accepts. With [`Pin::AnyKey`] (first contact, for
+    /// pairing), read [`Client::peer_key`] and confirm it with the SAS before trusting it.
+    pub fn bridge(addr: impl Into<String>, identity: &Identity, pin: Pin) -> Result<ClientBuilder, ClientError> {
+        let tls = identity
+            .client_config(PeerKeyVerifier::new(pin))
+            .map_err(|e| ClientError::Protocol(format!("cannot build the TLS configuration: {e}")))?;
+        let mut builder = ClientBuilder::new(Target::Bridge { addr: addr.into(), tls: Arc::new(tls) });
+        builder.info.instance_id = identity.id().to_string();
+        Ok(builder)
+    }
+
+    /// The bridge's key as seen in the TLS handshake (`None` on a plain gateway connection).
+    pub fn peer_key(&self) -> Option<KeyId> {
+        self.peer_key
+    }
+
+    /// Resolves when the connection has closed, for whatever reason.
+    pub async fn closed(&self) {
+        self.shared.closed.cancelled().await
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.is_cancelled()
+    }
+}
+
+impl ClientBuilder {
+    fn new(target: Target) -> ClientBuilder {
         ClientBuilder {
-            url: url.into(),
+            target,
             token: None,
             info: ClientInfo {
                 instance_id: random_id(),
@@ -292,7 +420,9 @@ impl Client {
             handshake_timeout: Duration::from_secs(10),
         }
     }
+}
 
+impl Client {
     /// What the server said in `hello-ok`.
     pub fn hello(&self) -> &HelloOk {
         &self.hello

@@ -4,10 +4,15 @@
 //!   defines wire types, so a change to the protocol is a change here.
 //! - [`connection`] turns a WebSocket into a stream of typed frames with size limits.
 //! - [`client`] is a builder-style client: connect, request, stream `agent` runs, answer node commands.
+//! - [`pairing`] is a node's side of pairing by approval; [`node`] keeps a paired node connected.
+//! - [`outbound`] is a server connection's bounded send queue.
 //! - [`storage`] writes private state files atomically with mode 0600.
 
 pub mod client;
 pub mod connection;
+pub mod node;
+pub mod outbound;
+pub mod pairing;
 pub mod protocol;
 pub mod storage;
 

@@ -7,7 +7,7 @@ use crate::agent::{Turn, TurnOutput};
 use crate::idempotency::Claim;
 use node_kit::client::random_id;
 use node_kit::protocol::{
-    AgentAck, AgentEvent, AgentOutcome, AgentParams, ErrorCode, ErrorShape, Frame, RunStatus, event, method,
+    AgentAck, AgentEvent, AgentOutcome, AgentParams, ClientMode, ErrorCode, ErrorShape, Frame, RunStatus, event, method,
 };
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -44,7 +44,17 @@ impl Agent {
         // Say at once when claude is missing, rather than accepting a run that cannot start.
         state.agent.claude_path()?;
         let p = self.params;
-        let completer = match state.agent_runs.claim(&p.idempotency_key, random_id)? {
+        let session_key = p.session_key.unwrap_or_else(|| DEFAULT_SESSION.to_string());
+        // A node gets conversations and idempotency keys of its own: it can neither continue the owner's
+        // conversations nor read another node's outcomes by guessing a key.
+        let (session_key, idempotency_key) = match ctx.peer.mode {
+            ClientMode::Node => {
+                let node = &ctx.peer.instance_id;
+                (format!("node:{node}:{session_key}"), format!("node:{node}:{}", p.idempotency_key))
+            }
+            _ => (session_key, p.idempotency_key),
+        };
+        let completer = match state.agent_runs.claim(&idempotency_key, random_id)? {
             Claim::Existing { tag, waiter } => {
                 ack(ctx, &tag, true);
                 return waiter.outcome().await;
@@ -52,7 +62,6 @@ impl Agent {
             Claim::New(completer) => completer,
         };
         let run_id = completer.tag().to_string();
-        let session_key = p.session_key.unwrap_or_else(|| DEFAULT_SESSION.to_string());
         tracing::info!(conn = ctx.peer.conn_id, run_id, session = %session_key, prompt_bytes = p.prompt.len(), "agent run accepted");
         ack(ctx, &run_id, false);
 

@@ -7,9 +7,17 @@ mod node_describe;
 mod node_event;
 mod node_invoke;
 mod node_list;
+mod pair_approve;
+mod pair_list;
+mod pair_pending;
+mod pair_reject;
+mod pair_rename;
+mod pair_revoke;
+mod pair_submit;
+mod pair_wait;
 mod system_event;
 
-use crate::outbound::Outbound;
+use node_kit::outbound::Outbound;
 use crate::state::GatewayState;
 use node_kit::protocol::{ClientMode, ErrorCode, ErrorShape, MAX_ID_LEN, method};
 use serde::de::DeserializeOwned;
@@ -39,6 +47,14 @@ pub(crate) enum Method {
     NodeEvent(node_event::NodeEvent),
     NodeInvoke(node_invoke::NodeInvoke),
     NodeList(node_list::NodeList),
+    PairApprove(pair_approve::PairApprove),
+    PairList(pair_list::PairList),
+    PairPending(pair_pending::PairPending),
+    PairReject(pair_reject::PairReject),
+    PairRename(pair_rename::PairRename),
+    PairRevoke(pair_revoke::PairRevoke),
+    PairSubmit(pair_submit::PairSubmit),
+    PairWait(pair_wait::PairWait),
     SystemEvent(system_event::SystemEvent),
 }
 
@@ -51,6 +67,14 @@ impl Method {
         method::NODE_EVENT,
         method::NODE_INVOKE,
         method::NODE_LIST,
+        method::PAIR_APPROVE,
+        method::PAIR_LIST,
+        method::PAIR_PENDING,
+        method::PAIR_REJECT,
+        method::PAIR_RENAME,
+        method::PAIR_REVOKE,
+        method::PAIR_SUBMIT,
+        method::PAIR_WAIT,
         method::SYSTEM_EVENT,
     ];
 
@@ -62,6 +86,14 @@ impl Method {
             method::NODE_EVENT => Method::NodeEvent(node_event::NodeEvent::parse(params)?),
             method::NODE_INVOKE => Method::NodeInvoke(node_invoke::NodeInvoke::parse(params)?),
             method::NODE_LIST => Method::NodeList(node_list::NodeList),
+            method::PAIR_APPROVE => Method::PairApprove(pair_approve::PairApprove::parse(params)?),
+            method::PAIR_LIST => Method::PairList(pair_list::PairList),
+            method::PAIR_PENDING => Method::PairPending(pair_pending::PairPending),
+            method::PAIR_REJECT => Method::PairReject(pair_reject::PairReject::parse(params)?),
+            method::PAIR_RENAME => Method::PairRename(pair_rename::PairRename::parse(params)?),
+            method::PAIR_REVOKE => Method::PairRevoke(pair_revoke::PairRevoke::parse(params)?),
+            method::PAIR_SUBMIT => Method::PairSubmit(pair_submit::PairSubmit::parse(params)?),
+            method::PAIR_WAIT => Method::PairWait(pair_wait::PairWait::parse(params)?),
             method::SYSTEM_EVENT => Method::SystemEvent(system_event::SystemEvent::parse(params)?),
             other => {
                 return Err(ErrorShape::new(ErrorCode::UnknownMethod, format!("unknown method {other:?}"))
@@ -70,12 +102,23 @@ impl Method {
         })
     }
 
-    /// Which kinds of client may call which method. Nodes publish events but do not drive other nodes.
+    /// Which kinds of client may call which method. Nodes publish events but do not drive other nodes;
+    /// only the bridge files pairing requests; only operators (the owner) decide them and drive nodes.
     fn allowed_for(&self, mode: ClientMode) -> bool {
         match self {
             Method::NodeEvent(_) => mode == ClientMode::Node,
-            Method::NodeInvoke(_) | Method::NodeList(_) | Method::NodeDescribe(_) => mode != ClientMode::Node,
-            Method::Agent(_) | Method::Health(_) | Method::SystemEvent(_) => true,
+            Method::PairSubmit(_) | Method::PairWait(_) => mode == ClientMode::Bridge,
+            Method::NodeInvoke(_)
+            | Method::NodeList(_)
+            | Method::NodeDescribe(_)
+            | Method::PairApprove(_)
+            | Method::PairList(_)
+            | Method::PairPending(_)
+            | Method::PairReject(_)
+            | Method::PairRename(_)
+            | Method::PairRevoke(_) => mode == ClientMode::Operator,
+            Method::Agent(_) => mode != ClientMode::Bridge,
+            Method::Health(_) | Method::SystemEvent(_) => true,
         }
     }
 
@@ -87,6 +130,14 @@ impl Method {
             Method::NodeEvent(_) => method::NODE_EVENT,
             Method::NodeInvoke(_) => method::NODE_INVOKE,
             Method::NodeList(_) => method::NODE_LIST,
+            Method::PairApprove(_) => method::PAIR_APPROVE,
+            Method::PairList(_) => method::PAIR_LIST,
+            Method::PairPending(_) => method::PAIR_PENDING,
+            Method::PairReject(_) => method::PAIR_REJECT,
+            Method::PairRename(_) => method::PAIR_RENAME,
+            Method::PairRevoke(_) => method::PAIR_REVOKE,
+            Method::PairSubmit(_) => method::PAIR_SUBMIT,
+            Method::PairWait(_) => method::PAIR_WAIT,
             Method::SystemEvent(_) => method::SYSTEM_EVENT,
         }
     }
@@ -110,6 +161,14 @@ impl Method {
             Method::NodeEvent(m) => m.apply(ctx),
             Method::NodeInvoke(m) => m.apply(ctx).await,
             Method::NodeList(m) => m.apply(ctx),
+            Method::PairApprove(m) => m.apply(ctx),
+            Method::PairList(m) => m.apply(ctx),
+            Method::PairPending(m) => m.apply(ctx),
+            Method::PairReject(m) => m.apply(ctx),
+            Method::PairRename(m) => m.apply(ctx),
+            Method::PairRevoke(m) => m.apply(ctx),
+            Method::PairSubmit(m) => m.apply(ctx),
+            Method::PairWait(m) => m.apply(ctx).await,
             Method::SystemEvent(m) => m.apply(ctx),
         }
     }
@@ -128,4 +187,15 @@ pub(crate) fn check_key(field: &str, value: &str) -> Result<(), ErrorShape> {
         )));
     }
     Ok(())
+}
+
+/// The store could not be written: the change did not happen.
+fn store_failed(e: &std::io::Error) -> ErrorShape {
+    tracing::error!(error = %e, "cannot write the paired-node store");
+    ErrorShape::new(ErrorCode::Internal, format!("cannot write the paired-node store: {e}"))
+}
+
+pub(crate) fn not_paired(node_id: &certs::KeyId) -> ErrorShape {
+    ErrorShape::new(ErrorCode::NotPaired, format!("node {node_id} is not paired with this computer (or was revoked)"))
+        .with_details(json!({ "nodeId": node_id }))
 }

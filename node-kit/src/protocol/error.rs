@@ -36,6 +36,12 @@ pub enum ErrorCode {
     AgentUnavailable,
     /// The agent ran but the turn failed (API error, crash); `details` says how.
     AgentError,
+    /// The owner rejected the pairing request.
+    PairingRejected,
+    /// The pairing request expired (5 minutes) or was replaced by a newer attempt from the same key.
+    PairingExpired,
+    /// The bridge cannot reach the gateway right now; retry after `retryAfterMs`.
+    GatewayUnavailable,
     /// A server-side fault that is not the caller's doing.
     Internal,
     /// A code this build does not know (sent by a newer peer).
@@ -61,6 +67,9 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorCode::AgentUnavailable => "AGENT_UNAVAILABLE",
             ErrorCode::AgentError => "AGENT_ERROR",
+            ErrorCode::PairingRejected => "PAIRING_REJECTED",
+            ErrorCode::PairingExpired => "PAIRING_EXPIRED",
+            ErrorCode::GatewayUnavailable => "GATEWAY_UNAVAILABLE",
             ErrorCode::Internal => "INTERNAL",
             ErrorCode::Unknown => "UNKNOWN",
         }

@@ -91,6 +91,10 @@ pub struct HelloOk {
     pub methods: Vec<String>,
     pub events: Vec<String>,
     pub limits: Limits,
+    /// On a node's connection: the node's pairing record (its ID and granted scopes). Absent for a node
+    /// that is not paired yet, which may only call the `pair.*` methods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paired: Option<super::PairedNode>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -13,6 +13,22 @@ pub mod method {
     pub const NODE_INVOKE: &str = "node.invoke";
     pub const NODE_LIST: &str = "node.list";
     pub const SYSTEM_EVENT: &str = "system-event";
+
+    // A node and the bridge, before the node is paired.
+    pub const PAIR_REQUEST: &str = "pair.request";
+    pub const PAIR_CONFIRM: &str = "pair.confirm";
+    pub const PAIR_WAIT: &str = "pair.wait";
+
+    // The bridge and the gateway, which keeps the one store of paired nodes.
+    pub const PAIR_SUBMIT: &str = "pair.submit";
+
+    // The owner (an operator client) and the gateway.
+    pub const PAIR_PENDING: &str = "pair.pending";
+    pub const PAIR_APPROVE: &str = "pair.approve";
+    pub const PAIR_REJECT: &str = "pair.reject";
+    pub const PAIR_LIST: &str = "pair.list";
+    pub const PAIR_RENAME: &str = "pair.rename";
+    pub const PAIR_REVOKE: &str = "pair.revoke";
 }
 
 /// Event names, as sent in `event.event`.
@@ -23,6 +39,10 @@ pub mod event {
     pub const NODE_EVENT: &str = "node.event";
     /// A presence change: a client connected, disconnected or sent a beacon.
     pub const PRESENCE: &str = "presence";
+    /// A pairing request is waiting for the owner (sent to operators).
+    pub const PAIR_REQUESTED: &str = "pair.requested";
+    /// A pairing request was approved, rejected or expired (sent to operators).
+    pub const PAIR_RESOLVED: &str = "pair.resolved";
 }
 
 // ---- agent ----
@@ -38,6 +58,39 @@ pub struct AgentParams {
     pub idempotency_key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Where the prompt came from. A node needs the matching scope; voice transcripts have their own
+    /// rate limit.
+    #[serde(default, skip_serializing_if = "AgentChannel::is_chat")]
+    pub channel: AgentChannel,
+}
+
+impl AgentParams {
+    /// A typed prompt on the default session, with a fresh idempotency key.
+    pub fn new(prompt: impl Into<String>) -> AgentParams {
+        AgentParams {
+            prompt: prompt.into(),
+            session_key: None,
+            idempotency_key: crate::client::random_id(),
+            timeout_ms: None,
+            channel: AgentChannel::Chat,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentChannel {
+    /// Typed text.
+    #[default]
+    Chat,
+    /// A voice transcript.
+    Voice,
+}
+
+impl AgentChannel {
+    fn is_chat(&self) -> bool {
+        *self == AgentChannel::Chat
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

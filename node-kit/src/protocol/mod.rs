@@ -6,11 +6,13 @@ mod commands;
 mod error;
 mod frame;
 mod methods;
+mod pairing;
 
 pub use commands::*;
 pub use error::{ErrorCode, ErrorShape};
 pub use frame::*;
 pub use methods::*;
+pub use pairing::*;
 
 /// The protocol version this build speaks. Peers negotiate within `[min, max]` ranges in `connect`.
 pub const PROTOCOL_VERSION: u32 = 1;

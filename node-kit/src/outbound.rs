@@ -1,16 +1,19 @@
-//! The sending side of one connection as the rest of the gateway sees it: a bounded queue drained by the
-//! connection's writer task. A client that does not read its frames fills the queue and is dropped, so
-//! one slow consumer never makes the gateway buffer without bound.
+//! The sending side of one server connection: a bounded queue drained by the connection's writer task.
+//! A peer that does not read its frames fills the queue and is dropped, so one slow consumer never makes
+//! a server (the gateway, the bridge) buffer without bound.
 
-use node_kit::protocol::{EventFrame, Frame};
+use crate::connection::FrameWriter;
+use crate::protocol::{EventFrame, Frame};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
 /// What the writer task is asked to send.
-pub(crate) enum Outgoing {
+pub enum Outgoing {
     Frame(Frame),
     Ping,
     /// Send a close frame after everything queued before it, then stop.
@@ -18,7 +21,7 @@ pub(crate) enum Outgoing {
 }
 
 #[derive(Clone)]
-pub(crate) struct Outbound {
+pub struct Outbound {
     tx: mpsc::Sender<Outgoing>,
     /// Held while numbering and queueing an event, so `seq` order is queue order.
     seq: Arc<Mutex<u64>>,
@@ -27,23 +30,23 @@ pub(crate) struct Outbound {
 }
 
 impl Outbound {
-    pub(crate) fn new(capacity: usize) -> (Outbound, mpsc::Receiver<Outgoing>) {
+    pub fn new(capacity: usize) -> (Outbound, mpsc::Receiver<Outgoing>) {
         let (tx, rx) = mpsc::channel(capacity);
         let outbound = Outbound { tx, seq: Arc::new(Mutex::new(0)), close: CancellationToken::new() };
         (outbound, rx)
     }
 
     /// Queues a frame. Returns false if the connection is gone or was just dropped for being too slow.
-    pub(crate) fn send(&self, frame: Frame) -> bool {
+    pub fn send(&self, frame: Frame) -> bool {
         self.queue(Outgoing::Frame(frame))
     }
 
-    pub(crate) fn ping(&self) -> bool {
+    pub fn ping(&self) -> bool {
         self.queue(Outgoing::Ping)
     }
 
     /// Closes gracefully: frames already queued go out first, then the close frame.
-    pub(crate) fn finish(&self, code: CloseCode, reason: &'static str) {
+    pub fn finish(&self, code: CloseCode, reason: &'static str) {
         self.queue(Outgoing::Close(code, reason));
     }
 
@@ -60,19 +63,46 @@ impl Outbound {
     }
 
     /// Queues an event with the next sequence number.
-    pub(crate) fn event(&self, event: &str, payload: Value) -> bool {
+    pub fn event(&self, event: &str, payload: Value) -> bool {
         let mut seq = self.seq.lock().expect("seq lock");
         *seq += 1;
         self.send(Frame::Event(EventFrame { event: event.to_string(), payload, seq: *seq }))
     }
 
     /// Drops the connection now, without flushing.
-    pub(crate) fn close(&self) {
+    pub fn close(&self) {
         self.close.cancel();
     }
 
-    pub(crate) fn closed(&self) -> &CancellationToken {
+    pub fn closed(&self) -> &CancellationToken {
         &self.close
+    }
+}
+
+/// Writes queued frames in order until a close is queued or the connection is dropped.
+pub async fn write_loop<S>(mut writer: FrameWriter<S>, mut queue: mpsc::Receiver<Outgoing>, dropped: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let drain = async {
+        while let Some(outgoing) = queue.recv().await {
+            let sent = match outgoing {
+                Outgoing::Frame(frame) => writer.send(&frame).await,
+                Outgoing::Ping => writer.send_message(Message::Ping(Default::default())).await,
+                Outgoing::Close(code, reason) => {
+                    writer.close(code, reason).await;
+                    return;
+                }
+            };
+            if sent.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        () = drain => {}
+        // A peer that stopped reading would block the write forever: give up on it.
+        () = dropped.cancelled() => {}
     }
 }
 

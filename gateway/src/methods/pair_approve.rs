@@ -1,0 +1,52 @@
+//! `pair.approve` (operators): stores the node with the granted scopes, then answers the waiting node.
+
+use super::{Context, parse_params};
+use crate::now_ms;
+use crate::pairing::Decision;
+use node_kit::protocol::{ErrorShape, PairDecisionParams, PairOutcome, PairResolution, PairedNode, event, method};
+use serde_json::Value;
+
+pub(crate) struct PairApprove {
+    params: PairDecisionParams,
+}
+
+impl PairApprove {
+    pub(crate) fn parse(params: Value) -> Result<Self, ErrorShape> {
+        Ok(PairApprove { params: parse_params(method::PAIR_APPROVE, params)? })
+    }
+
+    pub(crate) fn apply(self, ctx: &Context) -> Result<Value, ErrorShape> {
+        let (request, waiters) = ctx.state.pending_pairings.take(&self.params.request_id).ok_or_else(|| {
+            crate::pairing::expired(&format!("no pairing request {} is waiting", self.params.request_id))
+        })?;
+        // The owner can narrow what the node asked for, never widen it.
+        let scopes: Vec<_> = match self.params.scopes {
+            Some(granted) => request.scopes.iter().copied().filter(|s| granted.contains(s)).collect(),
+            None => request.scopes.clone(),
+        };
+        let now = now_ms();
+        let node = PairedNode {
+            node_id: request.node_id,
+            name: request.name,
+            platform: request.platform,
+            model: request.model,
+            scopes: scopes.clone(),
+            created_at_ms: now,
+            last_seen_ms: now,
+        };
+        // Stored before the node hears it, so an approved node always finds its record.
+        ctx.state.paired.add(node.clone()).map_err(|e| super::store_failed(&e))?;
+        for waiter in waiters {
+            let _ = waiter.send(Decision::Approved(scopes.clone()));
+        }
+        tracing::info!(request = %request.request_id, node = %node.node_id, "pairing approved");
+        let resolution = PairResolution {
+            request_id: request.request_id,
+            node_id: node.node_id,
+            outcome: PairOutcome::Approved,
+            scopes,
+        };
+        ctx.state.hub.broadcast(event::PAIR_RESOLVED, &resolution);
+        Ok(serde_json::to_value(node).expect("records serialise"))
+    }
+}

@@ -1,0 +1,26 @@
+//! `pair.revoke` (operators): forgets a node's key and closes its live connections at once.
+
+use super::{Context, parse_params};
+use node_kit::protocol::{ErrorShape, PairRevokeParams, method};
+use serde_json::{Value, json};
+
+pub(crate) struct PairRevoke {
+    params: PairRevokeParams,
+}
+
+impl PairRevoke {
+    pub(crate) fn parse(params: Value) -> Result<Self, ErrorShape> {
+        Ok(PairRevoke { params: parse_params(method::PAIR_REVOKE, params)? })
+    }
+
+    pub(crate) fn apply(self, ctx: &Context) -> Result<Value, ErrorShape> {
+        let node_id = self.params.node_id;
+        if !ctx.state.paired.revoke(&node_id).map_err(|e| super::store_failed(&e))? {
+            return Err(super::not_paired(&node_id));
+        }
+        // The bridge relays this node over its gateway link; closing that link closes the node's socket.
+        let closed = ctx.state.nodes.disconnect(&node_id.to_string(), super::not_paired(&node_id));
+        tracing::info!(node = %node_id, closed, "pairing revoked");
+        Ok(json!({ "nodeId": node_id, "revoked": true, "connectionsClosed": closed }))
+    }
+}

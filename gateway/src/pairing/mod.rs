@@ -1,0 +1,9 @@
+//! Pairing, owned by the gateway as the single loopback control plane: the one store of paired nodes and
+//! the requests waiting for the owner. The bridge submits requests (it saw the node's key in TLS); the
+//! owner decides through an operator client (`lanyard nodes approve`, the prompt of `lanyard up`).
+
+mod pending;
+mod store;
+
+pub(crate) use pending::{Decision, PendingRequests, expired};
+pub use store::PairedStore;

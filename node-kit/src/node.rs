@@ -1,0 +1,246 @@
+//! A paired node's session with its bridge, kept alive across bridge restarts, gateway restarts and
+//! network blips: when the connection drops it reconnects with exponential backoff and jitter, always with
+//! the pinned bridge key (there is no fallback to an unpinned or plaintext connection).
+//!
+//! ```no_run
+//! # async fn demo(identity: std::sync::Arc<certs::Identity>, paired: node_kit::pairing::PairedBridge)
+//! # -> Result<(), node_kit::ClientError> {
+//! use node_kit::node::Node;
+//! use node_kit::protocol::AgentParams;
+//! let node = Node::builder(identity, paired).display_name("Ada's phone").connect().await?;
+//! let run = node.agent(AgentParams::new("What's on my calendar?")).await?;
+//! println!("{}", run.outcome().await?.result);
+//! # Ok(()) }
+//! ```
+
+use crate::client::{AgentRun, Client, ClientBuilder, ClientError, CommandHandler};
+use crate::pairing::PairedBridge;
+use crate::protocol::{AgentParams, AppState, NodeAdvert, PresenceBeacon, method};
+use certs::{Identity, Pin};
+use serde_json::Value;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Reconnect delays: doubling from `initial` up to `max`, each scaled by a random factor in [0.5, 1) so
+/// that many nodes do not return at the same instant after a bridge restart.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { initial: Duration::from_millis(250), max: Duration::from_secs(15) }
+    }
+}
+
+impl Backoff {
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let full = self.initial.saturating_mul(1u32 << attempt.min(16)).min(self.max);
+        let mut byte = [0u8; 1];
+        getrandom::fill(&mut byte).expect("the OS random source works");
+        full.mul_f64(0.5 + f64::from(byte[0]) / 512.0)
+    }
+}
+
+/// The state of a node's link to its bridge.
+#[derive(Clone)]
+pub enum Link {
+    Connected(Client),
+    /// Between connections; the node is trying again.
+    Reconnecting,
+    /// The node gave up: the bridge refused it for good (e.g. the pairing was revoked) or it was closed.
+    Stopped(Arc<ClientError>),
+}
+
+pub struct NodeBuilder {
+    client: ClientBuilder,
+    backoff: Backoff,
+}
+
+impl NodeBuilder {
+    pub fn display_name(mut self, name: impl Into<String>) -> Self {
+        self.client = self.client.display_name(name);
+        self
+    }
+
+    pub fn platform(mut self, platform: impl Into<String>) -> Self {
+        self.client = self.client.platform(platform);
+        self
+    }
+
+    /// Offer commands (`screen.*` and the node's own) answered by `handler`.
+    pub fn commands(mut self, advert: NodeAdvert, handler: impl CommandHandler) -> Self {
+        self.client = self.client.node_with(advert, Arc::new(handler));
+        self
+    }
+
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Connects once (any error is returned as is), then keeps the connection alive in the background.
+    pub async fn connect(self) -> Result<Node, ClientError> {
+        let first = self.client.clone().connect().await?;
+        let inner = Arc::new(NodeInner {
+            link: watch::channel(Link::Connected(first.clone())).0,
+            app_state: Mutex::new(AppState::Foreground),
+            stop: CancellationToken::new(),
+        });
+        tokio::spawn(supervise(inner.clone(), self.client, self.backoff, first));
+        Ok(Node { _guard: Arc::new(StopOnDrop(inner.stop.clone())), inner })
+    }
+}
+
+struct NodeInner {
+    link: watch::Sender<Link>,
+    app_state: Mutex<AppState>,
+    stop: CancellationToken,
+}
+
+/// A paired node's session. Cheap to clone; reconnecting stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<NodeInner>,
+    _guard: Arc<StopOnDrop>,
+}
+
+struct StopOnDrop(CancellationToken);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+impl Node {
+    /// A session with the bridge `paired` describes, as the node `identity`; only that bridge key is accepted.
+    pub fn builder(identity: Arc<Identity>, paired: PairedBridge) -> NodeBuilder {
+        let client = Client::bridge(paired.address.clone(), &identity, Pin::Key(paired.bridge_id))
+            .expect("an Ed25519 identity always makes a TLS configuration");
+        NodeBuilder { client, backoff: Backoff::default() }
+    }
+
+    /// Watch the link: connected, reconnecting, stopped.
+    pub fn link(&self) -> watch::Receiver<Link> {
+        self.inner.link.subscribe()
+    }
+
+    /// The live connection, or `NotConnected` while reconnecting.
+    pub fn client(&self) -> Result<Client, ClientError> {
+        match &*self.inner.link.borrow() {
+            Link::Connected(client) if !client.is_closed() => Ok(client.clone()),
+            Link::Stopped(e) => Err(ClientError::Protocol(format!("the node stopped: {e}"))),
+            _ => Err(ClientError::NotConnected),
+        }
+    }
+
+    /// Waits until connected (or stopped), at most `timeout`.
+    pub async fn connected(&self, timeout: Duration) -> Result<Client, ClientError> {
+        let mut link = self.link();
+        let wait = link.wait_for(|l| match l {
+            Link::Connected(c) => !c.is_closed(),
+            Link::Stopped(_) => true,
+            Link::Reconnecting => false,
+        });
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(_)) => self.client(),
+            _ => Err(ClientError::NotConnected),
+        }
+    }
+
+    pub async fn request(&self, method: &str, params: Value) -> Result<Value, ClientError> {
+        self.client()?.request(method, params).await
+    }
+
+    /// Sends a prompt (typed, or a voice transcript with `AgentChannel::Voice`); events stream as they come.
+    pub async fn agent(&self, params: AgentParams) -> Result<AgentRun, ClientError> {
+        self.client()?.agent(params).await
+    }
+
+    /// Publishes an event to the computer's operators.
+    pub async fn event(&self, event: &str, payload: Value) -> Result<(), ClientError> {
+        let params = serde_json::json!({ "event": event, "payload": payload });
+        self.request(method::NODE_EVENT, params).await.map(drop)
+    }
+
+    /// Tells the bridge the app went to the background or came back. While backgrounded the bridge
+    /// answers `screen.*` itself. Remembered, and sent again after a reconnect.
+    pub async fn set_app_state(&self, state: AppState) -> Result<(), ClientError> {
+        *self.inner.app_state.lock().expect("app state lock") = state;
+        send_app_state(&self.client()?, state).await
+    }
+
+    /// Stops reconnecting and closes the connection.
+    pub fn close(&self) {
+        self.inner.stop.cancel();
+    }
+}
+
+async fn send_app_state(client: &Client, state: AppState) -> Result<(), ClientError> {
+    let beacon = PresenceBeacon { state: Some(state), ..Default::default() };
+    let params = serde_json::to_value(beacon).expect("beacons serialise");
+    client.request(method::SYSTEM_EVENT, params).await.map(drop)
+}
+
+/// Waits for each connection to end and replaces it, until stopped or refused for good.
+async fn supervise(inner: Arc<NodeInner>, builder: ClientBuilder, backoff: Backoff, mut client: Client) {
+    loop {
+        tokio::select! {
+            () = client.closed() => {}
+            () = inner.stop.cancelled() => {
+                inner.link.send_replace(Link::Stopped(Arc::new(ClientError::Closed)));
+                return;
+            }
+        }
+        inner.link.send_replace(Link::Reconnecting);
+        tracing::info!("connection to the bridge lost; reconnecting");
+        let mut attempt = 0;
+        client = loop {
+            tokio::select! {
+                () = tokio::time::sleep(backoff.delay(attempt)) => {}
+                () = inner.stop.cancelled() => {
+                    inner.link.send_replace(Link::Stopped(Arc::new(ClientError::Closed)));
+                    return;
+                }
+            }
+            match builder.clone().connect().await {
+                Ok(client) => break client,
+                Err(e) if e.is_retryable() => {
+                    tracing::debug!(attempt, error = %e, "reconnect failed; will retry");
+                    attempt = attempt.saturating_add(1);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the bridge refused this node; not reconnecting");
+                    inner.link.send_replace(Link::Stopped(Arc::new(e)));
+                    return;
+                }
+            }
+        };
+        let state = *inner.app_state.lock().expect("app state lock");
+        if state == AppState::Background {
+            let _ = send_app_state(&client, state).await;
+        }
+        inner.link.send_replace(Link::Connected(client.clone()));
+        tracing::info!("reconnected to the bridge");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_cap_with_jitter() {
+        let backoff = Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(2) };
+        for attempt in 0..40 {
+            let full = Duration::from_millis(100).saturating_mul(1 << attempt.min(16)).min(Duration::from_secs(2));
+            let delay = backoff.delay(attempt);
+            assert!(delay >= full / 2 && delay < full, "attempt {attempt}: {delay:?}");
+        }
+    }
+}

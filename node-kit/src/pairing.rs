@@ -1,0 +1,136 @@
+//! The node's side of pairing by approval (door 1): first contact with an unpinned bridge key, the SAS
+//! the person compares with the computer's screen, then the owner's decision.
+//!
+//! ```no_run
+//! # async fn demo(identity: certs::Identity) -> Result<(), node_kit::ClientError> {
+//! use node_kit::pairing::{PairingRequest, request_pairing};
+//! use node_kit::protocol::Scope;
+//! let request = PairingRequest::new("Ada's phone", "ios").scopes([Scope::Chat, Scope::Voice]);
+//! let pending = request_pairing("192.168.1.20:18790", &identity, request).await?;
+//! println!("Check that the computer shows {}", pending.sas());
+//! let paired = pending.approved().await?; // keep `paired`: it holds the bridge's pinned key
+//! # Ok(()) }
+//! ```
+
+use crate::client::{Client, ClientError};
+use crate::protocol::{
+    PairChallenge, PairConfirmParams, PairRequestParams, PairResolution, PairTicket, PairWaitParams, Scope, method,
+    nonce_commitment, pairing_nonce, sas,
+};
+use certs::{Identity, KeyId, Pin};
+use serde::{Deserialize, Serialize};
+
+/// What a node tells the owner about itself when it asks to pair.
+#[derive(Debug, Clone)]
+pub struct PairingRequest {
+    name: String,
+    platform: String,
+    model: Option<String>,
+    scopes: Vec<Scope>,
+}
+
+impl PairingRequest {
+    /// Asks for the `chat` scope unless [`PairingRequest::scopes`] says otherwise.
+    pub fn new(name: impl Into<String>, platform: impl Into<String>) -> Self {
+        PairingRequest { name: name.into(), platform: platform.into(), model: None, scopes: vec![Scope::Chat] }
+    }
+
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+
+    pub fn scopes(mut self, scopes: impl IntoIterator<Item = Scope>) -> Self {
+        self.scopes = scopes.into_iter().collect();
+        self
+    }
+}
+
+/// A bridge this node is paired with: where it was and the key to pin. Save it (it holds no secret).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairedBridge {
+    pub bridge_id: KeyId,
+    pub address: String,
+    pub node_id: KeyId,
+    pub scopes: Vec<Scope>,
+}
+
+/// A request the bridge accepted, waiting for the owner.
+pub struct PendingApproval {
+    client: Client,
+    address: String,
+    bridge_id: KeyId,
+    node_id: KeyId,
+    sas: String,
+    ticket: PairTicket,
+}
+
+/// Opens a first-contact connection to the bridge at `addr` and asks to pair.
+pub async fn request_pairing(
+    addr: &str,
+    identity: &Identity,
+    request: PairingRequest,
+) -> Result<PendingApproval, ClientError> {
+    let client = Client::bridge(addr, identity, Pin::AnyKey)?
+        .display_name(request.name.clone())
+        .platform(request.platform.clone())
+        .connect()
+        .await?;
+    let bridge_id = client.peer_key().ok_or_else(|| ClientError::Protocol("no bridge key".into()))?;
+    let nonce = pairing_nonce();
+    let params = PairRequestParams {
+        name: request.name,
+        platform: request.platform,
+        model: request.model,
+        scopes: request.scopes,
+        nonce_commitment: nonce_commitment(&nonce),
+    };
+    let challenge: PairChallenge = call(&client, method::PAIR_REQUEST, &params).await?;
+    let ticket: PairTicket = call(&client, method::PAIR_CONFIRM, &PairConfirmParams { nonce: nonce.clone() }).await?;
+    let sas = sas(&bridge_id, &identity.id(), &challenge.bridge_nonce, &nonce);
+    Ok(PendingApproval { client, address: addr.to_string(), bridge_id, node_id: identity.id(), sas, ticket })
+}
+
+impl PendingApproval {
+    /// The six digits to show; the computer shows the same ones unless someone is in the middle.
+    pub fn sas(&self) -> &str {
+        &self.sas
+    }
+
+    pub fn request_id(&self) -> &str {
+        &self.ticket.request_id
+    }
+
+    pub fn expires_at_ms(&self) -> u64 {
+        self.ticket.expires_at_ms
+    }
+
+    /// The key of the bridge, as seen on this first contact.
+    pub fn bridge_id(&self) -> KeyId {
+        self.bridge_id
+    }
+
+    /// Waits for the owner's decision: the paired bridge, or `PAIRING_REJECTED` / `PAIRING_EXPIRED`.
+    pub async fn approved(self) -> Result<PairedBridge, ClientError> {
+        let resolution: PairResolution = call(&self.client, method::PAIR_WAIT, &PairWaitParams::default()).await?;
+        if resolution.node_id != self.node_id {
+            return Err(ClientError::Protocol("the approval names another node".into()));
+        }
+        Ok(PairedBridge {
+            bridge_id: self.bridge_id,
+            address: self.address,
+            node_id: self.node_id,
+            scopes: resolution.scopes,
+        })
+    }
+}
+
+async fn call<T: serde::de::DeserializeOwned>(
+    client: &Client,
+    method: &str,
+    params: &impl Serialize,
+) -> Result<T, ClientError> {
+    let payload = client.request(method, serde_json::to_value(params).expect("params serialise")).await?;
+    serde_json::from_value(payload).map_err(|e| ClientError::Protocol(format!("unreadable {method} answer: {e}")))
+}

@@ -1,0 +1,248 @@
+//! Pairing: the node's request, the owner's decision, and the short authentication string (SAS).
+//!
+//! A node meets the bridge with TLS keys neither has pinned yet, so a man in the middle could sit between
+//! them. The SAS exposes one: it is computed from both TLS keys as each side saw them and from a nonce of
+//! each side, so the two screens show the same six digits only when nobody is in the middle. The node
+//! commits to its nonce before it sees the bridge's, so a middleman cannot search for nonces that make two
+//! different key pairs give the same digits: it gets one guess in a million per attempt.
+
+use certs::KeyId;
+use serde::{Deserialize, Serialize};
+
+/// What a paired node may do. The owner grants a subset of what the node asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Send typed prompts to the agent.
+    Chat,
+    /// Send voice transcripts to the agent.
+    Voice,
+}
+
+/// Params of `pair.request` (node → bridge).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PairRequestParams {
+    /// What the owner will see, e.g. "Ada's phone". Sanitised before display.
+    pub name: String,
+    pub platform: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    pub scopes: Vec<Scope>,
+    /// `sas_commitment(nonce)` of the nonce the node reveals in `pair.confirm`.
+    pub nonce_commitment: String,
+}
+
+/// Answer to `pair.request`: the bridge's nonce for this attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairChallenge {
+    pub bridge_nonce: String,
+}
+
+/// Params of `pair.confirm` (node → bridge): the node reveals its nonce.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PairConfirmParams {
+    pub nonce: String,
+}
+
+/// Answer to `pair.confirm` and to `pair.submit`: the request now waits for the owner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairTicket {
+    /// Stable across retries from the same key.
+    pub request_id: String,
+    pub expires_at_ms: u64,
+}
+
+/// Params of `pair.wait`; the bridge answers when the owner decides or the request expires.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairWaitParams {
+    /// Set by the bridge when it waits on the gateway; a node sends `{}` (its request is its connection's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// Params of `pair.submit` (bridge → gateway): a node whose key the bridge saw, asking to be paired.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PairSubmitParams {
+    pub node_id: KeyId,
+    pub name: String,
+    pub platform: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    pub scopes: Vec<Scope>,
+    /// The node's address as the bridge saw it.
+    pub address: String,
+    pub sas: String,
+}
+
+/// A request waiting for the owner, as `pair.pending` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingPairing {
+    pub request_id: String,
+    pub node_id: KeyId,
+    pub name: String,
+    pub platform: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    pub scopes: Vec<Scope>,
+    pub address: String,
+    pub sas: String,
+    pub created_at_ms: u64,
+    pub expires_at_ms: u64,
+}
+
+/// Params of `pair.approve` and `pair.reject`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PairDecisionParams {
+    pub request_id: String,
+    /// On approve: grant only these (a subset of what was asked). Default: everything asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<Scope>>,
+}
+
+/// A paired node: the one record all pairing doors end in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairedNode {
+    pub node_id: KeyId,
+    pub name: String,
+    pub platform: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    pub scopes: Vec<Scope>,
+    pub created_at_ms: u64,
+    pub last_seen_ms: u64,
+}
+
+/// Payload of `pair.list`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairedNodeList {
+    pub nodes: Vec<PairedNode>,
+}
+
+/// Payload of `pair.pending`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingPairingList {
+    pub requests: Vec<PendingPairing>,
+}
+
+/// Params of `pair.rename`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PairRenameParams {
+    pub node_id: KeyId,
+    pub name: String,
+}
+
+/// Params of `pair.revoke`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PairRevokeParams {
+    pub node_id: KeyId,
+}
+
+/// Payload of `pair.resolved` events, and what `pair.wait` answers on approval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairResolution {
+    pub request_id: String,
+    pub node_id: KeyId,
+    pub outcome: PairOutcome,
+    /// The granted scopes, when approved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<Scope>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PairOutcome {
+    Approved,
+    Rejected,
+    Expired,
+}
+
+/// A fresh 256-bit nonce, hex-encoded.
+pub fn pairing_nonce() -> String {
+    crate::client::random_id() + &crate::client::random_id()
+}
+
+/// The commitment a node sends before it sees the bridge's nonce.
+pub fn nonce_commitment(nonce: &str) -> String {
+    hex(&certs::sha256(&[b"lanyard-pair-commit-v1", nonce.as_bytes()]))
+}
+
+/// The six digits both screens show for one pairing attempt.
+pub fn sas(bridge: &KeyId, node: &KeyId, bridge_nonce: &str, node_nonce: &str) -> String {
+    let digest = certs::sha256(&[
+        b"lanyard-sas-v1",
+        bridge.as_bytes(),
+        node.as_bytes(),
+        bridge_nonce.as_bytes(),
+        b"\0",
+        node_nonce.as_bytes(),
+    ]);
+    let number = u32::from_be_bytes(digest[..4].try_into().expect("4 bytes")) % 1_000_000;
+    format!("{number:06}")
+}
+
+/// Makes a name chosen by whoever is on the network safe to show the owner: no control or formatting
+/// characters (which could fake a second line or reorder text), trimmed, at most 64 characters.
+pub fn display_safe_name(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| if c.is_control() || is_invisible_formatting(c) { ' ' } else { c })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let cleaned: String = cleaned.chars().take(64).collect();
+    if cleaned.is_empty() { "unnamed device".to_string() } else { cleaned }
+}
+
+/// Bidirectional overrides, zero-width characters and similar, which make one text display as another.
+fn is_invisible_formatting(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}' | '\u{061C}')
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sas_is_six_digits_and_depends_on_everything() {
+        let (b, n) = (KeyId::of_spki(b"bridge"), KeyId::of_spki(b"node"));
+        let base = sas(&b, &n, "x", "y");
+        assert_eq!(base.len(), 6);
+        assert!(base.chars().all(|c| c.is_ascii_digit()));
+        assert_eq!(sas(&b, &n, "x", "y"), base);
+        let variants = [sas(&n, &b, "x", "y"), sas(&b, &n, "x2", "y"), sas(&b, &n, "x", "y2")];
+        assert!(variants.iter().all(|v| *v != base), "{variants:?} vs {base}");
+    }
+
+    #[test]
+    fn names_are_made_safe_to_show() {
+        assert_eq!(display_safe_name("Ada's\nphone\u{202E}"), "Ada's phone");
+        assert_eq!(display_safe_name("\u{0007}\t "), "unnamed device");
+        assert_eq!(display_safe_name(&"x".repeat(500)).len(), 64);
+        assert_eq!(display_safe_name("Zoë's iPad"), "Zoë's iPad");
+    }
+
+    #[test]
+    fn commitment_binds_the_nonce() {
+        assert_eq!(nonce_commitment("a"), nonce_commitment("a"));
+        assert_ne!(nonce_commitment("a"), nonce_commitment("b"));
+    }
+}
