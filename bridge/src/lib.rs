@@ -1,1 +1,20 @@
-pub fn x() {}
+//! The bridge: the only Lanyard process that faces the LAN.
+//!
+//! Every connection is mutual TLS 1.3 with pinned Ed25519 keys ([`certs`]). A node whose key is not paired
+//! may only ask to pair ([`pairing`]); a paired node's calls pass the ACL ([`acl`]) and the rate limits
+//! ([`ratelimit`]) and are relayed to the loopback gateway ([`relay`]) on a link that carries the node's
+//! identity as the TLS handshake proved it. The gateway keeps the one store of paired nodes, so this
+//! process holds no pairing state of its own beyond the requests it is relaying.
+
+pub mod acl;
+pub mod config;
+mod gateway_link;
+pub mod identity;
+mod pairing;
+pub mod ratelimit;
+mod relay;
+pub mod server;
+mod session;
+
+pub use config::BridgeConfig;
+pub use server::{Bridge, BridgeError};

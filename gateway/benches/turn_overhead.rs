@@ -126,6 +126,7 @@ async fn direct_turn(
 async fn gateway_turn(client: &Client, prompt: &str, i: usize) -> Duration {
     let started = Instant::now();
     let params = AgentParams {
+        channel: Default::default(),
         prompt: prompt.to_string(),
         session_key: Some("bench".into()),
         idempotency_key: format!("bench-{i}"),

@@ -7,7 +7,7 @@ use crate::nodes;
 use crate::state::GatewayState;
 use certs::KeyId;
 use node_kit::connection::{self, FrameReader, FrameWriter, Incoming};
-use node_kit::outbound::{Outbound, write_loop};
+use node_kit::outbound::{Keepalive, Outbound, write_loop};
 use node_kit::protocol::{
     ClientMode, ConnectParams, ErrorCode, ErrorFrame, ErrorShape, Frame, HelloOk, Limits, MIN_PROTOCOL_VERSION,
     PROTOCOL_VERSION, PairedNode, ServerInfo, event, negotiate_version,
@@ -181,15 +181,14 @@ async fn run(
     state.hub.broadcast(event::PRESENCE, &entry);
 
     let in_flight = Arc::new(Semaphore::new(state.config.max_in_flight));
-    let mut keepalive = tokio::time::interval(state.config.keepalive_interval);
-    keepalive.tick().await;
-    let mut last_heard = Instant::now();
+    let mut keepalive = Keepalive::new(state.config.keepalive_interval);
     let close_reason = loop {
         tokio::select! {
             incoming = reader.next() => {
-                last_heard = Instant::now();
+                keepalive.heard();
                 match incoming {
                     Incoming::Frame(Frame::Req(req)) => {
+                        state.count_request(&req.method);
                         let ctx = Context { state: state.clone(), peer: peer.clone(), outbound: outbound.clone(), request_id: req.id };
                         match in_flight.clone().try_acquire_owned() {
                             Ok(permit) => spawn_request(ctx, req.method, req.params, permit),
@@ -222,8 +221,8 @@ async fn run(
                     Incoming::Closed(_) => break None,
                 }
             }
-            _ = keepalive.tick() => {
-                if last_heard.elapsed() > state.config.keepalive_interval * 2 {
+            alive = keepalive.tick() => {
+                if !alive {
                     tracing::info!(conn = conn_id, "no sign of life from the client; closing");
                     break Some((CloseCode::Away, "keepalive timeout"));
                 }

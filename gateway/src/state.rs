@@ -8,7 +8,9 @@ use crate::idempotency::IdempotencyCache;
 use crate::nodes::NodeRegistry;
 use crate::pairing::{PairedStore, PendingRequests};
 use crate::presence::Presence;
-use std::sync::Arc;
+use crate::methods::Method;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -30,6 +32,8 @@ pub(crate) struct GatewayState {
     pub invokes: IdempotencyCache,
     pub started: Instant,
     next_conn_id: AtomicU64,
+    /// Requests received, by method (known names only, so the map stays bounded).
+    requests: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl GatewayState {
@@ -44,12 +48,22 @@ impl GatewayState {
             invokes: cache(),
             started: Instant::now(),
             next_conn_id: AtomicU64::new(1),
+            requests: Mutex::new(BTreeMap::new()),
             pending_pairings: PendingRequests::new(config.pairing.clone()),
             token,
             bridge_token,
             paired,
             config,
         }
+    }
+
+    pub fn count_request(&self, method: &str) {
+        let name = Method::NAMES.iter().copied().find(|m| *m == method).unwrap_or("(unknown)");
+        *self.requests.lock().expect("requests lock").entry(name).or_default() += 1;
+    }
+
+    pub fn requests_by_method(&self) -> BTreeMap<String, u64> {
+        self.requests.lock().expect("requests lock").iter().map(|(k, v)| (k.to_string(), *v)).collect()
     }
 
     pub fn next_conn_id(&self) -> u64 {

@@ -13,6 +13,7 @@ use support::{TestGateway, claude_binary, eventually};
 
 fn params(prompt: &str, session: &str) -> AgentParams {
     AgentParams {
+        channel: Default::default(),
         prompt: prompt.into(),
         session_key: Some(session.into()),
         idempotency_key: node_kit::client::random_id(),

@@ -13,6 +13,7 @@ async fn missing_claude_is_reported_at_once() {
     let started = Instant::now();
     let err = client
         .agent(AgentParams {
+            channel: Default::default(),
             prompt: "hello".into(),
             session_key: None,
             idempotency_key: "k1".into(),

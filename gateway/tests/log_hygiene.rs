@@ -41,6 +41,7 @@ async fn canary_prompt_and_token_never_appear_in_logs() {
     let client = gateway.operator().await;
     let outcome = client
         .agent(AgentParams {
+            channel: Default::default(),
             prompt: format!("please remember {PROMPT_CANARY}"),
             session_key: None,
             idempotency_key: "canary-run".into(),

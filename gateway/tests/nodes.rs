@@ -46,13 +46,20 @@ impl CommandHandler for TestNode {
     }
 }
 
+/// The test node's ID: a key ID, as the bridge would take it from the node's TLS key.
+fn phone_id() -> String {
+    certs::KeyId::of_spki(b"phone-1").to_string()
+}
+
+/// Connects a paired node the way the bridge does: with the bridge token, the node's key ID as its identity.
 async fn connect_node(gateway: &TestGateway, id: &str, caps: &[&str], node: TestNode) -> Client {
+    gateway.pair_node(id.parse().unwrap(), "Test phone").await;
     let advert = NodeAdvert {
         caps: caps.iter().map(|c| c.to_string()).collect(),
         commands: ["screen.eval", "screen.snapshot", "test.sleep"].map(String::from).to_vec(),
     };
     Client::builder(&gateway.url)
-        .token(&gateway.token)
+        .token(&gateway.bridge_token)
         .instance_id(id)
         .display_name("Test phone")
         .platform("test")
@@ -103,35 +110,35 @@ fn remote(err: ClientError) -> ErrorShape {
 
 #[tokio::test]
 async fn invoke_round_trip_list_and_describe() {
-    let Setup { gateway: _gateway, node, operator, phone: _phone } = setup("phone-1", &["screen"]).await;
+    let Setup { gateway: _gateway, node, operator, phone: _phone } = setup(&phone_id(), &["screen"]).await;
 
     let list: NodeListPayload =
         serde_json::from_value(operator.request(method::NODE_LIST, Value::Null).await.unwrap()).unwrap();
     assert_eq!(list.nodes.len(), 1);
-    assert_eq!(list.nodes[0].node_id, "phone-1");
+    assert_eq!(list.nodes[0].node_id, phone_id());
     assert_eq!(list.nodes[0].display_name.as_deref(), Some("Test phone"));
     let described: NodeSummary =
-        serde_json::from_value(operator.request(method::NODE_DESCRIBE, json!({"nodeId": "phone-1"})).await.unwrap())
+        serde_json::from_value(operator.request(method::NODE_DESCRIBE, json!({"nodeId": phone_id()})).await.unwrap())
             .unwrap();
     assert_eq!(described.caps, ["screen"]);
 
     let answer = operator
-        .request(method::NODE_INVOKE, invoke("phone-1", "screen.eval", json!({"javaScript": "1+1"}), "k1", 5000))
+        .request(method::NODE_INVOKE, invoke(&phone_id(), "screen.eval", json!({"javaScript": "1+1"}), "k1", 5000))
         .await
         .unwrap();
-    assert_eq!(answer, json!({"nodeId": "phone-1", "command": "screen.eval", "payload": {"result": 3}}));
+    assert_eq!(answer, json!({"nodeId": phone_id(), "command": "screen.eval", "payload": {"result": 3}}));
     assert_eq!(node.runs.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
 async fn timeout_and_node_errors_pass_through() {
-    let Setup { gateway: _gateway, operator, phone: _phone, .. } = setup("phone-1", &["screen"]).await;
+    let Setup { gateway: _gateway, operator, phone: _phone, .. } = setup(&phone_id(), &["screen"]).await;
 
-    let e = invoke_fails(&operator, invoke("phone-1", "test.sleep", json!({"ms": 2000}), "t1", 200)).await;
+    let e = invoke_fails(&operator, invoke(&phone_id(), "test.sleep", json!({"ms": 2000}), "t1", 200)).await;
     assert_eq!(e.code, ErrorCode::Timeout);
     assert!(e.retryable);
 
-    let e = invoke_fails(&operator, invoke("phone-1", "screen.snapshot", json!({}), "s1", 5000)).await;
+    let e = invoke_fails(&operator, invoke(&phone_id(), "screen.snapshot", json!({}), "s1", 5000)).await;
     assert_eq!(e.code, ErrorCode::NodeBackgroundUnavailable);
     assert_eq!(e.retry_after_ms, Some(2500));
 
@@ -141,13 +148,13 @@ async fn timeout_and_node_errors_pass_through() {
 
 #[tokio::test]
 async fn node_gone_mid_invoke_and_unknown_nodes() {
-    let Setup { gateway: _gateway, operator, phone, .. } = setup("phone-1", &["screen"]).await;
+    let Setup { gateway: _gateway, operator, phone, .. } = setup(&phone_id(), &["screen"]).await;
 
     let pending = {
         let operator = operator.clone();
         tokio::spawn(async move {
             operator
-                .request(method::NODE_INVOKE, invoke("phone-1", "test.sleep", json!({"ms": 10_000}), "g1", 20_000))
+                .request(method::NODE_INVOKE, invoke(&phone_id(), "test.sleep", json!({"ms": 10_000}), "g1", 20_000))
                 .await
         })
     };
@@ -167,10 +174,10 @@ async fn node_gone_mid_invoke_and_unknown_nodes() {
 
 #[tokio::test]
 async fn a_retried_idempotency_key_runs_the_command_once() {
-    let Setup { gateway, node, operator: a, phone: _phone } = setup("phone-1", &["screen"]).await;
+    let Setup { gateway, node, operator: a, phone: _phone } = setup(&phone_id(), &["screen"]).await;
     let b = gateway.operator().await;
 
-    let params = invoke("phone-1", "test.sleep", json!({"ms": 300}), "same-key", 5000);
+    let params = invoke(&phone_id(), "test.sleep", json!({"ms": 300}), "same-key", 5000);
     // Concurrent retries from two connections while the first is running, then one after it finished.
     let (first, second) =
         tokio::join!(a.request(method::NODE_INVOKE, params.clone()), b.request(method::NODE_INVOKE, params.clone()));
@@ -180,22 +187,23 @@ async fn a_retried_idempotency_key_runs_the_command_once() {
     assert_eq!(node.runs.load(Ordering::SeqCst), 1, "the node ran the command once");
 
     // A different key runs again.
-    a.request(method::NODE_INVOKE, invoke("phone-1", "test.sleep", json!({"ms": 1}), "other-key", 5000)).await.unwrap();
+    a.request(method::NODE_INVOKE, invoke(&phone_id(), "test.sleep", json!({"ms": 1}), "other-key", 5000)).await.unwrap();
     assert_eq!(node.runs.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]
 async fn commands_are_checked_before_they_reach_the_node() {
-    let Setup { gateway: _gateway, node, operator, phone: _phone } = setup("no-screen", &[]).await;
+    let id = certs::KeyId::of_spki(b"no-screen").to_string();
+    let Setup { gateway: _gateway, node, operator, phone: _phone } = setup(&id, &[]).await;
 
-    let e = invoke_fails(&operator, invoke("no-screen", "lamp.on", json!({}), "u1", 1000)).await;
+    let e = invoke_fails(&operator, invoke(&id, "lamp.on", json!({}), "u1", 1000)).await;
     assert_eq!(e.code, ErrorCode::UnknownCommand);
     assert_eq!(e.details.unwrap()["supported"], json!(["screen.eval", "screen.snapshot", "test.sleep"]));
 
-    let e = invoke_fails(&operator, invoke("no-screen", "screen.eval", json!({"js": "1"}), "u2", 1000)).await;
+    let e = invoke_fails(&operator, invoke(&id, "screen.eval", json!({"js": "1"}), "u2", 1000)).await;
     assert_eq!(e.code, ErrorCode::InvalidRequest);
 
-    let e = invoke_fails(&operator, invoke("no-screen", "screen.eval", json!({"javaScript": "1"}), "u3", 1000)).await;
+    let e = invoke_fails(&operator, invoke(&id, "screen.eval", json!({"javaScript": "1"}), "u3", 1000)).await;
     assert_eq!(e.code, ErrorCode::Forbidden, "screen.* needs the screen capability");
     assert_eq!(node.runs.load(Ordering::SeqCst), 0);
 }
@@ -205,12 +213,12 @@ async fn node_events_and_presence_reach_operators_in_sequence() {
     let gateway = TestGateway::start(|_| {}).await;
     let operator = gateway.operator().await;
     let mut events = operator.subscribe();
-    let phone = connect_node(&gateway, "phone-1", &["screen"], TestNode::default()).await;
+    let phone = connect_node(&gateway, &phone_id(), &["screen"], TestNode::default()).await;
 
     phone.request(method::SYSTEM_EVENT, json!({"state": "background", "text": "locked"})).await.unwrap();
     phone.request(method::NODE_EVENT, json!({"event": "voice.transcript", "payload": {"bytes": 12}})).await.unwrap();
     // Nodes publish; they do not drive other nodes.
-    let e = invoke_fails(&phone, invoke("phone-1", "test.sleep", json!({}), "x", 100)).await;
+    let e = invoke_fails(&phone, invoke(&phone_id(), "test.sleep", json!({}), "x", 100)).await;
     assert_eq!(e.code, ErrorCode::Forbidden);
     // Operators do not publish node events.
     let e = remote(operator.request(method::NODE_EVENT, json!({"event": "x"})).await.unwrap_err());
@@ -227,16 +235,16 @@ async fn node_events_and_presence_reach_operators_in_sequence() {
     }
     // The operator may have seen its own presence first; the rest is the phone's.
     let seen: Vec<_> =
-        all.into_iter().filter(|e| e.event == event::NODE_EVENT || e.payload["instanceId"] == "phone-1").collect();
+        all.into_iter().filter(|e| e.event == event::NODE_EVENT || e.payload["instanceId"] == phone_id()).collect();
     assert_eq!(seen.len(), 3);
     assert_eq!(seen[0].event, event::PRESENCE);
-    assert_eq!(seen[0].payload["instanceId"], "phone-1");
+    assert_eq!(seen[0].payload["instanceId"], phone_id());
     assert_eq!(seen[1].payload["beacon"]["state"], "background");
     assert_eq!(seen[2].event, event::NODE_EVENT);
-    assert_eq!(seen[2].payload, json!({"nodeId": "phone-1", "event": "voice.transcript", "payload": {"bytes": 12}}));
+    assert_eq!(seen[2].payload, json!({"nodeId": phone_id(), "event": "voice.transcript", "payload": {"bytes": 12}}));
 
     let health = operator.request(method::HEALTH, Value::Null).await.unwrap();
-    let phone_presence = health["presence"].as_array().unwrap().iter().find(|p| p["instanceId"] == "phone-1").unwrap();
+    let phone_presence = health["presence"].as_array().unwrap().iter().find(|p| p["instanceId"] == phone_id()).unwrap();
     assert_eq!(phone_presence["beacon"]["text"], "locked");
     assert_eq!(phone_presence["connected"], true);
     assert_eq!(health["nodes"], 1);

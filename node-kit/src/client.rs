@@ -4,7 +4,7 @@
 //! events to the run they belong to, other events to subscribers, and gateway→node requests to the
 //! [`CommandHandler`]. One writer task owns the socket's sending half.
 
-use crate::connection::{self, Incoming};
+use crate::connection::{self, FrameReader, FrameWriter, Incoming};
 use crate::protocol::{
     AgentAck, AgentEvent, AgentEventKind, AgentOutcome, AgentParams, ClientInfo, ClientMode, ConnectParams, ErrorCode,
     ErrorShape, EventFrame, Frame, HelloOk, MAX_FRAME_BYTES, NodeAdvert, NodeCommandRequest, PROTOCOL_VERSION, Request,
@@ -132,6 +132,12 @@ impl ClientBuilder {
         self
     }
 
+    /// Connect as another kind of client than an operator (the bridge uses [`ClientMode::Bridge`]).
+    pub fn mode(mut self, mode: ClientMode) -> Self {
+        self.info.mode = mode;
+        self
+    }
+
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
         self
@@ -202,24 +208,12 @@ impl ClientBuilder {
             auth: self.token.clone().map(|token| crate::protocol::Auth { token }),
             node: self.node.clone(),
         };
-        writer.send(&Frame::Connect(hello)).await.map_err(|e| connect_error(e.to_string()))?;
-        let hello = tokio::time::timeout(self.handshake_timeout, async {
-            loop {
-                match reader.next().await {
-                    Incoming::Frame(Frame::HelloOk(hello)) => return Ok(hello),
-                    Incoming::Frame(Frame::Error(e)) => {
-                        return Err(ClientError::Handshake(e.error));
-                    }
-                    Incoming::Heartbeat => continue,
-                    Incoming::Closed(_) => return Err(ClientError::Closed),
-                    other => {
-                        return Err(ClientError::Protocol(format!("expected hello-ok, got {other:?}")));
-                    }
-                }
-            }
-        })
-        .await
-        .map_err(|_| connect_error("no hello-ok from the server in time".into()))??;
+        let hello = exchange_hello(&mut reader, &mut writer, &hello, self.handshake_timeout)
+            .await
+            .map_err(|e| match e {
+                ClientError::Connect { reason, .. } => connect_error(reason),
+                other => other,
+            })?;
 
         let (out_tx, mut out_rx) = mpsc::channel::<Message>(256);
         tokio::spawn(async move {
@@ -256,6 +250,33 @@ impl ClientBuilder {
         let guard = Arc::new(CloseOnDrop(shared.out.clone()));
         Ok(Client { shared, hello, peer_key, _guard: guard })
     }
+}
+
+/// Sends `connect` and waits for `hello-ok`: the opening every client of the protocol performs (the bridge
+/// too, on its links to the gateway).
+pub async fn exchange_hello<S>(
+    reader: &mut FrameReader<S>,
+    writer: &mut FrameWriter<S>,
+    params: &ConnectParams,
+    timeout: Duration,
+) -> Result<HelloOk, ClientError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let failed = |reason: String| ClientError::Connect { url: "the server".into(), reason };
+    writer.send(&Frame::Connect(params.clone())).await.map_err(|e| failed(e.to_string()))?;
+    let answer = async {
+        loop {
+            match reader.next().await {
+                Incoming::Frame(Frame::HelloOk(hello)) => return Ok(hello),
+                Incoming::Frame(Frame::Error(e)) => return Err(ClientError::Handshake(e.error)),
+                Incoming::Heartbeat => continue,
+                Incoming::Closed(_) => return Err(ClientError::Closed),
+                other => return Err(ClientError::Protocol(format!("expected hello-ok, got {other:?}"))),
+            }
+        }
+    };
+    tokio::time::timeout(timeout, answer).await.map_err(|_| failed("no hello-ok from the server in time".into()))?
 }
 
 /// A connected client. Cheap to clone; the connection closes when the last clone is dropped.

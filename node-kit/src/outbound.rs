@@ -79,6 +79,31 @@ impl Outbound {
     }
 }
 
+/// Finds half-open peers: the caller pings on every tick and reports every sign of life; a peer silent for
+/// two intervals is dead.
+pub struct Keepalive {
+    timer: tokio::time::Interval,
+    interval: std::time::Duration,
+    last_heard: tokio::time::Instant,
+}
+
+impl Keepalive {
+    pub fn new(interval: std::time::Duration) -> Keepalive {
+        let start = tokio::time::Instant::now() + interval;
+        Keepalive { timer: tokio::time::interval_at(start, interval), interval, last_heard: tokio::time::Instant::now() }
+    }
+
+    pub fn heard(&mut self) {
+        self.last_heard = tokio::time::Instant::now();
+    }
+
+    /// Waits for the next tick. False when the peer has been silent too long; else send a ping.
+    pub async fn tick(&mut self) -> bool {
+        self.timer.tick().await;
+        self.last_heard.elapsed() <= self.interval * 2
+    }
+}
+
 /// Writes queued frames in order until a close is queued or the connection is dropped.
 pub async fn write_loop<S>(mut writer: FrameWriter<S>, mut queue: mpsc::Receiver<Outgoing>, dropped: CancellationToken)
 where

@@ -22,6 +22,7 @@ impl Health {
                 sessions: state.agent.sessions(),
             },
             presence: state.presence.list(),
+            requests: state.requests_by_method(),
         };
         Ok(serde_json::to_value(payload).expect("health serialises"))
     }

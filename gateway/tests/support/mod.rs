@@ -16,6 +16,8 @@ use tokio::sync::oneshot;
 pub struct TestGateway {
     pub url: String,
     pub token: String,
+    /// The token that lets a client speak for nodes, as the bridge does.
+    pub bridge_token: String,
     pub home: tempfile::TempDir,
     /// claude's HOME and working directory, when the agent runs the real claude.
     pub claude_home: Option<tempfile::TempDir>,
@@ -31,12 +33,14 @@ impl TestGateway {
         configure(&mut config);
         let gateway = Gateway::bind(config).await.expect("gateway binds");
         let url = gateway.url();
-        let token = GatewayToken::load(home.path()).unwrap().expose().to_string();
+        let token = GatewayToken::load(&gateway::home::token_path(home.path())).unwrap().expose().to_string();
+        let bridge_token =
+            GatewayToken::load(&gateway::home::bridge_token_path(home.path())).unwrap().expose().to_string();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(gateway.run(async {
             let _ = stopped.await;
         }));
-        TestGateway { url, token, home, claude_home: None, stop: Some(stop), task: Some(task) }
+        TestGateway { url, token, bridge_token, home, claude_home: None, stop: Some(stop), task: Some(task) }
     }
 
     /// A gateway whose agent runs the real claude against `api`.
@@ -69,6 +73,24 @@ impl TestGateway {
 
     pub async fn operator(&self) -> Client {
         Client::builder(&self.url).token(&self.token).connect().await.expect("operator connects")
+    }
+
+    /// Pairs `node_id` the way the bridge and the owner do: `pair.submit` with the bridge token, then
+    /// `pair.approve` by an operator.
+    pub async fn pair_node(&self, node_id: certs::KeyId, name: &str) {
+        let bridge = Client::builder(&self.url)
+            .token(&self.bridge_token)
+            .mode(node_kit::protocol::ClientMode::Bridge)
+            .connect()
+            .await
+            .expect("bridge connects");
+        let submit = serde_json::json!({
+            "nodeId": node_id, "name": name, "platform": "test", "scopes": ["chat", "voice"],
+            "address": "127.0.0.1", "sas": "123456",
+        });
+        let ticket = bridge.request("pair.submit", submit).await.expect("pair.submit");
+        let approve = serde_json::json!({ "requestId": ticket["requestId"] });
+        self.operator().await.request("pair.approve", approve).await.expect("pair.approve");
     }
 
     /// Stops the gateway and waits for it to finish.

@@ -270,6 +270,9 @@ pub struct HealthPayload {
     pub nodes: usize,
     pub agent: AgentHealth,
     pub presence: Vec<PresenceEntry>,
+    /// Requests received since start, by method; names the server does not know count as `(unknown)`.
+    #[serde(default)]
+    pub requests: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

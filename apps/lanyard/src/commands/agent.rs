@@ -29,6 +29,7 @@ pub async fn run(args: AgentArgs, url: &str, home: &Path) -> anyhow::Result<()> 
     let client = super::connect(url, home).await?;
     let mut run = client
         .agent(AgentParams {
+            channel: Default::default(),
             prompt: args.prompt,
             session_key: Some(args.session),
             idempotency_key: super::idempotency_key(),

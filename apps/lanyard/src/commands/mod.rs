@@ -12,11 +12,11 @@ use std::path::Path;
 
 /// Connects to the gateway as an operator, with errors that say what to do.
 pub async fn connect(url: &str, home: &Path) -> anyhow::Result<Client> {
-    let token = GatewayToken::load(home).map_err(|e| {
-        let path = ::gateway::home::token_path(home);
+    let path = ::gateway::home::token_path(home);
+    let token = GatewayToken::load(&path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             anyhow!(
-                "no gateway token at {}: start the gateway with `lanyard gateway` first (it creates the token), \
+                "no gateway token at {}: start it with `lanyard up` (or `lanyard gateway`) first (it creates the token), \
                  or pass the same --home / LANYARD_HOME it uses",
                 path.display()
             )
@@ -31,7 +31,7 @@ pub async fn connect(url: &str, home: &Path) -> anyhow::Result<Client> {
         .await
         .map_err(|e| match e {
             ClientError::Connect { .. } => {
-                anyhow!("{e}; is the gateway running? start it with `lanyard gateway`")
+                anyhow!("{e}; is the gateway running? start it with `lanyard up`")
             }
             other => anyhow!(other),
         })

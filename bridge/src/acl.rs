@@ -1,0 +1,105 @@
+//! The access control table, deny by default: what a paired node may call, and which commands the
+//! gateway may send to a node. Nothing else is consulted; nothing else decides.
+
+use node_kit::protocol::{AgentChannel, ErrorCode, ErrorShape, NodeCommand, Scope, method};
+use serde_json::Value;
+
+/// Methods a paired node may call, and what each needs.
+const NODE_METHODS: &[(&str, Needs)] = &[
+    (method::AGENT, Needs::ChannelScope),
+    (method::SYSTEM_EVENT, Needs::Nothing),
+    (method::NODE_EVENT, Needs::Nothing),
+    (method::HEALTH, Needs::Nothing),
+];
+
+#[derive(Debug, Clone, Copy)]
+enum Needs {
+    Nothing,
+    /// `chat` for typed prompts, `voice` for transcripts.
+    ChannelScope,
+}
+
+/// What the ACL learnt about an allowed call that other checks need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllowedCall {
+    Other,
+    /// An `agent` call carrying a voice transcript (it has its own rate limit).
+    Voice,
+}
+
+/// The methods a paired node may call, for its `hello-ok`.
+pub fn node_methods() -> Vec<String> {
+    NODE_METHODS.iter().map(|(m, _)| m.to_string()).collect()
+}
+
+/// May a node with `scopes` call `method` with `params`?
+pub fn check_node_call(method: &str, params: &Value, scopes: &[Scope]) -> Result<AllowedCall, ErrorShape> {
+    let Some((_, needs)) = NODE_METHODS.iter().find(|(m, _)| *m == method) else {
+        return Err(ErrorShape::new(ErrorCode::Forbidden, format!("a node may not call {method}"))
+            .with_details(serde_json::json!({ "allowed": node_methods() })));
+    };
+    match needs {
+        Needs::Nothing => Ok(AllowedCall::Other),
+        Needs::ChannelScope => {
+            let channel = match params.get("channel") {
+                None => AgentChannel::Chat,
+                Some(value) => serde_json::from_value(value.clone())
+                    .map_err(|e| ErrorShape::invalid_request(format!("invalid params for agent: channel: {e}")))?,
+            };
+            let (scope, call) = match channel {
+                AgentChannel::Chat => (Scope::Chat, AllowedCall::Other),
+                AgentChannel::Voice => (Scope::Voice, AllowedCall::Voice),
+            };
+            if !scopes.contains(&scope) {
+                return Err(ErrorShape::new(
+                    ErrorCode::Forbidden,
+                    format!("this node was not granted the {scope} scope that agent calls on this channel need"),
+                ));
+            }
+            Ok(call)
+        }
+    }
+}
+
+/// May the gateway send `command` to a node that granted `caps`?
+pub fn check_command(command: &str, caps: &[String]) -> Result<(), ErrorShape> {
+    match NodeCommand::capability(command) {
+        Some(cap) if !caps.iter().any(|c| c == cap) => Err(ErrorShape::new(
+            ErrorCode::Forbidden,
+            format!("the node has not granted the {cap} capability {command} needs"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn deny_by_default() {
+        for method in [method::NODE_INVOKE, method::NODE_LIST, method::PAIR_APPROVE, method::PAIR_LIST, "anything"] {
+            assert_eq!(check_node_call(method, &json!({}), &[Scope::Chat]).unwrap_err().code, ErrorCode::Forbidden);
+        }
+        assert_eq!(check_node_call(method::HEALTH, &json!({}), &[]).unwrap(), AllowedCall::Other);
+    }
+
+    #[test]
+    fn agent_needs_the_scope_of_its_channel() {
+        let typed = json!({ "prompt": "hi" });
+        let voice = json!({ "prompt": "hi", "channel": "voice" });
+        assert_eq!(check_node_call(method::AGENT, &typed, &[Scope::Chat]).unwrap(), AllowedCall::Other);
+        assert_eq!(check_node_call(method::AGENT, &voice, &[Scope::Chat]).unwrap_err().code, ErrorCode::Forbidden);
+        assert_eq!(check_node_call(method::AGENT, &voice, &[Scope::Voice]).unwrap(), AllowedCall::Voice);
+        assert_eq!(check_node_call(method::AGENT, &typed, &[Scope::Voice]).unwrap_err().code, ErrorCode::Forbidden);
+        assert_eq!(check_node_call(method::AGENT, &typed, &[]).unwrap_err().code, ErrorCode::Forbidden);
+    }
+
+    #[test]
+    fn screen_commands_need_the_screen_capability() {
+        assert_eq!(check_command("screen.show", &[]).unwrap_err().code, ErrorCode::Forbidden);
+        check_command("screen.show", &["screen".to_string()]).unwrap();
+        check_command("app.custom", &[]).unwrap();
+    }
+}

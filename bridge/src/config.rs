@@ -1,0 +1,60 @@
+//! Bridge settings. Defaults are what `lanyard bridge` and `lanyard up` run with; tests shrink them.
+
+use crate::identity::KeyStore;
+use crate::ratelimit::RateLimits;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const DEFAULT_PORT: u16 = 18790;
+
+#[derive(Clone)]
+pub struct BridgeConfig {
+    /// The LAN-facing address; every interface on 18790 by default.
+    pub bind: SocketAddr,
+    /// The Lanyard home: the bridge's key lives under `bridge/` when there is no keychain.
+    pub home: PathBuf,
+    pub key_store: KeyStore,
+    /// The gateway, on loopback.
+    pub gateway_url: String,
+    /// The gateway's bridge token (`gateway/bridge-token`): it lets the bridge speak for nodes.
+    pub gateway_token: String,
+    pub limits: RateLimits,
+    pub max_frame_bytes: usize,
+    /// Frames queued for one node; a node that lets more pile up is dropped.
+    pub outbound_queue: usize,
+    /// TLS, WebSocket and `connect` must all finish within this time.
+    pub handshake_timeout: Duration,
+    pub keepalive_interval: Duration,
+    /// How long `screen.*` callers are told to wait while a node is in the background.
+    pub background_retry_after: Duration,
+}
+
+impl std::fmt::Debug for BridgeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BridgeConfig")
+            .field("bind", &self.bind)
+            .field("home", &self.home)
+            .field("gateway_url", &self.gateway_url)
+            .field("gateway_token", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl BridgeConfig {
+    pub fn new(home: PathBuf, gateway_url: String, gateway_token: String) -> Self {
+        BridgeConfig {
+            bind: SocketAddr::from((Ipv4Addr::UNSPECIFIED, DEFAULT_PORT)),
+            home,
+            key_store: KeyStore::Auto,
+            gateway_url,
+            gateway_token,
+            limits: RateLimits::default(),
+            max_frame_bytes: node_kit::protocol::MAX_FRAME_BYTES,
+            outbound_queue: 1024,
+            handshake_timeout: Duration::from_millis(node_kit::protocol::HANDSHAKE_TIMEOUT_MS),
+            keepalive_interval: Duration::from_secs(30),
+            background_retry_after: Duration::from_secs(5),
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! The bridge's connections to the loopback gateway, authenticated with the bridge token.
+//!
+//! A paired node gets a link of its own, opened as `mode: node` with the node's key ID as its identity:
+//! the gateway takes node IDs from nobody else. Frames on it are relayed as they are. Pairing calls go
+//! over a `mode: bridge` client.
+
+use crate::config::BridgeConfig;
+use certs::KeyId;
+use node_kit::client::{Client, ClientError, exchange_hello};
+use node_kit::connection::{self, FrameReader, FrameWriter};
+use node_kit::protocol::{
+    Auth, ClientInfo, ClientMode, ConnectParams, ErrorCode, ErrorShape, HelloOk, NodeAdvert, PROTOCOL_VERSION,
+};
+use tokio::net::TcpStream;
+use tokio_tungstenite::MaybeTlsStream;
+
+pub(crate) type LinkStream = MaybeTlsStream<TcpStream>;
+
+pub(crate) struct NodeLink {
+    pub reader: FrameReader<LinkStream>,
+    pub writer: FrameWriter<LinkStream>,
+    pub hello: HelloOk,
+}
+
+/// How long to tell nodes to wait when the gateway is down.
+const GATEWAY_RETRY_MS: u64 = 1000;
+
+pub(crate) fn unavailable(why: impl std::fmt::Display) -> ErrorShape {
+    ErrorShape::retryable(
+        ErrorCode::GatewayUnavailable,
+        format!("the bridge cannot reach the gateway on this computer ({why}); retry shortly"),
+        Some(GATEWAY_RETRY_MS),
+    )
+}
+
+/// Opens a link for the node `node_id`. The gateway's refusal (`NOT_PAIRED` for an unknown key) comes
+/// back as is; a gateway that cannot be reached is `GATEWAY_UNAVAILABLE`.
+pub(crate) async fn open_node_link(
+    config: &BridgeConfig,
+    node_id: KeyId,
+    client: ClientInfo,
+    advert: Option<NodeAdvert>,
+) -> Result<NodeLink, ErrorShape> {
+    let ws_config = connection::websocket_config(config.max_frame_bytes);
+    let opened = tokio_tungstenite::connect_async_with_config(config.gateway_url.as_str(), Some(ws_config), true);
+    let (ws, _) = tokio::time::timeout(config.handshake_timeout, opened)
+        .await
+        .map_err(|_| unavailable("timed out"))?
+        .map_err(unavailable)?;
+    let (mut reader, mut writer) = connection::split(ws);
+    let params = ConnectParams {
+        min_protocol: PROTOCOL_VERSION,
+        max_protocol: PROTOCOL_VERSION,
+        client: ClientInfo { instance_id: node_id.to_string(), mode: ClientMode::Node, ..client },
+        auth: Some(Auth { token: config.gateway_token.clone() }),
+        node: advert,
+    };
+    match exchange_hello(&mut reader, &mut writer, &params, config.handshake_timeout).await {
+        Ok(hello) => Ok(NodeLink { reader, writer, hello }),
+        Err(ClientError::Handshake(refusal)) => Err(refusal),
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
+/// A client for the bridge's own calls (pairing).
+pub(crate) async fn bridge_client(config: &BridgeConfig) -> Result<Client, ErrorShape> {
+    Client::builder(config.gateway_url.clone())
+        .token(config.gateway_token.clone())
+        .mode(ClientMode::Bridge)
+        .instance_id("bridge")
+        .handshake_timeout(config.handshake_timeout)
+        .connect()
+        .await
+        .map_err(|e| match e {
+            ClientError::Handshake(refusal) => refusal,
+            other => unavailable(other),
+        })
+}

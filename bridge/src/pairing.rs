@@ -1,0 +1,177 @@
+//! The pairing dialogue with a node whose key is not paired (door 1). It is a small state machine per
+//! connection: `pair.request` (the node commits to its nonce; the bridge answers with its own), then
+//! `pair.confirm` (the node reveals its nonce; the bridge computes the SAS and files the request with the
+//! gateway), then `pair.wait` (answered when the owner decides). Nothing else is allowed: every other
+//! method is `NOT_PAIRED`.
+
+use crate::gateway_link;
+use crate::server::BridgeShared;
+use crate::session::NodeSide;
+use node_kit::Client;
+use node_kit::connection::Incoming;
+use node_kit::protocol::{
+    ErrorCode, ErrorShape, Frame, PairChallenge, PairConfirmParams, PairRequestParams, PairSubmitParams,
+    PairTicket, PairWaitParams, Request, method, nonce_commitment, pairing_nonce, sas,
+};
+use serde_json::Value;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_util::sync::CancellationToken;
+
+/// What an unpaired node may call.
+pub(crate) const METHODS: &[&str] = &[method::PAIR_REQUEST, method::PAIR_CONFIRM, method::PAIR_WAIT];
+
+/// Where the dialogue is. Each step is only possible from the one before it.
+enum Stage {
+    Start,
+    Challenged { request: PairRequestParams, bridge_nonce: String },
+    Filed { request_id: String, gateway: Client },
+}
+
+pub(crate) async fn run(mut node: NodeSide, shared: Arc<BridgeShared>, shutdown: CancellationToken) {
+    let mut stage = Stage::Start;
+    let mut waiting: Option<JoinHandle<()>> = None;
+    let close = loop {
+        tokio::select! {
+            incoming = node.reader.next() => {
+                node.keepalive.heard();
+                match incoming {
+                    Incoming::Frame(Frame::Req(req)) => {
+                        let id = req.id.clone();
+                        match step(&shared, &node, &mut stage, req).await {
+                            Ok(Step::Answer(payload)) => { node.outbound.send(Frame::ok(id, payload)); }
+                            Ok(Step::Wait { request_id, gateway }) => {
+                                if let Some(previous) = waiting.take() {
+                                    previous.abort();
+                                }
+                                waiting = Some(tokio::spawn(wait_for_owner(gateway, request_id, id, node.outbound.clone())));
+                            }
+                            Err(e) => { node.outbound.send(Frame::err(id, e)); }
+                        }
+                    }
+                    Incoming::Frame(other) => {
+                        node.send_error(ErrorShape::invalid_request(format!("unexpected {:?} frame", other.kind())));
+                    }
+                    Incoming::Invalid(e) => node.send_error(e.error),
+                    Incoming::TooLarge(e) => {
+                        node.send_error(e);
+                        break Some((CloseCode::Size, "frame too large"));
+                    }
+                    Incoming::Heartbeat => {}
+                    Incoming::Closed(_) => break None,
+                }
+            }
+            alive = node.keepalive.tick() => {
+                if !alive {
+                    break Some((CloseCode::Away, "keepalive timeout"));
+                }
+                node.outbound.ping();
+            }
+            () = node.outbound.closed().cancelled() => break None,
+            () = shutdown.cancelled() => break Some((CloseCode::Away, "the bridge is shutting down")),
+        }
+    };
+    if let Some(task) = waiting {
+        task.abort();
+    }
+    node.finish(close).await;
+}
+
+enum Step {
+    Answer(Value),
+    /// `pair.wait`: answered later, by a task, when the owner decides.
+    Wait { request_id: String, gateway: Client },
+}
+
+async fn step(shared: &BridgeShared, node: &NodeSide, stage: &mut Stage, req: Request) -> Result<Step, ErrorShape> {
+    match req.method.as_str() {
+        method::PAIR_REQUEST => {
+            shared.limiter.pairing_request(node.addr.ip())?;
+            let request: PairRequestParams = params(&req)?;
+            check_request(&request)?;
+            let bridge_nonce = pairing_nonce();
+            let answer = PairChallenge { bridge_nonce: bridge_nonce.clone() };
+            *stage = Stage::Challenged { request, bridge_nonce };
+            Ok(Step::Answer(serde_json::to_value(answer).expect("challenges serialise")))
+        }
+        method::PAIR_CONFIRM => {
+            let Stage::Challenged { request, bridge_nonce } = std::mem::replace(stage, Stage::Start) else {
+                return Err(out_of_order("pair.confirm comes after pair.request"));
+            };
+            let confirm: PairConfirmParams = params(&req)?;
+            if nonce_commitment(&confirm.nonce) != request.nonce_commitment {
+                return Err(ErrorShape::invalid_request("the nonce does not match the commitment; start again"));
+            }
+            let sas = sas(&shared.bridge_id, &node.node_id, &bridge_nonce, &confirm.nonce);
+            let submit = PairSubmitParams {
+                node_id: node.node_id,
+                name: request.name,
+                platform: request.platform,
+                model: request.model,
+                scopes: request.scopes,
+                address: node.addr.ip().to_string(),
+                sas,
+            };
+            let gateway = gateway_link::bridge_client(&shared.config).await?;
+            let ticket = gateway
+                .request(method::PAIR_SUBMIT, serde_json::to_value(submit).expect("params serialise"))
+                .await
+                .map_err(remote)?;
+            let ticket: PairTicket = serde_json::from_value(ticket)
+                .map_err(|e| ErrorShape::new(ErrorCode::Internal, format!("unreadable pair.submit answer: {e}")))?;
+            *stage = Stage::Filed { request_id: ticket.request_id.clone(), gateway };
+            Ok(Step::Answer(serde_json::to_value(ticket).expect("tickets serialise")))
+        }
+        method::PAIR_WAIT => match stage {
+            Stage::Filed { request_id, gateway } => {
+                Ok(Step::Wait { request_id: request_id.clone(), gateway: gateway.clone() })
+            }
+            _ => Err(out_of_order("pair.wait comes after pair.confirm")),
+        },
+        other => Err(ErrorShape::new(
+            ErrorCode::NotPaired,
+            format!("this device is not paired with this computer, so it may not call {other}; pair first"),
+        )
+        .with_details(serde_json::json!({ "allowed": METHODS }))),
+    }
+}
+
+async fn wait_for_owner(gateway: Client, request_id: String, answer_id: String, out: node_kit::outbound::Outbound) {
+    let params = serde_json::to_value(PairWaitParams { request_id: Some(request_id) }).expect("params serialise");
+    let outcome = gateway.request(method::PAIR_WAIT, params).await.map_err(remote);
+    out.send(match outcome {
+        Ok(resolution) => Frame::ok(answer_id, resolution),
+        Err(e) => Frame::err(answer_id, e),
+    });
+}
+
+fn check_request(request: &PairRequestParams) -> Result<(), ErrorShape> {
+    if request.name.len() > 256 || request.platform.len() > 64 || request.model.as_ref().is_some_and(|m| m.len() > 128) {
+        return Err(ErrorShape::invalid_request("name, platform or model is too long"));
+    }
+    if request.scopes.is_empty() {
+        return Err(ErrorShape::invalid_request("ask for at least one scope (chat, voice)"));
+    }
+    if request.nonce_commitment.len() != 64 || !request.nonce_commitment.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ErrorShape::invalid_request("nonceCommitment must be 64 hex characters"));
+    }
+    Ok(())
+}
+
+fn params<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, ErrorShape> {
+    serde_json::from_value(req.params.clone())
+        .map_err(|e| ErrorShape::invalid_request(format!("invalid params for {}: {e}", req.method)))
+}
+
+fn out_of_order(message: &str) -> ErrorShape {
+    ErrorShape::invalid_request(message)
+}
+
+/// The gateway's answer as the node should see it.
+fn remote(e: node_kit::ClientError) -> ErrorShape {
+    match e {
+        node_kit::ClientError::Remote(shape) => shape,
+        other => gateway_link::unavailable(other),
+    }
+}

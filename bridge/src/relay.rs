@@ -1,0 +1,176 @@
+//! A paired node's calls, relayed to the gateway on the node's own link, and the gateway's commands
+//! relayed back. Each direction passes its checks here: the ACL and the rate limits on the way in, the
+//! node's capabilities, its background state and the snapshot limits on the way out.
+
+use crate::acl::{self, AllowedCall};
+use crate::gateway_link::{NodeLink, unavailable};
+use crate::server::BridgeShared;
+use crate::session::NodeSide;
+use node_kit::connection::Incoming;
+use node_kit::outbound::{Outbound, write_loop};
+use node_kit::protocol::{
+    AppState, ErrorCode, ErrorFrame, ErrorShape, Frame, NodeCommandRequest, Request, Response, Scope, method,
+};
+use std::collections::HashSet;
+use std::sync::Arc;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_util::sync::CancellationToken;
+
+/// What the relay knows about the node while it runs.
+struct NodeState {
+    scopes: Vec<Scope>,
+    caps: Vec<String>,
+    background: bool,
+    /// `node.invoke` ids of snapshots on their way to the node; their answers are size-checked.
+    snapshots: HashSet<String>,
+}
+
+/// Relays until either side goes; `caps` are the capabilities the node granted in its `connect`.
+pub(crate) async fn run(
+    mut node: NodeSide,
+    link: NodeLink,
+    caps: Vec<String>,
+    shared: Arc<BridgeShared>,
+    shutdown: CancellationToken,
+) {
+    let NodeLink { reader: mut link_reader, writer: link_writer, hello } = link;
+    let (gateway, queue) = Outbound::new(shared.config.outbound_queue);
+    let mut link_task = tokio::spawn(write_loop(link_writer, queue, gateway.closed().clone()));
+    let mut state = NodeState {
+        scopes: hello.paired.map(|p| p.scopes).unwrap_or_default(),
+        caps,
+        background: false,
+        snapshots: HashSet::new(),
+    };
+    let node_id = node.node_id;
+
+    let close = loop {
+        tokio::select! {
+            incoming = node.reader.next() => {
+                node.keepalive.heard();
+                match incoming {
+                    Incoming::Frame(Frame::Req(req)) => match admit(&shared, &node, &mut state, &req) {
+                        Ok(()) => { gateway.send(Frame::Req(req)); }
+                        Err(e) => {
+                            tracing::debug!(node = %node_id, method = %req.method, code = %e.code, "refused by the bridge");
+                            node.outbound.send(Frame::err(req.id, e));
+                        }
+                    },
+                    Incoming::Frame(Frame::Res(res)) => { gateway.send(Frame::Res(checked_answer(&shared, &mut state, res))); }
+                    Incoming::Frame(other) => {
+                        let refusal = format!("a node may not send {:?} frames after connect", other.kind());
+                        node.send_error(ErrorShape::invalid_request(refusal));
+                    }
+                    Incoming::Invalid(e) => {
+                        node.outbound.send(match e.request_id {
+                            Some(id) => Frame::err(id, e.error),
+                            None => Frame::Error(ErrorFrame { error: e.error }),
+                        });
+                    }
+                    Incoming::TooLarge(e) => {
+                        node.send_error(e);
+                        break Some((CloseCode::Size, "frame too large"));
+                    }
+                    Incoming::Heartbeat => {}
+                    Incoming::Closed(_) => break None,
+                }
+            }
+            incoming = link_reader.next() => match incoming {
+                Incoming::Frame(Frame::Req(req)) if req.method == method::NODE_INVOKE => {
+                    match command_allowed(&shared, &node, &mut state, &req) {
+                        Ok(()) => { node.outbound.send(Frame::Req(req)); }
+                        Err(e) => { gateway.send(Frame::err(req.id, e)); }
+                    }
+                }
+                Incoming::Frame(Frame::Req(req)) => {
+                    let refusal = ErrorShape::new(ErrorCode::UnknownMethod, format!("nodes do not answer {}", req.method));
+                    gateway.send(Frame::err(req.id, refusal));
+                }
+                Incoming::Frame(Frame::Error(e)) => {
+                    // The gateway's last word before it closes the link (a revoked pairing): pass it on.
+                    tracing::info!(node = %node_id, code = %e.error.code, "the gateway closed the node's link");
+                    node.send_error(e.error);
+                    break Some((CloseCode::Policy, "closed by the gateway"));
+                }
+                Incoming::Frame(frame) => { node.outbound.send(frame); }
+                Incoming::Heartbeat => {}
+                Incoming::Invalid(_) | Incoming::TooLarge(_) | Incoming::Closed(_) => {
+                    tracing::warn!(node = %node_id, "lost the gateway link");
+                    node.send_error(unavailable("the link to the gateway closed"));
+                    break Some((CloseCode::Again, "gateway unavailable"));
+                }
+            },
+            alive = node.keepalive.tick() => {
+                if !alive {
+                    tracing::info!(node = %node_id, "no sign of life from the node; closing");
+                    break Some((CloseCode::Away, "keepalive timeout"));
+                }
+                node.outbound.ping();
+            }
+            () = node.outbound.closed().cancelled() => break None,
+            () = gateway.closed().cancelled() => {
+                node.send_error(unavailable("the gateway stopped reading"));
+                break Some((CloseCode::Again, "gateway unavailable"));
+            }
+            () = shutdown.cancelled() => break Some((CloseCode::Away, "the bridge is shutting down")),
+        }
+    };
+    gateway.finish(CloseCode::Normal, "node gone");
+    if tokio::time::timeout(std::time::Duration::from_secs(2), &mut link_task).await.is_err() {
+        link_task.abort();
+    }
+    node.finish(close).await;
+    tracing::info!(node = %node_id, "paired node disconnected");
+}
+
+/// The checks on a node's request: rate limit, ACL, and the voice limit; tracks background state.
+fn admit(shared: &BridgeShared, node: &NodeSide, state: &mut NodeState, req: &Request) -> Result<(), ErrorShape> {
+    shared.limiter.request(&node.node_id)?;
+    if acl::check_node_call(&req.method, &req.params, &state.scopes)? == AllowedCall::Voice {
+        shared.limiter.voice(&node.node_id)?;
+    }
+    if req.method == method::SYSTEM_EVENT
+        && let Some(app_state) = req.params.get("state").and_then(|s| serde_json::from_value::<AppState>(s.clone()).ok())
+    {
+        state.background = app_state == AppState::Background;
+    }
+    Ok(())
+}
+
+/// The checks on a command the gateway sends: capability, background state, snapshot rate.
+fn command_allowed(
+    shared: &BridgeShared,
+    node: &NodeSide,
+    state: &mut NodeState,
+    req: &Request,
+) -> Result<(), ErrorShape> {
+    let command: NodeCommandRequest = serde_json::from_value(req.params.clone())
+        .map_err(|e| ErrorShape::invalid_request(format!("bad node.invoke params: {e}")))?;
+    acl::check_command(&command.command, &state.caps)?;
+    if state.background && command.command.starts_with("screen.") {
+        let wait = shared.config.background_retry_after.as_millis() as u64;
+        return Err(ErrorShape::retryable(
+            ErrorCode::NodeBackgroundUnavailable,
+            format!("the node is in the background; {} needs it in the foreground", command.command),
+            Some(wait),
+        ));
+    }
+    if command.command == "screen.snapshot" {
+        shared.limiter.snapshot(&node.node_id)?;
+        state.snapshots.insert(req.id.clone());
+    }
+    Ok(())
+}
+
+/// A node's answer, with an oversize snapshot replaced by `PAYLOAD_TOO_LARGE`.
+fn checked_answer(shared: &BridgeShared, state: &mut NodeState, mut res: Response) -> Response {
+    if state.snapshots.remove(&res.id)
+        && let Ok(payload) = &res.outcome
+    {
+        let size = serde_json::to_string(payload).map(|t| t.len()).unwrap_or(usize::MAX);
+        if let Err(e) = shared.limiter.snapshot_size(size) {
+            res.outcome = Err(e);
+        }
+    }
+    res
+}

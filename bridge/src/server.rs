@@ -1,0 +1,141 @@
+//! The listener: binding, the per-address handshake limit (checked before any TLS work), and one task per
+//! connection, all ended by one shutdown.
+
+use crate::config::BridgeConfig;
+use crate::identity::{self, IdentityStoreError, KeyLocation};
+use crate::ratelimit::Limiter;
+use crate::session;
+use certs::{Identity, KeyId, PeerKeyVerifier, Pin};
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    #[error(transparent)]
+    Identity(#[from] IdentityStoreError),
+    #[error("cannot build the bridge's TLS configuration: {0}")]
+    Tls(#[from] certs::IdentityError),
+    #[error("cannot listen on {addr}: {source}{hint}")]
+    Bind { addr: SocketAddr, source: io::Error, hint: &'static str },
+}
+
+/// What every connection of one bridge shares.
+pub(crate) struct BridgeShared {
+    pub config: BridgeConfig,
+    pub bridge_id: KeyId,
+    pub tls: TlsAcceptor,
+    pub limiter: Limiter,
+}
+
+/// A bound bridge, ready to [`run`](Bridge::run).
+pub struct Bridge {
+    listener: TcpListener,
+    shared: Arc<BridgeShared>,
+    key_location: KeyLocation,
+}
+
+impl Bridge {
+    /// Loads (or on first run creates) the bridge's key and binds the listener.
+    pub async fn bind(config: BridgeConfig) -> Result<Bridge, BridgeError> {
+        let home = config.home.clone();
+        let store = config.key_store;
+        // The keychain may block on D-Bus; keep it off the async threads.
+        let (identity, key_location) = tokio::task::spawn_blocking(move || identity::load_or_create(&home, store))
+            .await
+            .expect("the key loader does not panic")?;
+        Bridge::bind_with(config, identity, key_location).await
+    }
+
+    /// Binds with a given identity (tests, and hosts that manage the key themselves).
+    pub async fn bind_with(
+        config: BridgeConfig,
+        identity: Identity,
+        key_location: KeyLocation,
+    ) -> Result<Bridge, BridgeError> {
+        // Any client key may open TLS (an unpaired node must be able to ask to pair); what it may do is
+        // decided from its key ID once the handshake has proved it holds that key.
+        let tls = identity.server_config(PeerKeyVerifier::new(Pin::AnyKey))?;
+        let listener = TcpListener::bind(config.bind).await.map_err(|source| {
+            let hint = if source.kind() == io::ErrorKind::AddrInUse {
+                " (is another bridge running? `--bridge-port` picks another port)"
+            } else {
+                ""
+            };
+            BridgeError::Bind { addr: config.bind, source, hint }
+        })?;
+        let shared = Arc::new(BridgeShared {
+            bridge_id: identity.id(),
+            tls: TlsAcceptor::from(Arc::new(tls)),
+            limiter: Limiter::new(&config.limits),
+            config,
+        });
+        Ok(Bridge { listener, shared, key_location })
+    }
+
+    pub fn id(&self) -> KeyId {
+        self.shared.bridge_id
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn key_location(&self) -> &KeyLocation {
+        &self.key_location
+    }
+
+    /// Serves until `shutdown` resolves, then closes every node connection.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let stop = CancellationToken::new();
+        let accept = tokio::spawn(accept_loop(self.listener, self.shared.clone(), stop.clone()));
+        let sweeper = tokio::spawn(forget_idle_limits(self.shared.clone(), stop.clone()));
+        shutdown.await;
+        tracing::info!("bridge shutting down");
+        stop.cancel();
+        let _ = accept.await;
+        let _ = sweeper.await;
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<BridgeShared>, stop: CancellationToken) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, addr)) => {
+                    if let Err(e) = shared.limiter.handshake(addr.ip()) {
+                        // No TLS yet, so no way to say why: the connection is dropped before any work.
+                        tracing::info!(%addr, retry_after_ms = e.retry_after_ms, "connection attempts from this address are rate limited");
+                        continue;
+                    }
+                    let _ = tcp.set_nodelay(true);
+                    connections.spawn(session::serve(tcp, addr, shared.clone(), stop.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            () = stop.cancelled() => break,
+        }
+    }
+    while connections.join_next().await.is_some() {}
+}
+
+async fn forget_idle_limits(shared: Arc<BridgeShared>, stop: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = every.tick() => shared.limiter.forget_idle(),
+            () = stop.cancelled() => return,
+        }
+    }
+}
