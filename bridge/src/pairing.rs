@@ -10,8 +10,8 @@ use crate::session::NodeSide;
 use node_kit::Client;
 use node_kit::connection::Incoming;
 use node_kit::protocol::{
-    ErrorCode, ErrorShape, Frame, PairChallenge, PairConfirmParams, PairRequestParams, PairSubmitParams,
-    PairTicket, PairWaitParams, Request, method, nonce_commitment, pairing_nonce, sas,
+    ErrorCode, ErrorShape, Frame, PairChallenge, PairConfirmParams, PairRequestParams, PairSubmitParams, PairTicket,
+    PairWaitParams, Request, method, nonce_commitment, pairing_nonce, sas,
 };
 use serde_json::Value;
 use std::sync::Arc;
@@ -81,7 +81,10 @@ pub(crate) async fn run(mut node: NodeSide, shared: Arc<BridgeShared>, shutdown:
 enum Step {
     Answer(Value),
     /// `pair.wait`: answered later, by a task, when the owner decides.
-    Wait { request_id: String, gateway: Client },
+    Wait {
+        request_id: String,
+        gateway: Client,
+    },
 }
 
 async fn step(shared: &BridgeShared, node: &NodeSide, stage: &mut Stage, req: Request) -> Result<Step, ErrorShape> {
@@ -147,7 +150,8 @@ async fn wait_for_owner(gateway: Client, request_id: String, answer_id: String, 
 }
 
 fn check_request(request: &PairRequestParams) -> Result<(), ErrorShape> {
-    if request.name.len() > 256 || request.platform.len() > 64 || request.model.as_ref().is_some_and(|m| m.len() > 128) {
+    if request.name.len() > 256 || request.platform.len() > 64 || request.model.as_ref().is_some_and(|m| m.len() > 128)
+    {
         return Err(ErrorShape::invalid_request("name, platform or model is too long"));
     }
     if request.scopes.is_empty() {

@@ -28,7 +28,9 @@ impl Rate {
 
     fn quota(self) -> Quota {
         let every = self.every.max(Duration::from_nanos(1));
-        Quota::with_period(every).expect("a non-zero period").allow_burst(NonZeroU32::new(self.burst.max(1)).expect("≥ 1"))
+        Quota::with_period(every)
+            .expect("a non-zero period")
+            .allow_burst(NonZeroU32::new(self.burst.max(1)).expect("≥ 1"))
     }
 }
 
@@ -107,7 +109,10 @@ impl Limiter {
         if bytes > self.max_snapshot_bytes {
             return Err(ErrorShape::new(
                 ErrorCode::PayloadTooLarge,
-                format!("snapshot of {bytes} bytes exceeds the limit of {} bytes; ask for a smaller maxWidth or quality", self.max_snapshot_bytes),
+                format!(
+                    "snapshot of {bytes} bytes exceeds the limit of {} bytes; ask for a smaller maxWidth or quality",
+                    self.max_snapshot_bytes
+                ),
             )
             .with_details(serde_json::json!({ "size": bytes, "maxSnapshotBytes": self.max_snapshot_bytes })));
         }
@@ -131,7 +136,11 @@ fn check<K: Hash + Eq + Clone>(limiter: &DefaultKeyedRateLimiter<K>, key: &K, wh
     limiter.check_key(key).map_err(|not_until| {
         let wait = not_until.wait_time_from(limiter.clock().now());
         let retry_after_ms = (wait.as_millis() as u64).max(1);
-        ErrorShape::retryable(ErrorCode::RateLimited, format!("too many {what}; retry in {retry_after_ms} ms"), Some(retry_after_ms))
+        ErrorShape::retryable(
+            ErrorCode::RateLimited,
+            format!("too many {what}; retry in {retry_after_ms} ms"),
+            Some(retry_after_ms),
+        )
     })
 }
 

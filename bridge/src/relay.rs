@@ -130,7 +130,8 @@ fn admit(shared: &BridgeShared, node: &NodeSide, state: &mut NodeState, req: &Re
         shared.limiter.voice(&node.node_id)?;
     }
     if req.method == method::SYSTEM_EVENT
-        && let Some(app_state) = req.params.get("state").and_then(|s| serde_json::from_value::<AppState>(s.clone()).ok())
+        && let Some(app_state) =
+            req.params.get("state").and_then(|s| serde_json::from_value::<AppState>(s.clone()).ok())
     {
         state.background = app_state == AppState::Background;
     }

@@ -71,7 +71,8 @@ pub(crate) async fn serve(tcp: TcpStream, addr: SocketAddr, shared: Arc<BridgeSh
         return;
     };
     let ws_config = connection::websocket_config(shared.config.max_frame_bytes);
-    let ws = match tokio::time::timeout_at(deadline, tokio_tungstenite::accept_async_with_config(tls, Some(ws_config))).await
+    let ws = match tokio::time::timeout_at(deadline, tokio_tungstenite::accept_async_with_config(tls, Some(ws_config)))
+        .await
     {
         Ok(Ok(ws)) => ws,
         _ => {

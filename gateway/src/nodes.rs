@@ -3,8 +3,8 @@
 use crate::now_ms;
 use node_kit::outbound::Outbound;
 use node_kit::protocol::{
-    ClientInfo, ErrorCode, ErrorFrame, ErrorShape, Frame, PairedNode, NodeAdvert, NodeCommand, NodeCommandRequest, NodeSummary, Request,
-    Response, method,
+    ClientInfo, ErrorCode, ErrorFrame, ErrorShape, Frame, NodeAdvert, NodeCommand, NodeCommandRequest, NodeSummary,
+    PairedNode, Request, Response, method,
 };
 use serde_json::{Value, json};
 use std::collections::HashMap;

@@ -26,7 +26,9 @@ pub enum GatewayError {
     Bind { addr: SocketAddr, source: io::Error, hint: &'static str },
     #[error("cannot read or create the gateway token at {path}: {source}")]
     Token { path: PathBuf, source: io::Error },
-    #[error("cannot read the paired-node store at {path}: {source} (fix or move the file; it is never overwritten while unreadable)")]
+    #[error(
+        "cannot read the paired-node store at {path}: {source} (fix or move the file; it is never overwritten while unreadable)"
+    )]
     Store { path: PathBuf, source: io::Error },
 }
 
@@ -43,14 +45,13 @@ impl Gateway {
         if let Some(addr) = addrs.iter().find(|a| !a.ip().is_loopback()) {
             return Err(GatewayError::NonLoopbackBind(*addr));
         }
-        let token_at = |path: PathBuf| {
-            GatewayToken::load_or_create(&path).map_err(|source| GatewayError::Token { path, source })
-        };
+        let token_at =
+            |path: PathBuf| GatewayToken::load_or_create(&path).map_err(|source| GatewayError::Token { path, source });
         let token = token_at(crate::home::token_path(&config.home))?;
         let bridge_token = token_at(crate::home::bridge_token_path(&config.home))?;
         let store_path = crate::home::paired_store_path(&config.home);
-        let store = PairedStore::load(store_path.clone())
-            .map_err(|source| GatewayError::Store { path: store_path, source })?;
+        let store =
+            PairedStore::load(store_path.clone()).map_err(|source| GatewayError::Store { path: store_path, source })?;
         let mut listeners = Vec::new();
         for addr in &addrs {
             match TcpListener::bind(addr).await {

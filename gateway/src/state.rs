@@ -5,13 +5,13 @@ use crate::config::GatewayConfig;
 use crate::home::GatewayToken;
 use crate::hub::ConnectionHub;
 use crate::idempotency::IdempotencyCache;
+use crate::methods::Method;
 use crate::nodes::NodeRegistry;
 use crate::pairing::{PairedStore, PendingRequests};
 use crate::presence::Presence;
-use crate::methods::Method;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 pub(crate) struct GatewayState {

@@ -187,7 +187,9 @@ async fn a_retried_idempotency_key_runs_the_command_once() {
     assert_eq!(node.runs.load(Ordering::SeqCst), 1, "the node ran the command once");
 
     // A different key runs again.
-    a.request(method::NODE_INVOKE, invoke(&phone_id(), "test.sleep", json!({"ms": 1}), "other-key", 5000)).await.unwrap();
+    a.request(method::NODE_INVOKE, invoke(&phone_id(), "test.sleep", json!({"ms": 1}), "other-key", 5000))
+        .await
+        .unwrap();
     assert_eq!(node.runs.load(Ordering::SeqCst), 2);
 }
 

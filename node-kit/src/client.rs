@@ -208,9 +208,8 @@ impl ClientBuilder {
             auth: self.token.clone().map(|token| crate::protocol::Auth { token }),
             node: self.node.clone(),
         };
-        let hello = exchange_hello(&mut reader, &mut writer, &hello, self.handshake_timeout)
-            .await
-            .map_err(|e| match e {
+        let hello =
+            exchange_hello(&mut reader, &mut writer, &hello, self.handshake_timeout).await.map_err(|e| match e {
                 ClientError::Connect { reason, .. } => connect_error(reason),
                 other => other,
             })?;

@@ -90,7 +90,11 @@ pub struct Keepalive {
 impl Keepalive {
     pub fn new(interval: std::time::Duration) -> Keepalive {
         let start = tokio::time::Instant::now() + interval;
-        Keepalive { timer: tokio::time::interval_at(start, interval), interval, last_heard: tokio::time::Instant::now() }
+        Keepalive {
+            timer: tokio::time::interval_at(start, interval),
+            interval,
+            last_heard: tokio::time::Instant::now(),
+        }
     }
 
     pub fn heard(&mut self) {

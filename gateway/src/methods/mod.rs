@@ -17,8 +17,8 @@ mod pair_submit;
 mod pair_wait;
 mod system_event;
 
-use node_kit::outbound::Outbound;
 use crate::state::GatewayState;
+use node_kit::outbound::Outbound;
 use node_kit::protocol::{ClientMode, ErrorCode, ErrorShape, MAX_ID_LEN, method};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};

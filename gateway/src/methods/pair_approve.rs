@@ -16,29 +16,31 @@ impl PairApprove {
     }
 
     pub(crate) fn apply(self, ctx: &Context) -> Result<Value, ErrorShape> {
-        let (request, waiters) = ctx.state.pending_pairings.take(&self.params.request_id).ok_or_else(|| {
-            crate::pairing::expired(&format!("no pairing request {} is waiting", self.params.request_id))
+        let granted = self.params.scopes;
+        let mut stored = None;
+        let request = ctx.state.pending_pairings.decide(&self.params.request_id, |request| {
+            // The owner can narrow what the node asked for, never widen it.
+            let scopes: Vec<_> = match &granted {
+                Some(granted) => request.scopes.iter().copied().filter(|s| granted.contains(s)).collect(),
+                None => request.scopes.clone(),
+            };
+            let now = now_ms();
+            let node = PairedNode {
+                node_id: request.node_id,
+                name: request.name.clone(),
+                platform: request.platform.clone(),
+                model: request.model.clone(),
+                scopes: scopes.clone(),
+                created_at_ms: now,
+                last_seen_ms: now,
+            };
+            // Stored before the node hears it, so an approved node always finds its record.
+            ctx.state.paired.add(node.clone()).map_err(|e| super::store_failed(&e))?;
+            stored = Some(node);
+            Ok(Decision::Approved(scopes))
         })?;
-        // The owner can narrow what the node asked for, never widen it.
-        let scopes: Vec<_> = match self.params.scopes {
-            Some(granted) => request.scopes.iter().copied().filter(|s| granted.contains(s)).collect(),
-            None => request.scopes.clone(),
-        };
-        let now = now_ms();
-        let node = PairedNode {
-            node_id: request.node_id,
-            name: request.name,
-            platform: request.platform,
-            model: request.model,
-            scopes: scopes.clone(),
-            created_at_ms: now,
-            last_seen_ms: now,
-        };
-        // Stored before the node hears it, so an approved node always finds its record.
-        ctx.state.paired.add(node.clone()).map_err(|e| super::store_failed(&e))?;
-        for waiter in waiters {
-            let _ = waiter.send(Decision::Approved(scopes.clone()));
-        }
+        let node = stored.expect("set when approved");
+        let scopes = node.scopes.clone();
         tracing::info!(request = %request.request_id, node = %node.node_id, "pairing approved");
         let resolution = PairResolution {
             request_id: request.request_id,

@@ -16,14 +16,7 @@ impl PairReject {
     }
 
     pub(crate) fn apply(self, ctx: &Context) -> Result<Value, ErrorShape> {
-        let (request, waiters) = ctx
-            .state
-            .pending_pairings
-            .take(&self.request_id)
-            .ok_or_else(|| crate::pairing::expired(&format!("no pairing request {} is waiting", self.request_id)))?;
-        for waiter in waiters {
-            let _ = waiter.send(Decision::Rejected);
-        }
+        let request = ctx.state.pending_pairings.decide(&self.request_id, |_| Ok(Decision::Rejected))?;
         tracing::info!(request = %request.request_id, "pairing rejected");
         let resolution = PairResolution {
             request_id: request.request_id,

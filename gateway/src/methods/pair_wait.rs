@@ -19,7 +19,8 @@ impl PairWait {
 
     pub(crate) async fn apply(self, ctx: &Context) -> Result<Value, ErrorShape> {
         let (node_id, decision) = ctx.state.pending_pairings.wait(&self.request_id).await?;
-        let resolution = |outcome, scopes| PairResolution { request_id: self.request_id.clone(), node_id, outcome, scopes };
+        let resolution =
+            |outcome, scopes| PairResolution { request_id: self.request_id.clone(), node_id, outcome, scopes };
         match decision {
             Decision::Approved(scopes) => {
                 Ok(serde_json::to_value(resolution(PairOutcome::Approved, scopes)).expect("resolutions serialise"))

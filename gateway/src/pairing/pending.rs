@@ -5,9 +5,7 @@ use crate::config::PairingConfig;
 use crate::now_ms;
 use certs::KeyId;
 use node_kit::client::random_id;
-use node_kit::protocol::{
-    ErrorCode, ErrorShape, PairSubmitParams, PendingPairing, Scope, display_safe_name,
-};
+use node_kit::protocol::{ErrorCode, ErrorShape, PairSubmitParams, PendingPairing, Scope, display_safe_name};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use tokio::sync::oneshot;
@@ -26,14 +24,27 @@ struct Waiting {
     waiters: Vec<oneshot::Sender<Decision>>,
 }
 
+/// A decision nobody was waiting for yet: the node may call `pair.wait` just after the owner answered.
+struct Unheard {
+    node_id: KeyId,
+    decision: Decision,
+    expires_at_ms: u64,
+}
+
+#[derive(Default)]
+struct Requests {
+    waiting: HashMap<KeyId, Waiting>,
+    unheard: HashMap<String, Unheard>,
+}
+
 pub(crate) struct PendingRequests {
     config: PairingConfig,
-    requests: Mutex<HashMap<KeyId, Waiting>>,
+    requests: Mutex<Requests>,
 }
 
 impl PendingRequests {
     pub(crate) fn new(config: PairingConfig) -> Self {
-        PendingRequests { config, requests: Mutex::new(HashMap::new()) }
+        PendingRequests { config, requests: Mutex::new(Requests::default()) }
     }
 
     /// Files a request, or refreshes the one this key already has (same request ID, new SAS and expiry).
@@ -41,8 +52,8 @@ impl PendingRequests {
         let now = now_ms();
         let ttl_ms = self.config.ttl.as_millis() as u64;
         let mut requests = self.requests.lock().expect("pending lock");
-        prune(&mut requests, now);
-        let request_id = match requests.remove(&p.node_id) {
+        requests.prune(now);
+        let request_id = match requests.waiting.remove(&p.node_id) {
             Some(previous) => {
                 for waiter in previous.waiters {
                     let _ = waiter.send(Decision::Expired);
@@ -50,7 +61,7 @@ impl PendingRequests {
                 previous.info.request_id
             }
             None => {
-                self.check_room(&requests, &p.address, now)?;
+                self.check_room(&requests.waiting, &p.address, now)?;
                 random_id()
             }
         };
@@ -66,7 +77,7 @@ impl PendingRequests {
             created_at_ms: now,
             expires_at_ms: now + ttl_ms,
         };
-        requests.insert(p.node_id, Waiting { info: info.clone(), waiters: Vec::new() });
+        requests.waiting.insert(p.node_id, Waiting { info: info.clone(), waiters: Vec::new() });
         Ok(info)
     }
 
@@ -97,8 +108,12 @@ impl PendingRequests {
     pub(crate) async fn wait(&self, request_id: &str) -> Result<(KeyId, Decision), ErrorShape> {
         let (rx, expires_at_ms, node_id) = {
             let mut requests = self.requests.lock().expect("pending lock");
-            prune(&mut requests, now_ms());
+            requests.prune(now_ms());
+            if let Some(unheard) = requests.unheard.remove(request_id) {
+                return Ok((unheard.node_id, unheard.decision));
+            }
             let waiting = requests
+                .waiting
                 .values_mut()
                 .find(|w| w.info.request_id == request_id)
                 .ok_or_else(|| expired("no such pairing request is waiting (it expired or was answered)"))?;
@@ -111,7 +126,7 @@ impl PendingRequests {
             Ok(Ok(decision)) => decision,
             Ok(Err(_)) => Decision::Expired,
             Err(_) => {
-                prune(&mut self.requests.lock().expect("pending lock"), now_ms());
+                self.requests.lock().expect("pending lock").prune(now_ms());
                 Decision::Expired
             }
         };
@@ -120,28 +135,49 @@ impl PendingRequests {
 
     pub(crate) fn list(&self) -> Vec<PendingPairing> {
         let mut requests = self.requests.lock().expect("pending lock");
-        prune(&mut requests, now_ms());
-        let mut list: Vec<_> = requests.values().map(|w| w.info.clone()).collect();
+        requests.prune(now_ms());
+        let mut list: Vec<_> = requests.waiting.values().map(|w| w.info.clone()).collect();
         list.sort_by_key(|i| i.created_at_ms);
         list
     }
 
-    /// Removes the request and returns it, so the caller can act on it before telling the waiters.
-    pub(crate) fn take(&self, request_id: &str) -> Option<(PendingPairing, Vec<oneshot::Sender<Decision>>)> {
+    /// Answers a waiting request: `decide` sees it and returns the decision (or an error, which leaves the
+    /// request waiting). The request is then gone and its waiters are told; when none is waiting yet, the
+    /// decision is kept for the node's `pair.wait` until the request would have expired.
+    pub(crate) fn decide(
+        &self,
+        request_id: &str,
+        decide: impl FnOnce(&PendingPairing) -> Result<Decision, ErrorShape>,
+    ) -> Result<PendingPairing, ErrorShape> {
         let mut requests = self.requests.lock().expect("pending lock");
-        prune(&mut requests, now_ms());
-        let node_id = requests.values().find(|w| w.info.request_id == request_id)?.info.node_id;
-        requests.remove(&node_id).map(|w| (w.info, w.waiters))
+        requests.prune(now_ms());
+        let gone = || expired(&format!("no pairing request {request_id} is waiting (it expired or was answered)"));
+        let node_id =
+            requests.waiting.values().find(|w| w.info.request_id == request_id).ok_or_else(gone)?.info.node_id;
+        let decision = decide(&requests.waiting[&node_id].info)?;
+        let Waiting { info, waiters } = requests.waiting.remove(&node_id).expect("found above");
+        if waiters.is_empty() {
+            let unheard = Unheard { node_id, decision, expires_at_ms: info.expires_at_ms };
+            requests.unheard.insert(info.request_id.clone(), unheard);
+        } else {
+            for waiter in waiters {
+                let _ = waiter.send(decision.clone());
+            }
+        }
+        Ok(info)
+    }
+}
+
+impl Requests {
+    /// Drops expired requests (their waiters learn it from their own timers) and unheard decisions.
+    fn prune(&mut self, now: u64) {
+        self.waiting.retain(|_, w| w.info.expires_at_ms > now);
+        self.unheard.retain(|_, u| u.expires_at_ms > now);
     }
 }
 
 pub(crate) fn expired(message: &str) -> ErrorShape {
     ErrorShape::new(ErrorCode::PairingExpired, message)
-}
-
-/// Drops expired requests; their waiters learn it from their own timers.
-fn prune(requests: &mut HashMap<KeyId, Waiting>, now: u64) {
-    requests.retain(|_, w| w.info.expires_at_ms > now);
 }
 
 #[cfg(test)]
@@ -197,7 +233,17 @@ mod tests {
         let info = pending.submit(params("a", "10.0.0.1")).unwrap();
         assert_eq!(pending.wait(&info.request_id).await.unwrap(), (info.node_id, Decision::Expired));
         assert!(pending.list().is_empty());
-        assert!(pending.take(&info.request_id).is_none());
+        assert!(pending.decide(&info.request_id, |_| Ok(Decision::Rejected)).is_err());
         assert_eq!(pending.wait(&info.request_id).await.unwrap_err().code, ErrorCode::PairingExpired);
+    }
+
+    #[tokio::test]
+    async fn a_decision_before_the_wait_is_kept_for_it() {
+        let pending = PendingRequests::new(config(Duration::from_secs(60)));
+        let info = pending.submit(params("a", "10.0.0.1")).unwrap();
+        pending.decide(&info.request_id, |_| Ok(Decision::Approved(vec![Scope::Chat]))).unwrap();
+        assert!(pending.list().is_empty());
+        let heard = pending.wait(&info.request_id).await.unwrap();
+        assert_eq!(heard, (info.node_id, Decision::Approved(vec![Scope::Chat])));
     }
 }

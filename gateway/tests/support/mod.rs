@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 /// A gateway running for one test. Stops when dropped.
 pub struct TestGateway {
     pub url: String,
+    pub addr: std::net::SocketAddr,
     pub token: String,
     /// The token that lets a client speak for nodes, as the bridge does.
     pub bridge_token: String,
@@ -27,12 +28,21 @@ pub struct TestGateway {
 
 impl TestGateway {
     pub async fn start(configure: impl FnOnce(&mut GatewayConfig)) -> TestGateway {
-        let home = tempfile::tempdir().unwrap();
+        TestGateway::start_at(tempfile::tempdir().unwrap(), "127.0.0.1:0".parse().unwrap(), configure).await
+    }
+
+    /// A gateway on `addr` with an existing home: how a restart looks (same port, same tokens and store).
+    pub async fn start_at(
+        home: tempfile::TempDir,
+        addr: std::net::SocketAddr,
+        configure: impl FnOnce(&mut GatewayConfig),
+    ) -> TestGateway {
         let mut config = GatewayConfig::new(home.path().to_path_buf());
-        config.bind = vec!["127.0.0.1:0".parse().unwrap()];
+        config.bind = vec![addr];
         configure(&mut config);
         let gateway = Gateway::bind(config).await.expect("gateway binds");
         let url = gateway.url();
+        let addr = gateway.local_addrs()[0];
         let token = GatewayToken::load(&gateway::home::token_path(home.path())).unwrap().expose().to_string();
         let bridge_token =
             GatewayToken::load(&gateway::home::bridge_token_path(home.path())).unwrap().expose().to_string();
@@ -40,7 +50,7 @@ impl TestGateway {
         let task = tokio::spawn(gateway.run(async {
             let _ = stopped.await;
         }));
-        TestGateway { url, token, bridge_token, home, claude_home: None, stop: Some(stop), task: Some(task) }
+        TestGateway { url, addr, token, bridge_token, home, claude_home: None, stop: Some(stop), task: Some(task) }
     }
 
     /// A gateway whose agent runs the real claude against `api`.
@@ -94,13 +104,20 @@ impl TestGateway {
     }
 
     /// Stops the gateway and waits for it to finish.
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        self.stop_keeping_home().await;
+    }
+
+    /// Stops the gateway and hands back its home, for a restart with [`TestGateway::start_at`].
+    pub async fn stop_keeping_home(mut self) -> tempfile::TempDir {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
             tokio::time::timeout(Duration::from_secs(10), task).await.expect("gateway stops in time").unwrap();
         }
+        let placeholder = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.home, placeholder)
     }
 }
 

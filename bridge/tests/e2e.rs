@@ -1,0 +1,86 @@
+//! The whole path with real parts: a node pairs by approval over pinned mutual TLS, reconnects as paired,
+//! streams an `agent` turn from the real claude (against the scripted Messages API) through the bridge,
+//! and answers a `node.invoke` the owner sends from the gateway.
+
+mod support;
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use node_kit::CommandHandler;
+use node_kit::node::Node;
+use node_kit::pairing::{PairingRequest, request_pairing};
+use node_kit::protocol::{AgentEventKind, AgentParams, ErrorShape, NodeCommandRequest, Scope, method};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use support::gw::messages_api::{MessagesApi, Reply};
+use support::gw::{TestGateway, claude_binary};
+use support::{TestBridge, pending_requests, screen_advert};
+
+struct Canvas;
+
+impl CommandHandler for Canvas {
+    fn handle(&self, request: NodeCommandRequest) -> BoxFuture<'static, Result<Value, ErrorShape>> {
+        async move { Ok(json!({ "result": format!("ran {} with {}", request.command, request.params) })) }.boxed()
+    }
+}
+
+#[tokio::test]
+async fn pair_approve_reconnect_then_agent_and_invoke_through_the_bridge() {
+    let Some(claude) = claude_binary() else { return };
+    let api = MessagesApi::start(|_| Reply::text(&["Hello", " from", " the model"])).await;
+    let gateway = TestGateway::with_claude(claude, &api, |_| {}).await;
+    let bridge = TestBridge::start(&gateway, |_| {}).await;
+    let operator = gateway.operator().await;
+    let mut owner_events = operator.subscribe();
+
+    // Door 1: the node asks; the owner sees the request with the same SAS and approves it.
+    let identity = Arc::new(certs::Identity::generate());
+    let request = PairingRequest::new("Ada's phone", "ios").model("iPhone 17").scopes([Scope::Chat]);
+    let pending = request_pairing(&bridge.address(), &identity, request).await.unwrap();
+    assert_eq!(pending.bridge_id(), bridge.id);
+    let announced = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            let event = owner_events.recv().await.unwrap();
+            if event.event == "pair.requested" {
+                return event;
+            }
+        }
+    })
+    .await
+    .expect("the owner hears of the request at once");
+    assert_eq!(announced.payload["sas"], pending.sas());
+    let shown = &pending_requests(&gateway).await[0];
+    assert_eq!(shown.sas, pending.sas());
+    assert_eq!(shown.name, "Ada's phone");
+    assert_eq!(shown.address, "127.0.0.1");
+    operator.request(method::PAIR_APPROVE, json!({ "requestId": pending.request_id() })).await.unwrap();
+    let paired = pending.approved().await.unwrap();
+    assert_eq!(paired.bridge_id, bridge.id);
+    assert_eq!(paired.scopes, [Scope::Chat]);
+
+    // Reconnect as paired, pinned to the bridge key learnt above.
+    let node = Node::builder(identity.clone(), paired).commands(screen_advert(), Canvas).connect().await.unwrap();
+    let hello = node.client().unwrap().hello().clone();
+    assert_eq!(hello.paired.unwrap().node_id, identity.id());
+
+    let mut run = node.agent(AgentParams::new("hello through the bridge")).await.unwrap();
+    let mut streamed = String::new();
+    while let Some(event) = run.next_event().await {
+        if let AgentEventKind::TextDelta { text } = event {
+            streamed.push_str(&text);
+        }
+    }
+    let outcome = run.outcome().await.unwrap();
+    assert_eq!(streamed, "Hello from the model");
+    assert_eq!(outcome.result, "Hello from the model");
+    assert_eq!(api.requests_with("hello through the bridge").len(), 1);
+
+    // The owner drives the node's screen from the gateway; the command crosses the bridge and comes back.
+    let invoke = json!({
+        "nodeId": identity.id().to_string(), "command": "screen.eval", "params": {"javaScript": "1+1"},
+        "idempotencyKey": "e2e-1", "timeoutMs": 5000,
+    });
+    let answer = operator.request(method::NODE_INVOKE, invoke).await.unwrap();
+    assert_eq!(answer["payload"]["result"], "ran screen.eval with {\"javaScript\":\"1+1\"}");
+    node.close();
+}

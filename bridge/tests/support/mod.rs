@@ -1,0 +1,187 @@
+//! Shared support for the bridge tests: the gateway test support (a real gateway, the scripted Messages
+//! API, the real claude), plus a real bridge in front of it, pairing through the real door, and a raw
+//! TLS WebSocket for tests that must misbehave below the client library.
+#![allow(dead_code)] // each test file uses a different part of the support module
+
+#[path = "../../../gateway/tests/support/mod.rs"]
+pub mod gw;
+
+use bridge::identity::KeyStore;
+use bridge::{Bridge, BridgeConfig};
+use certs::{Identity, KeyId, PeerKeyVerifier, Pin};
+use gw::TestGateway;
+use node_kit::ClientError;
+use node_kit::connection::{self, FrameReader, FrameWriter, Incoming};
+use node_kit::pairing::{PairedBridge, PairingRequest, request_pairing};
+use node_kit::protocol::{
+    ClientInfo, ClientMode, ConnectParams, ErrorShape, Frame, NodeAdvert, PROTOCOL_VERSION, PendingPairing,
+    PendingPairingList, Scope, method,
+};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+/// A bridge running for one test, in front of a [`TestGateway`], sharing its home. Stops when dropped.
+pub struct TestBridge {
+    pub addr: SocketAddr,
+    pub id: KeyId,
+    config: BridgeConfig,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestBridge {
+    pub async fn start(gateway: &TestGateway, configure: impl FnOnce(&mut BridgeConfig)) -> TestBridge {
+        let mut config =
+            BridgeConfig::new(gateway.home.path().to_path_buf(), gateway.url.clone(), gateway.bridge_token.clone());
+        config.bind = "127.0.0.1:0".parse().unwrap();
+        config.key_store = KeyStore::File;
+        configure(&mut config);
+        TestBridge::run(config).await
+    }
+
+    async fn run(mut config: BridgeConfig) -> TestBridge {
+        let bridge = Bridge::bind(config.clone()).await.expect("bridge binds");
+        let (addr, id) = (bridge.local_addr(), bridge.id());
+        config.bind = addr;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(bridge.run(async {
+            let _ = stopped.await;
+        }));
+        TestBridge { addr, id, config, stop: Some(stop), task: Some(task) }
+    }
+
+    /// The bridge's own identity, as kept in its home.
+    pub fn identity(&self) -> Identity {
+        bridge::identity::load_or_create(&self.config.home, KeyStore::File).unwrap().0
+    }
+
+    pub fn address(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Stops the bridge and starts it again on the same port with the same key.
+    pub async fn restart(mut self) -> TestBridge {
+        let config = self.config.clone();
+        self.shut_down().await;
+        TestBridge::run(config).await
+    }
+
+    pub async fn stop(mut self) {
+        self.shut_down().await;
+    }
+
+    async fn shut_down(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task).await.expect("bridge stops in time").unwrap();
+        }
+    }
+}
+
+impl Drop for TestBridge {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Pairs a fresh node through door 1: the node asks, the owner approves by request ID.
+pub async fn pair(bridge: &TestBridge, gateway: &TestGateway, scopes: &[Scope]) -> (Arc<Identity>, PairedBridge) {
+    let identity = Arc::new(Identity::generate());
+    let request = PairingRequest::new("Test phone", "test").scopes(scopes.iter().copied());
+    let pending = request_pairing(&bridge.address(), &identity, request).await.expect("pairing request accepted");
+    let approve = serde_json::json!({ "requestId": pending.request_id() });
+    gateway.operator().await.request(method::PAIR_APPROVE, approve).await.expect("approve");
+    let paired = pending.approved().await.expect("approved");
+    (identity, paired)
+}
+
+pub async fn pending_requests(gateway: &TestGateway) -> Vec<PendingPairing> {
+    let list = gateway.operator().await.request(method::PAIR_PENDING, serde_json::Value::Null).await.unwrap();
+    serde_json::from_value::<PendingPairingList>(list).unwrap().requests
+}
+
+/// The protocol error inside a client error.
+pub fn remote(e: ClientError) -> ErrorShape {
+    match e {
+        ClientError::Remote(e) | ClientError::Handshake(e) => e,
+        other => panic!("expected an error from the server, got {other}"),
+    }
+}
+
+pub fn screen_advert() -> NodeAdvert {
+    NodeAdvert { caps: vec!["screen".into()], commands: ["screen.eval", "screen.snapshot"].map(String::from).to_vec() }
+}
+
+/// How many requests the gateway has received for `method`, from its `health`.
+pub async fn gateway_requests(gateway: &TestGateway, method_name: &str) -> u64 {
+    let health = gateway.operator().await.request(method::HEALTH, serde_json::Value::Null).await.unwrap();
+    health["requests"][method_name].as_u64().unwrap_or(0)
+}
+
+pub type RawStream = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// A node below the client library: TLS, WebSocket and `connect` by hand, then frames as the test likes.
+pub struct RawNode {
+    pub reader: FrameReader<RawStream>,
+    pub writer: FrameWriter<RawStream>,
+}
+
+impl RawNode {
+    pub async fn connect(addr: SocketAddr, identity: &Identity, bridge: KeyId, advert: Option<NodeAdvert>) -> RawNode {
+        let tls = identity.client_config(PeerKeyVerifier::new(Pin::Key(bridge))).unwrap();
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = certs::rustls::pki_types::ServerName::try_from("lanyard").unwrap();
+        let stream = tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(name, tcp).await.unwrap();
+        let config = connection::websocket_config(node_kit::protocol::MAX_FRAME_BYTES);
+        let (ws, _) =
+            tokio_tungstenite::client_async_with_config(format!("wss://{addr}/"), stream, Some(config)).await.unwrap();
+        let (reader, mut writer) = connection::split(ws);
+        let connect = ConnectParams {
+            min_protocol: PROTOCOL_VERSION,
+            max_protocol: PROTOCOL_VERSION,
+            client: ClientInfo {
+                instance_id: identity.id().to_string(),
+                mode: ClientMode::Node,
+                platform: "test".into(),
+                version: "0".into(),
+                display_name: None,
+            },
+            auth: None,
+            node: advert,
+        };
+        writer.send(&Frame::Connect(connect)).await.unwrap();
+        let mut node = RawNode { reader, writer };
+        match node.next_frame().await {
+            Frame::HelloOk(_) => node,
+            other => panic!("expected hello-ok, got {other:?}"),
+        }
+    }
+
+    /// The next frame, skipping pings; panics on anything else or after 10 s.
+    pub async fn next_frame(&mut self) -> Frame {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), self.reader.next()).await.expect("a frame in time") {
+                Incoming::Frame(frame) => return frame,
+                Incoming::Heartbeat => continue,
+                other => panic!("expected a frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Reads until the connection ends; returns the close reason.
+    pub async fn closed(&mut self) -> Option<String> {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), self.reader.next()).await.expect("closed in time") {
+                Incoming::Closed(reason) => return reason,
+                _ => continue,
+            }
+        }
+    }
+}
