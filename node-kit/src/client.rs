@@ -488,6 +488,12 @@ pub struct AgentRun {
     outcome: Option<Result<AgentOutcome, ClientError>>,
 }
 
+impl std::fmt::Debug for AgentRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentRun").field("run_id", &self.ack.run_id).finish_non_exhaustive()
+    }
+}
+
 impl AgentRun {
     pub fn run_id(&self) -> &str {
         &self.ack.run_id

@@ -15,7 +15,7 @@
 
 use crate::client::{AgentRun, Client, ClientBuilder, ClientError, CommandHandler};
 use crate::pairing::PairedBridge;
-use crate::protocol::{AgentParams, AppState, NodeAdvert, PresenceBeacon, method};
+use crate::protocol::{AgentParams, AppState, ErrorCode, ErrorShape, NodeAdvert, PresenceBeacon, method};
 use certs::{Identity, Pin};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
@@ -85,7 +85,7 @@ impl NodeBuilder {
 
     /// Connects once (any error is returned as is), then keeps the connection alive in the background.
     pub async fn connect(self) -> Result<Node, ClientError> {
-        let first = self.client.clone().connect().await?;
+        let first = connect_paired(&self.client).await?;
         let inner = Arc::new(NodeInner {
             link: watch::channel(Link::Connected(first.clone())).0,
             app_state: Mutex::new(AppState::Foreground),
@@ -181,6 +181,19 @@ impl Node {
     }
 }
 
+/// Connects and checks that the bridge knows this node as paired: a bridge that no longer does (the
+/// pairing was revoked) lets the key in only to pair again, which is a refusal for a paired session.
+async fn connect_paired(builder: &ClientBuilder) -> Result<Client, ClientError> {
+    let client = builder.clone().connect().await?;
+    if client.hello().paired.is_none() {
+        return Err(ClientError::Handshake(ErrorShape::new(
+            ErrorCode::NotPaired,
+            "the bridge does not know this device (its pairing was revoked or never approved); pair again",
+        )));
+    }
+    Ok(client)
+}
+
 async fn send_app_state(client: &Client, state: AppState) -> Result<(), ClientError> {
     let beacon = PresenceBeacon { state: Some(state), ..Default::default() };
     let params = serde_json::to_value(beacon).expect("beacons serialise");
@@ -208,7 +221,7 @@ async fn supervise(inner: Arc<NodeInner>, builder: ClientBuilder, backoff: Backo
                     return;
                 }
             }
-            match builder.clone().connect().await {
+            match connect_paired(&builder).await {
                 Ok(client) => break client,
                 Err(e) if e.is_retryable() => {
                     tracing::debug!(attempt, error = %e, "reconnect failed; will retry");

@@ -1,0 +1,238 @@
+//! Each attack in docs/security.md, tried for real against a real bridge and gateway.
+
+mod support;
+
+use certs::rustls::pki_types::PrivateKeyDer;
+use certs::rustls::pki_types::pem::PemObject;
+use certs::rustls::server::{ClientHello, ResolvesServerCert};
+use certs::rustls::sign::CertifiedKey;
+use certs::{Identity, PeerKeyVerifier, Pin};
+use node_kit::node::{Link, Node};
+use node_kit::pairing::{PairingRequest, request_pairing};
+use node_kit::protocol::{AgentChannel, AgentParams, ErrorCode, Scope, method};
+use node_kit::{Client, ClientError};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use support::gw::{TestGateway, eventually};
+use support::{TestBridge, gateway_requests, pair, pending_requests, remote};
+
+/// A node that is not paired may only ask to pair: `agent` is `NOT_PAIRED` and never reaches the gateway.
+#[tokio::test]
+async fn an_unpaired_node_calling_agent_gets_not_paired() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let bridge = TestBridge::start(&gateway, |_| {}).await;
+    let stranger = Identity::generate();
+    let client = Client::bridge(bridge.address(), &stranger, Pin::Key(bridge.id)).unwrap().connect().await.unwrap();
+    assert!(client.hello().paired.is_none());
+    assert_eq!(client.hello().methods, ["pair.request", "pair.confirm", "pair.wait"]);
+    let e = remote(client.agent(AgentParams::new("let me in")).await.unwrap_err());
+    assert_eq!(e.code, ErrorCode::NotPaired);
+    assert_eq!(gateway_requests(&gateway, method::AGENT).await, 0);
+}
+
+/// A key the gateway does not know reaches nothing there, whatever it calls.
+#[tokio::test]
+async fn a_node_with_an_unknown_client_key_cannot_reach_the_gateway() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let bridge = TestBridge::start(&gateway, |_| {}).await;
+    let stranger = Identity::generate();
+    let client = Client::bridge(bridge.address(), &stranger, Pin::AnyKey).unwrap().connect().await.unwrap();
+    for name in [method::HEALTH, method::NODE_LIST, method::NODE_INVOKE, method::SYSTEM_EVENT, method::PAIR_APPROVE] {
+        let e = remote(client.request(name, json!({})).await.unwrap_err());
+        assert_eq!(e.code, ErrorCode::NotPaired, "{name}");
+    }
+    for name in [method::NODE_LIST, method::NODE_INVOKE, method::SYSTEM_EVENT, method::PAIR_APPROVE] {
+        assert_eq!(gateway_requests(&gateway, name).await, 0, "{name} reached the gateway");
+    }
+}
+
+/// A paired node's calls outside the ACL (or outside its scopes) are answered by the bridge: the gateway's
+/// request counters do not move.
+#[tokio::test]
+async fn acl_denied_methods_never_reach_the_gateway() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let bridge = TestBridge::start(&gateway, |_| {}).await;
+    let (identity, paired) = pair(&bridge, &gateway, &[Scope::Chat]).await;
+    let node = Node::builder(identity, paired).connect().await.unwrap();
+    let watched = [
+        method::NODE_INVOKE,
+        method::NODE_LIST,
+        method::NODE_DESCRIBE,
+        method::PAIR_APPROVE,
+        method::PAIR_LIST,
+        method::AGENT,
+        "(unknown)",
+    ];
+    let mut before = Vec::new();
+    for name in watched {
+        before.push(gateway_requests(&gateway, name).await);
+    }
+    let denied = [
+        (method::NODE_INVOKE, json!({"nodeId": "x", "command": "screen.show", "idempotencyKey": "k"})),
+        (method::NODE_LIST, json!({})),
+        (method::NODE_DESCRIBE, json!({"nodeId": "x"})),
+        (method::PAIR_APPROVE, json!({"requestId": "x"})),
+        (method::PAIR_LIST, json!({})),
+        (method::PAIR_REVOKE, json!({"nodeId": "x"})),
+        (method::PAIR_SUBMIT, json!({})),
+        ("no.such.method", json!({})),
+    ];
+    for (name, params) in denied {
+        let e = remote(node.request(name, params).await.unwrap_err());
+        assert_eq!(e.code, ErrorCode::Forbidden, "{name}");
+    }
+    // A voice transcript needs the voice scope, which this node was not granted.
+    let voice = AgentParams { channel: AgentChannel::Voice, ..AgentParams::new("turn on the lights") };
+    assert_eq!(remote(node.agent(voice).await.unwrap_err()).code, ErrorCode::Forbidden);
+    for (name, before) in watched.into_iter().zip(before) {
+        assert_eq!(gateway_requests(&gateway, name).await, before, "{name} reached the gateway");
+    }
+    // What the ACL allows does reach it.
+    node.request(method::HEALTH, json!({})).await.unwrap();
+}
+
+/// Revoking closes the node's live connection at once, and the node cannot come back.
+#[tokio::test]
+async fn a_revoked_node_is_refused_and_its_live_connection_closed() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let bridge = TestBridge::start(&gateway, |_| {}).await;
+    let (identity, paired) = pair(&bridge, &gateway, &[Scope::Chat]).await;
+    let node = Node::builder(identity.clone(), paired.clone()).connect().await.unwrap();
+    let client = node.client().unwrap();
+    let revoked =
+        gateway.operator().await.request(method::PAIR_REVOKE, json!({"nodeId": identity.id()})).await.unwrap();
+    assert_eq!(revoked["connectionsClosed"], 1);
+    tokio::time::timeout(Duration::from_secs(5), client.closed()).await.expect("the live connection closes at once");
+    // The reconnect attempt is refused for good.
+    let mut link = node.link();
+    let stopped = tokio::time::timeout(Duration::from_secs(10), link.wait_for(|l| matches!(l, Link::Stopped(_))))
+        .await
+        .expect("the node stops trying")
+        .unwrap()
+        .clone();
+    let Link::Stopped(why) = stopped else { unreachable!() };
+    assert!(matches!(*why, ClientError::Handshake(ref e) if e.code == ErrorCode::NotPaired), "{why}");
+    // A fresh connection with the revoked key is an unpaired one.
+    let again = Client::bridge(bridge.address(), &identity, Pin::Key(bridge.id)).unwrap().connect().await.unwrap();
+    assert!(again.hello().paired.is_none());
+    assert_eq!(remote(again.request(method::HEALTH, json!({})).await.unwrap_err()).code, ErrorCode::NotPaired);
+}
+
+/// A node pinned to the bridge refuses another bridge (another key) at the same address.
+#[tokio::test]
+async fn an_impostor_bridge_with_a_different_key_is_refused_by_the_node() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let bridge = TestBridge::start(&gateway, |_| {}).await;
+    let (identity, paired) = pair(&bridge, &gateway, &[Scope::Chat]).await;
+    // The impostor runs a genuine bridge with its own key in front of its own gateway.
+    let other_gateway = TestGateway::start(|_| {}).await;
+    let impostor = TestBridge::start(&other_gateway, |_| {}).await;
+    assert_ne!(impostor.id, bridge.id);
+    let mut redirected = paired.clone();
+    redirected.address = impostor.address();
+    let refused = Node::builder(identity, redirected).connect().await.err().expect("the node refuses the impostor");
+    assert!(matches!(refused, ClientError::WrongBridgeKey { .. }), "{refused}");
+}
+
+/// Presents the genuine bridge certificate, signing the handshake with another key.
+#[derive(Debug)]
+struct ReplayedCertificate(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for ReplayedCertificate {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+/// Someone who copied the bridge's public certificate (it is sent in clear in every handshake) cannot
+/// pass as the bridge: the handshake signature is checked against the pinned key.
+#[tokio::test]
+async fn an_impostor_presenting_the_genuine_certificate_without_its_key_is_refused() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let bridge = TestBridge::start(&gateway, |_| {}).await;
+    let (identity, paired) = pair(&bridge, &gateway, &[Scope::Chat]).await;
+
+    let genuine = bridge.identity();
+    let thief = Identity::generate();
+    let stolen_key = PrivateKeyDer::from_pem_slice(thief.to_pkcs8_pem().as_bytes()).unwrap();
+    let signer = certs::crypto_provider().key_provider.load_private_key(stolen_key).unwrap();
+    let presented = Arc::new(CertifiedKey::new(vec![genuine.certificate().clone()], signer));
+    let config = certs::rustls::ServerConfig::builder_with_provider(certs::crypto_provider())
+        .with_protocol_versions(&[&certs::rustls::version::TLS13])
+        .unwrap()
+        .with_client_cert_verifier(Arc::new(PeerKeyVerifier::new(Pin::AnyKey)))
+        .with_cert_resolver(Arc::new(ReplayedCertificate(presented)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let handshakes = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        acceptor.accept(tcp).await.map(drop).map_err(|e| e.to_string())
+    });
+
+    let mut redirected = paired.clone();
+    redirected.address = addr.to_string();
+    let refused = Node::builder(identity, redirected).connect().await.err().expect("the node refuses the impostor");
+    assert!(
+        matches!(refused, ClientError::WrongBridgeKey { ref reason, .. } if reason.contains("BadSignature")),
+        "{refused}"
+    );
+    assert!(handshakes.await.unwrap().is_err(), "the impostor never completes a session");
+}
+
+/// A rejected request leaves no trace: no paired record, no pending request, and the node is told.
+#[tokio::test]
+async fn a_reject_leaves_no_record() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let bridge = TestBridge::start(&gateway, |_| {}).await;
+    let identity = Identity::generate();
+    let pending =
+        request_pairing(&bridge.address(), &identity, PairingRequest::new("Mallory's phone", "test")).await.unwrap();
+    let operator = gateway.operator().await;
+    operator.request(method::PAIR_REJECT, json!({"requestId": pending.request_id()})).await.unwrap();
+    assert_eq!(remote(pending.approved().await.unwrap_err()).code, ErrorCode::PairingRejected);
+    assert!(pending_requests(&gateway).await.is_empty());
+    let paired = operator.request(method::PAIR_LIST, json!({})).await.unwrap();
+    assert_eq!(paired["nodes"], json!([]));
+    let store = gateway::home::paired_store_path(gateway.home.path());
+    let on_disk = std::fs::read_to_string(&store).unwrap_or_default();
+    assert!(!on_disk.contains(&identity.id().to_string()) && !on_disk.contains("Mallory"));
+}
+
+/// Requests not answered in time vanish, and the waiting node is told so.
+#[tokio::test]
+async fn expired_requests_vanish() {
+    let gateway = TestGateway::start(|config| config.pairing.ttl = Duration::from_millis(600)).await;
+    let bridge = TestBridge::start(&gateway, |_| {}).await;
+    let identity = Identity::generate();
+    let pending = request_pairing(&bridge.address(), &identity, PairingRequest::new("phone", "test")).await.unwrap();
+    assert_eq!(pending_requests(&gateway).await.len(), 1);
+    assert_eq!(remote(pending.approved().await.unwrap_err()).code, ErrorCode::PairingExpired);
+    assert!(pending_requests(&gateway).await.is_empty());
+    let late = gateway.operator().await.request(method::PAIR_APPROVE, json!({"requestId": "whatever"})).await;
+    assert_eq!(remote(late.unwrap_err()).code, ErrorCode::PairingExpired);
+}
+
+/// The six digits are the same on the node and on the computer, and change from one attempt to the next
+/// (while a retry from the same key keeps its request ID).
+#[tokio::test]
+async fn the_sas_is_equal_on_both_sides_and_differs_between_attempts() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let bridge = TestBridge::start(&gateway, |_| {}).await;
+    let identity = Identity::generate();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let pending =
+            request_pairing(&bridge.address(), &identity, PairingRequest::new("phone", "test")).await.unwrap();
+        let shown = eventually(Duration::from_secs(5), async || {
+            pending_requests(&gateway).await.into_iter().find(|r| r.sas == pending.sas())
+        })
+        .await;
+        assert_eq!(shown.node_id, identity.id());
+        seen.push((pending.request_id().to_string(), pending.sas().to_string()));
+    }
+    assert!(seen.iter().all(|(id, _)| *id == seen[0].0), "a retry keeps its request ID: {seen:?}");
+    assert!(seen[0].1 != seen[1].1 && seen[1].1 != seen[2].1, "each attempt has its own SAS: {seen:?}");
+    assert_eq!(pending_requests(&gateway).await.len(), 1);
+}
