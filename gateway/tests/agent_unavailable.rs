@@ -20,8 +20,7 @@ async fn missing_claude_is_reported_at_once() {
             timeout_ms: None,
         })
         .await
-        .err()
-        .expect("no run is accepted");
+        .expect_err("no run is accepted");
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(err.code(), Some(ErrorCode::AgentUnavailable));
     let message = err.to_string();

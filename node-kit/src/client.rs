@@ -226,6 +226,7 @@ impl ClientBuilder {
         let shared = Arc::new(Shared {
             out: out_tx,
             closed: CancellationToken::new(),
+            last_error: Mutex::new(None),
             pending: Mutex::new(HashMap::new()),
             runs: Mutex::new(HashMap::new()),
             events: broadcast::channel(1024).0,
@@ -247,7 +248,7 @@ impl ClientBuilder {
             router.closed.cancel();
         });
         let guard = Arc::new(CloseOnDrop(shared.out.clone()));
-        Ok(Client { shared, hello, peer_key, _guard: guard })
+        Ok(Client { shared, hello: Arc::new(hello), peer_key, _guard: guard })
     }
 }
 
@@ -282,7 +283,7 @@ where
 #[derive(Clone)]
 pub struct Client {
     shared: Arc<Shared>,
-    hello: HelloOk,
+    hello: Arc<HelloOk>,
     peer_key: Option<KeyId>,
     _guard: Arc<CloseOnDrop>,
 }
@@ -311,6 +312,8 @@ struct Shared {
     out: mpsc::Sender<Message>,
     /// Cancelled when the connection is gone.
     closed: CancellationToken,
+    /// The server's last connection-level error (e.g. why it is closing the connection).
+    last_error: Mutex<Option<ErrorShape>>,
     pending: Mutex<HashMap<String, Pending>>,
     runs: Mutex<HashMap<String, mpsc::UnboundedSender<RunItem>>>,
     events: broadcast::Sender<EventFrame>,
@@ -331,6 +334,10 @@ impl Shared {
                 let _ = self.events.send(ev);
             }
             Frame::Req(req) => self.answer_request(req, handler.cloned()),
+            Frame::Error(e) => {
+                tracing::debug!(code = %e.error.code, "the server reported an error");
+                *self.last_error.lock().expect("last error lock") = Some(e.error);
+            }
             _ => {}
         }
     }
@@ -420,6 +427,11 @@ impl Client {
 
     pub fn is_closed(&self) -> bool {
         self.shared.closed.is_cancelled()
+    }
+
+    /// The last connection-level error the server sent; after a close, usually why it closed.
+    pub fn last_error(&self) -> Option<ErrorShape> {
+        self.shared.last_error.lock().expect("last error lock").clone()
     }
 }
 

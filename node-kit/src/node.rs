@@ -50,8 +50,9 @@ impl Backoff {
 #[derive(Clone)]
 pub enum Link {
     Connected(Client),
-    /// Between connections; the node is trying again.
-    Reconnecting,
+    /// Between connections; the node is trying again. Carries what the bridge said when it closed the
+    /// last connection, if it said anything (`GATEWAY_UNAVAILABLE` while the gateway restarts).
+    Reconnecting(Option<ErrorShape>),
     /// The node gave up: the bridge refused it for good (e.g. the pairing was revoked) or it was closed.
     Stopped(Arc<ClientError>),
 }
@@ -145,7 +146,7 @@ impl Node {
         let wait = link.wait_for(|l| match l {
             Link::Connected(c) => !c.is_closed(),
             Link::Stopped(_) => true,
-            Link::Reconnecting => false,
+            Link::Reconnecting(_) => false,
         });
         match tokio::time::timeout(timeout, wait).await {
             Ok(Ok(_)) => self.client(),
@@ -210,8 +211,9 @@ async fn supervise(inner: Arc<NodeInner>, builder: ClientBuilder, backoff: Backo
                 return;
             }
         }
-        inner.link.send_replace(Link::Reconnecting);
-        tracing::info!("connection to the bridge lost; reconnecting");
+        let cause = client.last_error();
+        tracing::info!(code = ?cause.as_ref().map(|e| e.code), "connection to the bridge lost; reconnecting");
+        inner.link.send_replace(Link::Reconnecting(cause));
         let mut attempt = 0;
         client = loop {
             tokio::select! {

@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 /// What the writer task is asked to send.
 pub enum Outgoing {
-    Frame(Frame),
+    /// Boxed: frames are large next to the other variants, and most of the queue is frames anyway.
+    Frame(Box<Frame>),
     Ping,
     /// Send a close frame after everything queued before it, then stop.
     Close(CloseCode, &'static str),
@@ -38,7 +39,7 @@ impl Outbound {
 
     /// Queues a frame. Returns false if the connection is gone or was just dropped for being too slow.
     pub fn send(&self, frame: Frame) -> bool {
-        self.queue(Outgoing::Frame(frame))
+        self.queue(Outgoing::Frame(Box::new(frame)))
     }
 
     pub fn ping(&self) -> bool {
@@ -146,7 +147,8 @@ mod tests {
         assert!(out.event("e", 2.into()));
         assert!(!out.event("e", 3.into()));
         assert!(out.closed().is_cancelled());
-        let Some(Outgoing::Frame(Frame::Event(first))) = rx.recv().await else { panic!() };
+        let Some(Outgoing::Frame(frame)) = rx.recv().await else { panic!() };
+        let Frame::Event(first) = *frame else { panic!() };
         assert_eq!(first.seq, 1);
     }
 }

@@ -1,0 +1,142 @@
+//! The bridge's limits, each tried until it bites: pairing floods, voice and snapshot rates, snapshot size,
+//! frame size, and a node that stops reading.
+
+mod support;
+
+use bridge::ratelimit::Rate;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use node_kit::CommandHandler;
+use node_kit::node::Node;
+use node_kit::pairing::{PairingRequest, request_pairing};
+use node_kit::protocol::{AgentChannel, AgentParams, ErrorCode, ErrorShape, Frame, NodeCommandRequest, Scope, method};
+use serde_json::{Value, json};
+use std::time::Duration;
+use support::gw::{TestGateway, eventually};
+use support::{RawNode, TestBridge, pair, pending_requests, remote, screen_advert};
+
+fn assert_rate_limited(e: &ErrorShape) {
+    assert_eq!(e.code, ErrorCode::RateLimited, "{e:?}");
+    assert!(e.retryable);
+    assert!(e.retry_after_ms.is_some_and(|ms| ms > 0), "a real retryAfterMs: {e:?}");
+}
+
+#[tokio::test]
+async fn a_pairing_flood_from_one_address_is_cut_off_and_the_pending_list_stays_bounded() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let bridge = TestBridge::start(&gateway, |config| config.limits.pairing_per_address = Rate::per_minute(6, 4)).await;
+    let mut accepted = 0;
+    let mut refusals = Vec::new();
+    for i in 0..12 {
+        let identity = certs::Identity::generate();
+        match request_pairing(&bridge.address(), &identity, PairingRequest::new(format!("flood {i}"), "test")).await {
+            Ok(_) => accepted += 1,
+            Err(e) => refusals.push(remote(e)),
+        }
+    }
+    // Two wait at once per address (the gateway's bound); the rest are refused by one limit or the other.
+    assert_eq!(accepted, 2);
+    assert_eq!(refusals.len(), 10);
+    refusals.iter().for_each(assert_rate_limited);
+    assert_eq!(pending_requests(&gateway).await.len(), 2);
+}
+
+#[tokio::test]
+async fn voice_transcripts_are_rate_limited_per_node() {
+    let gateway = TestGateway::start(|config| config.agent.claude_path = Some("/nonexistent/claude".into())).await;
+    let bridge = TestBridge::start(&gateway, |config| config.limits.voice_per_node = Rate::per_minute(6, 2)).await;
+    let (identity, paired) = pair(&bridge, &gateway, &[Scope::Chat, Scope::Voice]).await;
+    let node = Node::builder(identity, paired).connect().await.unwrap();
+    let voice = || AgentParams { channel: AgentChannel::Voice, ..AgentParams::new("lights on") };
+    for _ in 0..2 {
+        // Within the limit the transcript reaches the gateway (which has no claude here).
+        assert_eq!(remote(node.agent(voice()).await.unwrap_err()).code, ErrorCode::AgentUnavailable);
+    }
+    let refused = remote(node.agent(voice()).await.unwrap_err());
+    assert_rate_limited(&refused);
+    assert!(refused.retry_after_ms.unwrap() <= 10_000);
+    // Typed prompts have no such limit.
+    assert_eq!(remote(node.agent(AgentParams::new("hi")).await.unwrap_err()).code, ErrorCode::AgentUnavailable);
+}
+
+/// A canvas whose snapshot is as large as asked for.
+struct Canvas;
+
+impl CommandHandler for Canvas {
+    fn handle(&self, request: NodeCommandRequest) -> BoxFuture<'static, Result<Value, ErrorShape>> {
+        let bytes = request.params["maxWidth"].as_u64().unwrap_or(10) as usize;
+        async move { Ok(json!({ "format": "png", "data": "A".repeat(bytes), "width": 1, "height": 1 })) }.boxed()
+    }
+}
+
+#[tokio::test]
+async fn snapshots_are_rate_limited_and_size_capped() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let bridge = TestBridge::start(&gateway, |config| {
+        config.limits.snapshots_per_node = Rate::per_minute(6, 2);
+        config.limits.max_snapshot_bytes = 10_000;
+    })
+    .await;
+    let (identity, paired) = pair(&bridge, &gateway, &[Scope::Chat]).await;
+    let node_id = identity.id().to_string();
+    let _node = Node::builder(identity, paired).commands(screen_advert(), Canvas).connect().await.unwrap();
+    let operator = gateway.operator().await;
+    let snapshot = |key: &str, width: u64| json!({"nodeId": node_id, "command": "screen.snapshot", "params": {"maxWidth": width}, "idempotencyKey": key, "timeoutMs": 5000});
+    let too_big = remote(operator.request(method::NODE_INVOKE, snapshot("s1", 50_000)).await.unwrap_err());
+    assert_eq!(too_big.code, ErrorCode::PayloadTooLarge);
+    operator.request(method::NODE_INVOKE, snapshot("s2", 100)).await.unwrap();
+    assert_rate_limited(&remote(operator.request(method::NODE_INVOKE, snapshot("s3", 100)).await.unwrap_err()));
+}
+
+#[tokio::test]
+async fn an_oversize_frame_is_refused() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let bridge = TestBridge::start(&gateway, |config| config.max_frame_bytes = 64 * 1024).await;
+    let (identity, _) = pair(&bridge, &gateway, &[Scope::Chat]).await;
+    let mut raw = RawNode::connect(bridge.addr, &identity, bridge.id, None).await;
+    let huge = json!({"type": "req", "id": "1", "method": "health", "params": {"pad": "x".repeat(100_000)}});
+    raw.writer.send_message(huge.to_string().into()).await.unwrap();
+    match raw.next_frame().await {
+        Frame::Error(e) => assert_eq!(e.error.code, ErrorCode::PayloadTooLarge),
+        other => panic!("expected PAYLOAD_TOO_LARGE, got {other:?}"),
+    }
+    raw.closed().await;
+}
+
+#[tokio::test]
+async fn a_node_that_stops_reading_is_dropped_while_others_continue() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let bridge = TestBridge::start(&gateway, |config| config.outbound_queue = 8).await;
+    let (sleepy_identity, _) = pair(&bridge, &gateway, &[Scope::Chat]).await;
+    let sleepy_id = sleepy_identity.id().to_string();
+    // Connects, then never reads again.
+    let _sleepy = RawNode::connect(bridge.addr, &sleepy_identity, bridge.id, Some(screen_advert())).await;
+    let (identity, paired) = pair(&bridge, &gateway, &[Scope::Chat]).await;
+    let healthy = Node::builder(identity, paired).connect().await.unwrap();
+    let operator = gateway.operator().await;
+    eventually(Duration::from_secs(5), async || {
+        let list = operator.request(method::NODE_LIST, json!({})).await.unwrap();
+        list["nodes"].as_array().unwrap().iter().any(|n| n["nodeId"] == sleepy_id).then_some(())
+    })
+    .await;
+
+    // 40 commands of 256 KB each: far more than socket buffers and the queue of 8 frames hold.
+    let script = "x".repeat(256 * 1024);
+    let mut invokes = Vec::new();
+    for i in 0..40 {
+        let params = json!({"nodeId": sleepy_id, "command": "screen.eval", "params": {"javaScript": script},
+            "idempotencyKey": format!("flood-{i}"), "timeoutMs": 3000});
+        let operator = operator.clone();
+        invokes.push(tokio::spawn(async move { operator.request(method::NODE_INVOKE, params).await }));
+    }
+    eventually(Duration::from_secs(10), async || {
+        let list = operator.request(method::NODE_LIST, json!({})).await.unwrap();
+        (!list["nodes"].as_array().unwrap().iter().any(|n| n["nodeId"] == sleepy_id)).then_some(())
+    })
+    .await;
+    // The other node was never held up.
+    healthy.request(method::HEALTH, json!({})).await.unwrap();
+    for invoke in invokes {
+        assert!(invoke.await.unwrap().is_err(), "the sleepy node answered nothing");
+    }
+}
