@@ -6,11 +6,14 @@
 //!   LANYARD_TEST_CLAUDE=/path/to/claude cargo bench -p gateway --bench turn_overhead
 //!   BENCH_TURNS=100 to change the number of measured turns per side (default 40).
 
+#[path = "stats.rs"]
+mod stats;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use node_kit::Client;
 use node_kit::protocol::AgentParams;
+use stats::{Stats, ms};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use support::messages_api::{MessagesApi, Reply};
@@ -73,10 +76,7 @@ async fn main() {
     gateway.stop().await;
 
     // Each gateway turn ran right next to its baseline turn: the per-pair difference cancels slow drift.
-    let mut paired: Vec<f64> =
-        baseline.iter().zip(&through_gateway).map(|(b, g)| g.as_secs_f64() - b.as_secs_f64()).collect();
-    paired.sort_by(f64::total_cmp);
-    let paired_median = paired[paired.len() / 2];
+    let paired_median = stats::paired_median_ms(&baseline, &through_gateway);
     let (b, g) = (Stats::of(&mut baseline), Stats::of(&mut through_gateway));
     println!("| path | turns | median | p90 | mean |");
     println!("| --- | --- | --- | --- | --- |");
@@ -102,7 +102,7 @@ async fn main() {
     let added = g.median.as_secs_f64() - b.median.as_secs_f64();
     let share = added / b.median.as_secs_f64() * 100.0;
     println!("\nDifference of the medians: {:+.2} ms ({share:+.1} %)", added * 1000.0);
-    println!("Median of the paired per-turn differences: {:+.2} ms", paired_median * 1000.0);
+    println!("Median of the paired per-turn differences: {paired_median:+.2} ms");
 }
 
 /// One turn on the bare claude process: a stream-json line in, output read up to the `result` line.
@@ -135,23 +135,4 @@ async fn gateway_turn(client: &Client, prompt: &str, i: usize) -> Duration {
     let outcome = client.agent(params).await.unwrap().outcome().await.unwrap();
     assert_eq!(outcome.result, "The answer is 42.");
     started.elapsed()
-}
-
-struct Stats {
-    median: Duration,
-    p90: Duration,
-    mean: Duration,
-}
-
-impl Stats {
-    fn of(samples: &mut [Duration]) -> Stats {
-        samples.sort();
-        let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-        let mean = samples.iter().sum::<Duration>() / samples.len() as u32;
-        Stats { median: at(0.5), p90: at(0.9), mean }
-    }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }

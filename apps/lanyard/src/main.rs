@@ -11,16 +11,19 @@ use std::process::ExitCode;
     name = "lanyard",
     version,
     about = "Drive the Claude Code agent on this computer from your phone and other devices",
-    long_about = "Lanyard runs a loopback-only gateway that runs the `claude` CLI for you, and lets paired \
-                  devices (\"nodes\") talk to it. Start the gateway with `lanyard gateway`, then talk to the \
-                  agent with `lanyard agent \"hello\"`."
+    long_about = "Lanyard runs a loopback-only gateway that runs the `claude` CLI for you, and a bridge that \
+                  lets devices on your network (\"nodes\") pair with it and talk to it.\n\n\
+                  Start everything with `lanyard up`, then pair a device: ask to pair from the device, compare \
+                  the code it shows with the one on this computer, and approve (in the `lanyard up` terminal \
+                  or with `lanyard nodes approve`). `lanyard nodes list` shows the paired devices; \
+                  `lanyard agent \"hello\"` talks to the agent from here."
 )]
 struct Cli {
     /// Where Lanyard keeps its token and state [default: the platform's data directory]
     #[arg(long, global = true, env = "LANYARD_HOME", value_name = "DIR")]
     home: Option<PathBuf>,
 
-    /// The gateway to talk to
+    /// The gateway to talk to (`up` and `gateway` run their own and ignore this)
     #[arg(
         long,
         global = true,
@@ -36,7 +39,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    Up(commands::up::UpArgs),
     Gateway(commands::gateway::GatewayArgs),
+    Bridge(commands::bridge::BridgeArgs),
     Agent(commands::agent::AgentArgs),
     #[command(subcommand)]
     Nodes(commands::nodes::NodesCommand),
@@ -55,7 +60,9 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Up(args) => commands::up::run(args, home).await,
             Command::Gateway(args) => commands::gateway::run(args, home).await,
+            Command::Bridge(args) => commands::bridge::run(args, &cli.url, &home).await,
             Command::Agent(args) => commands::agent::run(args, &cli.url, &home).await,
             Command::Nodes(command) => commands::nodes::run(command, &cli.url, &home).await,
             Command::Invoke(args) => commands::invoke::run(args, &cli.url, &home).await,

@@ -6,16 +6,19 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Run the gateway in the foreground: a loopback-only WebSocket server that runs `claude` for agent
-/// calls and routes commands to connected nodes. Logs go to stderr (RUST_LOG=debug for more).
+/// Run only the gateway in the foreground (`lanyard up` runs it with the bridge)
+///
+/// The gateway is a loopback-only WebSocket server that runs `claude` for agent calls and routes
+/// commands to connected nodes. Devices on the LAN reach it through the bridge, which `lanyard up`
+/// starts too. Logs go to stderr (RUST_LOG=debug for more).
 #[derive(Args)]
 pub struct GatewayArgs {
-    /// Port to listen on (on 127.0.0.1 and, where present, ::1)
+    /// The gateway's port (on 127.0.0.1 and, where present, ::1)
     #[arg(long, default_value_t = ::gateway::config::DEFAULT_PORT)]
     port: u16,
 
-    /// Loopback address to listen on instead of the defaults; repeat for several. Non-loopback
-    /// addresses are refused.
+    /// Loopback address for the gateway to listen on instead of the defaults; repeat for several.
+    /// Non-loopback addresses are refused.
     #[arg(long, value_name = "IP")]
     bind: Vec<IpAddr>,
 
@@ -36,19 +39,27 @@ pub struct GatewayArgs {
     turn_timeout: u64,
 }
 
+impl GatewayArgs {
+    /// The gateway's settings, the same whether it runs alone (`lanyard gateway`) or with the bridge
+    /// (`lanyard up`).
+    pub(crate) fn config(self, home: PathBuf) -> GatewayConfig {
+        let mut config = GatewayConfig::new(home);
+        config.port = self.port;
+        config.bind = self.bind.iter().map(|ip| SocketAddr::new(*ip, self.port)).collect();
+        config.agent = AgentConfig {
+            claude_path: self.claude,
+            cwd: self.cwd,
+            idle_timeout: Duration::from_secs(self.idle_timeout),
+            turn_timeout: Duration::from_secs(self.turn_timeout),
+            ..AgentConfig::default()
+        };
+        config
+    }
+}
+
 pub async fn run(args: GatewayArgs, home: PathBuf) -> anyhow::Result<()> {
     ::gateway::logging::init();
-    let mut config = GatewayConfig::new(home.clone());
-    config.port = args.port;
-    config.bind = args.bind.iter().map(|ip| SocketAddr::new(*ip, args.port)).collect();
-    config.agent = AgentConfig {
-        claude_path: args.claude,
-        cwd: args.cwd,
-        idle_timeout: Duration::from_secs(args.idle_timeout),
-        turn_timeout: Duration::from_secs(args.turn_timeout),
-        ..AgentConfig::default()
-    };
-    let gateway = Gateway::bind(config).await?;
+    let gateway = Gateway::bind(args.config(home.clone())).await?;
     for addr in gateway.local_addrs() {
         tracing::info!(%addr, "gateway listening");
     }
@@ -61,15 +72,20 @@ pub async fn run(args: GatewayArgs, home: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM (what `systemctl stop` and `kill` send), so every foreground command
+/// ends its servers cleanly either way.
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler installs");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch for SIGTERM; stop with Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
     #[cfg(not(unix))]

@@ -1,0 +1,124 @@
+//! `lanyard nodes …`: the paired devices, and the pairing requests waiting for the owner.
+
+mod display;
+mod paired;
+mod requests;
+
+pub(crate) use display::describe_request;
+pub(crate) use requests::{Verdict, decide};
+
+use certs::KeyId;
+use clap::Subcommand;
+use node_kit::ClientError;
+use node_kit::protocol::{ErrorCode, Scope};
+use std::path::Path;
+
+/// See and manage the devices ("nodes") paired with this computer, and answer their pairing requests
+#[derive(Subcommand)]
+pub enum NodesCommand {
+    /// List the paired devices: which are connected now, their scopes, and when each was last seen
+    List {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the pairing requests waiting for your decision, with the code each device shows on its screen
+    Pending {
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a pairing request, after checking the device shows the same code
+    ///
+    /// Compare the code the device shows with the one `lanyard nodes pending` shows: a different code
+    /// means someone is in the middle, so reject it.
+    Approve {
+        /// The request's ID, from `lanyard nodes pending`
+        request_id: String,
+
+        /// Grant only these of the scopes the device asked for, comma-separated (chat, voice) [default:
+        /// all it asked for]
+        #[arg(long, value_delimiter = ',', value_parser = parse_scope, value_name = "SCOPES")]
+        scopes: Option<Vec<Scope>>,
+    },
+    /// Reject a pairing request: the device is told no and nothing about it is kept
+    Reject {
+        /// The request's ID, from `lanyard nodes pending`
+        request_id: String,
+    },
+    /// Give a paired device another name
+    Rename {
+        /// The device's ID, from `lanyard nodes list`
+        #[arg(value_parser = parse_node_id)]
+        node_id: KeyId,
+
+        /// The new name
+        name: String,
+    },
+    /// Unpair a device: forget its key and close its live connections at once
+    ///
+    /// The device has to pair again, with your approval, to come back.
+    Revoke {
+        /// The device's ID, from `lanyard nodes list`
+        #[arg(value_parser = parse_node_id)]
+        node_id: KeyId,
+    },
+}
+
+pub async fn run(command: NodesCommand, url: &str, home: &Path) -> anyhow::Result<()> {
+    let client = super::connect(url, home).await?;
+    match command {
+        NodesCommand::List { json } => paired::list(&client, json).await,
+        NodesCommand::Pending { json } => requests::pending(&client, json).await,
+        NodesCommand::Approve { request_id, scopes } => {
+            println!("{}", decide(&client, &request_id, Verdict::Approve(scopes)).await?);
+            Ok(())
+        }
+        NodesCommand::Reject { request_id } => {
+            println!("{}", decide(&client, &request_id, Verdict::Reject).await?);
+            Ok(())
+        }
+        NodesCommand::Rename { node_id, name } => paired::rename(&client, node_id, name).await,
+        NodesCommand::Revoke { node_id } => paired::revoke(&client, node_id).await,
+    }
+}
+
+/// Node IDs are long; a typo is caught here, before any call, with a pointer to where the IDs are.
+fn parse_node_id(text: &str) -> Result<KeyId, String> {
+    text.parse().map_err(|e| format!("{e}; `lanyard nodes list` shows the IDs of the paired devices"))
+}
+
+/// A scope by its wire name, so the CLI accepts exactly what the protocol does.
+fn parse_scope(text: &str) -> Result<Scope, String> {
+    serde_json::from_value(serde_json::Value::String(text.trim().to_ascii_lowercase()))
+        .map_err(|_| format!("unknown scope {text:?}; the scopes are chat and voice"))
+}
+
+/// A refusal from the gateway, explained with what to do next when the code says what went wrong.
+fn explain(error: ClientError) -> anyhow::Error {
+    let ClientError::Remote(shape) = &error else {
+        return anyhow::anyhow!(error);
+    };
+    let hint = match shape.code {
+        ErrorCode::PairingExpired => {
+            "requests wait 5 minutes and are answered once; `lanyard nodes pending` lists the ones waiting now"
+        }
+        ErrorCode::NotPaired => "`lanyard nodes list` shows the paired devices and their IDs",
+        _ => return anyhow::anyhow!(error),
+    };
+    anyhow::anyhow!("{}: {hint}", shape.message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_and_ids_are_checked_before_any_call() {
+        assert_eq!(parse_scope(" Voice"), Ok(Scope::Voice));
+        assert!(parse_scope("admin").unwrap_err().contains("chat and voice"));
+        let id = KeyId::of_spki(b"node");
+        assert_eq!(parse_node_id(&id.to_string().to_lowercase()), Ok(id));
+        assert!(parse_node_id("ABCD-EFGH").unwrap_err().contains("lanyard nodes list"));
+    }
+}

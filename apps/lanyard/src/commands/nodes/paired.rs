@@ -1,0 +1,76 @@
+//! `lanyard nodes list | rename | revoke`: the paired devices.
+
+use super::display::{ago, scopes, table};
+use super::explain;
+use anyhow::Context;
+use certs::KeyId;
+use node_kit::Client;
+use node_kit::protocol::{NodeListPayload, PairRenameParams, PairRevokeParams, PairedNodeList, method};
+use serde_json::{Value, json};
+use std::collections::HashSet;
+
+/// Every paired device from the store (`pair.list`), marked connected when `node.list` has it: the
+/// store knows names and scopes, only the live registry knows who is online.
+pub(super) async fn list(client: &Client, json: bool) -> anyhow::Result<()> {
+    let (paired, live) = tokio::try_join!(
+        client.request(method::PAIR_LIST, Value::Null),
+        client.request(method::NODE_LIST, Value::Null)
+    )?;
+    let paired: PairedNodeList = serde_json::from_value(paired).context("the gateway sent an unreadable pair.list")?;
+    let live: NodeListPayload = serde_json::from_value(live).context("the gateway sent an unreadable node.list")?;
+    let connected: HashSet<String> = live.nodes.into_iter().map(|node| node.node_id).collect();
+    let is_connected = |node_id: &KeyId| connected.contains(&node_id.to_string());
+    if json {
+        let mut nodes = Vec::with_capacity(paired.nodes.len());
+        for node in &paired.nodes {
+            let mut entry = serde_json::to_value(node)?;
+            entry["connected"] = json!(is_connected(&node.node_id));
+            nodes.push(entry);
+        }
+        println!("{}", serde_json::to_string_pretty(&json!({ "nodes": nodes }))?);
+        return Ok(());
+    }
+    if paired.nodes.is_empty() {
+        println!("no paired devices; pair one with `lanyard up`: ask to pair from the device, then approve it");
+        return Ok(());
+    }
+    let now = crate::commands::now_ms();
+    let rows: Vec<[String; 6]> = paired
+        .nodes
+        .iter()
+        .map(|node| {
+            let online = is_connected(&node.node_id);
+            [
+                node.node_id.to_string(),
+                node.name.clone(),
+                node.platform.clone(),
+                scopes(&node.scopes),
+                if online { "now".to_string() } else { ago(node.last_seen_ms, now) },
+                if online { "yes" } else { "no" }.to_string(),
+            ]
+        })
+        .collect();
+    println!("{}", table(["ID", "NAME", "PLATFORM", "SCOPES", "LAST SEEN", "CONNECTED"], &rows));
+    Ok(())
+}
+
+pub(super) async fn rename(client: &Client, node_id: KeyId, name: String) -> anyhow::Result<()> {
+    let params = serde_json::to_value(PairRenameParams { node_id, name: name.clone() })?;
+    let payload = client.request(method::PAIR_RENAME, params).await.map_err(explain)?;
+    // The gateway cleans names up (no control characters, at most 64 characters): show what it kept.
+    let kept = payload.get("name").and_then(Value::as_str).unwrap_or(&name);
+    println!("renamed {node_id} to \"{kept}\"");
+    Ok(())
+}
+
+pub(super) async fn revoke(client: &Client, node_id: KeyId) -> anyhow::Result<()> {
+    let params = serde_json::to_value(PairRevokeParams { node_id })?;
+    let payload = client.request(method::PAIR_REVOKE, params).await.map_err(explain)?;
+    let closed = payload.get("connectionsClosed").and_then(Value::as_u64).unwrap_or(0);
+    let plural = if closed == 1 { "" } else { "s" };
+    println!(
+        "revoked {node_id}: its key is forgotten and {closed} live connection{plural} closed; it must pair \
+         again to come back"
+    );
+    Ok(())
+}
