@@ -140,3 +140,18 @@ async fn a_node_that_stops_reading_is_dropped_while_others_continue() {
         assert!(invoke.await.unwrap().is_err(), "the sleepy node answered nothing");
     }
 }
+
+/// Connection attempts from one address are limited before any TLS work is done for them.
+#[tokio::test]
+async fn handshake_attempts_are_limited_per_address() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let bridge =
+        TestBridge::start(&gateway, |config| config.limits.handshakes_per_address = Rate::per_minute(6, 3)).await;
+    let identity = certs::Identity::generate();
+    let builder = node_kit::Client::bridge(bridge.address(), &identity, certs::Pin::Key(bridge.id)).unwrap();
+    for _ in 0..3 {
+        builder.clone().connect().await.expect("within the limit");
+    }
+    let refused = builder.clone().connect().await.expect_err("over the limit");
+    assert!(matches!(refused, node_kit::ClientError::Connect { .. }), "{refused}");
+}

@@ -288,6 +288,16 @@ pub struct Client {
     _guard: Arc<CloseOnDrop>,
 }
 
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("server", &self.hello.server.name)
+            .field("connection_id", &self.hello.server.connection_id)
+            .field("peer_key", &self.peer_key)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Sends the close frame when the last [`Client`] clone goes away (the reader task keeps the queue alive).
 struct CloseOnDrop(mpsc::Sender<Message>);
 

@@ -1,8 +1,8 @@
 //! `pair.rename` (operators): gives a paired node another name.
 
 use super::{Context, parse_params};
-use node_kit::protocol::{ErrorShape, PairRenameParams, display_safe_name, method};
-use serde_json::{Value, json};
+use node_kit::protocol::{ErrorShape, PairRenameParams, PairRenamed, display_safe_name, method};
+use serde_json::Value;
 
 pub(crate) struct PairRename {
     params: PairRenameParams,
@@ -19,6 +19,6 @@ impl PairRename {
         if !ctx.state.paired.rename(&node_id, name.clone()).map_err(|e| super::store_failed(&e))? {
             return Err(super::not_paired(&node_id));
         }
-        Ok(json!({ "nodeId": node_id, "name": name }))
+        Ok(serde_json::to_value(PairRenamed { node_id, name }).expect("payloads serialise"))
     }
 }

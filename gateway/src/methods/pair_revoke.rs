@@ -1,8 +1,8 @@
 //! `pair.revoke` (operators): forgets a node's key and closes its live connections at once.
 
 use super::{Context, parse_params};
-use node_kit::protocol::{ErrorShape, PairRevokeParams, method};
-use serde_json::{Value, json};
+use node_kit::protocol::{ErrorShape, PairRevokeParams, PairRevoked, method};
+use serde_json::Value;
 
 pub(crate) struct PairRevoke {
     params: PairRevokeParams,
@@ -19,8 +19,8 @@ impl PairRevoke {
             return Err(super::not_paired(&node_id));
         }
         // The bridge relays this node over its gateway link; closing that link closes the node's socket.
-        let closed = ctx.state.nodes.disconnect(&node_id.to_string(), super::not_paired(&node_id));
-        tracing::info!(node = %node_id, closed, "pairing revoked");
-        Ok(json!({ "nodeId": node_id, "revoked": true, "connectionsClosed": closed }))
+        let connections_closed = ctx.state.nodes.disconnect(&node_id.to_string(), super::not_paired(&node_id));
+        tracing::info!(node = %node_id, connections_closed, "pairing revoked");
+        Ok(serde_json::to_value(PairRevoked { node_id, connections_closed }).expect("payloads serialise"))
     }
 }

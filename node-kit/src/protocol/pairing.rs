@@ -20,6 +20,9 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// Every scope, in the order they are listed to people.
+    pub const ALL: [Scope; 2] = [Scope::Chat, Scope::Voice];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Chat => "chat",
@@ -156,6 +159,23 @@ pub struct PendingPairingList {
 pub struct PairRenameParams {
     pub node_id: KeyId,
     pub name: String,
+}
+
+/// Payload of `pair.rename`: the name as stored (sanitised).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairRenamed {
+    pub node_id: KeyId,
+    pub name: String,
+}
+
+/// Payload of `pair.revoke`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairRevoked {
+    pub node_id: KeyId,
+    /// Live connections of the node that were closed.
+    pub connections_closed: usize,
 }
 
 /// Params of `pair.revoke`.

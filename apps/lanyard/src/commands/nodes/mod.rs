@@ -90,8 +90,10 @@ fn parse_node_id(text: &str) -> Result<KeyId, String> {
 
 /// A scope by its wire name, so the CLI accepts exactly what the protocol does.
 fn parse_scope(text: &str) -> Result<Scope, String> {
-    serde_json::from_value(serde_json::Value::String(text.trim().to_ascii_lowercase()))
-        .map_err(|_| format!("unknown scope {text:?}; the scopes are chat and voice"))
+    serde_json::from_value(serde_json::Value::String(text.trim().to_ascii_lowercase())).map_err(|_| {
+        let all: Vec<_> = Scope::ALL.iter().map(|s| s.as_str()).collect();
+        format!("unknown scope {text:?}; the scopes are {}", all.join(" and "))
+    })
 }
 
 /// A refusal from the gateway, explained with what to do next when the code says what went wrong.

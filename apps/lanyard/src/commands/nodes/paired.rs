@@ -5,7 +5,9 @@ use super::explain;
 use anyhow::Context;
 use certs::KeyId;
 use node_kit::Client;
-use node_kit::protocol::{NodeListPayload, PairRenameParams, PairRevokeParams, PairedNodeList, method};
+use node_kit::protocol::{
+    NodeListPayload, PairRenameParams, PairRenamed, PairRevokeParams, PairRevoked, PairedNodeList, method,
+};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 
@@ -58,15 +60,15 @@ pub(super) async fn rename(client: &Client, node_id: KeyId, name: String) -> any
     let params = serde_json::to_value(PairRenameParams { node_id, name: name.clone() })?;
     let payload = client.request(method::PAIR_RENAME, params).await.map_err(explain)?;
     // The gateway cleans names up (no control characters, at most 64 characters): show what it kept.
-    let kept = payload.get("name").and_then(Value::as_str).unwrap_or(&name);
-    println!("renamed {node_id} to \"{kept}\"");
+    let renamed: PairRenamed = serde_json::from_value(payload)?;
+    println!("renamed {node_id} to \"{}\"", renamed.name);
     Ok(())
 }
 
 pub(super) async fn revoke(client: &Client, node_id: KeyId) -> anyhow::Result<()> {
     let params = serde_json::to_value(PairRevokeParams { node_id })?;
     let payload = client.request(method::PAIR_REVOKE, params).await.map_err(explain)?;
-    let closed = payload.get("connectionsClosed").and_then(Value::as_u64).unwrap_or(0);
+    let closed = serde_json::from_value::<PairRevoked>(payload)?.connections_closed;
     let plural = if closed == 1 { "" } else { "s" };
     println!(
         "revoked {node_id}: its key is forgotten and {closed} live connection{plural} closed; it must pair \
