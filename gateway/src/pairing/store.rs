@@ -139,35 +139,44 @@ mod tests {
     /// Where the crash test's child process writes; set only for the child.
     const CRASH_CHILD_ENV: &str = "LANYARD_STORE_CRASH_CHILD";
 
-    /// Run by `a_crash_mid_write_leaves_the_previous_store`: writes ever larger stores until killed.
-    #[test]
-    #[ignore = "the child half of a_crash_mid_write_leaves_the_previous_store"]
-    fn crash_child_writes_until_killed() {
-        let path = PathBuf::from(std::env::var(CRASH_CHILD_ENV).expect("run by the crash test"));
+    /// The child half of the crash test: writes ever larger stores until it is killed.
+    fn write_until_killed(path: PathBuf) -> ! {
         let store = PairedStore::load(path).unwrap();
         for i in 0.. {
             // Long names make each write large enough to be caught in the middle.
             store.add(node(&format!("n{i}"), &"x".repeat(20_000))).unwrap();
         }
+        unreachable!("killed by the parent")
     }
 
     #[test]
     fn a_crash_mid_write_leaves_the_previous_store() {
+        // Re-run as the child (the same test, in another process) when the parent says so.
+        if let Some(path) = std::env::var_os(CRASH_CHILD_ENV) {
+            write_until_killed(PathBuf::from(path));
+        }
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("paired-nodes.json");
-        for round in 0..5u64 {
+        let torn = || std::fs::read_dir(dir.path()).unwrap().filter(|e| e.as_ref().unwrap().path() != path).count();
+        // Kill the writer at varied moments until at least three kills have landed mid-write (a half-written
+        // temp file is left behind), checking the store after every kill.
+        for round in 0..100u64 {
+            if torn() >= 3 {
+                break;
+            }
             let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-                .args(["--exact", "pairing::store::tests::crash_child_writes_until_killed", "--ignored"])
+                .args(["--exact", "pairing::store::tests::a_crash_mid_write_leaves_the_previous_store"])
                 .env(CRASH_CHILD_ENV, &path)
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .spawn()
                 .unwrap();
-            std::thread::sleep(std::time::Duration::from_millis(150 + 37 * round));
+            std::thread::sleep(std::time::Duration::from_millis(100 + 13 * (round % 11)));
             child.kill().unwrap();
             child.wait().unwrap();
             let store = PairedStore::load(path.clone()).expect("the store survives a crash mid-write");
             assert!(!store.list().is_empty(), "round {round}: the child wrote nothing before it was killed");
         }
+        assert!(torn() >= 3, "too few kills landed mid-write; the test proved nothing");
     }
 }
