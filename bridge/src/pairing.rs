@@ -109,9 +109,7 @@ async fn step(shared: &BridgeShared, node: &NodeSide, stage: &mut Stage, req: Re
             let sas = sas(&shared.bridge_id, &node.node_id, &bridge_nonce, &confirm.nonce);
             let submit = PairSubmitParams {
                 node_id: node.node_id,
-                name: request.name,
-                platform: request.platform,
-                model: request.model,
+                device: request.device,
                 scopes: request.scopes,
                 address: node.addr.ip().to_string(),
                 sas,
@@ -150,8 +148,8 @@ async fn wait_for_owner(gateway: Client, request_id: String, answer_id: String, 
 }
 
 fn check_request(request: &PairRequestParams) -> Result<(), ErrorShape> {
-    if request.name.len() > 256 || request.platform.len() > 64 || request.model.as_ref().is_some_and(|m| m.len() > 128)
-    {
+    let device = &request.device;
+    if device.name.len() > 256 || device.platform.len() > 64 || device.model.as_ref().is_some_and(|m| m.len() > 128) {
         return Err(ErrorShape::invalid_request("name, platform or model is too long"));
     }
     if request.scopes.is_empty() {

@@ -50,9 +50,9 @@ async fn pair_approve_reconnect_then_agent_and_invoke_through_the_bridge() {
     .expect("the owner hears of the request at once");
     assert_eq!(announced.payload["sas"], pending.sas());
     let shown = &pending_requests(&gateway).await[0];
-    assert_eq!(shown.sas, pending.sas());
-    assert_eq!(shown.name, "Ada's phone");
-    assert_eq!(shown.address, "127.0.0.1");
+    assert_eq!(shown.request.sas, pending.sas());
+    assert_eq!(shown.request.device.name, "Ada's phone");
+    assert_eq!(shown.request.address, "127.0.0.1");
     operator.request(method::PAIR_APPROVE, json!({ "requestId": pending.request_id() })).await.unwrap();
     let paired = pending.approved().await.unwrap();
     assert_eq!(paired.bridge_id, bridge.id);

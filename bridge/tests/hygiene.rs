@@ -6,36 +6,15 @@ mod support;
 
 use node_kit::node::Node;
 use node_kit::protocol::{AgentParams, Scope};
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::sync::{Arc, Mutex};
 use support::gw::messages_api::{MessagesApi, Reply};
-use support::gw::{TestGateway, claude_binary};
+use support::gw::{LogCapture, TestGateway, claude_binary};
 use support::{TestBridge, pair};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test]
 async fn secrets_stay_out_of_logs_and_files_are_private() {
     let Some(claude) = claude_binary() else { return };
-    let logs = Captured::default();
-    let sink = logs.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter(gateway::logging::filter("trace"))
-        .with_writer(move || sink.clone())
-        .with_ansi(false)
-        .init();
+    let logs = LogCapture::install();
 
     const PROMPT_CANARY: &str = "canary-prompt-b71c04";
     let api = MessagesApi::start(|_| Reply::text(&["canary-answer-", "e93f"])).await;
@@ -74,11 +53,7 @@ async fn secrets_stay_out_of_logs_and_files_are_private() {
     bridge.stop().await;
     gateway.stop().await;
 
-    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let text = logs.text();
     assert!(text.contains("paired node connected") && text.contains("agent run accepted"), "the capture works");
-    for secret in secrets {
-        if let Some(line) = text.lines().find(|l| l.contains(&secret)) {
-            panic!("a secret leaked into the logs: {}", &line[..line.len().min(400)]);
-        }
-    }
+    logs.assert_free_of(&secrets.iter().map(String::as_str).collect::<Vec<_>>());
 }

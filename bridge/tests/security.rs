@@ -226,10 +226,10 @@ async fn the_sas_is_equal_on_both_sides_and_differs_between_attempts() {
         let pending =
             request_pairing(&bridge.address(), &identity, PairingRequest::new("phone", "test")).await.unwrap();
         let shown = eventually(Duration::from_secs(5), async || {
-            pending_requests(&gateway).await.into_iter().find(|r| r.sas == pending.sas())
+            pending_requests(&gateway).await.into_iter().find(|r| r.request.sas == pending.sas())
         })
         .await;
-        assert_eq!(shown.node_id, identity.id());
+        assert_eq!(shown.request.node_id, identity.id());
         seen.push((pending.request_id().to_string(), pending.sas().to_string()));
     }
     assert!(seen.iter().all(|(id, _)| *id == seen[0].0), "a retry keeps its request ID: {seen:?}");

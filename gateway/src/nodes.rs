@@ -169,7 +169,7 @@ fn check_offered(node: &NodeSummary, command: &str) -> Result<(), ErrorShape> {
 pub(crate) fn summary(info: &ClientInfo, record: &PairedNode, advert: NodeAdvert) -> NodeSummary {
     NodeSummary {
         node_id: record.node_id.to_string(),
-        display_name: Some(record.name.clone()),
+        display_name: Some(record.device.name.clone()),
         platform: info.platform.clone(),
         version: info.version.clone(),
         caps: advert.caps,

@@ -5,34 +5,13 @@ mod support;
 
 use node_kit::Client;
 use node_kit::protocol::AgentParams;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use support::messages_api::{MessagesApi, Reply};
-use support::{TestGateway, claude_binary};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use support::{LogCapture, TestGateway, claude_binary};
 
 #[tokio::test]
 async fn canary_prompt_and_token_never_appear_in_logs() {
     let Some(claude) = claude_binary() else { return };
-    let logs = Captured::default();
-    let sink = logs.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter(gateway::logging::filter("trace"))
-        .with_writer(move || sink.clone())
-        .with_ansi(false)
-        .init();
+    let logs = LogCapture::install();
 
     const PROMPT_CANARY: &str = "canary-prompt-7f3a9c";
     const TOKEN_CANARY: &str = "canary-token-91b2e4";
@@ -57,11 +36,6 @@ async fn canary_prompt_and_token_never_appear_in_logs() {
     let real_token = gateway.token.clone();
     gateway.stop().await;
 
-    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
-    assert!(text.contains("agent run accepted"), "the capture works: {text}");
-    for secret in [PROMPT_CANARY, TOKEN_CANARY, real_token.as_str(), "canary-answer"] {
-        if let Some(line) = text.lines().find(|l| l.contains(secret)) {
-            panic!("{secret} leaked into the logs: {}", &line[..line.len().min(400)]);
-        }
-    }
+    assert!(logs.text().contains("agent run accepted"), "the capture works");
+    logs.assert_free_of(&[PROMPT_CANARY, TOKEN_CANARY, real_token.as_str(), "canary-answer"]);
 }

@@ -14,8 +14,8 @@
 
 use crate::client::{Client, ClientError};
 use crate::protocol::{
-    PairChallenge, PairConfirmParams, PairRequestParams, PairResolution, PairTicket, PairWaitParams, Scope, method,
-    nonce_commitment, pairing_nonce, sas,
+    DeviceInfo, PairChallenge, PairConfirmParams, PairRequestParams, PairResolution, PairTicket, PairWaitParams, Scope,
+    method, nonce_commitment, pairing_nonce, sas,
 };
 use certs::{Identity, KeyId, Pin};
 use serde::{Deserialize, Serialize};
@@ -23,20 +23,19 @@ use serde::{Deserialize, Serialize};
 /// What a node tells the owner about itself when it asks to pair.
 #[derive(Debug, Clone)]
 pub struct PairingRequest {
-    name: String,
-    platform: String,
-    model: Option<String>,
+    device: DeviceInfo,
     scopes: Vec<Scope>,
 }
 
 impl PairingRequest {
     /// Asks for the `chat` scope unless [`PairingRequest::scopes`] says otherwise.
     pub fn new(name: impl Into<String>, platform: impl Into<String>) -> Self {
-        PairingRequest { name: name.into(), platform: platform.into(), model: None, scopes: vec![Scope::Chat] }
+        let device = DeviceInfo { name: name.into(), platform: platform.into(), model: None };
+        PairingRequest { device, scopes: vec![Scope::Chat] }
     }
 
     pub fn model(mut self, model: impl Into<String>) -> Self {
-        self.model = Some(model.into());
+        self.device.model = Some(model.into());
         self
     }
 
@@ -73,16 +72,14 @@ pub async fn request_pairing(
     request: PairingRequest,
 ) -> Result<PendingApproval, ClientError> {
     let client = Client::bridge(addr, identity, Pin::AnyKey)?
-        .display_name(request.name.clone())
-        .platform(request.platform.clone())
+        .display_name(request.device.name.clone())
+        .platform(request.device.platform.clone())
         .connect()
         .await?;
     let bridge_id = client.peer_key().ok_or_else(|| ClientError::Protocol("no bridge key".into()))?;
     let nonce = pairing_nonce();
     let params = PairRequestParams {
-        name: request.name,
-        platform: request.platform,
-        model: request.model,
+        device: request.device,
         scopes: request.scopes,
         nonce_commitment: nonce_commitment(&nonce),
     };

@@ -18,7 +18,8 @@ impl PairApprove {
     pub(crate) fn apply(self, ctx: &Context) -> Result<Value, ErrorShape> {
         let granted = self.params.scopes;
         let mut stored = None;
-        let request = ctx.state.pending_pairings.decide(&self.params.request_id, |request| {
+        let pending = ctx.state.pending_pairings.decide(&self.params.request_id, |pending| {
+            let request = &pending.request;
             // The owner can narrow what the node asked for, never widen it.
             let scopes: Vec<_> = match &granted {
                 Some(granted) => request.scopes.iter().copied().filter(|s| granted.contains(s)).collect(),
@@ -27,9 +28,7 @@ impl PairApprove {
             let now = now_ms();
             let node = PairedNode {
                 node_id: request.node_id,
-                name: request.name.clone(),
-                platform: request.platform.clone(),
-                model: request.model.clone(),
+                device: request.device.clone(),
                 scopes: scopes.clone(),
                 created_at_ms: now,
                 last_seen_ms: now,
@@ -41,9 +40,9 @@ impl PairApprove {
         })?;
         let node = stored.expect("set when approved");
         let scopes = node.scopes.clone();
-        tracing::info!(request = %request.request_id, node = %node.node_id, "pairing approved");
+        tracing::info!(request = %pending.request_id, node = %node.node_id, "pairing approved");
         let resolution = PairResolution {
-            request_id: request.request_id,
+            request_id: pending.request_id,
             node_id: node.node_id,
             outcome: PairOutcome::Approved,
             scopes,

@@ -20,7 +20,7 @@ impl PairReject {
         tracing::info!(request = %request.request_id, "pairing rejected");
         let resolution = PairResolution {
             request_id: request.request_id,
-            node_id: request.node_id,
+            node_id: request.request.node_id,
             outcome: PairOutcome::Rejected,
             scopes: Vec::new(),
         };

@@ -19,10 +19,11 @@ impl PairSubmit {
     }
 
     pub(crate) fn apply(self, ctx: &Context) -> Result<Value, ErrorShape> {
-        let request = ctx.state.pending_pairings.submit(self.params)?;
-        tracing::info!(request = %request.request_id, node = %request.node_id, address = %request.address, "pairing request waiting for the owner");
-        ctx.state.hub.broadcast(event::PAIR_REQUESTED, &request);
-        let ticket = PairTicket { request_id: request.request_id, expires_at_ms: request.expires_at_ms };
+        let pending = ctx.state.pending_pairings.submit(self.params)?;
+        let request = &pending.request;
+        tracing::info!(request = %pending.request_id, node = %request.node_id, address = %request.address, "pairing request waiting for the owner");
+        ctx.state.hub.broadcast(event::PAIR_REQUESTED, &pending);
+        let ticket = PairTicket { request_id: pending.request_id, expires_at_ms: pending.expires_at_ms };
         Ok(serde_json::to_value(ticket).expect("tickets serialise"))
     }
 }

@@ -5,7 +5,7 @@ use crate::config::PairingConfig;
 use crate::now_ms;
 use certs::KeyId;
 use node_kit::client::random_id;
-use node_kit::protocol::{ErrorCode, ErrorShape, PairSubmitParams, PendingPairing, Scope, display_safe_name};
+use node_kit::protocol::{ErrorCode, ErrorShape, PairSubmitParams, PendingPairing, Scope};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use tokio::sync::oneshot;
@@ -65,19 +65,10 @@ impl PendingRequests {
                 random_id()
             }
         };
-        let info = PendingPairing {
-            request_id,
-            node_id: p.node_id,
-            name: display_safe_name(&p.name),
-            platform: display_safe_name(&p.platform),
-            model: p.model.as_deref().map(display_safe_name),
-            scopes: p.scopes,
-            address: p.address,
-            sas: p.sas,
-            created_at_ms: now,
-            expires_at_ms: now + ttl_ms,
-        };
-        requests.waiting.insert(p.node_id, Waiting { info: info.clone(), waiters: Vec::new() });
+        let node_id = p.node_id;
+        let request = PairSubmitParams { device: p.device.sanitised(), ..p };
+        let info = PendingPairing { request_id, request, created_at_ms: now, expires_at_ms: now + ttl_ms };
+        requests.waiting.insert(node_id, Waiting { info: info.clone(), waiters: Vec::new() });
         Ok(info)
     }
 
@@ -93,9 +84,9 @@ impl PendingRequests {
         let oldest = |filter: &dyn Fn(&PendingPairing) -> bool| {
             requests.values().filter(|w| filter(&w.info)).map(|w| w.info.expires_at_ms).min()
         };
-        let from_address = requests.values().filter(|w| w.info.address == address).count();
+        let from_address = requests.values().filter(|w| w.info.request.address == address).count();
         if from_address >= self.config.max_pending_per_address {
-            return full("from this address", oldest(&|i| i.address == address));
+            return full("from this address", oldest(&|i| i.request.address == address));
         }
         if requests.len() >= self.config.max_pending {
             return full("in all", oldest(&|_| true));
@@ -119,7 +110,7 @@ impl PendingRequests {
                 .ok_or_else(|| expired("no such pairing request is waiting (it expired or was answered)"))?;
             let (tx, rx) = oneshot::channel();
             waiting.waiters.push(tx);
-            (rx, waiting.info.expires_at_ms, waiting.info.node_id)
+            (rx, waiting.info.expires_at_ms, waiting.info.request.node_id)
         };
         let left = std::time::Duration::from_millis(expires_at_ms.saturating_sub(now_ms()));
         let decision = match tokio::time::timeout(left, rx).await {
@@ -153,7 +144,7 @@ impl PendingRequests {
         requests.prune(now_ms());
         let gone = || expired(&format!("no pairing request {request_id} is waiting (it expired or was answered)"));
         let node_id =
-            requests.waiting.values().find(|w| w.info.request_id == request_id).ok_or_else(gone)?.info.node_id;
+            requests.waiting.values().find(|w| w.info.request_id == request_id).ok_or_else(gone)?.info.request.node_id;
         let decision = decide(&requests.waiting[&node_id].info)?;
         let Waiting { info, waiters } = requests.waiting.remove(&node_id).expect("found above");
         if waiters.is_empty() {
@@ -183,14 +174,13 @@ pub(crate) fn expired(message: &str) -> ErrorShape {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use node_kit::protocol::DeviceInfo;
     use std::time::Duration;
 
     fn params(key: &str, address: &str) -> PairSubmitParams {
         PairSubmitParams {
             node_id: KeyId::of_spki(key.as_bytes()),
-            name: "phone\u{202E}".into(),
-            platform: "ios".into(),
-            model: None,
+            device: DeviceInfo { name: "phone\u{202E}".into(), platform: "ios".into(), model: None },
             scopes: vec![Scope::Chat],
             address: address.into(),
             sas: "123456".into(),
@@ -212,7 +202,7 @@ mod tests {
         pending.submit(params("c", "10.0.0.2")).unwrap();
         assert_eq!(pending.submit(params("d", "10.0.0.3")).unwrap_err().code, ErrorCode::RateLimited);
         assert_eq!(pending.list().len(), 3);
-        assert_eq!(pending.list()[0].name, "phone");
+        assert_eq!(pending.list()[0].request.device.name, "phone");
     }
 
     #[test]
@@ -224,14 +214,14 @@ mod tests {
         let second = pending.submit(again).unwrap();
         assert_eq!(first.request_id, second.request_id);
         assert_eq!(pending.list().len(), 1);
-        assert_eq!(pending.list()[0].sas, "654321");
+        assert_eq!(pending.list()[0].request.sas, "654321");
     }
 
     #[tokio::test]
     async fn expired_requests_vanish_and_their_waiters_hear_it() {
         let pending = PendingRequests::new(config(Duration::from_millis(200)));
         let info = pending.submit(params("a", "10.0.0.1")).unwrap();
-        assert_eq!(pending.wait(&info.request_id).await.unwrap(), (info.node_id, Decision::Expired));
+        assert_eq!(pending.wait(&info.request_id).await.unwrap(), (info.request.node_id, Decision::Expired));
         assert!(pending.list().is_empty());
         assert!(pending.decide(&info.request_id, |_| Ok(Decision::Rejected)).is_err());
         assert_eq!(pending.wait(&info.request_id).await.unwrap_err().code, ErrorCode::PairingExpired);
@@ -244,6 +234,6 @@ mod tests {
         pending.decide(&info.request_id, |_| Ok(Decision::Approved(vec![Scope::Chat]))).unwrap();
         assert!(pending.list().is_empty());
         let heard = pending.wait(&info.request_id).await.unwrap();
-        assert_eq!(heard, (info.node_id, Decision::Approved(vec![Scope::Chat])));
+        assert_eq!(heard, (info.request.node_id, Decision::Approved(vec![Scope::Chat])));
     }
 }

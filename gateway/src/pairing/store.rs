@@ -65,7 +65,7 @@ impl PairedStore {
 
     /// Returns false when no such node is paired.
     pub fn rename(&self, node_id: &KeyId, name: String) -> io::Result<bool> {
-        self.change(|nodes| nodes.get_mut(node_id).map(|n| n.name = name).is_some())
+        self.change(|nodes| nodes.get_mut(node_id).map(|n| n.device.name = name).is_some())
     }
 
     /// Removes the node's record; its key is unknown from then on. Returns false when it was not paired.
@@ -97,15 +97,13 @@ impl PairedStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use node_kit::protocol::Scope;
+    use node_kit::protocol::{DeviceInfo, Scope};
     use std::os::unix::fs::PermissionsExt;
 
     fn node(seed: &str, name: &str) -> PairedNode {
         PairedNode {
             node_id: KeyId::of_spki(seed.as_bytes()),
-            name: name.into(),
-            platform: "test".into(),
-            model: None,
+            device: DeviceInfo { name: name.into(), platform: "test".into(), model: None },
             scopes: vec![Scope::Chat],
             created_at_ms: 1,
             last_seen_ms: 1,
@@ -123,7 +121,7 @@ mod tests {
         assert!(store.revoke(&KeyId::of_spki(b"b")).unwrap());
         assert!(!store.revoke(&KeyId::of_spki(b"b")).unwrap());
         let reloaded = PairedStore::load(path.clone()).unwrap();
-        let names: Vec<_> = reloaded.list().into_iter().map(|n| n.name).collect();
+        let names: Vec<_> = reloaded.list().into_iter().map(|n| n.device.name).collect();
         assert_eq!(names, ["Ada's phone"]);
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     }

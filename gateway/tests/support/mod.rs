@@ -166,6 +166,49 @@ pub fn claude_binary() -> Option<PathBuf> {
     None
 }
 
+/// Every log line of the process, captured at TRACE through the filter the binaries use, for tests that
+/// search the logs for secrets.
+#[derive(Clone, Default)]
+pub struct LogCapture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    /// Installs the capture as the process's subscriber (once per test binary).
+    pub fn install() -> LogCapture {
+        let capture = LogCapture::default();
+        let sink = capture.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter(gateway::logging::filter("trace"))
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .init();
+        capture
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// Panics with the offending line if any secret appears in the logs.
+    pub fn assert_free_of(&self, secrets: &[&str]) {
+        let text = self.text();
+        for secret in secrets {
+            if let Some(line) = text.lines().find(|l| l.contains(secret)) {
+                panic!("a secret leaked into the logs: {}", &line[..line.len().min(400)]);
+            }
+        }
+    }
+}
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Waits until `check` holds, polling, or panics after `limit`.
 pub async fn eventually<T>(limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = tokio::time::Instant::now() + limit;

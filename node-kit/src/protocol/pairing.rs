@@ -37,15 +37,23 @@ impl std::fmt::Display for Scope {
     }
 }
 
-/// Params of `pair.request` (node → bridge).
+/// How a device describes itself when it asks to pair: what the owner sees, and what the record keeps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PairRequestParams {
-    /// What the owner will see, e.g. "Ada's phone". Sanitised before display.
+#[serde(rename_all = "camelCase")]
+pub struct DeviceInfo {
+    /// e.g. "Ada's phone". Chosen by whoever is on the network: sanitised before it is shown or stored.
     pub name: String,
     pub platform: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+}
+
+/// Params of `pair.request` (node → bridge).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairRequestParams {
+    #[serde(flatten)]
+    pub device: DeviceInfo,
     pub scopes: Vec<Scope>,
     /// `sas_commitment(nonce)` of the nonce the node reveals in `pair.confirm`.
     pub nonce_commitment: String,
@@ -85,13 +93,11 @@ pub struct PairWaitParams {
 
 /// Params of `pair.submit` (bridge → gateway): a node whose key the bridge saw, asking to be paired.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct PairSubmitParams {
     pub node_id: KeyId,
-    pub name: String,
-    pub platform: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
+    #[serde(flatten)]
+    pub device: DeviceInfo,
     pub scopes: Vec<Scope>,
     /// The node's address as the bridge saw it.
     pub address: String,
@@ -103,14 +109,9 @@ pub struct PairSubmitParams {
 #[serde(rename_all = "camelCase")]
 pub struct PendingPairing {
     pub request_id: String,
-    pub node_id: KeyId,
-    pub name: String,
-    pub platform: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
-    pub scopes: Vec<Scope>,
-    pub address: String,
-    pub sas: String,
+    /// What the bridge submitted, the device's description sanitised.
+    #[serde(flatten)]
+    pub request: PairSubmitParams,
     pub created_at_ms: u64,
     pub expires_at_ms: u64,
 }
@@ -130,10 +131,8 @@ pub struct PairDecisionParams {
 #[serde(rename_all = "camelCase")]
 pub struct PairedNode {
     pub node_id: KeyId,
-    pub name: String,
-    pub platform: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
+    #[serde(flatten)]
+    pub device: DeviceInfo,
     pub scopes: Vec<Scope>,
     pub created_at_ms: u64,
     pub last_seen_ms: u64,
@@ -227,6 +226,17 @@ pub fn sas(bridge: &KeyId, node: &KeyId, bridge_nonce: &str, node_nonce: &str) -
     ]);
     let number = u32::from_be_bytes(digest[..4].try_into().expect("4 bytes")) % 1_000_000;
     format!("{number:06}")
+}
+
+impl DeviceInfo {
+    /// The same description with every field made safe to show ([`display_safe_name`]).
+    pub fn sanitised(&self) -> DeviceInfo {
+        DeviceInfo {
+            name: display_safe_name(&self.name),
+            platform: display_safe_name(&self.platform),
+            model: self.model.as_deref().map(display_safe_name),
+        }
+    }
 }
 
 /// Makes a name chosen by whoever is on the network safe to show the owner: no control or formatting

@@ -4,19 +4,20 @@ use node_kit::protocol::{PendingPairing, Scope};
 
 /// A waiting request as the owner sees it, in `lanyard nodes pending` and in `lanyard up`'s prompt: who
 /// asks, from where, for what, and the code to compare with the device's screen.
-pub(crate) fn describe_request(request: &PendingPairing, now_ms: u64) -> String {
-    let device = match &request.model {
-        Some(model) => format!("{}, {model}", request.platform),
-        None => request.platform.clone(),
+pub(crate) fn describe_request(pending: &PendingPairing, now_ms: u64) -> String {
+    let request = &pending.request;
+    let device = match &request.device.model {
+        Some(model) => format!("{}, {model}", request.device.platform),
+        None => request.device.platform.clone(),
     };
     format!(
         "{name} ({device}) at {address}\n  asks for: {scopes}\n  code:     {sas}\n  request:  {id}\n  expires:  {left}",
-        name = request.name,
+        name = request.device.name,
         address = request.address,
         scopes = scopes(&request.scopes),
         sas = request.sas,
-        id = request.request_id,
-        left = time_left(request.expires_at_ms, now_ms),
+        id = pending.request_id,
+        left = time_left(pending.expires_at_ms, now_ms),
     )
 }
 

@@ -44,8 +44,8 @@ pub(super) async fn list(client: &Client, json: bool) -> anyhow::Result<()> {
             let online = is_connected(&node.node_id);
             [
                 node.node_id.to_string(),
-                node.name.clone(),
-                node.platform.clone(),
+                node.device.name.clone(),
+                node.device.platform.clone(),
                 scopes(&node.scopes),
                 if online { "now".to_string() } else { ago(node.last_seen_ms, now) },
                 if online { "yes" } else { "no" }.to_string(),

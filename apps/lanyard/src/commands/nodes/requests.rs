@@ -49,7 +49,7 @@ pub(crate) async fn decide(client: &Client, request_id: &str, verdict: Verdict) 
             let node: PairedNode = serde_json::from_value(payload).with_context(unreadable)?;
             Ok(format!(
                 "approved: \"{}\" is paired as {} with scopes {}",
-                node.name,
+                node.device.name,
                 node.node_id,
                 scopes(&node.scopes)
             ))

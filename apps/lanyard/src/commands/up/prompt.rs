@@ -92,7 +92,11 @@ impl<W: Write> Prompter<W> {
         while self.asking.is_none() {
             let Some(request) = self.queue.pop_front() else { break };
             if request.expires_at_ms <= now_ms() {
-                writeln!(self.out, "The request from {} expired before you were asked; skipping it.", request.name)?;
+                writeln!(
+                    self.out,
+                    "The request from {} expired before you were asked; skipping it.",
+                    request.request.device.name
+                )?;
                 continue;
             }
             self.show(&request, "Pairing request")?;
@@ -130,7 +134,7 @@ impl<W: Write> Prompter<W> {
         if let Some(asking) = &self.asking
             && asking.request_id == request.request_id
         {
-            if asking.sas != request.sas {
+            if asking.request.sas != request.request.sas {
                 self.show(&request, "The device asked again, with a new code")?;
             }
             self.asking = Some(request);
@@ -149,11 +153,11 @@ impl<W: Write> Prompter<W> {
             PairOutcome::Expired => "expired",
         };
         if let Some(asking) = self.asking.take_if(|a| a.request_id == resolution.request_id) {
-            writeln!(self.out, "\nThe request from {} {what}; skipping it.", asking.name)?;
+            writeln!(self.out, "\nThe request from {} {what}; skipping it.", asking.request.device.name)?;
         } else if let Some(at) = self.queue.iter().position(|q| q.request_id == resolution.request_id)
             && let Some(queued) = self.queue.remove(at)
         {
-            writeln!(self.out, "\nThe request from {} {what} before you were asked.", queued.name)?;
+            writeln!(self.out, "\nThe request from {} {what} before you were asked.", queued.request.device.name)?;
         }
         // Anything else is a request this prompt answered itself.
         Ok(())
@@ -168,7 +172,7 @@ impl<W: Write> Prompter<W> {
         };
         match decide(&self.client, &request.request_id, verdict).await {
             Ok(outcome) => writeln!(self.out, "{outcome}"),
-            Err(e) => writeln!(self.out, "Cannot answer the request from {}: {e:#}", request.name),
+            Err(e) => writeln!(self.out, "Cannot answer the request from {}: {e:#}", request.request.device.name),
         }
     }
 }
@@ -180,7 +184,7 @@ mod tests {
     use ::gateway::{Gateway, GatewayConfig};
     use certs::KeyId;
     use node_kit::protocol::{
-        ClientMode, PairDecisionParams, PairSubmitParams, PairTicket, PairedNodeList, Scope, method,
+        ClientMode, DeviceInfo, PairDecisionParams, PairSubmitParams, PairTicket, PairedNodeList, Scope, method,
     };
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
@@ -215,9 +219,7 @@ mod tests {
     async fn submit(bridge: &Client, name: &str, sas: &str, address: &str) -> String {
         let params = PairSubmitParams {
             node_id: KeyId::of_spki(name.as_bytes()),
-            name: name.into(),
-            platform: "ios".into(),
-            model: Some("iPhone15,2".into()),
+            device: DeviceInfo { name: name.into(), platform: "ios".into(), model: Some("iPhone15,2".into()) },
             scopes: vec![Scope::Chat, Scope::Voice],
             address: address.into(),
             sas: sas.into(),
@@ -291,8 +293,12 @@ mod tests {
         screen.shows("rejected: device").await;
 
         let paired = owner.request(method::PAIR_LIST, serde_json::Value::Null).await.unwrap();
-        let mut names: Vec<_> =
-            serde_json::from_value::<PairedNodeList>(paired).unwrap().nodes.into_iter().map(|n| n.name).collect();
+        let mut names: Vec<_> = serde_json::from_value::<PairedNodeList>(paired)
+            .unwrap()
+            .nodes
+            .into_iter()
+            .map(|n| n.device.name)
+            .collect();
         names.sort();
         assert_eq!(names, ["Ada's phone", "Bob's tablet"]);
 
