@@ -30,7 +30,8 @@ fn env_or(name: &str, default: usize) -> usize {
 async fn main() {
     let connects = env_or("BENCH_CONNECTS", 200);
     let calls = env_or("BENCH_CALLS", 2000);
-    let gateway = TestGateway::start(|_| {}).await;
+    // No claude is needed; naming a path keeps `health` from searching PATH on every call.
+    let gateway = TestGateway::start(|config| config.agent.claude_path = Some("/nonexistent/claude".into())).await;
     // The benchmark itself is a flood from one address and one node: lift the limits out of its way.
     let bridge = TestBridge::start(&gateway, |config| {
         config.limits.handshakes_per_address = Rate::per_second(100_000, 100_000);
@@ -40,6 +41,25 @@ async fn main() {
     let (identity, paired) = pair(&bridge, &gateway, &[Scope::Chat]).await;
     let node_builder = Client::bridge(bridge.address(), &identity, Pin::Key(paired.bridge_id)).unwrap();
     let tls = Arc::new(identity.client_config(PeerKeyVerifier::new(Pin::Key(paired.bridge_id))).unwrap());
+
+    // Calls first: every connection below leaves a presence entry, which `health` lists.
+    let operator = gateway.operator().await;
+    let node = node_builder.clone().connect().await.unwrap();
+    let (mut direct_calls, mut bridge_calls) = (Vec::new(), Vec::new());
+    for i in 0..calls + 50 {
+        let (d, b) = if i % 2 == 0 {
+            let d = timed_health(&operator).await;
+            (d, timed_health(&node).await)
+        } else {
+            let b = timed_health(&node).await;
+            (timed_health(&operator).await, b)
+        };
+        if i >= 50 {
+            direct_calls.push(d);
+            bridge_calls.push(b);
+        }
+    }
+    drop((operator, node));
 
     let (mut direct_connect, mut bridge_connect, mut tls_only) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..connects + 5 {
@@ -64,23 +84,6 @@ async fn main() {
         }
     }
 
-    let operator = gateway.operator().await;
-    let node = node_builder.clone().connect().await.unwrap();
-    let (mut direct_calls, mut bridge_calls) = (Vec::new(), Vec::new());
-    for i in 0..calls + 50 {
-        let (d, b) = if i % 2 == 0 {
-            let d = timed_health(&operator).await;
-            (d, timed_health(&node).await)
-        } else {
-            let b = timed_health(&node).await;
-            (timed_health(&operator).await, b)
-        };
-        if i >= 50 {
-            direct_calls.push(d);
-            bridge_calls.push(b);
-        }
-    }
-    drop((operator, node));
     bridge.stop().await;
     gateway.stop().await;
 

@@ -39,56 +39,82 @@ pub enum IdentityStoreError {
     Io { path: PathBuf, source: io::Error },
     #[error("the bridge key in {location} is unusable: {source}")]
     Corrupt { location: KeyLocation, source: certs::IdentityError },
+    #[error(
+        "the bridge key was stored in the OS keychain, which cannot give it back now ({reason}); unlock the \
+         keychain and start again. A new key would unpair every device: to start over anyway, delete {}",
+        marker.display()
+    )]
+    KeychainLost { marker: PathBuf, reason: String },
 }
 
 pub fn key_file(home: &Path) -> PathBuf {
     home.join("bridge").join("identity.pem")
 }
 
-/// Loads the bridge's key, creating it on first run.
+/// Where the key went last time, when that was the keychain: without this note, a keychain that is locked
+/// or gone at the next start would look like a first run, and a new key would unpair every device.
+pub fn keychain_marker(home: &Path) -> PathBuf {
+    home.join("bridge").join("identity.in-keychain")
+}
+
+/// Loads the bridge's key, creating it on first run. A key file, once there, is always used; with
+/// [`KeyStore::Auto`] a new key goes to the keychain when one works.
 pub fn load_or_create(home: &Path, store: KeyStore) -> Result<(Identity, KeyLocation), IdentityStoreError> {
-    if store == KeyStore::Auto
-        && let Some(found) = from_keychain(home)
-    {
-        return found;
-    }
     let path = key_file(home);
     let io_error = |source| IdentityStoreError::Io { path: path.clone(), source };
     match std::fs::read_to_string(&path) {
-        Ok(pem) => Identity::from_pkcs8_pem(&pem)
-            .map(|identity| (identity, KeyLocation::File(path.clone())))
-            .map_err(|source| IdentityStoreError::Corrupt { location: KeyLocation::File(path.clone()), source }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let identity = Identity::generate();
-            storage::write_private_file(&path, identity.to_pkcs8_pem().as_bytes()).map_err(io_error)?;
-            Ok((identity, KeyLocation::File(path)))
+        Ok(pem) => {
+            return Identity::from_pkcs8_pem(&pem)
+                .map(|identity| (identity, KeyLocation::File(path.clone())))
+                .map_err(|source| IdentityStoreError::Corrupt { location: KeyLocation::File(path.clone()), source });
         }
-        Err(e) => Err(io_error(e)),
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_error(e)),
+        Err(_) => {}
     }
+    if store == KeyStore::Auto {
+        let marker = keychain_marker(home);
+        let stored_there = marker.exists();
+        match keychain_entry(home) {
+            Ok(entry) => match entry.get_password() {
+                Ok(pem) => {
+                    return Identity::from_pkcs8_pem(&pem)
+                        .map(|identity| (identity, KeyLocation::Keychain))
+                        .map_err(|source| IdentityStoreError::Corrupt { location: KeyLocation::Keychain, source });
+                }
+                Err(keyring::Error::NoEntry) if stored_there => {
+                    return Err(IdentityStoreError::KeychainLost { marker, reason: "the entry is gone".into() });
+                }
+                Err(keyring::Error::NoEntry) => {
+                    let identity = Identity::generate();
+                    match entry.set_password(&identity.to_pkcs8_pem()) {
+                        Ok(()) => {
+                            storage::write_private_file(&marker, b"the bridge key is in the OS keychain\n")
+                                .map_err(|source| IdentityStoreError::Io { path: marker.clone(), source })?;
+                            return Ok((identity, KeyLocation::Keychain));
+                        }
+                        Err(e) => tracing::info!(error = %e, "the keychain refused the bridge key; using a 0600 file"),
+                    }
+                }
+                Err(e) if stored_there => {
+                    return Err(IdentityStoreError::KeychainLost { marker, reason: e.to_string() });
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "the keychain cannot be read; using a 0600 file for the bridge key")
+                }
+            },
+            Err(e) if stored_there => return Err(IdentityStoreError::KeychainLost { marker, reason: e.to_string() }),
+            Err(e) => tracing::info!(error = %e, "no usable keychain; using a 0600 file for the bridge key"),
+        }
+    }
+    let identity = Identity::generate();
+    storage::write_private_file(&path, identity.to_pkcs8_pem().as_bytes()).map_err(io_error)?;
+    Ok((identity, KeyLocation::File(path)))
 }
 
-/// The key from the keychain (created there on first run), or `None` when there is no usable keychain.
-fn from_keychain(home: &Path) -> Option<Result<(Identity, KeyLocation), IdentityStoreError>> {
-    // One entry per home, so two installations on one account do not share a key.
-    let entry = keyring::Entry::new("lanyard-bridge", &home.display().to_string()).ok()?;
-    let corrupt = |source| IdentityStoreError::Corrupt { location: KeyLocation::Keychain, source };
-    match entry.get_password() {
-        Ok(pem) => Some(Identity::from_pkcs8_pem(&pem).map(|i| (i, KeyLocation::Keychain)).map_err(corrupt)),
-        Err(keyring::Error::NoEntry) => {
-            let identity = Identity::generate();
-            match entry.set_password(&identity.to_pkcs8_pem()) {
-                Ok(()) => Some(Ok((identity, KeyLocation::Keychain))),
-                Err(e) => {
-                    tracing::info!(error = %e, "the keychain refused the bridge key; using a 0600 file");
-                    None
-                }
-            }
-        }
-        Err(e) => {
-            tracing::info!(error = %e, "no usable keychain; using a 0600 file for the bridge key");
-            None
-        }
-    }
+/// The keychain entry of this home's bridge key; one entry per home, so two installations on one account do
+/// not share a key.
+fn keychain_entry(home: &Path) -> keyring::Result<keyring::Entry> {
+    keyring::Entry::new("lanyard-bridge", &home.display().to_string())
 }
 
 #[cfg(test)]
@@ -113,5 +139,16 @@ mod tests {
         storage::write_private_file(&key_file(home.path()), b"garbage").unwrap();
         assert!(matches!(load_or_create(home.path(), KeyStore::File), Err(IdentityStoreError::Corrupt { .. })));
         assert_eq!(std::fs::read(key_file(home.path())).unwrap(), b"garbage");
+    }
+
+    #[test]
+    fn a_key_once_in_the_keychain_is_never_silently_replaced() {
+        let home = tempfile::tempdir().unwrap();
+        storage::write_private_file(&keychain_marker(home.path()), b"").unwrap();
+        // This home's keychain entry does not exist (or there is no keychain): that is a lost key, not a
+        // first run.
+        let refused = load_or_create(home.path(), KeyStore::Auto).unwrap_err();
+        assert!(matches!(refused, IdentityStoreError::KeychainLost { .. }), "{refused}");
+        assert!(!key_file(home.path()).exists());
     }
 }

@@ -155,8 +155,9 @@ fn check_request(request: &PairRequestParams) -> Result<(), ErrorShape> {
     if request.scopes.is_empty() {
         return Err(ErrorShape::invalid_request("ask for at least one scope (chat, voice)"));
     }
-    if request.nonce_commitment.len() != 64 || !request.nonce_commitment.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ErrorShape::invalid_request("nonceCommitment must be 64 hex characters"));
+    let commitment = &request.nonce_commitment;
+    if commitment.len() != 64 || !commitment.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return Err(ErrorShape::invalid_request("nonceCommitment must be 64 lower-case hex characters"));
     }
     Ok(())
 }

@@ -117,7 +117,8 @@ pub(crate) async fn serve(tcp: TcpStream, addr: SocketAddr, shared: Arc<BridgeSh
         Err(refusal) if refusal.code == ErrorCode::NotPaired => {
             tracing::info!(%addr, node = %node_id, "unpaired node connected; it may only ask to pair");
             let methods = pairing::METHODS.iter().map(|m| m.to_string()).collect();
-            side.outbound.send(hello(&shared, None, methods, pairing::METHODS.len()));
+            // The dialogue answers one request at a time.
+            side.outbound.send(hello(&shared, None, methods, 1));
             pairing::run(side, shared, shutdown).await
         }
         Err(refusal) => {

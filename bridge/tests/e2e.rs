@@ -75,6 +75,15 @@ async fn pair_approve_reconnect_then_agent_and_invoke_through_the_bridge() {
     assert_eq!(outcome.result, "Hello from the model");
     assert_eq!(api.requests_with("hello through the bridge").len(), 1);
 
+    // The node's conversation is its own, apart from the owner's, and the node does not get to see the list.
+    let health = operator.request(method::HEALTH, json!({})).await.unwrap();
+    let sessions: Vec<&str> =
+        health["agent"]["sessions"].as_array().unwrap().iter().map(|s| s["sessionKey"].as_str().unwrap()).collect();
+    assert_eq!(sessions, [format!("node:{}:main", identity.id())]);
+    let seen_by_node = node.request(method::HEALTH, json!({})).await.unwrap();
+    assert_eq!(seen_by_node["agent"]["sessions"], json!([]));
+    assert_eq!(seen_by_node["presence"], json!([]));
+
     // The owner drives the node's screen from the gateway; the command crosses the bridge and comes back.
     let invoke = json!({
         "nodeId": identity.id().to_string(), "command": "screen.eval", "params": {"javaScript": "1+1"},

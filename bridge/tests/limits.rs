@@ -155,3 +155,38 @@ async fn handshake_attempts_are_limited_per_address() {
     let refused = builder.clone().connect().await.expect_err("over the limit");
     assert!(matches!(refused, node_kit::ClientError::Connect { .. }), "{refused}");
 }
+
+/// A canvas that counts the commands that reach it.
+#[derive(Clone, Default)]
+struct CountingCanvas(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl CommandHandler for CountingCanvas {
+    fn handle(&self, _: NodeCommandRequest) -> BoxFuture<'static, Result<Value, ErrorShape>> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async { Ok(json!({ "result": 2 })) }.boxed()
+    }
+}
+
+/// While a node is in the background, the bridge answers its screen commands itself.
+#[tokio::test]
+async fn screen_commands_to_a_backgrounded_node_are_answered_by_the_bridge() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let bridge = TestBridge::start(&gateway, |_| {}).await;
+    let (identity, paired) = pair(&bridge, &gateway, &[Scope::Chat]).await;
+    let node_id = identity.id().to_string();
+    let canvas = CountingCanvas::default();
+    let node = Node::builder(identity, paired).commands(screen_advert(), canvas.clone()).connect().await.unwrap();
+    let operator = gateway.operator().await;
+    let eval = |key: &str| json!({"nodeId": node_id, "command": "screen.eval", "params": {"javaScript": "1+1"}, "idempotencyKey": key, "timeoutMs": 5000});
+    operator.request(method::NODE_INVOKE, eval("fg-1")).await.unwrap();
+
+    node.set_app_state(node_kit::protocol::AppState::Background).await.unwrap();
+    let e = remote(operator.request(method::NODE_INVOKE, eval("bg-1")).await.unwrap_err());
+    assert_eq!(e.code, ErrorCode::NodeBackgroundUnavailable);
+    assert!(e.retryable && e.retry_after_ms.is_some_and(|ms| ms > 0), "{e:?}");
+    assert_eq!(canvas.0.load(std::sync::atomic::Ordering::SeqCst), 1, "the node never saw it");
+
+    node.set_app_state(node_kit::protocol::AppState::Foreground).await.unwrap();
+    operator.request(method::NODE_INVOKE, eval("fg-2")).await.unwrap();
+    assert_eq!(canvas.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+}

@@ -236,3 +236,22 @@ async fn the_sas_is_equal_on_both_sides_and_differs_between_attempts() {
     assert!(seen[0].1 != seen[1].1 && seen[1].1 != seen[2].1, "each attempt has its own SAS: {seen:?}");
     assert_eq!(pending_requests(&gateway).await.len(), 1);
 }
+
+/// A nonce that does not match the commitment sent before it is refused, and nothing is filed.
+#[tokio::test]
+async fn a_nonce_that_does_not_match_its_commitment_is_refused() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let bridge = TestBridge::start(&gateway, |_| {}).await;
+    let client = Client::bridge(bridge.address(), &Identity::generate(), Pin::AnyKey).unwrap().connect().await.unwrap();
+    let committed = node_kit::protocol::pairing_nonce();
+    let request = json!({"name": "phone", "platform": "test", "scopes": ["chat"],
+        "nonceCommitment": node_kit::protocol::nonce_commitment(&committed)});
+    client.request(method::PAIR_REQUEST, request).await.unwrap();
+    let other = node_kit::protocol::pairing_nonce();
+    let e = remote(client.request(method::PAIR_CONFIRM, json!({"nonce": other})).await.unwrap_err());
+    assert_eq!(e.code, ErrorCode::InvalidRequest);
+    assert!(pending_requests(&gateway).await.is_empty());
+    // The dialogue starts over: confirming again without a new request is out of order.
+    let e = remote(client.request(method::PAIR_CONFIRM, json!({"nonce": committed})).await.unwrap_err());
+    assert_eq!(e.code, ErrorCode::InvalidRequest);
+}

@@ -176,7 +176,14 @@ async fn run(
     }));
     state.hub.insert(conn_id, peer.mode, outbound.clone());
     if let Some(summary) = node {
+        let node_id = summary.node_id.clone();
         state.nodes.register(conn_id, summary, outbound.clone());
+        // A revoke between the handshake's check and this registration found nothing to close: look again.
+        if let Ok(key) = node_id.parse::<KeyId>()
+            && state.paired.get(&key).is_none()
+        {
+            state.nodes.disconnect(&node_id, crate::methods::not_paired(&key));
+        }
     }
     let entry = state.presence.connected(conn_id, &peer.instance_id, peer.mode, &peer.platform);
     state.hub.broadcast(event::PRESENCE, &entry);

@@ -251,3 +251,30 @@ async fn node_events_and_presence_reach_operators_in_sequence() {
     assert_eq!(phone_presence["connected"], true);
     assert_eq!(health["nodes"], 1);
 }
+
+/// Only the bridge speaks for nodes, and only for paired keys.
+#[tokio::test]
+async fn node_identities_are_taken_only_from_the_bridge() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let as_node = |token: String, id: String| {
+        let url = gateway.url.clone();
+        async move {
+            Client::builder(url)
+                .token(token)
+                .instance_id(id)
+                .node(NodeAdvert::default(), TestNode::default())
+                .connect()
+                .await
+                .expect_err("refused")
+        }
+    };
+    let paired = phone_id();
+    gateway.pair_node(paired.parse().unwrap(), "Test phone").await;
+    // The operator token cannot claim to be a node, not even a paired one.
+    let e = as_node(gateway.token.clone(), paired.clone()).await;
+    assert_eq!(e.code(), Some(ErrorCode::Unauthorized));
+    // The bridge token speaks only for key IDs, and only paired ones.
+    assert_eq!(as_node(gateway.bridge_token.clone(), "phone-1".into()).await.code(), Some(ErrorCode::InvalidRequest));
+    let stranger = certs::KeyId::of_spki(b"stranger").to_string();
+    assert_eq!(as_node(gateway.bridge_token.clone(), stranger).await.code(), Some(ErrorCode::NotPaired));
+}

@@ -151,7 +151,7 @@ impl ClientBuilder {
             Target::Url(url) => {
                 let (ws, _) = tokio::time::timeout(
                     self.handshake_timeout,
-                    tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), false),
+                    tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true),
                 )
                 .await
                 .map_err(|_| connect_error("timed out".into()))?

@@ -1,7 +1,7 @@
 //! `health`: is the gateway up, is claude installed, who is connected.
 
 use super::Context;
-use node_kit::protocol::{AgentHealth, ErrorShape, HealthPayload};
+use node_kit::protocol::{AgentHealth, ClientMode, ErrorShape, HealthPayload};
 use serde_json::Value;
 
 pub(crate) struct Health;
@@ -10,6 +10,8 @@ impl Health {
     pub(crate) fn apply(self, ctx: &Context) -> Result<Value, ErrorShape> {
         let state = &ctx.state;
         let claude = state.agent.claude_path().ok();
+        // A node learns that the agent is up, not who else is connected or which conversations exist.
+        let owner_view = ctx.peer.mode != ClientMode::Node;
         let payload = HealthPayload {
             ok: true,
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -18,11 +20,11 @@ impl Health {
             nodes: state.nodes.len(),
             agent: AgentHealth {
                 available: claude.is_some(),
-                claude_path: claude.map(|p| p.display().to_string()),
-                sessions: state.agent.sessions(),
+                claude_path: claude.filter(|_| owner_view).map(|p| p.display().to_string()),
+                sessions: if owner_view { state.agent.sessions() } else { Vec::new() },
             },
-            presence: state.presence.list(),
-            requests: state.requests_by_method(),
+            presence: if owner_view { state.presence.list() } else { Vec::new() },
+            requests: if owner_view { state.requests_by_method() } else { Default::default() },
         };
         Ok(serde_json::to_value(payload).expect("health serialises"))
     }

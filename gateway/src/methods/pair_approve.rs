@@ -25,6 +25,12 @@ impl PairApprove {
                 Some(granted) => request.scopes.iter().copied().filter(|s| granted.contains(s)).collect(),
                 None => request.scopes.clone(),
             };
+            if scopes.is_empty() {
+                return Err(ErrorShape::invalid_request(format!(
+                    "grant at least one of the scopes the device asked for: {}",
+                    request.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                )));
+            }
             let now = now_ms();
             let node = PairedNode {
                 node_id: request.node_id,

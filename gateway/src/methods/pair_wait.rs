@@ -30,6 +30,8 @@ impl PairWait {
                 ctx.state.hub.broadcast(event::PAIR_RESOLVED, resolution(PairOutcome::Expired, Vec::new()));
                 Err(crate::pairing::expired("the pairing request expired before the owner answered; ask again"))
             }
+            // Not an event: the request itself is still waiting, under the newer attempt.
+            Decision::Superseded => Err(crate::pairing::expired("a newer attempt from this device replaced this one")),
         }
     }
 }

@@ -15,8 +15,10 @@ use tokio::sync::oneshot;
 pub(crate) enum Decision {
     Approved(Vec<Scope>),
     Rejected,
-    /// Timed out, or replaced by a newer attempt from the same key.
+    /// Timed out.
     Expired,
+    /// Replaced by a newer attempt from the same key, which keeps the request waiting.
+    Superseded,
 }
 
 struct Waiting {
@@ -56,7 +58,7 @@ impl PendingRequests {
         let request_id = match requests.waiting.remove(&p.node_id) {
             Some(previous) => {
                 for waiter in previous.waiters {
-                    let _ = waiter.send(Decision::Expired);
+                    let _ = waiter.send(Decision::Superseded);
                 }
                 previous.info.request_id
             }

@@ -39,7 +39,8 @@ pub struct ConnectParams {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientInfo {
-    /// Stable per installation; a node's ID on a direct gateway connection.
+    /// Stable per installation. For a node it is its key ID: the bridge sets it from the node's TLS key
+    /// (whatever the node sent), and the gateway accepts it only from the bridge.
     pub instance_id: String,
     pub mode: ClientMode,
     pub platform: String,

@@ -55,7 +55,7 @@ pub struct PairRequestParams {
     #[serde(flatten)]
     pub device: DeviceInfo,
     pub scopes: Vec<Scope>,
-    /// `sas_commitment(nonce)` of the nonce the node reveals in `pair.confirm`.
+    /// [`nonce_commitment`] of the nonce the node reveals in `pair.confirm`, in lower-case hex.
     pub nonce_commitment: String,
 }
 
@@ -275,6 +275,24 @@ mod tests {
         assert_eq!(sas(&b, &n, "x", "y"), base);
         let variants = [sas(&n, &b, "x", "y"), sas(&b, &n, "x2", "y"), sas(&b, &n, "x", "y2")];
         assert!(variants.iter().all(|v| *v != base), "{variants:?} vs {base}");
+    }
+
+    /// The vector in docs/protocol.md ("The SAS"): RFC 8032 test keys 1 (bridge) and 2 (device), so other
+    /// implementations can check theirs against this one.
+    #[test]
+    fn matches_the_documented_test_vector() {
+        fn unhex(text: &str) -> Vec<u8> {
+            (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect()
+        }
+        let spki = |key: &str| [unhex("302a300506032b6570032100"), unhex(key)].concat();
+        let bridge = KeyId::of_spki(&spki("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"));
+        let device = KeyId::of_spki(&spki("3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"));
+        assert_eq!(bridge.to_string(), "A3R7-3D62-FG5W-BK2Z-KV66-MHW3-BLWN-WIYR-GS7D-BZ23-IVPY-4G3Z-F6UQ");
+        assert_eq!(device.to_string(), "32ZN-5U45-YJX4-4DTA-QW3P-YNF7-NNMU-DEJ3-X7RO-UYKB-CPH7-TYAE-YFYA");
+        let bridge_nonce = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+        let nonce = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
+        assert_eq!(nonce_commitment(nonce), "a792d00b0a8cee1440a7fae29f9f89f1cdbfcc7bc9fcd48e39ebe99787507be8");
+        assert_eq!(sas(&bridge, &device, bridge_nonce, nonce), "593249");
     }
 
     #[test]
