@@ -57,8 +57,8 @@ pub fn keychain_marker(home: &Path) -> PathBuf {
     home.join("bridge").join("identity.in-keychain")
 }
 
-/// Loads the bridge's key, creating it on first run. A key file, once there, is always used; with
-/// [`KeyStore::Auto`] a new key goes to the keychain when one works.
+/// Loads the bridge's key, creating it on first run. A key file, once there, is always used, and so is a
+/// key the keychain holds; with [`KeyStore::Auto`] a new key goes to the keychain when one works.
 pub fn load_or_create(home: &Path, store: KeyStore) -> Result<(Identity, KeyLocation), IdentityStoreError> {
     let path = key_file(home);
     let io_error = |source| IdentityStoreError::Io { path: path.clone(), source };
@@ -71,9 +71,11 @@ pub fn load_or_create(home: &Path, store: KeyStore) -> Result<(Identity, KeyLoca
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_error(e)),
         Err(_) => {}
     }
-    if store == KeyStore::Auto {
-        let marker = keychain_marker(home);
-        let stored_there = marker.exists();
+    let marker = keychain_marker(home);
+    let stored_there = marker.exists();
+    // A key already in the keychain is looked for there whatever the setting: the setting only says where a
+    // new key goes, and a new key would unpair every device.
+    if store == KeyStore::Auto || stored_there {
         match keychain_entry(home) {
             Ok(entry) => match entry.get_password() {
                 Ok(pem) => {
@@ -147,8 +149,10 @@ mod tests {
         storage::write_private_file(&keychain_marker(home.path()), b"").unwrap();
         // This home's keychain entry does not exist (or there is no keychain): that is a lost key, not a
         // first run.
-        let refused = load_or_create(home.path(), KeyStore::Auto).unwrap_err();
-        assert!(matches!(refused, IdentityStoreError::KeychainLost { .. }), "{refused}");
+        for store in [KeyStore::Auto, KeyStore::File] {
+            let refused = load_or_create(home.path(), store).unwrap_err();
+            assert!(matches!(refused, IdentityStoreError::KeychainLost { .. }), "{refused}");
+        }
         assert!(!key_file(home.path()).exists());
     }
 }

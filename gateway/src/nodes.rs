@@ -88,7 +88,7 @@ impl NodeRegistry {
     }
 
     pub(crate) fn describe(&self, node_id: &str) -> Option<NodeSummary> {
-        self.inner.lock().expect("nodes lock").nodes.get(&canonical(node_id)).map(|n| n.summary.clone())
+        self.inner.lock().expect("nodes lock").nodes.get(node_id).map(|n| n.summary.clone())
     }
 
     /// Sends `command` to the node as a `node.invoke` request and waits for its answer.
@@ -101,8 +101,7 @@ impl NodeRegistry {
     ) -> Result<Value, ErrorShape> {
         let (invoke_id, conn_id, rx) = {
             let mut inner = self.inner.lock().expect("nodes lock");
-            let node =
-                inner.nodes.get(&canonical(node_id)).ok_or_else(|| not_connected(node_id, "is not connected"))?;
+            let node = inner.nodes.get(node_id).ok_or_else(|| not_connected(node_id, "is not connected"))?;
             check_offered(&node.summary, command)?;
             let conn_id = node.conn_id;
             let outbound = node.outbound.clone();
@@ -145,8 +144,9 @@ impl NodeRegistry {
     }
 }
 
-/// A node ID as the registry keys it: a key ID in its canonical text form, however it was typed.
-fn canonical(node_id: &str) -> String {
+/// A node ID as the registry keys it: a key ID in its canonical text form, however it was typed, so that
+/// lookups and idempotency keys do not depend on the spelling.
+pub(crate) fn canonical(node_id: &str) -> String {
     node_id.parse::<certs::KeyId>().map_or_else(|_| node_id.to_string(), |id| id.to_string())
 }
 

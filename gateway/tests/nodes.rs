@@ -182,8 +182,13 @@ async fn a_retried_idempotency_key_runs_the_command_once() {
     let (first, second) =
         tokio::join!(a.request(method::NODE_INVOKE, params.clone()), b.request(method::NODE_INVOKE, params.clone()));
     let third = a.request(method::NODE_INVOKE, params).await;
+    // The node ID spelt another way (lower case, no dashes) is the same node and the same retry.
+    let respelt = phone_id().to_lowercase().replace('-', "");
+    let fourth =
+        a.request(method::NODE_INVOKE, invoke(&respelt, "test.sleep", json!({"ms": 300}), "same-key", 5000)).await;
     assert_eq!(first.unwrap(), second.as_ref().unwrap().clone());
-    assert_eq!(second.unwrap(), third.unwrap());
+    assert_eq!(second.as_ref().unwrap().clone(), third.unwrap());
+    assert_eq!(second.unwrap(), fourth.unwrap());
     assert_eq!(node.runs.load(Ordering::SeqCst), 1, "the node ran the command once");
 
     // A different key runs again.

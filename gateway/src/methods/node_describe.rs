@@ -10,7 +10,9 @@ pub(crate) struct NodeDescribe {
 
 impl NodeDescribe {
     pub(crate) fn parse(params: Value) -> Result<Self, ErrorShape> {
-        Ok(NodeDescribe { params: parse_params(method::NODE_DESCRIBE, params)? })
+        let mut params: NodeDescribeParams = parse_params(method::NODE_DESCRIBE, params)?;
+        params.node_id = crate::nodes::canonical(&params.node_id);
+        Ok(NodeDescribe { params })
     }
 
     pub(crate) fn apply(self, ctx: &Context) -> Result<Value, ErrorShape> {

@@ -16,8 +16,9 @@ pub(crate) struct NodeInvoke {
 
 impl NodeInvoke {
     pub(crate) fn parse(params: Value) -> Result<Self, ErrorShape> {
-        let params: NodeInvokeParams = parse_params(method::NODE_INVOKE, params)?;
+        let mut params: NodeInvokeParams = parse_params(method::NODE_INVOKE, params)?;
         check_key("nodeId", &params.node_id)?;
+        params.node_id = crate::nodes::canonical(&params.node_id);
         check_key("command", &params.command)?;
         check_key("idempotencyKey", &params.idempotency_key)?;
         NodeCommand::parse(&params.command, &params.params).map_err(ErrorShape::invalid_request)?;
