@@ -1,7 +1,7 @@
 //! What the bridge costs a node, side by side with the same work against the gateway directly, in one
 //! run: connecting (TCP, TLS 1.3 with both keys pinned, WebSocket, `connect`/`hello-ok`, and the bridge's
 //! own link to the gateway) against a plain loopback gateway connection, the TLS handshake alone, and the
-//! round trip of one request (`health`) through the bridge against the same request sent to the gateway.
+//! round trip of one request (`system-event`) through the bridge against the same request sent to the gateway.
 //! Prints a Markdown table for docs/benchmarks.md.
 //!
 //!   cargo bench -p bridge --bench relay_overhead
@@ -30,8 +30,7 @@ fn env_or(name: &str, default: usize) -> usize {
 async fn main() {
     let connects = env_or("BENCH_CONNECTS", 200);
     let calls = env_or("BENCH_CALLS", 2000);
-    // No claude is needed; naming a path keeps `health` from searching PATH on every call.
-    let gateway = TestGateway::start(|config| config.agent.claude_path = Some("/nonexistent/claude".into())).await;
+    let gateway = TestGateway::start(|_| {}).await;
     // The benchmark itself is a flood from one address and one node: lift the limits out of its way.
     let bridge = TestBridge::start(&gateway, |config| {
         config.limits.handshakes_per_address = Rate::per_second(100_000, 100_000);
@@ -42,17 +41,17 @@ async fn main() {
     let node_builder = Client::bridge(bridge.address(), &identity, Pin::Key(paired.bridge_id)).unwrap();
     let tls = Arc::new(identity.client_config(PeerKeyVerifier::new(Pin::Key(paired.bridge_id))).unwrap());
 
-    // Calls first: every connection below leaves a presence entry, which `health` lists.
+    // Calls first, on a quiet gateway: the connections below leave presence entries behind.
     let operator = gateway.operator().await;
     let node = node_builder.clone().connect().await.unwrap();
     let (mut direct_calls, mut bridge_calls) = (Vec::new(), Vec::new());
     for i in 0..calls + 50 {
         let (d, b) = if i % 2 == 0 {
-            let d = timed_health(&operator).await;
-            (d, timed_health(&node).await)
+            let d = timed_call(&operator).await;
+            (d, timed_call(&node).await)
         } else {
-            let b = timed_health(&node).await;
-            (timed_health(&operator).await, b)
+            let b = timed_call(&node).await;
+            (timed_call(&operator).await, b)
         };
         if i >= 50 {
             direct_calls.push(d);
@@ -101,13 +100,15 @@ async fn main() {
         &mut bridge_connect,
     );
     row("TLS 1.3 handshake alone (mutual, pinned, Ed25519)", &mut tls_only);
-    row("`health` round trip, gateway directly", &mut direct_calls);
-    row("`health` round trip through the bridge", &mut bridge_calls);
+    row("`system-event` round trip, gateway directly", &mut direct_calls);
+    row("`system-event` round trip through the bridge", &mut bridge_calls);
     println!("\nMedian of paired differences: connect {connect_diff:+.3} ms, call {call_diff:+.3} ms");
 }
 
-async fn timed_health(client: &Client) -> Duration {
+/// One request that does the same work and gets the same answer on both paths: an empty presence beacon
+/// (`health` would not do: a node's answer leaves out what only the owner may see).
+async fn timed_call(client: &Client) -> Duration {
     let started = Instant::now();
-    client.request(method::HEALTH, serde_json::Value::Null).await.unwrap();
+    client.request(method::SYSTEM_EVENT, serde_json::json!({})).await.unwrap();
     started.elapsed()
 }
