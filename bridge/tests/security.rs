@@ -255,3 +255,48 @@ async fn a_nonce_that_does_not_match_its_commitment_is_refused() {
     let e = remote(client.request(method::PAIR_CONFIRM, json!({"nonce": committed})).await.unwrap_err());
     assert_eq!(e.code, ErrorCode::InvalidRequest);
 }
+
+/// A man in the middle of a first contact: it shows the node a bridge key of its own and shows the real
+/// bridge a node key of its own, relaying the pairing dialogue word for word. Each side computes its SAS
+/// over the keys it saw, so the codes on the two screens differ and the owner rejects.
+#[tokio::test]
+async fn a_man_in_the_middle_of_pairing_shows_the_owner_a_different_sas() {
+    use node_kit::connection::{self, Incoming};
+    use node_kit::protocol::{Frame, Response};
+
+    let gateway = TestGateway::start(|_| {}).await;
+    let bridge = TestBridge::start(&gateway, |_| {}).await;
+    let (posing_as_bridge, posing_as_node) = (Identity::generate(), Identity::generate());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mitm_addr = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(
+        posing_as_bridge.server_config(PeerKeyVerifier::new(Pin::AnyKey)).unwrap(),
+    ));
+    let upstream = Client::bridge(bridge.address(), &posing_as_node, Pin::AnyKey).unwrap();
+    let middle = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let ws = tokio_tungstenite::accept_async(acceptor.accept(tcp).await.unwrap()).await.unwrap();
+        let (mut from_node, mut to_node) = connection::split(ws);
+        let upstream = upstream.connect().await.unwrap();
+        while let Incoming::Frame(frame) = from_node.next().await {
+            match frame {
+                Frame::Connect(_) => to_node.send(&Frame::HelloOk((*upstream.hello()).clone())).await.unwrap(),
+                Frame::Req(req) => {
+                    let outcome = upstream.request(&req.method, req.params).await.map_err(remote);
+                    to_node.send(&Frame::Res(Response { id: req.id, outcome })).await.unwrap();
+                }
+                _ => {}
+            }
+        }
+    });
+
+    let node = Identity::generate();
+    let pending = request_pairing(&mitm_addr.to_string(), &node, PairingRequest::new("phone", "test")).await.unwrap();
+    assert_ne!(pending.bridge_id(), bridge.id, "the node met the middleman's key");
+    let shown = pending_requests(&gateway).await.pop().expect("the request reached the owner");
+    assert_eq!(shown.request.node_id, posing_as_node.id(), "the owner sees the middleman's key");
+    assert_ne!(shown.request.sas, pending.sas(), "the screens disagree");
+    gateway.operator().await.request(method::PAIR_REJECT, json!({"requestId": shown.request_id})).await.unwrap();
+    assert_eq!(remote(pending.approved().await.unwrap_err()).code, ErrorCode::PairingRejected);
+    middle.abort();
+}

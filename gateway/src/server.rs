@@ -39,19 +39,13 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Checks the configuration, creates the token on first run and binds every address.
+    /// Checks the configuration, binds every address, then creates the tokens on first run and loads the
+    /// paired-node store.
     pub async fn bind(config: GatewayConfig) -> Result<Gateway, GatewayError> {
         let addrs = config.bind_addrs();
         if let Some(addr) = addrs.iter().find(|a| !a.ip().is_loopback()) {
             return Err(GatewayError::NonLoopbackBind(*addr));
         }
-        let token_at =
-            |path: PathBuf| GatewayToken::load_or_create(&path).map_err(|source| GatewayError::Token { path, source });
-        let token = token_at(crate::home::token_path(&config.home))?;
-        let bridge_token = token_at(crate::home::bridge_token_path(&config.home))?;
-        let store_path = crate::home::paired_store_path(&config.home);
-        let store =
-            PairedStore::load(store_path.clone()).map_err(|source| GatewayError::Store { path: store_path, source })?;
         let mut listeners = Vec::new();
         for addr in &addrs {
             match TcpListener::bind(addr).await {
@@ -70,6 +64,15 @@ impl Gateway {
                 }
             }
         }
+        // State is read only once the ports are ours: a second gateway on the same home stops at the bind
+        // above instead of touching files the first one is writing.
+        let token_at =
+            |path: PathBuf| GatewayToken::load_or_create(&path).map_err(|source| GatewayError::Token { path, source });
+        let token = token_at(crate::home::token_path(&config.home))?;
+        let bridge_token = token_at(crate::home::bridge_token_path(&config.home))?;
+        let store_path = crate::home::paired_store_path(&config.home);
+        let store =
+            PairedStore::load(store_path.clone()).map_err(|source| GatewayError::Store { path: store_path, source })?;
         Ok(Gateway { listeners, state: Arc::new(GatewayState::new(config, token, bridge_token, store)) })
     }
 

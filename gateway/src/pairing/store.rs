@@ -28,6 +28,12 @@ impl PairedStore {
     /// Reads the store at `path`; a missing file is an empty store. An unreadable file is an error, not
     /// an empty store: starting empty would silently unpair every device and then overwrite the file.
     pub fn load(path: PathBuf) -> io::Result<PairedStore> {
+        if let Some(dir) = path.parent().filter(|d| d.is_dir()) {
+            let removed = storage::remove_torn_writes(dir)?;
+            if removed > 0 {
+                tracing::warn!(removed, "removed half-written state files left by a crash");
+            }
+        }
         let nodes = match std::fs::read(&path) {
             Ok(bytes) => {
                 let file: StoreFile = serde_json::from_slice(&bytes)
@@ -155,11 +161,13 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("paired-nodes.json");
-        let torn = || std::fs::read_dir(dir.path()).unwrap().filter(|e| e.as_ref().unwrap().path() != path).count();
+        let leftovers =
+            || std::fs::read_dir(dir.path()).unwrap().filter(|e| e.as_ref().unwrap().path() != path).count();
         // Kill the writer at varied moments until at least three kills have landed mid-write (a half-written
         // temp file is left behind), checking the store after every kill.
+        let mut torn = 0;
         for round in 0..100u64 {
-            if torn() >= 3 {
+            if torn >= 3 {
                 break;
             }
             let mut child = std::process::Command::new(std::env::current_exe().unwrap())
@@ -172,9 +180,11 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(100 + 13 * (round % 11)));
             child.kill().unwrap();
             child.wait().unwrap();
+            torn += leftovers();
             let store = PairedStore::load(path.clone()).expect("the store survives a crash mid-write");
             assert!(!store.list().is_empty(), "round {round}: the child wrote nothing before it was killed");
+            assert_eq!(leftovers(), 0, "loading clears what the crash left");
         }
-        assert!(torn() >= 3, "too few kills landed mid-write; the test proved nothing");
+        assert!(torn >= 3, "too few kills landed mid-write; the test proved nothing");
     }
 }
