@@ -7,7 +7,7 @@ use crate::gateway_link::{NodeLink, unavailable};
 use crate::server::BridgeShared;
 use crate::session::NodeSide;
 use node_kit::connection::Incoming;
-use node_kit::outbound::{Outbound, write_loop};
+use node_kit::outbound::WriterTask;
 use node_kit::protocol::{
     AppState, ErrorCode, ErrorFrame, ErrorShape, Frame, NodeCommandRequest, Request, Response, Scope, method,
 };
@@ -34,8 +34,8 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
 ) {
     let NodeLink { reader: mut link_reader, writer: link_writer, hello } = link;
-    let (gateway, queue) = Outbound::new(shared.config.outbound_queue);
-    let mut link_task = tokio::spawn(write_loop(link_writer, queue, gateway.closed().clone()));
+    let link_writer = WriterTask::spawn(link_writer, shared.config.outbound_queue);
+    let gateway = link_writer.outbound.clone();
     let mut state = NodeState {
         scopes: hello.paired.map(|p| p.scopes).unwrap_or_default(),
         caps,
@@ -115,10 +115,7 @@ pub(crate) async fn run(
             () = shutdown.cancelled() => break Some((CloseCode::Away, "the bridge is shutting down")),
         }
     };
-    gateway.finish(CloseCode::Normal, "node gone");
-    if tokio::time::timeout(std::time::Duration::from_secs(2), &mut link_task).await.is_err() {
-        link_task.abort();
-    }
+    link_writer.finish(Some((CloseCode::Normal, "node gone"))).await;
     node.finish(close).await;
     tracing::info!(node = %node_id, "paired node disconnected");
 }

@@ -5,16 +5,14 @@ use crate::server::BridgeShared;
 use crate::{gateway_link, pairing, relay};
 use certs::KeyId;
 use node_kit::connection::{self, FrameReader, Incoming};
-use node_kit::outbound::{Keepalive, Outbound, write_loop};
+use node_kit::outbound::{Keepalive, Outbound, WriterTask};
 use node_kit::protocol::{
     ConnectParams, ErrorCode, ErrorFrame, ErrorShape, Frame, HelloOk, Limits, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
     PairedNode, ServerInfo, negotiate_version,
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
 use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
@@ -28,23 +26,13 @@ pub(crate) struct NodeSide {
     pub keepalive: Keepalive,
     pub node_id: KeyId,
     pub addr: SocketAddr,
-    writer: JoinHandle<()>,
+    writer: WriterTask,
 }
-
-/// How long the writer may take to flush the last frames and the close frame.
-const WRITER_GRACE: Duration = Duration::from_secs(5);
 
 impl NodeSide {
     /// Closes gracefully (queued frames first) when `reason` is given, else drops the connection now.
-    pub async fn finish(mut self, reason: Option<(CloseCode, &'static str)>) {
-        match reason {
-            Some((code, why)) => self.outbound.finish(code, why),
-            None => self.outbound.close(),
-        }
-        if tokio::time::timeout(WRITER_GRACE, &mut self.writer).await.is_err() {
-            self.outbound.close();
-            self.writer.abort();
-        }
+    pub async fn finish(self, reason: Option<(CloseCode, &'static str)>) {
+        self.writer.finish(reason).await
     }
 
     pub fn send_error(&self, error: ErrorShape) {
@@ -81,8 +69,8 @@ pub(crate) async fn serve(tcp: TcpStream, addr: SocketAddr, shared: Arc<BridgeSh
         }
     };
     let (mut reader, writer) = connection::split(ws);
-    let (outbound, queue) = Outbound::new(shared.config.outbound_queue);
-    let writer = tokio::spawn(write_loop(writer, queue, outbound.closed().clone()));
+    let writer = WriterTask::spawn(writer, shared.config.outbound_queue);
+    let outbound = writer.outbound.clone();
     let connect = tokio::time::timeout_at(deadline, read_connect(&mut reader)).await.unwrap_or_else(|_| {
         Err(ErrorShape::new(
             ErrorCode::Timeout,

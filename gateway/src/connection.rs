@@ -7,7 +7,7 @@ use crate::nodes;
 use crate::state::GatewayState;
 use certs::KeyId;
 use node_kit::connection::{self, FrameReader, FrameWriter, Incoming};
-use node_kit::outbound::{Keepalive, Outbound, write_loop};
+use node_kit::outbound::{Keepalive, WriterTask};
 use node_kit::protocol::{
     ClientMode, ConnectParams, ErrorCode, ErrorFrame, ErrorShape, Frame, HelloOk, Limits, MIN_PROTOCOL_VERSION,
     PROTOCOL_VERSION, PairedNode, ServerInfo, event, negotiate_version,
@@ -152,8 +152,8 @@ async fn run(
 ) {
     let conn_id = peer.conn_id;
     let peer = Arc::new(peer);
-    let (outbound, queue) = Outbound::new(state.config.outbound_queue);
-    let mut writer_task = tokio::spawn(write_loop(writer, queue, outbound.closed().clone()));
+    let writer = WriterTask::spawn(writer, state.config.outbound_queue);
+    let outbound = writer.outbound.clone();
 
     outbound.send(Frame::HelloOk(HelloOk {
         protocol: PROTOCOL_VERSION,
@@ -248,15 +248,7 @@ async fn run(
     if let Some(entry) = state.presence.disconnected(conn_id, &peer.instance_id) {
         state.hub.broadcast(event::PRESENCE, &entry);
     }
-    if let Some((code, reason)) = close_reason {
-        outbound.finish(code, reason);
-    } else {
-        outbound.close();
-    }
-    if tokio::time::timeout(WRITER_GRACE, &mut writer_task).await.is_err() {
-        outbound.close();
-        writer_task.abort();
-    }
+    writer.finish(close_reason).await;
     tracing::info!(conn = conn_id, "client disconnected");
 }
 
@@ -275,9 +267,6 @@ fn spawn_request(ctx: Context, method: String, params: serde_json::Value, permit
         drop(permit);
     });
 }
-
-/// How long the writer may take to flush the last frames and the close frame.
-const WRITER_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn error_frame(error: ErrorShape) -> Frame {
     Frame::Error(ErrorFrame { error })

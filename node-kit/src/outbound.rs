@@ -109,8 +109,42 @@ impl Keepalive {
     }
 }
 
+/// A connection's writer task with its queue: spawned once, ended once, the same way by every server.
+pub struct WriterTask {
+    pub outbound: Outbound,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// How long a writer may take to flush the last frames and the close frame.
+const WRITER_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl WriterTask {
+    /// Spawns the task that drains a queue of `capacity` frames into `writer`.
+    pub fn spawn<S>(writer: FrameWriter<S>, capacity: usize) -> WriterTask
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (outbound, queue) = Outbound::new(capacity);
+        let task = tokio::spawn(write_loop(writer, queue, outbound.closed().clone()));
+        WriterTask { outbound, task }
+    }
+
+    /// Closes gracefully (queued frames first, then a close frame) when `reason` is given, else drops the
+    /// connection now; waits a bounded time for the writer either way.
+    pub async fn finish(mut self, reason: Option<(CloseCode, &'static str)>) {
+        match reason {
+            Some((code, why)) => self.outbound.finish(code, why),
+            None => self.outbound.close(),
+        }
+        if tokio::time::timeout(WRITER_GRACE, &mut self.task).await.is_err() {
+            self.outbound.close();
+            self.task.abort();
+        }
+    }
+}
+
 /// Writes queued frames in order until a close is queued or the connection is dropped.
-pub async fn write_loop<S>(mut writer: FrameWriter<S>, mut queue: mpsc::Receiver<Outgoing>, dropped: CancellationToken)
+async fn write_loop<S>(mut writer: FrameWriter<S>, mut queue: mpsc::Receiver<Outgoing>, dropped: CancellationToken)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
