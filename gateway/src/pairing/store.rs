@@ -161,12 +161,13 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("paired-nodes.json");
+        PairedStore::load(path.clone()).unwrap().add(node("first", "first")).unwrap();
         let leftovers =
             || std::fs::read_dir(dir.path()).unwrap().filter(|e| e.as_ref().unwrap().path() != path).count();
-        // Kill the writer at varied moments until at least three kills have landed mid-write (a half-written
-        // temp file is left behind), checking the store after every kill.
+        // Kill the writer the moment a write is under way (its temp file exists) until at least three kills
+        // have landed before the rename, checking the store after every kill.
         let mut torn = 0;
-        for round in 0..100u64 {
+        for round in 0..50 {
             if torn >= 3 {
                 break;
             }
@@ -177,12 +178,15 @@ mod tests {
                 .stderr(std::process::Stdio::null())
                 .spawn()
                 .unwrap();
-            std::thread::sleep(std::time::Duration::from_millis(100 + 13 * (round % 11)));
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while leftovers() == 0 && std::time::Instant::now() < deadline {
+                std::hint::spin_loop();
+            }
             child.kill().unwrap();
             child.wait().unwrap();
             torn += leftovers();
             let store = PairedStore::load(path.clone()).expect("the store survives a crash mid-write");
-            assert!(!store.list().is_empty(), "round {round}: the child wrote nothing before it was killed");
+            assert!(store.get(&KeyId::of_spki(b"first")).is_some(), "round {round}: the earlier store is intact");
             assert_eq!(leftovers(), 0, "loading clears what the crash left");
         }
         assert!(torn >= 3, "too few kills landed mid-write; the test proved nothing");
