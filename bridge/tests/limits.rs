@@ -190,3 +190,20 @@ async fn screen_commands_to_a_backgrounded_node_are_answered_by_the_bridge() {
     operator.request(method::NODE_INVOKE, eval("fg-2")).await.unwrap();
     assert_eq!(canvas.0.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
+
+/// `screen.*` reaches only a node that granted the `screen` capability; the bridge refuses it otherwise.
+#[tokio::test]
+async fn screen_commands_need_the_screen_capability() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let bridge = TestBridge::start(&gateway, |_| {}).await;
+    let (identity, paired) = pair(&bridge, &gateway, &[Scope::Chat]).await;
+    let node_id = identity.id().to_string();
+    let canvas = CountingCanvas::default();
+    let no_screen = node_kit::protocol::NodeAdvert { caps: Vec::new(), ..screen_advert() };
+    let _node = Node::builder(identity, paired).commands(no_screen, canvas.clone()).connect().await.unwrap();
+    let invoke = json!({"nodeId": node_id, "command": "screen.eval", "params": {"javaScript": "1+1"},
+        "idempotencyKey": "cap-1", "timeoutMs": 5000});
+    let e = remote(gateway.operator().await.request(method::NODE_INVOKE, invoke).await.unwrap_err());
+    assert_eq!(e.code, ErrorCode::Forbidden, "screen.* needs the screen capability");
+    assert_eq!(canvas.0.load(std::sync::atomic::Ordering::SeqCst), 0, "the node never saw it");
+}

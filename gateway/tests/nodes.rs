@@ -209,10 +209,8 @@ async fn commands_are_checked_before_they_reach_the_node() {
 
     let e = invoke_fails(&operator, invoke(&id, "screen.eval", json!({"js": "1"}), "u2", 1000)).await;
     assert_eq!(e.code, ErrorCode::InvalidRequest);
-
-    let e = invoke_fails(&operator, invoke(&id, "screen.eval", json!({"javaScript": "1"}), "u3", 1000)).await;
-    assert_eq!(e.code, ErrorCode::Forbidden, "screen.* needs the screen capability");
     assert_eq!(node.runs.load(Ordering::SeqCst), 0);
+    // The capability `screen.*` needs is checked by the bridge: bridge/tests/limits.rs.
 }
 
 #[tokio::test]
