@@ -152,6 +152,7 @@ async fn run(
 ) {
     let conn_id = peer.conn_id;
     let peer = Arc::new(peer);
+    let node_key = paired.as_ref().map(|record| record.node_id);
     let writer = WriterTask::spawn(writer, state.config.outbound_queue);
     let outbound = writer.outbound.clone();
 
@@ -179,7 +180,7 @@ async fn run(
         let node_id = summary.node_id.clone();
         state.nodes.register(conn_id, summary, outbound.clone());
         // A revoke between the handshake's check and this registration found nothing to close: look again.
-        if let Ok(key) = node_id.parse::<KeyId>()
+        if let Some(key) = node_key
             && state.paired.get(&key).is_none()
         {
             state.nodes.disconnect(&node_id, crate::methods::not_paired(&key));

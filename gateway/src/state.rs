@@ -10,8 +10,8 @@ use crate::nodes::NodeRegistry;
 use crate::pairing::{PairedStore, PendingRequests};
 use crate::presence::Presence;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 pub(crate) struct GatewayState {
@@ -33,7 +33,8 @@ pub(crate) struct GatewayState {
     pub started: Instant,
     next_conn_id: AtomicU64,
     /// Requests received, by method (known names only, so the map stays bounded).
-    requests: Mutex<BTreeMap<&'static str, u64>>,
+    /// One counter per name in `Method::NAMES`, then one for unknown names: no lock on the request path.
+    requests: Vec<AtomicU64>,
 }
 
 impl GatewayState {
@@ -48,7 +49,7 @@ impl GatewayState {
             invokes: cache(),
             started: Instant::now(),
             next_conn_id: AtomicU64::new(1),
-            requests: Mutex::new(BTreeMap::new()),
+            requests: (0..=Method::NAMES.len()).map(|_| AtomicU64::new(0)).collect(),
             pending_pairings: PendingRequests::new(config.pairing.clone()),
             token,
             bridge_token,
@@ -58,12 +59,18 @@ impl GatewayState {
     }
 
     pub fn count_request(&self, method: &str) {
-        let name = Method::NAMES.iter().copied().find(|m| *m == method).unwrap_or("(unknown)");
-        *self.requests.lock().expect("requests lock").entry(name).or_default() += 1;
+        let slot = Method::NAMES.iter().position(|m| *m == method).unwrap_or(Method::NAMES.len());
+        self.requests[slot].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn requests_by_method(&self) -> BTreeMap<String, u64> {
-        self.requests.lock().expect("requests lock").iter().map(|(k, v)| (k.to_string(), *v)).collect()
+        let names = Method::NAMES.iter().copied().chain(["(unknown)"]);
+        names
+            .zip(&self.requests)
+            .map(|(name, count)| (name, count.load(Ordering::Relaxed)))
+            .filter(|(_, count)| *count > 0)
+            .map(|(name, count)| (name.to_string(), count))
+            .collect()
     }
 
     pub fn next_conn_id(&self) -> u64 {

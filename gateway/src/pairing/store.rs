@@ -23,6 +23,8 @@ struct StoreFile {
 }
 
 const STORE_VERSION: u32 = 1;
+/// How stale the last-seen time on disk may get.
+const LAST_SEEN_WRITE_MS: u64 = 60_000;
 
 impl PairedStore {
     /// Reads the store at `path`; a missing file is an empty store. An unreadable file is an error, not
@@ -79,9 +81,22 @@ impl PairedStore {
         self.change(|nodes| nodes.remove(node_id).is_some())
     }
 
-    /// Records that the node was just seen.
+    /// Records that the node was just seen. The file is rewritten at most once a minute per node: a node
+    /// that reconnects often should not cost a synced write each time; a later write carries the newer time.
     pub fn touch(&self, node_id: &KeyId) -> io::Result<()> {
-        self.change(|nodes| nodes.get_mut(node_id).map(|n| n.last_seen_ms = now_ms()).is_some()).map(drop)
+        let now = now_ms();
+        {
+            let mut nodes = self.nodes.lock().expect("store lock");
+            match nodes.get_mut(node_id) {
+                None => return Ok(()),
+                Some(node) if now.saturating_sub(node.last_seen_ms) < LAST_SEEN_WRITE_MS => {
+                    node.last_seen_ms = now;
+                    return Ok(());
+                }
+                Some(_) => {}
+            }
+        }
+        self.change(|nodes| nodes.get_mut(node_id).map(|n| n.last_seen_ms = now).is_some()).map(drop)
     }
 
     /// Applies `edit` and, when it changed something, writes the whole store. The lock is held through the
@@ -130,6 +145,23 @@ mod tests {
         let names: Vec<_> = reloaded.list().into_iter().map(|n| n.device.name).collect();
         assert_eq!(names, ["Ada's phone"]);
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn last_seen_reaches_the_disk_at_most_once_a_minute() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("paired-nodes.json");
+        let store = PairedStore::load(path.clone()).unwrap();
+        store.add(node("a", "phone")).unwrap();
+        let id = KeyId::of_spki(b"a");
+        store.touch(&id).unwrap();
+        let written = PairedStore::load(path.clone()).unwrap().get(&id).unwrap().last_seen_ms;
+        assert!(written > 1, "a stale time is written at once");
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        store.touch(&id).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), modified, "a fresh one is not");
+        assert!(store.get(&id).unwrap().last_seen_ms > written, "but it is kept in memory");
     }
 
     #[test]
