@@ -63,11 +63,7 @@ pub fn load_or_create(home: &Path, store: KeyStore) -> Result<(Identity, KeyLoca
     let path = key_file(home);
     let io_error = |source| IdentityStoreError::Io { path: path.clone(), source };
     match std::fs::read_to_string(&path) {
-        Ok(pem) => {
-            return Identity::from_pkcs8_pem(&pem)
-                .map(|identity| (identity, KeyLocation::File(path.clone())))
-                .map_err(|source| IdentityStoreError::Corrupt { location: KeyLocation::File(path.clone()), source });
-        }
+        Ok(pem) => return parse(&pem, KeyLocation::File(path.clone())),
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_error(e)),
         Err(_) => {}
     }
@@ -76,34 +72,14 @@ pub fn load_or_create(home: &Path, store: KeyStore) -> Result<(Identity, KeyLoca
     // A key already in the keychain is looked for there whatever the setting: the setting only says where a
     // new key goes, and a new key would unpair every device.
     if store == KeyStore::Auto || stored_there {
-        match keychain_entry(home) {
-            Ok(entry) => match entry.get_password() {
-                Ok(pem) => {
-                    return Identity::from_pkcs8_pem(&pem)
-                        .map(|identity| (identity, KeyLocation::Keychain))
-                        .map_err(|source| IdentityStoreError::Corrupt { location: KeyLocation::Keychain, source });
+        match keychain_read(home) {
+            Ok(Some(pem)) => return parse(&pem, KeyLocation::Keychain),
+            Ok(None) if !stored_there => {
+                if let Some(identity) = keychain_create(home, &marker)? {
+                    return Ok((identity, KeyLocation::Keychain));
                 }
-                Err(keyring::Error::NoEntry) if stored_there => {
-                    return Err(IdentityStoreError::KeychainLost { marker, reason: "the entry is gone".into() });
-                }
-                Err(keyring::Error::NoEntry) => {
-                    let identity = Identity::generate();
-                    match entry.set_password(&identity.to_pkcs8_pem()) {
-                        Ok(()) => {
-                            storage::write_private_file(&marker, b"the bridge key is in the OS keychain\n")
-                                .map_err(|source| IdentityStoreError::Io { path: marker.clone(), source })?;
-                            return Ok((identity, KeyLocation::Keychain));
-                        }
-                        Err(e) => tracing::info!(error = %e, "the keychain refused the bridge key; using a 0600 file"),
-                    }
-                }
-                Err(e) if stored_there => {
-                    return Err(IdentityStoreError::KeychainLost { marker, reason: e.to_string() });
-                }
-                Err(e) => {
-                    tracing::info!(error = %e, "the keychain cannot be read; using a 0600 file for the bridge key")
-                }
-            },
+            }
+            Ok(None) => return Err(IdentityStoreError::KeychainLost { marker, reason: "the entry is gone".into() }),
             Err(e) if stored_there => return Err(IdentityStoreError::KeychainLost { marker, reason: e.to_string() }),
             Err(e) => tracing::info!(error = %e, "no usable keychain; using a 0600 file for the bridge key"),
         }
@@ -111,6 +87,34 @@ pub fn load_or_create(home: &Path, store: KeyStore) -> Result<(Identity, KeyLoca
     let identity = Identity::generate();
     storage::write_private_file(&path, identity.to_pkcs8_pem().as_bytes()).map_err(io_error)?;
     Ok((identity, KeyLocation::File(path)))
+}
+
+fn parse(pem: &str, location: KeyLocation) -> Result<(Identity, KeyLocation), IdentityStoreError> {
+    match Identity::from_pkcs8_pem(pem) {
+        Ok(identity) => Ok((identity, location)),
+        Err(source) => Err(IdentityStoreError::Corrupt { location, source }),
+    }
+}
+
+/// This home's key from the keychain: `None` when the keychain works but holds none.
+fn keychain_read(home: &Path) -> keyring::Result<Option<String>> {
+    match keychain_entry(home)?.get_password() {
+        Ok(pem) => Ok(Some(pem)),
+        Err(keyring::Error::NoEntry) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A new key stored in the keychain, with the marker that says so; `None` when the keychain refuses it.
+fn keychain_create(home: &Path, marker: &Path) -> Result<Option<Identity>, IdentityStoreError> {
+    let identity = Identity::generate();
+    if let Err(e) = keychain_entry(home).and_then(|entry| entry.set_password(&identity.to_pkcs8_pem())) {
+        tracing::info!(error = %e, "the keychain refused the bridge key; using a 0600 file");
+        return Ok(None);
+    }
+    storage::write_private_file(marker, b"the bridge key is in the OS keychain\n")
+        .map_err(|source| IdentityStoreError::Io { path: marker.to_path_buf(), source })?;
+    Ok(Some(identity))
 }
 
 /// The keychain entry of this home's bridge key; one entry per home, so two installations on one account do

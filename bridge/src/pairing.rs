@@ -100,7 +100,7 @@ async fn step(shared: &BridgeShared, node: &NodeSide, stage: &mut Stage, req: Re
         }
         method::PAIR_CONFIRM => {
             let Stage::Challenged { request, bridge_nonce } = std::mem::replace(stage, Stage::Start) else {
-                return Err(out_of_order("pair.confirm comes after pair.request"));
+                return Err(ErrorShape::invalid_request("pair.confirm comes after pair.request"));
             };
             let confirm: PairConfirmParams = params(&req)?;
             if nonce_commitment(&confirm.nonce) != request.nonce_commitment {
@@ -128,7 +128,7 @@ async fn step(shared: &BridgeShared, node: &NodeSide, stage: &mut Stage, req: Re
             Stage::Filed { request_id, gateway } => {
                 Ok(Step::Wait { request_id: request_id.clone(), gateway: gateway.clone() })
             }
-            _ => Err(out_of_order("pair.wait comes after pair.confirm")),
+            _ => Err(ErrorShape::invalid_request("pair.wait comes after pair.confirm")),
         },
         other => Err(ErrorShape::new(
             ErrorCode::NotPaired,
@@ -165,10 +165,6 @@ fn check_request(request: &PairRequestParams) -> Result<(), ErrorShape> {
 fn params<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, ErrorShape> {
     serde_json::from_value(req.params.clone())
         .map_err(|e| ErrorShape::invalid_request(format!("invalid params for {}: {e}", req.method)))
-}
-
-fn out_of_order(message: &str) -> ErrorShape {
-    ErrorShape::invalid_request(message)
 }
 
 /// The gateway's answer as the node should see it.

@@ -5,7 +5,7 @@ use crate::config::BridgeConfig;
 use crate::identity::{self, IdentityStoreError, KeyLocation};
 use crate::ratelimit::Limiter;
 use crate::session;
-use certs::{Identity, KeyId, PeerKeyVerifier, Pin};
+use certs::{KeyId, PeerKeyVerifier, Pin};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -50,15 +50,6 @@ impl Bridge {
         let (identity, key_location) = tokio::task::spawn_blocking(move || identity::load_or_create(&home, store))
             .await
             .expect("the key loader does not panic")?;
-        Bridge::bind_with(config, identity, key_location).await
-    }
-
-    /// Binds with a given identity (tests, and hosts that manage the key themselves).
-    pub async fn bind_with(
-        config: BridgeConfig,
-        identity: Identity,
-        key_location: KeyLocation,
-    ) -> Result<Bridge, BridgeError> {
         // Any client key may open TLS (an unpaired node must be able to ask to pair); what it may do is
         // decided from its key ID once the handshake has proved it holds that key.
         let tls = identity.server_config(PeerKeyVerifier::new(Pin::AnyKey))?;

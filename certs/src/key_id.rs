@@ -26,11 +26,6 @@ impl KeyId {
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
-
-    /// The first group, enough for a hint in an advertisement; never enough to trust.
-    pub fn short(&self) -> String {
-        self.to_string()[..GROUP].to_string()
-    }
 }
 
 impl fmt::Display for KeyId {
@@ -92,7 +87,6 @@ mod tests {
         assert_eq!(text.split('-').count(), 13);
         assert_eq!(text.parse::<KeyId>().unwrap(), id);
         assert_eq!(text.to_lowercase().replace('-', " ").parse::<KeyId>().unwrap(), id);
-        assert_eq!(id.short(), text[..4]);
     }
 
     #[test]
