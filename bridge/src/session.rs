@@ -53,9 +53,7 @@ pub(crate) async fn serve(tcp: TcpStream, addr: SocketAddr, shared: Arc<BridgeSh
             return;
         }
     };
-    let Some(node_id) =
-        tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| certs::peer_key_id(c).ok())
-    else {
+    let Some(node_id) = certs::peer_key(tls.get_ref().1) else {
         return;
     };
     let ws_config = connection::websocket_config(shared.config.max_frame_bytes);

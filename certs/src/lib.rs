@@ -16,7 +16,7 @@ mod verifier;
 pub use identity::{Identity, IdentityError};
 pub use key_id::{KeyId, KeyIdError};
 pub use rustls;
-pub use verifier::{PeerKeyVerifier, Pin, peer_key_id};
+pub use verifier::{PeerKeyVerifier, Pin, peer_key, peer_key_id};
 
 use std::sync::Arc;
 

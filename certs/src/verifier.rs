@@ -47,6 +47,12 @@ impl PeerKeyVerifier {
     }
 }
 
+/// The key ID of the peer of an established TLS connection (client or server side); `None` before the
+/// handshake or without a usable certificate.
+pub fn peer_key(connection: &rustls::CommonState) -> Option<KeyId> {
+    peer_key_id(connection.peer_certificates()?.first()?).ok()
+}
+
 /// The key ID of the key in a peer's certificate.
 pub fn peer_key_id(certificate: &CertificateDer<'_>) -> Result<KeyId, Error> {
     let parsed = ParsedCertificate::try_from(certificate)?;

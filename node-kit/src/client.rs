@@ -149,13 +149,8 @@ impl ClientBuilder {
         let config = connection::websocket_config(MAX_FRAME_BYTES);
         match &self.target {
             Target::Url(url) => {
-                let (ws, _) = tokio::time::timeout(
-                    self.handshake_timeout,
-                    tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true),
-                )
-                .await
-                .map_err(|_| connect_error("timed out".into()))?
-                .map_err(|e| connect_error(e.to_string()))?;
+                let upgrade = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true);
+                let (ws, _) = within(self.handshake_timeout, upgrade).await.map_err(connect_error)?;
                 self.start(ws, None).await
             }
             Target::Bridge { addr, tls } => {
@@ -174,21 +169,11 @@ impl ClientBuilder {
                         }
                         _ => connect_error(e.to_string()),
                     })?;
-                let bridge_key = tls_stream
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|chain| chain.first())
-                    .and_then(|cert| certs::peer_key_id(cert).ok())
+                let bridge_key = certs::peer_key(tls_stream.get_ref().1)
                     .ok_or_else(|| connect_error("the bridge presented no usable certificate".into()))?;
                 let url = format!("wss://{addr}/");
-                let (ws, _) = tokio::time::timeout(
-                    self.handshake_timeout,
-                    tokio_tungstenite::client_async_with_config(url.as_str(), tls_stream, Some(config)),
-                )
-                .await
-                .map_err(|_| connect_error("timed out".into()))?
-                .map_err(|e| connect_error(e.to_string()))?;
+                let upgrade = tokio_tungstenite::client_async_with_config(url.as_str(), tls_stream, Some(config));
+                let (ws, _) = within(self.handshake_timeout, upgrade).await.map_err(connect_error)?;
                 self.start(ws, Some(bridge_key)).await
             }
         }
@@ -250,6 +235,14 @@ impl ClientBuilder {
         let guard = Arc::new(CloseOnDrop(shared.out.clone()));
         Ok(Client { shared, hello: Arc::new(hello), peer_key, _guard: guard })
     }
+}
+
+/// Runs one opening step within the handshake time; the error, if any, in words.
+async fn within<T, E: std::fmt::Display>(
+    limit: Duration,
+    step: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    tokio::time::timeout(limit, step).await.map_err(|_| "timed out".to_string())?.map_err(|e| e.to_string())
 }
 
 /// Sends `connect` and waits for `hello-ok`: the opening every client of the protocol performs (the bridge
