@@ -56,7 +56,10 @@ pub(crate) async fn run(
                             node.outbound.send(Frame::err(req.id, e));
                         }
                     },
-                    Incoming::Frame(Frame::Res(res)) => { gateway.send(Frame::Res(checked_answer(&shared, &mut state, res))); }
+                    Incoming::Frame(Frame::Res(res)) => {
+                        let size = node.reader.last_len();
+                        gateway.send(Frame::Res(checked_answer(&shared, &mut state, res, size)));
+                    }
                     Incoming::Frame(other) => {
                         let refusal = format!("a node may not send {:?} frames after connect", other.kind());
                         node.send_error(ErrorShape::invalid_request(refusal));
@@ -160,15 +163,13 @@ fn command_allowed(
     Ok(())
 }
 
-/// A node's answer, with an oversize snapshot replaced by `PAYLOAD_TOO_LARGE`.
-fn checked_answer(shared: &BridgeShared, state: &mut NodeState, mut res: Response) -> Response {
+/// A node's answer (`size` bytes as it arrived), with an oversize snapshot replaced by `PAYLOAD_TOO_LARGE`.
+fn checked_answer(shared: &BridgeShared, state: &mut NodeState, mut res: Response, size: usize) -> Response {
     if state.snapshots.remove(&res.id)
-        && let Ok(payload) = &res.outcome
+        && res.outcome.is_ok()
+        && let Err(e) = shared.limiter.snapshot_size(size)
     {
-        let size = serde_json::to_string(payload).map(|t| t.len()).unwrap_or(usize::MAX);
-        if let Err(e) = shared.limiter.snapshot_size(size) {
-            res.outcome = Err(e);
-        }
+        res.outcome = Err(e);
     }
     res
 }

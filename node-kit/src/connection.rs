@@ -34,6 +34,8 @@ pub enum Incoming {
 
 pub struct FrameReader<S> {
     stream: SplitStream<WebSocketStream<S>>,
+    /// Bytes of the last text message read, so a size check needs no second serialisation.
+    last_len: usize,
 }
 
 pub struct FrameWriter<S> {
@@ -46,18 +48,26 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (sink, stream) = ws.split();
-    (FrameReader { stream }, FrameWriter { sink })
+    (FrameReader { stream, last_len: 0 }, FrameWriter { sink })
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> FrameReader<S> {
+    /// The size in bytes of the last text message [`FrameReader::next`] returned.
+    pub fn last_len(&self) -> usize {
+        self.last_len
+    }
+
     /// Waits for the next message and classifies it.
     pub async fn next(&mut self) -> Incoming {
         match self.stream.next().await {
             None => Incoming::Closed(None),
-            Some(Ok(Message::Text(text))) => match Frame::parse(text.as_str()) {
-                Ok(frame) => Incoming::Frame(frame),
-                Err(error) => Incoming::Invalid(error),
-            },
+            Some(Ok(Message::Text(text))) => {
+                self.last_len = text.len();
+                match Frame::parse(text.as_str()) {
+                    Ok(frame) => Incoming::Frame(frame),
+                    Err(error) => Incoming::Invalid(error),
+                }
+            }
             Some(Ok(Message::Binary(_))) => Incoming::Invalid(FrameError {
                 request_id: None,
                 error: ErrorShape::invalid_request("binary messages are not part of the protocol; send JSON text"),
