@@ -2,6 +2,7 @@
 //! gateway may send to a node. Nothing else is consulted; nothing else decides.
 
 use node_kit::protocol::{AgentChannel, ErrorCode, ErrorShape, NodeCommand, Scope, method};
+use serde::Deserialize;
 use serde_json::Value;
 
 /// Methods a paired node may call, and what each needs.
@@ -43,7 +44,7 @@ pub fn check_node_call(method: &str, params: &Value, scopes: &[Scope]) -> Result
         Needs::ChannelScope => {
             let channel = match params.get("channel") {
                 None => AgentChannel::Chat,
-                Some(value) => serde_json::from_value(value.clone())
+                Some(value) => AgentChannel::deserialize(value)
                     .map_err(|e| ErrorShape::invalid_request(format!("invalid params for agent: channel: {e}")))?,
             };
             let (scope, call) = match channel {

@@ -163,7 +163,7 @@ fn check_request(request: &PairRequestParams) -> Result<(), ErrorShape> {
 }
 
 fn params<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, ErrorShape> {
-    serde_json::from_value(req.params.clone())
+    T::deserialize(&req.params)
         .map_err(|e| ErrorShape::invalid_request(format!("invalid params for {}: {e}", req.method)))
 }
 

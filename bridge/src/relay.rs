@@ -9,8 +9,11 @@ use crate::session::NodeSide;
 use node_kit::connection::Incoming;
 use node_kit::outbound::WriterTask;
 use node_kit::protocol::{
-    AppState, ErrorCode, ErrorFrame, ErrorShape, Frame, NodeCommandRequest, Request, Response, Scope, method,
+    AppState, ErrorCode, ErrorFrame, ErrorShape, Frame, NodeCommand, Request, Response, SCREEN_CAPABILITY, Scope,
+    command, method,
 };
+use serde::Deserialize;
+use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::Arc;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -130,8 +133,7 @@ fn admit(shared: &BridgeShared, node: &NodeSide, state: &mut NodeState, req: &Re
         shared.limiter.voice(&node.node_id)?;
     }
     if req.method == method::SYSTEM_EVENT
-        && let Some(app_state) =
-            req.params.get("state").and_then(|s| serde_json::from_value::<AppState>(s.clone()).ok())
+        && let Some(app_state) = req.params.get("state").and_then(|s| AppState::deserialize(s).ok())
     {
         state.background = app_state == AppState::Background;
     }
@@ -145,18 +147,22 @@ fn command_allowed(
     state: &mut NodeState,
     req: &Request,
 ) -> Result<(), ErrorShape> {
-    let command: NodeCommandRequest = serde_json::from_value(req.params.clone())
-        .map_err(|e| ErrorShape::invalid_request(format!("bad node.invoke params: {e}")))?;
-    acl::check_command(&command.command, &state.caps)?;
-    if state.background && command.command.starts_with("screen.") {
+    // Only the name is needed here; the params (a whole script, say) pass on untouched.
+    let command = req
+        .params
+        .get("command")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ErrorShape::invalid_request("node.invoke params need a command name"))?;
+    acl::check_command(command, &state.caps)?;
+    if state.background && NodeCommand::capability(command) == Some(SCREEN_CAPABILITY) {
         let wait = shared.config.background_retry_after.as_millis() as u64;
         return Err(ErrorShape::retryable(
             ErrorCode::NodeBackgroundUnavailable,
-            format!("the node is in the background; {} needs it in the foreground", command.command),
+            format!("the node is in the background; {command} needs it in the foreground"),
             Some(wait),
         ));
     }
-    if command.command == "screen.snapshot" {
+    if command == command::SCREEN_SNAPSHOT {
         shared.limiter.snapshot(&node.node_id)?;
         state.snapshots.insert(req.id.clone());
     }
