@@ -17,8 +17,7 @@ impl PairApprove {
 
     pub(crate) fn apply(self, ctx: &Context) -> Result<Value, ErrorShape> {
         let granted = self.params.scopes;
-        let mut stored = None;
-        let pending = ctx.state.pending_pairings.decide(&self.params.request_id, |pending| {
+        let (pending, node) = ctx.state.pending_pairings.decide(&self.params.request_id, |pending| {
             let request = &pending.request;
             // The owner can narrow what the node asked for, never widen it.
             let scopes: Vec<_> = match &granted {
@@ -41,10 +40,8 @@ impl PairApprove {
             };
             // Stored before the node hears it, so an approved node always finds its record.
             ctx.state.paired.add(node.clone()).map_err(|e| super::store_failed(&e))?;
-            stored = Some(node);
-            Ok(Decision::Approved(scopes))
+            Ok((Decision::Approved(scopes), node))
         })?;
-        let node = stored.expect("set when approved");
         let scopes = node.scopes.clone();
         tracing::info!(request = %pending.request_id, node = %node.node_id, "pairing approved");
         let resolution = PairResolution {

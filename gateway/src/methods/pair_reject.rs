@@ -16,7 +16,7 @@ impl PairReject {
     }
 
     pub(crate) fn apply(self, ctx: &Context) -> Result<Value, ErrorShape> {
-        let request = ctx.state.pending_pairings.decide(&self.request_id, |_| Ok(Decision::Rejected))?;
+        let (request, ()) = ctx.state.pending_pairings.decide(&self.request_id, |_| Ok((Decision::Rejected, ())))?;
         tracing::info!(request = %request.request_id, "pairing rejected");
         let resolution = PairResolution {
             request_id: request.request_id,

@@ -134,20 +134,20 @@ impl PendingRequests {
         list
     }
 
-    /// Answers a waiting request: `decide` sees it and returns the decision (or an error, which leaves the
-    /// request waiting). The request is then gone and its waiters are told; when none is waiting yet, the
+    /// Answers a waiting request: `decide` sees it and returns the decision with what it made of it (or an
+    /// error, which leaves the request waiting). The request is then gone and its waiters are told; when none is waiting yet, the
     /// decision is kept for the node's `pair.wait` until the request would have expired.
-    pub(crate) fn decide(
+    pub(crate) fn decide<T>(
         &self,
         request_id: &str,
-        decide: impl FnOnce(&PendingPairing) -> Result<Decision, ErrorShape>,
-    ) -> Result<PendingPairing, ErrorShape> {
+        decide: impl FnOnce(&PendingPairing) -> Result<(Decision, T), ErrorShape>,
+    ) -> Result<(PendingPairing, T), ErrorShape> {
         let mut requests = self.requests.lock().expect("pending lock");
         requests.prune(now_ms());
         let gone = || expired(&format!("no pairing request {request_id} is waiting (it expired or was answered)"));
         let node_id =
             requests.waiting.values().find(|w| w.info.request_id == request_id).ok_or_else(gone)?.info.request.node_id;
-        let decision = decide(&requests.waiting[&node_id].info)?;
+        let (decision, made) = decide(&requests.waiting[&node_id].info)?;
         let Waiting { info, waiters } = requests.waiting.remove(&node_id).expect("found above");
         if waiters.is_empty() {
             let unheard = Unheard { node_id, decision, expires_at_ms: info.expires_at_ms };
@@ -157,7 +157,7 @@ impl PendingRequests {
                 let _ = waiter.send(decision.clone());
             }
         }
-        Ok(info)
+        Ok((info, made))
     }
 }
 
@@ -225,7 +225,7 @@ mod tests {
         let info = pending.submit(params("a", "10.0.0.1")).unwrap();
         assert_eq!(pending.wait(&info.request_id).await.unwrap(), (info.request.node_id, Decision::Expired));
         assert!(pending.list().is_empty());
-        assert!(pending.decide(&info.request_id, |_| Ok(Decision::Rejected)).is_err());
+        assert!(pending.decide(&info.request_id, |_| Ok((Decision::Rejected, ()))).is_err());
         assert_eq!(pending.wait(&info.request_id).await.unwrap_err().code, ErrorCode::PairingExpired);
     }
 
@@ -233,7 +233,7 @@ mod tests {
     async fn a_decision_before_the_wait_is_kept_for_it() {
         let pending = PendingRequests::new(config(Duration::from_secs(60)));
         let info = pending.submit(params("a", "10.0.0.1")).unwrap();
-        pending.decide(&info.request_id, |_| Ok(Decision::Approved(vec![Scope::Chat]))).unwrap();
+        pending.decide(&info.request_id, |_| Ok((Decision::Approved(vec![Scope::Chat]), ()))).unwrap();
         assert!(pending.list().is_empty());
         let heard = pending.wait(&info.request_id).await.unwrap();
         assert_eq!(heard, (info.request.node_id, Decision::Approved(vec![Scope::Chat])));
