@@ -22,7 +22,4 @@ mod state;
 pub use config::{AgentConfig, GatewayConfig};
 pub use server::{Gateway, GatewayError};
 
-/// Milliseconds since the Unix epoch, for timestamps on the wire.
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
+pub(crate) use node_kit::protocol::now_ms;

@@ -27,6 +27,13 @@ pub const HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 /// Longest accepted request id, idempotency key or session key.
 pub const MAX_ID_LEN: usize = 128;
 
+/// Milliseconds since the Unix epoch: the unit of every timestamp in the protocol.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// Picks the highest version both sides speak, if any.
 pub fn negotiate_version(peer_min: u32, peer_max: u32) -> Option<u32> {
     let high = peer_max.min(PROTOCOL_VERSION);

@@ -48,10 +48,3 @@ pub async fn connect(url: &str, home: &Path) -> anyhow::Result<Client> {
 pub fn idempotency_key() -> String {
     node_kit::client::random_id()
 }
-
-/// Milliseconds since the Unix epoch, the unit of every timestamp in the protocol.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
-}

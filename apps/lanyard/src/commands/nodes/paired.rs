@@ -36,7 +36,7 @@ pub(super) async fn list(client: &Client, json: bool) -> anyhow::Result<()> {
         println!("no paired devices; pair one with `lanyard up`: ask to pair from the device, then approve it");
         return Ok(());
     }
-    let now = crate::commands::now_ms();
+    let now = node_kit::protocol::now_ms();
     let rows: Vec<[String; 6]> = paired
         .nodes
         .iter()

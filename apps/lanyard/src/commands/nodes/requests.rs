@@ -19,7 +19,7 @@ pub(super) async fn pending(client: &Client, json: bool) -> anyhow::Result<()> {
         println!("no pairing requests waiting");
         return Ok(());
     }
-    let now = crate::commands::now_ms();
+    let now = node_kit::protocol::now_ms();
     for request in &list.requests {
         println!("{}\n", describe_request(request, now));
     }

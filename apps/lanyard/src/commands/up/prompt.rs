@@ -3,9 +3,10 @@
 //! The prompt is an operator client of the gateway like `lanyard nodes`, so a request answered elsewhere
 //! (another terminal, the admin page) shows up here as a `pair.resolved` event and is skipped.
 
+use crate::commands::connect;
 use crate::commands::nodes::{Verdict, decide, describe_request};
-use crate::commands::{connect, now_ms};
 use node_kit::Client;
+use node_kit::protocol::now_ms;
 use node_kit::protocol::{EventFrame, PairOutcome, PairResolution, PendingPairing, event};
 use std::collections::VecDeque;
 use std::io::{self, BufRead, Write};
