@@ -6,8 +6,7 @@
 use crate::commands::connect;
 use crate::commands::nodes::{Verdict, decide, describe_request};
 use node_kit::Client;
-use node_kit::protocol::now_ms;
-use node_kit::protocol::{EventFrame, PairOutcome, PairResolution, PendingPairing, event};
+use node_kit::protocol::{EventFrame, PairOutcome, PairResolution, PendingPairing, event, now_ms};
 use std::collections::VecDeque;
 use std::io::{self, BufRead, Write};
 use std::path::Path;
