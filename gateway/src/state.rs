@@ -7,7 +7,7 @@ use crate::hub::ConnectionHub;
 use crate::idempotency::IdempotencyCache;
 use crate::methods::Method;
 use crate::nodes::NodeRegistry;
-use crate::pairing::{PairedStore, PendingRequests};
+use crate::pairing::{PairedStore, PairingCodes, PendingRequests};
 use crate::presence::Presence;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,6 +22,8 @@ pub(crate) struct GatewayState {
     pub bridge_token: GatewayToken,
     pub paired: PairedStore,
     pub pending_pairings: PendingRequests,
+    /// The live one-time code of door 2, if any.
+    pub pairing_codes: PairingCodes,
     pub agent: Arc<AgentRunner>,
     pub nodes: NodeRegistry,
     pub presence: Presence,
@@ -51,6 +53,7 @@ impl GatewayState {
             next_conn_id: AtomicU64::new(1),
             requests: (0..=Method::NAMES.len()).map(|_| AtomicU64::new(0)).collect(),
             pending_pairings: PendingRequests::new(config.pairing.clone()),
+            pairing_codes: PairingCodes::new(config.pairing.ttl),
             token,
             bridge_token,
             paired,

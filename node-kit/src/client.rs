@@ -5,6 +5,7 @@
 //! [`CommandHandler`]. One writer task owns the socket's sending half.
 
 use crate::connection::{self, FrameReader, FrameWriter, Incoming};
+use crate::outbound::Keepalive;
 use crate::protocol::{
     AgentAck, AgentEvent, AgentEventKind, AgentOutcome, AgentParams, ClientInfo, ClientMode, ConnectParams, ErrorCode,
     ErrorShape, EventFrame, Frame, HelloOk, MAX_FRAME_BYTES, NodeAdvert, NodeCommandRequest, PROTOCOL_VERSION, Request,
@@ -96,7 +97,13 @@ pub struct ClientBuilder {
     node: Option<NodeAdvert>,
     handler: Option<Arc<dyn CommandHandler>>,
     handshake_timeout: Duration,
+    keepalive: Option<Duration>,
 }
+
+/// How often a client pings a silent server by default; two intervals without a word end the connection.
+/// A bridge whose address vanished (the computer moved networks) sends no reset, so without this a node
+/// would wait minutes for TCP to give up.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
 
 impl ClientBuilder {
     pub fn token(mut self, token: impl Into<String>) -> Self {
@@ -141,6 +148,28 @@ impl ClientBuilder {
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
         self
+    }
+
+    /// Ping interval (see [`DEFAULT_KEEPALIVE`]); `None` waits on a silent server forever.
+    pub fn keepalive(mut self, interval: Option<Duration>) -> Self {
+        self.keepalive = interval;
+        self
+    }
+
+    /// The same bridge (same pin, same identity) at another address: where discovery found it now.
+    pub fn bridge_address(mut self, addr: impl Into<String>) -> Self {
+        if let Target::Bridge { addr: current, .. } = &mut self.target {
+            *current = addr.into();
+        }
+        self
+    }
+
+    /// The bridge address this builder connects to (`None` for a gateway URL).
+    pub fn address(&self) -> Option<&str> {
+        match &self.target {
+            Target::Bridge { addr, .. } => Some(addr),
+            Target::Url(_) => None,
+        }
     }
 
     /// Opens the connection (TCP, TLS for a bridge, WebSocket), sends `connect` and waits for `hello-ok`.
@@ -219,12 +248,27 @@ impl ClientBuilder {
         });
         let router = shared.clone();
         let handler = self.handler.clone();
+        let mut keepalive = self.keepalive.map(Keepalive::new);
         tokio::spawn(async move {
             loop {
-                match reader.next().await {
-                    Incoming::Frame(frame) => router.route(frame, handler.as_ref()),
-                    Incoming::Heartbeat | Incoming::Invalid(_) => {}
-                    Incoming::TooLarge(_) | Incoming::Closed(_) => break,
+                tokio::select! {
+                    incoming = reader.next() => {
+                        if let Some(keepalive) = keepalive.as_mut() {
+                            keepalive.heard();
+                        }
+                        match incoming {
+                            Incoming::Frame(frame) => router.route(frame, handler.as_ref()),
+                            Incoming::Heartbeat | Incoming::Invalid(_) => {}
+                            Incoming::TooLarge(_) | Incoming::Closed(_) => break,
+                        }
+                    }
+                    alive = tick(keepalive.as_mut()) => {
+                        if !alive {
+                            tracing::info!("the server went silent; closing the connection");
+                            break;
+                        }
+                        let _ = router.out.try_send(Message::Ping(Default::default()));
+                    }
                 }
             }
             // Dropping the waiting senders tells every caller the connection is gone.
@@ -234,6 +278,14 @@ impl ClientBuilder {
         });
         let guard = Arc::new(CloseOnDrop(shared.out.clone()));
         Ok(Client { shared, hello: Arc::new(hello), peer_key, _guard: guard })
+    }
+}
+
+/// The next keepalive tick, or never without a keepalive.
+async fn tick(keepalive: Option<&mut Keepalive>) -> bool {
+    match keepalive {
+        Some(keepalive) => keepalive.tick().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -453,6 +505,7 @@ impl ClientBuilder {
             node: None,
             handler: None,
             handshake_timeout: Duration::from_secs(10),
+            keepalive: Some(DEFAULT_KEEPALIVE),
         }
     }
 }

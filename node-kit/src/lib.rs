@@ -4,12 +4,16 @@
 //!   defines wire types, so a change to the protocol is a change here.
 //! - [`connection`] turns a WebSocket into a stream of typed frames with size limits.
 //! - [`client`] is a builder-style client: connect, request, stream `agent` runs, answer node commands.
-//! - [`pairing`] is a node's side of pairing by approval; [`node`] keeps a paired node connected.
+//! - [`pairing`] is a node's side of pairing (door 1 by approval, door 2 by [`connection_string`]);
+//!   [`discovery`] finds bridges (mDNS, a static address, a connection string); [`node`] keeps a paired
+//!   node connected and finds its bridge again after a move.
 //! - [`outbound`] is a server connection's bounded send queue.
 //! - [`storage`] writes private state files atomically with mode 0600.
 
 pub mod client;
 pub mod connection;
+pub mod connection_string;
+pub mod discovery;
 pub mod node;
 pub mod outbound;
 pub mod pairing;

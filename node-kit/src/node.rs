@@ -1,5 +1,6 @@
-//! A paired node's session with its bridge, kept alive across bridge restarts, gateway restarts and
-//! network blips: when the connection drops it reconnects with exponential backoff and jitter, always with
+//! A paired node's session with its bridge, kept alive across bridge restarts, gateway restarts, address
+//! changes and network blips: when the connection drops it looks for the bridge (where discovery last saw
+//! it, then the last address that worked) and reconnects with exponential backoff and jitter, always with
 //! the pinned bridge key (there is no fallback to an unpinned or plaintext connection).
 //!
 //! ```no_run
@@ -14,9 +15,10 @@
 //! ```
 
 use crate::client::{AgentRun, Client, ClientBuilder, ClientError, CommandHandler};
+use crate::discovery::{Discovery, DiscoveryError, DiscoveryEvent};
 use crate::pairing::PairedBridge;
 use crate::protocol::{AgentParams, AppState, ErrorCode, ErrorShape, NodeAdvert, PresenceBeacon, method};
-use certs::{Identity, Pin};
+use certs::{Identity, KeyId, Pin};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -59,7 +61,10 @@ pub enum Link {
 
 pub struct NodeBuilder {
     client: ClientBuilder,
+    bridge: PairedBridge,
     backoff: Backoff,
+    discovery: Option<Arc<dyn Discovery>>,
+    first_connect: Duration,
 }
 
 impl NodeBuilder {
@@ -84,23 +89,173 @@ impl NodeBuilder {
         self
     }
 
-    /// Connects once (any error is returned as is), then keeps the connection alive in the background.
+    /// Where to look for the bridge when it is not at its last address (typically [`MdnsDiscovery`]).
+    /// Found addresses are tried first, then the last one that worked; only the pinned key is accepted.
+    /// With discovery, [`NodeBuilder::connect`] keeps looking for up to 10 s before giving up.
+    ///
+    /// [`MdnsDiscovery`]: crate::discovery::MdnsDiscovery
+    pub fn discovery(mut self, discovery: impl Discovery) -> Self {
+        self.discovery = Some(Arc::new(discovery));
+        self.first_connect = self.first_connect.max(Duration::from_secs(10));
+        self
+    }
+
+    /// How long [`NodeBuilder::connect`] keeps trying before it returns the last error.
+    pub fn first_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.first_connect = timeout;
+        self
+    }
+
+    /// Time allowed for TCP, TLS, WebSocket and `connect` at one address.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.client = self.client.handshake_timeout(timeout);
+        self
+    }
+
+    /// How often to ping the bridge; two silent intervals count as a lost connection.
+    pub fn keepalive(mut self, interval: Duration) -> Self {
+        self.client = self.client.keepalive(Some(interval));
+        self
+    }
+
+    /// Connects (retrying within the first-connect time), then keeps the connection alive in the background.
     pub async fn connect(self) -> Result<Node, ClientError> {
-        let first = connect_paired(&self.client).await?;
+        let candidates = Candidates::start(self.discovery.as_deref(), self.bridge.bridge_id)
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
         let inner = Arc::new(NodeInner {
-            link: watch::channel(Link::Connected(first.clone())).0,
+            link: watch::channel(Link::Reconnecting(None)).0,
             app_state: Mutex::new(AppState::Foreground),
+            bridge: Mutex::new(self.bridge),
+            candidates,
             stop: CancellationToken::new(),
         });
+        let deadline = tokio::time::Instant::now() + self.first_connect;
+        let mut attempt = 0;
+        let first = loop {
+            match inner.connect_round(&self.client).await {
+                Ok(client) => break client,
+                Err(e) if e.is_retryable() && tokio::time::Instant::now() < deadline => {
+                    let delay = self.backoff.delay(attempt).min(deadline - tokio::time::Instant::now());
+                    inner.candidates.wait(delay).await;
+                    attempt = attempt.saturating_add(1);
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        inner.link.send_replace(Link::Connected(first.clone()));
         tokio::spawn(supervise(inner.clone(), self.client, self.backoff, first));
         Ok(Node { _guard: Arc::new(StopOnDrop(inner.stop.clone())), inner })
+    }
+}
+
+/// Addresses discovery currently reports for the pinned bridge (those whose hints do not rule it out).
+struct Candidates {
+    found: Mutex<Vec<(String, Vec<String>)>>,
+    changed: tokio::sync::Notify,
+    watcher: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Candidates {
+    fn drop(&mut self) {
+        if let Some(task) = &self.watcher {
+            task.abort();
+        }
+    }
+}
+
+impl Candidates {
+    fn start(discovery: Option<&dyn Discovery>, pinned: KeyId) -> Result<Arc<Candidates>, DiscoveryError> {
+        let stream = discovery.map(Discovery::watch).transpose()?;
+        Ok(Arc::new_cyclic(|weak: &std::sync::Weak<Candidates>| {
+            let watcher = stream.map(|mut stream| {
+                let weak = weak.clone();
+                tokio::spawn(async move {
+                    while let Some(event) = stream.next().await {
+                        let Some(candidates) = weak.upgrade() else { return };
+                        candidates.update(event, &pinned);
+                    }
+                })
+            });
+            Candidates { found: Mutex::new(Vec::new()), changed: tokio::sync::Notify::new(), watcher }
+        }))
+    }
+
+    fn update(&self, event: DiscoveryEvent, pinned: &KeyId) {
+        let mut found = self.found.lock().expect("candidates lock");
+        match event {
+            DiscoveryEvent::Found(bridge) if bridge.hint.may_be(pinned) => {
+                tracing::debug!(instance = %bridge.instance, addresses = ?bridge.addresses, "discovered the bridge");
+                found.retain(|(instance, _)| *instance != bridge.instance);
+                found.push((bridge.instance, bridge.addresses));
+                drop(found);
+                self.changed.notify_one();
+            }
+            DiscoveryEvent::Found(_) => {}
+            DiscoveryEvent::Lost { instance } => found.retain(|(known, _)| *known != instance),
+        }
+    }
+
+    /// Every address to try, newest discovery first, then `last` (the address that worked last).
+    fn addresses(&self, last: &str) -> Vec<String> {
+        let found = self.found.lock().expect("candidates lock");
+        let mut all: Vec<String> = found.iter().rev().flat_map(|(_, addresses)| addresses.iter().cloned()).collect();
+        all.push(last.to_string());
+        let mut seen = std::collections::HashSet::new();
+        all.retain(|a| seen.insert(a.clone()));
+        all
+    }
+
+    /// Sleeps `delay`, cut short when discovery reports the bridge (then a short jittered pause, so that
+    /// many nodes hearing the same announcement do not arrive at once).
+    async fn wait(&self, delay: Duration) {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = self.changed.notified() => {
+                tokio::time::sleep(Backoff::default().delay(0).min(delay)).await;
+            }
+        }
     }
 }
 
 struct NodeInner {
     link: watch::Sender<Link>,
     app_state: Mutex<AppState>,
+    /// The pairing, with the address that worked last.
+    bridge: Mutex<PairedBridge>,
+    candidates: Arc<Candidates>,
     stop: CancellationToken,
+}
+
+impl NodeInner {
+    /// One pass over every address that may reach the bridge. The first that answers with the pinned
+    /// key and knows this node wins and becomes the last known address; an impostor is skipped.
+    async fn connect_round(&self, builder: &ClientBuilder) -> Result<Client, ClientError> {
+        let last = self.bridge.lock().expect("bridge lock").address.clone();
+        let mut failure = None;
+        for address in self.candidates.addresses(&last) {
+            match connect_paired(&builder.clone().bridge_address(address.clone())).await {
+                Ok(client) => {
+                    if address != last {
+                        tracing::info!(%address, "the bridge is at a new address");
+                        self.bridge.lock().expect("bridge lock").address = address;
+                    }
+                    return Ok(client);
+                }
+                Err(e) => {
+                    if matches!(e, ClientError::WrongBridgeKey { .. }) {
+                        tracing::warn!(error = %e, "skipping an address that is not the paired bridge");
+                    } else {
+                        tracing::debug!(%address, error = %e, "bridge not reachable here");
+                    }
+                    if !e.is_retryable() {
+                        return Err(e);
+                    }
+                    failure = Some(e);
+                }
+            }
+        }
+        Err(failure.unwrap_or(ClientError::NotConnected))
+    }
 }
 
 /// A paired node's session. Cheap to clone; reconnecting stops when the last clone is dropped.
@@ -123,7 +278,18 @@ impl Node {
     pub fn builder(identity: Arc<Identity>, paired: PairedBridge) -> NodeBuilder {
         let client = Client::bridge(paired.address.clone(), &identity, Pin::Key(paired.bridge_id))
             .expect("an Ed25519 identity always makes a TLS configuration");
-        NodeBuilder { client, backoff: Backoff::default() }
+        NodeBuilder {
+            client,
+            bridge: paired,
+            backoff: Backoff::default(),
+            discovery: None,
+            first_connect: Duration::ZERO,
+        }
+    }
+
+    /// The pairing with the address that worked last: save it, so the next start tries there first.
+    pub fn bridge(&self) -> PairedBridge {
+        self.inner.bridge.lock().expect("bridge lock").clone()
     }
 
     /// Watch the link: connected, reconnecting, stopped.
@@ -217,13 +383,13 @@ async fn supervise(inner: Arc<NodeInner>, builder: ClientBuilder, backoff: Backo
         let mut attempt = 0;
         client = loop {
             tokio::select! {
-                () = tokio::time::sleep(backoff.delay(attempt)) => {}
+                () = inner.candidates.wait(backoff.delay(attempt)) => {}
                 () = inner.stop.cancelled() => {
                     inner.link.send_replace(Link::Stopped(Arc::new(ClientError::Closed)));
                     return;
                 }
             }
-            match connect_paired(&builder).await {
+            match inner.connect_round(&builder).await {
                 Ok(client) => break client,
                 Err(e) if e.is_retryable() => {
                     tracing::debug!(attempt, error = %e, "reconnect failed; will retry");

@@ -1,5 +1,6 @@
-//! The node's side of pairing by approval (door 1): first contact with an unpinned bridge key, the SAS
-//! the person compares with the computer's screen, then the owner's decision.
+//! The node's side of pairing. Door 1, by approval: first contact with an unpinned bridge key, the SAS
+//! the person compares with the computer's screen, then the owner's decision. Door 2, by connection
+//! string ([`redeem`]): the bridge is pinned from the first packet and the one-time code is the approval.
 //!
 //! ```no_run
 //! # async fn demo(identity: certs::Identity) -> Result<(), node_kit::ClientError> {
@@ -13,9 +14,10 @@
 //! ```
 
 use crate::client::{Client, ClientError};
+use crate::connection_string::ConnectionString;
 use crate::protocol::{
-    DeviceInfo, PairChallenge, PairConfirmParams, PairRequestParams, PairResolution, PairTicket, PairWaitParams, Scope,
-    method, nonce_commitment, pairing_nonce, sas,
+    DeviceInfo, PairChallenge, PairConfirmParams, PairRedeemParams, PairRequestParams, PairResolution, PairTicket,
+    PairWaitParams, Scope, method, nonce_commitment, pairing_nonce, sas,
 };
 use certs::{Identity, KeyId, Pin};
 use serde::{Deserialize, Serialize};
@@ -87,6 +89,36 @@ pub async fn request_pairing(
     let ticket: PairTicket = call(&client, method::PAIR_CONFIRM, &PairConfirmParams { nonce: nonce.clone() }).await?;
     let sas = sas(&bridge_id, &identity.id(), &challenge.bridge_nonce, &nonce);
     Ok(PendingApproval { client, address: addr.to_string(), bridge_id, node_id: identity.id(), sas, ticket })
+}
+
+/// Pairs through door 2: connects to the bridge the string names, pinned to its key, and presents the
+/// one-time code. No prompt on the computer; a used, expired or wrong code is refused
+/// (`PAIRING_CODE_USED`, `PAIRING_EXPIRED`, `PAIRING_CODE_INVALID`).
+///
+/// ```no_run
+/// # async fn demo(identity: certs::Identity) -> Result<(), Box<dyn std::error::Error>> {
+/// use node_kit::pairing::{PairingRequest, redeem};
+/// let string = "lanyard://192.168.1.20:18790?id=…&code=…".parse()?;
+/// let paired = redeem(&string, &identity, PairingRequest::new("Ada's phone", "ios")).await?;
+/// # Ok(()) }
+/// ```
+pub async fn redeem(
+    string: &ConnectionString,
+    identity: &Identity,
+    request: PairingRequest,
+) -> Result<PairedBridge, ClientError> {
+    let address = string.address();
+    let client = Client::bridge(address.clone(), identity, Pin::Key(string.bridge_id))?
+        .display_name(request.device.name.clone())
+        .platform(request.device.platform.clone())
+        .connect()
+        .await?;
+    let params = PairRedeemParams { code: string.code.clone(), device: request.device, scopes: request.scopes };
+    let resolution: PairResolution = call(&client, method::PAIR_REDEEM, &params).await?;
+    if resolution.node_id != identity.id() {
+        return Err(ClientError::Protocol("the pairing names another node".into()));
+    }
+    Ok(PairedBridge { bridge_id: string.bridge_id, address, node_id: identity.id(), scopes: resolution.scopes })
 }
 
 impl PendingApproval {

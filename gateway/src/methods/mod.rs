@@ -8,8 +8,10 @@ mod node_event;
 mod node_invoke;
 mod node_list;
 mod pair_approve;
+mod pair_code;
 mod pair_list;
 mod pair_pending;
+mod pair_redeem;
 mod pair_reject;
 mod pair_rename;
 mod pair_revoke;
@@ -48,8 +50,10 @@ pub(crate) enum Method {
     NodeInvoke(node_invoke::NodeInvoke),
     NodeList(node_list::NodeList),
     PairApprove(pair_approve::PairApprove),
+    PairCode(pair_code::PairCode),
     PairList(pair_list::PairList),
     PairPending(pair_pending::PairPending),
+    PairRedeem(pair_redeem::PairRedeem),
     PairReject(pair_reject::PairReject),
     PairRename(pair_rename::PairRename),
     PairRevoke(pair_revoke::PairRevoke),
@@ -68,8 +72,10 @@ impl Method {
         method::NODE_INVOKE,
         method::NODE_LIST,
         method::PAIR_APPROVE,
+        method::PAIR_CODE,
         method::PAIR_LIST,
         method::PAIR_PENDING,
+        method::PAIR_REDEEM,
         method::PAIR_REJECT,
         method::PAIR_RENAME,
         method::PAIR_REVOKE,
@@ -87,8 +93,10 @@ impl Method {
             method::NODE_INVOKE => Method::NodeInvoke(node_invoke::NodeInvoke::parse(params)?),
             method::NODE_LIST => Method::NodeList(node_list::NodeList),
             method::PAIR_APPROVE => Method::PairApprove(pair_approve::PairApprove::parse(params)?),
+            method::PAIR_CODE => Method::PairCode(pair_code::PairCode::parse(params)?),
             method::PAIR_LIST => Method::PairList(pair_list::PairList),
             method::PAIR_PENDING => Method::PairPending(pair_pending::PairPending),
+            method::PAIR_REDEEM => Method::PairRedeem(pair_redeem::PairRedeem::parse(params)?),
             method::PAIR_REJECT => Method::PairReject(pair_reject::PairReject::parse(params)?),
             method::PAIR_RENAME => Method::PairRename(pair_rename::PairRename::parse(params)?),
             method::PAIR_REVOKE => Method::PairRevoke(pair_revoke::PairRevoke::parse(params)?),
@@ -107,11 +115,12 @@ impl Method {
     fn allowed_for(&self, mode: ClientMode) -> bool {
         match self {
             Method::NodeEvent(_) => mode == ClientMode::Node,
-            Method::PairSubmit(_) | Method::PairWait(_) => mode == ClientMode::Bridge,
+            Method::PairSubmit(_) | Method::PairWait(_) | Method::PairRedeem(_) => mode == ClientMode::Bridge,
             Method::NodeInvoke(_)
             | Method::NodeList(_)
             | Method::NodeDescribe(_)
             | Method::PairApprove(_)
+            | Method::PairCode(_)
             | Method::PairList(_)
             | Method::PairPending(_)
             | Method::PairReject(_)
@@ -131,8 +140,10 @@ impl Method {
             Method::NodeInvoke(_) => method::NODE_INVOKE,
             Method::NodeList(_) => method::NODE_LIST,
             Method::PairApprove(_) => method::PAIR_APPROVE,
+            Method::PairCode(_) => method::PAIR_CODE,
             Method::PairList(_) => method::PAIR_LIST,
             Method::PairPending(_) => method::PAIR_PENDING,
+            Method::PairRedeem(_) => method::PAIR_REDEEM,
             Method::PairReject(_) => method::PAIR_REJECT,
             Method::PairRename(_) => method::PAIR_RENAME,
             Method::PairRevoke(_) => method::PAIR_REVOKE,
@@ -162,8 +173,10 @@ impl Method {
             Method::NodeInvoke(m) => m.apply(ctx).await,
             Method::NodeList(m) => m.apply(ctx),
             Method::PairApprove(m) => m.apply(ctx),
+            Method::PairCode(m) => m.apply(ctx),
             Method::PairList(m) => m.apply(ctx),
             Method::PairPending(m) => m.apply(ctx),
+            Method::PairRedeem(m) => m.apply(ctx),
             Method::PairReject(m) => m.apply(ctx),
             Method::PairRename(m) => m.apply(ctx),
             Method::PairRevoke(m) => m.apply(ctx),

@@ -2,8 +2,10 @@
 //! the requests waiting for the owner. The bridge submits requests (it saw the node's key in TLS); the
 //! owner decides through an operator client (`lanyard nodes approve`, the prompt of `lanyard up`).
 
+mod codes;
 mod pending;
 mod store;
 
+pub(crate) use codes::PairingCodes;
 pub(crate) use pending::{Decision, PendingRequests, expired};
 pub use store::PairedStore;

@@ -40,6 +40,10 @@ pub enum ErrorCode {
     PairingRejected,
     /// The pairing request expired (5 minutes) or was replaced by a newer attempt from the same key.
     PairingExpired,
+    /// The pairing code is not one this computer issued (mistyped, or from another computer).
+    PairingCodeInvalid,
+    /// The pairing code was already used; codes are single-use. Issue a new one with `lanyard pair`.
+    PairingCodeUsed,
     /// The bridge cannot reach the gateway right now; retry after `retryAfterMs`.
     GatewayUnavailable,
     /// A server-side fault that is not the caller's doing.
@@ -69,6 +73,8 @@ impl ErrorCode {
             ErrorCode::AgentError => "AGENT_ERROR",
             ErrorCode::PairingRejected => "PAIRING_REJECTED",
             ErrorCode::PairingExpired => "PAIRING_EXPIRED",
+            ErrorCode::PairingCodeInvalid => "PAIRING_CODE_INVALID",
+            ErrorCode::PairingCodeUsed => "PAIRING_CODE_USED",
             ErrorCode::GatewayUnavailable => "GATEWAY_UNAVAILABLE",
             ErrorCode::Internal => "INTERNAL",
             ErrorCode::Unknown => "UNKNOWN",

@@ -18,6 +18,8 @@ pub mod method {
     pub const PAIR_REQUEST: &str = "pair.request";
     pub const PAIR_CONFIRM: &str = "pair.confirm";
     pub const PAIR_WAIT: &str = "pair.wait";
+    /// Door 2: pair with the one-time code of a connection string (node → bridge → gateway).
+    pub const PAIR_REDEEM: &str = "pair.redeem";
 
     // The bridge and the gateway, which keeps the one store of paired nodes.
     pub const PAIR_SUBMIT: &str = "pair.submit";
@@ -29,6 +31,8 @@ pub mod method {
     pub const PAIR_LIST: &str = "pair.list";
     pub const PAIR_RENAME: &str = "pair.rename";
     pub const PAIR_REVOKE: &str = "pair.revoke";
+    /// Issues the one-time code of a connection string (door 2); the previous code stops working.
+    pub const PAIR_CODE: &str = "pair.code";
 }
 
 /// Event names, as sent in `event.event`.

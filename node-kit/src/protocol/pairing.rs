@@ -104,6 +104,46 @@ pub struct PairSubmitParams {
     pub sas: String,
 }
 
+/// Params of `pair.redeem` (node → bridge): door 2, the one-time code from a connection string standing
+/// for the owner's approval. The node reached the bridge pinned to the key the string names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairRedeemParams {
+    pub code: String,
+    #[serde(flatten)]
+    pub device: DeviceInfo,
+    pub scopes: Vec<Scope>,
+}
+
+/// Params of `pair.redeem` (bridge → gateway): the node's request with the key the bridge saw in TLS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairRedeemSubmit {
+    pub node_id: KeyId,
+    /// The node's address as the bridge saw it.
+    pub address: String,
+    #[serde(flatten)]
+    pub redeem: PairRedeemParams,
+}
+
+/// Params of `pair.code` (operators).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PairCodeParams {
+    /// The most a node pairing with this code gets. Default: every scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<Scope>>,
+}
+
+/// Payload of `pair.code`: a fresh single-use code; any earlier code no longer works.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairCode {
+    pub code: String,
+    pub scopes: Vec<Scope>,
+    pub expires_at_ms: u64,
+}
+
 /// A request waiting for the owner, as `pair.pending` lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -1,0 +1,29 @@
+//! `pair.code` (operators): issues the one-time code of a `lanyard://` connection string (door 2). The
+//! owner asking for it is the approval, given in advance; the previous code stops working.
+
+use super::{Context, parse_params};
+use node_kit::protocol::{ErrorShape, PairCode as IssuedCode, PairCodeParams, Scope, method};
+use serde_json::Value;
+
+pub(crate) struct PairCode {
+    scopes: Vec<Scope>,
+}
+
+impl PairCode {
+    pub(crate) fn parse(params: Value) -> Result<Self, ErrorShape> {
+        let params: PairCodeParams =
+            if params.is_null() { PairCodeParams::default() } else { parse_params(method::PAIR_CODE, params)? };
+        let scopes = params.scopes.unwrap_or_else(|| Scope::ALL.to_vec());
+        if scopes.is_empty() {
+            return Err(ErrorShape::invalid_request("a pairing code must grant at least one scope (chat, voice)"));
+        }
+        Ok(PairCode { scopes })
+    }
+
+    pub(crate) fn apply(self, ctx: &Context) -> Result<Value, ErrorShape> {
+        let (code, expires_at_ms) = ctx.state.pairing_codes.issue(self.scopes.clone());
+        tracing::info!(scopes = ?self.scopes, "pairing code issued; any earlier code is retired");
+        let issued = IssuedCode { code, scopes: self.scopes, expires_at_ms };
+        Ok(serde_json::to_value(issued).expect("codes serialise"))
+    }
+}
