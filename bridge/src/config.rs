@@ -1,6 +1,7 @@
 //! Bridge settings. Defaults are what `lanyard bridge` and `lanyard up` run with; tests shrink them.
 
 use crate::identity::KeyStore;
+use crate::mdns::MdnsConfig;
 use crate::ratelimit::RateLimits;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -28,6 +29,8 @@ pub struct BridgeConfig {
     pub keepalive_interval: Duration,
     /// How long `screen.*` callers are told to wait while a node is in the background.
     pub background_retry_after: Duration,
+    /// Bonjour/mDNS advertising.
+    pub mdns: MdnsConfig,
 }
 
 impl std::fmt::Debug for BridgeConfig {
@@ -37,6 +40,7 @@ impl std::fmt::Debug for BridgeConfig {
             .field("home", &self.home)
             .field("gateway_url", &self.gateway_url)
             .field("gateway_token", &"<redacted>")
+            .field("mdns", &self.mdns)
             .finish_non_exhaustive()
     }
 }
@@ -55,6 +59,7 @@ impl BridgeConfig {
             handshake_timeout: Duration::from_millis(node_kit::protocol::HANDSHAKE_TIMEOUT_MS),
             keepalive_interval: Duration::from_secs(30),
             background_retry_after: Duration::from_secs(5),
+            mdns: MdnsConfig::default(),
         }
     }
 }

@@ -4,15 +4,18 @@
 //! may only ask to pair ([`pairing`]); a paired node's calls pass the ACL ([`acl`]) and the rate limits
 //! ([`ratelimit`]) and are relayed to the loopback gateway ([`relay`]) on a link that carries the node's
 //! identity as the TLS handshake proved it. The gateway keeps the one store of paired nodes, so this
-//! process holds no pairing state of its own beyond the requests it is relaying.
+//! process holds no pairing state of its own beyond the requests it is relaying. It advertises itself
+//! over mDNS ([`mdns`]) so nodes on the LAN find it.
 
 pub mod acl;
 pub mod config;
 mod gateway_link;
 pub mod identity;
+pub mod mdns;
 mod pairing;
 pub mod ratelimit;
 mod relay;
+pub mod running;
 pub mod server;
 mod session;
 

@@ -1,8 +1,9 @@
-//! The pairing dialogue with a node whose key is not paired (door 1). It is a small state machine per
+//! The pairing dialogue with a node whose key is not paired. Door 1 is a small state machine per
 //! connection: `pair.request` (the node commits to its nonce; the bridge answers with its own), then
 //! `pair.confirm` (the node reveals its nonce; the bridge computes the SAS and files the request with the
-//! gateway), then `pair.wait` (answered when the owner decides). Nothing else is allowed: every other
-//! method is `NOT_PAIRED`.
+//! gateway), then `pair.wait` (answered when the owner decides). Door 2 is one call, `pair.redeem`, with
+//! the one-time code of a connection string, passed to the gateway with the key TLS proved. Nothing else
+//! is allowed: every other method is `NOT_PAIRED`.
 
 use crate::gateway_link;
 use crate::server::BridgeShared;
@@ -10,8 +11,9 @@ use crate::session::NodeSide;
 use node_kit::Client;
 use node_kit::connection::Incoming;
 use node_kit::protocol::{
-    ErrorCode, ErrorShape, Frame, PairChallenge, PairConfirmParams, PairRequestParams, PairSubmitParams, PairTicket,
-    PairWaitParams, Request, method, nonce_commitment, pairing_nonce, sas,
+    DeviceInfo, ErrorCode, ErrorShape, Frame, PairChallenge, PairConfirmParams, PairRedeemParams, PairRedeemSubmit,
+    PairRequestParams, PairSubmitParams, PairTicket, PairWaitParams, Request, method, nonce_commitment, pairing_nonce,
+    sas,
 };
 use serde_json::Value;
 use std::sync::Arc;
@@ -20,7 +22,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
 /// What an unpaired node may call.
-pub(crate) const METHODS: &[&str] = &[method::PAIR_REQUEST, method::PAIR_CONFIRM, method::PAIR_WAIT];
+pub(crate) const METHODS: &[&str] =
+    &[method::PAIR_REQUEST, method::PAIR_CONFIRM, method::PAIR_WAIT, method::PAIR_REDEEM];
 
 /// Where the dialogue is. Each step is only possible from the one before it.
 enum Stage {
@@ -124,6 +127,18 @@ async fn step(shared: &BridgeShared, node: &NodeSide, stage: &mut Stage, req: Re
             *stage = Stage::Filed { request_id: ticket.request_id.clone(), gateway };
             Ok(Step::Answer(serde_json::to_value(ticket).expect("tickets serialise")))
         }
+        method::PAIR_REDEEM => {
+            shared.limiter.pairing_code(node.addr.ip())?;
+            let redeem: PairRedeemParams = params(&req)?;
+            check_device(&redeem.device, &redeem.scopes)?;
+            let submit = PairRedeemSubmit { node_id: node.node_id, address: node.addr.ip().to_string(), redeem };
+            let gateway = gateway_link::bridge_client(&shared.config).await?;
+            let resolution = gateway
+                .request(method::PAIR_REDEEM, serde_json::to_value(submit).expect("params serialise"))
+                .await
+                .map_err(remote)?;
+            Ok(Step::Answer(resolution))
+        }
         method::PAIR_WAIT => match stage {
             Stage::Filed { request_id, gateway } => {
                 Ok(Step::Wait { request_id: request_id.clone(), gateway: gateway.clone() })
@@ -148,16 +163,20 @@ async fn wait_for_owner(gateway: Client, request_id: String, answer_id: String, 
 }
 
 fn check_request(request: &PairRequestParams) -> Result<(), ErrorShape> {
-    let device = &request.device;
-    if device.name.len() > 256 || device.platform.len() > 64 || device.model.as_ref().is_some_and(|m| m.len() > 128) {
-        return Err(ErrorShape::invalid_request("name, platform or model is too long"));
-    }
-    if request.scopes.is_empty() {
-        return Err(ErrorShape::invalid_request("ask for at least one scope (chat, voice)"));
-    }
+    check_device(&request.device, &request.scopes)?;
     let commitment = &request.nonce_commitment;
     if commitment.len() != 64 || !commitment.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         return Err(ErrorShape::invalid_request("nonceCommitment must be 64 lower-case hex characters"));
+    }
+    Ok(())
+}
+
+fn check_device(device: &DeviceInfo, scopes: &[node_kit::protocol::Scope]) -> Result<(), ErrorShape> {
+    if device.name.len() > 256 || device.platform.len() > 64 || device.model.as_ref().is_some_and(|m| m.len() > 128) {
+        return Err(ErrorShape::invalid_request("name, platform or model is too long"));
+    }
+    if scopes.is_empty() {
+        return Err(ErrorShape::invalid_request("ask for at least one scope (chat, voice)"));
     }
     Ok(())
 }

@@ -40,6 +40,8 @@ pub struct RateLimits {
     pub handshakes_per_address: Rate,
     /// `pair.request` calls per source address.
     pub pairing_per_address: Rate,
+    /// `pair.redeem` calls (one-time codes tried) per source address: a guesser gets a few tries a minute.
+    pub pairing_codes_per_address: Rate,
     /// Requests per paired node, all methods together.
     pub requests_per_node: Rate,
     /// Voice transcripts (`agent` with channel `voice`) per node.
@@ -55,6 +57,7 @@ impl Default for RateLimits {
         RateLimits {
             handshakes_per_address: Rate::per_minute(60, 20),
             pairing_per_address: Rate::per_minute(6, 3),
+            pairing_codes_per_address: Rate::per_minute(5, 3),
             requests_per_node: Rate::per_second(20, 50),
             voice_per_node: Rate::per_minute(20, 5),
             snapshots_per_node: Rate::per_minute(30, 5),
@@ -66,6 +69,7 @@ impl Default for RateLimits {
 pub struct Limiter {
     handshakes: DefaultKeyedRateLimiter<IpAddr>,
     pairing: DefaultKeyedRateLimiter<IpAddr>,
+    pairing_codes: DefaultKeyedRateLimiter<IpAddr>,
     requests: DefaultKeyedRateLimiter<KeyId>,
     voice: DefaultKeyedRateLimiter<KeyId>,
     snapshots: DefaultKeyedRateLimiter<KeyId>,
@@ -77,6 +81,7 @@ impl Limiter {
         Limiter {
             handshakes: DefaultKeyedRateLimiter::keyed(limits.handshakes_per_address.quota()),
             pairing: DefaultKeyedRateLimiter::keyed(limits.pairing_per_address.quota()),
+            pairing_codes: DefaultKeyedRateLimiter::keyed(limits.pairing_codes_per_address.quota()),
             requests: DefaultKeyedRateLimiter::keyed(limits.requests_per_node.quota()),
             voice: DefaultKeyedRateLimiter::keyed(limits.voice_per_node.quota()),
             snapshots: DefaultKeyedRateLimiter::keyed(limits.snapshots_per_node.quota()),
@@ -91,6 +96,10 @@ impl Limiter {
 
     pub fn pairing_request(&self, from: IpAddr) -> Result<(), ErrorShape> {
         check(&self.pairing, &from, "pairing requests from this address")
+    }
+
+    pub fn pairing_code(&self, from: IpAddr) -> Result<(), ErrorShape> {
+        check(&self.pairing_codes, &from, "pairing codes tried from this address")
     }
 
     pub fn request(&self, node: &KeyId) -> Result<(), ErrorShape> {
@@ -121,7 +130,7 @@ impl Limiter {
 
     /// Forgets keys whose limits have fully recovered, so the tables do not grow with every address seen.
     pub fn forget_idle(&self) {
-        for limiter in [&self.handshakes, &self.pairing] {
+        for limiter in [&self.handshakes, &self.pairing, &self.pairing_codes] {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }

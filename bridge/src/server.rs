@@ -3,7 +3,9 @@
 
 use crate::config::BridgeConfig;
 use crate::identity::{self, IdentityStoreError, KeyLocation};
+use crate::mdns::Advertiser;
 use crate::ratelimit::Limiter;
+use crate::running::RunningBridge;
 use crate::session;
 use certs::{KeyId, PeerKeyVerifier, Pin};
 use std::future::Future;
@@ -34,11 +36,23 @@ pub(crate) struct BridgeShared {
     pub limiter: Limiter,
 }
 
+/// Whether the bridge is being advertised over mDNS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MdnsStatus {
+    Off,
+    /// Advertised under this DNS-SD instance name.
+    Advertising(String),
+    /// Advertising failed (the bridge works without it: connection strings and typed addresses).
+    Failed(String),
+}
+
 /// A bound bridge, ready to [`run`](Bridge::run).
 pub struct Bridge {
     listener: TcpListener,
     shared: Arc<BridgeShared>,
     key_location: KeyLocation,
+    advertiser: Option<Advertiser>,
+    mdns: MdnsStatus,
 }
 
 impl Bridge {
@@ -61,13 +75,43 @@ impl Bridge {
             };
             BridgeError::Bind { addr: config.bind, source, hint }
         })?;
+        let local =
+            listener.local_addr().map_err(|source| BridgeError::Bind { addr: config.bind, source, hint: "" })?;
+        let running = RunningBridge {
+            bridge_id: identity.id(),
+            bind: local.ip(),
+            port: local.port(),
+            interfaces: config.mdns.interfaces.clone(),
+            pid: std::process::id(),
+        };
+        if let Err(e) = running.write(&config.home) {
+            tracing::warn!(error = %e, "cannot record the running bridge; `lanyard pair` will not find it");
+        }
+        let (advertiser, mdns) = if config.mdns.enabled {
+            match Advertiser::start(&config.mdns, &identity.id(), local.ip(), local.port()) {
+                Ok(advertiser) => {
+                    let status = MdnsStatus::Advertising(advertiser.instance().to_string());
+                    (Some(advertiser), status)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "not advertised over mDNS; nodes need the address or a connection string");
+                    (None, MdnsStatus::Failed(e.to_string()))
+                }
+            }
+        } else {
+            (None, MdnsStatus::Off)
+        };
         let shared = Arc::new(BridgeShared {
             bridge_id: identity.id(),
             tls: TlsAcceptor::from(Arc::new(tls)),
             limiter: Limiter::new(&config.limits),
             config,
         });
-        Ok(Bridge { listener, shared, key_location })
+        Ok(Bridge { listener, shared, key_location, advertiser, mdns })
+    }
+
+    pub fn mdns(&self) -> &MdnsStatus {
+        &self.mdns
     }
 
     pub fn id(&self) -> KeyId {
@@ -85,13 +129,18 @@ impl Bridge {
     /// Serves until `shutdown` resolves, then closes every node connection.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let stop = CancellationToken::new();
+        let port = self.local_addr().port();
         let accept = tokio::spawn(accept_loop(self.listener, self.shared.clone(), stop.clone()));
         let sweeper = tokio::spawn(forget_idle_limits(self.shared.clone(), stop.clone()));
         shutdown.await;
         tracing::info!("bridge shutting down");
+        if let Some(advertiser) = self.advertiser {
+            advertiser.withdraw().await;
+        }
         stop.cancel();
         let _ = accept.await;
         let _ = sweeper.await;
+        RunningBridge::remove_if_mine(&self.shared.config.home, &self.shared.bridge_id, port);
     }
 }
 

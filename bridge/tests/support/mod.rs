@@ -12,9 +12,10 @@ use certs::{Identity, KeyId, PeerKeyVerifier, Pin};
 use gw::TestGateway;
 use node_kit::ClientError;
 use node_kit::connection::{self, FrameReader, FrameWriter, Incoming};
+use node_kit::connection_string::ConnectionString;
 use node_kit::pairing::{PairedBridge, PairingRequest, request_pairing};
 use node_kit::protocol::{
-    ClientInfo, ClientMode, ConnectParams, ErrorShape, Frame, NodeAdvert, PROTOCOL_VERSION, PendingPairing,
+    ClientInfo, ClientMode, ConnectParams, ErrorShape, Frame, NodeAdvert, PROTOCOL_VERSION, PairCode, PendingPairing,
     PendingPairingList, Scope, method,
 };
 use std::net::SocketAddr;
@@ -38,6 +39,8 @@ impl TestBridge {
             BridgeConfig::new(gateway.home.path().to_path_buf(), gateway.url.clone(), gateway.bridge_token.clone());
         config.bind = "127.0.0.1:0".parse().unwrap();
         config.key_store = KeyStore::File;
+        // No test advertises on mDNS unless it asks to, and then only on the interfaces it names.
+        config.mdns.enabled = false;
         configure(&mut config);
         TestBridge::run(config).await
     }
@@ -100,6 +103,33 @@ pub async fn pair(bridge: &TestBridge, gateway: &TestGateway, scopes: &[Scope]) 
     gateway.operator().await.request(method::PAIR_APPROVE, approve).await.expect("approve");
     let paired = pending.approved().await.expect("approved");
     (identity, paired)
+}
+
+/// Issues a door-2 code as the owner (`lanyard pair`) and builds the connection string for `bridge`.
+pub async fn connection_string(bridge: &TestBridge, gateway: &TestGateway) -> ConnectionString {
+    let issued = gateway.operator().await.request(method::PAIR_CODE, serde_json::Value::Null).await.expect("pair.code");
+    let issued: PairCode = serde_json::from_value(issued).unwrap();
+    ConnectionString {
+        host: bridge.addr.ip().to_string(),
+        port: bridge.addr.port(),
+        bridge_id: bridge.id,
+        code: issued.code,
+    }
+}
+
+/// Turns on mDNS for a bridge on loopback, on a UDP port of the test's own so that tests running at the
+/// same time do not hear each other.
+pub fn mdns_on_loopback(config: &mut BridgeConfig, port: u16, instance: &str) {
+    config.mdns.enabled = true;
+    config.mdns.interfaces = vec!["lo".into()];
+    config.mdns.port = port;
+    config.mdns.instance = Some(instance.into());
+    config.mdns.address_check = Duration::from_secs(1);
+}
+
+/// A UDP port for one test's mDNS traffic.
+pub fn mdns_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub async fn pending_requests(gateway: &TestGateway) -> Vec<PendingPairing> {
