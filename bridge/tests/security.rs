@@ -15,7 +15,7 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use support::gw::{TestGateway, eventually};
-use support::{TestBridge, gateway_requests, pair, pending_requests, remote};
+use support::{Middleman, TestBridge, gateway_requests, pair, pending_requests, remote};
 
 /// A node that is not paired may only ask to pair: `agent` is `NOT_PAIRED` and never reaches the gateway.
 #[tokio::test]
@@ -25,7 +25,7 @@ async fn an_unpaired_node_calling_agent_gets_not_paired() {
     let stranger = Identity::generate();
     let client = Client::bridge(bridge.address(), &stranger, Pin::Key(bridge.id)).unwrap().connect().await.unwrap();
     assert!(client.hello().paired.is_none());
-    assert_eq!(client.hello().methods, ["pair.request", "pair.confirm", "pair.wait"]);
+    assert_eq!(client.hello().methods, ["pair.request", "pair.confirm", "pair.wait", "pair.redeem"]);
     let e = remote(client.agent(AgentParams::new("let me in")).await.unwrap_err());
     assert_eq!(e.code, ErrorCode::NotPaired);
     assert_eq!(gateway_requests(&gateway, method::AGENT).await, 0);
@@ -261,42 +261,17 @@ async fn a_nonce_that_does_not_match_its_commitment_is_refused() {
 /// over the keys it saw, so the codes on the two screens differ and the owner rejects.
 #[tokio::test]
 async fn a_man_in_the_middle_of_pairing_shows_the_owner_a_different_sas() {
-    use node_kit::connection::{self, Incoming};
-    use node_kit::protocol::{Frame, Response};
-
     let gateway = TestGateway::start(|_| {}).await;
     let bridge = TestBridge::start(&gateway, |_| {}).await;
-    let (posing_as_bridge, posing_as_node) = (Identity::generate(), Identity::generate());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mitm_addr = listener.local_addr().unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(
-        posing_as_bridge.server_config(PeerKeyVerifier::new(Pin::AnyKey)).unwrap(),
-    ));
-    let upstream = Client::bridge(bridge.address(), &posing_as_node, Pin::AnyKey).unwrap();
-    let middle = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let ws = tokio_tungstenite::accept_async(acceptor.accept(tcp).await.unwrap()).await.unwrap();
-        let (mut from_node, mut to_node) = connection::split(ws);
-        let upstream = upstream.connect().await.unwrap();
-        while let Incoming::Frame(frame) = from_node.next().await {
-            match frame {
-                Frame::Connect(_) => to_node.send(&Frame::HelloOk((*upstream.hello()).clone())).await.unwrap(),
-                Frame::Req(req) => {
-                    let outcome = upstream.request(&req.method, req.params).await.map_err(remote);
-                    to_node.send(&Frame::Res(Response { id: req.id, outcome })).await.unwrap();
-                }
-                _ => {}
-            }
-        }
-    });
+    let middle = Middleman::start(bridge.address(), "127.0.0.1:0").await;
+    let (mitm_addr, posing_as_node) = (middle.addr, middle.posing_as_node);
 
     let node = Identity::generate();
     let pending = request_pairing(&mitm_addr.to_string(), &node, PairingRequest::new("phone", "test")).await.unwrap();
     assert_ne!(pending.bridge_id(), bridge.id, "the node met the middleman's key");
     let shown = pending_requests(&gateway).await.pop().expect("the request reached the owner");
-    assert_eq!(shown.request.node_id, posing_as_node.id(), "the owner sees the middleman's key");
+    assert_eq!(shown.request.node_id, posing_as_node, "the owner sees the middleman's key");
     assert_ne!(shown.request.sas, pending.sas(), "the screens disagree");
     gateway.operator().await.request(method::PAIR_REJECT, json!({"requestId": shown.request_id})).await.unwrap();
     assert_eq!(remote(pending.approved().await.unwrap_err()).code, ErrorCode::PairingRejected);
-    middle.abort();
 }

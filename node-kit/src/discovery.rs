@@ -214,9 +214,10 @@ impl Discovery for MdnsDiscovery {
                     () = tx.closed() => break,
                 };
                 let event = match event {
+                    // A record left with no usable address (the computer's address went away) is as good as lost.
                     mdns_sd::ServiceEvent::ServiceResolved(service) => match resolved(&service) {
                         Some(bridge) => DiscoveryEvent::Found(bridge),
-                        None => continue,
+                        None => DiscoveryEvent::Lost { instance: service.get_fullname().to_string() },
                     },
                     mdns_sd::ServiceEvent::ServiceRemoved(_, fullname) => DiscoveryEvent::Lost { instance: fullname },
                     _ => continue,

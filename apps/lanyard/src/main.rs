@@ -13,10 +13,11 @@ use std::process::ExitCode;
     about = "Drive the Claude Code agent on this computer from your phone and other devices",
     long_about = "Lanyard runs a loopback-only gateway that runs the `claude` CLI for you, and a bridge that \
                   lets devices on your network (\"nodes\") pair with it and talk to it.\n\n\
-                  Start everything with `lanyard up`, then pair a device: ask to pair from the device, compare \
-                  the code it shows with the one on this computer, and approve (in the `lanyard up` terminal \
-                  or with `lanyard nodes approve`). `lanyard nodes list` shows the paired devices; \
-                  `lanyard agent \"hello\"` talks to the agent from here."
+                  Start everything with `lanyard up`, then pair a device: run `lanyard pair` and scan the QR \
+                  code it shows (or paste its connection string) on the device, which pairs it at once; or ask \
+                  to pair from the device, compare the code it shows with the one on this computer, and approve \
+                  (in the `lanyard up` terminal or with `lanyard nodes approve`). `lanyard nodes list` shows \
+                  the paired devices; `lanyard agent \"hello\"` talks to the agent from here."
 )]
 struct Cli {
     /// Where Lanyard keeps its token and state [default: the platform's data directory]
@@ -45,6 +46,7 @@ enum Command {
     Agent(commands::agent::AgentArgs),
     #[command(subcommand)]
     Nodes(commands::nodes::NodesCommand),
+    Pair(commands::pair::PairArgs),
     Invoke(commands::invoke::InvokeArgs),
 }
 
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
             Command::Bridge(args) => commands::bridge::run(args, &cli.url, &home).await,
             Command::Agent(args) => commands::agent::run(args, &cli.url, &home).await,
             Command::Nodes(command) => commands::nodes::run(command, &cli.url, &home).await,
+            Command::Pair(args) => commands::pair::run(args, &cli.url, &home).await,
             Command::Invoke(args) => commands::invoke::run(args, &cli.url, &home).await,
         }
     });

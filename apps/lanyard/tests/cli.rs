@@ -1,14 +1,19 @@
 //! The `lanyard` binary as a user runs it: help texts, refusals, `lanyard up` with a device paired
-//! through `lanyard nodes`, and a gateway started from the CLI answering `lanyard agent` with the real
-//! claude against the scripted Messages API. Every server listens on 127.0.0.1 only.
+//! through `lanyard nodes` and through `lanyard pair`'s connection string, the bridge found over mDNS by
+//! another process, and a gateway started from the CLI answering `lanyard agent` with the real claude
+//! against the scripted Messages API. Every server listens on 127.0.0.1 only, and mDNS runs only on `lo`
+//! on a private port (test.sh runs the suites in a network namespace with only loopback up).
 
 #[path = "../../../gateway/tests/support/mod.rs"]
 mod support;
 
+use bridge::running::RunningBridge;
 use certs::Identity;
+use node_kit::connection_string::ConnectionString;
+use node_kit::discovery::{Discovery, DiscoveryEvent, MdnsDiscovery, id_hint};
 use node_kit::node::Node;
-use node_kit::pairing::{PairingRequest, request_pairing};
-use node_kit::protocol::Scope;
+use node_kit::pairing::{PairingRequest, redeem, request_pairing};
+use node_kit::protocol::{ErrorCode, Scope};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
@@ -37,11 +42,29 @@ fn every_command_explains_itself() {
     for (args, phrase) in [
         (vec!["--help"], "loopback-only gateway"),
         (vec!["--help"], "Start everything with `lanyard up`, then pair a device"),
+        (vec!["--help"], "run `lanyard pair` and scan the QR"),
         (vec!["up", "--help"], "the gateway and the bridge together"),
         (vec!["up", "--help"], "--bridge-bind"),
+        (vec!["up", "--help"], "run `lanyard pair` and scan its QR code"),
+        (vec!["up", "--help"], "--mdns <on|off>"),
+        (vec!["up", "--help"], "--mdns-interface <NAME>"),
+        (vec!["up", "--help"], "--mdns-name <NAME>"),
         (vec!["gateway", "--help"], "loopback-only WebSocket server"),
         (vec!["bridge", "--help"], "LAN-facing TLS server that devices pair with"),
         (vec!["bridge", "--help"], "--key-store"),
+        (vec!["bridge", "--help"], "advertises itself over mDNS"),
+        (vec!["bridge", "--help"], "--mdns <on|off>"),
+        (vec!["bridge", "--help"], "--mdns-interface <NAME>"),
+        (vec!["bridge", "--help"], "--mdns-name <NAME>"),
+        (vec!["pair", "--help"], "Pair a device by QR code"),
+        (vec!["pair", "--help"], "lanyard://HOST:PORT?id=BRIDGE_ID&code=CODE"),
+        (vec!["pair", "--help"], "The code works once and expires after 5 minutes"),
+        (vec!["pair", "--help"], "running `lanyard pair` again retires it"),
+        (vec!["pair", "--help"], "Ctrl-C stops waiting"),
+        (vec!["pair", "--help"], "--string"),
+        (vec!["pair", "--help"], "headless hosts and scripts"),
+        (vec!["pair", "--help"], "--scopes <SCOPES>"),
+        (vec!["pair", "--help"], "--host <HOST>"),
         (vec!["agent", "--help"], "stream its answer"),
         (vec!["nodes", "--help"], "answer their pairing requests"),
         (vec!["nodes", "list", "--help"], "connected now"),
@@ -56,6 +79,10 @@ fn every_command_explains_itself() {
         let out = lanyard(home.path(), &args);
         assert!(out.status.success(), "{args:?}");
         assert!(text(&out.stdout).contains(phrase), "{args:?}: {}", text(&out.stdout));
+    }
+    // The mDNS port is for tests only.
+    for command in ["up", "bridge"] {
+        assert!(!text(&lanyard(home.path(), &[command, "--help"]).stdout).contains("--mdns-port"));
     }
 }
 
@@ -90,6 +117,11 @@ fn refusals_say_what_to_do() {
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A UDP port for one test's mDNS traffic, so no test advertises on 5353.
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// `lanyard ARGS` against the gateway at `url`, run off the async threads (it blocks until it exits).
@@ -144,16 +176,23 @@ struct Up {
     process: Child,
     home: tempfile::TempDir,
     url: String,
+    bridge_port: u16,
     bridge_addr: String,
     banner: String,
 }
 
 impl Up {
+    /// Without mDNS.
     async fn start() -> Up {
+        Up::start_with(&["--mdns", "off"]).await
+    }
+
+    async fn start_with(extra: &[&str]) -> Up {
         let home = tempfile::tempdir().unwrap();
         let (port, bridge_port) = (free_port(), free_port());
         let mut process = serve(home.path(), &["up", "--port", &port.to_string(), "--bridge-port"])
             .args([&bridge_port.to_string(), "--bridge-bind", "127.0.0.1", "--key-store", "file"])
+            .args(extra)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -171,7 +210,7 @@ impl Up {
         };
         tokio::time::timeout(Duration::from_secs(10), read).await.expect("lanyard up prints its banner");
         let url = format!("ws://127.0.0.1:{port}");
-        Up { process, home, url, bridge_addr: format!("127.0.0.1:{bridge_port}"), banner }
+        Up { process, home, url, bridge_port, bridge_addr: format!("127.0.0.1:{bridge_port}"), banner }
     }
 
     async fn lanyard(&self, args: &[&str]) -> Output {
@@ -193,8 +232,9 @@ impl Up {
 async fn up_starts_gateway_and_bridge_and_nodes_commands_reach_it() {
     let up = Up::start().await;
     assert!(up.banner.contains(&format!("Bridge ID:    {}", up.bridge_id())), "{}", up.banner);
-    assert!(up.banner.contains(&format!("Devices use:  {}", up.bridge_addr)), "{}", up.banner);
-    assert!(up.banner.contains(&format!("connect to {} and ask to pair", up.bridge_addr)), "{}", up.banner);
+    assert!(up.banner.contains(&format!("Devices use:  {}\n", up.bridge_addr)), "{}", up.banner);
+    assert!(up.banner.contains("mDNS:         off"), "{}", up.banner);
+    assert!(up.banner.contains("To pair a device: run `lanyard pair` and scan its QR code"), "{}", up.banner);
     assert!(up.banner.contains(&format!("Gateway:      {}", up.url)), "{}", up.banner);
     assert!(up.banner.contains("identity.pem (mode 0600)"), "{}", up.banner);
     // Started from a test, stdin is not a terminal: approvals go through `lanyard nodes`.
@@ -230,7 +270,7 @@ async fn a_device_pairs_through_up_and_is_managed_with_nodes() {
     assert!(shown.contains("asks for: chat,voice"), "{shown}");
     assert!(shown.contains(&format!("code:     {}", pending.sas())), "{shown}");
     assert!(shown.contains(&format!("request:  {}", pending.request_id())), "{shown}");
-    assert!(shown.contains("expires:  in 4 min"), "{shown}");
+    assert!(shown.contains("expires:  in 5 min"), "{shown}");
     let json: serde_json::Value = serde_json::from_str(&up.lanyard_ok(&["nodes", "pending", "--json"]).await).unwrap();
     assert_eq!(json["requests"][0]["sas"], pending.sas());
 
@@ -280,7 +320,7 @@ async fn bridge_runs_against_a_separately_started_gateway() {
     listening(port).await;
     let url = format!("ws://127.0.0.1:{port}");
     let bridge = serve(home.path(), &["--url", &url, "bridge", "--bridge-port", &bridge_port.to_string()])
-        .args(["--bridge-bind", "127.0.0.1", "--key-store", "file"])
+        .args(["--bridge-bind", "127.0.0.1", "--key-store", "file", "--mdns", "off"])
         .spawn()
         .unwrap();
     listening(bridge_port).await;
@@ -321,4 +361,214 @@ async fn gateway_then_agent_streams_an_answer() {
     assert!(lanyard_ok(home.path(), &url, &["nodes", "list"]).await.starts_with("no paired devices"));
 
     terminate(gateway).await;
+}
+
+/// `lanyard pair --string` against `up`: the one line it prints, parsed.
+async fn pair_string(up: &Up) -> ConnectionString {
+    let out = up.lanyard(&["pair", "--string"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "only the string on stdout: {stdout:?}");
+    // The bridge listens on loopback only, and the string says so where a person reads it.
+    assert!(text(&out.stderr).contains("only this computer can reach"), "{}", text(&out.stderr));
+    stdout.trim_end().parse().unwrap_or_else(|e| panic!("{stdout:?}: {e}"))
+}
+
+#[tokio::test]
+async fn pair_string_names_the_running_bridge_and_each_run_retires_the_last_code() {
+    let up = Up::start().await;
+    let first = pair_string(&up).await;
+    assert_eq!(first.bridge_id.to_string(), up.bridge_id());
+    assert_eq!((first.host.as_str(), first.port), ("127.0.0.1", up.bridge_port));
+    let second = pair_string(&up).await;
+    assert_ne!(first.code, second.code);
+    assert_eq!((second.bridge_id, second.port), (first.bridge_id, first.port));
+
+    // An address given by hand goes in as it is, and the rest of the string stays.
+    let out = up.lanyard(&["pair", "--string", "--host", "adas-mac.local", "--scopes", "chat"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).is_empty(), "no warning for a given host: {}", text(&out.stderr));
+    let named: ConnectionString = text(&out.stdout).trim_end().parse().unwrap();
+    assert_eq!((named.host.as_str(), named.port, named.bridge_id), ("adas-mac.local", up.bridge_port, first.bridge_id));
+    let out = up.lanyard(&["pair", "--string", "--host", "a/b?c"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--host \"a/b?c\""), "{}", text(&out.stderr));
+
+    terminate(up.process).await;
+}
+
+#[tokio::test]
+async fn a_device_pairs_with_the_printed_string_and_nodes_list_shows_it() {
+    let up = Up::start().await;
+    let retired = pair_string(&up).await;
+    let string = pair_string(&up).await;
+    let identity = Arc::new(Identity::generate());
+
+    // The code retired by the second `lanyard pair` is refused and says why.
+    let refused = redeem(&retired, &identity, PairingRequest::new("Scanned phone", "android")).await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::PairingExpired), "{refused}");
+
+    let request = PairingRequest::new("Scanned phone", "android").scopes([Scope::Chat]);
+    let paired = redeem(&string, &identity, request).await.expect("the printed string pairs the device");
+    assert_eq!(paired.bridge_id.to_string(), up.bridge_id());
+    assert_eq!(paired.scopes, [Scope::Chat]);
+    let listed = up.lanyard_ok(&["nodes", "list"]).await;
+    let row = listed.lines().find(|l| l.starts_with(&identity.id().to_string())).unwrap_or_else(|| panic!("{listed}"));
+    assert!(row.contains("Scanned phone") && row.contains("android"), "{listed}");
+    assert_eq!(up.lanyard_ok(&["nodes", "pending"]).await, "no pairing requests waiting\n", "no approval asked");
+
+    // Used once, the string pairs nobody else.
+    let other = Identity::generate();
+    let again = redeem(&string, &other, PairingRequest::new("Other phone", "android")).await.unwrap_err();
+    assert_eq!(again.code(), Some(ErrorCode::PairingCodeUsed), "{again}");
+
+    // The paired device connects through the bridge as any other.
+    let node = Node::builder(identity, paired).connect().await.unwrap();
+    node.request(node_kit::protocol::method::HEALTH, serde_json::Value::Null).await.unwrap();
+    drop(node);
+    terminate(up.process).await;
+}
+
+/// `lanyard pair` as a person runs it, its stdout read line by line.
+struct Pairing {
+    process: Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    shown: String,
+}
+
+impl Pairing {
+    async fn start(up: &Up) -> Pairing {
+        let mut process = serve(up.home.path(), &["--url", &up.url, "pair"]).stdout(Stdio::piped()).spawn().unwrap();
+        let lines = BufReader::new(process.stdout.take().unwrap()).lines();
+        let mut pairing = Pairing { process, lines, shown: String::new() };
+        pairing.read_until("Waiting for the device").await;
+        pairing
+    }
+
+    async fn read_until(&mut self, phrase: &str) {
+        let read = async {
+            while let Some(line) = self.lines.next_line().await.unwrap() {
+                self.shown.push_str(&line);
+                self.shown.push('\n');
+                if line.contains(phrase) {
+                    return;
+                }
+            }
+            panic!("lanyard pair ended before {phrase:?}:\n{}", self.shown);
+        };
+        tokio::time::timeout(Duration::from_secs(10), read).await.expect("lanyard pair shows it");
+    }
+
+    fn string(&self) -> ConnectionString {
+        let line = self.shown.lines().find(|l| l.trim_start().starts_with("lanyard://")).expect("the string is shown");
+        line.trim().parse().unwrap()
+    }
+
+    async fn exit(self) -> Output {
+        tokio::time::timeout(Duration::from_secs(10), self.process.wait_with_output())
+            .await
+            .expect("lanyard pair exits")
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn pair_shows_a_qr_code_and_waits_for_the_device() {
+    let up = Up::start().await;
+    let mut pairing = Pairing::start(&up).await;
+    let shown = pairing.shown.clone();
+    assert!(shown.lines().next().unwrap().chars().all(|c| c == '█'), "the QR code's quiet zone first:\n{shown}");
+    assert!(shown.contains("▀") && shown.contains("▄"), "{shown}");
+    assert!(shown.contains("scopes chat,voice"), "{shown}");
+    assert!(shown.contains("The code works once and expires in 5 min"), "{shown}");
+    assert!(shown.contains("running `lanyard pair` again retires it"), "{shown}");
+    let string = pairing.string();
+    assert_eq!(string.bridge_id.to_string(), up.bridge_id());
+
+    let identity = Identity::generate();
+    redeem(&string, &identity, PairingRequest::new("Kitchen tablet", "android")).await.unwrap();
+    pairing.read_until("Paired: ").await;
+    assert!(
+        pairing.shown.contains(&format!("Paired: {} with scopes chat; `lanyard nodes list` shows it\n", identity.id())),
+        "{}",
+        pairing.shown
+    );
+    let out = pairing.exit().await;
+    assert!(out.status.success(), "{:?}: {}", out.status, text(&out.stderr));
+
+    terminate(up.process).await;
+}
+
+#[tokio::test]
+async fn ctrl_c_stops_waiting_and_leaves_the_code_valid() {
+    let up = Up::start().await;
+    let pairing = Pairing::start(&up).await;
+    let string = pairing.string();
+    Command::new("kill").args(["-INT", &pairing.process.id().unwrap().to_string()]).status().unwrap();
+    let out = pairing.exit().await;
+    assert!(out.status.success(), "{:?}: {}", out.status, text(&out.stderr));
+    assert!(text(&out.stderr).contains("The code still works until it expires"), "{}", text(&out.stderr));
+
+    let identity = Identity::generate();
+    redeem(&string, &identity, PairingRequest::new("Late phone", "ios")).await.expect("the code still works");
+    terminate(up.process).await;
+}
+
+#[tokio::test]
+async fn pair_without_a_running_bridge_says_to_start_one() {
+    let home = tempfile::tempdir().unwrap();
+    for args in [vec!["pair"], vec!["pair", "--string"]] {
+        let out = lanyard(home.path(), &args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}: {}", text(&out.stdout));
+        let error = text(&out.stderr);
+        assert!(error.contains("the bridge is not running"), "{error}");
+        assert!(error.contains("start it with `lanyard up`"), "{error}");
+    }
+
+    // A crashed bridge leaves its record behind: nothing answering on its port is the same as none.
+    let stale = RunningBridge {
+        bridge_id: Identity::generate().id(),
+        bind: "0.0.0.0".parse().unwrap(),
+        port: free_port(),
+        interfaces: Vec::new(),
+        pid: 1,
+    };
+    stale.write(home.path()).unwrap();
+    let out = lanyard(home.path(), &["pair", "--string"]);
+    assert_eq!(out.status.code(), Some(1));
+    let error = text(&out.stderr);
+    assert!(error.contains(&format!("nothing answers on its port {}", stale.port)), "{error}");
+    assert!(error.contains("start it with `lanyard up`"), "{error}");
+}
+
+/// The bridge `lanyard up` advertises is found by another process browsing mDNS on `lo`, and is
+/// withdrawn (goodbye packets) when `up` is stopped.
+#[tokio::test]
+async fn another_process_finds_the_bridge_over_mdns_until_it_stops() {
+    let mdns_port = free_udp_port().to_string();
+    let up = Up::start_with(&["--mdns-interface", "lo", "--mdns-port", &mdns_port, "--mdns-name", "CLI test computer"])
+        .await;
+    assert!(up.banner.contains("mDNS:         advertised as \"CLI test computer\" on lo\n"), "{}", up.banner);
+
+    let mut found = MdnsDiscovery::new().interfaces(["lo"]).port(mdns_port.parse().unwrap()).watch().unwrap();
+    let seen = found.find(Duration::from_secs(10), |_| true).await.expect("the bridge is discovered");
+    assert!(seen.addresses.contains(&up.bridge_addr), "{:?} should include {}", seen.addresses, up.bridge_addr);
+    assert_eq!(seen.hint.id_hint, Some(id_hint(&up.bridge_id().parse().unwrap())));
+    assert_eq!(seen.hint.name.as_deref(), Some("CLI test computer"));
+    assert_eq!(seen.instance, "CLI test computer._lanyard._tcp.local.");
+
+    terminate(up.process).await;
+    let lost = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match found.next().await {
+                Some(DiscoveryEvent::Lost { instance }) => return instance,
+                Some(_) => continue,
+                None => panic!("the browser stopped"),
+            }
+        }
+    })
+    .await
+    .expect("the bridge is reported lost within 5 s of SIGTERM");
+    assert_eq!(lost, seen.instance);
 }

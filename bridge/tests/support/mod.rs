@@ -215,3 +215,59 @@ impl RawNode {
         }
     }
 }
+
+/// A man in the middle of a first contact: it shows the node a bridge key of its own and the real bridge
+/// a node key of its own, and relays the pairing dialogue word for word. Serves one node; stops when
+/// dropped.
+pub struct Middleman {
+    pub addr: SocketAddr,
+    /// The key it shows nodes in place of the bridge's.
+    pub posing_as_bridge: KeyId,
+    /// The key it shows the bridge in place of the node's.
+    pub posing_as_node: KeyId,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Middleman {
+    pub async fn start(bridge_addr: String, bind: &str) -> Middleman {
+        use node_kit::connection::{self, Incoming};
+        use node_kit::protocol::Response;
+        let (posing_as_bridge, posing_as_node) = (Identity::generate(), Identity::generate());
+        let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(
+            posing_as_bridge.server_config(PeerKeyVerifier::new(Pin::AnyKey)).unwrap(),
+        ));
+        let upstream = node_kit::Client::bridge(bridge_addr, &posing_as_node, Pin::AnyKey).unwrap();
+        let task = tokio::spawn(async move {
+            // The first connection that completes TLS is the node it serves (a paired node probing the
+            // address refuses the middleman's key and leaves).
+            let tls = loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    break tls;
+                }
+            };
+            let ws = tokio_tungstenite::accept_async(tls).await.unwrap();
+            let (mut from_node, mut to_node) = connection::split(ws);
+            let upstream = upstream.connect().await.unwrap();
+            while let Incoming::Frame(frame) = from_node.next().await {
+                match frame {
+                    Frame::Connect(_) => to_node.send(&Frame::HelloOk((*upstream.hello()).clone())).await.unwrap(),
+                    Frame::Req(req) => {
+                        let outcome = upstream.request(&req.method, req.params).await.map_err(remote);
+                        to_node.send(&Frame::Res(Response { id: req.id, outcome })).await.unwrap();
+                    }
+                    _ => {}
+                }
+            }
+        });
+        Middleman { addr, posing_as_bridge: posing_as_bridge.id(), posing_as_node: posing_as_node.id(), task }
+    }
+}
+
+impl Drop for Middleman {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

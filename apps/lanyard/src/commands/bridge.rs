@@ -2,8 +2,11 @@
 
 use super::gateway::shutdown_signal;
 use ::bridge::identity::KeyStore;
+use ::bridge::mdns::{MdnsConfig, lan_addresses};
+use ::bridge::server::MdnsStatus;
 use ::bridge::{Bridge, BridgeConfig};
 use clap::{Args, ValueEnum};
+use node_kit::discovery::SERVICE_TYPE;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
@@ -11,7 +14,8 @@ use std::path::{Path, PathBuf};
 ///
 /// The bridge is the LAN-facing TLS server that devices pair with and connect to. It relays their calls
 /// to the gateway on this computer (`lanyard gateway`, found with --url) using the bridge token in the
-/// gateway's home.
+/// gateway's home. It advertises itself over mDNS (Bonjour) so devices on the network find it; `lanyard
+/// pair` prints a QR code that pairs a device with it at once.
 #[derive(Args)]
 pub struct BridgeArgs {
     /// The port devices connect to
@@ -26,6 +30,25 @@ pub struct BridgeArgs {
     /// Where the bridge keeps its private key
     #[arg(long, value_enum, default_value_t = KeyStoreArg::Auto)]
     key_store: KeyStoreArg,
+
+    /// Advertise the bridge over mDNS (Bonjour) as `_lanyard._tcp`, so devices on the network find it
+    /// without an address typed. The record carries the port, a short bridge-ID hint and the name, and
+    /// is never trusted: devices pin the bridge's key when they pair
+    #[arg(long, value_enum, default_value_t = Switch::On, value_name = "on|off")]
+    mdns: Switch,
+
+    /// Advertise only on this network interface (e.g. en0, wlan0); repeat for several. It also limits
+    /// the addresses shown and put in `lanyard pair`'s connection string [default: every interface]
+    #[arg(long, value_name = "NAME")]
+    mdns_interface: Vec<String>,
+
+    /// The name devices show for this computer [default: the computer's name]
+    #[arg(long, value_name = "NAME")]
+    mdns_name: Option<String>,
+
+    /// The UDP port for mDNS; only tests use another than the standard one
+    #[arg(long, hide = true, default_value_t = MdnsConfig::default().port, value_name = "PORT")]
+    mdns_port: u16,
 }
 
 /// The command-line spelling of [`KeyStore`].
@@ -46,24 +69,89 @@ impl From<KeyStoreArg> for KeyStore {
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Switch {
+    On,
+    Off,
+}
+
 impl BridgeArgs {
     /// Binds the bridge for the gateway at `gateway_url`, with the bridge token that gateway created
     /// under `home`: the one step `lanyard bridge` and `lanyard up` share.
-    pub(crate) async fn bind(self, home: PathBuf, gateway_url: String) -> anyhow::Result<Bridge> {
+    pub(crate) async fn bind(&self, home: PathBuf, gateway_url: String) -> anyhow::Result<Bridge> {
         let token = super::load_token(&::gateway::home::bridge_token_path(&home))?;
         let mut config = BridgeConfig::new(home, gateway_url, token.expose().to_string());
         config.bind = SocketAddr::new(self.bridge_bind, self.bridge_port);
         config.key_store = self.key_store.into();
+        config.mdns = MdnsConfig {
+            enabled: self.mdns == Switch::On,
+            interfaces: self.mdns_interface.clone(),
+            // One name everywhere a device shows it: the DNS-SD instance and the TXT record.
+            instance: self.mdns_name.clone(),
+            display_name: self.mdns_name.clone(),
+            port: self.mdns_port,
+            ..MdnsConfig::default()
+        };
         Ok(Bridge::bind(config).await?)
     }
+
+    /// The banner lines about the bridge, the same in `lanyard bridge` and `lanyard up`: its ID, where
+    /// devices connect, whether it is advertised, and where its key is.
+    pub(crate) fn describe(&self, bridge: &Bridge) -> String {
+        format!(
+            "\x20 Bridge ID:    {id}\n\
+             \x20 Devices use:  {addresses}\n\
+             \x20 mDNS:         {mdns}\n\
+             \x20 Bridge key:   {key}\n",
+            id = bridge.id(),
+            addresses = self.device_addresses(bridge.local_addr()),
+            mdns = self.mdns_status(bridge.mdns()),
+            key = bridge.key_location(),
+        )
+    }
+
+    /// The addresses a device can reach the bridge at, as `lanyard pair` picks from them too.
+    fn device_addresses(&self, bound: SocketAddr) -> String {
+        let found = lan_addresses(bound.ip(), &self.mdns_interface);
+        if found.is_empty() {
+            return format!("port {} of this computer's LAN address (no network address found now)", bound.port());
+        }
+        let addresses: Vec<String> =
+            found.into_iter().map(|ip| SocketAddr::new(ip, bound.port()).to_string()).collect();
+        addresses.join(", ")
+    }
+
+    fn mdns_status(&self, status: &MdnsStatus) -> String {
+        match status {
+            MdnsStatus::Off => "off (devices need the address or `lanyard pair`)".to_string(),
+            MdnsStatus::Failed(reason) => format!("failed: {reason}"),
+            MdnsStatus::Advertising(fullname) => {
+                let instance =
+                    fullname.strip_suffix(SERVICE_TYPE).and_then(|i| i.strip_suffix('.')).unwrap_or(fullname);
+                let scope = if self.mdns_interface.is_empty() {
+                    String::new()
+                } else {
+                    format!(" on {}", self.mdns_interface.join(", "))
+                };
+                format!("advertised as \"{instance}\"{scope}")
+            }
+        }
+    }
 }
+
+/// The banner's closing advice, the same in `lanyard bridge` and `lanyard up`: both ways to pair on the LAN.
+pub(crate) const HOW_TO_PAIR: &str = "To pair a device: run `lanyard pair` and scan its QR code with the device \
+    (it pairs at once, no approval needed), or ask to pair from the device (it finds this computer over mDNS \
+    when advertised, or use an address above) and approve the request with `lanyard nodes approve ID` (`lanyard nodes \
+    pending` shows the IDs and the code the device shows).";
 
 pub async fn run(args: BridgeArgs, url: &str, home: &Path) -> anyhow::Result<()> {
     ::gateway::logging::init();
     let bridge = args.bind(home.to_path_buf(), url.to_string()).await?;
-    tracing::info!(addr = %bridge.local_addr(), gateway = url, "bridge listening");
-    tracing::info!(bridge_id = %bridge.id(), key = %bridge.key_location(), "bridge identity");
-    tracing::info!("pair a device with this address, then approve it with `lanyard nodes approve`");
+    println!(
+        "The Lanyard bridge is up.\n{bridge_lines}\x20 Gateway:      {url}\n\n{HOW_TO_PAIR}\nStop with Ctrl-C.",
+        bridge_lines = args.describe(&bridge)
+    );
     bridge.run(shutdown_signal()).await;
     Ok(())
 }

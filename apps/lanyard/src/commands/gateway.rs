@@ -73,21 +73,30 @@ pub async fn run(args: GatewayArgs, home: PathBuf) -> anyhow::Result<()> {
 }
 
 /// Resolves on Ctrl-C or SIGTERM (what `systemctl stop` and `kill` send), so every foreground command
-/// ends its servers cleanly either way.
-pub(crate) async fn shutdown_signal() {
+/// ends its servers cleanly either way. The handlers are installed by the call, not the first poll, so a
+/// signal that comes before the caller awaits is not fatal.
+pub(crate) fn shutdown_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let watched = signal(SignalKind::interrupt()).and_then(|int| Ok((int, signal(SignalKind::terminate())?)));
+        async move {
+            match watched {
+                Ok((mut interrupt, mut terminate)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch for SIGTERM; stop with Ctrl-C");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch for SIGTERM; stop with Ctrl-C");
-            let _ = tokio::signal::ctrl_c().await;
         }
     }
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -5,6 +5,7 @@ pub mod bridge;
 pub mod gateway;
 pub mod invoke;
 pub mod nodes;
+pub mod pair;
 pub mod up;
 
 use ::gateway::home::GatewayToken;

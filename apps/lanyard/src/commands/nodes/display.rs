@@ -22,7 +22,7 @@ pub(crate) fn describe_request(pending: &PendingPairing, now_ms: u64) -> String 
 }
 
 /// Scopes as the CLI's `--scopes` takes them.
-pub(super) fn scopes(scopes: &[Scope]) -> String {
+pub(crate) fn scopes(scopes: &[Scope]) -> String {
     if scopes.is_empty() {
         return "none".to_string();
     }
@@ -56,12 +56,13 @@ pub(super) fn ago(then_ms: u64, now_ms: u64) -> String {
     }
 }
 
-/// Time until `until_ms`: "in 4 min", "in 30 s", or "now" once it has passed.
-fn time_left(until_ms: u64, now_ms: u64) -> String {
+/// Time until `until_ms`: "in 5 min" (to the nearest minute, so a fresh 5-minute code says 5), "in 30 s",
+/// or "now" once it has passed.
+pub(crate) fn time_left(until_ms: u64, now_ms: u64) -> String {
     match until_ms.saturating_sub(now_ms) / 1000 {
         0 => "now".to_string(),
         secs @ 1..60 => format!("in {secs} s"),
-        secs => format!("in {} min", secs / 60),
+        secs => format!("in {} min", (secs + 30) / 60),
     }
 }
 
@@ -92,7 +93,8 @@ mod tests {
         assert_eq!(ago(now - 5 * 60_000, now), "5 min ago");
         assert_eq!(ago(now - 3 * 3_600_000, now), "3 h ago");
         assert_eq!(ago(now - 2 * 86_400_000, now), "2023-11-12");
-        assert_eq!(time_left(now + 270_000, now), "in 4 min");
+        assert_eq!(time_left(now + 299_900, now), "in 5 min");
+        assert_eq!(time_left(now + 260_000, now), "in 4 min");
         assert_eq!(time_left(now + 30_000, now), "in 30 s");
         assert_eq!(time_left(now - 1, now), "now");
     }

@@ -4,7 +4,7 @@ mod display;
 mod paired;
 mod requests;
 
-pub(crate) use display::describe_request;
+pub(crate) use display::{describe_request, scopes, time_left};
 pub(crate) use requests::{Verdict, decide};
 
 use certs::KeyId;
@@ -89,7 +89,7 @@ fn parse_node_id(text: &str) -> Result<KeyId, String> {
 }
 
 /// A scope by its wire name, so the CLI accepts exactly what the protocol does.
-fn parse_scope(text: &str) -> Result<Scope, String> {
+pub(crate) fn parse_scope(text: &str) -> Result<Scope, String> {
     serde_json::from_value(serde_json::Value::String(text.trim().to_ascii_lowercase())).map_err(|_| {
         let all: Vec<_> = Scope::ALL.iter().map(|s| s.as_str()).collect();
         format!("unknown scope {text:?}; the scopes are {}", all.join(" and "))
