@@ -17,6 +17,7 @@ use node_kit::node::{Backoff, Node};
 use node_kit::pairing::{PairedBridge, PairingRequest, redeem, request_pairing};
 use node_kit::protocol::{AgentParams, PROTOCOL_VERSION, Scope, method};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::Output;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -324,5 +325,40 @@ fn spoofed_advertisements_do_not_fool_paired_or_unpaired_phones() {
             shown.iter().find(|p| p.request.node_id == middle.posing_as_node).expect("the owner sees a request");
         assert_ne!(shown.request.sas, pending.sas(), "the screens disagree, so the owner rejects");
         assert_eq!(pending.bridge_id(), middle.posing_as_bridge);
+    });
+}
+
+/// The example node (`node-kit/examples/phone.rs`), built beside this test by `cargo test --workspace`.
+fn phone_example() -> Option<PathBuf> {
+    let deps = std::env::current_exe().ok()?.parent()?.to_path_buf();
+    let example = deps.parent()?.join("examples").join("phone");
+    if example.is_file() {
+        return Some(example);
+    }
+    assert!(std::env::var_os("CI").is_none(), "{} is missing: run `cargo test --workspace`", example.display());
+    eprintln!("skipping: the phone example is not built");
+    None
+}
+
+#[test]
+fn the_example_phone_pairs_by_string_then_finds_the_bridge_by_itself() {
+    two_hosts(async |_net, a, b| {
+        let Some(example) = phone_example() else { return };
+        let Some((_api, gateway)) = computer(&a).await else { return };
+        let _bridge = bridge(&a, &gateway, true).await;
+        let string = String::from_utf8(lanyard(&a, &gateway, &["pair", "--string"]).await.stdout).unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let run = |args: Vec<String>| {
+            let mut command = tokio::process::Command::new(&example);
+            command.arg("--state").arg(state.path()).args(["--interface", LAN]).args(args);
+            async move { command.output().await.unwrap() }
+        };
+        let first = b.run(run(vec!["--connect".into(), string.trim().into(), "first from the example".into()])).await;
+        assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+        assert_eq!(String::from_utf8_lossy(&first.stdout), "Hello across the LAN\n");
+        // Paired now: the next run has no string and no address, only mDNS and the saved pairing.
+        let again = b.run(run(vec!["second from the example".into()])).await;
+        assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+        assert_eq!(String::from_utf8_lossy(&again.stdout), "Hello across the LAN\n");
     });
 }

@@ -21,9 +21,14 @@ impl PairCode {
     }
 
     pub(crate) fn apply(self, ctx: &Context) -> Result<Value, ErrorShape> {
-        let (code, expires_at_ms) = ctx.state.pairing_codes.issue(self.scopes.clone());
-        tracing::info!(scopes = ?self.scopes, "pairing code issued; any earlier code is retired");
-        let issued = IssuedCode { code, scopes: self.scopes, expires_at_ms };
+        let issued = ctx.state.pairing_codes.issue(self.scopes.clone());
+        tracing::info!(request = %issued.request_id, scopes = ?self.scopes, "pairing code issued; any earlier code is retired");
+        let issued = IssuedCode {
+            code: issued.code,
+            request_id: issued.request_id,
+            scopes: self.scopes,
+            expires_at_ms: issued.expires_at_ms,
+        };
         Ok(serde_json::to_value(issued).expect("codes serialise"))
     }
 }

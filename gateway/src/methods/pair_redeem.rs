@@ -18,7 +18,7 @@ impl PairRedeem {
 
     pub(crate) fn apply(self, ctx: &Context) -> Result<Value, ErrorShape> {
         let PairRedeemSubmit { node_id, address, redeem } = self.params;
-        let node = ctx.state.pairing_codes.redeem(&redeem.code, |granted| {
+        let redeemed = ctx.state.pairing_codes.redeem(&redeem.code, |granted| {
             let scopes: Vec<_> = redeem.scopes.iter().copied().filter(|s| granted.scopes.contains(s)).collect();
             if scopes.is_empty() {
                 return Err(ErrorShape::invalid_request(format!(
@@ -35,16 +35,12 @@ impl PairRedeem {
                 last_seen_ms: now,
             };
             ctx.state.paired.add(node.clone()).map_err(|e| super::store_failed(&e))?;
-            Ok(node)
+            Ok((granted.request_id, node))
         });
-        let node = node.inspect_err(|e| tracing::info!(%node_id, %address, code = %e.code, "pairing code refused"))?;
+        let (request_id, node) =
+            redeemed.inspect_err(|e| tracing::info!(%node_id, %address, code = %e.code, "pairing code refused"))?;
         tracing::info!(%node_id, %address, "paired with a one-time code");
-        let resolution = PairResolution {
-            request_id: format!("code:{node_id}"),
-            node_id,
-            outcome: PairOutcome::Approved,
-            scopes: node.scopes,
-        };
+        let resolution = PairResolution { request_id, node_id, outcome: PairOutcome::Approved, scopes: node.scopes };
         ctx.state.hub.broadcast(event::PAIR_RESOLVED, &resolution);
         Ok(serde_json::to_value(resolution).expect("resolutions serialise"))
     }

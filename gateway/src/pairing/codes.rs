@@ -24,6 +24,7 @@ enum Retired {
 
 struct LiveCode {
     hash: CodeHash,
+    request_id: String,
     scopes: Vec<Scope>,
     expires_at_ms: u64,
 }
@@ -50,9 +51,18 @@ pub(crate) struct PairingCodes {
     codes: Mutex<Codes>,
 }
 
+/// A freshly issued code.
+pub(crate) struct Issued {
+    pub code: String,
+    /// Names the redemption in `pair.resolved`, so the owner's `lanyard pair` hears its own code's.
+    pub request_id: String,
+    pub expires_at_ms: u64,
+}
+
 /// What a valid code grants.
 #[derive(Debug)]
 pub(crate) struct Redeemed {
+    pub request_id: String,
     pub scopes: Vec<Scope>,
 }
 
@@ -61,16 +71,17 @@ impl PairingCodes {
         PairingCodes { ttl, codes: Mutex::new(Codes::default()) }
     }
 
-    /// A fresh code granting at most `scopes`, and when it expires; the previous code stops working.
-    pub(crate) fn issue(&self, scopes: Vec<Scope>) -> (String, u64) {
+    /// A fresh code granting at most `scopes`; the previous code stops working.
+    pub(crate) fn issue(&self, scopes: Vec<Scope>) -> Issued {
         let mut secret = [0u8; 16];
         getrandom::fill(&mut secret).expect("the OS random source works");
         let code = data_encoding::BASE32_NOPAD.encode(&secret).to_ascii_lowercase();
         let expires_at_ms = now_ms() + self.ttl.as_millis() as u64;
         let mut codes = self.codes.lock().expect("codes lock");
         codes.retire(Retired::Replaced);
-        codes.live = Some(LiveCode { hash: hash(&code), scopes, expires_at_ms });
-        (code, expires_at_ms)
+        let request_id = format!("code:{}", &node_kit::client::random_id()[..12]);
+        codes.live = Some(LiveCode { hash: hash(&code), request_id: request_id.clone(), scopes, expires_at_ms });
+        Issued { code, request_id, expires_at_ms }
     }
 
     /// Spends `code` if it is the live one; `paired` runs (and may fail) before the code is spent, so a
@@ -87,7 +98,7 @@ impl PairingCodes {
         }
         match &codes.live {
             Some(live) if bool::from(live.hash.ct_eq(&presented)) => {
-                let answer = paired(Redeemed { scopes: live.scopes.clone() })?;
+                let answer = paired(Redeemed { request_id: live.request_id.clone(), scopes: live.scopes.clone() })?;
                 codes.retire(Retired::Used);
                 Ok(answer)
             }
@@ -131,7 +142,7 @@ mod tests {
     #[test]
     fn a_code_works_once() {
         let codes = PairingCodes::new(Duration::from_secs(300));
-        let (code, _) = codes.issue(vec![Scope::Chat]);
+        let code = codes.issue(vec![Scope::Chat]).code;
         assert_eq!(code.len(), 26);
         assert_eq!(grant(&codes, &code.to_ascii_uppercase()), Ok(vec![Scope::Chat]));
         assert_eq!(grant(&codes, &code), Err(ErrorCode::PairingCodeUsed));
@@ -140,8 +151,8 @@ mod tests {
     #[test]
     fn a_new_code_retires_the_old_one() {
         let codes = PairingCodes::new(Duration::from_secs(300));
-        let (old, _) = codes.issue(Scope::ALL.to_vec());
-        let (new, _) = codes.issue(Scope::ALL.to_vec());
+        let old = codes.issue(Scope::ALL.to_vec()).code;
+        let new = codes.issue(Scope::ALL.to_vec()).code;
         assert_eq!(grant(&codes, &old), Err(ErrorCode::PairingExpired));
         assert!(grant(&codes, &new).is_ok());
     }
@@ -149,7 +160,7 @@ mod tests {
     #[test]
     fn expired_and_wrong_codes_are_refused_apart() {
         let codes = PairingCodes::new(Duration::ZERO);
-        let (code, _) = codes.issue(Scope::ALL.to_vec());
+        let code = codes.issue(Scope::ALL.to_vec()).code;
         assert_eq!(grant(&codes, &code), Err(ErrorCode::PairingExpired));
         assert_eq!(grant(&codes, "aaaaaaaaaaaaaaaaaaaaaaaaaa"), Err(ErrorCode::PairingCodeInvalid));
     }
@@ -157,7 +168,7 @@ mod tests {
     #[test]
     fn a_failed_pairing_leaves_the_code_usable() {
         let codes = PairingCodes::new(Duration::from_secs(300));
-        let (code, _) = codes.issue(Scope::ALL.to_vec());
+        let code = codes.issue(Scope::ALL.to_vec()).code;
         let failed: Result<(), _> = codes.redeem(&code, |_| Err(ErrorShape::invalid_request("disk full")));
         assert!(failed.is_err());
         assert!(grant(&codes, &code).is_ok());

@@ -140,6 +140,8 @@ pub struct PairCodeParams {
 #[serde(rename_all = "camelCase")]
 pub struct PairCode {
     pub code: String,
+    /// The `requestId` that `pair.resolved` carries when a node redeems this code.
+    pub request_id: String,
     pub scopes: Vec<Scope>,
     pub expires_at_ms: u64,
 }

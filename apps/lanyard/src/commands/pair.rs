@@ -22,9 +22,6 @@ use tokio::sync::broadcast::error::RecvError;
 /// How long the bridge gets to answer before it is taken for not running.
 const BRIDGE_CHECK: Duration = Duration::from_secs(2);
 
-/// The gateway names a redemption `code:<node id>` in `pair.resolved`; door-1 requests have other IDs.
-const REDEEMED_PREFIX: &str = "code:";
-
 /// A redemption just before expiry may still be on its way when the clock runs out.
 const EXPIRY_GRACE: Duration = Duration::from_secs(1);
 
@@ -97,7 +94,7 @@ pub async fn run(args: PairArgs, url: &str, home: &Path) -> anyhow::Result<()> {
     out.flush()?;
     drop(out);
 
-    match wait(&client, events, issued.expires_at_ms, stop).await {
+    match wait(&client, events, &issued.request_id, issued.expires_at_ms, stop).await {
         Waited::Paired(resolution) => {
             println!(
                 "Paired: {} with scopes {}; `lanyard nodes list` shows it",
@@ -200,11 +197,12 @@ enum Waited {
     GatewayGone,
 }
 
-/// Waits for a device to redeem a code (`pair.resolved` for a `code:` request), the code's expiry,
+/// Waits for a device to redeem the code (`pair.resolved` with the code's request ID), its expiry,
 /// `stop`, or the gateway closing, whichever comes first.
 async fn wait(
     client: &Client,
     mut events: broadcast::Receiver<EventFrame>,
+    request_id: &str,
     expires_at_ms: u64,
     stop: impl Future<Output = ()>,
 ) -> Waited {
@@ -213,7 +211,7 @@ async fn wait(
         loop {
             match events.recv().await {
                 Ok(frame) => {
-                    if let Some(resolution) = redemption(frame) {
+                    if let Some(resolution) = redemption(frame, request_id) {
                         return Some(resolution);
                     }
                 }
@@ -231,12 +229,12 @@ async fn wait(
     }
 }
 
-fn redemption(frame: EventFrame) -> Option<PairResolution> {
+fn redemption(frame: EventFrame, request_id: &str) -> Option<PairResolution> {
     if frame.event != event::PAIR_RESOLVED {
         return None;
     }
     let resolution: PairResolution = serde_json::from_value(frame.payload).ok()?;
-    resolution.request_id.starts_with(REDEEMED_PREFIX).then_some(resolution)
+    (resolution.request_id == request_id).then_some(resolution)
 }
 
 #[cfg(test)]
@@ -311,7 +309,7 @@ mod tests {
         assert_eq!(issued.scopes, [Scope::Chat]);
         let waiting = tokio::spawn({
             let owner = owner.clone();
-            async move { wait(&owner, events, issued.expires_at_ms, std::future::pending()).await }
+            async move { wait(&owner, events, &issued.request_id, issued.expires_at_ms, std::future::pending()).await }
         });
 
         // A door-1 request resolved meanwhile is not the device this code is for.
@@ -352,20 +350,20 @@ mod tests {
         assert_eq!(issued.scopes, Scope::ALL);
         let waited = tokio::time::timeout(
             Duration::from_secs(5),
-            wait(&owner, owner.subscribe(), issued.expires_at_ms, std::future::pending()),
+            wait(&owner, owner.subscribe(), &issued.request_id, issued.expires_at_ms, std::future::pending()),
         )
         .await
         .unwrap();
         assert!(matches!(waited, Waited::Expired), "{waited:?}");
 
         let issued = issue(&owner, None).await.unwrap();
-        let waited = wait(&owner, owner.subscribe(), issued.expires_at_ms + 60_000, async {}).await;
+        let waited = wait(&owner, owner.subscribe(), &issued.request_id, issued.expires_at_ms + 60_000, async {}).await;
         assert!(matches!(waited, Waited::Stopped), "{waited:?}");
 
         running.stop.cancel();
         let waited = tokio::time::timeout(
             Duration::from_secs(5),
-            wait(&owner, owner.subscribe(), now_ms() + 60_000, std::future::pending()),
+            wait(&owner, owner.subscribe(), "code:none", now_ms() + 60_000, std::future::pending()),
         )
         .await
         .unwrap();
