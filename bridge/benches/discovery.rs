@@ -42,7 +42,8 @@ async fn main() {
 
         // Door 1: from the owner's approval to the first answer through the bridge.
         let identity = Arc::new(certs::Identity::generate());
-        let pending = request_pairing(&bridge.address(), &identity, PairingRequest::new("bench", "bench")).await.unwrap();
+        let pending =
+            request_pairing(&bridge.address(), &identity, PairingRequest::new("bench", "bench")).await.unwrap();
         let operator = gateway.operator().await;
         let started = Instant::now();
         operator.request(method::PAIR_APPROVE, serde_json::json!({ "requestId": pending.request_id() })).await.unwrap();

@@ -5,7 +5,7 @@
 mod support;
 
 use bridge::ratelimit::Rate;
-use node_kit::discovery::{Discovery, DiscoveryEvent, MdnsDiscovery, id_hint};
+use node_kit::discovery::{Discovery, MdnsDiscovery, id_hint};
 use node_kit::node::{Backoff, Node};
 use node_kit::pairing::{PairingRequest, redeem};
 use node_kit::protocol::{ErrorCode, PROTOCOL_VERSION, Scope, method};
@@ -36,18 +36,7 @@ async fn advertise_browse_resolve_on_loopback() {
 
     // A clean stop withdraws the record at once (goodbye packets), not at TTL expiry.
     bridge.stop().await;
-    let lost = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match found.next().await {
-                Some(DiscoveryEvent::Lost { instance }) => return instance,
-                Some(_) => continue,
-                None => panic!("the browser stopped"),
-            }
-        }
-    })
-    .await
-    .expect("the bridge is reported lost after it stops");
-    assert_eq!(lost, seen.instance);
+    assert!(found.lost(&seen.instance, Duration::from_secs(5)).await, "the bridge is reported lost after it stops");
 }
 
 #[tokio::test]

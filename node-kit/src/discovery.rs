@@ -124,6 +124,19 @@ impl DiscoveryStream {
         };
         tokio::time::timeout(timeout, search).await.ok().flatten()
     }
+
+    /// Waits up to `timeout` for the bridge `instance` to be reported lost; false if it was not.
+    pub async fn lost(&mut self, instance: &str, timeout: Duration) -> bool {
+        let watch = async {
+            while let Some(event) = self.next().await {
+                if matches!(&event, DiscoveryEvent::Lost { instance: gone } if gone == instance) {
+                    return true;
+                }
+            }
+            false
+        };
+        tokio::time::timeout(timeout, watch).await.unwrap_or(false)
+    }
 }
 
 /// One known address (typed by the person, or remembered from last time).

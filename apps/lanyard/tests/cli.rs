@@ -10,7 +10,7 @@ mod support;
 use bridge::running::RunningBridge;
 use certs::Identity;
 use node_kit::connection_string::ConnectionString;
-use node_kit::discovery::{Discovery, DiscoveryEvent, MdnsDiscovery, id_hint};
+use node_kit::discovery::{Discovery, MdnsDiscovery, id_hint};
 use node_kit::node::Node;
 use node_kit::pairing::{PairingRequest, redeem, request_pairing};
 use node_kit::protocol::{ErrorCode, Scope};
@@ -559,16 +559,8 @@ async fn another_process_finds_the_bridge_over_mdns_until_it_stops() {
     assert_eq!(seen.instance, "CLI test computer._lanyard._tcp.local.");
 
     terminate(up.process).await;
-    let lost = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match found.next().await {
-                Some(DiscoveryEvent::Lost { instance }) => return instance,
-                Some(_) => continue,
-                None => panic!("the browser stopped"),
-            }
-        }
-    })
-    .await
-    .expect("the bridge is reported lost within 5 s of SIGTERM");
-    assert_eq!(lost, seen.instance);
+    assert!(
+        found.lost(&seen.instance, Duration::from_secs(5)).await,
+        "the bridge is reported lost within 5 s of SIGTERM"
+    );
 }
