@@ -164,14 +164,6 @@ impl ClientBuilder {
         self
     }
 
-    /// The bridge address this builder connects to (`None` for a gateway URL).
-    pub fn address(&self) -> Option<&str> {
-        match &self.target {
-            Target::Bridge { addr, .. } => Some(addr),
-            Target::Url(_) => None,
-        }
-    }
-
     /// Opens the connection (TCP, TLS for a bridge, WebSocket), sends `connect` and waits for `hello-ok`.
     pub async fn connect(self) -> Result<Client, ClientError> {
         let connect_error = |reason: String| ClientError::Connect { url: self.target.describe(), reason };

@@ -45,6 +45,15 @@ impl PairingRequest {
         self.scopes = scopes.into_iter().collect();
         self
     }
+
+    /// Opens the connection to pair over, introducing the device by its name and platform.
+    async fn connect(&self, addr: &str, identity: &Identity, pin: Pin) -> Result<Client, ClientError> {
+        Client::bridge(addr, identity, pin)?
+            .display_name(self.device.name.clone())
+            .platform(self.device.platform.clone())
+            .connect()
+            .await
+    }
 }
 
 /// A bridge this node is paired with: where it was and the key to pin. Save it (it holds no secret).
@@ -73,11 +82,7 @@ pub async fn request_pairing(
     identity: &Identity,
     request: PairingRequest,
 ) -> Result<PendingApproval, ClientError> {
-    let client = Client::bridge(addr, identity, Pin::AnyKey)?
-        .display_name(request.device.name.clone())
-        .platform(request.device.platform.clone())
-        .connect()
-        .await?;
+    let client = request.connect(addr, identity, Pin::AnyKey).await?;
     let bridge_id = client.peer_key().ok_or_else(|| ClientError::Protocol("no bridge key".into()))?;
     let nonce = pairing_nonce();
     let params = PairRequestParams {
@@ -108,11 +113,7 @@ pub async fn redeem(
     request: PairingRequest,
 ) -> Result<PairedBridge, ClientError> {
     let address = string.address();
-    let client = Client::bridge(address.clone(), identity, Pin::Key(string.bridge_id))?
-        .display_name(request.device.name.clone())
-        .platform(request.device.platform.clone())
-        .connect()
-        .await?;
+    let client = request.connect(&address, identity, Pin::Key(string.bridge_id)).await?;
     let params = PairRedeemParams { code: string.code.clone(), device: request.device, scopes: request.scopes };
     let resolution: PairResolution = call(&client, method::PAIR_REDEEM, &params).await?;
     if resolution.node_id != identity.id() {

@@ -208,6 +208,20 @@ fn store_failed(e: &std::io::Error) -> ErrorShape {
     ErrorShape::new(ErrorCode::Internal, format!("cannot write the paired-node store: {e}"))
 }
 
+/// Pairs a node, whichever door it came through: its record is stored before the node hears of it, so a
+/// node told it is paired always finds its record.
+fn store_paired(
+    ctx: &Context,
+    node_id: certs::KeyId,
+    device: node_kit::protocol::DeviceInfo,
+    scopes: Vec<node_kit::protocol::Scope>,
+) -> Result<node_kit::protocol::PairedNode, ErrorShape> {
+    let now = crate::now_ms();
+    let node = node_kit::protocol::PairedNode { node_id, device, scopes, created_at_ms: now, last_seen_ms: now };
+    ctx.state.paired.add(node.clone()).map_err(|e| store_failed(&e))?;
+    Ok(node)
+}
+
 pub(crate) fn not_paired(node_id: &certs::KeyId) -> ErrorShape {
     ErrorShape::new(ErrorCode::NotPaired, format!("node {node_id} is not paired with this computer (or was revoked)"))
         .with_details(json!({ "nodeId": node_id }))

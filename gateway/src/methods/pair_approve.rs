@@ -1,9 +1,8 @@
 //! `pair.approve` (operators): stores the node with the granted scopes, then answers the waiting node.
 
 use super::{Context, parse_params};
-use crate::now_ms;
 use crate::pairing::Decision;
-use node_kit::protocol::{ErrorShape, PairDecisionParams, PairOutcome, PairResolution, PairedNode, event, method};
+use node_kit::protocol::{ErrorShape, PairDecisionParams, PairOutcome, PairResolution, event, method};
 use serde_json::Value;
 
 pub(crate) struct PairApprove {
@@ -30,16 +29,7 @@ impl PairApprove {
                     request.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
                 )));
             }
-            let now = now_ms();
-            let node = PairedNode {
-                node_id: request.node_id,
-                device: request.device.clone(),
-                scopes: scopes.clone(),
-                created_at_ms: now,
-                last_seen_ms: now,
-            };
-            // Stored before the node hears it, so an approved node always finds its record.
-            ctx.state.paired.add(node.clone()).map_err(|e| super::store_failed(&e))?;
+            let node = super::store_paired(ctx, request.node_id, request.device.clone(), scopes.clone())?;
             Ok((Decision::Approved(scopes), node))
         })?;
         let scopes = node.scopes.clone();

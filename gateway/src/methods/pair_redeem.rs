@@ -3,8 +3,7 @@
 //! that the code grants. Operators hear `pair.resolved` as for an approval.
 
 use super::{Context, parse_params};
-use crate::now_ms;
-use node_kit::protocol::{ErrorShape, PairOutcome, PairRedeemSubmit, PairResolution, PairedNode, event, method};
+use node_kit::protocol::{ErrorShape, PairOutcome, PairRedeemSubmit, PairResolution, event, method};
 use serde_json::Value;
 
 pub(crate) struct PairRedeem {
@@ -26,15 +25,7 @@ impl PairRedeem {
                     granted.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
                 )));
             }
-            let now = now_ms();
-            let node = PairedNode {
-                node_id,
-                device: redeem.device.sanitised(),
-                scopes,
-                created_at_ms: now,
-                last_seen_ms: now,
-            };
-            ctx.state.paired.add(node.clone()).map_err(|e| super::store_failed(&e))?;
+            let node = super::store_paired(ctx, node_id, redeem.device.sanitised(), scopes)?;
             Ok((granted.request_id, node))
         });
         let (request_id, node) =
