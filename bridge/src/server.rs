@@ -3,7 +3,7 @@
 
 use crate::config::BridgeConfig;
 use crate::identity::{self, IdentityStoreError, KeyLocation};
-use crate::mdns::Advertiser;
+use crate::mdns::{Advertiser, MdnsError};
 use crate::ratelimit::Limiter;
 use crate::running::RunningBridge;
 use crate::session;
@@ -51,8 +51,8 @@ pub struct Bridge {
     listener: TcpListener,
     shared: Arc<BridgeShared>,
     key_location: KeyLocation,
-    advertiser: Option<Advertiser>,
-    mdns: MdnsStatus,
+    /// The advertisement; `Ok(None)` when mDNS is off, `Err` with the reason when it failed.
+    advertiser: Result<Option<Advertiser>, MdnsError>,
 }
 
 impl Bridge {
@@ -87,31 +87,29 @@ impl Bridge {
         if let Err(e) = running.write(&config.home) {
             tracing::warn!(error = %e, "cannot record the running bridge; `lanyard pair` will not find it");
         }
-        let (advertiser, mdns) = if config.mdns.enabled {
-            match Advertiser::start(&config.mdns, &identity.id(), local.ip(), local.port()) {
-                Ok(advertiser) => {
-                    let status = MdnsStatus::Advertising(advertiser.instance().to_string());
-                    (Some(advertiser), status)
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "not advertised over mDNS; nodes need the address or a connection string");
-                    (None, MdnsStatus::Failed(e.to_string()))
-                }
-            }
-        } else {
-            (None, MdnsStatus::Off)
-        };
+        let advertiser = config
+            .mdns
+            .enabled
+            .then(|| Advertiser::start(&config.mdns, &identity.id(), local.ip(), local.port()))
+            .transpose()
+            .inspect_err(|e| {
+                tracing::warn!(error = %e, "not advertised over mDNS; nodes need the address or a connection string");
+            });
         let shared = Arc::new(BridgeShared {
             bridge_id: identity.id(),
             tls: TlsAcceptor::from(Arc::new(tls)),
             limiter: Limiter::new(&config.limits),
             config,
         });
-        Ok(Bridge { listener, shared, key_location, advertiser, mdns })
+        Ok(Bridge { listener, shared, key_location, advertiser })
     }
 
-    pub fn mdns(&self) -> &MdnsStatus {
-        &self.mdns
+    pub fn mdns(&self) -> MdnsStatus {
+        match &self.advertiser {
+            Ok(None) => MdnsStatus::Off,
+            Ok(Some(advertiser)) => MdnsStatus::Advertising(advertiser.instance().to_string()),
+            Err(e) => MdnsStatus::Failed(e.to_string()),
+        }
     }
 
     pub fn id(&self) -> KeyId {
@@ -134,7 +132,7 @@ impl Bridge {
         let sweeper = tokio::spawn(forget_idle_limits(self.shared.clone(), stop.clone()));
         shutdown.await;
         tracing::info!("bridge shutting down");
-        if let Some(advertiser) = self.advertiser {
+        if let Ok(Some(advertiser)) = self.advertiser {
             advertiser.withdraw().await;
         }
         stop.cancel();

@@ -130,18 +130,7 @@ impl NodeBuilder {
             stop: CancellationToken::new(),
         });
         let deadline = tokio::time::Instant::now() + self.first_connect;
-        let mut attempt = 0;
-        let first = loop {
-            match inner.connect_round(&self.client).await {
-                Ok(client) => break client,
-                Err(e) if e.is_retryable() && tokio::time::Instant::now() < deadline => {
-                    let delay = self.backoff.delay(attempt).min(deadline - tokio::time::Instant::now());
-                    inner.candidates.wait(delay).await;
-                    attempt = attempt.saturating_add(1);
-                }
-                Err(e) => return Err(e),
-            }
-        };
+        let first = inner.reconnect(&self.client, self.backoff, Some(deadline), 0).await?;
         inner.link.send_replace(Link::Connected(first.clone()));
         tokio::spawn(supervise(inner.clone(), self.client, self.backoff, first));
         Ok(Node { _guard: Arc::new(StopOnDrop(inner.stop.clone())), inner })
@@ -255,6 +244,39 @@ impl NodeInner {
             }
         }
         Err(failure.unwrap_or(ClientError::NotConnected))
+    }
+
+    /// Connection rounds from backoff step `attempt` on, waiting between them (cut short when discovery
+    /// reports the bridge), until one connects. Gives up on an error that retrying cannot fix, at
+    /// `deadline`, or when the node is closed (`Closed`).
+    async fn reconnect(
+        &self,
+        builder: &ClientBuilder,
+        backoff: Backoff,
+        deadline: Option<tokio::time::Instant>,
+        mut attempt: u32,
+    ) -> Result<Client, ClientError> {
+        loop {
+            let e = match self.connect_round(builder).await {
+                Ok(client) => return Ok(client),
+                Err(e) if !e.is_retryable() => return Err(e),
+                Err(e) => e,
+            };
+            let mut delay = backoff.delay(attempt);
+            if let Some(deadline) = deadline {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_zero() {
+                    return Err(e);
+                }
+                delay = delay.min(left);
+            }
+            tracing::debug!(attempt, error = %e, "no bridge reached; will retry");
+            attempt = attempt.saturating_add(1);
+            tokio::select! {
+                () = self.candidates.wait(delay) => {}
+                () = self.stop.cancelled() => return Err(ClientError::Closed),
+            }
+        }
     }
 }
 
@@ -380,26 +402,19 @@ async fn supervise(inner: Arc<NodeInner>, builder: ClientBuilder, backoff: Backo
         let cause = client.last_error();
         tracing::info!(code = ?cause.as_ref().map(|e| e.code), "connection to the bridge lost; reconnecting");
         inner.link.send_replace(Link::Reconnecting(cause));
-        let mut attempt = 0;
-        client = loop {
-            tokio::select! {
-                () = inner.candidates.wait(backoff.delay(attempt)) => {}
-                () = inner.stop.cancelled() => {
-                    inner.link.send_replace(Link::Stopped(Arc::new(ClientError::Closed)));
-                    return;
-                }
-            }
-            match inner.connect_round(&builder).await {
-                Ok(client) => break client,
-                Err(e) if e.is_retryable() => {
-                    tracing::debug!(attempt, error = %e, "reconnect failed; will retry");
-                    attempt = attempt.saturating_add(1);
-                }
-                Err(e) => {
+        // A short jittered pause first, so that nodes dropped together by a bridge restart spread out.
+        let reconnected = tokio::select! {
+            () = inner.candidates.wait(backoff.delay(0)) => inner.reconnect(&builder, backoff, None, 1).await,
+            () = inner.stop.cancelled() => Err(ClientError::Closed),
+        };
+        client = match reconnected {
+            Ok(client) => client,
+            Err(e) => {
+                if !inner.stop.is_cancelled() {
                     tracing::warn!(error = %e, "the bridge refused this node; not reconnecting");
-                    inner.link.send_replace(Link::Stopped(Arc::new(e)));
-                    return;
                 }
+                inner.link.send_replace(Link::Stopped(Arc::new(e)));
+                return;
             }
         };
         let state = *inner.app_state.lock().expect("app state lock");

@@ -105,7 +105,7 @@ impl BridgeArgs {
              \x20 Bridge key:   {key}\n",
             id = bridge.id(),
             addresses = self.device_addresses(bridge.local_addr()),
-            mdns = self.mdns_status(bridge.mdns()),
+            mdns = self.mdns_status(&bridge.mdns()),
             key = bridge.key_location(),
         )
     }
