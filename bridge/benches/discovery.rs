@@ -18,7 +18,7 @@ use node_kit::discovery::{Discovery, MdnsDiscovery, SERVICE_TYPE, mdns_daemon};
 use node_kit::node::Node;
 use node_kit::pairing::{PairingRequest, redeem, request_pairing};
 use node_kit::protocol::{Scope, method};
-use stats::{Stats, ms};
+use stats::print_table;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::gw::TestGateway;
@@ -67,17 +67,16 @@ async fn main() {
     }
     gateway.stop().await;
 
-    println!("| what | rounds | median | p90 | mean |");
-    println!("| --- | --- | --- | --- | --- |");
-    let row = |what: &str, samples: &mut Vec<Duration>| {
-        let s = Stats::of(samples);
-        println!("| {what} | {} | {} | {} | {} |", samples.len(), ms(s.median), ms(s.p90), ms(s.mean));
-    };
-    row("bare mdns-sd service: register → browse resolves (floor)", &mut bare);
-    row("bridge start (key, listener, advertiser) → node-kit discovery finds it", &mut bridge_found);
-    row("already paired node: connect + first `health` (floor)", &mut paired_call);
-    row("door 1: owner approves → `pair.wait` answered → connect + first `health`", &mut approval);
-    row("door 2: `pair.redeem` → connect + first `health`", &mut redemption);
+    print_table(
+        "rounds",
+        &mut [
+            ("bare mdns-sd service: register → browse resolves (floor)", &mut bare),
+            ("bridge start (key, listener, advertiser) → node-kit discovery finds it", &mut bridge_found),
+            ("already paired node: connect + first `health` (floor)", &mut paired_call),
+            ("door 1: owner approves → `pair.wait` answered → connect + first `health`", &mut approval),
+            ("door 2: `pair.redeem` → connect + first `health`", &mut redemption),
+        ],
+    );
 }
 
 /// Connects as a paired node and waits for the first answered call.

@@ -16,7 +16,7 @@ use bridge::ratelimit::Rate;
 use certs::{PeerKeyVerifier, Pin};
 use node_kit::Client;
 use node_kit::protocol::{Scope, method};
-use stats::{Stats, ms, paired_median_ms};
+use stats::{paired_median_ms, print_table};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::gw::TestGateway;
@@ -88,20 +88,19 @@ async fn main() {
 
     let connect_diff = paired_median_ms(&direct_connect, &bridge_connect);
     let call_diff = paired_median_ms(&direct_calls, &bridge_calls);
-    println!("| what | samples | median | p90 | mean |");
-    println!("| --- | --- | --- | --- | --- |");
-    let row = |what: &str, samples: &mut Vec<Duration>| {
-        let s = Stats::of(samples);
-        println!("| {what} | {} | {} | {} | {} |", samples.len(), ms(s.median), ms(s.p90), ms(s.mean));
-    };
-    row("connect to the gateway directly (TCP, WebSocket, connect/hello-ok)", &mut direct_connect);
-    row(
-        "connect through the bridge (TCP, mutual pinned TLS 1.3, WebSocket, connect, gateway link, hello-ok)",
-        &mut bridge_connect,
+    print_table(
+        "samples",
+        &mut [
+            ("connect to the gateway directly (TCP, WebSocket, connect/hello-ok)", &mut direct_connect),
+            (
+                "connect through the bridge (TCP, mutual pinned TLS 1.3, WebSocket, connect, gateway link, hello-ok)",
+                &mut bridge_connect,
+            ),
+            ("TLS 1.3 handshake alone (mutual, pinned, Ed25519)", &mut tls_only),
+            ("`system-event` round trip, gateway directly", &mut direct_calls),
+            ("`system-event` round trip through the bridge", &mut bridge_calls),
+        ],
     );
-    row("TLS 1.3 handshake alone (mutual, pinned, Ed25519)", &mut tls_only);
-    row("`system-event` round trip, gateway directly", &mut direct_calls);
-    row("`system-event` round trip through the bridge", &mut bridge_calls);
     println!("\nMedian of paired differences: connect {connect_diff:+.3} ms, call {call_diff:+.3} ms");
 }
 

@@ -30,3 +30,13 @@ pub fn paired_median_ms(a: &[Duration], b: &[Duration]) -> f64 {
     diffs.sort_by(f64::total_cmp);
     diffs[diffs.len() / 2] * 1000.0
 }
+
+/// Prints a Markdown table of timings, one row per `(what, samples)`, as docs/benchmarks.md quotes them.
+pub fn print_table(count: &str, rows: &mut [(&str, &mut Vec<Duration>)]) {
+    println!("| what | {count} | median | p90 | mean |");
+    println!("| --- | --- | --- | --- | --- |");
+    for (what, samples) in rows.iter_mut() {
+        let s = Stats::of(samples);
+        println!("| {what} | {} | {} | {} | {} |", samples.len(), ms(s.median), ms(s.p90), ms(s.mean));
+    }
+}
