@@ -39,13 +39,20 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Checks the configuration, binds every address, then creates the tokens on first run and loads the
+    /// Checks the configuration, creates the tokens on first run, binds every address, then loads the
     /// paired-node store.
     pub async fn bind(config: GatewayConfig) -> Result<Gateway, GatewayError> {
         let addrs = config.bind_addrs();
         if let Some(addr) = addrs.iter().find(|a| !a.ip().is_loopback()) {
             return Err(GatewayError::NonLoopbackBind(*addr));
         }
+        // The tokens come before the ports: once a port accepts connections, a client of this home (the
+        // bridge, the CLI) must find its token on disk. An existing token is only read, so a second
+        // gateway on the same home changes nothing here before its bind fails.
+        let token_at =
+            |path: PathBuf| GatewayToken::load_or_create(&path).map_err(|source| GatewayError::Token { path, source });
+        let token = token_at(crate::home::token_path(&config.home))?;
+        let bridge_token = token_at(crate::home::bridge_token_path(&config.home))?;
         let mut listeners = Vec::new();
         for addr in &addrs {
             match TcpListener::bind(addr).await {
@@ -64,12 +71,8 @@ impl Gateway {
                 }
             }
         }
-        // State is read only once the ports are ours: a second gateway on the same home stops at the bind
-        // above instead of touching files the first one is writing.
-        let token_at =
-            |path: PathBuf| GatewayToken::load_or_create(&path).map_err(|source| GatewayError::Token { path, source });
-        let token = token_at(crate::home::token_path(&config.home))?;
-        let bridge_token = token_at(crate::home::bridge_token_path(&config.home))?;
+        // The store is read only once the ports are ours: loading it clears half-written files, which a
+        // second gateway on the same home must not do to the first one's writes; it stops at the bind.
         let store_path = crate::home::paired_store_path(&config.home);
         let store =
             PairedStore::load(store_path.clone()).map_err(|source| GatewayError::Store { path: store_path, source })?;
