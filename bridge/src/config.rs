@@ -1,5 +1,6 @@
 //! Bridge settings. Defaults are what `lanyard bridge` and `lanyard up` run with; tests shrink them.
 
+use crate::connections::ConnectionCaps;
 use crate::identity::KeyStore;
 use crate::mdns::MdnsConfig;
 use crate::ratelimit::RateLimits;
@@ -21,12 +22,24 @@ pub struct BridgeConfig {
     /// The gateway's bridge token (`gateway/bridge-token`): it lets the bridge speak for nodes.
     pub gateway_token: String,
     pub limits: RateLimits,
+    /// How many connections may be held, unpaired and paired; `lanyard up` sizes them from the
+    /// descriptor limit.
+    pub caps: ConnectionCaps,
+    /// Largest frame from a paired node.
     pub max_frame_bytes: usize,
+    /// Largest frame (or unfinished fragmented message) before the peer is known to be paired.
+    pub unpaired_max_frame_bytes: usize,
     /// Frames queued for one node; a node that lets more pile up is dropped.
     pub outbound_queue: usize,
     /// TLS, WebSocket and `connect` must all finish within this time.
     pub handshake_timeout: Duration,
     pub keepalive_interval: Duration,
+    /// An unpaired peer's next pairing step must come within this time (waiting for the owner excepted).
+    pub pairing_step_timeout: Duration,
+    /// The longest an unpaired connection lives, waiting for the owner included.
+    pub unpaired_lifetime: Duration,
+    /// How often refused connections are summed up in one INFO line.
+    pub refusal_summary_every: Duration,
     /// How long `screen.*` callers are told to wait while a node is in the background.
     pub background_retry_after: Duration,
     /// Bonjour/mDNS advertising.
@@ -40,6 +53,7 @@ impl std::fmt::Debug for BridgeConfig {
             .field("home", &self.home)
             .field("gateway_url", &self.gateway_url)
             .field("gateway_token", &"<redacted>")
+            .field("caps", &self.caps)
             .field("mdns", &self.mdns)
             .finish_non_exhaustive()
     }
@@ -54,10 +68,16 @@ impl BridgeConfig {
             gateway_url,
             gateway_token,
             limits: RateLimits::default(),
+            caps: ConnectionCaps::default(),
             max_frame_bytes: node_kit::protocol::MAX_FRAME_BYTES,
+            unpaired_max_frame_bytes: node_kit::protocol::UNPAIRED_MAX_FRAME_BYTES,
             outbound_queue: 1024,
             handshake_timeout: Duration::from_millis(node_kit::protocol::HANDSHAKE_TIMEOUT_MS),
             keepalive_interval: Duration::from_secs(30),
+            pairing_step_timeout: Duration::from_millis(node_kit::protocol::HANDSHAKE_TIMEOUT_MS),
+            // A pending request expires after 5 minutes, when the owner's answer is "expired".
+            unpaired_lifetime: Duration::from_secs(6 * 60),
+            refusal_summary_every: Duration::from_secs(60),
             background_retry_after: Duration::from_secs(5),
             mdns: MdnsConfig::default(),
         }

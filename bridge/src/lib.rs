@@ -9,6 +9,8 @@
 
 pub mod acl;
 pub mod config;
+pub mod connections;
+pub mod descriptors;
 mod gateway_link;
 pub mod identity;
 pub mod mdns;
@@ -18,6 +20,7 @@ mod relay;
 pub mod running;
 pub mod server;
 mod session;
+mod shared;
 
 pub use config::BridgeConfig;
 pub use server::{Bridge, BridgeError};

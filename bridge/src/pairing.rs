@@ -4,14 +4,18 @@
 //! gateway), then `pair.wait` (answered when the owner decides). Door 2 is one call, `pair.redeem`, with
 //! the one-time code of a connection string, passed to the gateway with the key TLS proved. Nothing else
 //! is allowed: every other method is `NOT_PAIRED`.
+//!
+//! A stranger's connection is cheap by construction: frames are held to the unpaired limit, each step must
+//! come within the step timeout unless the node is waiting for the owner, and the whole dialogue ends
+//! after the unpaired lifetime.
 
 use crate::gateway_link;
-use crate::server::BridgeShared;
 use crate::session::NodeSide;
+use crate::shared::BridgeShared;
 use node_kit::Client;
 use node_kit::connection::Incoming;
 use node_kit::protocol::{
-    DeviceInfo, ErrorCode, ErrorShape, Frame, PairChallenge, PairConfirmParams, PairRedeemParams, PairRedeemSubmit,
+    ErrorCode, ErrorShape, Frame, PairChallenge, PairConfirmParams, PairRedeemParams, PairRedeemSubmit,
     PairRequestParams, PairSubmitParams, PairTicket, PairWaitParams, Request, method, nonce_commitment, pairing_nonce,
     sas,
 };
@@ -19,7 +23,6 @@ use serde_json::Value;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_util::sync::CancellationToken;
 
 /// What an unpaired node may call.
 pub(crate) const METHODS: &[&str] =
@@ -32,15 +35,21 @@ enum Stage {
     Filed { request_id: String, gateway: Client },
 }
 
-pub(crate) async fn run(mut node: NodeSide, shared: Arc<BridgeShared>, shutdown: CancellationToken) {
+pub(crate) async fn run(mut node: NodeSide, shared: Arc<BridgeShared>) {
     let mut stage = Stage::Start;
     let mut waiting: Option<JoinHandle<()>> = None;
+    let lifetime = tokio::time::sleep(shared.config.unpaired_lifetime);
+    let step_timer = tokio::time::sleep(shared.config.pairing_step_timeout);
+    tokio::pin!(lifetime, step_timer);
     let close = loop {
+        // Waiting for the owner is the one step with no step timeout; the lifetime still bounds it.
+        let owner_deciding = waiting.as_ref().is_some_and(|task| !task.is_finished());
         tokio::select! {
             incoming = node.reader.next() => {
                 node.keepalive.heard();
                 match incoming {
                     Incoming::Frame(Frame::Req(req)) => {
+                        step_timer.as_mut().reset(tokio::time::Instant::now() + shared.config.pairing_step_timeout);
                         let id = req.id.clone();
                         match step(&shared, &node, &mut stage, req).await {
                             Ok(Step::Answer(payload)) => { node.outbound.send(Frame::ok(id, payload)); }
@@ -71,8 +80,10 @@ pub(crate) async fn run(mut node: NodeSide, shared: Arc<BridgeShared>, shutdown:
                 }
                 node.outbound.ping();
             }
+            () = &mut step_timer, if !owner_deciding => break Some((CloseCode::Policy, "pairing step timed out")),
+            () = &mut lifetime => break Some((CloseCode::Policy, "pairing took too long")),
             () = node.outbound.closed().cancelled() => break None,
-            () = shutdown.cancelled() => break Some((CloseCode::Away, "the bridge is shutting down")),
+            () = node.admission.stopped() => break Some(node.stop_reason()),
         }
     };
     if let Some(task) = waiting {
@@ -130,7 +141,8 @@ async fn step(shared: &BridgeShared, node: &NodeSide, stage: &mut Stage, req: Re
         method::PAIR_REDEEM => {
             shared.limiter.pairing_code(node.addr.ip())?;
             let redeem: PairRedeemParams = params(&req)?;
-            check_device(&redeem.device, &redeem.scopes)?;
+            redeem.check_lengths()?;
+            check_scopes(&redeem.scopes)?;
             let submit = PairRedeemSubmit { node_id: node.node_id, address: node.addr.ip().to_string(), redeem };
             let gateway = gateway_link::bridge_client(&shared.config).await?;
             let resolution = gateway
@@ -163,7 +175,8 @@ async fn wait_for_owner(gateway: Client, request_id: String, answer_id: String, 
 }
 
 fn check_request(request: &PairRequestParams) -> Result<(), ErrorShape> {
-    check_device(&request.device, &request.scopes)?;
+    request.device.check_lengths()?;
+    check_scopes(&request.scopes)?;
     let commitment = &request.nonce_commitment;
     if commitment.len() != 64 || !commitment.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         return Err(ErrorShape::invalid_request("nonceCommitment must be 64 lower-case hex characters"));
@@ -171,10 +184,7 @@ fn check_request(request: &PairRequestParams) -> Result<(), ErrorShape> {
     Ok(())
 }
 
-fn check_device(device: &DeviceInfo, scopes: &[node_kit::protocol::Scope]) -> Result<(), ErrorShape> {
-    if device.name.len() > 256 || device.platform.len() > 64 || device.model.as_ref().is_some_and(|m| m.len() > 128) {
-        return Err(ErrorShape::invalid_request("name, platform or model is too long"));
-    }
+fn check_scopes(scopes: &[node_kit::protocol::Scope]) -> Result<(), ErrorShape> {
     if scopes.is_empty() {
         return Err(ErrorShape::invalid_request("ask for at least one scope (chat, voice)"));
     }

@@ -1,11 +1,12 @@
 //! A paired node's calls, relayed to the gateway on the node's own link, and the gateway's commands
 //! relayed back. Each direction passes its checks here: the ACL and the rate limits on the way in, the
-//! node's capabilities, its background state and the snapshot limits on the way out.
+//! node's capabilities, its background state and the snapshot limits on the way out. A frame that passes
+//! is forwarded as the bytes that arrived, never serialised again.
 
 use crate::acl::{self, AllowedCall};
 use crate::gateway_link::{NodeLink, unavailable};
-use crate::server::BridgeShared;
 use crate::session::NodeSide;
+use crate::shared::BridgeShared;
 use node_kit::connection::Incoming;
 use node_kit::outbound::WriterTask;
 use node_kit::protocol::{
@@ -17,7 +18,6 @@ use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::Arc;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_util::sync::CancellationToken;
 
 /// What the relay knows about the node while it runs.
 struct NodeState {
@@ -29,13 +29,7 @@ struct NodeState {
 }
 
 /// Relays until either side goes; `caps` are the capabilities the node granted in its `connect`.
-pub(crate) async fn run(
-    mut node: NodeSide,
-    link: NodeLink,
-    caps: Vec<String>,
-    shared: Arc<BridgeShared>,
-    shutdown: CancellationToken,
-) {
+pub(crate) async fn run(mut node: NodeSide, link: NodeLink, caps: Vec<String>, shared: Arc<BridgeShared>) {
     let NodeLink { reader: mut link_reader, writer: link_writer, hello } = link;
     let link_writer = WriterTask::spawn(link_writer, shared.config.outbound_queue);
     let gateway = link_writer.outbound.clone();
@@ -53,15 +47,18 @@ pub(crate) async fn run(
                 node.keepalive.heard();
                 match incoming {
                     Incoming::Frame(Frame::Req(req)) => match admit(&shared, &node, &mut state, &req) {
-                        Ok(()) => { gateway.send(Frame::Req(req)); }
+                        Ok(()) => { gateway.send_text(node.reader.last_text().clone()); }
                         Err(e) => {
                             tracing::debug!(node = %node_id, method = %req.method, code = %e.code, "refused by the bridge");
                             node.outbound.send(Frame::err(req.id, e));
                         }
                     },
                     Incoming::Frame(Frame::Res(res)) => {
-                        let size = node.reader.last_len();
-                        gateway.send(Frame::Res(checked_answer(&shared, &mut state, res, size)));
+                        let text = node.reader.last_text();
+                        match checked_answer(&shared, &mut state, &res, text.len()) {
+                            Ok(()) => gateway.send_text(text.clone()),
+                            Err(e) => gateway.send(Frame::err(res.id, e)),
+                        };
                     }
                     Incoming::Frame(other) => {
                         let refusal = format!("a node may not send {:?} frames after connect", other.kind());
@@ -84,7 +81,7 @@ pub(crate) async fn run(
             incoming = link_reader.next() => match incoming {
                 Incoming::Frame(Frame::Req(req)) if req.method == method::NODE_INVOKE => {
                     match command_allowed(&shared, &node, &mut state, &req) {
-                        Ok(()) => { node.outbound.send(Frame::Req(req)); }
+                        Ok(()) => { node.outbound.send_text(link_reader.last_text().clone()); }
                         Err(e) => { gateway.send(Frame::err(req.id, e)); }
                     }
                 }
@@ -98,7 +95,7 @@ pub(crate) async fn run(
                     node.send_error(e.error);
                     break Some((CloseCode::Policy, "closed by the gateway"));
                 }
-                Incoming::Frame(frame) => { node.outbound.send(frame); }
+                Incoming::Frame(_) => { node.outbound.send_text(link_reader.last_text().clone()); }
                 Incoming::Heartbeat => {}
                 Incoming::Invalid(_) | Incoming::TooLarge(_) | Incoming::Closed(_) => {
                     tracing::warn!(node = %node_id, "lost the gateway link");
@@ -118,7 +115,7 @@ pub(crate) async fn run(
                 node.send_error(unavailable("the gateway stopped reading"));
                 break Some((CloseCode::Again, "gateway unavailable"));
             }
-            () = shutdown.cancelled() => break Some((CloseCode::Away, "the bridge is shutting down")),
+            () = node.admission.stopped() => break Some(node.stop_reason()),
         }
     };
     link_writer.finish(Some((CloseCode::Normal, "node gone"))).await;
@@ -169,13 +166,11 @@ fn command_allowed(
     Ok(())
 }
 
-/// A node's answer (`size` bytes as it arrived), with an oversize snapshot replaced by `PAYLOAD_TOO_LARGE`.
-fn checked_answer(shared: &BridgeShared, state: &mut NodeState, mut res: Response, size: usize) -> Response {
-    if state.snapshots.remove(&res.id)
-        && res.outcome.is_ok()
-        && let Err(e) = shared.limiter.snapshot_size(size)
-    {
-        res.outcome = Err(e);
+/// Checks a node's answer (`size` bytes as it arrived): an oversize snapshot is refused with
+/// `PAYLOAD_TOO_LARGE`, which replaces it.
+fn checked_answer(shared: &BridgeShared, state: &mut NodeState, res: &Response, size: usize) -> Result<(), ErrorShape> {
+    if state.snapshots.remove(&res.id) && res.outcome.is_ok() {
+        shared.limiter.snapshot_size(size)?;
     }
-    res
+    Ok(())
 }

@@ -1,13 +1,16 @@
-//! The listener: binding, the per-address handshake limit (checked before any TLS work), and one task per
-//! connection, all ended by one shutdown.
+//! The listener: binding, the checks made before any TLS work (the per-address handshake rate and the
+//! connection caps), and one task per connection, all ended by one shutdown.
 
 use crate::config::BridgeConfig;
+use crate::connections::{ConnectionCaps, ConnectionCounts, ConnectionTable};
 use crate::identity::{self, IdentityStoreError, KeyLocation};
 use crate::mdns::{Advertiser, MdnsError};
 use crate::ratelimit::Limiter;
 use crate::running::RunningBridge;
 use crate::session;
+use crate::shared::BridgeShared;
 use certs::{KeyId, PeerKeyVerifier, Pin};
+use node_kit::refusals::RefusalLog;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -26,14 +29,6 @@ pub enum BridgeError {
     Tls(#[from] certs::IdentityError),
     #[error("cannot listen on {addr}: {source}{hint}")]
     Bind { addr: SocketAddr, source: io::Error, hint: &'static str },
-}
-
-/// What every connection of one bridge shares.
-pub(crate) struct BridgeShared {
-    pub config: BridgeConfig,
-    pub bridge_id: KeyId,
-    pub tls: TlsAcceptor,
-    pub limiter: Limiter,
 }
 
 /// Whether the bridge is being advertised over mDNS.
@@ -99,6 +94,8 @@ impl Bridge {
             bridge_id: identity.id(),
             tls: TlsAcceptor::from(Arc::new(tls)),
             limiter: Limiter::new(&config.limits),
+            connections: ConnectionTable::new(config.caps),
+            refusals: RefusalLog::new("connections"),
             config,
         });
         Ok(Bridge { listener, shared, key_location, advertiser })
@@ -124,12 +121,29 @@ impl Bridge {
         &self.key_location
     }
 
+    /// The connection caps in force.
+    pub fn caps(&self) -> ConnectionCaps {
+        self.shared.connections.caps()
+    }
+
+    /// A handle that reads the live connection counts while the bridge runs.
+    pub fn counts(&self) -> impl Fn() -> ConnectionCounts + Send + Sync + 'static {
+        let connections = self.shared.connections.clone();
+        move || connections.counts()
+    }
+
     /// Serves until `shutdown` resolves, then closes every node connection.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let stop = CancellationToken::new();
         let port = self.local_addr().port();
         let accept = tokio::spawn(accept_loop(self.listener, self.shared.clone(), stop.clone()));
         let sweeper = tokio::spawn(forget_idle_limits(self.shared.clone(), stop.clone()));
+        let shared = self.shared.clone();
+        let every = shared.config.refusal_summary_every;
+        let summaries = tokio::spawn({
+            let stop = stop.clone();
+            async move { shared.refusals.summarise_every(every, stop).await }
+        });
         shutdown.await;
         tracing::info!("bridge shutting down");
         if let Ok(Some(advertiser)) = self.advertiser {
@@ -138,6 +152,8 @@ impl Bridge {
         stop.cancel();
         let _ = accept.await;
         let _ = sweeper.await;
+        let _ = summaries.await;
+        self.shared.refusals.summarise();
         RunningBridge::remove_if_mine(&self.shared.config.home, &self.shared.bridge_id, port);
     }
 }
@@ -148,13 +164,20 @@ async fn accept_loop(listener: TcpListener, shared: Arc<BridgeShared>, stop: Can
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, addr)) => {
-                    if let Err(e) = shared.limiter.handshake(addr.ip()) {
-                        // No TLS yet, so no way to say why: the connection is dropped before any work.
-                        tracing::info!(%addr, retry_after_ms = e.retry_after_ms, "connection attempts from this address are rate limited");
+                    // No TLS yet, so no way to say why: a refused connection is dropped before any work.
+                    if shared.limiter.handshake(addr.ip()).is_err() {
+                        shared.refusals.refused(addr.ip(), "rate-limited");
                         continue;
                     }
+                    let admission = match shared.connections.admit(addr.ip(), &stop) {
+                        Ok(admission) => admission,
+                        Err(refusal) => {
+                            shared.refusals.refused(addr.ip(), refusal.as_str());
+                            continue;
+                        }
+                    };
                     let _ = tcp.set_nodelay(true);
-                    connections.spawn(session::serve(tcp, addr, shared.clone(), stop.clone()));
+                    connections.spawn(session::serve(tcp, addr, shared.clone(), admission));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");

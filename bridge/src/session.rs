@@ -1,10 +1,16 @@
 //! One node connection, from TCP to its end: TLS (the node's key is the credential), WebSocket, the
 //! node's `connect`, then either the pairing dialogue (unknown key) or the relay (paired key).
+//!
+//! Until the gateway says the key is paired, the WebSocket runs with the small unpaired frame limit, so a
+//! stranger can make the bridge buffer only a few KB. A paired node's socket is then given the normal
+//! limit: nodes send nothing between `connect` and `hello-ok` (protocol.md), so no bytes are buffered when
+//! the WebSocket is rebuilt around the same TLS stream.
 
-use crate::server::BridgeShared;
+use crate::connections::{Admission, Ended};
+use crate::shared::BridgeShared;
 use crate::{gateway_link, pairing, relay};
 use certs::KeyId;
-use node_kit::connection::{self, FrameReader, Incoming};
+use node_kit::connection::{self, FrameReader, FrameWriter, Incoming};
 use node_kit::outbound::{Keepalive, Outbound, WriterTask};
 use node_kit::protocol::{
     ConnectParams, ErrorCode, ErrorFrame, ErrorShape, Frame, HelloOk, Limits, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
@@ -14,22 +20,48 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_util::sync::CancellationToken;
 
 pub(crate) type NodeStream = TlsStream<TcpStream>;
 
-/// The node's end of a connection, after `connect`: frames in, a bounded queue out, a keepalive.
+/// How long a paired node is told to wait when the paired pool is full.
+const PAIRED_FULL_RETRY_MS: u64 = 5000;
+
+/// The node's end of a connection, after `connect`: frames in, a bounded queue out, a keepalive, and its
+/// place in the connection table.
 pub(crate) struct NodeSide {
     pub reader: FrameReader<NodeStream>,
     pub outbound: Outbound,
     pub keepalive: Keepalive,
     pub node_id: KeyId,
     pub addr: SocketAddr,
+    pub admission: Admission,
     writer: WriterTask,
 }
 
 impl NodeSide {
+    fn new(
+        ws: WebSocketStream<NodeStream>,
+        shared: &BridgeShared,
+        node_id: KeyId,
+        addr: SocketAddr,
+        admission: Admission,
+    ) -> NodeSide {
+        let (reader, writer) = connection::split(ws);
+        let writer = WriterTask::spawn(writer, shared.config.outbound_queue);
+        NodeSide {
+            reader,
+            outbound: writer.outbound.clone(),
+            keepalive: Keepalive::new(shared.config.keepalive_interval),
+            node_id,
+            addr,
+            admission,
+            writer,
+        }
+    }
+
     /// Closes gracefully (queued frames first) when `reason` is given, else drops the connection now.
     pub async fn finish(self, reason: Option<(CloseCode, &'static str)>) {
         self.writer.finish(reason).await
@@ -38,108 +70,132 @@ impl NodeSide {
     pub fn send_error(&self, error: ErrorShape) {
         self.outbound.send(Frame::Error(ErrorFrame { error }));
     }
-}
 
-pub(crate) async fn serve(tcp: TcpStream, addr: SocketAddr, shared: Arc<BridgeShared>, shutdown: CancellationToken) {
-    let deadline = tokio::time::Instant::now() + shared.config.handshake_timeout;
-    let tls = match tokio::time::timeout_at(deadline, shared.tls.accept(tcp)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            tracing::info!(%addr, error = %e, "TLS handshake refused");
-            return;
-        }
-        Err(_) => {
-            tracing::info!(%addr, "TLS handshake timed out");
-            return;
-        }
-    };
-    let Some(node_id) = certs::peer_key(tls.get_ref().1) else {
-        return;
-    };
-    let ws_config = connection::websocket_config(shared.config.max_frame_bytes);
-    let ws = match tokio::time::timeout_at(deadline, tokio_tungstenite::accept_async_with_config(tls, Some(ws_config)))
-        .await
-    {
-        Ok(Ok(ws)) => ws,
-        _ => {
-            tracing::debug!(%addr, node = %node_id, "websocket upgrade failed");
-            return;
-        }
-    };
-    let (mut reader, writer) = connection::split(ws);
-    let writer = WriterTask::spawn(writer, shared.config.outbound_queue);
-    let outbound = writer.outbound.clone();
-    let connect = tokio::time::timeout_at(deadline, read_connect(&mut reader)).await.unwrap_or_else(|_| {
-        Err(ErrorShape::new(
-            ErrorCode::Timeout,
-            format!("no connect frame within {} ms", shared.config.handshake_timeout.as_millis()),
-        ))
-    });
-    let side = NodeSide {
-        reader,
-        outbound,
-        keepalive: Keepalive::new(shared.config.keepalive_interval),
-        node_id,
-        addr,
-        writer,
-    };
-    let connect = match connect {
-        Ok(connect) => connect,
-        Err(error) => {
-            tracing::info!(%addr, node = %node_id, code = %error.code, "connect refused");
-            side.send_error(error);
-            return side.finish(Some((CloseCode::Policy, "connect refused"))).await;
-        }
-    };
-    let ConnectParams { client, node, .. } = connect;
-    let caps = node.as_ref().map(|advert| advert.caps.clone()).unwrap_or_default();
-    match gateway_link::open_node_link(&shared.config, node_id, client, node).await {
-        Ok(link) => {
-            tracing::info!(%addr, node = %node_id, "paired node connected");
-            let in_flight = link.hello.limits.max_in_flight;
-            side.outbound.send(hello(&shared, link.hello.paired.clone(), crate::acl::node_methods(), in_flight));
-            relay::run(side, link, caps, shared, shutdown).await
-        }
-        Err(refusal) if refusal.code == ErrorCode::NotPaired => {
-            tracing::info!(%addr, node = %node_id, "unpaired node connected; it may only ask to pair");
-            let methods = pairing::METHODS.iter().map(|m| m.to_string()).collect();
-            // The dialogue answers one request at a time.
-            side.outbound.send(hello(&shared, None, methods, 1));
-            pairing::run(side, shared, shutdown).await
-        }
-        Err(refusal) => {
-            tracing::info!(%addr, node = %node_id, code = %refusal.code, "node refused");
-            side.send_error(refusal);
-            side.finish(Some((CloseCode::Again, "try again later"))).await
+    /// Why the connection table or the bridge ended this connection, as a close frame.
+    pub fn stop_reason(&self) -> (CloseCode, &'static str) {
+        match self.admission.ended() {
+            Some(Ended::Replaced) => (CloseCode::Policy, Ended::Replaced.reason()),
+            Some(Ended::Evicted) => (CloseCode::Again, Ended::Evicted.reason()),
+            None => (CloseCode::Away, "the bridge is shutting down"),
         }
     }
 }
 
-async fn read_connect(reader: &mut FrameReader<NodeStream>) -> Result<ConnectParams, ErrorShape> {
+pub(crate) async fn serve(tcp: TcpStream, addr: SocketAddr, shared: Arc<BridgeShared>, admission: Admission) {
+    let refused = |reason| shared.refusals.refused(addr.ip(), reason);
+    let deadline = tokio::time::Instant::now() + shared.config.handshake_timeout;
+    let tls = tokio::select! {
+        accepted = tokio::time::timeout_at(deadline, shared.tls.accept(tcp)) => match accepted {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(_)) => return refused("tls-failed"),
+            Err(_) => return refused("tls-timeout"),
+        },
+        () = admission.stopped() => return,
+    };
+    let Some(node_id) = certs::peer_key(tls.get_ref().1) else {
+        return;
+    };
+    if let Err(refusal) = admission.identify(node_id) {
+        return refused(refusal.as_str());
+    }
+    let unpaired = connection::websocket_config(shared.config.unpaired_max_frame_bytes);
+    let upgrade = tokio_tungstenite::accept_async_with_config(tls, Some(unpaired));
+    let ws = match tokio::time::timeout_at(deadline, upgrade).await {
+        Ok(Ok(ws)) => ws,
+        _ => return refused("websocket-failed"),
+    };
+    let (mut reader, writer) = connection::split(ws);
+    let connect = tokio::time::timeout_at(deadline, read_connect(&mut reader)).await.unwrap_or_else(|_| {
+        let waited = shared.config.handshake_timeout.as_millis();
+        Err((ErrorShape::new(ErrorCode::Timeout, format!("no connect frame within {waited} ms")), CloseCode::Policy))
+    });
+    let ConnectParams { client, node, .. } = match connect {
+        Ok(connect) => connect,
+        Err((error, close)) => {
+            refused("connect-refused");
+            return refuse(writer, &shared, error, close, "connect refused").await;
+        }
+    };
+    let caps = node.as_ref().map(|advert| advert.caps.clone()).unwrap_or_default();
+    match gateway_link::open_node_link(&shared.config, node_id, client, node).await {
+        Ok(link) => {
+            if let Err(refusal) = admission.promote() {
+                refused(refusal.as_str());
+                let full = ErrorShape::retryable(
+                    ErrorCode::RateLimited,
+                    "this computer has as many paired devices connected as it can hold; retry later",
+                    Some(PAIRED_FULL_RETRY_MS),
+                );
+                return refuse(writer, &shared, full, CloseCode::Again, "too many devices").await;
+            }
+            // Paired: the same TLS stream, now with the normal frame limit.
+            let tls = connection::reunite(reader, writer).into_inner();
+            let normal = connection::websocket_config(shared.config.max_frame_bytes);
+            let ws = WebSocketStream::from_raw_socket(tls, Role::Server, Some(normal)).await;
+            let side = NodeSide::new(ws, &shared, node_id, addr, admission);
+            tracing::info!(%addr, node = %node_id, "paired node connected");
+            let in_flight = link.hello.limits.max_in_flight;
+            side.outbound.send(hello(&shared, link.hello.paired.clone(), crate::acl::node_methods(), in_flight));
+            relay::run(side, link, caps, shared).await
+        }
+        Err(refusal) if refusal.code == ErrorCode::NotPaired => {
+            tracing::debug!(%addr, node = %node_id, "unpaired node connected; it may only ask to pair");
+            let ws = connection::reunite(reader, writer);
+            let side = NodeSide::new(ws, &shared, node_id, addr, admission);
+            let methods = pairing::METHODS.iter().map(|m| m.to_string()).collect();
+            // The dialogue answers one request at a time.
+            side.outbound.send(hello(&shared, None, methods, 1));
+            pairing::run(side, shared).await
+        }
+        Err(refusal) => {
+            tracing::info!(%addr, node = %node_id, code = %refusal.code, "node refused");
+            refuse(writer, &shared, refusal, CloseCode::Again, "try again later").await
+        }
+    }
+}
+
+/// Sends `error` and closes, within the writer's bounded grace period.
+async fn refuse(
+    writer: FrameWriter<NodeStream>,
+    shared: &BridgeShared,
+    error: ErrorShape,
+    close: CloseCode,
+    why: &'static str,
+) {
+    let writer = WriterTask::spawn(writer, shared.config.outbound_queue);
+    writer.outbound.send(Frame::Error(ErrorFrame { error }));
+    writer.finish(Some((close, why))).await
+}
+
+/// Reads and checks `connect`: the frame, the protocol version and the length of every string in it.
+async fn read_connect(reader: &mut FrameReader<NodeStream>) -> Result<ConnectParams, (ErrorShape, CloseCode)> {
+    let policy = |e| (e, CloseCode::Policy);
     let connect = loop {
         match reader.next().await {
             Incoming::Heartbeat => continue,
             Incoming::Frame(Frame::Connect(connect)) => break connect,
-            Incoming::Frame(_) => return Err(ErrorShape::invalid_request("the first frame must be connect")),
-            Incoming::Invalid(e) => return Err(e.error),
-            Incoming::TooLarge(e) => return Err(e),
-            Incoming::Closed(_) => return Err(ErrorShape::invalid_request("closed before connect")),
+            Incoming::Frame(_) => return Err(policy(ErrorShape::invalid_request("the first frame must be connect"))),
+            Incoming::Invalid(e) => return Err(policy(e.error)),
+            Incoming::TooLarge(e) => return Err((e, CloseCode::Size)),
+            Incoming::Closed(_) => return Err(policy(ErrorShape::invalid_request("closed before connect"))),
         }
     };
     if negotiate_version(connect.min_protocol, connect.max_protocol).is_none() {
-        return Err(ErrorShape::new(
+        return Err(policy(ErrorShape::new(
             ErrorCode::UnsupportedProtocol,
             format!(
                 "node speaks protocol {}..={}; this bridge speaks {MIN_PROTOCOL_VERSION}..={PROTOCOL_VERSION}",
                 connect.min_protocol, connect.max_protocol
             ),
-        ));
+        )));
     }
+    connect.check_lengths().map_err(policy)?;
     Ok(connect)
 }
 
 fn hello(shared: &BridgeShared, paired: Option<PairedNode>, methods: Vec<String>, max_in_flight: usize) -> Frame {
     let config = &shared.config;
+    let max_frame_bytes = if paired.is_some() { config.max_frame_bytes } else { config.unpaired_max_frame_bytes };
     Frame::HelloOk(HelloOk {
         protocol: PROTOCOL_VERSION,
         server: ServerInfo {
@@ -150,7 +206,7 @@ fn hello(shared: &BridgeShared, paired: Option<PairedNode>, methods: Vec<String>
         methods,
         events: vec![node_kit::protocol::event::AGENT.to_string()],
         limits: Limits {
-            max_frame_bytes: config.max_frame_bytes,
+            max_frame_bytes,
             max_in_flight,
             handshake_timeout_ms: config.handshake_timeout.as_millis() as u64,
             keepalive_ms: config.keepalive_interval.as_millis() as u64,

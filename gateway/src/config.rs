@@ -29,6 +29,10 @@ pub struct GatewayConfig {
     /// How many idempotency keys are remembered at most, per kind.
     pub idempotency_capacity: usize,
     pub pairing: PairingConfig,
+    /// How often refused connects are summed up in one INFO line.
+    pub refusal_summary_every: Duration,
+    /// The process's limits as the app sized them, reported by `health`.
+    pub limits: Option<node_kit::protocol::LimitsHealth>,
 }
 
 /// Bounds on pairing requests waiting for the owner.
@@ -63,6 +67,8 @@ impl GatewayConfig {
             idempotency_ttl: Duration::from_secs(300),
             idempotency_capacity: 4096,
             pairing: PairingConfig::default(),
+            refusal_summary_every: Duration::from_secs(60),
+            limits: None,
         }
     }
 

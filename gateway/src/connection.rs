@@ -15,7 +15,7 @@ use node_kit::protocol::{
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -38,10 +38,10 @@ pub(crate) async fn serve(stream: TcpStream, addr: SocketAddr, state: Arc<Gatewa
         Err(_) => return,
     };
     let (mut reader, mut writer) = connection::split(ws);
-    let peer = match handshake(&mut reader, &state, conn_id, deadline).await {
+    let peer = match handshake(&mut reader, &mut writer, &state, conn_id, addr, deadline).await {
         Ok(peer) => peer,
         Err((error, code)) => {
-            tracing::info!(conn = conn_id, %addr, code = %error.code, "connect refused");
+            state.refusals.refused(addr.ip(), refusal_reason(error.code));
             let _ = writer.send(&Frame::Error(ErrorFrame { error })).await;
             writer.close(code, "connect refused").await;
             return;
@@ -52,6 +52,32 @@ pub(crate) async fn serve(stream: TcpStream, addr: SocketAddr, state: Arc<Gatewa
     run(reader, writer, state, peer, shutdown).await;
 }
 
+/// Wrong tokens answered at once on one connection before the answers slow down.
+const FREE_TOKEN_TRIES: u32 = 3;
+/// Wrong tokens one connection may present before it is closed.
+const MAX_TOKEN_TRIES: u32 = 10;
+
+/// How long the answer to the `failures`-th wrong token waits: nothing for the first few, then 100 ms
+/// doubling to 2 s. Per connection, never per address: every local client shares 127.0.0.1, and the owner's
+/// next connection must never be locked out by someone else's guesses.
+fn token_delay(failures: u32) -> Duration {
+    match failures.checked_sub(FREE_TOKEN_TRIES + 1) {
+        None => Duration::ZERO,
+        Some(doublings) => Duration::from_millis(100 << doublings.min(5)).min(Duration::from_secs(2)),
+    }
+}
+
+fn refusal_reason(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::Unauthorized => "unauthorized",
+        ErrorCode::Timeout => "timeout",
+        ErrorCode::UnsupportedProtocol => "protocol",
+        ErrorCode::NotPaired => "not-paired",
+        ErrorCode::PayloadTooLarge => "too-large",
+        _ => "invalid",
+    }
+}
+
 /// A connected client before its frame loop: who it is and, for nodes, what it offers.
 struct Admitted {
     peer: Peer,
@@ -59,8 +85,32 @@ struct Admitted {
     paired: Option<PairedNode>,
 }
 
-/// Waits for `connect` and checks it: protocol version, identity, token.
+/// Waits for `connect` and checks it. A wrong token may be tried again on the same connection, answered
+/// ever more slowly ([`token_delay`]); anything else wrong ends the handshake.
 async fn handshake(
+    reader: &mut Reader,
+    writer: &mut Writer,
+    state: &GatewayState,
+    conn_id: u64,
+    addr: SocketAddr,
+    deadline: Instant,
+) -> Result<Admitted, (ErrorShape, CloseCode)> {
+    let mut failures = 0;
+    loop {
+        match check_connect(reader, state, conn_id, deadline).await {
+            Err((refusal, _)) if refusal.code == ErrorCode::Unauthorized && failures + 1 < MAX_TOKEN_TRIES => {
+                failures += 1;
+                state.refusals.refused(addr.ip(), refusal_reason(refusal.code));
+                tokio::time::sleep_until(deadline.min(Instant::now() + token_delay(failures)).into()).await;
+                let _ = writer.send(&Frame::Error(ErrorFrame { error: refusal })).await;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// Reads one `connect` and checks it: protocol version, string lengths, identity, token.
+async fn check_connect(
     reader: &mut Reader,
     state: &GatewayState,
     conn_id: u64,
@@ -87,6 +137,7 @@ async fn handshake(
             }
         }
     };
+    connect.check_lengths().map_err(policy)?;
     let ConnectParams { min_protocol, max_protocol, client, auth, node } = connect;
     if negotiate_version(min_protocol, max_protocol).is_none() {
         return Err(policy(
@@ -271,4 +322,15 @@ fn spawn_request(ctx: Context, method: String, params: serde_json::Value, permit
 
 fn error_frame(error: ErrorShape) -> Frame {
     Frame::Error(ErrorFrame { error })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrong_tokens_slow_down_after_a_few() {
+        let delays: Vec<u64> = (1..=10).map(|n| token_delay(n).as_millis() as u64).collect();
+        assert_eq!(delays, [0, 0, 0, 100, 200, 400, 800, 1600, 2000, 2000]);
+    }
 }

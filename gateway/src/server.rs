@@ -102,10 +102,17 @@ impl Gateway {
             let stop = stop.clone();
             accepts.spawn(accept_loop(listener, state, stop));
         }
+        let state = self.state.clone();
+        let summaries = tokio::spawn({
+            let stop = stop.clone();
+            async move { state.refusals.summarise_every(state.config.refusal_summary_every, stop).await }
+        });
         shutdown.await;
         tracing::info!("gateway shutting down");
         stop.cancel();
         while accepts.join_next().await.is_some() {}
+        let _ = summaries.await;
+        self.state.refusals.summarise();
         self.state.agent.shutdown().await;
     }
 }

@@ -9,6 +9,7 @@ use crate::methods::Method;
 use crate::nodes::NodeRegistry;
 use crate::pairing::{PairedStore, PairingCodes, PendingRequests};
 use crate::presence::Presence;
+use node_kit::refusals::RefusalLog;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +34,8 @@ pub(crate) struct GatewayState {
     /// Idempotency keys of `node.invoke` calls.
     pub invokes: IdempotencyCache,
     pub started: Instant,
+    /// Refused connects, summed up once a minute instead of a line each.
+    pub refusals: RefusalLog,
     next_conn_id: AtomicU64,
     /// Requests received, by method (known names only, so the map stays bounded).
     /// One counter per name in `Method::NAMES`, then one for unknown names: no lock on the request path.
@@ -50,6 +53,7 @@ impl GatewayState {
             agent_runs: cache(),
             invokes: cache(),
             started: Instant::now(),
+            refusals: RefusalLog::new("gateway connections"),
             next_conn_id: AtomicU64::new(1),
             requests: (0..=Method::NAMES.len()).map(|_| AtomicU64::new(0)).collect(),
             pending_pairings: PendingRequests::new(config.pairing.clone()),

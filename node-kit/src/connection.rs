@@ -10,12 +10,23 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+
+/// Bytes read from the transport at a time. tungstenite zero-fills its read buffer up to this size before
+/// every read, so its 128 KiB default cost tens of microseconds per frame and a large buffer per idle
+/// connection; nearly every frame is far smaller, and a large one grows the buffer only while it lasts.
+const READ_CHUNK_BYTES: usize = 8 * 1024;
+/// Outgoing bytes gathered before a write; every send flushes anyway.
+const WRITE_CHUNK_BYTES: usize = 8 * 1024;
 
 /// WebSocket settings that enforce the frame limit inside the WebSocket layer, before a large message is
-/// buffered.
+/// buffered (a fragmented message counts as a whole), with buffers sized for small frames.
 pub fn websocket_config(max_frame_bytes: usize) -> WebSocketConfig {
-    WebSocketConfig::default().max_message_size(Some(max_frame_bytes)).max_frame_size(Some(max_frame_bytes))
+    WebSocketConfig::default()
+        .max_message_size(Some(max_frame_bytes))
+        .max_frame_size(Some(max_frame_bytes))
+        .read_buffer_size(READ_CHUNK_BYTES)
+        .write_buffer_size(WRITE_CHUNK_BYTES)
 }
 
 /// What the reading half saw.
@@ -34,8 +45,9 @@ pub enum Incoming {
 
 pub struct FrameReader<S> {
     stream: SplitStream<WebSocketStream<S>>,
-    /// Bytes of the last text message read, so a size check needs no second serialisation.
-    last_len: usize,
+    /// The last text message read, as it arrived: a relay forwards it and size-checks it without
+    /// serialising the parsed frame again.
+    last_text: Utf8Bytes,
 }
 
 pub struct FrameWriter<S> {
@@ -48,13 +60,21 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (sink, stream) = ws.split();
-    (FrameReader { stream, last_len: 0 }, FrameWriter { sink })
+    (FrameReader { stream, last_text: Utf8Bytes::default() }, FrameWriter { sink })
+}
+
+/// Puts a split WebSocket back together (to change its settings once a peer is known).
+pub fn reunite<S>(reader: FrameReader<S>, writer: FrameWriter<S>) -> WebSocketStream<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    reader.stream.reunite(writer.sink).expect("the two halves of one split")
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> FrameReader<S> {
-    /// The size in bytes of the last text message [`FrameReader::next`] returned.
-    pub fn last_len(&self) -> usize {
-        self.last_len
+    /// The last text message [`FrameReader::next`] returned, byte for byte (cloning it is cheap).
+    pub fn last_text(&self) -> &Utf8Bytes {
+        &self.last_text
     }
 
     /// Waits for the next message and classifies it.
@@ -62,8 +82,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameReader<S> {
         match self.stream.next().await {
             None => Incoming::Closed(None),
             Some(Ok(Message::Text(text))) => {
-                self.last_len = text.len();
-                match Frame::parse(text.as_str()) {
+                let parsed = Frame::parse(text.as_str());
+                self.last_text = text;
+                match parsed {
                     Ok(frame) => Incoming::Frame(frame),
                     Err(error) => Incoming::Invalid(error),
                 }
@@ -90,6 +111,11 @@ fn too_large(size: usize, max_size: usize) -> ErrorShape {
 impl<S: AsyncRead + AsyncWrite + Unpin> FrameWriter<S> {
     pub async fn send(&mut self, frame: &Frame) -> Result<(), WsError> {
         self.sink.send(Message::text(frame.to_text())).await
+    }
+
+    /// Sends a frame already in its wire form (a checked frame being relayed).
+    pub async fn send_text(&mut self, text: Utf8Bytes) -> Result<(), WsError> {
+        self.sink.send(Message::Text(text)).await
     }
 
     pub async fn send_message(&mut self, message: Message) -> Result<(), WsError> {

@@ -7,7 +7,8 @@
 //! - [`pairing`] is a node's side of pairing (door 1 by approval, door 2 by [`connection_string`]);
 //!   [`discovery`] finds bridges (mDNS, a static address, a connection string); [`node`] keeps a paired
 //!   node connected and finds its bridge again after a move.
-//! - [`outbound`] is a server connection's bounded send queue.
+//! - [`outbound`] is a server connection's bounded send queue; [`refusals`] counts what a server turns
+//!   away and logs a summary instead of a line each.
 //! - [`storage`] writes private state files atomically with mode 0600.
 
 pub mod client;
@@ -18,6 +19,7 @@ pub mod node;
 pub mod outbound;
 pub mod pairing;
 pub mod protocol;
+pub mod refusals;
 pub mod storage;
 
 pub use client::{Client, ClientBuilder, ClientError, CommandHandler};

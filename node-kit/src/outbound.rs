@@ -8,14 +8,16 @@ use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
 /// What the writer task is asked to send.
 pub enum Outgoing {
     /// Boxed: frames are large next to the other variants, and most of the queue is frames anyway.
     Frame(Box<Frame>),
+    /// A frame in its wire form, relayed as it arrived.
+    Text(Utf8Bytes),
     Ping,
     /// Send a close frame after everything queued before it, then stop.
     Close(CloseCode, &'static str),
@@ -40,6 +42,11 @@ impl Outbound {
     /// Queues a frame. Returns false if the connection is gone or was just dropped for being too slow.
     pub fn send(&self, frame: Frame) -> bool {
         self.queue(Outgoing::Frame(Box::new(frame)))
+    }
+
+    /// Queues a frame that is already text (relayed unchanged).
+    pub fn send_text(&self, text: Utf8Bytes) -> bool {
+        self.queue(Outgoing::Text(text))
     }
 
     pub fn ping(&self) -> bool {
@@ -152,6 +159,7 @@ where
         while let Some(outgoing) = queue.recv().await {
             let sent = match outgoing {
                 Outgoing::Frame(frame) => writer.send(&frame).await,
+                Outgoing::Text(text) => writer.send_text(text).await,
                 Outgoing::Ping => writer.send_message(Message::Ping(Default::default())).await,
                 Outgoing::Close(code, reason) => {
                     writer.close(code, reason).await;

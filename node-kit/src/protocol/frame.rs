@@ -1,7 +1,7 @@
 //! Frames: the unit on the wire. Every WebSocket text message is exactly one frame, tagged by `type`.
 
-use super::MAX_ID_LEN;
 use super::error::ErrorShape;
+use super::limits::MAX_ID_LEN;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

@@ -277,6 +277,33 @@ pub struct HealthPayload {
     /// Requests received since start, by method; names the server does not know count as `(unknown)`.
     #[serde(default)]
     pub requests: std::collections::BTreeMap<String, u64>,
+    /// The limits in force in the serving process (shown to operators only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<LimitsHealth>,
+}
+
+/// The resource limits a server runs with, as `lanyard up` sized them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitsHealth {
+    /// The soft descriptor limit in force (after raising it to the hard limit) and the hard limit.
+    pub open_files: u64,
+    pub open_files_hard: u64,
+    /// The bridge's connection caps, when the bridge runs in the same process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<BridgeCapsHealth>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BridgeCapsHealth {
+    pub unpaired: usize,
+    pub unpaired_per_address: usize,
+    pub unpaired_per_key: usize,
+    pub paired: usize,
+    /// Largest frame before pairing, and after.
+    pub unpaired_max_frame_bytes: usize,
+    pub max_frame_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -5,12 +5,14 @@
 mod commands;
 mod error;
 mod frame;
+mod limits;
 mod methods;
 mod pairing;
 
 pub use commands::*;
 pub use error::{ErrorCode, ErrorShape};
 pub use frame::*;
+pub use limits::*;
 pub use methods::*;
 pub use pairing::*;
 
@@ -18,14 +20,6 @@ pub use pairing::*;
 pub const PROTOCOL_VERSION: u32 = 1;
 /// The oldest protocol version this build still accepts.
 pub const MIN_PROTOCOL_VERSION: u32 = 1;
-
-/// Largest frame either side accepts, in bytes of UTF-8 text. Snapshots travel base64-encoded inside a
-/// frame, so this bounds them too.
-pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
-/// The `connect` frame must arrive within this many milliseconds of the WebSocket opening.
-pub const HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
-/// Longest accepted request id, idempotency key or session key.
-pub const MAX_ID_LEN: usize = 128;
 
 /// Milliseconds since the Unix epoch: the unit of every timestamp in the protocol.
 pub fn now_ms() -> u64 {

@@ -1,12 +1,15 @@
 //! `lanyard bridge`: run the bridge in the foreground, against a gateway that is already running.
 
 use super::gateway::shutdown_signal;
+use ::bridge::connections::ConnectionCaps;
+use ::bridge::descriptors::{self, DescriptorLimit};
 use ::bridge::identity::KeyStore;
 use ::bridge::mdns::{MdnsConfig, lan_addresses};
 use ::bridge::server::MdnsStatus;
 use ::bridge::{Bridge, BridgeConfig};
 use clap::{Args, ValueEnum};
 use node_kit::discovery::SERVICE_TYPE;
+use node_kit::protocol::{BridgeCapsHealth, LimitsHealth, MAX_FRAME_BYTES, UNPAIRED_MAX_FRAME_BYTES};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
@@ -77,10 +80,17 @@ enum Switch {
 
 impl BridgeArgs {
     /// Binds the bridge for the gateway at `gateway_url`, with the bridge token that gateway created
-    /// under `home`: the one step `lanyard bridge` and `lanyard up` share.
-    pub(crate) async fn bind(&self, home: PathBuf, gateway_url: String) -> anyhow::Result<Bridge> {
+    /// under `home` and the connection caps [`raise_descriptor_limit`] sized: the one step `lanyard
+    /// bridge` and `lanyard up` share.
+    pub(crate) async fn bind(
+        &self,
+        home: PathBuf,
+        gateway_url: String,
+        caps: ConnectionCaps,
+    ) -> anyhow::Result<Bridge> {
         let token = super::load_token(&::gateway::home::bridge_token_path(&home))?;
         let mut config = BridgeConfig::new(home, gateway_url, token.expose().to_string());
+        config.caps = caps;
         config.bind = SocketAddr::new(self.bridge_bind, self.bridge_port);
         config.key_store = self.key_store.into();
         config.mdns = MdnsConfig {
@@ -102,8 +112,10 @@ impl BridgeArgs {
             "\x20 Bridge ID:    {id}\n\
              \x20 Devices use:  {addresses}\n\
              \x20 mDNS:         {mdns}\n\
-             \x20 Bridge key:   {key}\n",
+             \x20 Bridge key:   {key}\n\
+             \x20 Limits:       {limits}\n",
             id = bridge.id(),
+            limits = describe_caps(&bridge.caps()),
             addresses = self.device_addresses(bridge.local_addr()),
             mdns = self.mdns_status(&bridge.mdns()),
             key = bridge.key_location(),
@@ -139,6 +151,46 @@ impl BridgeArgs {
     }
 }
 
+/// Raises the descriptor limit to the hard limit and sizes the connection caps from it; on a system that
+/// will not say, the caps for 1024 descriptors.
+pub(crate) fn raise_descriptor_limit() -> (Option<DescriptorLimit>, ConnectionCaps) {
+    match descriptors::raise_to_hard_limit() {
+        Ok(limit) => (Some(limit), ConnectionCaps::for_descriptors(limit.soft)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the descriptor limit; sizing for 1024");
+            (None, ConnectionCaps::default())
+        }
+    }
+}
+
+/// The limits as `health` reports them.
+pub(crate) fn limits_health(limit: Option<DescriptorLimit>, caps: Option<ConnectionCaps>) -> Option<LimitsHealth> {
+    let limit = limit?;
+    Some(LimitsHealth {
+        open_files: limit.soft,
+        open_files_hard: limit.hard,
+        bridge: caps.map(|caps| BridgeCapsHealth {
+            unpaired: caps.unpaired,
+            unpaired_per_address: caps.unpaired_per_address,
+            unpaired_per_key: caps.unpaired_per_key,
+            paired: caps.paired,
+            unpaired_max_frame_bytes: UNPAIRED_MAX_FRAME_BYTES,
+            max_frame_bytes: MAX_FRAME_BYTES,
+        }),
+    })
+}
+
+fn describe_caps(caps: &ConnectionCaps) -> String {
+    let descriptors = match descriptors::current() {
+        Ok(limit) => format!("{} file descriptors; ", limit.soft),
+        Err(_) => String::new(),
+    };
+    format!(
+        "{descriptors}{} paired devices, {} unpaired connections ({} per address)",
+        caps.paired, caps.unpaired, caps.unpaired_per_address
+    )
+}
+
 /// The banner's closing advice, the same in `lanyard bridge` and `lanyard up`: both ways to pair on the LAN.
 pub(crate) const HOW_TO_PAIR: &str = "To pair a device: run `lanyard pair` and scan its QR code with the device \
     (it pairs at once, no approval needed), or ask to pair from the device (it finds this computer over mDNS \
@@ -147,7 +199,8 @@ pub(crate) const HOW_TO_PAIR: &str = "To pair a device: run `lanyard pair` and s
 
 pub async fn run(args: BridgeArgs, url: &str, home: &Path) -> anyhow::Result<()> {
     ::gateway::logging::init();
-    let bridge = args.bind(home.to_path_buf(), url.to_string()).await?;
+    let (_, caps) = raise_descriptor_limit();
+    let bridge = args.bind(home.to_path_buf(), url.to_string(), caps).await?;
     println!(
         "The Lanyard bridge is up.\n{bridge_lines}\x20 Gateway:      {url}\n\n{HOW_TO_PAIR}\nStop with Ctrl-C.",
         bridge_lines = args.describe(&bridge)

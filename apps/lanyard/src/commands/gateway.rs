@@ -59,7 +59,9 @@ impl GatewayArgs {
 
 pub async fn run(args: GatewayArgs, home: PathBuf) -> anyhow::Result<()> {
     ::gateway::logging::init();
-    let gateway = Gateway::bind(args.config(home.clone())).await?;
+    let mut config = args.config(home.clone());
+    config.limits = super::bridge::limits_health(super::bridge::raise_descriptor_limit().0, None);
+    let gateway = Gateway::bind(config).await?;
     for addr in gateway.local_addrs() {
         tracing::info!(%addr, "gateway listening");
     }

@@ -2,7 +2,7 @@
 
 mod prompt;
 
-use super::bridge::{BridgeArgs, HOW_TO_PAIR};
+use super::bridge::{BridgeArgs, HOW_TO_PAIR, limits_health, raise_descriptor_limit};
 use super::gateway::{GatewayArgs, shutdown_signal};
 use ::bridge::Bridge;
 use ::gateway::Gateway;
@@ -28,9 +28,12 @@ pub struct UpArgs {
 
 pub async fn run(args: UpArgs, home: PathBuf) -> anyhow::Result<()> {
     ::gateway::logging::init();
-    let gateway = Gateway::bind(args.gateway.config(home.clone())).await?;
+    let (descriptors, caps) = raise_descriptor_limit();
+    let mut gateway_config = args.gateway.config(home.clone());
+    gateway_config.limits = limits_health(descriptors, Some(caps));
+    let gateway = Gateway::bind(gateway_config).await?;
     // The gateway created the bridge token at bind if this is the first run.
-    let bridge = args.bridge.bind(home.clone(), gateway.url()).await?;
+    let bridge = args.bridge.bind(home.clone(), gateway.url(), caps).await?;
     // With no one at the keyboard (a service, a pipe) there is nobody to ask.
     let interactive = std::io::stdin().is_terminal();
     println!("{}", banner(&gateway, &bridge, &args.bridge, interactive));

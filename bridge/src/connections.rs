@@ -1,0 +1,372 @@
+//! Who holds a connection to the bridge, and the caps that keep strangers from crowding out paired nodes.
+//!
+//! Every accepted connection is an entry from before its TLS handshake to its end. Until the gateway
+//! confirms its key is paired it counts as *unpaired*: against a cap for all addresses together and one per
+//! source address, both checked before any TLS work. Paired nodes count against their own, larger cap, so a
+//! table full of strangers never keeps them out. When the unpaired pool is full, a newcomer from an address
+//! holding fewer unpaired connections than the busiest one takes that address's oldest slot: a stranger
+//! with a few addresses cannot fill the pool against a device arriving from its own address. One key holds
+//! at most a few unpaired connections; a paired node's newer connection replaces its older one.
+
+use certs::KeyId;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use tokio_util::sync::CancellationToken;
+
+/// Connection caps. [`ConnectionCaps::for_descriptors`] sizes them from the process's descriptor limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionCaps {
+    /// Connections not yet known to be paired (TLS, `connect`, the pairing dialogue), all addresses together.
+    pub unpaired: usize,
+    /// Unpaired connections from one source address.
+    pub unpaired_per_address: usize,
+    /// Live unpaired connections of one key.
+    pub unpaired_per_key: usize,
+    /// Paired nodes connected at once.
+    pub paired: usize,
+}
+
+/// Descriptors kept for the process itself: listeners, mDNS sockets, files, the CLI's own links.
+pub const RESERVED_DESCRIPTORS: u64 = 64;
+/// Descriptors a paired node costs in `lanyard up`: its socket, the bridge's gateway link and the gateway's
+/// end of it.
+pub const DESCRIPTORS_PER_PAIRED: u64 = 3;
+/// Descriptors an unpaired connection costs at most: its socket, and while it waits for the owner a pairing
+/// link to the gateway (two ends).
+pub const DESCRIPTORS_PER_UNPAIRED: u64 = 3;
+
+impl ConnectionCaps {
+    /// Caps that fit in `limit` descriptors: strangers get at most a quarter of what is left after the
+    /// reserve (never more than 1024 connections), paired nodes the rest. Because the two pools are
+    /// separate, a full stranger pool leaves every paired slot and the reserve untouched.
+    pub fn for_descriptors(limit: u64) -> ConnectionCaps {
+        let usable = limit.saturating_sub(RESERVED_DESCRIPTORS).max(32);
+        let unpaired = (usable / 4 / DESCRIPTORS_PER_UNPAIRED).clamp(4, 1024);
+        let paired =
+            (usable - unpaired * DESCRIPTORS_PER_UNPAIRED).max(DESCRIPTORS_PER_PAIRED) / DESCRIPTORS_PER_PAIRED;
+        ConnectionCaps {
+            unpaired: unpaired as usize,
+            unpaired_per_address: 8.min(unpaired as usize),
+            unpaired_per_key: 2,
+            paired: paired as usize,
+        }
+    }
+}
+
+impl Default for ConnectionCaps {
+    /// The caps for the usual soft limit of 1024 descriptors.
+    fn default() -> Self {
+        ConnectionCaps::for_descriptors(1024)
+    }
+}
+
+/// Why a connection was turned away or ended by the table; the words appear in the refusal summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    UnpairedFull,
+    TooManyFromAddress,
+    TooManyForKey,
+    PairedFull,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::UnpairedFull => "unpaired-full",
+            Refusal::TooManyFromAddress => "address-cap",
+            Refusal::TooManyForKey => "key-cap",
+            Refusal::PairedFull => "paired-full",
+        }
+    }
+}
+
+/// Why the table ended a connection it had admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Its slot went to a newcomer from a less busy address.
+    Evicted,
+    /// The same paired node connected again.
+    Replaced,
+}
+
+impl Ended {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Ended::Evicted => "too many connections from this address",
+            Ended::Replaced => "replaced by a newer connection of this node",
+        }
+    }
+}
+
+/// Live connection counts, for `health` and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ConnectionCounts {
+    pub unpaired: usize,
+    pub paired: usize,
+}
+
+pub(crate) struct ConnectionTable {
+    caps: ConnectionCaps,
+    inner: Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    /// Entry ids grow with time, so the smallest id of an address is its oldest connection.
+    next_id: u64,
+    entries: HashMap<u64, Entry>,
+    unpaired_by_address: HashMap<IpAddr, usize>,
+    counts: ConnectionCounts,
+}
+
+struct Entry {
+    addr: IpAddr,
+    key: Option<KeyId>,
+    paired: bool,
+    stop: CancellationToken,
+    ended: Arc<OnceLock<Ended>>,
+}
+
+impl ConnectionTable {
+    pub(crate) fn new(caps: ConnectionCaps) -> Arc<ConnectionTable> {
+        Arc::new(ConnectionTable { caps, inner: Mutex::new(Table::default()) })
+    }
+
+    pub(crate) fn caps(&self) -> ConnectionCaps {
+        self.caps
+    }
+
+    pub(crate) fn counts(&self) -> ConnectionCounts {
+        self.inner.lock().expect("connection table lock").counts
+    }
+
+    /// Admits a new connection from `addr` as unpaired, before any TLS work. `shutdown` ends it with the
+    /// bridge.
+    pub(crate) fn admit(self: &Arc<Self>, addr: IpAddr, shutdown: &CancellationToken) -> Result<Admission, Refusal> {
+        let mut table = self.inner.lock().expect("connection table lock");
+        let from_here = table.unpaired_by_address.get(&addr).copied().unwrap_or(0);
+        if from_here >= self.caps.unpaired_per_address {
+            return Err(Refusal::TooManyFromAddress);
+        }
+        if table.counts.unpaired >= self.caps.unpaired {
+            let (busiest, held) = table
+                .unpaired_by_address
+                .iter()
+                .max_by_key(|(_, held)| **held)
+                .map(|(addr, held)| (*addr, *held))
+                .expect("a full pool has addresses");
+            if held <= from_here + 1 {
+                return Err(Refusal::UnpairedFull);
+            }
+            let oldest = table
+                .entries
+                .iter()
+                .filter(|(_, e)| !e.paired && e.addr == busiest)
+                .map(|(id, _)| *id)
+                .min()
+                .expect("the busiest address holds entries");
+            table.remove(oldest, Some(Ended::Evicted));
+        }
+        table.next_id += 1;
+        let id = table.next_id;
+        let stop = shutdown.child_token();
+        let ended = Arc::new(OnceLock::new());
+        table.entries.insert(id, Entry { addr, key: None, paired: false, stop: stop.clone(), ended: ended.clone() });
+        *table.unpaired_by_address.entry(addr).or_default() += 1;
+        table.counts.unpaired += 1;
+        Ok(Admission { table: self.clone(), id, stop, ended })
+    }
+}
+
+impl Table {
+    /// Drops an entry; with `ended`, also stops its connection and says why.
+    fn remove(&mut self, id: u64, ended: Option<Ended>) {
+        let Some(entry) = self.entries.remove(&id) else { return };
+        if entry.paired {
+            self.counts.paired -= 1;
+        } else {
+            self.counts.unpaired -= 1;
+            if let Some(held) = self.unpaired_by_address.get_mut(&entry.addr) {
+                *held -= 1;
+                if *held == 0 {
+                    self.unpaired_by_address.remove(&entry.addr);
+                }
+            }
+        }
+        if let Some(why) = ended {
+            let _ = entry.ended.set(why);
+            entry.stop.cancel();
+        }
+    }
+
+    fn ids_of_key(&self, key: &KeyId, paired: bool) -> Vec<u64> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.paired == paired && e.key.as_ref() == Some(key))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+}
+
+/// One connection's place in the table; dropping it frees the place.
+pub(crate) struct Admission {
+    table: Arc<ConnectionTable>,
+    id: u64,
+    stop: CancellationToken,
+    ended: Arc<OnceLock<Ended>>,
+}
+
+impl Admission {
+    /// Records the key the TLS handshake proved; refused when that key already holds its unpaired cap.
+    pub(crate) fn identify(&self, key: KeyId) -> Result<(), Refusal> {
+        let mut table = self.table.inner.lock().expect("connection table lock");
+        if table.ids_of_key(&key, false).len() >= self.table.caps.unpaired_per_key {
+            return Err(Refusal::TooManyForKey);
+        }
+        if let Some(entry) = table.entries.get_mut(&self.id) {
+            entry.key = Some(key);
+        }
+        Ok(())
+    }
+
+    /// Moves the connection to the paired pool once the gateway accepted its key, ending the node's older
+    /// connections.
+    pub(crate) fn promote(&self) -> Result<(), Refusal> {
+        let mut table = self.table.inner.lock().expect("connection table lock");
+        let Some(key) = table.entries.get(&self.id).and_then(|e| e.key) else {
+            return Err(Refusal::TooManyForKey);
+        };
+        let older = table.ids_of_key(&key, true);
+        if table.counts.paired - older.len() >= self.table.caps.paired {
+            return Err(Refusal::PairedFull);
+        }
+        for id in older {
+            table.remove(id, Some(Ended::Replaced));
+        }
+        let entry = table.entries.get_mut(&self.id).expect("a live admission has its entry");
+        if entry.paired {
+            return Ok(());
+        }
+        entry.paired = true;
+        let addr = entry.addr;
+        table.counts.unpaired -= 1;
+        table.counts.paired += 1;
+        if let Some(held) = table.unpaired_by_address.get_mut(&addr) {
+            *held -= 1;
+            if *held == 0 {
+                table.unpaired_by_address.remove(&addr);
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves when the connection must end: the bridge stops, or the table evicted or replaced it.
+    pub(crate) async fn stopped(&self) {
+        self.stop.cancelled().await
+    }
+
+    /// Why [`Admission::stopped`] resolved: `None` when the bridge is shutting down.
+    pub(crate) fn ended(&self) -> Option<Ended> {
+        self.ended.get().copied()
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.table.inner.lock().expect("connection table lock").remove(self.id, None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(unpaired: usize, per_address: usize, paired: usize) -> ConnectionCaps {
+        ConnectionCaps { unpaired, unpaired_per_address: per_address, unpaired_per_key: 2, paired }
+    }
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([10, 0, 0, last])
+    }
+
+    #[test]
+    fn per_address_cap_then_freed_on_drop() {
+        let table = ConnectionTable::new(caps(10, 2, 10));
+        let stop = CancellationToken::new();
+        let a = table.admit(ip(1), &stop).unwrap();
+        let _b = table.admit(ip(1), &stop).unwrap();
+        assert_eq!(table.admit(ip(1), &stop).err(), Some(Refusal::TooManyFromAddress));
+        table.admit(ip(2), &stop).unwrap();
+        drop(a);
+        table.admit(ip(1), &stop).unwrap();
+    }
+
+    #[test]
+    fn a_full_pool_gives_the_busiest_address_oldest_slot_to_a_newcomer() {
+        let table = ConnectionTable::new(caps(4, 3, 10));
+        let stop = CancellationToken::new();
+        let first = table.admit(ip(1), &stop).unwrap();
+        let second = table.admit(ip(1), &stop).unwrap();
+        let third = table.admit(ip(1), &stop).unwrap();
+        let other = table.admit(ip(2), &stop).unwrap();
+        let newcomer = table.admit(ip(3), &stop).unwrap();
+        assert_eq!(first.ended(), Some(Ended::Evicted));
+        assert!(first.stop.is_cancelled());
+        assert!(second.ended().is_none() && third.ended().is_none() && other.ended().is_none());
+        assert_eq!(table.counts().unpaired, 4);
+        // Now 1.1 holds 2, 1.2 and 1.3 one each: a fourth address still gets in, a second one from 1.3
+        // would only even out what it already has, so it waits.
+        let _fourth = table.admit(ip(4), &stop).unwrap();
+        assert_eq!(second.ended(), Some(Ended::Evicted));
+        assert_eq!(table.admit(ip(3), &stop).err(), Some(Refusal::UnpairedFull));
+        drop(newcomer);
+    }
+
+    #[test]
+    fn paired_nodes_have_their_own_pool() {
+        let table = ConnectionTable::new(caps(2, 2, 1));
+        let stop = CancellationToken::new();
+        let node = table.admit(ip(9), &stop).unwrap();
+        node.identify(KeyId::of_spki(b"node")).unwrap();
+        node.promote().unwrap();
+        let _s1 = table.admit(ip(1), &stop).unwrap();
+        let _s2 = table.admit(ip(1), &stop).unwrap();
+        assert_eq!(table.counts(), ConnectionCounts { unpaired: 2, paired: 1 });
+        // The paired pool is full: a second paired key is refused at promotion, not before.
+        let other = table.admit(ip(8), &stop).unwrap();
+        other.identify(KeyId::of_spki(b"other")).unwrap();
+        assert_eq!(other.promote().err(), Some(Refusal::PairedFull));
+    }
+
+    #[test]
+    fn one_key_holds_few_unpaired_and_one_paired_connection() {
+        let table = ConnectionTable::new(caps(10, 10, 10));
+        let stop = CancellationToken::new();
+        let key = KeyId::of_spki(b"k");
+        let a = table.admit(ip(1), &stop).unwrap();
+        a.identify(key).unwrap();
+        let b = table.admit(ip(2), &stop).unwrap();
+        b.identify(key).unwrap();
+        let c = table.admit(ip(3), &stop).unwrap();
+        assert_eq!(c.identify(key).err(), Some(Refusal::TooManyForKey));
+        a.promote().unwrap();
+        b.promote().unwrap();
+        assert_eq!(a.ended(), Some(Ended::Replaced));
+        assert!(a.stop.is_cancelled());
+        assert_eq!(table.counts(), ConnectionCounts { unpaired: 1, paired: 1 });
+    }
+
+    #[test]
+    fn caps_fit_the_descriptor_limit() {
+        for limit in [256, 1024, 65_536, 1 << 20] {
+            let caps = ConnectionCaps::for_descriptors(limit);
+            let worst = RESERVED_DESCRIPTORS
+                + caps.unpaired as u64 * DESCRIPTORS_PER_UNPAIRED
+                + caps.paired as u64 * DESCRIPTORS_PER_PAIRED;
+            assert!(worst <= limit, "{limit}: {caps:?} needs {worst}");
+            assert!(caps.paired >= caps.unpaired, "{limit}: {caps:?}");
+        }
+        assert!(ConnectionCaps::for_descriptors(65_536).paired >= 10_000);
+    }
+}

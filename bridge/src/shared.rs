@@ -1,0 +1,20 @@
+//! What every connection of one bridge shares. Its own module so the listener and the session code both
+//! depend on it, not on each other.
+
+use crate::config::BridgeConfig;
+use crate::connections::ConnectionTable;
+use crate::ratelimit::Limiter;
+use certs::KeyId;
+use node_kit::refusals::RefusalLog;
+use std::sync::Arc;
+use tokio_rustls::TlsAcceptor;
+
+pub(crate) struct BridgeShared {
+    pub config: BridgeConfig,
+    pub bridge_id: KeyId,
+    pub tls: TlsAcceptor,
+    pub limiter: Limiter,
+    pub connections: Arc<ConnectionTable>,
+    /// Connections turned away, summed up once a minute instead of a line each.
+    pub refusals: RefusalLog,
+}
