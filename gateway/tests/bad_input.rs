@@ -258,3 +258,32 @@ async fn a_silent_peer_is_closed_by_the_keepalive() {
     support::eventually(Duration::from_secs(5), async || (connections().await == 1).then_some(())).await;
     drop(silent);
 }
+
+#[tokio::test]
+async fn wrong_tokens_slow_down_on_their_connection_and_the_right_one_still_works_at_once() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let mut guessing = raw(&gateway).await;
+    let mut waits = Vec::new();
+    for _ in 0..7 {
+        let asked = std::time::Instant::now();
+        send(&mut guessing, &connect_frame("wrong-token")).await;
+        let answer = next_json(&mut guessing).await.expect("a refusal, and the connection stays open");
+        assert_eq!(answer["error"]["code"], "UNAUTHORIZED");
+        waits.push(asked.elapsed());
+    }
+    // Three are answered at once; from the fourth each answer waits 100 ms, doubling.
+    let first_three: Duration = waits[..3].iter().sum();
+    assert!(first_three < Duration::from_millis(150), "{waits:?}");
+    for (wait, at_least) in waits[3..].iter().zip([100, 200, 400, 800]) {
+        assert!(*wait >= Duration::from_millis(at_least), "{waits:?}");
+    }
+    // The owner's next connection is never slowed by someone else's guesses.
+    let asked = std::time::Instant::now();
+    let mut owner = raw(&gateway).await;
+    send(&mut owner, &connect_frame(&gateway.token)).await;
+    assert_eq!(next_json(&mut owner).await.unwrap()["type"], "hello-ok");
+    assert!(asked.elapsed() < Duration::from_millis(150), "{:?}", asked.elapsed());
+    // The refusals are counted, not logged one by one.
+    let health = gateway.operator().await.request(method::HEALTH, Value::Null).await.unwrap();
+    assert_eq!(health["refusedConnections"]["unauthorized"], 7, "{health}");
+}

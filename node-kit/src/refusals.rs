@@ -14,6 +14,7 @@ pub struct RefusalLog {
     /// What is refused, for the summary ("connections", "gateway tokens").
     what: &'static str,
     window: Mutex<Window>,
+    since_start: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 struct Window {
@@ -42,12 +43,19 @@ pub struct RefusalSummary {
 
 impl RefusalLog {
     pub fn new(what: &'static str) -> RefusalLog {
-        RefusalLog { what, window: Mutex::new(Window::new()) }
+        RefusalLog { what, window: Mutex::new(Window::new()), since_start: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// Refusals since the server started, by reason.
+    pub fn since_start(&self) -> BTreeMap<String, u64> {
+        let counts = self.since_start.lock().expect("refusal log lock");
+        counts.iter().map(|(reason, n)| (reason.to_string(), *n)).collect()
     }
 
     /// Counts one refusal of `from` for `reason` (a short stable word, e.g. `rate-limited`).
     pub fn refused(&self, from: IpAddr, reason: &'static str) {
         tracing::debug!(%from, reason, what = self.what, "refused");
+        *self.since_start.lock().expect("refusal log lock").entry(reason).or_default() += 1;
         let mut window = self.window.lock().expect("refusal log lock");
         window.total += 1;
         *window.by_reason.entry(reason).or_default() += 1;
@@ -113,6 +121,7 @@ mod tests {
         assert_eq!(summary.by_reason[&"rate-limited"], 2);
         assert_eq!(summary.by_reason[&"tls"], 1);
         assert_eq!(log.summarise(), None, "a quiet interval logs nothing");
+        assert_eq!(log.since_start()["rate-limited"], 2);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 #[path = "../../../gateway/tests/support/mod.rs"]
 pub mod gw;
 
+use bridge::connections::ConnectionCounts;
 use bridge::identity::KeyStore;
 use bridge::{Bridge, BridgeConfig};
 use certs::{Identity, KeyId, PeerKeyVerifier, Pin};
@@ -28,6 +29,8 @@ use tokio::sync::oneshot;
 pub struct TestBridge {
     pub addr: SocketAddr,
     pub id: KeyId,
+    /// The live connection counts of the bridge's table.
+    pub counts: Arc<dyn Fn() -> ConnectionCounts + Send + Sync>,
     config: BridgeConfig,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -47,13 +50,13 @@ impl TestBridge {
 
     async fn run(mut config: BridgeConfig) -> TestBridge {
         let bridge = Bridge::bind(config.clone()).await.expect("bridge binds");
-        let (addr, id) = (bridge.local_addr(), bridge.id());
+        let (addr, id, counts) = (bridge.local_addr(), bridge.id(), Arc::new(bridge.counts()));
         config.bind = addr;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(bridge.run(async {
             let _ = stopped.await;
         }));
-        TestBridge { addr, id, config, stop: Some(stop), task: Some(task) }
+        TestBridge { addr, id, counts, config, stop: Some(stop), task: Some(task) }
     }
 
     /// The bridge's own identity, as kept in its home.
@@ -163,29 +166,64 @@ pub struct RawNode {
     pub writer: FrameWriter<RawStream>,
 }
 
+/// A TCP connection to `to` from the local address `from` (any 127.0.0.0/8 address works on loopback), so
+/// one test can be several hosts to the bridge's per-address limits.
+pub async fn tcp_from(from: std::net::IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(from, 0))?;
+    socket.connect(to).await
+}
+
+/// A TLS session to the bridge over `tcp`, pinned to `bridge`.
+pub async fn tls_over(tcp: TcpStream, identity: &Identity, bridge: KeyId) -> std::io::Result<RawStream> {
+    let tls = identity.client_config(PeerKeyVerifier::new(Pin::Key(bridge))).unwrap();
+    let name = certs::rustls::pki_types::ServerName::try_from("lanyard").unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(name, tcp).await
+}
+
+/// The WebSocket upgrade over a TLS session to the bridge at `addr`.
+pub async fn websocket_over(
+    stream: RawStream,
+    addr: SocketAddr,
+) -> Result<tokio_tungstenite::WebSocketStream<RawStream>, tokio_tungstenite::tungstenite::Error> {
+    let config = connection::websocket_config(node_kit::protocol::MAX_FRAME_BYTES);
+    Ok(tokio_tungstenite::client_async_with_config(format!("wss://{addr}/"), stream, Some(config)).await?.0)
+}
+
+/// The `connect` a raw node sends.
+pub fn raw_connect(identity: &Identity, advert: Option<NodeAdvert>) -> ConnectParams {
+    ConnectParams {
+        min_protocol: PROTOCOL_VERSION,
+        max_protocol: PROTOCOL_VERSION,
+        client: ClientInfo {
+            instance_id: identity.id().to_string(),
+            mode: ClientMode::Node,
+            platform: "test".into(),
+            version: "0".into(),
+            display_name: None,
+        },
+        auth: None,
+        node: advert,
+    }
+}
+
 impl RawNode {
     pub async fn connect(addr: SocketAddr, identity: &Identity, bridge: KeyId, advert: Option<NodeAdvert>) -> RawNode {
-        let tls = identity.client_config(PeerKeyVerifier::new(Pin::Key(bridge))).unwrap();
         let tcp = TcpStream::connect(addr).await.unwrap();
-        let name = certs::rustls::pki_types::ServerName::try_from("lanyard").unwrap();
-        let stream = tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(name, tcp).await.unwrap();
-        let config = connection::websocket_config(node_kit::protocol::MAX_FRAME_BYTES);
-        let (ws, _) =
-            tokio_tungstenite::client_async_with_config(format!("wss://{addr}/"), stream, Some(config)).await.unwrap();
-        let (reader, mut writer) = connection::split(ws);
-        let connect = ConnectParams {
-            min_protocol: PROTOCOL_VERSION,
-            max_protocol: PROTOCOL_VERSION,
-            client: ClientInfo {
-                instance_id: identity.id().to_string(),
-                mode: ClientMode::Node,
-                platform: "test".into(),
-                version: "0".into(),
-                display_name: None,
-            },
-            auth: None,
-            node: advert,
-        };
+        RawNode::over(tcp, addr, identity, bridge, advert).await
+    }
+
+    /// [`RawNode::connect`] over a TCP connection the test opened (from an address of its choice).
+    pub async fn over(
+        tcp: TcpStream,
+        addr: SocketAddr,
+        identity: &Identity,
+        bridge: KeyId,
+        advert: Option<NodeAdvert>,
+    ) -> RawNode {
+        let stream = tls_over(tcp, identity, bridge).await.unwrap();
+        let (reader, mut writer) = connection::split(websocket_over(stream, addr).await.unwrap());
+        let connect = raw_connect(identity, advert);
         writer.send(&Frame::Connect(connect)).await.unwrap();
         let mut node = RawNode { reader, writer };
         match node.next_frame().await {

@@ -25,6 +25,7 @@ impl Health {
             },
             presence: if owner_view { state.presence.list() } else { Vec::new() },
             requests: if owner_view { state.requests_by_method() } else { Default::default() },
+            refused_connections: if owner_view { state.refusals.since_start() } else { Default::default() },
             limits: state.config.limits.clone().filter(|_| owner_view),
         };
         Ok(serde_json::to_value(payload).expect("health serialises"))

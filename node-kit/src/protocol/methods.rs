@@ -277,6 +277,9 @@ pub struct HealthPayload {
     /// Requests received since start, by method; names the server does not know count as `(unknown)`.
     #[serde(default)]
     pub requests: std::collections::BTreeMap<String, u64>,
+    /// Connections refused at `connect` since start, by reason (`unauthorized`, `invalid`, `not-paired`, …).
+    #[serde(default)]
+    pub refused_connections: std::collections::BTreeMap<String, u64>,
     /// The limits in force in the serving process (shown to operators only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<LimitsHealth>,

@@ -1,0 +1,305 @@
+//! Strangers on the LAN are cheap (security.md 3.28–3.32): an unpaired peer can make the bridge hold only
+//! a few KB, the caps keep strangers from filling the bridge against a paired node, one key holds only its
+//! cap of connections and gateway links, and every over-long string a peer sends is refused at the bridge.
+//! Strangers come from several loopback addresses (127.0.0.2…), as several hosts would.
+
+mod support;
+
+use bridge::connections::{ConnectionCaps, ConnectionCounts};
+use certs::Identity;
+use futures_util::{SinkExt, StreamExt};
+use node_kit::node::Node;
+use node_kit::pairing::PairedBridge;
+use node_kit::protocol::{
+    AgentParams, ClientInfo, ErrorCode, Frame, MAX_CODE_LEN, MAX_NAME_LEN, Scope, UNPAIRED_MAX_FRAME_BYTES, method,
+    nonce_commitment, pairing_nonce,
+};
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+use support::gw::messages_api::{MessagesApi, Reply};
+use support::gw::{TestGateway, claude_binary, eventually};
+use support::{RawNode, TestBridge, gateway_requests, raw_connect, tcp_from, tls_over, websocket_over};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+
+fn stranger_address(n: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + n as u8))
+}
+
+/// The process's resident memory in bytes, from /proc.
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .unwrap();
+    kb * 1024
+}
+
+/// A text fragment without its final frame (FIN unset), or a continuation of one.
+fn fragment(len: usize, first: bool) -> Message {
+    let opcode = if first { OpCode::Data(Data::Text) } else { OpCode::Data(Data::Continue) };
+    Message::Frame(WsFrame::message(vec![b'x'; len], opcode, false))
+}
+
+/// Waits for the bridge's close frame and returns its code.
+async fn close_code(ws: &mut tokio_tungstenite::WebSocketStream<support::RawStream>) -> Option<CloseCode> {
+    let read = async {
+        while let Some(message) = ws.next().await {
+            match message {
+                Ok(Message::Close(frame)) => return frame.map(|f| f.code),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+        None
+    };
+    tokio::time::timeout(Duration::from_secs(10), read).await.expect("closed in time")
+}
+
+#[tokio::test]
+async fn unfinished_fragmented_messages_are_cut_at_the_unpaired_limit_and_memory_stays_flat() {
+    const PEERS: usize = 200;
+    let gateway = TestGateway::start(|_| {}).await;
+    let bridge = TestBridge::start(&gateway, |config| {
+        config.caps = ConnectionCaps { unpaired: 2 * PEERS, unpaired_per_address: 8, ..ConnectionCaps::default() };
+        config.limits.handshakes_per_address = bridge::ratelimit::Rate::per_second(100, 100);
+    })
+    .await;
+
+    // Each stranger gets through TLS, WebSocket and connect, then starts a text message it never finishes,
+    // just under the limit: the most an unpaired peer can make the bridge hold.
+    let before = rss_bytes();
+    let mut peers = Vec::new();
+    for n in 0..PEERS {
+        let tcp = tcp_from(stranger_address(n / 8), bridge.addr).await.unwrap();
+        let identity = Identity::generate();
+        let mut ws = websocket_over(tls_over(tcp, &identity, bridge.id).await.unwrap(), bridge.addr).await.unwrap();
+        ws.send(Message::text(Frame::Connect(raw_connect(&identity, None)).to_text())).await.unwrap();
+        let Some(Ok(Message::Text(hello))) = ws.next().await else { panic!("no hello-ok") };
+        assert!(hello.contains("hello-ok"), "{hello}");
+        ws.send(fragment(UNPAIRED_MAX_FRAME_BYTES - 1024, true)).await.unwrap();
+        peers.push(ws);
+    }
+    assert_eq!((bridge.counts)(), ConnectionCounts { unpaired: PEERS, paired: 0 });
+    let grown = rss_bytes().saturating_sub(before);
+    // Both ends of every connection live in this process. Before the unpaired limit, each such peer pinned
+    // about 8 MB of the bridge's memory (1.6 GB for 200).
+    assert!(grown < 64 << 20, "{PEERS} strangers grew the process by {} MB", grown >> 20);
+
+    // One more fragment takes each past the limit: closed with 1009, message too big.
+    for ws in &mut peers {
+        ws.send(fragment(2048, false)).await.unwrap();
+    }
+    for ws in &mut peers {
+        assert_eq!(close_code(ws).await, Some(CloseCode::Size));
+    }
+    eventually(Duration::from_secs(10), async || ((bridge.counts)().unpaired == 0).then_some(())).await;
+
+    // A single oversize frame is refused from its header, before its body is read.
+    let tcp = tcp_from(stranger_address(0), bridge.addr).await.unwrap();
+    let identity = Identity::generate();
+    let mut ws = websocket_over(tls_over(tcp, &identity, bridge.id).await.unwrap(), bridge.addr).await.unwrap();
+    assert_refused_as_too_large(&mut ws, "x".repeat(4 << 20)).await;
+}
+
+/// Sends a message far over the unpaired limit. The bridge answers PAYLOAD_TOO_LARGE and closes with
+/// 1009 as soon as it reads the header; as it closes with the body unread, the peer may see a reset before
+/// it reads the answer, which is the one other outcome allowed.
+async fn assert_refused_as_too_large(ws: &mut tokio_tungstenite::WebSocketStream<support::RawStream>, text: String) {
+    let _ = ws.send(Message::text(text)).await;
+    let read = async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(refusal))) => {
+                    let Ok(Frame::Error(refusal)) = Frame::parse(refusal.as_str()) else { panic!("{refusal}") };
+                    assert_eq!(refusal.error.code, ErrorCode::PayloadTooLarge);
+                }
+                Some(Ok(Message::Close(frame))) => return assert_eq!(frame.map(|f| f.code), Some(CloseCode::Size)),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return,
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read).await.expect("closed in time");
+}
+
+#[tokio::test]
+async fn a_paired_node_gets_in_and_is_answered_while_strangers_fill_the_caps() {
+    let Some(claude) = claude_binary() else { return };
+    let api = MessagesApi::start(|_| Reply::text(&["still ", "here"])).await;
+    let gateway = TestGateway::with_claude(claude, &api, |_| {}).await;
+    let caps = ConnectionCaps { unpaired: 16, unpaired_per_address: 4, unpaired_per_key: 2, paired: 4 };
+    let bridge = TestBridge::start(&gateway, |config| config.caps = caps).await;
+    let identity = std::sync::Arc::new(Identity::generate());
+    gateway.pair_node(identity.id(), "owner's phone").await;
+    let paired = PairedBridge {
+        bridge_id: bridge.id,
+        address: bridge.address(),
+        node_id: identity.id(),
+        scopes: vec![Scope::Chat, Scope::Voice],
+    };
+    // A first turn starts the node's claude process, which takes most of a second by itself; the turn
+    // measured below runs in the same conversation, as a phone's next message would.
+    let node = Node::builder(identity.clone(), paired.clone()).connect().await.unwrap();
+    node.agent(AgentParams::new("hello")).await.unwrap().outcome().await.unwrap();
+    node.close();
+
+    // Eight addresses try four connections each: half of them complete TLS and sit in the pairing
+    // dialogue, half open TCP and say nothing. The pool holds 16; the rest are refused before TLS.
+    let mut silent = Vec::new();
+    let mut after_tls = Vec::new();
+    for n in 0..32 {
+        let Ok(tcp) = tcp_from(stranger_address(n % 8), bridge.addr).await else { continue };
+        if n % 2 == 0 {
+            silent.push(tcp);
+        } else if let Ok(tls) = tls_over(tcp, &Identity::generate(), bridge.id).await {
+            after_tls.push(tls);
+        }
+    }
+    eventually(Duration::from_secs(10), async || ((bridge.counts)().unpaired == caps.unpaired).then_some(())).await;
+
+    let started = Instant::now();
+    let node = Node::builder(identity.clone(), paired).connect().await.expect("the paired node gets in");
+    let outcome = node.agent(AgentParams::new("are you there?")).await.unwrap().outcome().await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(outcome.result, "still here");
+    assert!(took < Duration::from_secs(1), "connect and agent took {took:?}");
+    assert_eq!((bridge.counts)().paired, 1);
+    // The owner's side is untouched.
+    gateway.operator().await.request(method::HEALTH, serde_json::Value::Null).await.unwrap();
+    node.close();
+    drop((silent, after_tls));
+}
+
+#[tokio::test]
+async fn one_key_from_many_addresses_holds_at_most_its_cap_of_connections_and_gateway_links() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let bridge = TestBridge::start(&gateway, |_| {}).await;
+    let cap = ConnectionCaps::default().unpaired_per_key;
+    let identity = Identity::generate();
+    let mut admitted = Vec::new();
+    for n in 0..6 {
+        let tcp = tcp_from(stranger_address(n), bridge.addr).await.unwrap();
+        let Ok(tls) = tls_over(tcp, &identity, bridge.id).await else { continue };
+        let Ok(mut ws) = websocket_over(tls, bridge.addr).await else { continue };
+        ws.send(Message::text(Frame::Connect(raw_connect(&identity, None)).to_text())).await.unwrap();
+        // Over the cap, the bridge closes right after TLS, before answering connect.
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap() {
+            Some(Ok(Message::Text(hello))) if hello.contains("hello-ok") => admitted.push(ws),
+            _ => {}
+        }
+    }
+    assert_eq!(admitted.len(), cap);
+    // Each admitted connection files its request, which holds a link to the gateway while it waits.
+    for ws in &mut admitted {
+        let nonce = pairing_nonce();
+        for (id, method, params) in [
+            (
+                "1",
+                method::PAIR_REQUEST,
+                serde_json::json!({"name": "k", "platform": "t", "scopes": ["chat"], "nonceCommitment": nonce_commitment(&nonce)}),
+            ),
+            ("2", method::PAIR_CONFIRM, serde_json::json!({ "nonce": nonce })),
+        ] {
+            let req = serde_json::json!({"type": "req", "id": id, "method": method, "params": params});
+            ws.send(Message::text(req.to_string())).await.unwrap();
+            let Some(Ok(Message::Text(answer))) = ws.next().await else { panic!("no answer") };
+            assert!(answer.contains("\"ok\":true"), "{answer}");
+        }
+    }
+    assert_eq!((bridge.counts)(), ConnectionCounts { unpaired: cap, paired: 0 });
+    let health = gateway.operator().await.request(method::HEALTH, serde_json::Value::Null).await.unwrap();
+    // The bridge's pairing links, plus the operator asking.
+    assert_eq!(health["connections"].as_u64().unwrap(), cap as u64 + 1, "{health}");
+}
+
+#[tokio::test]
+async fn over_long_peer_strings_are_refused_at_the_bridge_and_never_reach_the_gateway() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let bridge = TestBridge::start(&gateway, |config| {
+        config.limits.pairing_codes_per_address = bridge::ratelimit::Rate::per_second(100, 100);
+    })
+    .await;
+
+    // In connect: a display name a little too long is INVALID_REQUEST naming the field; a huge one never
+    // fits in the unpaired frame limit.
+    for length in [MAX_NAME_LEN + 1, 4_000_000] {
+        let identity = Identity::generate();
+        let tcp = tokio::net::TcpStream::connect(bridge.addr).await.unwrap();
+        let mut ws = websocket_over(tls_over(tcp, &identity, bridge.id).await.unwrap(), bridge.addr).await.unwrap();
+        let mut connect = raw_connect(&identity, None);
+        connect.client = ClientInfo { display_name: Some("n".repeat(length)), ..connect.client };
+        if length > UNPAIRED_MAX_FRAME_BYTES {
+            assert_refused_as_too_large(&mut ws, Frame::Connect(connect).to_text()).await;
+            continue;
+        }
+        ws.send(Message::text(Frame::Connect(connect).to_text())).await.unwrap();
+        let Some(Ok(Message::Text(refusal))) = ws.next().await else { panic!("no refusal") };
+        let Frame::Error(refusal) = Frame::parse(refusal.as_str()).unwrap() else { panic!("{refusal}") };
+        assert_eq!(refusal.error.code, ErrorCode::InvalidRequest, "{}", refusal.error.message);
+        assert_eq!(refusal.error.details.unwrap()["field"], "client.displayName");
+    }
+    // A paired node's connect is checked the same way, before its link to the gateway opens.
+    let paired = Identity::generate();
+    gateway.pair_node(paired.id(), "phone").await;
+    let tcp = tokio::net::TcpStream::connect(bridge.addr).await.unwrap();
+    let mut ws = websocket_over(tls_over(tcp, &paired, bridge.id).await.unwrap(), bridge.addr).await.unwrap();
+    let mut connect = raw_connect(&paired, None);
+    connect.client.platform = "p".repeat(1000);
+    ws.send(Message::text(Frame::Connect(connect).to_text())).await.unwrap();
+    let Some(Ok(Message::Text(refusal))) = ws.next().await else { panic!("no refusal") };
+    assert!(refusal.contains("INVALID_REQUEST") && refusal.contains("client.platform"), "{refusal}");
+
+    // In the pairing dialogue: a code, a name, a model. (The gateway saw one pair.submit: the pairing above.)
+    let submitted = gateway_requests(&gateway, method::PAIR_SUBMIT).await;
+    let mut raw = RawNode::connect(bridge.addr, &Identity::generate(), bridge.id, None).await;
+    let long_code = "C".repeat(MAX_CODE_LEN + 1);
+    let long_name = "n".repeat(MAX_NAME_LEN + 1);
+    let nonce = nonce_commitment(&pairing_nonce());
+    for (method_name, params, field) in [
+        (
+            method::PAIR_REDEEM,
+            serde_json::json!({"code": long_code, "name": "x", "platform": "t", "scopes": ["chat"]}),
+            "code",
+        ),
+        (
+            method::PAIR_REDEEM,
+            serde_json::json!({"code": "c", "name": long_name, "platform": "t", "scopes": ["chat"]}),
+            "name",
+        ),
+        (
+            method::PAIR_REQUEST,
+            serde_json::json!({"name": "x", "platform": "t", "model": "m".repeat(129), "scopes": ["chat"], "nonceCommitment": nonce}),
+            "model",
+        ),
+    ] {
+        let req = serde_json::json!({"type": "req", "id": "r", "method": method_name, "params": params});
+        raw.writer.send_text(req.to_string().into()).await.unwrap();
+        let Frame::Res(res) = raw.next_frame().await else { panic!("expected an answer") };
+        let refusal = res.outcome.unwrap_err();
+        assert_eq!(refusal.code, ErrorCode::InvalidRequest, "{method_name} {field}");
+        assert_eq!(refusal.details.unwrap()["field"], field);
+    }
+    // A 3 MB code does not fit in a frame at all.
+    let tcp = tokio::net::TcpStream::connect(bridge.addr).await.unwrap();
+    let identity = Identity::generate();
+    let mut ws = websocket_over(tls_over(tcp, &identity, bridge.id).await.unwrap(), bridge.addr).await.unwrap();
+    ws.send(Message::text(Frame::Connect(raw_connect(&identity, None)).to_text())).await.unwrap();
+    ws.next().await.unwrap().unwrap();
+    let req = serde_json::json!({"type": "req", "id": "r", "method": method::PAIR_REDEEM,
+        "params": {"code": "C".repeat(3 << 20), "name": "x", "platform": "t", "scopes": ["chat"]}});
+    assert_refused_as_too_large(&mut ws, req.to_string()).await;
+
+    assert_eq!(gateway_requests(&gateway, method::PAIR_REDEEM).await, 0, "a pair.redeem reached the gateway");
+    let health = gateway.operator().await.request(method::HEALTH, serde_json::Value::Null).await.unwrap();
+    // Unpaired keys are refused there as `not-paired`: what the bridge refused never got that far.
+    assert_eq!(health["refusedConnections"].get("invalid"), None, "a connect reached the gateway: {health}");
+    assert_eq!(gateway_requests(&gateway, method::PAIR_SUBMIT).await, submitted, "a pair.request reached the gateway");
+}
