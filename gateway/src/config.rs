@@ -31,6 +31,8 @@ pub struct GatewayConfig {
     pub pairing: PairingConfig,
     /// How often refused connects are summed up in one INFO line.
     pub refusal_summary_every: Duration,
+    /// How often changed last-seen times are written to the paired-node store.
+    pub last_seen_save_every: Duration,
     /// The process's limits as the app sized them, reported by `health`.
     pub limits: Option<node_kit::protocol::LimitsHealth>,
 }
@@ -68,6 +70,7 @@ impl GatewayConfig {
             idempotency_capacity: 4096,
             pairing: PairingConfig::default(),
             refusal_summary_every: Duration::from_secs(60),
+            last_seen_save_every: Duration::from_secs(60),
             limits: None,
         }
     }

@@ -107,13 +107,37 @@ impl Gateway {
             let stop = stop.clone();
             async move { state.refusals.summarise_every(state.config.refusal_summary_every, stop).await }
         });
+        let last_seen = tokio::spawn(save_last_seen_every(self.state.clone(), stop.clone()));
         shutdown.await;
         tracing::info!("gateway shutting down");
         stop.cancel();
         while accepts.join_next().await.is_some() {}
         let _ = summaries.await;
+        let _ = last_seen.await;
         self.state.refusals.summarise();
+        save_last_seen(&self.state);
         self.state.agent.shutdown().await;
+    }
+}
+
+/// Writes the nodes' last-seen times once a minute when they changed: connecting never waits for a write.
+async fn save_last_seen_every(state: Arc<GatewayState>, stop: CancellationToken) {
+    let every = state.config.last_seen_save_every;
+    let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            _ = timer.tick() => {
+                let state = state.clone();
+                let _ = tokio::task::spawn_blocking(move || save_last_seen(&state)).await;
+            }
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
+fn save_last_seen(state: &GatewayState) {
+    if let Err(e) = state.paired.save_last_seen() {
+        tracing::warn!(error = %e, "cannot record when nodes were last seen");
     }
 }
 

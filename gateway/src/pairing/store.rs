@@ -10,10 +10,13 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub struct PairedStore {
     path: PathBuf,
     nodes: Mutex<BTreeMap<KeyId, PairedNode>>,
+    /// Last-seen times changed in memory since the file was written.
+    last_seen_unsaved: AtomicBool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -23,8 +26,6 @@ struct StoreFile {
 }
 
 const STORE_VERSION: u32 = 1;
-/// How stale the last-seen time on disk may get.
-const LAST_SEEN_WRITE_MS: u64 = 60_000;
 
 impl PairedStore {
     /// Reads the store at `path`; a missing file is an empty store. An unreadable file is an error, not
@@ -51,7 +52,7 @@ impl PairedStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(e),
         };
-        Ok(PairedStore { path, nodes: Mutex::new(nodes) })
+        Ok(PairedStore { path, nodes: Mutex::new(nodes), last_seen_unsaved: AtomicBool::new(false) })
     }
 
     pub fn get(&self, node_id: &KeyId) -> Option<PairedNode> {
@@ -81,22 +82,23 @@ impl PairedStore {
         self.change(|nodes| nodes.remove(node_id).is_some())
     }
 
-    /// Records that the node was just seen. The file is rewritten at most once a minute per node: a node
-    /// that reconnects often should not cost a synced write each time; a later write carries the newer time.
-    pub fn touch(&self, node_id: &KeyId) -> io::Result<()> {
-        let now = now_ms();
-        {
-            let mut nodes = self.nodes.lock().expect("store lock");
-            match nodes.get_mut(node_id) {
-                None => return Ok(()),
-                Some(node) if now.saturating_sub(node.last_seen_ms) < LAST_SEEN_WRITE_MS => {
-                    node.last_seen_ms = now;
-                    return Ok(());
-                }
-                Some(_) => {}
-            }
+    /// Records, in memory, that the node was just seen. Connecting must not cost a synced write of the
+    /// whole store (10,000 nodes reconnecting after a restart would write it 10,000 times):
+    /// [`PairedStore::save_last_seen`] writes every changed time at once, which the gateway does once a
+    /// minute and when it stops.
+    pub fn touch(&self, node_id: &KeyId) {
+        if let Some(node) = self.nodes.lock().expect("store lock").get_mut(node_id) {
+            node.last_seen_ms = now_ms();
+            self.last_seen_unsaved.store(true, Ordering::Relaxed);
         }
-        self.change(|nodes| nodes.get_mut(node_id).map(|n| n.last_seen_ms = now).is_some()).map(drop)
+    }
+
+    /// Writes the store if a last-seen time changed since the last write. Returns whether it wrote.
+    pub fn save_last_seen(&self) -> io::Result<bool> {
+        if !self.last_seen_unsaved.swap(false, Ordering::Relaxed) {
+            return Ok(false);
+        }
+        self.change(|_| true).inspect_err(|_| self.last_seen_unsaved.store(true, Ordering::Relaxed))
     }
 
     /// Applies `edit` and, when it changed something, writes the whole store. The lock is held through the
@@ -107,6 +109,8 @@ impl PairedStore {
         if !edit(&mut edited) {
             return Ok(false);
         }
+        // Every write carries the latest last-seen times.
+        self.last_seen_unsaved.store(false, Ordering::Relaxed);
         let file = StoreFile { version: STORE_VERSION, nodes: edited.values().cloned().collect() };
         let bytes = serde_json::to_vec_pretty(&file).expect("the store serialises");
         storage::write_private_file(&self.path, &bytes)?;
@@ -148,20 +152,24 @@ mod tests {
     }
 
     #[test]
-    fn last_seen_reaches_the_disk_at_most_once_a_minute() {
+    fn last_seen_reaches_the_disk_only_when_saved() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("paired-nodes.json");
         let store = PairedStore::load(path.clone()).unwrap();
         store.add(node("a", "phone")).unwrap();
         let id = KeyId::of_spki(b"a");
-        store.touch(&id).unwrap();
+        assert!(!store.save_last_seen().unwrap(), "nothing to save yet");
+        store.touch(&id);
+        store.touch(&KeyId::of_spki(b"unknown"));
+        assert!(store.get(&id).unwrap().last_seen_ms > 1, "kept in memory at once");
+        assert_eq!(PairedStore::load(path.clone()).unwrap().get(&id).unwrap().last_seen_ms, 1, "not written");
+        assert!(store.save_last_seen().unwrap());
         let written = PairedStore::load(path.clone()).unwrap().get(&id).unwrap().last_seen_ms;
-        assert!(written > 1, "a stale time is written at once");
-        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        store.touch(&id).unwrap();
-        assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), modified, "a fresh one is not");
-        assert!(store.get(&id).unwrap().last_seen_ms > written, "but it is kept in memory");
+        assert_eq!(written, store.get(&id).unwrap().last_seen_ms);
+        assert!(!store.save_last_seen().unwrap(), "written once");
+        store.touch(&id);
+        store.rename(&id, "renamed".into()).unwrap();
+        assert!(!store.save_last_seen().unwrap(), "the rename's write carried the time");
     }
 
     #[test]
