@@ -98,6 +98,7 @@ pub struct ClientBuilder {
     handler: Option<Arc<dyn CommandHandler>>,
     handshake_timeout: Duration,
     keepalive: Option<Duration>,
+    local_address: Option<std::net::IpAddr>,
 }
 
 /// How often a client pings a silent server by default; two intervals without a word end the connection.
@@ -164,6 +165,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Connects to a bridge from this local address (a device on several networks picks the one to use;
+    /// tests and benchmarks play several hosts on loopback).
+    pub fn local_address(mut self, ip: std::net::IpAddr) -> Self {
+        self.local_address = Some(ip);
+        self
+    }
+
     /// Opens the connection (TCP, TLS for a bridge, WebSocket), sends `connect` and waits for `hello-ok`.
     pub async fn connect(self) -> Result<Client, ClientError> {
         let connect_error = |reason: String| ClientError::Connect { url: self.target.describe(), reason };
@@ -176,7 +184,7 @@ impl ClientBuilder {
             }
             Target::Bridge { addr, tls } => {
                 let opened = async {
-                    let tcp = tokio::net::TcpStream::connect(addr.as_str()).await?;
+                    let tcp = tcp_connect(addr, self.local_address).await?;
                     let _ = tcp.set_nodelay(true);
                     let name = rustls::pki_types::ServerName::try_from("lanyard").expect("a valid DNS name");
                     tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp).await
@@ -498,6 +506,7 @@ impl ClientBuilder {
             handler: None,
             handshake_timeout: Duration::from_secs(10),
             keepalive: Some(DEFAULT_KEEPALIVE),
+            local_address: None,
         }
     }
 }
@@ -601,4 +610,19 @@ pub fn random_id() -> String {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).expect("the OS random source works");
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A TCP connection to `addr`, from `local` when given.
+async fn tcp_connect(addr: &str, local: Option<std::net::IpAddr>) -> std::io::Result<tokio::net::TcpStream> {
+    let Some(local) = local else { return tokio::net::TcpStream::connect(addr).await };
+    let mut last_error = std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, "no address of that family");
+    for remote in tokio::net::lookup_host(addr).await?.filter(|remote| remote.is_ipv4() == local.is_ipv4()) {
+        let socket = if local.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.bind(std::net::SocketAddr::new(local, 0))?;
+        match socket.connect(remote).await {
+            Ok(tcp) => return Ok(tcp),
+            Err(e) => last_error = e,
+        }
+    }
+    Err(last_error)
 }

@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 /// Bytes read from the transport at a time. tungstenite zero-fills its read buffer up to this size before
 /// every read, so its 128 KiB default cost tens of microseconds per frame and a large buffer per idle
 /// connection; nearly every frame is far smaller, and a large one grows the buffer only while it lasts.
-const READ_CHUNK_BYTES: usize = 8 * 1024;
+const READ_CHUNK_BYTES: usize = 2 * 1024;
 /// Outgoing bytes gathered before a write; every send flushes anyway.
 const WRITE_CHUNK_BYTES: usize = 8 * 1024;
 

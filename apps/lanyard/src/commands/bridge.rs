@@ -49,6 +49,11 @@ pub struct BridgeArgs {
     #[arg(long, value_name = "NAME")]
     mdns_name: Option<String>,
 
+    /// Requests one paired device may make per second, all methods together (bursts of 2.5 times as many
+    /// pass); over it a device is answered RATE_LIMITED with the time to wait
+    #[arg(long, default_value_t = 20, value_name = "PER_SECOND")]
+    requests_per_node: u32,
+
     /// The UDP port for mDNS; only tests use another than the standard one
     #[arg(long, hide = true, default_value_t = MdnsConfig::default().port, value_name = "PORT")]
     mdns_port: u16,
@@ -91,6 +96,8 @@ impl BridgeArgs {
         let token = super::load_token(&::gateway::home::bridge_token_path(&home))?;
         let mut config = BridgeConfig::new(home, gateway_url, token.expose().to_string());
         config.caps = caps;
+        let per_second = self.requests_per_node.max(1);
+        config.limits.requests_per_node = ::bridge::ratelimit::Rate::per_second(per_second, per_second * 5 / 2);
         config.bind = SocketAddr::new(self.bridge_bind, self.bridge_port);
         config.key_store = self.key_store.into();
         config.mdns = MdnsConfig {
