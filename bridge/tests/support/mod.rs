@@ -155,7 +155,120 @@ pub async fn gateway_requests(gateway: &TestGateway, method_name: &str) -> u64 {
     health["requests"][method_name].as_u64().unwrap_or(0)
 }
 
+/// The gateway's request counters (`health.requests`), read so that two readings differ only by what
+/// others sent: the `health` calls made to read them are taken off. Every method the gateway answers is
+/// counted, `health` and `pair.*` included, so "no counter moved" can be checked as one equality.
+pub struct GatewayCounters {
+    operator: node_kit::Client,
+    reads: u64,
+}
+
+impl GatewayCounters {
+    pub async fn new(gateway: &TestGateway) -> GatewayCounters {
+        GatewayCounters { operator: gateway.operator().await, reads: 0 }
+    }
+
+    pub async fn read(&mut self) -> std::collections::BTreeMap<String, u64> {
+        self.reads += 1;
+        let health = self.operator.request(method::HEALTH, serde_json::Value::Null).await.unwrap();
+        let mut counts: std::collections::BTreeMap<String, u64> =
+            serde_json::from_value(health["requests"].clone()).unwrap();
+        let own = counts.get_mut(method::HEALTH).expect("this reading is counted");
+        *own -= self.reads;
+        counts.retain(|_, count| *count > 0);
+        counts
+    }
+}
+
+/// A TLS server with a key of its own, as an impostor bridge presents it (the same TLS settings as
+/// `Bridge::bind`), that records how every handshake made with it ended. It never gets further than
+/// TLS: a handshake that completes is what the tests look for. Stops when dropped.
+pub struct TlsImpostor {
+    pub addr: SocketAddr,
+    pub id: KeyId,
+    outcomes: Arc<std::sync::Mutex<Vec<Result<(), String>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TlsImpostor {
+    pub async fn start(bind: SocketAddr) -> TlsImpostor {
+        let identity = Identity::generate();
+        let config = identity.server_config(PeerKeyVerifier::new(Pin::AnyKey)).unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let outcomes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = outcomes.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let (acceptor, seen) = (acceptor.clone(), seen.clone());
+                tokio::spawn(async move {
+                    let outcome = acceptor.accept(tcp).await.map(drop).map_err(|e| e.to_string());
+                    seen.lock().unwrap().push(outcome);
+                });
+            }
+        });
+        TlsImpostor { addr, id: identity.id(), outcomes, task }
+    }
+
+    /// How every handshake so far ended: `Ok` for one that completed, else the error the server saw.
+    pub fn outcomes(&self) -> Vec<Result<(), String>> {
+        self.outcomes.lock().unwrap().clone()
+    }
+}
+
+impl Drop for TlsImpostor {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 pub type RawStream = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// TLS, WebSocket and `connect` by hand, as a node would, up to and including `hello-ok`; the WebSocket
+/// itself, for tests that need to see what the client library hides (close codes).
+pub async fn raw_websocket(
+    addr: SocketAddr,
+    identity: &Identity,
+    bridge: KeyId,
+    advert: Option<NodeAdvert>,
+) -> tokio_tungstenite::WebSocketStream<RawStream> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let tls = identity.client_config(PeerKeyVerifier::new(Pin::Key(bridge))).unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = certs::rustls::pki_types::ServerName::try_from("lanyard").unwrap();
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(name, tcp).await.unwrap();
+    let config = connection::websocket_config(node_kit::protocol::MAX_FRAME_BYTES);
+    let (mut ws, _) =
+        tokio_tungstenite::client_async_with_config(format!("wss://{addr}/"), stream, Some(config)).await.unwrap();
+    let connect = ConnectParams {
+        min_protocol: PROTOCOL_VERSION,
+        max_protocol: PROTOCOL_VERSION,
+        client: ClientInfo {
+            instance_id: identity.id().to_string(),
+            mode: ClientMode::Node,
+            platform: "test".into(),
+            version: "0".into(),
+            display_name: None,
+        },
+        auth: None,
+        node: advert,
+    };
+    ws.send(Message::text(Frame::Connect(connect).to_text())).await.unwrap();
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("hello-ok in time");
+        match message.expect("the bridge answers connect").unwrap() {
+            Message::Text(text) => match Frame::parse(text.as_str()).unwrap() {
+                Frame::HelloOk(_) => return ws,
+                other => panic!("expected hello-ok, got {other:?}"),
+            },
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected hello-ok, got {other:?}"),
+        }
+    }
+}
 
 /// A node below the client library: TLS, WebSocket and `connect` by hand, then frames as the test likes.
 pub struct RawNode {
@@ -165,33 +278,8 @@ pub struct RawNode {
 
 impl RawNode {
     pub async fn connect(addr: SocketAddr, identity: &Identity, bridge: KeyId, advert: Option<NodeAdvert>) -> RawNode {
-        let tls = identity.client_config(PeerKeyVerifier::new(Pin::Key(bridge))).unwrap();
-        let tcp = TcpStream::connect(addr).await.unwrap();
-        let name = certs::rustls::pki_types::ServerName::try_from("lanyard").unwrap();
-        let stream = tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(name, tcp).await.unwrap();
-        let config = connection::websocket_config(node_kit::protocol::MAX_FRAME_BYTES);
-        let (ws, _) =
-            tokio_tungstenite::client_async_with_config(format!("wss://{addr}/"), stream, Some(config)).await.unwrap();
-        let (reader, mut writer) = connection::split(ws);
-        let connect = ConnectParams {
-            min_protocol: PROTOCOL_VERSION,
-            max_protocol: PROTOCOL_VERSION,
-            client: ClientInfo {
-                instance_id: identity.id().to_string(),
-                mode: ClientMode::Node,
-                platform: "test".into(),
-                version: "0".into(),
-                display_name: None,
-            },
-            auth: None,
-            node: advert,
-        };
-        writer.send(&Frame::Connect(connect)).await.unwrap();
-        let mut node = RawNode { reader, writer };
-        match node.next_frame().await {
-            Frame::HelloOk(_) => node,
-            other => panic!("expected hello-ok, got {other:?}"),
-        }
+        let (reader, writer) = connection::split(raw_websocket(addr, identity, bridge, advert).await);
+        RawNode { reader, writer }
     }
 
     /// The next frame, skipping pings; panics on anything else or after 10 s.
