@@ -46,6 +46,57 @@ async fn a_pairing_flood_from_one_address_is_cut_off_and_the_pending_list_stays_
     assert_eq!(gateway_requests(&gateway, method::PAIR_SUBMIT).await, 4, "the bridge's limiter stopped the rest");
 }
 
+/// One pairing dialogue by hand from `source`: `pair.request`, then `pair.confirm`; the confirm's outcome.
+async fn ask_to_pair_from(source: std::net::IpAddr, bridge: &TestBridge) -> Result<Value, ErrorShape> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let identity = certs::Identity::generate();
+    let mut ws = support::raw_websocket_from(Some(source), bridge.addr, &identity, bridge.id, None).await;
+    let nonce = node_kit::protocol::pairing_nonce();
+    let steps = [
+        (
+            method::PAIR_REQUEST,
+            json!({"name": format!("device at {source}"), "platform": "test", "scopes": ["chat"],
+            "nonceCommitment": node_kit::protocol::nonce_commitment(&nonce)}),
+        ),
+        (method::PAIR_CONFIRM, json!({"nonce": nonce})),
+    ];
+    let mut outcome = Ok(Value::Null);
+    for (id, (name, params)) in steps.into_iter().enumerate() {
+        let req = json!({"type": "req", "id": id.to_string(), "method": name, "params": params});
+        ws.send(Message::text(req.to_string())).await.unwrap();
+        outcome = loop {
+            let next = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("answered in time");
+            if let Message::Text(text) = next.unwrap().unwrap()
+                && let Frame::Res(res) = Frame::parse(text.as_str()).unwrap()
+            {
+                break res.outcome;
+            }
+        };
+        outcome.as_ref().map_err(|e| e.clone())?;
+    }
+    outcome
+}
+
+/// The overall bound: 16 requests wait for the owner at most, whoever sent them. Eight devices at eight
+/// addresses file two each (the most one address may have waiting); a ninth address is refused with
+/// `RATE_LIMITED` and the time until the oldest request in the way expires.
+#[tokio::test]
+async fn at_most_16_requests_wait_for_the_owner_in_all() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let bridge = TestBridge::start(&gateway, |_| {}).await;
+    for host in 2..10u8 {
+        for _ in 0..2 {
+            ask_to_pair_from([127, 0, 0, host].into(), &bridge).await.expect("room for this request");
+        }
+    }
+    assert_eq!(pending_requests(&gateway).await.len(), 16);
+    let refused = ask_to_pair_from([127, 0, 0, 10].into(), &bridge).await.expect_err("the list is full");
+    assert_rate_limited(&refused);
+    assert!(refused.retry_after_ms.unwrap() <= 5 * 60 * 1000, "at most a request's lifetime: {refused:?}");
+    assert_eq!(pending_requests(&gateway).await.len(), 16);
+}
+
 #[tokio::test]
 async fn voice_transcripts_are_rate_limited_per_node() {
     let gateway = TestGateway::start(|config| config.agent.claude_path = Some("/nonexistent/claude".into())).await;

@@ -234,10 +234,29 @@ pub async fn raw_websocket(
     bridge: KeyId,
     advert: Option<NodeAdvert>,
 ) -> tokio_tungstenite::WebSocketStream<RawStream> {
+    raw_websocket_from(None, addr, identity, bridge, advert).await
+}
+
+/// [`raw_websocket`] from a source address of the test's choosing (any of 127.0.0.0/8 on loopback), for
+/// tests that play several devices.
+pub async fn raw_websocket_from(
+    source: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    identity: &Identity,
+    bridge: KeyId,
+    advert: Option<NodeAdvert>,
+) -> tokio_tungstenite::WebSocketStream<RawStream> {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     let tls = identity.client_config(PeerKeyVerifier::new(Pin::Key(bridge))).unwrap();
-    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tcp = match source {
+        None => TcpStream::connect(addr).await.unwrap(),
+        Some(source) => {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(SocketAddr::new(source, 0)).unwrap();
+            socket.connect(addr).await.unwrap()
+        }
+    };
     let name = certs::rustls::pki_types::ServerName::try_from("lanyard").unwrap();
     let stream = tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(name, tcp).await.unwrap();
     let config = connection::websocket_config(node_kit::protocol::MAX_FRAME_BYTES);
