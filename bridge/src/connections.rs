@@ -3,10 +3,12 @@
 //! Every accepted connection is an entry from before its TLS handshake to its end. Until the gateway
 //! confirms its key is paired it counts as *unpaired*: against a cap for all addresses together and one per
 //! source address, both checked before any TLS work. Paired nodes count against their own, larger cap, so a
-//! table full of strangers never keeps them out. When the unpaired pool is full, a newcomer from an address
-//! holding fewer unpaired connections than the busiest one takes that address's oldest slot: a stranger
-//! with a few addresses cannot fill the pool against a device arriving from its own address. One key holds
-//! at most a few unpaired connections; a paired node's newer connection replaces its older one.
+//! table full of strangers never keeps them out. Before TLS nobody can tell a paired node from a stranger,
+//! so a full unpaired pool never refuses a newcomer: it ends the oldest connection of the busiest address.
+//! A handshake takes milliseconds and the oldest connections are the ones lingering, so the owner's device
+//! gets through a full pool; what strangers can still do is push each other (and a device waiting to be
+//! approved) out. One key holds at most a few unpaired connections; a paired node's newer connection
+//! replaces its older one.
 
 use certs::KeyId;
 use std::collections::HashMap;
@@ -64,7 +66,6 @@ impl Default for ConnectionCaps {
 /// Why a connection was turned away or ended by the table; the words appear in the refusal summary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    UnpairedFull,
     TooManyFromAddress,
     TooManyForKey,
     PairedFull,
@@ -73,7 +74,6 @@ pub enum Refusal {
 impl Refusal {
     pub fn as_str(self) -> &'static str {
         match self {
-            Refusal::UnpairedFull => "unpaired-full",
             Refusal::TooManyFromAddress => "address-cap",
             Refusal::TooManyForKey => "key-cap",
             Refusal::PairedFull => "paired-full",
@@ -84,7 +84,7 @@ impl Refusal {
 /// Why the table ended a connection it had admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ended {
-    /// Its slot went to a newcomer from a less busy address.
+    /// Its slot in a full unpaired pool went to a newcomer.
     Evicted,
     /// The same paired node connected again.
     Replaced,
@@ -150,23 +150,7 @@ impl ConnectionTable {
             return Err(Refusal::TooManyFromAddress);
         }
         if table.counts.unpaired >= self.caps.unpaired {
-            let (busiest, held) = table
-                .unpaired_by_address
-                .iter()
-                .max_by_key(|(_, held)| **held)
-                .map(|(addr, held)| (*addr, *held))
-                .expect("a full pool has addresses");
-            if held <= from_here + 1 {
-                return Err(Refusal::UnpairedFull);
-            }
-            let oldest = table
-                .entries
-                .iter()
-                .filter(|(_, e)| !e.paired && e.addr == busiest)
-                .map(|(id, _)| *id)
-                .min()
-                .expect("the busiest address holds entries");
-            table.remove(oldest, Some(Ended::Evicted));
+            table.evict_one();
         }
         table.next_id += 1;
         let id = table.next_id;
@@ -180,6 +164,21 @@ impl ConnectionTable {
 }
 
 impl Table {
+    /// Makes room in a full unpaired pool: ends the oldest connection of the busiest address (the oldest
+    /// of all when every address holds as many).
+    fn evict_one(&mut self) {
+        let busiest = self.unpaired_by_address.values().copied().max().unwrap_or(0);
+        let victim = self
+            .entries
+            .iter()
+            .filter(|(_, e)| !e.paired && self.unpaired_by_address.get(&e.addr) == Some(&busiest))
+            .map(|(id, _)| *id)
+            .min();
+        if let Some(id) = victim {
+            self.remove(id, Some(Ended::Evicted));
+        }
+    }
+
     /// Drops an entry; with `ended`, also stops its connection and says why.
     fn remove(&mut self, id: u64, ended: Option<Ended>) {
         let Some(entry) = self.entries.remove(&id) else { return };
@@ -303,24 +302,26 @@ mod tests {
     }
 
     #[test]
-    fn a_full_pool_gives_the_busiest_address_oldest_slot_to_a_newcomer() {
+    fn a_full_pool_ends_the_busiest_address_oldest_connection_for_a_newcomer() {
         let table = ConnectionTable::new(caps(4, 3, 10));
         let stop = CancellationToken::new();
         let first = table.admit(ip(1), &stop).unwrap();
         let second = table.admit(ip(1), &stop).unwrap();
-        let third = table.admit(ip(1), &stop).unwrap();
         let other = table.admit(ip(2), &stop).unwrap();
+        let third = table.admit(ip(1), &stop).unwrap();
         let newcomer = table.admit(ip(3), &stop).unwrap();
         assert_eq!(first.ended(), Some(Ended::Evicted));
         assert!(first.stop.is_cancelled());
         assert!(second.ended().is_none() && third.ended().is_none() && other.ended().is_none());
         assert_eq!(table.counts().unpaired, 4);
-        // Now 1.1 holds 2, 1.2 and 1.3 one each: a fourth address still gets in, a second one from 1.3
-        // would only even out what it already has, so it waits.
+        // 1.1 still holds two: its older one goes next, not 1.2's, though 1.2's is older.
         let _fourth = table.admit(ip(4), &stop).unwrap();
         assert_eq!(second.ended(), Some(Ended::Evicted));
-        assert_eq!(table.admit(ip(3), &stop).err(), Some(Refusal::UnpairedFull));
-        drop(newcomer);
+        assert!(other.ended().is_none());
+        // Now every address holds one: the oldest of all goes.
+        let _fifth = table.admit(ip(5), &stop).unwrap();
+        assert_eq!(other.ended(), Some(Ended::Evicted));
+        assert!(third.ended().is_none() && newcomer.ended().is_none());
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod descriptors;
 mod gateway_link;
 pub mod identity;
 pub mod mdns;
+mod node_side;
 mod pairing;
 pub mod ratelimit;
 mod relay;

@@ -10,7 +10,7 @@
 //! after the unpaired lifetime.
 
 use crate::gateway_link;
-use crate::session::NodeSide;
+use crate::node_side::NodeSide;
 use crate::shared::BridgeShared;
 use node_kit::Client;
 use node_kit::connection::Incoming;

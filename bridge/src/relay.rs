@@ -5,7 +5,7 @@
 
 use crate::acl::{self, AllowedCall};
 use crate::gateway_link::{NodeLink, unavailable};
-use crate::session::NodeSide;
+use crate::node_side::NodeSide;
 use crate::shared::BridgeShared;
 use node_kit::connection::Incoming;
 use node_kit::outbound::WriterTask;

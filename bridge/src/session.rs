@@ -6,12 +6,12 @@
 //! limit: nodes send nothing between `connect` and `hello-ok` (protocol.md), so no bytes are buffered when
 //! the WebSocket is rebuilt around the same TLS stream.
 
-use crate::connections::{Admission, Ended};
+use crate::connections::Admission;
+use crate::node_side::{NodeSide, NodeStream};
 use crate::shared::BridgeShared;
 use crate::{gateway_link, pairing, relay};
-use certs::KeyId;
 use node_kit::connection::{self, FrameReader, FrameWriter, Incoming};
-use node_kit::outbound::{Keepalive, Outbound, WriterTask};
+use node_kit::outbound::WriterTask;
 use node_kit::protocol::{
     ConnectParams, ErrorCode, ErrorFrame, ErrorShape, Frame, HelloOk, Limits, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
     PairedNode, ServerInfo, negotiate_version,
@@ -19,73 +19,21 @@ use node_kit::protocol::{
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-pub(crate) type NodeStream = TlsStream<TcpStream>;
-
 /// How long a paired node is told to wait when the paired pool is full.
 const PAIRED_FULL_RETRY_MS: u64 = 5000;
 
-/// The node's end of a connection, after `connect`: frames in, a bounded queue out, a keepalive, and its
-/// place in the connection table.
-pub(crate) struct NodeSide {
-    pub reader: FrameReader<NodeStream>,
-    pub outbound: Outbound,
-    pub keepalive: Keepalive,
-    pub node_id: KeyId,
-    pub addr: SocketAddr,
-    pub admission: Admission,
-    writer: WriterTask,
-}
-
-impl NodeSide {
-    fn new(
-        ws: WebSocketStream<NodeStream>,
-        shared: &BridgeShared,
-        node_id: KeyId,
-        addr: SocketAddr,
-        admission: Admission,
-    ) -> NodeSide {
-        let (reader, writer) = connection::split(ws);
-        let writer = WriterTask::spawn(writer, shared.config.outbound_queue);
-        NodeSide {
-            reader,
-            outbound: writer.outbound.clone(),
-            keepalive: Keepalive::new(shared.config.keepalive_interval),
-            node_id,
-            addr,
-            admission,
-            writer,
-        }
-    }
-
-    /// Closes gracefully (queued frames first) when `reason` is given, else drops the connection now.
-    pub async fn finish(self, reason: Option<(CloseCode, &'static str)>) {
-        self.writer.finish(reason).await
-    }
-
-    pub fn send_error(&self, error: ErrorShape) {
-        self.outbound.send(Frame::Error(ErrorFrame { error }));
-    }
-
-    /// Why the connection table or the bridge ended this connection, as a close frame.
-    pub fn stop_reason(&self) -> (CloseCode, &'static str) {
-        match self.admission.ended() {
-            Some(Ended::Replaced) => (CloseCode::Policy, Ended::Replaced.reason()),
-            Some(Ended::Evicted) => (CloseCode::Again, Ended::Evicted.reason()),
-            None => (CloseCode::Away, "the bridge is shutting down"),
-        }
-    }
-}
-
+/// Every connection's task holds this future for its whole life, and a future is as large as its largest
+/// state: the handshake's futures (TLS, the WebSocket upgrade, the gateway link) and the long-lived relay
+/// or dialogue are boxed, so an idle connection keeps only what its relay needs.
 pub(crate) async fn serve(tcp: TcpStream, addr: SocketAddr, shared: Arc<BridgeShared>, admission: Admission) {
     let refused = |reason| shared.refusals.refused(addr.ip(), reason);
     let deadline = tokio::time::Instant::now() + shared.config.handshake_timeout;
     let tls = tokio::select! {
-        accepted = tokio::time::timeout_at(deadline, shared.tls.accept(tcp)) => match accepted {
+        accepted = tokio::time::timeout_at(deadline, Box::pin(shared.tls.accept(tcp))) => match accepted {
             Ok(Ok(tls)) => tls,
             Ok(Err(_)) => return refused("tls-failed"),
             Err(_) => return refused("tls-timeout"),
@@ -99,7 +47,7 @@ pub(crate) async fn serve(tcp: TcpStream, addr: SocketAddr, shared: Arc<BridgeSh
         return refused(refusal.as_str());
     }
     let unpaired = connection::websocket_config(shared.config.unpaired_max_frame_bytes);
-    let upgrade = tokio_tungstenite::accept_async_with_config(tls, Some(unpaired));
+    let upgrade = Box::pin(tokio_tungstenite::accept_async_with_config(tls, Some(unpaired)));
     let ws = match tokio::time::timeout_at(deadline, upgrade).await {
         Ok(Ok(ws)) => ws,
         _ => return refused("websocket-failed"),
@@ -113,11 +61,11 @@ pub(crate) async fn serve(tcp: TcpStream, addr: SocketAddr, shared: Arc<BridgeSh
         Ok(connect) => connect,
         Err((error, close)) => {
             refused("connect-refused");
-            return refuse(writer, &shared, error, close, "connect refused").await;
+            return Box::pin(refuse(writer, &shared, error, close, "connect refused")).await;
         }
     };
     let caps = node.as_ref().map(|advert| advert.caps.clone()).unwrap_or_default();
-    match gateway_link::open_node_link(&shared.config, node_id, client, node).await {
+    match Box::pin(gateway_link::open_node_link(&shared.config, node_id, client, node)).await {
         Ok(link) => {
             if let Err(refusal) = admission.promote() {
                 refused(refusal.as_str());
@@ -126,7 +74,7 @@ pub(crate) async fn serve(tcp: TcpStream, addr: SocketAddr, shared: Arc<BridgeSh
                     "this computer has as many paired devices connected as it can hold; retry later",
                     Some(PAIRED_FULL_RETRY_MS),
                 );
-                return refuse(writer, &shared, full, CloseCode::Again, "too many devices").await;
+                return Box::pin(refuse(writer, &shared, full, CloseCode::Again, "too many devices")).await;
             }
             // Paired: the same TLS stream, now with the normal frame limit.
             let tls = connection::reunite(reader, writer).into_inner();
@@ -136,7 +84,7 @@ pub(crate) async fn serve(tcp: TcpStream, addr: SocketAddr, shared: Arc<BridgeSh
             tracing::info!(%addr, node = %node_id, "paired node connected");
             let in_flight = link.hello.limits.max_in_flight;
             side.outbound.send(hello(&shared, link.hello.paired.clone(), crate::acl::node_methods(), in_flight));
-            relay::run(side, link, caps, shared).await
+            Box::pin(relay::run(side, link, caps, shared)).await
         }
         Err(refusal) if refusal.code == ErrorCode::NotPaired => {
             tracing::debug!(%addr, node = %node_id, "unpaired node connected; it may only ask to pair");
@@ -145,11 +93,11 @@ pub(crate) async fn serve(tcp: TcpStream, addr: SocketAddr, shared: Arc<BridgeSh
             let methods = pairing::METHODS.iter().map(|m| m.to_string()).collect();
             // The dialogue answers one request at a time.
             side.outbound.send(hello(&shared, None, methods, 1));
-            pairing::run(side, shared).await
+            Box::pin(pairing::run(side, shared)).await
         }
         Err(refusal) => {
             tracing::info!(%addr, node = %node_id, code = %refusal.code, "node refused");
-            refuse(writer, &shared, refusal, CloseCode::Again, "try again later").await
+            Box::pin(refuse(writer, &shared, refusal, CloseCode::Again, "try again later")).await
         }
     }
 }

@@ -15,7 +15,7 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use support::gw::{TestGateway, eventually};
-use support::{Middleman, TestBridge, gateway_requests, pair, pending_requests, remote};
+use support::{GatewayCounters, Middleman, TestBridge, TlsImpostor, gateway_requests, pair, pending_requests, remote};
 
 /// A node that is not paired may only ask to pair: `agent` is `NOT_PAIRED` and never reaches the gateway.
 #[tokio::test]
@@ -31,20 +31,21 @@ async fn an_unpaired_node_calling_agent_gets_not_paired() {
     assert_eq!(gateway_requests(&gateway, method::AGENT).await, 0);
 }
 
-/// A key the gateway does not know reaches nothing there, whatever it calls.
+/// A key the gateway does not know reaches nothing there, whatever it calls: not one of the gateway's
+/// request counters moves (they count every method, `health` and `pair.*` included).
 #[tokio::test]
 async fn a_node_with_an_unknown_client_key_cannot_reach_the_gateway() {
     let gateway = TestGateway::start(|_| {}).await;
     let bridge = TestBridge::start(&gateway, |_| {}).await;
+    let mut counters = GatewayCounters::new(&gateway).await;
+    let before = counters.read().await;
     let stranger = Identity::generate();
     let client = Client::bridge(bridge.address(), &stranger, Pin::AnyKey).unwrap().connect().await.unwrap();
     for name in [method::HEALTH, method::NODE_LIST, method::NODE_INVOKE, method::SYSTEM_EVENT, method::PAIR_APPROVE] {
         let e = remote(client.request(name, json!({})).await.unwrap_err());
         assert_eq!(e.code, ErrorCode::NotPaired, "{name}");
     }
-    for name in [method::NODE_LIST, method::NODE_INVOKE, method::SYSTEM_EVENT, method::PAIR_APPROVE] {
-        assert_eq!(gateway_requests(&gateway, name).await, 0, "{name} reached the gateway");
-    }
+    assert_eq!(counters.read().await, before, "a call from an unknown key reached the gateway");
 }
 
 /// A paired node's calls outside the ACL (or outside its scopes) are answered by the bridge: the gateway's
@@ -55,19 +56,9 @@ async fn acl_denied_methods_never_reach_the_gateway() {
     let bridge = TestBridge::start(&gateway, |_| {}).await;
     let (identity, paired) = pair(&bridge, &gateway, &[Scope::Chat]).await;
     let node = Node::builder(identity, paired).connect().await.unwrap();
-    let watched = [
-        method::NODE_INVOKE,
-        method::NODE_LIST,
-        method::NODE_DESCRIBE,
-        method::PAIR_APPROVE,
-        method::PAIR_LIST,
-        method::AGENT,
-        "(unknown)",
-    ];
-    let mut before = Vec::new();
-    for name in watched {
-        before.push(gateway_requests(&gateway, name).await);
-    }
+    // Every counter is watched, so `pair.revoke`, `pair.submit` and unknown names are too.
+    let mut counters = GatewayCounters::new(&gateway).await;
+    let before = counters.read().await;
     let denied = [
         (method::NODE_INVOKE, json!({"nodeId": "x", "command": "screen.show", "idempotencyKey": "k"})),
         (method::NODE_LIST, json!({})),
@@ -85,11 +76,11 @@ async fn acl_denied_methods_never_reach_the_gateway() {
     // A voice transcript needs the voice scope, which this node was not granted.
     let voice = AgentParams { channel: AgentChannel::Voice, ..AgentParams::new("turn on the lights") };
     assert_eq!(remote(node.agent(voice).await.unwrap_err()).code, ErrorCode::Forbidden);
-    for (name, before) in watched.into_iter().zip(before) {
-        assert_eq!(gateway_requests(&gateway, name).await, before, "{name} reached the gateway");
-    }
-    // What the ACL allows does reach it.
+    assert_eq!(counters.read().await, before, "a denied call reached the gateway");
+    // What the ACL allows does reach it, and shows in the counters.
     node.request(method::HEALTH, json!({})).await.unwrap();
+    let after = counters.read().await;
+    assert_eq!(after.get(method::HEALTH), Some(&(before.get(method::HEALTH).unwrap_or(&0) + 1)));
 }
 
 /// Revoking closes the node's live connection at once, and the node cannot come back.
@@ -200,18 +191,26 @@ async fn a_reject_leaves_no_record() {
     assert!(!on_disk.contains(&identity.id().to_string()) && !on_disk.contains("Mallory"));
 }
 
-/// Requests not answered in time vanish, and the waiting node is told so.
+/// Requests not answered in time vanish, the waiting node is told so, and the owner's late approval of
+/// that very request pairs nothing.
 #[tokio::test]
 async fn expired_requests_vanish() {
-    let gateway = TestGateway::start(|config| config.pairing.ttl = Duration::from_millis(600)).await;
+    // Long enough for the request to be seen pending on a loaded machine; the expiry itself is awaited.
+    let gateway = TestGateway::start(|config| config.pairing.ttl = Duration::from_secs(2)).await;
     let bridge = TestBridge::start(&gateway, |_| {}).await;
     let identity = Identity::generate();
     let pending = request_pairing(&bridge.address(), &identity, PairingRequest::new("phone", "test")).await.unwrap();
+    let request_id = pending.request_id().to_string();
     assert_eq!(pending_requests(&gateway).await.len(), 1);
-    assert_eq!(remote(pending.approved().await.unwrap_err()).code, ErrorCode::PairingExpired);
+    let expired = tokio::time::timeout(Duration::from_secs(20), pending.approved()).await.expect("told in time");
+    assert_eq!(remote(expired.unwrap_err()).code, ErrorCode::PairingExpired);
     assert!(pending_requests(&gateway).await.is_empty());
-    let late = gateway.operator().await.request(method::PAIR_APPROVE, json!({"requestId": "whatever"})).await;
+    let operator = gateway.operator().await;
+    let late = operator.request(method::PAIR_APPROVE, json!({"requestId": request_id})).await;
     assert_eq!(remote(late.unwrap_err()).code, ErrorCode::PairingExpired);
+    assert_eq!(operator.request(method::PAIR_LIST, json!({})).await.unwrap()["nodes"], json!([]));
+    let again = Client::bridge(bridge.address(), &identity, Pin::Key(bridge.id)).unwrap().connect().await.unwrap();
+    assert!(again.hello().paired.is_none(), "the expired request's key is not paired");
 }
 
 /// The six digits are the same on the node and on the computer, and change from one attempt to the next
@@ -274,4 +273,143 @@ async fn a_man_in_the_middle_of_pairing_shows_the_owner_a_different_sas() {
     assert_ne!(shown.request.sas, pending.sas(), "the screens disagree");
     gateway.operator().await.request(method::PAIR_REJECT, json!({"requestId": shown.request_id})).await.unwrap();
     assert_eq!(remote(pending.approved().await.unwrap_err()).code, ErrorCode::PairingRejected);
+}
+
+/// The commitment must be lower-case hex, as protocol.md says: the same commitment in upper case is
+/// `INVALID_REQUEST`, while in lower case it is accepted. Nothing is filed with the gateway.
+#[tokio::test]
+async fn a_commitment_in_upper_case_hex_is_refused() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let bridge = TestBridge::start(&gateway, |_| {}).await;
+    let mut counters = GatewayCounters::new(&gateway).await;
+    let before = counters.read().await;
+    let client = Client::bridge(bridge.address(), &Identity::generate(), Pin::AnyKey).unwrap().connect().await.unwrap();
+    let commitment = node_kit::protocol::nonce_commitment(&node_kit::protocol::pairing_nonce());
+    assert!(commitment.bytes().any(|b| b.is_ascii_alphabetic()), "a commitment with letters in it: {commitment}");
+    let request = |commitment: String| json!({"name": "phone", "platform": "test", "scopes": ["chat"], "nonceCommitment": commitment});
+    let e = remote(client.request(method::PAIR_REQUEST, request(commitment.to_uppercase())).await.unwrap_err());
+    assert_eq!(e.code, ErrorCode::InvalidRequest);
+    client.request(method::PAIR_REQUEST, request(commitment)).await.expect("the lower-case commitment is accepted");
+    assert_eq!(counters.read().await, before, "nothing was filed with the gateway");
+}
+
+/// A `pair.wait` held for an attempt that a newer attempt from the same key replaced ends with
+/// `PAIRING_EXPIRED`, and no `pair.resolved` event is sent for it: the request itself still waits, under
+/// the newer attempt's SAS, and its approval is the only `pair.resolved` the owner's tools see.
+#[tokio::test]
+async fn a_wait_for_a_replaced_attempt_ends_without_a_resolved_event() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let bridge = TestBridge::start(&gateway, |_| {}).await;
+    let operator = gateway.operator().await;
+    let mut events = operator.subscribe();
+    let identity = Identity::generate();
+    let first = request_pairing(&bridge.address(), &identity, PairingRequest::new("phone", "test")).await.unwrap();
+    let request_id = first.request_id().to_string();
+    let first_wait = tokio::spawn(first.approved());
+    // The gateway holds the first attempt's pair.wait before the second attempt is made.
+    eventually(Duration::from_secs(10), async || {
+        (gateway_requests(&gateway, method::PAIR_WAIT).await == 1).then_some(())
+    })
+    .await;
+    let second = request_pairing(&bridge.address(), &identity, PairingRequest::new("phone", "test")).await.unwrap();
+    assert_eq!(second.request_id(), request_id, "a retry keeps its request ID");
+
+    let replaced = tokio::time::timeout(Duration::from_secs(10), first_wait).await.expect("answered at once");
+    let e = remote(replaced.unwrap().unwrap_err());
+    assert_eq!(e.code, ErrorCode::PairingExpired);
+    assert!(e.message.contains("newer attempt"), "{}", e.message);
+    let shown = pending_requests(&gateway).await;
+    assert_eq!(shown.len(), 1, "the request still waits");
+    assert_eq!(shown[0].request.sas, second.sas(), "under the newer attempt's code");
+
+    operator.request(method::PAIR_APPROVE, json!({"requestId": request_id})).await.unwrap();
+    second.approved().await.expect("the newer attempt is approved");
+    let resolved = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let event = events.recv().await.unwrap();
+            if event.event == node_kit::protocol::event::PAIR_RESOLVED {
+                return event.payload;
+            }
+        }
+    })
+    .await
+    .expect("the approval is announced");
+    assert_eq!(resolved["outcome"], "approved", "the first pair.resolved is the approval: {resolved}");
+}
+
+/// `name`, `platform` and `model` are length-checked in bytes where they enter, at the bridge: one byte
+/// over (256, 64, 128) is `INVALID_REQUEST` for `pair.request` and `pair.redeem`, and never reaches the
+/// gateway; at the limit the request is accepted.
+#[tokio::test]
+async fn over_long_device_fields_are_refused_at_the_bridge() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let bridge = TestBridge::start(&gateway, |config| {
+        // The pairing rate limits are not what this test is about.
+        config.limits.pairing_per_address = bridge::ratelimit::Rate::per_second(100, 100);
+        config.limits.pairing_codes_per_address = bridge::ratelimit::Rate::per_second(100, 100);
+    })
+    .await;
+    let mut counters = GatewayCounters::new(&gateway).await;
+    let before = counters.read().await;
+    let client = Client::bridge(bridge.address(), &Identity::generate(), Pin::AnyKey).unwrap().connect().await.unwrap();
+    let nonce = node_kit::protocol::pairing_nonce();
+    let commitment = node_kit::protocol::nonce_commitment(&nonce);
+    let params = |call: &str, (name, platform, model): (String, String, String)| {
+        let mut params = json!({"name": name, "platform": platform, "model": model, "scopes": ["chat"]});
+        match call {
+            method::PAIR_REQUEST => params["nonceCommitment"] = json!(commitment),
+            _ => params["code"] = json!("a".repeat(26)),
+        }
+        params
+    };
+    let ok = || ("n".repeat(256), "p".repeat(64), "m".repeat(128));
+    let over = [
+        ("n".repeat(257), ok().1, ok().2),
+        // Bytes, not characters: 129 two-byte characters are 258 bytes.
+        ("é".repeat(129), ok().1, ok().2),
+        (ok().0, "p".repeat(65), ok().2),
+        (ok().0, ok().1, "m".repeat(129)),
+    ];
+    for fields in over {
+        let lengths = (fields.0.len(), fields.1.len(), fields.2.len());
+        for call in [method::PAIR_REQUEST, method::PAIR_REDEEM] {
+            let e = remote(client.request(call, params(call, fields.clone())).await.unwrap_err());
+            assert_eq!(e.code, ErrorCode::InvalidRequest, "{call} with lengths {lengths:?}");
+        }
+    }
+    assert_eq!(counters.read().await, before, "an over-long field reached the gateway");
+
+    // At the limits the request goes through and is filed (its name shortened for display).
+    client.request(method::PAIR_REQUEST, params(method::PAIR_REQUEST, ok())).await.expect("at the limit");
+    client.request(method::PAIR_CONFIRM, json!({"nonce": nonce})).await.expect("filed");
+    let shown = pending_requests(&gateway).await;
+    assert_eq!(shown.len(), 1);
+    assert_eq!(shown[0].request.device.name, "n".repeat(64), "shown cut to 64 characters");
+}
+
+/// A paired node whose bridge is gone, and an impostor (another key) on the bridge's address: the node
+/// keeps dialling it, pinned, and refuses its key in every TLS handshake. None completes, so the node
+/// never falls back to an unpinned connection and never starts pairing again with the impostor (door 1
+/// would need an unpinned handshake to complete).
+#[tokio::test]
+async fn a_node_refused_by_the_pin_keeps_trying_pinned_and_never_pairs_again() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let bridge = TestBridge::start(&gateway, |_| {}).await;
+    let (identity, paired) = pair(&bridge, &gateway, &[Scope::Chat]).await;
+    let backoff = node_kit::node::Backoff { initial: Duration::from_millis(50), max: Duration::from_millis(200) };
+    let node = Node::builder(identity, paired).backoff(backoff).connect().await.unwrap();
+    let address = bridge.addr;
+    bridge.stop().await;
+    let impostor = TlsImpostor::start(address).await;
+    // Three refused handshakes: the node dialled the impostor, and kept trying after being refused.
+    let outcomes = eventually(Duration::from_secs(20), async || {
+        let outcomes = impostor.outcomes();
+        (outcomes.len() >= 3).then_some(outcomes)
+    })
+    .await;
+    for outcome in &outcomes {
+        let refusal = outcome.as_ref().expect_err("no handshake with the impostor completes");
+        assert!(refusal.contains("alert"), "the node ended the handshake: {refusal}");
+    }
+    assert!(matches!(*node.link().borrow(), Link::Reconnecting(_)), "the node is still trying");
 }

@@ -106,7 +106,34 @@ mod tests {
         let loaded = Identity::from_pkcs8_pem(&pem).unwrap();
         assert_eq!(loaded.id(), identity.id());
         assert_ne!(Identity::generate().id(), identity.id());
-        assert!(!format!("{identity:?}").contains("PRIVATE"));
+    }
+
+    /// `Debug` shows the key ID and nothing of the private key, in any form a `Debug` could print its
+    /// bytes: decimal (as a derived `Debug` prints a `Vec<u8>`, on one line or pretty), hex in either
+    /// case, or base64 as in the PEM file. Any 8 bytes of the secret seed in a row count as a leak.
+    #[test]
+    fn debug_shows_the_key_id_and_none_of_the_private_key() {
+        let identity = Identity::generate();
+        // PKCS#8 for Ed25519: a fixed 16-byte header ending in OCTET STRING { OCTET STRING (32) }, then
+        // the 32-byte secret seed (the public key may follow; it is no secret).
+        assert_eq!(identity.pkcs8[12..16], [0x04, 0x22, 0x04, 0x20]);
+        let key: &[u8] = &identity.pkcs8[16..48];
+        let pem = identity.to_pkcs8_pem();
+        let base64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        for shown in [format!("{identity:?}"), format!("{identity:#?}")] {
+            assert!(shown.contains(&identity.id().to_string()), "{shown}");
+            let numbers: Vec<u64> = shown.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect();
+            let hex_digits: String = shown.to_lowercase().chars().filter(char::is_ascii_hexdigit).collect();
+            for run in key.windows(8) {
+                let decimal = numbers.windows(8).any(|w| w.iter().zip(run).all(|(n, b)| *n == u64::from(*b)));
+                assert!(!decimal, "key bytes in decimal in {shown}");
+                let hex: String = run.iter().map(|b| format!("{b:02x}")).collect();
+                assert!(!hex_digits.contains(&hex), "key bytes in hex in {shown}");
+            }
+            for start in 0..base64.len().saturating_sub(12) {
+                assert!(!shown.contains(&base64[start..start + 12]), "the key's base64 in {shown}");
+            }
+        }
     }
 
     #[test]

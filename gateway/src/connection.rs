@@ -49,7 +49,8 @@ pub(crate) async fn serve(stream: TcpStream, addr: SocketAddr, state: Arc<Gatewa
     };
     tracing::info!(conn = conn_id, %addr, mode = ?peer.peer.mode, instance = %peer.peer.instance_id, "client connected");
     // The answer (hello-ok) is sent by `run`, once the connection is registered.
-    run(reader, writer, state, peer, shutdown).await;
+    // Boxed: the task keeps this future for the connection's life, and the handshake's states need not stay.
+    Box::pin(run(reader, writer, state, peer, shutdown)).await;
 }
 
 /// Wrong tokens answered at once on one connection before the answers slow down.
@@ -246,7 +247,7 @@ async fn run(
                 keepalive.heard();
                 match incoming {
                     Incoming::Frame(Frame::Req(req)) => {
-                        state.count_request(&req.method);
+                        state.requests.count(&req.method);
                         let ctx = Context { state: state.clone(), peer: peer.clone(), outbound: outbound.clone(), request_id: req.id };
                         match in_flight.clone().try_acquire_owned() {
                             Ok(permit) => spawn_request(ctx, req.method, req.params, permit),

@@ -16,6 +16,7 @@ mod methods;
 mod nodes;
 pub mod pairing;
 mod presence;
+mod request_counts;
 pub mod server;
 mod state;
 

@@ -76,7 +76,10 @@ impl Gateway {
         let store_path = crate::home::paired_store_path(&config.home);
         let store =
             PairedStore::load(store_path.clone()).map_err(|source| GatewayError::Store { path: store_path, source })?;
-        Ok(Gateway { listeners, state: Arc::new(GatewayState::new(config, token, bridge_token, store)) })
+        Ok(Gateway {
+            listeners,
+            state: Arc::new(GatewayState::new(config, token, bridge_token, store, crate::methods::Method::NAMES)),
+        })
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {

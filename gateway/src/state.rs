@@ -5,12 +5,11 @@ use crate::config::GatewayConfig;
 use crate::home::GatewayToken;
 use crate::hub::ConnectionHub;
 use crate::idempotency::IdempotencyCache;
-use crate::methods::Method;
 use crate::nodes::NodeRegistry;
 use crate::pairing::{PairedStore, PairingCodes, PendingRequests};
 use crate::presence::Presence;
+use crate::request_counts::RequestCounts;
 use node_kit::refusals::RefusalLog;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -37,13 +36,19 @@ pub(crate) struct GatewayState {
     /// Refused connects, summed up once a minute instead of a line each.
     pub refusals: RefusalLog,
     next_conn_id: AtomicU64,
-    /// Requests received, by method (known names only, so the map stays bounded).
-    /// One counter per name in `Method::NAMES`, then one for unknown names: no lock on the request path.
-    requests: Vec<AtomicU64>,
+    /// Requests received, by method.
+    pub requests: RequestCounts,
 }
 
 impl GatewayState {
-    pub fn new(config: GatewayConfig, token: GatewayToken, bridge_token: GatewayToken, paired: PairedStore) -> Self {
+    /// `methods` are the names the gateway answers, counted one by one in `requests`.
+    pub fn new(
+        config: GatewayConfig,
+        token: GatewayToken,
+        bridge_token: GatewayToken,
+        paired: PairedStore,
+        methods: &'static [&'static str],
+    ) -> Self {
         let cache = || IdempotencyCache::new(config.idempotency_ttl, config.idempotency_capacity);
         GatewayState {
             agent: AgentRunner::new(config.agent.clone()),
@@ -55,7 +60,7 @@ impl GatewayState {
             started: Instant::now(),
             refusals: RefusalLog::new("gateway connections"),
             next_conn_id: AtomicU64::new(1),
-            requests: (0..=Method::NAMES.len()).map(|_| AtomicU64::new(0)).collect(),
+            requests: RequestCounts::new(methods),
             pending_pairings: PendingRequests::new(config.pairing.clone()),
             pairing_codes: PairingCodes::new(config.pairing.ttl),
             token,
@@ -63,21 +68,6 @@ impl GatewayState {
             paired,
             config,
         }
-    }
-
-    pub fn count_request(&self, method: &str) {
-        let slot = Method::NAMES.iter().position(|m| *m == method).unwrap_or(Method::NAMES.len());
-        self.requests[slot].fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn requests_by_method(&self) -> BTreeMap<String, u64> {
-        let names = Method::NAMES.iter().copied().chain(["(unknown)"]);
-        names
-            .zip(&self.requests)
-            .map(|(name, count)| (name, count.load(Ordering::Relaxed)))
-            .filter(|(_, count)| *count > 0)
-            .map(|(name, count)| (name.to_string(), count))
-            .collect()
     }
 
     pub fn next_conn_id(&self) -> u64 {

@@ -8,7 +8,7 @@ use node_kit::protocol::{AgentEventKind, AgentParams, ErrorCode, HealthPayload, 
 use node_kit::{Client, ClientError};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use support::messages_api::{MessagesApi, Reply};
+use support::messages_api::{Gate, MessagesApi, Reply};
 use support::{TestGateway, claude_binary, eventually};
 
 fn params(prompt: &str, session: &str) -> AgentParams {
@@ -51,6 +51,14 @@ fn script(request: &support::messages_api::ApiRequest) -> Reply {
 
 /// The scripted API, a gateway running the real claude against it, and an operator; `None` skips.
 async fn agent_setup(configure: impl FnOnce(&mut GatewayConfig)) -> Option<(MessagesApi, TestGateway, Client)> {
+    agent_setup_with(script, configure).await
+}
+
+/// [`agent_setup`] with a script of the test's own.
+async fn agent_setup_with(
+    script: impl Fn(&support::messages_api::ApiRequest) -> Reply + Send + Sync + 'static,
+    configure: impl FnOnce(&mut GatewayConfig),
+) -> Option<(MessagesApi, TestGateway, Client)> {
     let claude = claude_binary()?;
     let api = MessagesApi::start(script).await;
     let gateway = TestGateway::with_claude(claude, &api, configure).await;
@@ -66,30 +74,45 @@ async fn session_pid(client: &Client, session: &str) -> Option<u32> {
     health(client).await.agent.sessions.into_iter().find(|s| s.session_key == session).and_then(|s| s.pid)
 }
 
+/// Streamed, not batched: the scripted API sends each piece of the answer only when the test lets it, and
+/// holds the rest of the message (and its end) until then. Each delta must reach the operator while the
+/// API still holds everything after it, so no part of the path may wait for the end of the message.
 #[tokio::test]
 async fn deltas_stream_in_order_before_the_result_and_the_session_keeps_its_process() {
-    let Some((api, gateway, client)) = agent_setup(|_| {}).await else { return };
-
-    let mut run = client.agent(params("please count for me", "s1")).await.unwrap();
-    assert!(!run.is_duplicate());
-    let mut deltas = Vec::new();
-    let mut arrivals = Vec::new();
-    while let Some(event) = run.next_event().await {
-        if let AgentEventKind::TextDelta { text } = event {
-            deltas.push(text);
-            arrivals.push(Instant::now());
+    let pieces = ["one ", "two ", "three ", "four ", "five"];
+    let gate = Gate::closed();
+    let on_cue = {
+        let gate = gate.clone();
+        move |request: &support::messages_api::ApiRequest| {
+            if request.last_user_text.contains("on cue") {
+                Reply::Gated { pieces: pieces.map(String::from).to_vec(), gate: gate.clone() }
+            } else {
+                script(request)
+            }
         }
+    };
+    let Some((api, gateway, client)) = agent_setup_with(on_cue, |_| {}).await else { return };
+
+    let mut run = client.agent(params("please count on cue", "s1")).await.unwrap();
+    assert!(!run.is_duplicate());
+    for piece in pieces {
+        gate.release_one();
+        let delta = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                match run.next_event().await.expect("the run goes on while the model writes") {
+                    AgentEventKind::TextDelta { text } => return text,
+                    _ => continue,
+                }
+            }
+        })
+        .await
+        .expect("the delta arrives while the API holds the rest of the message");
+        assert_eq!(delta, piece);
     }
-    let done = Instant::now();
     let outcome = run.outcome().await.unwrap();
-    assert_eq!(deltas, ["one ", "two ", "three ", "four ", "five"]);
-    assert_eq!(outcome.result, deltas.concat());
+    assert_eq!(outcome.result, pieces.concat());
     assert!(!outcome.session_id.is_empty());
     assert!(outcome.usage.is_object());
-    // Streamed, not batched: the model wrote the pieces 200 ms apart, and they arrive spread out the same way
-    // (a batching path would deliver them together at the end).
-    assert!(arrivals[4].duration_since(arrivals[0]) >= Duration::from_millis(400), "deltas were batched");
-    assert!(arrivals.iter().all(|t| *t <= done));
 
     let first_pid = session_pid(&client, "s1").await.expect("the session has a live process");
     let second = client.agent(params("and hello again", "s1")).await.unwrap().outcome().await.unwrap();

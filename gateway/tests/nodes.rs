@@ -148,7 +148,7 @@ async fn timeout_and_node_errors_pass_through() {
 
 #[tokio::test]
 async fn node_gone_mid_invoke_and_unknown_nodes() {
-    let Setup { gateway: _gateway, operator, phone, .. } = setup(&phone_id(), &["screen"]).await;
+    let Setup { gateway: _gateway, operator, phone, node } = setup(&phone_id(), &["screen"]).await;
 
     let pending = {
         let operator = operator.clone();
@@ -158,7 +158,8 @@ async fn node_gone_mid_invoke_and_unknown_nodes() {
                 .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The node has the command (it is running it) before it goes.
+    support::eventually(Duration::from_secs(10), async || (node.runs.load(Ordering::SeqCst) == 1).then_some(())).await;
     drop(phone);
     let e = remote(
         tokio::time::timeout(Duration::from_secs(5), pending).await.expect("answered at once").unwrap().unwrap_err(),

@@ -68,11 +68,11 @@ async fn main() {
     let server = Server::start(home.path()).await;
     println!("{}", server.limits_line);
     let connect_rate = connects_per_second(&server, &identities[..connects]).await;
-    drop(server);
+    server.stop().await;
 
     let server = Server::start(home.path()).await;
     let idle = hold_idle_nodes(&server, &identities[..nodes], |i, identity| server.node(identity, source(i))).await;
-    drop(server);
+    server.stop().await;
 
     // The gateway's share: the same nodes as links straight to the gateway, as the bridge opens them.
     let server = Server::start(home.path()).await;
@@ -88,7 +88,7 @@ async fn main() {
             None
         }
     };
-    drop(server);
+    server.stop().await;
 
     println!("\n### Idle paired nodes\n");
     println!("| what | value |\n| --- | --- |");
@@ -118,8 +118,15 @@ async fn main() {
     println!("| node connects (to hello-ok), 64 in flight | {} |", connect_rate.count);
     println!("| connects per second, clients on the same 2 cores | {:.0} |", connect_rate.per_second());
     println!("| server CPU per connect | {:.3} ms |", connect_rate.server_cpu_ms());
-    println!("| connects per second the server's CPU allows on 2 cores | {:.0} |", 2000.0 / connect_rate.server_cpu_ms());
-    println!("| connect latency median / p90 | {} / {} |", ms(connect_rate.latency.median), ms(connect_rate.latency.p90));
+    println!(
+        "| connects per second the server's CPU allows on 2 cores | {:.0} |",
+        2000.0 / connect_rate.server_cpu_ms()
+    );
+    println!(
+        "| connect latency median / p90 | {} / {} |",
+        ms(connect_rate.latency.median),
+        ms(connect_rate.latency.p90)
+    );
 
     if let Some(v) = versus {
         v.print();
@@ -206,8 +213,7 @@ impl Server {
             }
         }
         let pem = std::fs::read_to_string(bridge::identity::key_file(home)).unwrap();
-        let bridge_token =
-            std::fs::read_to_string(gateway::home::bridge_token_path(home)).unwrap().trim().to_string();
+        let bridge_token = std::fs::read_to_string(gateway::home::bridge_token_path(home)).unwrap().trim().to_string();
         Server {
             pid: process.id().unwrap(),
             process,
@@ -242,9 +248,13 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.process.start_kill();
+impl Server {
+    /// Stops the server with SIGTERM, as a user would, so a profiler it runs under writes its report.
+    async fn stop(mut self) {
+        let _ = std::process::Command::new("kill").args(["-TERM", &self.pid.to_string()]).status();
+        if tokio::time::timeout(Duration::from_secs(60), self.process.wait()).await.is_err() {
+            let _ = self.process.start_kill();
+        }
     }
 }
 
@@ -421,7 +431,11 @@ http {{
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + Duration::from_secs(10);
         while tokio::net::TcpStream::connect(addr).await.is_err() {
-            assert!(Instant::now() < deadline, "nginx did not start: {:?}", std::fs::read_to_string(dir.path().join("error.log")));
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not start: {:?}",
+                std::fs::read_to_string(dir.path().join("error.log"))
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Nginx { pid: process.id().unwrap(), process, addr, identity, _dir: dir }
@@ -476,7 +490,13 @@ struct Versus {
 
 /// Three paired nodes, one per path (a node's newer connection would replace its older one). No operator
 /// is connected, so a call's presence beacon is announced to nobody on any path.
-async fn versus_nginx(server: &Server, nginx: &Path, identities: &[Arc<Identity>], calls: usize, rounds: usize) -> Versus {
+async fn versus_nginx(
+    server: &Server,
+    nginx: &Path,
+    identities: &[Arc<Identity>],
+    calls: usize,
+    rounds: usize,
+) -> Versus {
     let proxy = Nginx::start(nginx, server.gateway_port).await;
     let direct = server.as_node(Client::builder(&server.gateway_url), &identities[0]).connect().await.unwrap();
     let node = server.node(&identities[1], IpAddr::V4(Ipv4Addr::LOCALHOST)).connect().await.unwrap();

@@ -115,8 +115,41 @@ fn refusals_say_what_to_do() {
     assert!(text(&out.stderr).contains("the scopes are chat and voice"), "{}", text(&out.stderr));
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// A port on which nothing answers for as long as the socket lives: bound, so nobody else gets it, but
+/// not listening, so a connection to it is refused.
+fn silent_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
+}
+
+/// `lanyard gateway` on a free loopback port, answering with this home's token. A port found free can
+/// be taken by another process before the gateway binds it; then the gateway exits, and another port is
+/// tried. Checking the token makes sure the port answering is this gateway's, not someone else's.
+async fn gateway(home: &Path, configure: impl Fn(&mut tokio::process::Command)) -> (Child, u16) {
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut command = serve(home, &["gateway", "--port", &port.to_string(), "--bind", "127.0.0.1"]);
+        configure(&mut command);
+        let mut gateway = command.spawn().unwrap();
+        let url = format!("ws://127.0.0.1:{port}");
+        let ours = eventually(Duration::from_secs(20), async || {
+            if let Ok(Some(_)) = gateway.try_wait() {
+                return Some(false);
+            }
+            let token = std::fs::read_to_string(home.join("gateway/token")).ok()?;
+            let client = node_kit::Client::builder(&url).token(token.trim()).connect().await.ok()?;
+            client.request("health", serde_json::Value::Null).await.ok().map(|_| true)
+        })
+        .await;
+        if ours {
+            return (gateway, port);
+        }
+        let out = gateway.wait_with_output().await.unwrap();
+        assert!(text(&out.stderr).contains("in use"), "the gateway did not start: {}", text(&out.stderr));
+    }
+    panic!("no free port for the gateway in five tries");
 }
 
 /// A UDP port for one test's mDNS traffic, so no test advertises on 5353.
@@ -144,7 +177,19 @@ async fn lanyard_ok(home: &Path, url: &str, args: &[&str]) -> String {
 
 /// A long-running `lanyard` command (a server), killed if the test panics.
 fn serve(home: &Path, args: &[&str]) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_lanyard"));
+    serve_with_descriptors(home, args, None)
+}
+
+/// [`serve`] with the descriptor limit (soft and hard) set to `limit` first, as `ulimit -n` does.
+fn serve_with_descriptors(home: &Path, args: &[&str], limit: Option<u32>) -> tokio::process::Command {
+    let mut command = match limit {
+        None => tokio::process::Command::new(env!("CARGO_BIN_EXE_lanyard")),
+        Some(limit) => {
+            let mut shell = tokio::process::Command::new("sh");
+            shell.arg("-c").arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\"")).arg(env!("CARGO_BIN_EXE_lanyard"));
+            shell
+        }
+    };
     command
         .args(args)
         .env("LANYARD_HOME", home)
@@ -188,10 +233,22 @@ impl Up {
     }
 
     async fn start_with(extra: &[&str]) -> Up {
+        Up::launch(extra, None, |_| {}).await
+    }
+
+    /// `lanyard up` with `extra` flags, under a descriptor limit when given, its command adjusted by `configure`.
+    async fn launch(
+        extra: &[&str],
+        descriptors: Option<u32>,
+        configure: impl FnOnce(&mut tokio::process::Command),
+    ) -> Up {
         let home = tempfile::tempdir().unwrap();
-        let (port, bridge_port) = (free_port(), free_port());
-        let mut process = serve(home.path(), &["up", "--port", &port.to_string(), "--bridge-port"])
-            .args([&bridge_port.to_string(), "--bridge-bind", "127.0.0.1", "--key-store", "file"])
+        // Ports of the system's choosing, read back from the banner: nothing can take them in between.
+        let mut command =
+            serve_with_descriptors(home.path(), &["up", "--port", "0", "--bridge-port", "0"], descriptors);
+        configure(&mut command);
+        let mut process = command
+            .args(["--bridge-bind", "127.0.0.1", "--key-store", "file"])
             .args(extra)
             .stdout(Stdio::piped())
             .spawn()
@@ -209,8 +266,15 @@ impl Up {
             panic!("lanyard up ended before its banner was complete:\n{banner}");
         };
         tokio::time::timeout(Duration::from_secs(10), read).await.expect("lanyard up prints its banner");
-        let url = format!("ws://127.0.0.1:{port}");
-        Up { process, home, url, bridge_port, bridge_addr: format!("127.0.0.1:{bridge_port}"), banner }
+        let after = |label: &str| {
+            let line = banner.lines().find_map(|l| l.trim_start().strip_prefix(label)).expect(label);
+            line.split_whitespace().next().unwrap().to_string()
+        };
+        let url = after("Gateway:");
+        let bridge_addr = after("Devices use:");
+        let bridge_port = bridge_addr.rsplit(':').next().unwrap().parse().unwrap();
+        assert!(url.starts_with("ws://127.0.0.1:") && bridge_addr.starts_with("127.0.0.1:"), "{banner}");
+        Up { process, home, url, bridge_port, bridge_addr, banner }
     }
 
     async fn lanyard(&self, args: &[&str]) -> Output {
@@ -315,14 +379,17 @@ async fn a_device_pairs_through_up_and_is_managed_with_nodes() {
 #[tokio::test]
 async fn bridge_runs_against_a_separately_started_gateway() {
     let home = tempfile::tempdir().unwrap();
-    let (port, bridge_port) = (free_port(), free_port());
-    let gateway = serve(home.path(), &["gateway", "--port", &port.to_string(), "--bind", "127.0.0.1"]).spawn().unwrap();
-    listening(port).await;
+    let (gateway, port) = gateway(home.path(), |_| {}).await;
     let url = format!("ws://127.0.0.1:{port}");
-    let bridge = serve(home.path(), &["--url", &url, "bridge", "--bridge-port", &bridge_port.to_string()])
+    let bridge = serve(home.path(), &["--url", &url, "bridge", "--bridge-port", "0"])
         .args(["--bridge-bind", "127.0.0.1", "--key-store", "file", "--mdns", "off"])
         .spawn()
         .unwrap();
+    // The bridge records the port it got once it listens.
+    let bridge_port = eventually(Duration::from_secs(10), async || {
+        RunningBridge::read(home.path()).ok().flatten().map(|running| running.port)
+    })
+    .await;
     listening(bridge_port).await;
 
     let identity = Identity::generate();
@@ -345,22 +412,67 @@ async fn gateway_then_agent_streams_an_answer() {
     let api = MessagesApi::start(|_| Reply::text(&["Hello", " from", " the model"])).await;
     let home = tempfile::tempdir().unwrap();
     let claude_home = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let gateway = serve(home.path(), &["gateway", "--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .arg("--claude")
-        .arg(&claude)
-        .arg("--cwd")
-        .arg(claude_home.path())
-        .envs(claude_env(&api, claude_home.path()))
-        .spawn()
-        .unwrap();
-    listening(port).await;
+    let (gateway, port) = gateway(home.path(), |command| {
+        command.arg("--claude").arg(&claude).arg("--cwd").arg(claude_home.path());
+        command.envs(claude_env(&api, claude_home.path()));
+    })
+    .await;
 
     let url = format!("ws://127.0.0.1:{port}");
     assert_eq!(lanyard_ok(home.path(), &url, &["agent", "hello"]).await, "Hello from the model\n");
     assert!(lanyard_ok(home.path(), &url, &["nodes", "list"]).await.starts_with("no paired devices"));
 
     terminate(gateway).await;
+}
+
+/// A stranger's TCP connection from `from` (any 127.0.0.0/8 address is loopback), as another host's would be.
+async fn tcp_from(from: [u8; 4], to: &str) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind((std::net::Ipv4Addr::from(from), 0).into())?;
+    socket.connect(to.parse().unwrap()).await
+}
+
+#[tokio::test]
+async fn up_under_a_low_descriptor_limit_still_lets_a_paired_node_in() {
+    let Some(claude) = claude_binary() else { return };
+    let api = MessagesApi::start(|_| Reply::text(&["still ", "here"])).await;
+    let claude_home = tempfile::tempdir().unwrap();
+    let claude_arg = claude.display().to_string();
+    let cwd = claude_home.path().display().to_string();
+    let up = Up::launch(&["--mdns", "off", "--claude", &claude_arg, "--cwd", &cwd], Some(256), |command| {
+        command.envs(claude_env(&api, claude_home.path()));
+    })
+    .await;
+    // The caps are sized from the limit and shown.
+    let limits = "Limits:       256 file descriptors; 48 paired devices, 16 unpaired connections (8 per address)";
+    assert!(up.banner.contains(limits), "{}", up.banner);
+    let string = pair_string(&up).await;
+    let identity = Arc::new(Identity::generate());
+    let paired = redeem(&string, &identity, PairingRequest::new("Ada's phone", "ios")).await.unwrap();
+    // The first turn starts the node's claude process; the one measured below runs in the same conversation.
+    let node = Node::builder(identity.clone(), paired.clone()).connect().await.unwrap();
+    node.agent(node_kit::protocol::AgentParams::new("hello")).await.unwrap().outcome().await.unwrap();
+    node.close();
+
+    // Strangers from 40 addresses open 400 connections, more than the process has descriptors, and hold
+    // them: the bridge keeps 16, closes the rest before TLS, and keeps its descriptors for its own links.
+    let mut strangers = Vec::new();
+    for n in 0..400u32 {
+        if let Ok(tcp) = tcp_from([127, 0, 1, 2 + (n % 40) as u8], &up.bridge_addr).await {
+            strangers.push(tcp);
+        }
+    }
+    let started = std::time::Instant::now();
+    let node = Node::builder(identity, paired).connect().await.expect("the paired node gets in");
+    let outcome = node.agent(node_kit::protocol::AgentParams::new("there?")).await.unwrap().outcome().await.unwrap();
+    assert_eq!(outcome.result, "still here");
+    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+    // The owner's CLI works too, and sees the device connected.
+    let listed = up.lanyard_ok(&["nodes", "list"]).await;
+    assert!(listed.contains("Ada's phone") && listed.contains(" yes"), "{listed}");
+    drop(strangers);
+    node.close();
+    terminate(up.process).await;
 }
 
 /// `lanyard pair --string` against `up`: the one line it prints, parsed.
@@ -527,10 +639,11 @@ async fn pair_without_a_running_bridge_says_to_start_one() {
     }
 
     // A crashed bridge leaves its record behind: nothing answering on its port is the same as none.
+    let (_held, port) = silent_port();
     let stale = RunningBridge {
         bridge_id: Identity::generate().id(),
         bind: "0.0.0.0".parse().unwrap(),
-        port: free_port(),
+        port,
         interfaces: Vec::new(),
         pid: 1,
     };

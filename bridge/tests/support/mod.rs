@@ -158,7 +158,118 @@ pub async fn gateway_requests(gateway: &TestGateway, method_name: &str) -> u64 {
     health["requests"][method_name].as_u64().unwrap_or(0)
 }
 
+/// The gateway's request counters (`health.requests`), read so that two readings differ only by what
+/// others sent: the `health` calls made to read them are taken off. Every method the gateway answers is
+/// counted, `health` and `pair.*` included, so "no counter moved" can be checked as one equality.
+pub struct GatewayCounters {
+    operator: node_kit::Client,
+    reads: u64,
+}
+
+impl GatewayCounters {
+    pub async fn new(gateway: &TestGateway) -> GatewayCounters {
+        GatewayCounters { operator: gateway.operator().await, reads: 0 }
+    }
+
+    pub async fn read(&mut self) -> std::collections::BTreeMap<String, u64> {
+        self.reads += 1;
+        let health = self.operator.request(method::HEALTH, serde_json::Value::Null).await.unwrap();
+        let mut counts: std::collections::BTreeMap<String, u64> =
+            serde_json::from_value(health["requests"].clone()).unwrap();
+        let own = counts.get_mut(method::HEALTH).expect("this reading is counted");
+        *own -= self.reads;
+        counts.retain(|_, count| *count > 0);
+        counts
+    }
+}
+
+/// A TLS server with a key of its own, as an impostor bridge presents it (the same TLS settings as
+/// `Bridge::bind`), that records how every handshake made with it ended. It never gets further than
+/// TLS: a handshake that completes is what the tests look for. Stops when dropped.
+pub struct TlsImpostor {
+    pub addr: SocketAddr,
+    pub id: KeyId,
+    outcomes: Arc<std::sync::Mutex<Vec<Result<(), String>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TlsImpostor {
+    pub async fn start(bind: SocketAddr) -> TlsImpostor {
+        let identity = Identity::generate();
+        let config = identity.server_config(PeerKeyVerifier::new(Pin::AnyKey)).unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let outcomes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = outcomes.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let (acceptor, seen) = (acceptor.clone(), seen.clone());
+                tokio::spawn(async move {
+                    let outcome = acceptor.accept(tcp).await.map(drop).map_err(|e| e.to_string());
+                    seen.lock().unwrap().push(outcome);
+                });
+            }
+        });
+        TlsImpostor { addr, id: identity.id(), outcomes, task }
+    }
+
+    /// How every handshake so far ended: `Ok` for one that completed, else the error the server saw.
+    pub fn outcomes(&self) -> Vec<Result<(), String>> {
+        self.outcomes.lock().unwrap().clone()
+    }
+}
+
+impl Drop for TlsImpostor {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 pub type RawStream = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// TLS, WebSocket and `connect` by hand, as a node would, up to and including `hello-ok`; the WebSocket
+/// itself, for tests that need to see what the client library hides (close codes).
+pub async fn raw_websocket(
+    addr: SocketAddr,
+    identity: &Identity,
+    bridge: KeyId,
+    advert: Option<NodeAdvert>,
+) -> tokio_tungstenite::WebSocketStream<RawStream> {
+    raw_websocket_from(None, addr, identity, bridge, advert).await
+}
+
+/// [`raw_websocket`] from a source address of the test's choosing (any of 127.0.0.0/8 on loopback), for
+/// tests that play several devices.
+pub async fn raw_websocket_from(
+    source: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    identity: &Identity,
+    bridge: KeyId,
+    advert: Option<NodeAdvert>,
+) -> tokio_tungstenite::WebSocketStream<RawStream> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let tcp = match source {
+        None => TcpStream::connect(addr).await.unwrap(),
+        Some(source) => tcp_from(source, addr).await.unwrap(),
+    };
+    let mut ws = websocket_over(tls_over(tcp, identity, bridge).await.unwrap(), addr).await.unwrap();
+    let connect = raw_connect(identity, advert);
+    ws.send(Message::text(Frame::Connect(connect).to_text())).await.unwrap();
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("hello-ok in time");
+        match message.expect("the bridge answers connect").unwrap() {
+            Message::Text(text) => match Frame::parse(text.as_str()).unwrap() {
+                Frame::HelloOk(_) => return ws,
+                other => panic!("expected hello-ok, got {other:?}"),
+            },
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected hello-ok, got {other:?}"),
+        }
+    }
+}
 
 /// A node below the client library: TLS, WebSocket and `connect` by hand, then frames as the test likes.
 pub struct RawNode {
@@ -209,27 +320,8 @@ pub fn raw_connect(identity: &Identity, advert: Option<NodeAdvert>) -> ConnectPa
 
 impl RawNode {
     pub async fn connect(addr: SocketAddr, identity: &Identity, bridge: KeyId, advert: Option<NodeAdvert>) -> RawNode {
-        let tcp = TcpStream::connect(addr).await.unwrap();
-        RawNode::over(tcp, addr, identity, bridge, advert).await
-    }
-
-    /// [`RawNode::connect`] over a TCP connection the test opened (from an address of its choice).
-    pub async fn over(
-        tcp: TcpStream,
-        addr: SocketAddr,
-        identity: &Identity,
-        bridge: KeyId,
-        advert: Option<NodeAdvert>,
-    ) -> RawNode {
-        let stream = tls_over(tcp, identity, bridge).await.unwrap();
-        let (reader, mut writer) = connection::split(websocket_over(stream, addr).await.unwrap());
-        let connect = raw_connect(identity, advert);
-        writer.send(&Frame::Connect(connect)).await.unwrap();
-        let mut node = RawNode { reader, writer };
-        match node.next_frame().await {
-            Frame::HelloOk(_) => node,
-            other => panic!("expected hello-ok, got {other:?}"),
-        }
+        let (reader, writer) = connection::split(raw_websocket(addr, identity, bridge, advert).await);
+        RawNode { reader, writer }
     }
 
     /// The next frame, skipping pings; panics on anything else or after 10 s.

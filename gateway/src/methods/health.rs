@@ -24,7 +24,7 @@ impl Health {
                 sessions: if owner_view { state.agent.sessions() } else { Vec::new() },
             },
             presence: if owner_view { state.presence.list() } else { Vec::new() },
-            requests: if owner_view { state.requests_by_method() } else { Default::default() },
+            requests: if owner_view { state.requests.by_method() } else { Default::default() },
             refused_connections: if owner_view { state.refusals.since_start() } else { Default::default() },
             limits: state.config.limits.clone().filter(|_| owner_view),
         };

@@ -41,6 +41,35 @@ pub enum Reply {
     Status(u16, &'static str),
     /// Wait this long before answering (to catch the turn mid-way).
     Delay(Duration, Box<Reply>),
+    /// Stream these text pieces as `text_delta`s, each only once the test lets it through the gate: the
+    /// rest of the message (and its end) is held until then, so a test can see what arrives while the
+    /// model is still "writing".
+    Gated { pieces: Vec<String>, gate: Gate },
+}
+
+/// Releases a [`Reply::Gated`] piece by piece.
+#[derive(Debug, Clone)]
+pub struct Gate(Arc<tokio::sync::Semaphore>);
+
+impl Gate {
+    pub fn closed() -> Gate {
+        Gate(Arc::new(tokio::sync::Semaphore::new(0)))
+    }
+
+    /// Lets the next piece be sent.
+    pub fn release_one(&self) {
+        self.0.add_permits(1);
+    }
+
+    async fn pass(&self) {
+        self.0.acquire().await.expect("the gate is never closed").forget();
+    }
+}
+
+/// What the API waits for before sending an event.
+enum Wait {
+    For(Duration),
+    Gate(Gate),
 }
 
 impl Reply {
@@ -122,9 +151,11 @@ async fn messages(State(state): State<ApiState>, axum::Json(body): axum::Json<Va
     }
     let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(64);
     tokio::spawn(async move {
-        for (event, gap) in stream_events(&model, reply) {
-            if !gap.is_zero() {
-                tokio::time::sleep(gap).await;
+        for (event, wait) in stream_events(&model, reply) {
+            match wait {
+                Wait::For(gap) if gap.is_zero() => {}
+                Wait::For(gap) => tokio::time::sleep(gap).await,
+                Wait::Gate(gate) => gate.pass().await,
             }
             let name = event["type"].as_str().unwrap().to_string();
             if tx.send(Ok(Event::default().event(name).data(event.to_string()))).await.is_err() {
@@ -135,25 +166,38 @@ async fn messages(State(state): State<ApiState>, axum::Json(body): axum::Json<Va
     Sse::new(ReceiverStream::new(rx)).into_response()
 }
 
-/// The SSE events of one streamed message, each with the pause before it.
-fn stream_events(model: &str, reply: Reply) -> Vec<(Value, Duration)> {
-    let now = Duration::ZERO;
+/// The SSE events of one streamed message, each with the wait before it.
+fn stream_events(model: &str, reply: Reply) -> Vec<(Value, Wait)> {
+    let now = || Wait::For(Duration::ZERO);
     let mut events = vec![(
         json!({"type": "message_start", "message": {"id": "msg_test", "type": "message", "role": "assistant",
             "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
             "usage": {"input_tokens": 12, "output_tokens": 1}}}),
-        now,
+        now(),
     )];
     let stop_reason = match reply {
         Reply::Text { pieces, gap } => {
             events.push((
                 json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-                now,
+                now(),
             ));
             for piece in pieces {
                 events.push((
                     json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
-                    gap,
+                    Wait::For(gap),
+                ));
+            }
+            "end_turn"
+        }
+        Reply::Gated { pieces, gate } => {
+            events.push((
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+                now(),
+            ));
+            for piece in pieces {
+                events.push((
+                    json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
+                    Wait::Gate(gate.clone()),
                 ));
             }
             "end_turn"
@@ -162,23 +206,23 @@ fn stream_events(model: &str, reply: Reply) -> Vec<(Value, Duration)> {
             events.push((
                 json!({"type": "content_block_start", "index": 0,
                 "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}}),
-                now,
+                now(),
             ));
             events.push((
                 json!({"type": "content_block_delta", "index": 0,
                 "delta": {"type": "input_json_delta", "partial_json": input.to_string()}}),
-                now,
+                now(),
             ));
             "tool_use"
         }
         Reply::Status(..) | Reply::Delay(..) => unreachable!("handled before streaming"),
     };
-    events.push((json!({"type": "content_block_stop", "index": 0}), now));
+    events.push((json!({"type": "content_block_stop", "index": 0}), now()));
     events.push((
         json!({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": null},
         "usage": {"output_tokens": 7}}),
-        now,
+        now(),
     ));
-    events.push((json!({"type": "message_stop"}), now));
+    events.push((json!({"type": "message_stop"}), now()));
     events
 }

@@ -39,9 +39,9 @@ impl TestNet {
         let net = TestNet { a: format!("{tag}a"), b: format!("{tag}b") };
         match net.build(&tag) {
             Ok(()) => Some(net),
-            Err(e) if std::env::var_os("CI").is_some() => panic!("two-host tests must run under CI (as root): {e}"),
             Err(e) => {
-                eprintln!("skipping a two-host test (needs root and iproute2): {e}");
+                // A failure under CI; counted as a skip by ./test.sh elsewhere.
+                crate::support::gw::skip(&format!("two-host tests need root and iproute2: {e}"));
                 None
             }
         }
