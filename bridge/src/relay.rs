@@ -10,11 +10,10 @@ use crate::shared::BridgeShared;
 use node_kit::connection::Incoming;
 use node_kit::outbound::WriterTask;
 use node_kit::protocol::{
-    AppState, ErrorCode, ErrorFrame, ErrorShape, Frame, NodeCommand, Request, Response, SCREEN_CAPABILITY, Scope,
-    command, method,
+    AppState, ErrorCode, ErrorFrame, ErrorShape, Frame, FrameHead, NodeCommand, Request, Response, SCREEN_CAPABILITY,
+    Scope, command, method,
 };
 use serde::Deserialize;
-use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::Arc;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -78,21 +77,27 @@ pub(crate) async fn run(mut node: NodeSide, link: NodeLink, caps: Vec<String>, s
                     Incoming::Closed(_) => break None,
                 }
             }
-            incoming = link_reader.next() => match incoming {
-                Incoming::Frame(Frame::Req(req)) if req.method == method::NODE_INVOKE => {
-                    match command_allowed(&shared, &node, &mut state, &req) {
+            // Frames from the gateway are trusted: only their head is read, and they pass on as they came.
+            incoming = link_reader.next_as(FrameHead::parse) => match incoming {
+                Incoming::Frame(head) if head.kind == "req" => {
+                    let id = head.id.clone().unwrap_or_default();
+                    let checked = match head.method.as_deref() {
+                        Some(method::NODE_INVOKE) => command_allowed(&shared, &node, &mut state, &id, head.command()),
+                        other => Err(ErrorShape::new(ErrorCode::UnknownMethod, format!("nodes do not answer {}", other.unwrap_or("that")))),
+                    };
+                    match checked {
                         Ok(()) => { node.outbound.send_text(link_reader.last_text().clone()); }
-                        Err(e) => { gateway.send(Frame::err(req.id, e)); }
+                        Err(e) => { gateway.send(Frame::err(id, e)); }
                     }
                 }
-                Incoming::Frame(Frame::Req(req)) => {
-                    let refusal = ErrorShape::new(ErrorCode::UnknownMethod, format!("nodes do not answer {}", req.method));
-                    gateway.send(Frame::err(req.id, refusal));
-                }
-                Incoming::Frame(Frame::Error(e)) => {
+                Incoming::Frame(head) if head.kind == "error" => {
                     // The gateway's last word before it closes the link (a revoked pairing): pass it on.
-                    tracing::info!(node = %node_id, code = %e.error.code, "the gateway closed the node's link");
-                    node.send_error(e.error);
+                    let error = match Frame::parse(link_reader.last_text()) {
+                        Ok(Frame::Error(e)) => e.error,
+                        _ => unavailable("the gateway sent an unreadable error"),
+                    };
+                    tracing::info!(node = %node_id, code = %error.code, "the gateway closed the node's link");
+                    node.send_error(error);
                     break Some((CloseCode::Policy, "closed by the gateway"));
                 }
                 Incoming::Frame(_) => { node.outbound.send_text(link_reader.last_text().clone()); }
@@ -142,14 +147,11 @@ fn command_allowed(
     shared: &BridgeShared,
     node: &NodeSide,
     state: &mut NodeState,
-    req: &Request,
+    id: &str,
+    command: Option<&str>,
 ) -> Result<(), ErrorShape> {
     // Only the name is needed here; the params (a whole script, say) pass on untouched.
-    let command = req
-        .params
-        .get("command")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ErrorShape::invalid_request("node.invoke params need a command name"))?;
+    let command = command.ok_or_else(|| ErrorShape::invalid_request("node.invoke params need a command name"))?;
     acl::check_command(command, &state.caps)?;
     if state.background && NodeCommand::capability(command) == Some(SCREEN_CAPABILITY) {
         let wait = shared.config.background_retry_after.as_millis() as u64;
@@ -161,7 +163,7 @@ fn command_allowed(
     }
     if command == command::SCREEN_SNAPSHOT {
         shared.limiter.snapshot(&node.node_id)?;
-        state.snapshots.insert(req.id.clone());
+        state.snapshots.insert(id.to_string());
     }
     Ok(())
 }

@@ -29,10 +29,10 @@ pub fn websocket_config(max_frame_bytes: usize) -> WebSocketConfig {
         .write_buffer_size(WRITE_CHUNK_BYTES)
 }
 
-/// What the reading half saw.
+/// What the reading half saw: a [`Frame`], or what [`FrameReader::next_as`] was asked to read of one.
 #[derive(Debug)]
-pub enum Incoming {
-    Frame(Frame),
+pub enum Incoming<F = Frame> {
+    Frame(F),
     /// A text that is not a valid frame; the connection is still usable.
     Invalid(FrameError),
     /// A message over the size limit. The WebSocket cannot resynchronise after this: close it.
@@ -79,10 +79,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameReader<S> {
 
     /// Waits for the next message and classifies it.
     pub async fn next(&mut self) -> Incoming {
+        self.next_as(Frame::parse).await
+    }
+
+    /// [`FrameReader::next`], reading each text with `parse`: a relay that passes frames on as they arrived
+    /// reads only their [`FrameHead`](crate::protocol::FrameHead).
+    pub async fn next_as<F>(&mut self, parse: impl FnOnce(&str) -> Result<F, FrameError>) -> Incoming<F> {
         match self.stream.next().await {
             None => Incoming::Closed(None),
             Some(Ok(Message::Text(text))) => {
-                let parsed = Frame::parse(text.as_str());
+                let parsed = parse(text.as_str());
                 self.last_text = text;
                 match parsed {
                     Ok(frame) => Incoming::Frame(frame),

@@ -181,6 +181,38 @@ pub struct ErrorFrame {
     pub error: ErrorShape,
 }
 
+/// What a relay needs of a frame from the gateway before passing it on as it arrived: its type and, for a
+/// request, its id, method and command name. Reading only these skips building the payload, which the relay
+/// never looks at.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct FrameHead {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub method: Option<String>,
+    #[serde(default)]
+    params: Option<ParamsHead>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+struct ParamsHead {
+    #[serde(default)]
+    command: Option<String>,
+}
+
+impl FrameHead {
+    pub fn parse(text: &str) -> Result<FrameHead, FrameError> {
+        serde_json::from_str(text).map_err(|e| FrameError::explain(text, e))
+    }
+
+    /// `params.command` of a request (`node.invoke`'s command name).
+    pub fn command(&self) -> Option<&str> {
+        self.params.as_ref().and_then(|p| p.command.as_deref())
+    }
+}
+
 /// Why a text could not be read as a frame. `request_id` is set when the text was a `req` whose `id`
 /// could be read, so the answer can be a `res` for that request rather than a connection-level error.
 #[derive(Debug, Clone, PartialEq)]
@@ -264,6 +296,20 @@ mod tests {
     use super::*;
     use crate::protocol::ErrorCode;
     use serde_json::json;
+
+    #[test]
+    fn a_head_reads_type_id_method_and_command_only() {
+        let text = r#"{"type":"req","id":"7","method":"node.invoke","params":{"nodeId":"n","command":"screen.eval","params":{"javaScript":"1+1"}}}"#;
+        let head = FrameHead::parse(text).unwrap();
+        assert_eq!(
+            (head.kind.as_str(), head.id.as_deref(), head.method.as_deref()),
+            ("req", Some("7"), Some("node.invoke"))
+        );
+        assert_eq!(head.command(), Some("screen.eval"));
+        let event = FrameHead::parse(r#"{"type":"event","event":"agent","payload":{"params":1},"seq":3}"#).unwrap();
+        assert_eq!((event.kind.as_str(), event.id.as_deref(), event.command()), ("event", None, None));
+        assert!(FrameHead::parse("not json").is_err());
+    }
 
     #[test]
     fn res_round_trips_both_shapes() {
