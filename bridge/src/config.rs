@@ -29,8 +29,11 @@ pub struct BridgeConfig {
     pub max_frame_bytes: usize,
     /// Largest frame (or unfinished fragmented message) before the peer is known to be paired.
     pub unpaired_max_frame_bytes: usize,
-    /// Frames queued for one node; a node that lets more pile up is dropped.
+    /// Frames queued for an unpaired node (the pairing dialogue sends through a queue); a node that lets more
+    /// pile up is dropped.
     pub outbound_queue: usize,
+    /// How long the relay waits for a side to take a message before dropping it as not reading.
+    pub write_stall: Duration,
     /// TLS, WebSocket and `connect` must all finish within this time.
     pub handshake_timeout: Duration,
     pub keepalive_interval: Duration,
@@ -72,6 +75,7 @@ impl BridgeConfig {
             max_frame_bytes: node_kit::protocol::MAX_FRAME_BYTES,
             unpaired_max_frame_bytes: node_kit::protocol::UNPAIRED_MAX_FRAME_BYTES,
             outbound_queue: 1024,
+            write_stall: Duration::from_secs(5),
             handshake_timeout: Duration::from_millis(node_kit::protocol::HANDSHAKE_TIMEOUT_MS),
             keepalive_interval: Duration::from_secs(30),
             pairing_step_timeout: Duration::from_millis(node_kit::protocol::HANDSHAKE_TIMEOUT_MS),

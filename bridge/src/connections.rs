@@ -14,6 +14,7 @@ use certs::KeyId;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
 /// Connection caps. [`ConnectionCaps::for_descriptors`] sizes them from the process's descriptor limit.
@@ -268,6 +269,15 @@ impl Admission {
     /// Why [`Admission::stopped`] resolved: `None` when the bridge is shutting down.
     pub(crate) fn ended(&self) -> Option<Ended> {
         self.ended.get().copied()
+    }
+
+    /// The close frame for a connection [`Admission::stopped`] ended.
+    pub(crate) fn close_reason(&self) -> (CloseCode, &'static str) {
+        match self.ended() {
+            Some(Ended::Replaced) => (CloseCode::Policy, Ended::Replaced.reason()),
+            Some(Ended::Evicted) => (CloseCode::Again, Ended::Evicted.reason()),
+            None => (CloseCode::Away, "the bridge is shutting down"),
+        }
     }
 }
 

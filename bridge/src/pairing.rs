@@ -12,14 +12,17 @@
 use crate::gateway_link;
 use crate::node_side::NodeSide;
 use crate::shared::BridgeShared;
+use certs::KeyId;
 use node_kit::Client;
 use node_kit::connection::Incoming;
+use node_kit::outbound::WriterTask;
 use node_kit::protocol::{
-    ErrorCode, ErrorShape, Frame, PairChallenge, PairConfirmParams, PairRedeemParams, PairRedeemSubmit,
+    ErrorCode, ErrorFrame, ErrorShape, Frame, PairChallenge, PairConfirmParams, PairRedeemParams, PairRedeemSubmit,
     PairRequestParams, PairSubmitParams, PairTicket, PairWaitParams, Request, method, nonce_commitment, pairing_nonce,
     sas,
 };
 use serde_json::Value;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -35,7 +38,14 @@ enum Stage {
     Filed { request_id: String, gateway: Client },
 }
 
-pub(crate) async fn run(mut node: NodeSide, shared: Arc<BridgeShared>) {
+pub(crate) async fn run(node: NodeSide, shared: Arc<BridgeShared>) {
+    let NodeSide { mut reader, writer, mut keepalive, node_id, addr, admission } = node;
+    // Answers go through a queue: the owner's decision is sent by a task of its own.
+    let writer = WriterTask::spawn(writer, shared.config.outbound_queue);
+    let out = writer.outbound.clone();
+    let send_error = |error| {
+        out.send(Frame::Error(ErrorFrame { error }));
+    };
     let mut stage = Stage::Start;
     let mut waiting: Option<JoinHandle<()>> = None;
     let lifetime = tokio::time::sleep(shared.config.unpaired_lifetime);
@@ -45,51 +55,51 @@ pub(crate) async fn run(mut node: NodeSide, shared: Arc<BridgeShared>) {
         // Waiting for the owner is the one step with no step timeout; the lifetime still bounds it.
         let owner_deciding = waiting.as_ref().is_some_and(|task| !task.is_finished());
         tokio::select! {
-            incoming = node.reader.next() => {
-                node.keepalive.heard();
+            incoming = reader.next() => {
+                keepalive.heard();
                 match incoming {
                     Incoming::Frame(Frame::Req(req)) => {
                         step_timer.as_mut().reset(tokio::time::Instant::now() + shared.config.pairing_step_timeout);
                         let id = req.id.clone();
-                        match step(&shared, &node, &mut stage, req).await {
-                            Ok(Step::Answer(payload)) => { node.outbound.send(Frame::ok(id, payload)); }
+                        match step(&shared, (node_id, addr), &mut stage, req).await {
+                            Ok(Step::Answer(payload)) => { out.send(Frame::ok(id, payload)); }
                             Ok(Step::Wait { request_id, gateway }) => {
                                 if let Some(previous) = waiting.take() {
                                     previous.abort();
                                 }
-                                waiting = Some(tokio::spawn(wait_for_owner(gateway, request_id, id, node.outbound.clone())));
+                                waiting = Some(tokio::spawn(wait_for_owner(gateway, request_id, id, out.clone())));
                             }
-                            Err(e) => { node.outbound.send(Frame::err(id, e)); }
+                            Err(e) => { out.send(Frame::err(id, e)); }
                         }
                     }
                     Incoming::Frame(other) => {
-                        node.send_error(ErrorShape::invalid_request(format!("unexpected {:?} frame", other.kind())));
+                        send_error(ErrorShape::invalid_request(format!("unexpected {:?} frame", other.kind())));
                     }
-                    Incoming::Invalid(e) => node.send_error(e.error),
+                    Incoming::Invalid(e) => send_error(e.error),
                     Incoming::TooLarge(e) => {
-                        node.send_error(e);
+                        send_error(e);
                         break Some((CloseCode::Size, "frame too large"));
                     }
                     Incoming::Heartbeat => {}
                     Incoming::Closed(_) => break None,
                 }
             }
-            alive = node.keepalive.tick() => {
+            alive = keepalive.tick() => {
                 if !alive {
                     break Some((CloseCode::Away, "keepalive timeout"));
                 }
-                node.outbound.ping();
+                out.ping();
             }
             () = &mut step_timer, if !owner_deciding => break Some((CloseCode::Policy, "pairing step timed out")),
             () = &mut lifetime => break Some((CloseCode::Policy, "pairing took too long")),
-            () = node.outbound.closed().cancelled() => break None,
-            () = node.admission.stopped() => break Some(node.stop_reason()),
+            () = out.closed().cancelled() => break None,
+            () = admission.stopped() => break Some(admission.close_reason()),
         }
     };
     if let Some(task) = waiting {
         task.abort();
     }
-    node.finish(close).await;
+    writer.finish(close).await;
 }
 
 enum Step {
@@ -101,10 +111,16 @@ enum Step {
     },
 }
 
-async fn step(shared: &BridgeShared, node: &NodeSide, stage: &mut Stage, req: Request) -> Result<Step, ErrorShape> {
+/// One request of the dialogue from the node `node_id` at `addr`.
+async fn step(
+    shared: &BridgeShared,
+    (node_id, addr): (KeyId, SocketAddr),
+    stage: &mut Stage,
+    req: Request,
+) -> Result<Step, ErrorShape> {
     match req.method.as_str() {
         method::PAIR_REQUEST => {
-            shared.limiter.pairing_request(node.addr.ip())?;
+            shared.limiter.pairing_request(addr.ip())?;
             let request: PairRequestParams = params(&req)?;
             check_request(&request)?;
             let bridge_nonce = pairing_nonce();
@@ -120,12 +136,12 @@ async fn step(shared: &BridgeShared, node: &NodeSide, stage: &mut Stage, req: Re
             if nonce_commitment(&confirm.nonce) != request.nonce_commitment {
                 return Err(ErrorShape::invalid_request("the nonce does not match the commitment; start again"));
             }
-            let sas = sas(&shared.bridge_id, &node.node_id, &bridge_nonce, &confirm.nonce);
+            let sas = sas(&shared.bridge_id, &node_id, &bridge_nonce, &confirm.nonce);
             let submit = PairSubmitParams {
-                node_id: node.node_id,
+                node_id,
                 device: request.device,
                 scopes: request.scopes,
-                address: node.addr.ip().to_string(),
+                address: addr.ip().to_string(),
                 sas,
             };
             let gateway = gateway_link::bridge_client(&shared.config).await?;
@@ -139,11 +155,11 @@ async fn step(shared: &BridgeShared, node: &NodeSide, stage: &mut Stage, req: Re
             Ok(Step::Answer(serde_json::to_value(ticket).expect("tickets serialise")))
         }
         method::PAIR_REDEEM => {
-            shared.limiter.pairing_code(node.addr.ip())?;
+            shared.limiter.pairing_code(addr.ip())?;
             let redeem: PairRedeemParams = params(&req)?;
             redeem.check_lengths()?;
             check_scopes(&redeem.scopes)?;
-            let submit = PairRedeemSubmit { node_id: node.node_id, address: node.addr.ip().to_string(), redeem };
+            let submit = PairRedeemSubmit { node_id, address: addr.ip().to_string(), redeem };
             let gateway = gateway_link::bridge_client(&shared.config).await?;
             let resolution = gateway
                 .request(method::PAIR_REDEEM, serde_json::to_value(submit).expect("params serialise"))

@@ -1,14 +1,14 @@
 //! A paired node's calls, relayed to the gateway on the node's own link, and the gateway's commands
 //! relayed back. Each direction passes its checks here: the ACL and the rate limits on the way in, the
 //! node's capabilities, its background state and the snapshot limits on the way out. A frame that passes
-//! is forwarded as the bytes that arrived, never serialised again.
+//! is forwarded as the bytes that arrived, never serialised again. The pairing dialogue sends through a
+//! queue ([`crate::pairing`]); the relay writes itself.
 
 use crate::acl::{self, AllowedCall};
 use crate::gateway_link::{NodeLink, unavailable};
 use crate::node_side::NodeSide;
 use crate::shared::BridgeShared;
-use node_kit::connection::Incoming;
-use node_kit::outbound::WriterTask;
+use node_kit::connection::{FrameWriter, Incoming};
 use node_kit::protocol::{
     AppState, ErrorCode, ErrorFrame, ErrorShape, Frame, FrameHead, NodeCommand, Request, Response, SCREEN_CAPABILITY,
     Scope, command, method,
@@ -16,7 +16,10 @@ use node_kit::protocol::{
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 /// What the relay knows about the node while it runs.
 struct NodeState {
@@ -27,11 +30,49 @@ struct NodeState {
     snapshots: HashSet<String>,
 }
 
+/// What one turn of the relay loop decided: at most one message for each side, then perhaps the end.
+#[derive(Default)]
+struct Turn {
+    to_gateway: Option<Message>,
+    to_node: Option<Message>,
+    /// End the connection after the messages; `Some(None)` drops it without a close frame.
+    end: Option<Option<(CloseCode, &'static str)>>,
+}
+
+impl Turn {
+    fn to_node(frame: Frame) -> Turn {
+        Turn { to_node: Some(Message::text(frame.to_text())), ..Turn::default() }
+    }
+
+    fn to_gateway(frame: Frame) -> Turn {
+        Turn { to_gateway: Some(Message::text(frame.to_text())), ..Turn::default() }
+    }
+
+    fn relay_to_node(text: &Utf8Bytes) -> Turn {
+        Turn { to_node: Some(Message::Text(text.clone())), ..Turn::default() }
+    }
+
+    fn relay_to_gateway(text: &Utf8Bytes) -> Turn {
+        Turn { to_gateway: Some(Message::Text(text.clone())), ..Turn::default() }
+    }
+
+    /// An `error` frame to the node, then a close.
+    fn closing(error: ErrorShape, close: (CloseCode, &'static str)) -> Turn {
+        Turn { end: Some(Some(close)), ..Turn::to_node(Frame::Error(ErrorFrame { error })) }
+    }
+
+    fn end(close: Option<(CloseCode, &'static str)>) -> Turn {
+        Turn { end: Some(close), ..Turn::default() }
+    }
+}
+
 /// Relays until either side goes; `caps` are the capabilities the node granted in its `connect`.
+///
+/// One task does it all: it reads both sides and writes each message itself, so a call crosses the bridge
+/// without a hand-off to another task. A side that does not take a message within the write-stall time
+/// (its socket buffer full, so it is not reading) is dropped, as a full queue would drop it.
 pub(crate) async fn run(mut node: NodeSide, link: NodeLink, caps: Vec<String>, shared: Arc<BridgeShared>) {
-    let NodeLink { reader: mut link_reader, writer: link_writer, hello } = link;
-    let link_writer = WriterTask::spawn(link_writer, shared.config.outbound_queue);
-    let gateway = link_writer.outbound.clone();
+    let NodeLink { reader: mut link_reader, writer: mut link_writer, hello } = link;
     let mut state = NodeState {
         scopes: hello.paired.map(|p| p.scopes).unwrap_or_default(),
         caps,
@@ -39,42 +80,38 @@ pub(crate) async fn run(mut node: NodeSide, link: NodeLink, caps: Vec<String>, s
         snapshots: HashSet::new(),
     };
     let node_id = node.node_id;
+    let stall = shared.config.write_stall;
 
     let close = loop {
-        tokio::select! {
+        let turn = tokio::select! {
             incoming = node.reader.next() => {
                 node.keepalive.heard();
                 match incoming {
                     Incoming::Frame(Frame::Req(req)) => match admit(&shared, &node, &mut state, &req) {
-                        Ok(()) => { gateway.send_text(node.reader.last_text().clone()); }
+                        Ok(()) => Turn::relay_to_gateway(node.reader.last_text()),
                         Err(e) => {
                             tracing::debug!(node = %node_id, method = %req.method, code = %e.code, "refused by the bridge");
-                            node.outbound.send(Frame::err(req.id, e));
+                            Turn::to_node(Frame::err(req.id, e))
                         }
                     },
                     Incoming::Frame(Frame::Res(res)) => {
                         let text = node.reader.last_text();
                         match checked_answer(&shared, &mut state, &res, text.len()) {
-                            Ok(()) => gateway.send_text(text.clone()),
-                            Err(e) => gateway.send(Frame::err(res.id, e)),
-                        };
+                            Ok(()) => Turn::relay_to_gateway(text),
+                            Err(e) => Turn::to_gateway(Frame::err(res.id, e)),
+                        }
                     }
                     Incoming::Frame(other) => {
                         let refusal = format!("a node may not send {:?} frames after connect", other.kind());
-                        node.send_error(ErrorShape::invalid_request(refusal));
+                        Turn::to_node(Frame::Error(ErrorFrame { error: ErrorShape::invalid_request(refusal) }))
                     }
-                    Incoming::Invalid(e) => {
-                        node.outbound.send(match e.request_id {
-                            Some(id) => Frame::err(id, e.error),
-                            None => Frame::Error(ErrorFrame { error: e.error }),
-                        });
-                    }
-                    Incoming::TooLarge(e) => {
-                        node.send_error(e);
-                        break Some((CloseCode::Size, "frame too large"));
-                    }
-                    Incoming::Heartbeat => {}
-                    Incoming::Closed(_) => break None,
+                    Incoming::Invalid(e) => Turn::to_node(match e.request_id {
+                        Some(id) => Frame::err(id, e.error),
+                        None => Frame::Error(ErrorFrame { error: e.error }),
+                    }),
+                    Incoming::TooLarge(e) => Turn::closing(e, (CloseCode::Size, "frame too large")),
+                    Incoming::Heartbeat => Turn::default(),
+                    Incoming::Closed(_) => Turn::end(None),
                 }
             }
             // Frames from the gateway are trusted: only their head is read, and they pass on as they came.
@@ -86,8 +123,8 @@ pub(crate) async fn run(mut node: NodeSide, link: NodeLink, caps: Vec<String>, s
                         other => Err(ErrorShape::new(ErrorCode::UnknownMethod, format!("nodes do not answer {}", other.unwrap_or("that")))),
                     };
                     match checked {
-                        Ok(()) => { node.outbound.send_text(link_reader.last_text().clone()); }
-                        Err(e) => { gateway.send(Frame::err(id, e)); }
+                        Ok(()) => Turn::relay_to_node(link_reader.last_text()),
+                        Err(e) => Turn::to_gateway(Frame::err(id, e)),
                     }
                 }
                 Incoming::Frame(head) if head.kind == "error" => {
@@ -97,35 +134,58 @@ pub(crate) async fn run(mut node: NodeSide, link: NodeLink, caps: Vec<String>, s
                         _ => unavailable("the gateway sent an unreadable error"),
                     };
                     tracing::info!(node = %node_id, code = %error.code, "the gateway closed the node's link");
-                    node.send_error(error);
-                    break Some((CloseCode::Policy, "closed by the gateway"));
+                    Turn::closing(error, (CloseCode::Policy, "closed by the gateway"))
                 }
-                Incoming::Frame(_) => { node.outbound.send_text(link_reader.last_text().clone()); }
-                Incoming::Heartbeat => {}
+                Incoming::Frame(_) => Turn::relay_to_node(link_reader.last_text()),
+                Incoming::Heartbeat => Turn::default(),
                 Incoming::Invalid(_) | Incoming::TooLarge(_) | Incoming::Closed(_) => {
                     tracing::warn!(node = %node_id, "lost the gateway link");
-                    node.send_error(unavailable("the link to the gateway closed"));
-                    break Some((CloseCode::Again, "gateway unavailable"));
+                    Turn::closing(unavailable("the link to the gateway closed"), (CloseCode::Again, "gateway unavailable"))
                 }
             },
             alive = node.keepalive.tick() => {
-                if !alive {
+                if alive {
+                    Turn { to_node: Some(Message::Ping(Default::default())), ..Turn::default() }
+                } else {
                     tracing::info!(node = %node_id, "no sign of life from the node; closing");
-                    break Some((CloseCode::Away, "keepalive timeout"));
+                    Turn::end(Some((CloseCode::Away, "keepalive timeout")))
                 }
-                node.outbound.ping();
             }
-            () = node.outbound.closed().cancelled() => break None,
-            () = gateway.closed().cancelled() => {
-                node.send_error(unavailable("the gateway stopped reading"));
-                break Some((CloseCode::Again, "gateway unavailable"));
-            }
-            () = node.admission.stopped() => break Some(node.stop_reason()),
+            () = node.admission.stopped() => Turn::end(Some(node.admission.close_reason())),
+        };
+        let mut end = turn.end;
+        let mut to_node = turn.to_node;
+        if let Some(message) = turn.to_gateway
+            && !deliver(&mut link_writer, message, stall).await
+        {
+            to_node = Some(Message::text(
+                Frame::Error(ErrorFrame { error: unavailable("the gateway stopped reading") }).to_text(),
+            ));
+            end = Some(Some((CloseCode::Again, "gateway unavailable")));
+        }
+        if let Some(message) = to_node
+            && !deliver(&mut node.writer, message, stall).await
+        {
+            tracing::warn!(node = %node_id, "the node is not reading its frames; dropping it");
+            break None;
+        }
+        if let Some(close) = end {
+            break close;
         }
     };
-    link_writer.finish(Some((CloseCode::Normal, "node gone"))).await;
-    node.finish(close).await;
+    tokio::time::timeout(stall, link_writer.close(CloseCode::Normal, "node gone")).await.ok();
+    if let Some((code, why)) = close {
+        tokio::time::timeout(stall, node.writer.close(code, why)).await.ok();
+    }
     tracing::info!(node = %node_id, "paired node disconnected");
+}
+
+/// Writes one message, or gives up on a peer that has not taken it within `stall`.
+async fn deliver<S>(writer: &mut FrameWriter<S>, message: Message, stall: Duration) -> bool
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    matches!(tokio::time::timeout(stall, writer.send_message(message)).await, Ok(Ok(())))
 }
 
 /// The checks on a node's request: rate limit, ACL, and the voice limit; tracks background state.

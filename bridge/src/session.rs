@@ -80,26 +80,34 @@ pub(crate) async fn serve(tcp: TcpStream, addr: SocketAddr, shared: Arc<BridgeSh
             let tls = connection::reunite(reader, writer).into_inner();
             let normal = connection::websocket_config(shared.config.max_frame_bytes);
             let ws = WebSocketStream::from_raw_socket(tls, Role::Server, Some(normal)).await;
-            let side = NodeSide::new(ws, &shared, node_id, addr, admission);
+            let mut side = NodeSide::new(ws, &shared, node_id, addr, admission);
             tracing::info!(%addr, node = %node_id, "paired node connected");
             let in_flight = link.hello.limits.max_in_flight;
-            side.outbound.send(hello(&shared, link.hello.paired.clone(), crate::acl::node_methods(), in_flight));
-            Box::pin(relay::run(side, link, caps, shared)).await
+            let hello = hello(&shared, link.hello.paired.clone(), crate::acl::node_methods(), in_flight);
+            if send_hello(&mut side, &shared, hello).await {
+                Box::pin(relay::run(side, link, caps, shared)).await
+            }
         }
         Err(refusal) if refusal.code == ErrorCode::NotPaired => {
             tracing::debug!(%addr, node = %node_id, "unpaired node connected; it may only ask to pair");
             let ws = connection::reunite(reader, writer);
-            let side = NodeSide::new(ws, &shared, node_id, addr, admission);
+            let mut side = NodeSide::new(ws, &shared, node_id, addr, admission);
             let methods = pairing::METHODS.iter().map(|m| m.to_string()).collect();
             // The dialogue answers one request at a time.
-            side.outbound.send(hello(&shared, None, methods, 1));
-            Box::pin(pairing::run(side, shared)).await
+            if send_hello(&mut side, &shared, hello(&shared, None, methods, 1)).await {
+                Box::pin(pairing::run(side, shared)).await
+            }
         }
         Err(refusal) => {
             tracing::info!(%addr, node = %node_id, code = %refusal.code, "node refused");
             Box::pin(refuse(writer, &shared, refusal, CloseCode::Again, "try again later")).await
         }
     }
+}
+
+/// Sends `hello-ok`; false when the node did not take it within the write-stall time.
+async fn send_hello(side: &mut NodeSide, shared: &BridgeShared, hello: Frame) -> bool {
+    matches!(tokio::time::timeout(shared.config.write_stall, side.writer.send(&hello)).await, Ok(Ok(())))
 }
 
 /// Sends `error` and closes, within the writer's bounded grace period.

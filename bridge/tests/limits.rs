@@ -179,7 +179,7 @@ async fn an_oversize_frame_is_refused_then_closed_with_1009() {
 #[tokio::test]
 async fn a_node_that_stops_reading_is_dropped_while_others_continue() {
     let gateway = TestGateway::start(|_| {}).await;
-    let bridge = TestBridge::start(&gateway, |config| config.outbound_queue = 8).await;
+    let bridge = TestBridge::start(&gateway, |config| config.write_stall = Duration::from_secs(1)).await;
     let (sleepy_identity, _) = pair(&bridge, &gateway, &[Scope::Chat]).await;
     let sleepy_id = sleepy_identity.id().to_string();
     // Connects, then never reads again.
@@ -223,7 +223,7 @@ async fn a_node_that_stops_reading_is_dropped_while_others_continue() {
     })
     .await;
     let flood_started = std::time::Instant::now();
-    // 40 commands of 256 KB each: far more than socket buffers and the queue of 8 frames hold.
+    // 40 commands of 256 KB each: far more than the socket buffers hold, so the relay's writes stall.
     let script = "x".repeat(256 * 1024);
     let mut invokes = Vec::new();
     for i in 0..40 {
