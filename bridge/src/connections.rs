@@ -186,17 +186,22 @@ impl Table {
         if entry.paired {
             self.counts.paired -= 1;
         } else {
-            self.counts.unpaired -= 1;
-            if let Some(held) = self.unpaired_by_address.get_mut(&entry.addr) {
-                *held -= 1;
-                if *held == 0 {
-                    self.unpaired_by_address.remove(&entry.addr);
-                }
-            }
+            self.release_unpaired(entry.addr);
         }
         if let Some(why) = ended {
             let _ = entry.ended.set(why);
             entry.stop.cancel();
+        }
+    }
+
+    /// One unpaired connection from `addr` fewer.
+    fn release_unpaired(&mut self, addr: IpAddr) {
+        self.counts.unpaired -= 1;
+        if let Some(held) = self.unpaired_by_address.get_mut(&addr) {
+            *held -= 1;
+            if *held == 0 {
+                self.unpaired_by_address.remove(&addr);
+            }
         }
     }
 
@@ -250,14 +255,8 @@ impl Admission {
         }
         entry.paired = true;
         let addr = entry.addr;
-        table.counts.unpaired -= 1;
+        table.release_unpaired(addr);
         table.counts.paired += 1;
-        if let Some(held) = table.unpaired_by_address.get_mut(&addr) {
-            *held -= 1;
-            if *held == 0 {
-                table.unpaired_by_address.remove(&addr);
-            }
-        }
         Ok(())
     }
 
@@ -366,6 +365,24 @@ mod tests {
         assert_eq!(a.ended(), Some(Ended::Replaced));
         assert!(a.stop.is_cancelled());
         assert_eq!(table.counts(), ConnectionCounts { unpaired: 1, paired: 1 });
+    }
+
+    #[test]
+    fn a_promoted_connection_frees_its_address_and_is_never_evicted() {
+        let table = ConnectionTable::new(caps(2, 1, 10));
+        let stop = CancellationToken::new();
+        let node = table.admit(ip(1), &stop).unwrap();
+        node.identify(KeyId::of_spki(b"node")).unwrap();
+        node.promote().unwrap();
+        // Its address holds no unpaired slot any more, and the full unpaired pool evicts strangers only.
+        let stranger = table.admit(ip(1), &stop).unwrap();
+        let _other = table.admit(ip(2), &stop).unwrap();
+        let _third = table.admit(ip(3), &stop).unwrap();
+        assert_eq!(stranger.ended(), Some(Ended::Evicted));
+        assert!(node.ended().is_none());
+        assert_eq!(table.counts(), ConnectionCounts { unpaired: 2, paired: 1 });
+        drop(node);
+        assert_eq!(table.counts(), ConnectionCounts { unpaired: 2, paired: 0 });
     }
 
     #[test]
