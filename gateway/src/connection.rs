@@ -2,7 +2,7 @@
 //! Requests run as their own tasks (an `agent` turn must not block a `health` on the same socket), bounded
 //! per connection; answers and events go out through the connection's [`Outbound`] queue.
 
-use crate::methods::{Context, Method, Peer, check_key};
+use crate::methods::{Context, Method, Peer};
 use crate::nodes;
 use crate::state::GatewayState;
 use certs::KeyId;
@@ -10,7 +10,7 @@ use node_kit::connection::{self, FrameReader, FrameWriter, Incoming};
 use node_kit::outbound::{Keepalive, WriterTask};
 use node_kit::protocol::{
     ClientMode, ConnectParams, ErrorCode, ErrorFrame, ErrorShape, Frame, HelloOk, Limits, MIN_PROTOCOL_VERSION,
-    PROTOCOL_VERSION, PairedNode, ServerInfo, event, negotiate_version,
+    PROTOCOL_VERSION, PairedNode, ServerInfo, check_id, event, negotiate_version,
 };
 use serde_json::json;
 use std::net::SocketAddr;
@@ -170,7 +170,7 @@ async fn check_connect(
             return Err(policy(ErrorShape::new(ErrorCode::Unauthorized, "the bridge token is for the bridge only")));
         }
     }
-    check_key("client.instanceId", &client.instance_id).map_err(policy)?;
+    check_id("client.instanceId", &client.instance_id).map_err(policy)?;
     let paired = match client.mode {
         ClientMode::Node => Some(paired_record(state, &client.instance_id).map_err(policy)?),
         _ => None,

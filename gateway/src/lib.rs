@@ -11,6 +11,7 @@ mod connection;
 pub mod home;
 mod hub;
 mod idempotency;
+mod invoke;
 pub mod logging;
 mod methods;
 mod nodes;
@@ -19,6 +20,7 @@ mod presence;
 mod request_counts;
 pub mod server;
 mod state;
+mod tools;
 
 pub use config::{AgentConfig, GatewayConfig};
 pub use server::{Gateway, GatewayError};

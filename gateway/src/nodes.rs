@@ -3,7 +3,7 @@
 use crate::now_ms;
 use node_kit::outbound::Outbound;
 use node_kit::protocol::{
-    ClientInfo, ErrorCode, ErrorFrame, ErrorShape, Frame, NodeAdvert, NodeCommandRequest, NodeSummary, PairedNode,
+    AppState, ClientInfo, ErrorCode, ErrorFrame, ErrorShape, Frame, NodeAdvert, NodeCommandRequest, NodeSummary, PairedNode,
     Request, Response, method,
 };
 use serde_json::{Value, json};
@@ -85,6 +85,13 @@ impl NodeRegistry {
             self.inner.lock().expect("nodes lock").nodes.values().map(|n| n.summary.clone()).collect();
         nodes.sort_by(|a, b| a.node_id.cmp(&b.node_id));
         nodes
+    }
+
+    /// Notes what a node's presence beacon or `voice` event said, for `node.list` and the agent's tools.
+    pub(crate) fn update(&self, node_id: &str, change: impl FnOnce(&mut NodeSummary)) {
+        if let Some(node) = self.inner.lock().expect("nodes lock").nodes.get_mut(node_id) {
+            change(&mut node.summary);
+        }
     }
 
     pub(crate) fn describe(&self, node_id: &str) -> Option<NodeSummary> {
@@ -174,5 +181,7 @@ pub(crate) fn summary(info: &ClientInfo, record: &PairedNode, advert: NodeAdvert
         caps: advert.caps,
         commands: advert.commands,
         connected_at_ms: now_ms(),
+        state: AppState::Foreground,
+        voice: None,
     }
 }

@@ -5,6 +5,7 @@ use crate::config::GatewayConfig;
 use crate::home::GatewayToken;
 use crate::hub::ConnectionHub;
 use crate::idempotency::IdempotencyCache;
+use crate::invoke::Invoker;
 use crate::nodes::NodeRegistry;
 use crate::pairing::{PairedStore, PairingCodes, PendingRequests};
 use crate::presence::Presence;
@@ -25,13 +26,13 @@ pub(crate) struct GatewayState {
     /// The live one-time code of door 2, if any.
     pub pairing_codes: PairingCodes,
     pub agent: Arc<AgentRunner>,
-    pub nodes: NodeRegistry,
+    pub nodes: Arc<NodeRegistry>,
     pub presence: Presence,
     pub hub: ConnectionHub,
     /// Idempotency keys of `agent` runs.
     pub agent_runs: IdempotencyCache,
-    /// Idempotency keys of `node.invoke` calls.
-    pub invokes: IdempotencyCache,
+    /// Runs `node.invoke` for the owner and for the agent's tools.
+    pub invoker: Arc<Invoker>,
     pub started: Instant,
     /// Refused connects, summed up once a minute instead of a line each.
     pub refusals: RefusalLog,
@@ -50,13 +51,15 @@ impl GatewayState {
         methods: &'static [&'static str],
     ) -> Self {
         let cache = || IdempotencyCache::new(config.idempotency_ttl, config.idempotency_capacity);
+        let nodes = Arc::new(NodeRegistry::new());
+        let invoker = Arc::new(Invoker::new(nodes.clone(), cache()));
         GatewayState {
-            agent: AgentRunner::new(config.agent.clone()),
-            nodes: NodeRegistry::new(),
+            agent: AgentRunner::new(config.agent.clone(), invoker.clone()),
+            nodes,
+            invoker,
             presence: Presence::new(),
             hub: ConnectionHub::new(),
             agent_runs: cache(),
-            invokes: cache(),
             started: Instant::now(),
             refusals: RefusalLog::new("gateway connections"),
             next_conn_id: AtomicU64::new(1),

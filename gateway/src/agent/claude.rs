@@ -1,8 +1,10 @@
 //! One running `claude` process in stream-json mode: a turn is one user line written to stdin and the
 //! output lines read until claude's `result` line.
 
+use super::mcp::{self, McpChannel};
 use super::stream::{ClaudeLine, TurnReport, parse_line};
 use crate::config::AgentConfig;
+use crate::tools::NodeTools;
 use futures_util::StreamExt;
 use node_kit::protocol::AgentEventKind;
 use std::collections::VecDeque;
@@ -25,6 +27,8 @@ pub(crate) struct ClaudeProcess {
     stdout: FramedRead<ChildStdout, LinesCodec>,
     stderr_tail: Arc<Mutex<VecDeque<u8>>>,
     session_id: Option<String>,
+    /// The agent's node tools, served in-band.
+    mcp: McpChannel,
 }
 
 /// Why a turn did not produce a result.
@@ -38,11 +42,18 @@ pub(crate) enum TurnFailure {
 }
 
 impl ClaudeProcess {
-    /// Starts claude, resuming `resume` (a claude session id) when given.
-    pub(crate) fn spawn(path: &Path, config: &AgentConfig, resume: Option<&str>) -> std::io::Result<ClaudeProcess> {
+    /// Starts claude with `tools` as its in-band MCP server, resuming `resume` (a claude session id) when
+    /// given.
+    pub(crate) async fn spawn(
+        path: &Path,
+        config: &AgentConfig,
+        resume: Option<&str>,
+        tools: NodeTools,
+    ) -> std::io::Result<ClaudeProcess> {
         let mut command = Command::new(path);
         command
             .args(super::CLAUDE_ARGS)
+            .args(super::allowed_tool_args())
             .args(resume.map(|id| ["--resume", id]).into_iter().flatten())
             .args(&config.extra_args)
             .envs(config.env.iter().map(|(k, v)| (k, v)))
@@ -54,7 +65,9 @@ impl ClaudeProcess {
             command.current_dir(cwd);
         }
         let mut child = command.spawn()?;
-        let stdin = child.stdin.take().expect("stdin is piped");
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        // Declares the tools before the first turn; claude answers during that turn's output.
+        write_line(&mut stdin, &mcp::initialize_request()).await?;
         let stdout = FramedRead::new(
             child.stdout.take().expect("stdout is piped"),
             LinesCodec::new_with_max_length(MAX_LINE_BYTES),
@@ -72,7 +85,14 @@ impl ClaudeProcess {
                 tail.drain(..excess);
             }
         });
-        Ok(ClaudeProcess { child, stdin, stdout, stderr_tail, session_id: resume.map(str::to_string) })
+        Ok(ClaudeProcess {
+            child,
+            stdin,
+            stdout,
+            stderr_tail,
+            session_id: resume.map(str::to_string),
+            mcp: McpChannel::start(tools),
+        })
     }
 
     pub(crate) fn pid(&self) -> Option<u32> {
@@ -94,14 +114,21 @@ impl ClaudeProcess {
             "type": "user",
             "message": { "role": "user", "content": prompt },
         });
-        let mut line = message.to_string();
-        line.push('\n');
-        if self.stdin.write_all(line.as_bytes()).await.is_err() || self.stdin.flush().await.is_err() {
+        if write_line(&mut self.stdin, &message).await.is_err() {
             return Err(self.exited(false).await);
         }
         let mut output_seen = false;
         loop {
-            let line = match self.stdout.next().await {
+            let next = tokio::select! {
+                line = self.stdout.next() => line,
+                Some(answer) = self.mcp.next_answer() => {
+                    if write_line(&mut self.stdin, &answer).await.is_err() {
+                        return Err(self.exited(output_seen).await);
+                    }
+                    continue;
+                }
+            };
+            let line = match next {
                 Some(Ok(line)) => line,
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "unreadable claude output; ending the process");
@@ -125,6 +152,18 @@ impl ClaudeProcess {
                     }
                     return if report.is_error { Err(TurnFailure::Reported(report)) } else { Ok(report) };
                 }
+                ClaudeLine::ControlRequest { request_id, request } => {
+                    if request.get("subtype").and_then(serde_json::Value::as_str) == Some("mcp_message") {
+                        self.mcp.forward(&request_id, &request).await;
+                    } else {
+                        // Never leave claude waiting on a question this host does not answer.
+                        let subtype = request.get("subtype").cloned().unwrap_or_default();
+                        let refusal = mcp::control_error(&request_id, &format!("this host does not answer {subtype}"));
+                        if write_line(&mut self.stdin, &refusal).await.is_err() {
+                            return Err(self.exited(true).await);
+                        }
+                    }
+                }
                 ClaudeLine::Other => {}
             }
         }
@@ -141,4 +180,12 @@ impl ClaudeProcess {
     pub(crate) async fn kill(mut self) {
         let _ = self.child.kill().await;
     }
+}
+
+/// Writes one JSON line to claude's stdin.
+async fn write_line(stdin: &mut ChildStdin, value: &serde_json::Value) -> std::io::Result<()> {
+    let mut line = value.to_string();
+    line.push('\n');
+    stdin.write_all(line.as_bytes()).await?;
+    stdin.flush().await
 }

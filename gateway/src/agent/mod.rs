@@ -3,10 +3,13 @@
 //! same claude session.
 
 mod claude;
+mod mcp;
 mod session;
 mod stream;
 
 use crate::config::AgentConfig;
+use crate::invoke::Invoker;
+use crate::tools::{NodeTools, TOOL_NAMES};
 use node_kit::protocol::{AgentEventKind, AgentSessionInfo, ErrorCode, ErrorShape};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -34,6 +37,12 @@ pub const CLAUDE_ARGS: &[&str] = &[
     "--include-partial-messages",
 ];
 
+/// `--allowedTools=mcp__lanyard__<tool>` for each of the agent's node tools: they run without a
+/// permission prompt, and nothing else is allowed that was not before.
+pub fn allowed_tool_args() -> Vec<String> {
+    TOOL_NAMES.iter().map(|tool| format!("--allowedTools=mcp__{}__{tool}", mcp::SERVER_NAME)).collect()
+}
+
 /// Remembered claude session ids of retired sessions, so a later turn resumes the conversation.
 const MAX_RESUME_IDS: usize = 1024;
 
@@ -56,11 +65,18 @@ pub(crate) struct TurnOutput {
 
 pub struct AgentRunner {
     config: AgentConfig,
+    /// How the agent's tools reach nodes.
+    invoker: Arc<Invoker>,
     sessions: Mutex<HashMap<String, SessionHandle>>,
     resume_ids: Mutex<HashMap<String, String>>,
     shutdown: CancellationToken,
     /// Every session task, so shutdown can wait until each claude process is gone.
     tasks: TaskTracker,
+}
+
+/// The node whose conversation a session key belongs to (`node:<id>:<session>`), if any.
+fn origin_node(key: &str) -> Option<String> {
+    key.strip_prefix("node:").and_then(|rest| rest.split_once(':')).map(|(node, _)| node.to_string())
 }
 
 struct SessionHandle {
@@ -70,9 +86,10 @@ struct SessionHandle {
 }
 
 impl AgentRunner {
-    pub fn new(config: AgentConfig) -> Arc<AgentRunner> {
+    pub(crate) fn new(config: AgentConfig, invoker: Arc<Invoker>) -> Arc<AgentRunner> {
         Arc::new(AgentRunner {
             config,
+            invoker,
             sessions: Mutex::new(HashMap::new()),
             resume_ids: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
@@ -117,6 +134,11 @@ impl AgentRunner {
         let resume = self.resume_ids.lock().expect("resume lock").remove(key);
         self.tasks.spawn(session::run(self.clone(), key.to_string(), rx, pid, resume));
         Ok(())
+    }
+
+    /// The agent's tools for the session `key`: "this screen" is the node the session belongs to.
+    fn tools(&self, key: &str) -> NodeTools {
+        NodeTools::new(self.invoker.clone(), origin_node(key))
     }
 
     /// Called by an idle session task: removes the session unless a turn arrived meanwhile. Holding the

@@ -70,7 +70,7 @@ async fn run_turn(
             if stale.is_some() {
                 tracing::warn!(session = %key, "claude had ended since the last turn; starting it again");
             }
-            let resumed = attempt(process.insert(start(runner, key, claude_session.as_deref())?), turn).await;
+            let resumed = attempt(process.insert(start(runner, key, claude_session.as_deref()).await?), turn).await;
             if claude_session.is_some() && resume_failed(&resumed) {
                 // claude writes its transcript lazily: a process killed right after a turn can leave no
                 // conversation to resume. Losing the history beats failing every later turn.
@@ -78,7 +78,7 @@ async fn run_turn(
                 if let Some(failed) = process.take() {
                     failed.kill().await;
                 }
-                attempt(process.insert(start(runner, key, None)?), turn).await
+                attempt(process.insert(start(runner, key, None).await?), turn).await
             } else {
                 resumed
             }
@@ -131,9 +131,9 @@ async fn run_turn(
     }
 }
 
-fn start(runner: &AgentRunner, key: &str, resume: Option<&str>) -> Result<ClaudeProcess, ErrorShape> {
+async fn start(runner: &AgentRunner, key: &str, resume: Option<&str>) -> Result<ClaudeProcess, ErrorShape> {
     let path = runner.claude_path()?;
-    let process = ClaudeProcess::spawn(&path, &runner.config, resume).map_err(|e| {
+    let process = ClaudeProcess::spawn(&path, &runner.config, resume, runner.tools(key)).await.map_err(|e| {
         ErrorShape::new(
             ErrorCode::AgentUnavailable,
             format!("cannot start {}: {e}; {}", path.display(), super::INSTALL_HINT),

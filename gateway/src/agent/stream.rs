@@ -13,6 +13,9 @@ pub(crate) enum ClaudeLine {
     Events(Vec<AgentEventKind>),
     /// The turn ended.
     Result(TurnReport),
+    /// claude asks its host something (an MCP message for our tools, later permissions); it waits for a
+    /// `control_response` with the same `request_id`.
+    ControlRequest { request_id: String, request: Value },
     /// Everything else (status lines, whole assistant messages already streamed as deltas).
     Other,
 }
@@ -62,9 +65,13 @@ pub(crate) fn parse_line(line: &str) -> ClaudeLine {
             name: str_at(block, "name"),
             input: block.get("input").cloned().unwrap_or(Value::Null),
         }),
+        Some("control_request") => ClaudeLine::ControlRequest {
+            request_id: str_at(&value, "request_id"),
+            request: value.get("request").cloned().unwrap_or(Value::Null),
+        },
         Some("user") => events_from_blocks(&value, "tool_result", |block| AgentEventKind::ToolResult {
             tool_use_id: str_at(block, "tool_use_id"),
-            content: block.get("content").cloned().unwrap_or(Value::Null),
+            content: without_image_data(block.get("content").cloned().unwrap_or(Value::Null)),
             is_error: block.get("is_error").and_then(Value::as_bool).unwrap_or(false),
         }),
         Some("result") => ClaudeLine::Result(TurnReport {
@@ -79,6 +86,21 @@ pub(crate) fn parse_line(line: &str) -> ClaudeLine {
         }),
         _ => ClaudeLine::Other,
     }
+}
+
+/// Tool results stream to the caller without the bytes of their images (a screen snapshot would make every
+/// event frame megabytes long): each image keeps its type and gains `omittedBytes`.
+fn without_image_data(mut content: Value) -> Value {
+    if let Some(blocks) = content.as_array_mut() {
+        for block in blocks.iter_mut().filter(|b| b["type"] == "image") {
+            if let Some(source) = block.get_mut("source").and_then(Value::as_object_mut)
+                && let Some(Value::String(data)) = source.remove("data")
+            {
+                source.insert("omittedBytes".into(), data.len().into());
+            }
+        }
+    }
+    content
 }
 
 /// The content blocks of type `kind` in a message line, each turned into an event.
@@ -136,5 +158,23 @@ mod tests {
         };
         assert!(report.refused_locally());
         assert_eq!(parse_line("not json"), ClaudeLine::Other);
+    }
+
+    #[test]
+    fn control_requests_and_image_results() {
+        assert_eq!(
+            parse_line(r#"{"type":"control_request","request_id":"r1","request":{"subtype":"mcp_message","server_name":"lanyard"}}"#),
+            ClaudeLine::ControlRequest {
+                request_id: "r1".into(),
+                request: json!({"subtype": "mcp_message", "server_name": "lanyard"})
+            }
+        );
+        let line = json!({"type": "user", "message": {"content": [{"type": "tool_result", "tool_use_id": "t1",
+            "content": [{"type": "text", "text": "shot"},
+                        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}]}]}});
+        let ClaudeLine::Events(events) = parse_line(&line.to_string()) else { panic!("events") };
+        let AgentEventKind::ToolResult { content, .. } = &events[0] else { panic!("a tool result") };
+        assert_eq!(content[1]["source"], json!({"type": "base64", "media_type": "image/png", "omittedBytes": 12}));
+        assert_eq!(content[0]["text"], "shot");
     }
 }

@@ -2,7 +2,8 @@
 //! the `agent` events of the run, with the outcome. The turn runs to its end even if the caller goes
 //! away, so a retry with the same idempotency key gets the outcome instead of a second run.
 
-use super::{Context, check_key, parse_params};
+use super::{Context, parse_params};
+use node_kit::protocol::check_id;
 use crate::agent::{Turn, TurnOutput};
 use crate::idempotency::Claim;
 use node_kit::client::random_id;
@@ -26,9 +27,9 @@ pub(crate) struct Agent {
 impl Agent {
     pub(crate) fn parse(params: Value) -> Result<Self, ErrorShape> {
         let params: AgentParams = parse_params(method::AGENT, params)?;
-        check_key("idempotencyKey", &params.idempotency_key)?;
+        check_id("idempotencyKey", &params.idempotency_key)?;
         if let Some(key) = &params.session_key {
-            check_key("sessionKey", key)?;
+            check_id("sessionKey", key)?;
         }
         if params.prompt.trim().is_empty() {
             return Err(ErrorShape::invalid_request("prompt must not be empty"));

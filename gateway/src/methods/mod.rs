@@ -21,7 +21,7 @@ mod system_event;
 
 use crate::state::GatewayState;
 use node_kit::outbound::Outbound;
-use node_kit::protocol::{ClientMode, ErrorCode, ErrorShape, MAX_ID_LEN, method};
+use node_kit::protocol::{ClientMode, ErrorCode, ErrorShape, method};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -190,16 +190,6 @@ impl Method {
 /// Reads a method's params, answering `INVALID_REQUEST` with serde's reason when they do not fit.
 fn parse_params<T: DeserializeOwned>(method: &str, params: Value) -> Result<T, ErrorShape> {
     serde_json::from_value(params).map_err(|e| ErrorShape::invalid_request(format!("invalid params for {method}: {e}")))
-}
-
-/// Checks an identifier the caller chose (idempotency key, session key, node ID).
-pub(crate) fn check_key(field: &str, value: &str) -> Result<(), ErrorShape> {
-    if value.is_empty() || value.len() > MAX_ID_LEN || value.chars().any(char::is_control) {
-        return Err(ErrorShape::invalid_request(format!(
-            "{field} must be 1 to {MAX_ID_LEN} characters without control characters"
-        )));
-    }
-    Ok(())
 }
 
 /// The store could not be written: the change did not happen.

@@ -1,7 +1,7 @@
 //! `system-event`: a presence beacon. Kept per instance, listed in `health`, announced to operators.
 
 use super::{Context, parse_params};
-use node_kit::protocol::{ErrorShape, PresenceBeacon, event, method};
+use node_kit::protocol::{ClientMode, ErrorShape, PresenceBeacon, event, method};
 use serde_json::{Value, json};
 
 pub(crate) struct SystemEvent {
@@ -14,6 +14,11 @@ impl SystemEvent {
     }
 
     pub(crate) fn apply(self, ctx: &Context) -> Result<Value, ErrorShape> {
+        if let Some(app_state) = self.beacon.state
+            && ctx.peer.mode == ClientMode::Node
+        {
+            ctx.state.nodes.update(&ctx.peer.instance_id, |node| node.state = app_state);
+        }
         if let Some(entry) = ctx.state.presence.beacon(&ctx.peer.instance_id, self.beacon) {
             ctx.state.hub.broadcast(event::PRESENCE, &entry);
         }

@@ -110,6 +110,11 @@ impl MessagesApi {
         format!("http://{}", self.addr)
     }
 
+    /// Every request so far, in order.
+    pub fn requests(&self) -> Vec<ApiRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+
     /// Requests whose last user text contains `marker`.
     pub fn requests_with(&self, marker: &str) -> Vec<ApiRequest> {
         self.requests.lock().unwrap().iter().filter(|r| r.last_user_text.contains(marker)).cloned().collect()
@@ -168,9 +173,12 @@ async fn messages(State(state): State<ApiState>, axum::Json(body): axum::Json<Va
 
 /// The SSE events of one streamed message, each with the wait before it.
 fn stream_events(model: &str, reply: Reply) -> Vec<(Value, Wait)> {
+    // Each message needs an id of its own: claude keeps one assistant message per id in its transcript.
+    static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let id = format!("msg_test_{}", NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     let now = || Wait::For(Duration::ZERO);
     let mut events = vec![(
-        json!({"type": "message_start", "message": {"id": "msg_test", "type": "message", "role": "assistant",
+        json!({"type": "message_start", "message": {"id": id, "type": "message", "role": "assistant",
             "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
             "usage": {"input_tokens": 12, "output_tokens": 1}}}),
         now(),

@@ -46,6 +46,12 @@ pub enum ErrorCode {
     PairingCodeUsed,
     /// The bridge cannot reach the gateway right now; retry after `retryAfterMs`.
     GatewayUnavailable,
+    /// The node's screen cannot be used now (its browser is missing or crashed); `message` says what to fix.
+    ScreenUnavailable,
+    /// A script the node ran threw; `details` carries the exception text and its line and column.
+    ScriptError,
+    /// The node's settings do not allow this URL; `details.setting` names the setting that would.
+    UrlNotAllowed,
     /// A server-side fault that is not the caller's doing.
     Internal,
     /// A code this build does not know (sent by a newer peer).
@@ -76,6 +82,9 @@ impl ErrorCode {
             ErrorCode::PairingCodeInvalid => "PAIRING_CODE_INVALID",
             ErrorCode::PairingCodeUsed => "PAIRING_CODE_USED",
             ErrorCode::GatewayUnavailable => "GATEWAY_UNAVAILABLE",
+            ErrorCode::ScreenUnavailable => "SCREEN_UNAVAILABLE",
+            ErrorCode::ScriptError => "SCRIPT_ERROR",
+            ErrorCode::UrlNotAllowed => "URL_NOT_ALLOWED",
             ErrorCode::Internal => "INTERNAL",
             ErrorCode::Unknown => "UNKNOWN",
         }
@@ -141,7 +150,14 @@ mod tests {
 
     #[test]
     fn codes_round_trip_as_screaming_snake_case() {
-        for code in [ErrorCode::NodeBackgroundUnavailable, ErrorCode::PayloadTooLarge, ErrorCode::AgentUnavailable] {
+        for code in [
+            ErrorCode::NodeBackgroundUnavailable,
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::AgentUnavailable,
+            ErrorCode::ScreenUnavailable,
+            ErrorCode::ScriptError,
+            ErrorCode::UrlNotAllowed,
+        ] {
             let text = serde_json::to_string(&code).unwrap();
             assert_eq!(text, format!("\"{}\"", code.as_str()));
             assert_eq!(serde_json::from_str::<ErrorCode>(&text).unwrap(), code);

@@ -32,6 +32,18 @@ pub const MAX_TOKEN_LEN: usize = 128;
 pub const MAX_ADVERTISED: usize = 32;
 pub const MAX_ADVERTISED_LEN: usize = 64;
 
+/// Checks an identifier the caller chose (request id, idempotency key, session key, node ID, command):
+/// 1 to [`MAX_ID_LEN`] bytes, no control characters.
+pub fn check_id(field: &str, value: &str) -> Result<(), ErrorShape> {
+    if value.is_empty() || value.len() > MAX_ID_LEN || value.chars().any(char::is_control) {
+        return Err(ErrorShape::invalid_request(format!(
+            "{field} must be 1 to {MAX_ID_LEN} bytes without control characters"
+        ))
+        .with_details(json!({ "field": field, "maxLength": MAX_ID_LEN })));
+    }
+    Ok(())
+}
+
 /// Refuses `value` when it is longer than `max` bytes, naming the field and the limit.
 pub fn check_len(field: &str, value: &str, max: usize) -> Result<(), ErrorShape> {
     if value.len() > max {

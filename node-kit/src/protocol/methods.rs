@@ -204,6 +204,12 @@ pub struct NodeSummary {
     pub caps: Vec<String>,
     pub commands: Vec<String>,
     pub connected_at_ms: u64,
+    /// Foreground or background, from the node's latest presence beacon; foreground until it says.
+    #[serde(default = "AppState::foreground")]
+    pub state: AppState,
+    /// Whether the node can forward voice now, from its latest `voice` node event; unknown until it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -235,6 +241,21 @@ pub struct NodeEventNotice {
 pub enum AppState {
     Foreground,
     Background,
+}
+
+impl AppState {
+    fn foreground() -> AppState {
+        AppState::Foreground
+    }
+}
+
+/// The `node.event` a node sends when it can or cannot forward voice (`{"available": bool}`).
+pub const VOICE_EVENT: &str = "voice";
+
+/// Payload of the [`VOICE_EVENT`] node event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoiceAvailability {
+    pub available: bool,
 }
 
 /// Params of `system-event`: a presence beacon. Every field is optional; the last beacon per instance wins.
