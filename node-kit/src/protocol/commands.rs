@@ -56,6 +56,18 @@ impl NodeCommand {
         serde_json::from_value(tagged).map(Some).map_err(|e| format!("invalid params for {command}: {e}"))
     }
 
+    /// The command's name on the wire.
+    pub fn name(&self) -> &'static str {
+        match self {
+            NodeCommand::ScreenShow(_) => command::SCREEN_SHOW,
+            NodeCommand::ScreenHide(_) => command::SCREEN_HIDE,
+            NodeCommand::ScreenNavigate(_) => command::SCREEN_NAVIGATE,
+            NodeCommand::ScreenEval(_) => command::SCREEN_EVAL,
+            NodeCommand::ScreenSnapshot(_) => command::SCREEN_SNAPSHOT,
+            NodeCommand::ScreenSetMode(_) => command::SCREEN_SET_MODE,
+        }
+    }
+
     /// The capability a node must have granted for this command.
     pub fn capability(name: &str) -> Option<&'static str> {
         name.starts_with("screen.").then_some(SCREEN_CAPABILITY)
@@ -143,6 +155,15 @@ mod tests {
         assert!(NodeCommand::parse("screen.eval", &json!({"js": "1"})).is_err());
         assert!(NodeCommand::parse("screen.setMode", &json!({"mode": "tv"})).is_err());
         assert_eq!(NodeCommand::parse("lamp.on", &json!({})).unwrap(), None);
+        let params = |name: &str| match name {
+            command::SCREEN_NAVIGATE => json!({"url": "https://example.org"}),
+            command::SCREEN_EVAL => json!({"javaScript": "1"}),
+            command::SCREEN_SET_MODE => json!({"mode": "web"}),
+            _ => json!({}),
+        };
+        for name in NodeCommand::ALL {
+            assert_eq!(NodeCommand::parse(name, &params(name)).unwrap().unwrap().name(), *name);
+        }
     }
 
     #[test]

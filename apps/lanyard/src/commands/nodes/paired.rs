@@ -6,10 +6,10 @@ use anyhow::Context;
 use certs::KeyId;
 use node_kit::Client;
 use node_kit::protocol::{
-    NodeListPayload, PairRenameParams, PairRenamed, PairRevokeParams, PairRevoked, PairedNodeList, method,
+    AppState, NodeListPayload, NodeSummary, PairRenameParams, PairRenamed, PairRevokeParams, PairRevoked, PairedNodeList, method,
 };
 use serde_json::{Value, json};
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 /// Every paired device from the store (`pair.list`), marked connected when `node.list` has it: the
 /// store knows names and scopes, only the live registry knows who is online.
@@ -20,13 +20,20 @@ pub(super) async fn list(client: &Client, json: bool) -> anyhow::Result<()> {
     )?;
     let paired: PairedNodeList = serde_json::from_value(paired).context("the gateway sent an unreadable pair.list")?;
     let live: NodeListPayload = serde_json::from_value(live).context("the gateway sent an unreadable node.list")?;
-    let connected: HashSet<String> = live.nodes.into_iter().map(|node| node.node_id).collect();
-    let is_connected = |node_id: &KeyId| connected.contains(&node_id.to_string());
+    let connected: HashMap<String, NodeSummary> =
+        live.nodes.into_iter().map(|node| (node.node_id.clone(), node)).collect();
+    let live_node = |node_id: &KeyId| connected.get(&node_id.to_string());
     if json {
         let mut nodes = Vec::with_capacity(paired.nodes.len());
         for node in &paired.nodes {
             let mut entry = serde_json::to_value(node)?;
-            entry["connected"] = json!(is_connected(&node.node_id));
+            entry["connected"] = json!(live_node(&node.node_id).is_some());
+            if let Some(live) = live_node(&node.node_id) {
+                entry["caps"] = json!(live.caps);
+                entry["commands"] = json!(live.commands);
+                entry["state"] = json!(live.state);
+                entry["voice"] = json!(live.voice);
+            }
             nodes.push(entry);
         }
         println!("{}", serde_json::to_string_pretty(&json!({ "nodes": nodes }))?);
@@ -37,22 +44,43 @@ pub(super) async fn list(client: &Client, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let now = node_kit::protocol::now_ms();
-    let rows: Vec<[String; 6]> = paired
+    let rows: Vec<[String; 9]> = paired
         .nodes
         .iter()
         .map(|node| {
-            let online = is_connected(&node.node_id);
+            let live = live_node(&node.node_id);
+            let (caps, state, voice) = match live {
+                Some(live) => (
+                    if live.caps.is_empty() { "none".to_string() } else { live.caps.join(",") },
+                    match live.state {
+                        AppState::Foreground => "foreground",
+                        AppState::Background => "background",
+                    }
+                    .to_string(),
+                    match live.voice {
+                        Some(true) => "on",
+                        Some(false) => "off",
+                        None => "?",
+                    }
+                    .to_string(),
+                ),
+                None => ("-".into(), "-".into(), "-".into()),
+            };
             [
                 node.node_id.to_string(),
                 node.device.name.clone(),
                 node.device.platform.clone(),
                 scopes(&node.scopes),
-                if online { "now".to_string() } else { ago(node.last_seen_ms, now) },
-                if online { "yes" } else { "no" }.to_string(),
+                if live.is_some() { "now".to_string() } else { ago(node.last_seen_ms, now) },
+                if live.is_some() { "yes" } else { "no" }.to_string(),
+                caps,
+                state,
+                voice,
             ]
         })
         .collect();
-    println!("{}", table(["ID", "NAME", "PLATFORM", "SCOPES", "LAST SEEN", "CONNECTED"], &rows));
+    let header = ["ID", "NAME", "PLATFORM", "SCOPES", "LAST SEEN", "CONNECTED", "CAPS", "STATE", "VOICE"];
+    println!("{}", table(header, &rows));
     Ok(())
 }
 

@@ -1,0 +1,212 @@
+//! The browser process and its one page, as chromiumoxide drives it. Launch flags follow TOOLING.md: no
+//! default flags, a fresh profile in a temporary directory, nothing that phones home.
+
+use super::CanvasOptions;
+use chromiumoxide::browser::{Browser, BrowserConfig};
+use chromiumoxide::cdp::browser_protocol::browser::{
+    Bounds, GetWindowForTargetParams, SetWindowBoundsParams, WindowState,
+};
+use chromiumoxide::cdp::browser_protocol::page::{CaptureScreenshotFormat, Viewport};
+use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
+use chromiumoxide::error::CdpError;
+use chromiumoxide::page::{Page, ScreenshotParams};
+use futures_util::StreamExt;
+use node_kit::protocol::{ErrorCode, ErrorShape, ImageFormat};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Browsers looked for on PATH, in order.
+const BROWSER_NAMES: &[&str] = &["chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome"];
+/// Where macOS keeps them.
+const MAC_BROWSERS: &[&str] = &[
+    "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
+    "/Applications/Chromium.app/Contents/MacOS/Chromium",
+];
+/// Flags that keep the browser quiet on the network and quick to start.
+const FLAGS: &[&str] = &[
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--hide-scrollbars",
+    "--mute-audio",
+];
+
+pub(super) struct Running {
+    browser: Browser,
+    page: Page,
+    /// Set when the DevTools connection ends: the browser exited or crashed.
+    gone: Arc<AtomicBool>,
+    _profile: tempfile::TempDir,
+}
+
+/// The browser binary: the one given, else the first found on PATH (or in /Applications on macOS).
+fn find_browser(given: Option<&PathBuf>) -> Result<PathBuf, ErrorShape> {
+    if let Some(path) = given {
+        return if path.is_file() {
+            Ok(path.clone())
+        } else {
+            Err(unavailable(format!("the browser {} given with --browser does not exist", path.display())))
+        };
+    }
+    BROWSER_NAMES
+        .iter()
+        .find_map(|name| which::which(name).ok())
+        .or_else(|| MAC_BROWSERS.iter().map(PathBuf::from).find(|p| p.is_file()))
+        .ok_or_else(|| {
+            unavailable(
+                "no Chromium or Chrome found on PATH; install one (`apt install chromium`, or Google Chrome on \
+                 macOS) or give its path with --browser"
+                    .into(),
+            )
+        })
+}
+
+fn unavailable(message: String) -> ErrorShape {
+    ErrorShape::new(ErrorCode::ScreenUnavailable, message)
+}
+
+/// A DevTools error as the caller sees it: the script's exception, or the browser being unusable.
+fn browser_error(e: CdpError) -> ErrorShape {
+    match e {
+        CdpError::JavascriptException(details) => {
+            let description =
+                details.exception.as_ref().and_then(|e| e.description.clone()).unwrap_or_else(|| details.text.clone());
+            ErrorShape::new(ErrorCode::ScriptError, format!("the script threw: {description}")).with_details(json!({
+                "exception": description,
+                "lineNumber": details.line_number,
+                "columnNumber": details.column_number,
+            }))
+        }
+        CdpError::Timeout => ErrorShape::retryable(ErrorCode::Timeout, "the browser did not answer in time", Some(1000)),
+        other => ErrorShape::retryable(ErrorCode::ScreenUnavailable, format!("the browser failed: {other}"), Some(1000)),
+    }
+}
+
+impl Running {
+    pub(super) async fn launch(options: &CanvasOptions, start_url: &str) -> Result<Running, ErrorShape> {
+        let path = find_browser(options.browser.as_ref())?;
+        let profile = tempfile::Builder::new()
+            .prefix("lanyard-node-browser-")
+            .tempdir()
+            .map_err(|e| unavailable(format!("cannot make a browser profile directory: {e}")))?;
+        let mut config = BrowserConfig::builder()
+            .chrome_executable(&path)
+            .disable_default_args()
+            .user_data_dir(profile.path())
+            .window_size(options.width, options.height)
+            .viewport(None)
+            .args(FLAGS.iter().copied());
+        if options.headed {
+            config = config.with_head();
+        }
+        // Chromium refuses to run as root with its sandbox on.
+        if nix::unistd::geteuid().is_root() {
+            config = config.no_sandbox();
+        }
+        let config = config.build().map_err(unavailable)?;
+        let (browser, mut handler) = Browser::launch(config)
+            .await
+            .map_err(|e| unavailable(format!("cannot start the browser {}: {e}", path.display())))?;
+        let gone = Arc::new(AtomicBool::new(false));
+        let flag = gone.clone();
+        tokio::spawn(async move {
+            while handler.next().await.is_some() {}
+            flag.store(true, Ordering::Relaxed);
+        });
+        let page = match browser.new_page(start_url).await {
+            Ok(page) => page,
+            Err(e) => {
+                let mut running_browser = browser;
+                let _ = running_browser.kill().await;
+                return Err(browser_error(e));
+            }
+        };
+        tracing::info!(browser = %path.display(), headed = options.headed, "Canvas browser started");
+        Ok(Running { browser, page, gone, _profile: profile })
+    }
+
+    pub(super) fn alive(&self) -> bool {
+        !self.gone.load(Ordering::Relaxed)
+    }
+
+    /// Closes the browser politely, then makes sure the process is gone.
+    pub(super) async fn close(mut self) {
+        if self.alive() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(3), self.browser.close()).await;
+        }
+        if tokio::time::timeout(std::time::Duration::from_secs(3), self.browser.wait()).await.is_err() {
+            let _ = self.browser.kill().await;
+        }
+    }
+
+    pub(super) async fn goto(&self, url: &str) -> Result<(), ErrorShape> {
+        self.page.goto(url).await.map(drop).map_err(browser_error)
+    }
+
+    pub(super) async fn url(&self) -> Option<String> {
+        self.page.url().await.ok().flatten()
+    }
+
+    /// Evaluates `script`, awaiting a promise, and returns its value as JSON (`null` for values JSON cannot
+    /// carry, such as functions).
+    pub(super) async fn evaluate(&self, script: &str) -> Result<Value, ErrorShape> {
+        let params = EvaluateParams::builder()
+            .expression(script)
+            .await_promise(true)
+            .return_by_value(true)
+            .build()
+            .map_err(ErrorShape::invalid_request)?;
+        let result = self.page.evaluate_expression(params).await.map_err(browser_error)?;
+        Ok(result.value().cloned().unwrap_or(Value::Null))
+    }
+
+    /// The page's size in CSS pixels.
+    pub(super) async fn viewport(&self) -> Result<(u32, u32), ErrorShape> {
+        let size = self.evaluate("[window.innerWidth, window.innerHeight]").await?;
+        let dimension = |i: usize| size[i].as_u64().filter(|v| *v > 0).map(|v| v as u32);
+        match (dimension(0), dimension(1)) {
+            (Some(w), Some(h)) => Ok((w, h)),
+            _ => Err(ErrorShape::new(ErrorCode::ScreenUnavailable, format!("the page reports no size ({size})"))),
+        }
+    }
+
+    pub(super) async fn screenshot(
+        &self,
+        format: ImageFormat,
+        quality: Option<u8>,
+        width: f64,
+        height: f64,
+        scale: f64,
+    ) -> Result<Vec<u8>, ErrorShape> {
+        let clip = Viewport { x: 0.0, y: 0.0, width, height, scale };
+        let mut params = ScreenshotParams::builder().clip(clip);
+        params = match format {
+            ImageFormat::Png => params.format(CaptureScreenshotFormat::Png),
+            ImageFormat::Jpeg => params.format(CaptureScreenshotFormat::Jpeg),
+        };
+        if let (ImageFormat::Jpeg, Some(quality)) = (format, quality) {
+            params = params.quality(i64::from(quality.clamp(1, 100)));
+        }
+        self.page.screenshot(params.build()).await.map_err(browser_error)
+    }
+
+    /// Shows or minimises the browser window (headed mode).
+    pub(super) async fn set_window_visible(&self, visible: bool) -> Result<(), ErrorShape> {
+        let window = self.page.execute(GetWindowForTargetParams::default()).await.map_err(browser_error)?;
+        let state = if visible { WindowState::Normal } else { WindowState::Minimized };
+        let bounds = Bounds { window_state: Some(state), ..Default::default() };
+        self.page.execute(SetWindowBoundsParams::new(window.window_id.clone(), bounds)).await.map_err(browser_error)?;
+        if visible {
+            self.page.bring_to_front().await.map_err(browser_error)?;
+        }
+        Ok(())
+    }
+}

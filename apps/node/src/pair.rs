@@ -1,0 +1,73 @@
+//! `lanyard-node pair`: door 2 with a connection string (no approval step), or door 1: find the bridge
+//! (mDNS, or `--address`), show the code the owner compares, wait for the approval.
+
+use crate::settings::{Settings, StateDir};
+use anyhow::Context;
+use clap::Args;
+use node_kit::connection_string::ConnectionString;
+use node_kit::discovery::{Discovery, MdnsDiscovery};
+use node_kit::pairing::{PairedBridge, PairingRequest, redeem, request_pairing};
+use node_kit::protocol::Scope;
+use std::time::Duration;
+
+#[derive(Args)]
+pub struct PairArgs {
+    /// The connection string `lanyard pair` printed on the computer (`lanyard://…`); without it, the node
+    /// asks the bridge and waits for the owner to approve.
+    string: Option<ConnectionString>,
+    /// Ask the bridge at this address instead of looking for it with mDNS (door 1).
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "string")]
+    address: Option<String>,
+    /// Look for the bridge only on this network interface (repeatable; all by default).
+    #[arg(long = "interface", value_name = "IF")]
+    interfaces: Vec<String>,
+    /// How long to look for the bridge on the network, in seconds.
+    #[arg(long, default_value_t = 30)]
+    find_timeout: u64,
+}
+
+pub async fn run(state: &StateDir, settings: &Settings, args: PairArgs) -> anyhow::Result<()> {
+    let identity = state.identity()?;
+    if let Some(old) = state.pairing()? {
+        eprintln!("replacing the pairing with bridge {} (at {})", old.bridge_id, old.address);
+    }
+    let request = PairingRequest::new(&settings.name, std::env::consts::OS).scopes([Scope::Chat, Scope::Voice]);
+    let paired = match (&args.string, &args.address) {
+        (Some(string), _) => {
+            eprintln!("pairing with {} using its one-time code…", string.address());
+            redeem(string, &identity, request).await.context("the bridge did not accept the code")?
+        }
+        (None, address) => approve(&identity, request, address.clone(), &args).await?,
+    };
+    state.save_pairing(&paired)?;
+    println!("Paired with bridge {} at {} as {}", paired.bridge_id, paired.address, paired.node_id);
+    println!("Start the node with: lanyard-node run");
+    Ok(())
+}
+
+/// Door 1: ask, show the code, wait for the owner.
+async fn approve(
+    identity: &certs::Identity,
+    request: PairingRequest,
+    address: Option<String>,
+    args: &PairArgs,
+) -> anyhow::Result<PairedBridge> {
+    let (address, name) = match address {
+        Some(address) => (address, "the computer".to_string()),
+        None => {
+            eprintln!("looking for a Lanyard bridge on the local network…");
+            let found = MdnsDiscovery::new()
+                .interfaces(args.interfaces.clone())
+                .watch()?
+                .find(Duration::from_secs(args.find_timeout), |_| true)
+                .await
+                .context("no bridge found; is `lanyard up` running on this network? (or give --address HOST:PORT)")?;
+            let address = found.addresses.first().cloned().context("the bridge advertised no usable address")?;
+            (address, found.hint.name.unwrap_or_else(|| "the computer".into()))
+        }
+    };
+    let pending = request_pairing(&address, identity, request).await.context("the bridge did not take the request")?;
+    println!("Pairing code: {}", pending.sas());
+    println!("Approve this device on {name} (`lanyard nodes approve {}`) if it shows the same code.", pending.request_id());
+    Ok(pending.approved().await.context("the pairing was not approved")?)
+}

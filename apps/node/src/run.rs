@@ -1,0 +1,263 @@
+//! `lanyard-node run`: connect (and stay connected), serve the Canvas, forward transcripts, and switch
+//! between foreground and background on a signal or a stdin command, until SIGINT or SIGTERM. A clean
+//! shutdown closes the browser.
+
+use crate::canvas::{Canvas, CanvasLimits, CanvasOptions};
+use crate::commands::NodeCommands;
+use crate::settings::{RunStatus, Settings, StateDir};
+use crate::voice;
+use anyhow::Context;
+use clap::Args;
+use node_kit::discovery::MdnsDiscovery;
+use node_kit::node::{Link, Node};
+use node_kit::protocol::{AppState, VOICE_EVENT, VoiceAvailability, now_ms};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+/// How often a presence beacon is sent while nothing changes.
+const BEACON_EVERY: Duration = Duration::from_secs(60);
+/// Pause between attempts when the bridge cannot be reached at start.
+const START_RETRY: Duration = Duration::from_secs(5);
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The Chromium (or Chrome) binary for the Canvas; looked for on PATH when not given. Never downloaded.
+    #[arg(long, env = "LANYARD_NODE_BROWSER", value_name = "PATH")]
+    browser: Option<PathBuf>,
+    /// Show the Canvas in a visible window (needs a display); headless by default.
+    #[arg(long)]
+    headed: bool,
+    /// Size of the Canvas in pixels.
+    #[arg(long, default_value = "1280x720", value_parser = parse_size)]
+    window: (u32, u32),
+    /// Offer no screen: no browser is started and the agent cannot use this node's screen.
+    #[arg(long)]
+    no_screen: bool,
+    /// Read transcripts from this file (one per line) instead of stdin; stdin still takes commands.
+    #[arg(long, value_name = "FILE")]
+    transcripts: Option<PathBuf>,
+    /// Look for the bridge with mDNS only on this network interface (repeatable; all by default).
+    #[arg(long = "interface", value_name = "IF")]
+    interfaces: Vec<String>,
+}
+
+fn parse_size(text: &str) -> Result<(u32, u32), String> {
+    let (w, h) = text.split_once('x').ok_or("write the size as WIDTHxHEIGHT, e.g. 1280x720")?;
+    let parse = |v: &str| v.parse::<u32>().ok().filter(|v| (64..=7680).contains(v));
+    match (parse(w), parse(h)) {
+        (Some(w), Some(h)) => Ok((w, h)),
+        _ => Err("each side must be 64 to 7680 pixels".into()),
+    }
+}
+
+/// What stdin or a signal asked for.
+enum Control {
+    Transcript(String),
+    State(AppState),
+    Status,
+    Quit,
+}
+
+/// A stdin line: `/background`, `/foreground`, `/status`, `/quit`, or a transcript.
+fn control(line: &str) -> Option<Control> {
+    match line.trim() {
+        "" => None,
+        "/background" => Some(Control::State(AppState::Background)),
+        "/foreground" => Some(Control::State(AppState::Foreground)),
+        "/status" => Some(Control::Status),
+        "/quit" => Some(Control::Quit),
+        text => Some(Control::Transcript(text.to_string())),
+    }
+}
+
+/// Keeps `status.json` current for `lanyard-node status`.
+struct Reporter {
+    state: StateDir,
+    status: Mutex<RunStatus>,
+}
+
+impl Reporter {
+    fn update(&self, change: impl FnOnce(&mut RunStatus)) {
+        let mut status = self.status.lock().expect("status lock");
+        change(&mut status);
+        status.updated_at_ms = now_ms();
+        if let Err(e) = self.state.save_status(&status) {
+            tracing::warn!(error = %e, "cannot write the status file");
+        }
+    }
+}
+
+pub async fn run(state: &StateDir, settings: Settings, args: RunArgs) -> anyhow::Result<()> {
+    let identity = Arc::new(state.identity()?);
+    let paired = state.pairing()?.context("this device is not paired yet; run `lanyard-node pair` first")?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigusr1 = signal(SignalKind::user_defined1())?;
+    let mut sigusr2 = signal(SignalKind::user_defined2())?;
+
+    let canvas = if args.no_screen {
+        None
+    } else {
+        let options =
+            CanvasOptions { browser: args.browser.clone(), headed: args.headed, width: args.window.0, height: args.window.1 };
+        let limits =
+            CanvasLimits { web_allow: settings.web_allow.clone(), max_snapshot_bytes: settings.max_snapshot_bytes };
+        let canvas = Arc::new(Canvas::new(options, limits).await.context("cannot serve the canvas page")?);
+        if let Err(e) = canvas.start().await {
+            eprintln!("lanyard-node: the screen is unavailable for now: {e}");
+        }
+        Some(canvas)
+    };
+    let reporter = Arc::new(Reporter {
+        state: state.clone(),
+        status: Mutex::new(RunStatus {
+            pid: std::process::id(),
+            link: "connecting".into(),
+            foreground: true,
+            screen: canvas.as_ref().map_or_else(|| "off".into(), |c| c.describe()),
+            updated_at_ms: now_ms(),
+        }),
+    });
+    reporter.update(|_| {});
+
+    let connect = async {
+        loop {
+            let mut builder = Node::builder(identity.clone(), paired.clone())
+                .display_name(&settings.name)
+                .platform(std::env::consts::OS)
+                .discovery(MdnsDiscovery::new().interfaces(args.interfaces.clone()));
+            if let Some(canvas) = &canvas {
+                builder = builder.commands(NodeCommands::advert(), NodeCommands::new(canvas.clone()));
+            }
+            match builder.connect().await {
+                Ok(node) => return Ok(node),
+                Err(e) if e.is_retryable() => {
+                    eprintln!("lanyard-node: the bridge is not reachable yet ({e}); trying again");
+                    tokio::time::sleep(START_RETRY).await;
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context("the bridge refused this device")),
+            }
+        }
+    };
+    let node = tokio::select! {
+        node = connect => node?,
+        _ = sigterm.recv() => return stop(canvas, state, None).await,
+        _ = sigint.recv() => return stop(canvas, state, None).await,
+    };
+    state.save_pairing(&node.bridge())?;
+    eprintln!("lanyard-node: connected to bridge {} at {} as {:?}", paired.bridge_id, node.bridge().address, settings.name);
+    announce(&node, settings.voice).await;
+    tokio::spawn(watch_link(node.clone(), reporter.clone(), settings.voice));
+
+    let (transcripts, queue) = mpsc::channel(voice::QUEUE);
+    tokio::spawn(voice::forward(node.clone(), queue));
+    let (controls_tx, mut controls) = mpsc::channel(voice::QUEUE);
+    tokio::spawn(read_lines(tokio::io::stdin(), controls_tx.clone(), true));
+    if let Some(path) = &args.transcripts {
+        let file = tokio::fs::File::open(path).await.with_context(|| format!("cannot open {}", path.display()))?;
+        tokio::spawn(read_lines(file, controls_tx.clone(), false));
+    }
+    drop(controls_tx);
+
+    let mut app_state = AppState::Foreground;
+    let mut beacon = tokio::time::interval(BEACON_EVERY);
+    beacon.tick().await;
+    loop {
+        let asked = tokio::select! {
+            line = controls.recv() => match line {
+                Some(control) => control,
+                // stdin and the transcript file are both done: keep serving until a signal.
+                None => { controls = mpsc::channel(1).1; continue; }
+            },
+            _ = sigusr1.recv() => Control::State(AppState::Foreground),
+            _ = sigusr2.recv() => Control::State(AppState::Background),
+            _ = beacon.tick() => Control::State(app_state),
+            _ = sigterm.recv() => Control::Quit,
+            _ = sigint.recv() => Control::Quit,
+        };
+        match asked {
+            Control::Transcript(text) if settings.voice => {
+                if transcripts.send(text).await.is_err() {
+                    break;
+                }
+            }
+            Control::Transcript(_) => {
+                eprintln!("lanyard-node: voice is off; turn it on with `lanyard-node --voice on run`");
+            }
+            Control::State(state) => {
+                app_state = state;
+                if let Err(e) = node.set_app_state(state).await {
+                    tracing::debug!(error = %e, "the beacon did not reach the bridge; it is sent again after reconnecting");
+                }
+                reporter.update(|s| s.foreground = state == AppState::Foreground);
+            }
+            Control::Status => {
+                let screen = canvas.as_ref().map_or_else(|| "off".into(), |c| c.describe());
+                reporter.update(|s| s.screen = screen.clone());
+                let status = reporter.status.lock().expect("status lock").clone();
+                eprintln!("lanyard-node: link {}, {:?}, screen {}", status.link, app_state, status.screen);
+            }
+            Control::Quit => break,
+        }
+    }
+    stop(canvas, state, Some(node)).await
+}
+
+/// Closes the browser and the connection, and keeps the address that worked.
+async fn stop(canvas: Option<Arc<Canvas>>, state: &StateDir, node: Option<Node>) -> anyhow::Result<()> {
+    if let Some(canvas) = canvas {
+        canvas.close().await;
+    }
+    if let Some(node) = node {
+        state.save_pairing(&node.bridge())?;
+        node.close();
+    }
+    state.clear_status();
+    eprintln!("lanyard-node: stopped");
+    Ok(())
+}
+
+/// Tells the computer whether this node forwards voice.
+async fn announce(node: &Node, voice: bool) {
+    let payload = serde_json::to_value(VoiceAvailability { available: voice }).expect("voice events serialise");
+    if let Err(e) = node.event(VOICE_EVENT, payload).await {
+        tracing::debug!(error = %e, "the voice event did not reach the bridge");
+    }
+}
+
+/// Follows the link for the status file, and says again after each reconnect whether voice is on.
+async fn watch_link(node: Node, reporter: Arc<Reporter>, voice: bool) {
+    let mut link = node.link();
+    loop {
+        let text = match &*link.borrow_and_update() {
+            Link::Connected(_) => "connected".to_string(),
+            Link::Reconnecting(_) => "reconnecting".to_string(),
+            Link::Stopped(e) => format!("stopped: {e}"),
+        };
+        let reconnected = text == "connected" && reporter.status.lock().expect("status lock").link != "connected";
+        reporter.update(|s| s.link = text);
+        if reconnected {
+            announce(&node, voice).await;
+        }
+        if link.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Feeds lines from `input` (stdin with commands, or a transcript file) to the main loop.
+async fn read_lines(input: impl tokio::io::AsyncRead + Unpin, to: mpsc::Sender<Control>, commands: bool) {
+    let mut lines = BufReader::new(input).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let asked = if commands { control(&line) } else { Some(line.trim().to_string()).filter(|l| !l.is_empty()).map(Control::Transcript) };
+        if let Some(asked) = asked
+            && to.send(asked).await.is_err()
+        {
+            return;
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Voice forward: transcripts (a phone does speech-to-text itself; this node takes its text) go to the
+//! agent on the `voice` channel, on the node's own session, one at a time and in order; each reply streams
+//! to stdout. A transcript the bridge refuses for its rate is kept and sent again after `retryAfterMs`,
+//! so a burst is slowed, never lost.
+
+use node_kit::ClientError;
+use node_kit::node::Node;
+use node_kit::protocol::{AgentChannel, AgentEventKind, AgentParams, ErrorCode};
+use std::io::Write;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Transcripts waiting their turn; a full queue slows the reader instead of dropping lines.
+pub const QUEUE: usize = 64;
+/// Attempts per transcript before it is given up (rate limits, reconnects).
+const ATTEMPTS: u32 = 20;
+
+/// Sends each transcript in turn until the queue closes.
+pub async fn forward(node: Node, mut transcripts: mpsc::Receiver<String>) {
+    while let Some(text) = transcripts.recv().await {
+        if let Err(e) = send(&node, &text).await {
+            eprintln!("lanyard-node: voice: the transcript {text:?} was not answered: {e}");
+        }
+    }
+}
+
+async fn send(node: &Node, text: &str) -> Result<(), ClientError> {
+    let params = AgentParams { channel: AgentChannel::Voice, ..AgentParams::new(text) };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let outcome = match node.agent(params.clone()).await {
+            Ok(run) => stream(run).await,
+            Err(e) => Err(e),
+        };
+        let wait = match &outcome {
+            Err(ClientError::Remote(e) | ClientError::Handshake(e)) if e.code == ErrorCode::RateLimited => {
+                let wait = e.retry_after_ms.unwrap_or(1000);
+                eprintln!("lanyard-node: voice: {} {}; sending it again in {wait} ms", e.code, e.message);
+                Duration::from_millis(wait)
+            }
+            Err(ClientError::NotConnected | ClientError::Closed) => {
+                eprintln!("lanyard-node: voice: not connected to the bridge; waiting to send {text:?}");
+                let _ = node.connected(Duration::from_secs(30)).await;
+                Duration::ZERO
+            }
+            _ => return outcome,
+        };
+        if attempt >= ATTEMPTS {
+            return outcome;
+        }
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Prints the reply as it streams, then a newline.
+async fn stream(mut run: node_kit::client::AgentRun) -> Result<(), ClientError> {
+    let mut stdout = std::io::stdout();
+    while let Some(event) = run.next_event().await {
+        if let AgentEventKind::TextDelta { text } = event {
+            let _ = write!(stdout, "{text}");
+            let _ = stdout.flush();
+        }
+    }
+    let outcome = run.outcome().await;
+    let _ = writeln!(stdout);
+    let _ = stdout.flush();
+    outcome.map(drop)
+}
