@@ -58,10 +58,10 @@ impl IdempotencyCache {
     pub(crate) fn claim(&self, key: &str, new_tag: impl FnOnce() -> String) -> Result<Claim, ErrorShape> {
         let mut entries = self.entries.lock().expect("idempotency lock");
         let now = Instant::now();
-        if let Some(entry) = entries.get(key) {
-            if now.duration_since(entry.created) < self.ttl || !entry.finished() {
-                return Ok(Claim::Existing { tag: entry.tag.clone(), waiter: Waiter(entry.outcome.clone()) });
-            }
+        if let Some(entry) = entries.get(key)
+            && (now.duration_since(entry.created) < self.ttl || !entry.finished())
+        {
+            return Ok(Claim::Existing { tag: entry.tag.clone(), waiter: Waiter(entry.outcome.clone()) });
         }
         if entries.len() >= self.capacity {
             entries.retain(|_, e| !e.finished() || now.duration_since(e.created) < self.ttl);

@@ -3,8 +3,8 @@
 use crate::now_ms;
 use node_kit::outbound::Outbound;
 use node_kit::protocol::{
-    AppState, ClientInfo, ErrorCode, ErrorFrame, ErrorShape, Frame, NodeAdvert, NodeCommandRequest, NodeSummary, PairedNode,
-    Request, Response, method,
+    AppState, ClientInfo, ErrorCode, ErrorFrame, ErrorShape, Frame, NodeAdvert, NodeCommandRequest, NodeSummary,
+    PairedNode, Request, Response, method,
 };
 use serde_json::{Value, json};
 use std::collections::HashMap;

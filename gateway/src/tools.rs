@@ -201,7 +201,13 @@ fn format_of(format: SnapshotFormat) -> ImageFormat {
 impl NodeTools {
     /// Sends `command` to the chosen node as a `node.invoke` keyed by claude's tool-use id (so a repeated
     /// delivery of the same call runs once) and turns the answer into a tool result.
-    async fn run(&self, node_id: Option<String>, command: &str, params: Value, meta: &RequestMetaObject) -> CallToolResult {
+    async fn run(
+        &self,
+        node_id: Option<String>,
+        command: &str,
+        params: Value,
+        meta: &RequestMetaObject,
+    ) -> CallToolResult {
         let outcome = async {
             let node_id = self.target(node_id, command)?;
             let key = meta.get("claudecode/toolUseId").and_then(Value::as_str).map_or_else(random_id, str::to_string);
@@ -256,7 +262,12 @@ impl NodeTools {
 fn snapshot_result(node_id: &str, payload: Value) -> CallToolResult {
     let shot: SnapshotResult = match serde_json::from_value(payload) {
         Ok(shot) => shot,
-        Err(e) => return tool_error(&ErrorShape::new(ErrorCode::Internal, format!("the node sent an unreadable snapshot: {e}"))),
+        Err(e) => {
+            return tool_error(&ErrorShape::new(
+                ErrorCode::Internal,
+                format!("the node sent an unreadable snapshot: {e}"),
+            ));
+        }
     };
     if BASE64.decode(shot.base64.as_bytes()).is_err() {
         return tool_error(&ErrorShape::new(ErrorCode::Internal, "the node sent a snapshot that is not base64"));

@@ -51,9 +51,7 @@ impl FromStr for AllowEntry {
             && name.len() <= 253
             && name.split('.').all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
         if !valid {
-            return Err(format!(
-                "{text:?} is not a host name; write example.org, *.example.org or http://host:port"
-            ));
+            return Err(format!("{text:?} is not a host name; write example.org, *.example.org or http://host:port"));
         }
         Ok(if wildcard { AllowEntry::Subdomains(name) } else { AllowEntry::Host(name) })
     }
@@ -108,7 +106,10 @@ pub fn check(text: &str, allowed: &[AllowEntry]) -> Result<Url, ErrorShape> {
         Err(ErrorShape::new(ErrorCode::UrlNotAllowed, why).with_details(json!({ "setting": SETTING, "url": text })))
     };
     if url.scheme() != "https" && url.scheme() != "http" {
-        return refuse(format!("{}: URLs are never opened; only http(s) URLs the {SETTING} setting admits", url.scheme()));
+        return refuse(format!(
+            "{}: URLs are never opened; only http(s) URLs the {SETTING} setting admits",
+            url.scheme()
+        ));
     }
     if !url.username().is_empty() || url.password().is_some() {
         return refuse("URLs with credentials in them are not opened".into());
@@ -167,7 +168,9 @@ mod tests {
     #[test]
     fn other_schemes_and_credentials_are_never_opened() {
         let allowed = entries(&["example.org", "http://127.0.0.1:80"]);
-        for url in ["file:///etc/passwd", "javascript:alert(1)", "chrome://settings", "data:text/html,hi", "about:blank"] {
+        for url in
+            ["file:///etc/passwd", "javascript:alert(1)", "chrome://settings", "data:text/html,hi", "about:blank"]
+        {
             assert_eq!(check(url, &allowed).unwrap_err().code, ErrorCode::UrlNotAllowed, "{url}");
         }
         assert_eq!(check("https://user:pw@example.org/", &allowed).unwrap_err().code, ErrorCode::UrlNotAllowed);

@@ -102,8 +102,12 @@ pub async fn run(state: &StateDir, settings: Settings, args: RunArgs) -> anyhow:
     let canvas = if args.no_screen {
         None
     } else {
-        let options =
-            CanvasOptions { browser: args.browser.clone(), headed: args.headed, width: args.window.0, height: args.window.1 };
+        let options = CanvasOptions {
+            browser: args.browser.clone(),
+            headed: args.headed,
+            width: args.window.0,
+            height: args.window.1,
+        };
         let limits =
             CanvasLimits { web_allow: settings.web_allow.clone(), max_snapshot_bytes: settings.max_snapshot_bytes };
         let canvas = Arc::new(Canvas::new(options, limits).await.context("cannot serve the canvas page")?);
@@ -149,7 +153,12 @@ pub async fn run(state: &StateDir, settings: Settings, args: RunArgs) -> anyhow:
         _ = sigint.recv() => return stop(canvas, state, None).await,
     };
     state.save_pairing(&node.bridge())?;
-    eprintln!("lanyard-node: connected to bridge {} at {} as {:?}", paired.bridge_id, node.bridge().address, settings.name);
+    eprintln!(
+        "lanyard-node: connected to bridge {} at {} as {:?}",
+        paired.bridge_id,
+        node.bridge().address,
+        settings.name
+    );
     announce(&node, settings.voice).await;
     tokio::spawn(watch_link(node.clone(), reporter.clone(), settings.voice));
 
@@ -253,7 +262,11 @@ async fn watch_link(node: Node, reporter: Arc<Reporter>, voice: bool) {
 async fn read_lines(input: impl tokio::io::AsyncRead + Unpin, to: mpsc::Sender<Control>, commands: bool) {
     let mut lines = BufReader::new(input).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        let asked = if commands { control(&line) } else { Some(line.trim().to_string()).filter(|l| !l.is_empty()).map(Control::Transcript) };
+        let asked = if commands {
+            control(&line)
+        } else {
+            Some(line.trim().to_string()).filter(|l| !l.is_empty()).map(Control::Transcript)
+        };
         if let Some(asked) = asked
             && to.send(asked).await.is_err()
         {

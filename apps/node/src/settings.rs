@@ -79,7 +79,8 @@ impl StateDir {
 
     pub fn identity(&self) -> anyhow::Result<certs::Identity> {
         let path = self.0.join("identity.pem");
-        load_or_create_identity(&path).with_context(|| format!("cannot read or create the device key {}", path.display()))
+        load_or_create_identity(&path)
+            .with_context(|| format!("cannot read or create the device key {}", path.display()))
     }
 
     pub fn pairing(&self) -> anyhow::Result<Option<PairedBridge>> {

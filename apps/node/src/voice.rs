@@ -36,7 +36,12 @@ async fn send(node: &Node, text: &str) -> Result<(), ClientError> {
         let wait = match &outcome {
             Err(ClientError::Remote(e) | ClientError::Handshake(e)) if e.code == ErrorCode::RateLimited => {
                 let wait = e.retry_after_ms.unwrap_or(1000);
-                eprintln!("lanyard-node: voice: {} {}; sending it again in {wait} ms", e.code, e.message);
+                eprintln!(
+                    "lanyard-node: voice: {} (retryAfterMs={}): {}; sending it again in {wait} ms",
+                    e.code,
+                    e.retry_after_ms.map_or_else(|| "none".into(), |ms| ms.to_string()),
+                    e.message
+                );
                 Duration::from_millis(wait)
             }
             Err(ClientError::NotConnected | ClientError::Closed) => {

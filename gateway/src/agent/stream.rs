@@ -163,7 +163,9 @@ mod tests {
     #[test]
     fn control_requests_and_image_results() {
         assert_eq!(
-            parse_line(r#"{"type":"control_request","request_id":"r1","request":{"subtype":"mcp_message","server_name":"lanyard"}}"#),
+            parse_line(
+                r#"{"type":"control_request","request_id":"r1","request":{"subtype":"mcp_message","server_name":"lanyard"}}"#
+            ),
             ClaudeLine::ControlRequest {
                 request_id: "r1".into(),
                 request: json!({"subtype": "mcp_message", "server_name": "lanyard"})

@@ -3,10 +3,10 @@
 //! away, so a retry with the same idempotency key gets the outcome instead of a second run.
 
 use super::{Context, parse_params};
-use node_kit::protocol::check_id;
 use crate::agent::{Turn, TurnOutput};
 use crate::idempotency::Claim;
 use node_kit::client::random_id;
+use node_kit::protocol::check_id;
 use node_kit::protocol::{
     AgentAck, AgentEvent, AgentOutcome, AgentParams, ClientMode, ErrorCode, ErrorShape, Frame, RunStatus, event, method,
 };

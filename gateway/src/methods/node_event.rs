@@ -2,9 +2,7 @@
 
 use super::{Context, parse_params};
 use node_kit::protocol::check_id;
-use node_kit::protocol::{
-    ErrorShape, NodeEventNotice, NodeEventParams, VOICE_EVENT, VoiceAvailability, event, method,
-};
+use node_kit::protocol::{ErrorShape, NodeEventNotice, NodeEventParams, VOICE_EVENT, VoiceAvailability, event, method};
 use serde_json::{Value, json};
 
 pub(crate) struct NodeEvent {

@@ -57,7 +57,8 @@ fn save_image(payload: &serde_json::Value, path: &Path) -> anyhow::Result<()> {
         .context("--out needs an image answer (screen.snapshot); this command's answer has none")?;
     let bytes = BASE64.decode(shot.base64.as_bytes()).context("the node sent an image that is not base64")?;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut file = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
+    let mut file =
+        tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
     file.write_all(&bytes)?;
     file.persist(path).with_context(|| format!("cannot write {}", path.display()))?;
     let format = match shot.format {

@@ -260,7 +260,7 @@ mod tests {
         assert_eq!(rows.len(), side.div_ceil(2));
         let light = |x: usize, y: usize| {
             let c = rows[y / 2][x];
-            if y % 2 == 0 { matches!(c, '█' | '▀') } else { matches!(c, '█' | '▄') }
+            if y.is_multiple_of(2) { matches!(c, '█' | '▀') } else { matches!(c, '█' | '▄') }
         };
         let colors = code.to_colors();
         for y in 0..side {

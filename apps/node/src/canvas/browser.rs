@@ -85,8 +85,12 @@ fn browser_error(e: CdpError) -> ErrorShape {
                 "columnNumber": details.column_number,
             }))
         }
-        CdpError::Timeout => ErrorShape::retryable(ErrorCode::Timeout, "the browser did not answer in time", Some(1000)),
-        other => ErrorShape::retryable(ErrorCode::ScreenUnavailable, format!("the browser failed: {other}"), Some(1000)),
+        CdpError::Timeout => {
+            ErrorShape::retryable(ErrorCode::Timeout, "the browser did not answer in time", Some(1000))
+        }
+        other => {
+            ErrorShape::retryable(ErrorCode::ScreenUnavailable, format!("the browser failed: {other}"), Some(1000))
+        }
     }
 }
 
@@ -102,7 +106,13 @@ impl Running {
             .disable_default_args()
             .user_data_dir(profile.path())
             .window_size(options.width, options.height)
-            .viewport(None)
+            // The page gets exactly this size, whatever the window's own frame takes.
+            .viewport(chromiumoxide::handler::viewport::Viewport {
+                width: options.width,
+                height: options.height,
+                device_scale_factor: Some(1.0),
+                ..Default::default()
+            })
             .args(FLAGS.iter().copied());
         if options.headed {
             config = config.with_head();
@@ -133,8 +143,9 @@ impl Running {
         Ok(Running { browser, page, gone, _profile: profile })
     }
 
-    pub(super) fn alive(&self) -> bool {
-        !self.gone.load(Ordering::Relaxed)
+    /// Whether the browser still runs: its process has not exited and its DevTools connection is open.
+    pub(super) fn alive(&mut self) -> bool {
+        !self.gone.load(Ordering::Relaxed) && matches!(self.browser.try_wait(), Ok(None))
     }
 
     /// Closes the browser politely, then makes sure the process is gone.
@@ -203,7 +214,7 @@ impl Running {
         let window = self.page.execute(GetWindowForTargetParams::default()).await.map_err(browser_error)?;
         let state = if visible { WindowState::Normal } else { WindowState::Minimized };
         let bounds = Bounds { window_state: Some(state), ..Default::default() };
-        self.page.execute(SetWindowBoundsParams::new(window.window_id.clone(), bounds)).await.map_err(browser_error)?;
+        self.page.execute(SetWindowBoundsParams::new(window.window_id, bounds)).await.map_err(browser_error)?;
         if visible {
             self.page.bring_to_front().await.map_err(browser_error)?;
         }

@@ -1,8 +1,8 @@
 //! The Canvas: one page in a Chromium the node starts itself (headless by default), driven over the
 //! DevTools protocol with chromiumoxide. It answers the `screen.*` commands. The browser is never
 //! downloaded: it is found on PATH or given with `--browser`. When it is missing or has crashed, screen
-//! commands get `SCREEN_UNAVAILABLE` saying what to do, the rest of the node carries on, and the next screen
-//! command starts it again.
+//! commands get `SCREEN_UNAVAILABLE` saying what to do, and the rest of the node carries on; a browser that
+//! crashed is started again.
 
 mod browser;
 mod page;
@@ -73,8 +73,9 @@ impl Canvas {
     /// Whether the browser is up (for `status`).
     pub fn describe(&self) -> String {
         match self.running.try_lock() {
-            Ok(running) if running.as_ref().is_some_and(Running::alive) => "running".into(),
-            Ok(_) => "not running".into(),
+            Ok(mut running) => {
+                if running.as_mut().is_some_and(Running::alive) { "running" } else { "not running" }.into()
+            }
             Err(_) => "busy".into(),
         }
     }
@@ -93,11 +94,8 @@ impl Canvas {
             NodeCommand::ScreenSetMode(params) => self.set_mode(browser, params.mode).await,
         };
         if !browser.alive() {
-            tracing::warn!("Chromium exited; the next screen command starts it again");
-            if let Some(gone) = running.take() {
-                gone.close().await;
-            }
-            return Err(crashed());
+            // It died during the command: the next command starts it again.
+            return Err(crashed_error());
         }
         outcome
     }
@@ -109,9 +107,13 @@ impl Canvas {
         }
     }
 
-    /// The running browser, started (on the page of the current mode) if it is not.
+    /// The running browser, started on the canvas page if it is not. A browser found dead (crashed or
+    /// killed) is started again, but the command that found it fails: what was on the screen is gone, and
+    /// the caller should know before it acts on a page that is no longer there.
     async fn ensure<'a>(&self, running: &'a mut Option<Running>) -> Result<&'a mut Running, ErrorShape> {
-        if running.as_ref().is_some_and(|r| !r.alive()) {
+        let crashed = running.as_mut().is_some_and(|r| !r.alive());
+        if crashed {
+            tracing::warn!("Chromium exited; starting it again");
             if let Some(gone) = running.take() {
                 gone.close().await;
             }
@@ -120,6 +122,9 @@ impl Canvas {
             let started = Running::launch(&self.options, &self.page.url).await?;
             *self.mode.lock().expect("mode lock") = ScreenMode::Canvas;
             *running = Some(started);
+        }
+        if crashed {
+            return Err(crashed_error());
         }
         Ok(running.as_mut().expect("started above"))
     }
@@ -203,10 +208,11 @@ async fn step<T>(future: impl std::future::Future<Output = Result<T, ErrorShape>
     })
 }
 
-fn crashed() -> ErrorShape {
+fn crashed_error() -> ErrorShape {
     ErrorShape::retryable(
         ErrorCode::ScreenUnavailable,
-        "the node's browser (Chromium) exited; the next screen command starts it again",
+        "the node's browser (Chromium) had exited; it is started again on a blank canvas page, so what the \
+         screen showed is gone. Try again",
         Some(1000),
     )
 }

@@ -6,7 +6,8 @@ use anyhow::Context;
 use certs::KeyId;
 use node_kit::Client;
 use node_kit::protocol::{
-    AppState, NodeListPayload, NodeSummary, PairRenameParams, PairRenamed, PairRevokeParams, PairRevoked, PairedNodeList, method,
+    AppState, NodeListPayload, NodeSummary, PairRenameParams, PairRenamed, PairRevokeParams, PairRevoked,
+    PairedNodeList, method,
 };
 use serde_json::{Value, json};
 use std::collections::HashMap;

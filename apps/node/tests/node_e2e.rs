@@ -1,0 +1,283 @@
+//! `lanyard-node` end to end with real parts: the real `claude` against the scripted Messages API, the
+//! gateway, the bridge (mutual TLS), the node binary and its headless Chromium.
+
+mod node_support;
+
+use nix::sys::signal::Signal;
+use node_kit::protocol::AgentParams;
+use node_kit::protocol::ErrorCode;
+use node_support::support::gw::eventually;
+use node_support::support::gw::messages_api::{ApiRequest, Reply};
+use node_support::{Computer, NodeProcess, TestPage, answered_tools, lanyard_node, result_text, tool_result};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The scripted model.
+/// - `TOOL <name> <id> <json input>` calls `mcp__lanyard__<name>` as tool use `<id>`.
+/// - `wall display <url>` navigates the only screen there, then takes a snapshot, then answers.
+/// - after any other tool result: `done`; anything else: `heard: <prompt>`.
+fn script(request: &ApiRequest) -> Reply {
+    let text = request.last_user_text.trim();
+    if let Some(call) = text.strip_prefix("TOOL ") {
+        let mut parts = call.splitn(3, ' ');
+        let (name, id, input) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap_or("{}"));
+        return Reply::ToolUse {
+            id: id.into(),
+            name: format!("mcp__lanyard__{name}"),
+            input: serde_json::from_str(input).unwrap(),
+        };
+    }
+    if let Some(url) = text.strip_prefix("wall display ") {
+        return Reply::ToolUse {
+            id: "toolu_nav".into(),
+            name: "mcp__lanyard__screen_navigate".into(),
+            input: json!({ "url": url }),
+        };
+    }
+    let answered = answered_tools(request);
+    if answered.iter().any(|id| id == "toolu_nav") {
+        return Reply::ToolUse {
+            id: "toolu_snap".into(),
+            name: "mcp__lanyard__screen_snapshot".into(),
+            input: json!({}),
+        };
+    }
+    if !answered.is_empty() {
+        return Reply::text(&["done"]);
+    }
+    Reply::text(&["heard: ", text])
+}
+
+/// The owner asks; the tool result `id` the model got.
+async fn agent_tool(computer: &Computer, prompt: &str, id: &str) -> Value {
+    let operator = computer.operator().await;
+    let run = operator.agent(AgentParams { timeout_ms: Some(60_000), ..AgentParams::new(prompt) }).await.unwrap();
+    run.outcome().await.unwrap();
+    tool_result(&computer.api, id).unwrap_or_else(|| panic!("the model never got the result of {id}"))
+}
+
+/// The error object of a failed tool result.
+fn tool_error(block: &Value) -> Value {
+    assert_eq!(block["is_error"], true, "expected a tool error: {block}");
+    serde_json::from_str::<Value>(&result_text(block)).unwrap()["error"].clone()
+}
+
+fn pixel(image: &[u8], width: u32, x: u32, y: u32, channels: usize) -> [u8; 3] {
+    let at = (y as usize * width as usize + x as usize) * channels;
+    [image[at], image[at + 1], image[at + 2]]
+}
+
+/// The whole loop: claude calls screen_navigate then screen_snapshot; each crosses gateway → bridge →
+/// lanyard-node → Chromium; the PNG comes back to the model as image content, and the boxes the test drew
+/// are where it drew them.
+#[tokio::test]
+async fn the_agent_navigates_a_node_screen_and_sees_it() {
+    let Some(computer) = Computer::start(script, |_| {}).await else { return };
+    let page = TestPage::start().await;
+    let mut node = NodeProcess::pair_and_run(&computer, "Wall display", &["--web-allow", &page.origin], &[]).await;
+    let summary = computer.node_named("Wall display").await;
+    assert!(summary.commands.iter().any(|c| c == "screen.snapshot"), "{summary:?}");
+
+    let snap = agent_tool(&computer, &format!("wall display {}/", page.origin), "toolu_snap").await;
+    let navigated = tool_result(&computer.api, "toolu_nav").unwrap();
+    assert_ne!(navigated["is_error"], true, "{navigated}");
+    let blocks = snap["content"].as_array().expect("content blocks");
+    let image = blocks.iter().find(|b| b["type"] == "image").unwrap_or_else(|| panic!("no image in {snap}"));
+    assert_eq!(image["source"]["media_type"], "image/png");
+    let png = data_encoding::BASE64.decode(image["source"]["data"].as_str().unwrap().as_bytes()).unwrap();
+    let mut reader = png::Decoder::new(std::io::Cursor::new(png)).read_info().unwrap();
+    let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut pixels).unwrap();
+    let channels = info.color_type.samples();
+    assert_eq!((info.width, info.height), (1280, 720));
+    assert_eq!(pixel(&pixels, info.width, 150, 150, channels), [255, 0, 0], "inside the red box");
+    assert_eq!(pixel(&pixels, info.width, 650, 450, channels), [0, 0, 255], "inside the blue box");
+    assert_eq!(pixel(&pixels, info.width, 50, 50, channels), [255, 255, 255], "outside the boxes");
+    assert_eq!(pixel(&pixels, info.width, 310, 150, channels), [255, 255, 255], "right of the red box");
+
+    // A clean shutdown closes Chromium.
+    assert!(!node.browser_processes().is_empty(), "the node runs its browser");
+    assert!(node.stop().await.success());
+    eventually(Duration::from_secs(10), async || node.browser_processes().is_empty().then_some(())).await;
+    computer.stop().await;
+}
+
+/// Three transcripts give three streamed replies in order; a burst beyond the voice limit is answered
+/// RATE_LIMITED with retryAfterMs, and every transcript is still answered, in order.
+#[tokio::test]
+async fn transcripts_are_answered_in_order_and_a_burst_is_slowed_not_lost() {
+    let limit = |config: &mut bridge::BridgeConfig| {
+        config.limits.voice_per_node = bridge::ratelimit::Rate::per_minute(30, 4);
+    };
+    let Some(computer) = Computer::start(script, limit).await else { return };
+    let mut node = NodeProcess::pair_and_run(&computer, "Kitchen", &["--voice", "on"], &["--no-screen"]).await;
+    let summary = computer.node_named("Kitchen").await;
+    eventually(WAIT, async || {
+        let again = computer.node_named("Kitchen").await;
+        (again.voice == Some(true)).then_some(())
+    })
+    .await;
+    assert!(summary.commands.is_empty(), "a node run with --no-screen offers no commands");
+
+    for word in ["one", "two", "three"] {
+        node.type_line(word).await;
+    }
+    let lines = node.stdout.at_least(3, WAIT).await;
+    assert_eq!(lines[..3], ["heard: one", "heard: two", "heard: three"]);
+
+    for word in ["four", "five", "six", "seven"] {
+        node.type_line(word).await;
+    }
+    let limited = node.stderr.find("RATE_LIMITED", WAIT).await;
+    let retry: u64 = limited.split("retryAfterMs=").nth(1).unwrap().split(')').next().unwrap().parse().unwrap();
+    assert!(retry > 0 && retry <= 2_000, "{limited}");
+    let lines = node.stdout.at_least(7, WAIT).await;
+    assert_eq!(lines, ["one", "two", "three", "four", "five", "six", "seven"].map(|w| format!("heard: {w}")));
+    assert!(node.stop().await.success());
+    computer.stop().await;
+}
+
+/// While the node is in the background, screen commands from the owner and from the agent fail at once with
+/// NODE_BACKGROUND_UNAVAILABLE and retryAfterMs, answered by the bridge without asking the node; back in the
+/// foreground they work again.
+#[tokio::test]
+async fn a_backgrounded_node_is_not_asked_for_its_screen() {
+    let Some(computer) = Computer::start(script, |_| {}).await else { return };
+    let mut node = NodeProcess::pair_and_run(&computer, "Tablet", &[], &[]).await;
+    let id = computer.node_named("Tablet").await.node_id;
+    computer.invoke(&id, "screen.snapshot", json!({})).await.unwrap();
+
+    node.signal(Signal::SIGUSR2);
+    eventually(WAIT, async || {
+        let state = computer.node_named("Tablet").await.state;
+        (state == node_kit::protocol::AppState::Background).then_some(())
+    })
+    .await;
+    let asked_before = node.stderr.all().iter().filter(|l| l.contains("screen command")).count();
+    let started = Instant::now();
+    let e = computer.invoke(&id, "screen.snapshot", json!({})).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(e.code, ErrorCode::NodeBackgroundUnavailable);
+    assert!(e.retry_after_ms.is_some_and(|ms| ms > 0), "{e:?}");
+    let block =
+        agent_tool(&computer, &format!(r#"TOOL screen_snapshot toolu_bg {{"nodeId":"{id}"}}"#), "toolu_bg").await;
+    let error = tool_error(&block);
+    assert_eq!(error["code"], "NODE_BACKGROUND_UNAVAILABLE", "{error}");
+    assert!(error["retryAfterMs"].as_u64().is_some_and(|ms| ms > 0), "{error}");
+    let asked_after = node.stderr.all().iter().filter(|l| l.contains("screen command")).count();
+    assert_eq!(asked_before, asked_after, "the node was asked while in the background");
+
+    node.type_line("/foreground").await;
+    eventually(WAIT, async || {
+        let state = computer.node_named("Tablet").await.state;
+        (state == node_kit::protocol::AppState::Foreground).then_some(())
+    })
+    .await;
+    let shot = computer.invoke(&id, "screen.snapshot", json!({ "format": "jpeg", "quality": 50 })).await.unwrap();
+    assert_eq!(shot["format"], "jpeg");
+    assert!(node.stop().await.success());
+    computer.stop().await;
+}
+
+/// What the node refuses, and how it answers scripts, oversized pictures and a crashed browser.
+#[tokio::test]
+async fn bad_input_gets_structured_errors_and_the_node_keeps_serving() {
+    let Some(computer) = Computer::start(script, |_| {}).await else { return };
+    let page = TestPage::start().await;
+    let settings = ["--web-allow", &page.origin, "--max-snapshot-bytes", "400000"];
+    let mut node = NodeProcess::pair_and_run(&computer, "Pi", &settings, &[]).await;
+    let id = computer.node_named("Pi").await.node_id;
+
+    for url in [
+        "https://example.org/",
+        "http://127.0.0.1:9/",
+        "file:///etc/passwd",
+        "javascript:alert(1)",
+        "chrome://settings",
+    ] {
+        let e = computer.invoke(&id, "screen.navigate", json!({ "url": url })).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::UrlNotAllowed, "{url}: {e:?}");
+        assert!(e.message.contains("--web-allow"), "{url}: {}", e.message);
+    }
+    let shown = computer.invoke(&id, "screen.navigate", json!({ "url": format!("{}/", page.origin) })).await.unwrap();
+    assert_eq!(shown["mode"], "web");
+
+    let e = computer.invoke(&id, "screen.eval", json!({ "javaScript": "throw new Error('boom')" })).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::ScriptError);
+    assert!(e.details.unwrap()["exception"].as_str().unwrap().contains("boom"));
+    let sum = computer.invoke(&id, "screen.eval", json!({ "javaScript": "Promise.resolve(40 + 2)" })).await.unwrap();
+    assert_eq!(sum, json!({ "result": 42 }));
+
+    // Canvas mode: the node's own page, drawn on by script.
+    computer.invoke(&id, "screen.setMode", json!({ "mode": "canvas" })).await.unwrap();
+    let drawn = computer
+        .invoke(&id, "screen.eval", json!({ "javaScript": "const c = document.getElementById('canvas'); c.getContext('2d').fillRect(0, 0, 10, 10); [c.width, c.height]" }))
+        .await
+        .unwrap();
+    assert_eq!(drawn, json!({ "result": [1280, 720] }));
+
+    // A picture of noise is over the cap as PNG: it comes as a smaller JPEG, never whole.
+    computer.invoke(&id, "screen.navigate", json!({ "url": format!("{}/noise", page.origin) })).await.unwrap();
+    let shot = computer.invoke(&id, "screen.snapshot", json!({ "format": "png" })).await.unwrap();
+    let bytes = data_encoding::BASE64.decode(shot["base64"].as_str().unwrap().as_bytes()).unwrap();
+    assert!(bytes.len() <= 400_000, "{} bytes", bytes.len());
+    assert_eq!(shot["format"], "jpeg", "{}", shot["width"]);
+
+    // Chromium killed: a clear error, chat goes on, and the next screen command works.
+    for pid in node.browser_processes() {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let e = computer.invoke(&id, "screen.snapshot", json!({})).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::ScreenUnavailable, "{e:?}");
+    assert!(e.message.contains("Chromium"), "{}", e.message);
+    node.type_line("are you there").await;
+    assert_eq!(node.stdout.at_least(1, WAIT).await[0], "heard: are you there");
+    computer.invoke(&id, "screen.snapshot", json!({})).await.unwrap();
+    assert!(node.stop().await.success());
+    computer.stop().await;
+}
+
+/// No browser at all: screen commands say what to install and the node still serves chat. The agent gets
+/// a tool error with the code, never a hang, from a node that offers no screen and from one that is gone.
+#[tokio::test]
+async fn a_node_without_a_browser_or_a_screen_still_serves_chat() {
+    let Some(computer) = Computer::start(script, |_| {}).await else { return };
+    let mut blind =
+        NodeProcess::pair_and_run(&computer, "Old laptop", &[], &["--browser", "/nonexistent/chromium"]).await;
+    let id = computer.node_named("Old laptop").await.node_id;
+    blind.stderr.find("screen is unavailable", WAIT).await;
+    let e = computer.invoke(&id, "screen.snapshot", json!({})).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::ScreenUnavailable);
+    assert!(e.message.contains("--browser"), "{}", e.message);
+    blind.type_line("hello").await;
+    assert_eq!(blind.stdout.at_least(1, WAIT).await[0], "heard: hello");
+
+    let mut headless = NodeProcess::pair_and_run(&computer, "Speaker", &[], &["--no-screen"]).await;
+    let speaker = computer.node_named("Speaker").await.node_id;
+    let block = agent_tool(
+        &computer,
+        &format!(r#"TOOL screen_snapshot toolu_noscreen {{"nodeId":"{speaker}"}}"#),
+        "toolu_noscreen",
+    )
+    .await;
+    assert_eq!(tool_error(&block)["code"], "UNKNOWN_COMMAND");
+
+    assert!(headless.stop().await.success());
+    let started = Instant::now();
+    let block =
+        agent_tool(&computer, &format!(r#"TOOL screen_show toolu_gone {{"nodeId":"{speaker}"}}"#), "toolu_gone").await;
+    let error = tool_error(&block);
+    assert_eq!(error["code"], "NODE_NOT_CONNECTED");
+    assert!(error["retryAfterMs"].as_u64().is_some(), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+
+    let status = lanyard_node(blind.dir.path(), &["status"]).await;
+    assert!(status.contains("Name:      Old laptop"), "{status}");
+    assert!(status.contains("Link:      connected"), "{status}");
+    assert!(status.contains("Voice:     on"), "{status}");
+    assert!(blind.stop().await.success());
+    computer.stop().await;
+}
