@@ -81,7 +81,8 @@ pub(crate) async fn run(node: NodeSide, shared: Arc<BridgeShared>) {
                         break Some((CloseCode::Size, "frame too large"));
                     }
                     Incoming::Heartbeat => {}
-                    Incoming::Closed(_) => break None,
+                    // Closing flushes the Close that answers the node's (RFC 6455 §5.5.1).
+                    Incoming::Closed(_) => break Some((CloseCode::Normal, "closed by the node")),
                 }
             }
             alive = keepalive.tick() => {

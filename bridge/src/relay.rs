@@ -111,7 +111,8 @@ pub(crate) async fn run(mut node: NodeSide, link: NodeLink, caps: Vec<String>, s
                     }),
                     Incoming::TooLarge(e) => Turn::closing(e, (CloseCode::Size, "frame too large")),
                     Incoming::Heartbeat => Turn::default(),
-                    Incoming::Closed(_) => Turn::end(None),
+                    // Closing flushes the Close that answers the node's (RFC 6455 §5.5.1).
+                    Incoming::Closed(_) => Turn::end(Some((CloseCode::Normal, "closed by the node"))),
                 }
             }
             // Frames from the gateway are trusted: only their head is read, and they pass on as they came.

@@ -335,3 +335,41 @@ async fn screen_commands_need_the_screen_capability() {
     assert_eq!(e.code, ErrorCode::Forbidden, "screen.* needs the screen capability");
     assert_eq!(canvas.0.load(std::sync::atomic::Ordering::SeqCst), 0, "the node never saw it");
 }
+
+/// Sends a Close with an application code and returns the code of the Close the bridge answers with
+/// (RFC 6455 §5.5.1), skipping frames sent before it; `None` when the connection ended without one.
+async fn close_echo(ws: &mut tokio_tungstenite::WebSocketStream<support::RawStream>) -> Option<u16> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    let bye = CloseFrame { code: CloseCode::Library(4001), reason: "bye".into() };
+    ws.send(Message::Close(Some(bye))).await.unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("an answer in time") {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_nodes_close_is_answered_with_a_close_before_and_after_pairing() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let bridge = TestBridge::start(&gateway, |_| {}).await;
+    let stranger = certs::Identity::generate();
+    let tcp = tokio::net::TcpStream::connect(bridge.addr).await.unwrap();
+    let tls = support::tls_over(tcp, &stranger, bridge.id).await.unwrap();
+    let mut before_connect = support::websocket_over(tls, bridge.addr).await.unwrap();
+    assert_eq!(close_echo(&mut before_connect).await, Some(4001));
+
+    let mut unpaired = support::raw_websocket(bridge.addr, &stranger, bridge.id, None).await;
+    assert_eq!(close_echo(&mut unpaired).await, Some(4001));
+
+    let (identity, _) = support::pair(&bridge, &gateway, &[Scope::Chat]).await;
+    let mut paired = support::raw_websocket(bridge.addr, &identity, bridge.id, None).await;
+    assert_eq!(close_echo(&mut paired).await, Some(4001));
+    bridge.stop().await;
+    gateway.stop().await;
+}

@@ -277,7 +277,8 @@ async fn run(
                         break Some((CloseCode::Size, "frame too large"));
                     }
                     Incoming::Heartbeat => {}
-                    Incoming::Closed(_) => break None,
+                    // Closing flushes the Close that answers the client's (RFC 6455 §5.5.1).
+                    Incoming::Closed(_) => break Some((CloseCode::Normal, "closed by the client")),
                 }
             }
             alive = keepalive.tick() => {

@@ -289,3 +289,34 @@ async fn wrong_tokens_slow_down_on_their_connection_and_the_right_one_still_work
     let health = gateway.operator().await.request(method::HEALTH, Value::Null).await.unwrap();
     assert_eq!(health["refusedConnections"]["unauthorized"], 7, "{health}");
 }
+
+/// What a client gets after it sends a Close: the server's Close echoing its code (RFC 6455 §5.5.1),
+/// skipping anything sent before it; `None` if the connection ended without one.
+async fn close_echo(ws: &mut Ws) -> Option<CloseCode> {
+    ws.send(Message::Close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+        code: CloseCode::Library(4001),
+        reason: "bye".into(),
+    })))
+    .await
+    .unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("an answer in time") {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_clients_close_is_answered_with_a_close() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let mut before_connect = raw(&gateway).await;
+    assert_eq!(close_echo(&mut before_connect).await, Some(CloseCode::Library(4001)));
+
+    let mut connected = raw(&gateway).await;
+    send(&mut connected, &connect_frame(&gateway.token)).await;
+    assert_eq!(next_json(&mut connected).await.unwrap()["type"], "hello-ok");
+    assert_eq!(close_echo(&mut connected).await, Some(CloseCode::Library(4001)));
+    gateway.stop().await;
+}

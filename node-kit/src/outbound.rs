@@ -167,6 +167,8 @@ where
                 }
             };
             if sent.is_err() {
+                // The peer closed first: closing still sends the Close that answers its own.
+                writer.close(CloseCode::Normal, "").await;
                 return;
             }
         }
