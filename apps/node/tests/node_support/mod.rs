@@ -20,7 +20,7 @@ use std::time::Duration;
 use support::TestBridge;
 use support::gw::messages_api::{ApiRequest, MessagesApi, Reply};
 use support::gw::{TestGateway, claude_binary, eventually, skip};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
 
 /// The page the tests show: white, with a red box at (100,100)–(300,200) and a blue one at (600,400)–(700,500).
@@ -122,13 +122,18 @@ impl Computer {
     }
 }
 
-/// Lines a child printed, as they come.
+/// Lines a child printed, as they come, and a count of every byte (a line still being written counts).
 #[derive(Clone, Default)]
-pub struct Lines(Arc<Mutex<Vec<String>>>);
+pub struct Lines(Arc<Mutex<Vec<String>>>, Arc<std::sync::atomic::AtomicUsize>);
 
 impl Lines {
     pub fn all(&self) -> Vec<String> {
         self.0.lock().unwrap().clone()
+    }
+
+    /// Bytes received so far.
+    pub fn bytes(&self) -> usize {
+        self.1.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn text(&self) -> String {
@@ -242,14 +247,20 @@ impl NodeProcess {
     }
 }
 
-fn collect(output: impl tokio::io::AsyncRead + Unpin + Send + 'static, into: Lines, echo: Option<String>) {
+fn collect(mut output: impl tokio::io::AsyncRead + Unpin + Send + 'static, into: Lines, echo: Option<String>) {
     tokio::spawn(async move {
-        let mut lines = BufReader::new(output).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(name) = &echo {
-                eprintln!("[{name}] {line}");
+        let (mut buffer, mut pending) = ([0u8; 4096], Vec::new());
+        while let Ok(n @ 1..) = output.read(&mut buffer).await {
+            into.1.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            pending.extend_from_slice(&buffer[..n]);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line = String::from_utf8_lossy(&pending[..end]).into_owned();
+                pending.drain(..=end);
+                if let Some(name) = &echo {
+                    eprintln!("[{name}] {line}");
+                }
+                into.0.lock().unwrap().push(line);
             }
-            into.0.lock().unwrap().push(line);
         }
     });
 }
