@@ -39,7 +39,7 @@ pub(crate) struct NodeTools {
 #[serde(rename_all = "camelCase")]
 struct Target {
     /// The node to act on (its ID from nodes_list). Leave it out to mean the node this conversation came
-    /// from, or the only connected node with a screen.
+    /// from (the only one it may use), or the only connected node with a screen.
     node_id: Option<String>,
 }
 
@@ -113,6 +113,8 @@ impl NodeTools {
             .nodes
             .list()
             .into_iter()
+            // A node's conversation sees (and drives) that node only.
+            .filter(|n| self.origin.as_ref().is_none_or(|origin| *origin == n.node_id))
             .map(|n| {
                 json!({
                     "nodeId": n.node_id,
@@ -228,10 +230,21 @@ impl NodeTools {
         }
     }
 
-    /// The node a call acts on: the one named, else the node the conversation came from, else the only
-    /// connected node that offers the command.
+    /// The node a call acts on. A node's conversation acts on that node only: a phone's chat may not drive
+    /// the wall display. The owner's conversations act on the node named, else on the only connected node
+    /// that offers the command.
     fn target(&self, named: Option<String>, command: &str) -> Result<String, ErrorShape> {
-        if let Some(node) = named.or_else(|| self.origin.clone()) {
+        if let Some(origin) = &self.origin {
+            return match named.map(|n| crate::nodes::canonical(&n)) {
+                Some(other) if other != *origin => Err(ErrorShape::new(
+                    ErrorCode::Forbidden,
+                    format!("this conversation came from node {origin}; it may use that node's screen only"),
+                )
+                .with_details(json!({ "nodeId": other }))),
+                _ => Ok(origin.clone()),
+            };
+        }
+        if let Some(node) = named {
             return Ok(node);
         }
         let offering: Vec<String> = self

@@ -98,7 +98,11 @@ impl Cli {
             }
         }
         if let Some(bytes) = self.max_snapshot_bytes {
-            anyhow::ensure!(bytes >= 1024, "--max-snapshot-bytes must be at least 1024");
+            anyhow::ensure!(
+                (1024..=settings::MAX_SNAPSHOT_BYTES_LIMIT).contains(&bytes),
+                "--max-snapshot-bytes must be 1024 to {} (the bridge refuses larger snapshot answers)",
+                settings::MAX_SNAPSHOT_BYTES_LIMIT
+            );
             settings.max_snapshot_bytes = bytes;
         }
         if settings != before {

@@ -12,6 +12,7 @@ use node_kit::discovery::MdnsDiscovery;
 use node_kit::node::{Link, Node};
 use node_kit::protocol::{AppState, VOICE_EVENT, VoiceAvailability, now_ms};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -56,22 +57,29 @@ fn parse_size(text: &str) -> Result<(u32, u32), String> {
 
 /// What stdin or a signal asked for.
 enum Control {
-    Transcript(String),
     State(AppState),
     Status,
     Quit,
 }
 
+/// A line of input: a command (stdin only) or a transcript.
+enum Line {
+    Control(Control),
+    Transcript(String),
+}
+
 /// A stdin line: `/background`, `/foreground`, `/status`, `/quit`, or a transcript.
-fn control(line: &str) -> Option<Control> {
-    match line.trim() {
-        "" => None,
-        "/background" => Some(Control::State(AppState::Background)),
-        "/foreground" => Some(Control::State(AppState::Foreground)),
-        "/status" => Some(Control::Status),
-        "/quit" => Some(Control::Quit),
-        text => Some(Control::Transcript(text.to_string())),
-    }
+fn read_line(line: &str, commands: bool) -> Option<Line> {
+    let line = line.trim();
+    let command = match line {
+        "" => return None,
+        "/background" => Control::State(AppState::Background),
+        "/foreground" => Control::State(AppState::Foreground),
+        "/status" => Control::Status,
+        "/quit" => Control::Quit,
+        text => return Some(Line::Transcript(text.to_string())),
+    };
+    Some(if commands { Line::Control(command) } else { Line::Transcript(line.to_string()) })
 }
 
 /// Keeps `status.json` current for `lanyard-node status`.
@@ -99,6 +107,8 @@ pub async fn run(state: &StateDir, settings: Settings, args: RunArgs) -> anyhow:
     let mut sigusr1 = signal(SignalKind::user_defined1())?;
     let mut sigusr2 = signal(SignalKind::user_defined2())?;
 
+    // Set while the app is in the background: the node then refuses screen commands itself too.
+    let background = Arc::new(AtomicBool::new(false));
     let canvas = if args.no_screen {
         None
     } else {
@@ -135,7 +145,8 @@ pub async fn run(state: &StateDir, settings: Settings, args: RunArgs) -> anyhow:
                 .platform(std::env::consts::OS)
                 .discovery(MdnsDiscovery::new().interfaces(args.interfaces.clone()));
             if let Some(canvas) = &canvas {
-                builder = builder.commands(NodeCommands::advert(), NodeCommands::new(canvas.clone()));
+                let handler = NodeCommands::new(canvas.clone(), background.clone());
+                builder = builder.commands(NodeCommands::advert(), handler);
             }
             match builder.connect().await {
                 Ok(node) => return Ok(node),
@@ -159,28 +170,34 @@ pub async fn run(state: &StateDir, settings: Settings, args: RunArgs) -> anyhow:
         node.bridge().address,
         settings.name
     );
-    announce(&node, settings.voice).await;
+    // The first link state the watcher sees is "connected": it announces voice, and again after each
+    // reconnect.
     tokio::spawn(watch_link(node.clone(), reporter.clone(), settings.voice));
 
-    let (transcripts, queue) = mpsc::channel(voice::QUEUE);
-    tokio::spawn(voice::forward(node.clone(), queue));
-    let (controls_tx, mut controls) = mpsc::channel(voice::QUEUE);
-    tokio::spawn(read_lines(tokio::io::stdin(), controls_tx.clone(), true));
+    // Transcripts go straight to the voice queue: a full queue slows reading, never the commands.
+    let transcripts = settings.voice.then(|| {
+        let (transcripts, queue) = mpsc::channel(voice::QUEUE);
+        tokio::spawn(voice::forward(node.clone(), queue));
+        transcripts
+    });
+    let (controls_tx, mut controls) = mpsc::channel(8);
+    tokio::spawn(read_lines(tokio::io::stdin(), controls_tx.clone(), transcripts.clone(), true));
     if let Some(path) = &args.transcripts {
         let file = tokio::fs::File::open(path).await.with_context(|| format!("cannot open {}", path.display()))?;
-        tokio::spawn(read_lines(file, controls_tx.clone(), false));
+        tokio::spawn(read_lines(file, controls_tx.clone(), transcripts.clone(), false));
     }
-    drop(controls_tx);
+    drop((controls_tx, transcripts));
 
     let mut app_state = AppState::Foreground;
     let mut beacon = tokio::time::interval(BEACON_EVERY);
     beacon.tick().await;
+    let mut inputs_open = true;
     loop {
         let asked = tokio::select! {
-            line = controls.recv() => match line {
+            line = controls.recv(), if inputs_open => match line {
                 Some(control) => control,
                 // stdin and the transcript file are both done: keep serving until a signal.
-                None => { controls = mpsc::channel(1).1; continue; }
+                None => { inputs_open = false; continue; }
             },
             _ = sigusr1.recv() => Control::State(AppState::Foreground),
             _ = sigusr2.recv() => Control::State(AppState::Background),
@@ -189,20 +206,17 @@ pub async fn run(state: &StateDir, settings: Settings, args: RunArgs) -> anyhow:
             _ = sigint.recv() => Control::Quit,
         };
         match asked {
-            Control::Transcript(text) if settings.voice => {
-                if transcripts.send(text).await.is_err() {
-                    break;
-                }
-            }
-            Control::Transcript(_) => {
-                eprintln!("lanyard-node: voice is off; turn it on with `lanyard-node --voice on run`");
-            }
             Control::State(state) => {
                 app_state = state;
+                background.store(state == AppState::Background, Ordering::Relaxed);
                 if let Err(e) = node.set_app_state(state).await {
                     tracing::debug!(error = %e, "the beacon did not reach the bridge; it is sent again after reconnecting");
                 }
-                reporter.update(|s| s.foreground = state == AppState::Foreground);
+                let screen = canvas.as_ref().map_or_else(|| "off".into(), |c| c.describe());
+                reporter.update(|s| {
+                    s.foreground = state == AppState::Foreground;
+                    s.screen = screen;
+                });
             }
             Control::Status => {
                 let screen = canvas.as_ref().map_or_else(|| "off".into(), |c| c.describe());
@@ -258,18 +272,26 @@ async fn watch_link(node: Node, reporter: Arc<Reporter>, voice: bool) {
     }
 }
 
-/// Feeds lines from `input` (stdin with commands, or a transcript file) to the main loop.
-async fn read_lines(input: impl tokio::io::AsyncRead + Unpin, to: mpsc::Sender<Control>, commands: bool) {
+/// Reads `input` (stdin, with commands; or a transcript file) line by line: commands to the main loop,
+/// transcripts to the voice queue (`None` when voice is off).
+async fn read_lines(
+    input: impl tokio::io::AsyncRead + Unpin,
+    controls: mpsc::Sender<Control>,
+    transcripts: Option<mpsc::Sender<String>>,
+    commands: bool,
+) {
     let mut lines = BufReader::new(input).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        let asked = if commands {
-            control(&line)
-        } else {
-            Some(line.trim().to_string()).filter(|l| !l.is_empty()).map(Control::Transcript)
+        let sent = match (read_line(&line, commands), &transcripts) {
+            (None, _) => true,
+            (Some(Line::Control(control)), _) => controls.send(control).await.is_ok(),
+            (Some(Line::Transcript(text)), Some(queue)) => queue.send(text).await.is_ok(),
+            (Some(Line::Transcript(_)), None) => {
+                eprintln!("lanyard-node: voice is off; turn it on with `lanyard-node --voice on run`");
+                true
+            }
         };
-        if let Some(asked) = asked
-            && to.send(asked).await.is_err()
-        {
+        if !sent {
             return;
         }
     }

@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 /// Largest snapshot image the node sends, in bytes; larger pictures are scaled down or refused. The bridge
 /// refuses snapshot answers over 3 MiB of frame text, and base64 adds a third.
 pub const DEFAULT_MAX_SNAPSHOT_BYTES: usize = 2 * 1024 * 1024;
+/// The most the snapshot setting may be: its base64, inside an answer frame, stays under the bridge's
+/// 3 MiB limit on snapshot answers.
+pub const MAX_SNAPSHOT_BYTES_LIMIT: usize = 2_300_000;
 
 /// Settings the owner of the device chooses; changed by the global flags and kept across runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

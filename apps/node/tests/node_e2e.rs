@@ -204,6 +204,26 @@ async fn bad_input_gets_structured_errors_and_the_node_keeps_serving() {
     let shown = computer.invoke(&id, "screen.navigate", json!({ "url": format!("{}/", page.origin) })).await.unwrap();
     assert_eq!(shown["mode"], "web");
 
+    // The allow-list holds past screen.navigate: a redirect, and a script's own navigation, are blocked.
+    let e =
+        computer.invoke(&id, "screen.navigate", json!({ "url": format!("{}/away", page.origin) })).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::UrlNotAllowed, "{e:?}");
+    computer.invoke(&id, "screen.navigate", json!({ "url": format!("{}/", page.origin) })).await.unwrap();
+    let script = format!("location.href = '{}/'; 1", page.elsewhere);
+    computer.invoke(&id, "screen.eval", json!({ "javaScript": script })).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let now = computer.invoke(&id, "screen.eval", json!({ "javaScript": "location.href" })).await.unwrap();
+    assert!(!now["result"].as_str().unwrap().starts_with(&page.elsewhere), "{now}");
+
+    // An allowed https host must be that host: a certificate the browser does not trust is a failed load.
+    let impostor = node_support::untrusted_https().await;
+    let mut trusting = NodeProcess::pair_and_run(&computer, "Trusting", &["--web-allow", &impostor], &[]).await;
+    let trusting_id = computer.node_named("Trusting").await.node_id;
+    let e =
+        computer.invoke(&trusting_id, "screen.navigate", json!({ "url": format!("{impostor}/") })).await.unwrap_err();
+    assert!(e.message.contains("ERR_CERT"), "{e:?}");
+    assert!(trusting.stop().await.success());
+
     let e = computer.invoke(&id, "screen.eval", json!({ "javaScript": "throw new Error('boom')" })).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::ScriptError);
     assert!(e.details.unwrap()["exception"].as_str().unwrap().contains("boom"));
@@ -236,7 +256,38 @@ async fn bad_input_gets_structured_errors_and_the_node_keeps_serving() {
     node.type_line("are you there").await;
     assert_eq!(node.stdout.at_least(1, WAIT).await[0], "heard: are you there");
     computer.invoke(&id, "screen.snapshot", json!({})).await.unwrap();
+    let e = computer.invoke(&id, "screen.snapshot", json!({ "maxWidth": 0 })).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidRequest);
     assert!(node.stop().await.success());
+    computer.stop().await;
+}
+
+/// A node's conversation may use that node's screen, and no other node's.
+#[tokio::test]
+async fn a_nodes_conversation_uses_its_own_screen_only() {
+    let Some(computer) = Computer::start(script, |_| {}).await else { return };
+    let mut wall = NodeProcess::pair_and_run(&computer, "Wall", &[], &[]).await;
+    let mut phone = NodeProcess::pair_and_run(&computer, "Phone", &[], &[]).await;
+    let wall_id = computer.node_named("Wall").await.node_id;
+    computer.node_named("Phone").await;
+
+    phone.type_line(&format!(r#"TOOL screen_show toolu_other {{"nodeId":"{wall_id}"}}"#)).await;
+    phone.stdout.find("done", WAIT).await;
+    let error = tool_error(&tool_result(&computer.api, "toolu_other").unwrap());
+    assert_eq!(error["code"], "FORBIDDEN", "{error}");
+    phone.type_line("TOOL nodes_list toolu_list {}").await;
+    eventually(WAIT, async || tool_result(&computer.api, "toolu_list")).await;
+    let listed: Value = serde_json::from_str(&result_text(&tool_result(&computer.api, "toolu_list").unwrap())).unwrap();
+    let names: Vec<&str> = listed["nodes"].as_array().unwrap().iter().map(|n| n["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Phone"]);
+
+    wall.type_line("TOOL screen_snapshot toolu_own {}").await;
+    wall.stdout.find("done", WAIT).await;
+    let own = tool_result(&computer.api, "toolu_own").unwrap();
+    assert_ne!(own["is_error"], true, "{own}");
+    assert!(own["content"].as_array().unwrap().iter().any(|b| b["type"] == "image"), "{own}");
+    assert!(wall.stop().await.success());
+    assert!(phone.stop().await.success());
     computer.stop().await;
 }
 
@@ -280,4 +331,42 @@ async fn a_node_without_a_browser_or_a_screen_still_serves_chat() {
     assert!(status.contains("Voice:     on"), "{status}");
     assert!(blind.stop().await.success());
     computer.stop().await;
+}
+
+/// Door 1 from the command line: the node asks, prints the code, and is paired once the owner approves;
+/// `status` then shows the pairing. A node that is not paired says so and how to pair.
+#[tokio::test]
+async fn pairing_by_approval_from_the_command_line() {
+    use node_support::support::gw::TestGateway;
+    use node_support::support::{TestBridge, pending_requests};
+    let gateway = TestGateway::start(|_| {}).await;
+    let bridge = TestBridge::start(&gateway, |_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let status = lanyard_node(dir.path(), &["--name", "Hall screen", "status"]).await;
+    assert!(status.contains("not paired (run `lanyard-node pair`)"), "{status}");
+
+    let pairing = tokio::process::Command::new(node_support::binary())
+        .arg("--state")
+        .arg(dir.path())
+        .args(["pair", "--address", &bridge.address()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pending = eventually(WAIT, async || pending_requests(&gateway).await.into_iter().next()).await;
+    assert_eq!(pending.request.device.name, "Hall screen");
+    let approve = json!({ "requestId": pending.request_id });
+    gateway.operator().await.request(node_kit::protocol::method::PAIR_APPROVE, approve).await.unwrap();
+    let out = tokio::time::timeout(WAIT, pairing.wait_with_output()).await.unwrap().unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(printed.contains(&format!("Pairing code: {}", pending.request.sas)), "{printed}");
+    assert!(printed.contains("Paired with bridge"), "{printed}");
+
+    let status = lanyard_node(dir.path(), &["status"]).await;
+    assert!(status.contains(&format!("Bridge:    {} at {}", bridge.id, bridge.address())), "{status}");
+    assert!(status.contains("Link:      not running"), "{status}");
+    bridge.stop().await;
+    gateway.stop().await;
 }

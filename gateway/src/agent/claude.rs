@@ -157,7 +157,7 @@ impl ClaudeProcess {
                         self.mcp.forward(&request_id, &request).await;
                     } else {
                         // Never leave claude waiting on a question this host does not answer.
-                        let subtype = request.get("subtype").cloned().unwrap_or_default();
+                        let subtype = request.get("subtype").and_then(serde_json::Value::as_str).unwrap_or("that");
                         let refusal = mcp::control_error(&request_id, &format!("this host does not answer {subtype}"));
                         if write_line(&mut self.stdin, &refusal).await.is_err() {
                             return Err(self.exited(true).await);

@@ -2,10 +2,13 @@
 //! default flags, a fresh profile in a temporary directory, nothing that phones home.
 
 use super::CanvasOptions;
+use crate::allow::{self, AllowEntry};
 use chromiumoxide::browser::{Browser, BrowserConfig};
 use chromiumoxide::cdp::browser_protocol::browser::{
     Bounds, GetWindowForTargetParams, SetWindowBoundsParams, WindowState,
 };
+use chromiumoxide::cdp::browser_protocol::fetch::{ContinueRequestParams, EventRequestPaused, FailRequestParams};
+use chromiumoxide::cdp::browser_protocol::network::{ErrorReason, ResourceType};
 use chromiumoxide::cdp::browser_protocol::page::{CaptureScreenshotFormat, Viewport};
 use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
 use chromiumoxide::error::CdpError;
@@ -53,7 +56,10 @@ fn find_browser(given: Option<&PathBuf>) -> Result<PathBuf, ErrorShape> {
         return if path.is_file() {
             Ok(path.clone())
         } else {
-            Err(unavailable(format!("the browser {} given with --browser does not exist", path.display())))
+            Err(unavailable(format!(
+                "the browser {} (from --browser or LANYARD_NODE_BROWSER) does not exist",
+                path.display()
+            )))
         };
     }
     BROWSER_NAMES
@@ -94,8 +100,43 @@ fn browser_error(e: CdpError) -> ErrorShape {
     }
 }
 
+/// Whether a page (a document: top-level or frame) at `url` may load: the node's own canvas page, or a URL
+/// the allow-list admits. Every document request passes here, so a redirect, a link or a script's
+/// `location = …` cannot take the screen where `screen.navigate` could not.
+fn document_allowed(url: &str, canvas_page: &str, allowed: &[AllowEntry]) -> bool {
+    url.starts_with(canvas_page) || url == "about:blank" || allow::check(url, allowed).is_ok()
+}
+
+/// Answers every request `page` pauses on: documents the allow-list does not admit fail (the page shows
+/// Chromium's "blocked" error), everything else goes on.
+async fn guard_documents(
+    page: Page,
+    mut paused: chromiumoxide::listeners::EventStream<EventRequestPaused>,
+    canvas_page: String,
+    allowed: Vec<AllowEntry>,
+) {
+    while let Some(event) = paused.next().await {
+        let blocked = event.resource_type == ResourceType::Document
+            && !document_allowed(&event.request.url, &canvas_page, &allowed);
+        let answered = if blocked {
+            tracing::info!(url = %event.request.url, "blocked a page the web allow-list does not admit");
+            page.execute(FailRequestParams::new(event.request_id.clone(), ErrorReason::BlockedByClient)).await.map(drop)
+        } else {
+            page.execute(ContinueRequestParams::new(event.request_id.clone())).await.map(drop)
+        };
+        if answered.is_err() {
+            tracing::debug!(url = %event.request.url, "a paused request could not be answered");
+        }
+    }
+}
+
 impl Running {
-    pub(super) async fn launch(options: &CanvasOptions, start_url: &str) -> Result<Running, ErrorShape> {
+    /// Starts the browser on `canvas_page`; documents outside `allowed` are refused for the browser's life.
+    pub(super) async fn launch(
+        options: &CanvasOptions,
+        canvas_page: &str,
+        allowed: &[AllowEntry],
+    ) -> Result<Running, ErrorShape> {
         let path = find_browser(options.browser.as_ref())?;
         let profile = tempfile::Builder::new()
             .prefix("lanyard-node-browser-")
@@ -107,6 +148,10 @@ impl Running {
             .user_data_dir(profile.path())
             .window_size(options.width, options.height)
             // The page gets exactly this size, whatever the window's own frame takes.
+            // A certificate error is a failed load, never a page shown anyway: an https allow-list entry
+            // must mean that host.
+            .respect_https_errors()
+            .enable_request_intercept()
             .viewport(chromiumoxide::handler::viewport::Viewport {
                 width: options.width,
                 height: options.height,
@@ -131,7 +176,15 @@ impl Running {
             while handler.next().await.is_some() {}
             flag.store(true, Ordering::Relaxed);
         });
-        let page = match browser.new_page(start_url).await {
+        // A blank page first (no request to pause), so the guard is in place before anything loads.
+        let opened = async {
+            let page = browser.new_page("about:blank").await?;
+            let paused = page.event_listener::<EventRequestPaused>().await?;
+            tokio::spawn(guard_documents(page.clone(), paused, canvas_page.to_string(), allowed.to_vec()));
+            page.goto(canvas_page).await?;
+            Ok::<_, CdpError>(page)
+        };
+        let page = match opened.await {
             Ok(page) => page,
             Err(e) => {
                 let mut running_browser = browser;

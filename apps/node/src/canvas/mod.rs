@@ -49,7 +49,6 @@ pub struct Canvas {
     /// The browser, when running. Commands take turns on it.
     running: tokio::sync::Mutex<Option<Running>>,
     mode: Mutex<ScreenMode>,
-    visible: Mutex<bool>,
 }
 
 impl Canvas {
@@ -60,7 +59,6 @@ impl Canvas {
             page: CanvasPage::serve().await?,
             running: tokio::sync::Mutex::new(None),
             mode: Mutex::new(ScreenMode::Canvas),
-            visible: Mutex::new(true),
         })
     }
 
@@ -94,7 +92,10 @@ impl Canvas {
             NodeCommand::ScreenSetMode(params) => self.set_mode(browser, params.mode).await,
         };
         if !browser.alive() {
-            // It died during the command: the next command starts it again.
+            // It died during the command: this command says so, the next one starts it again.
+            if let Some(gone) = running.take() {
+                gone.close().await;
+            }
             return Err(crashed_error());
         }
         outcome
@@ -119,7 +120,7 @@ impl Canvas {
             }
         }
         if running.is_none() {
-            let started = Running::launch(&self.options, &self.page.url).await?;
+            let started = Running::launch(&self.options, &self.page.url, &self.limits.web_allow).await?;
             *self.mode.lock().expect("mode lock") = ScreenMode::Canvas;
             *running = Some(started);
         }
@@ -130,17 +131,17 @@ impl Canvas {
     }
 
     async fn set_visible(&self, browser: &Running, visible: bool) -> Result<Value, ErrorShape> {
+        // Headless, there is no window to show or hide: the page stays as it is.
         if self.options.headed {
             step(browser.set_window_visible(visible)).await?;
         }
-        *self.visible.lock().expect("visible lock") = visible;
-        Ok(json!({ "visible": visible }))
+        Ok(json!({ "visible": visible, "headed": self.options.headed }))
     }
 
     async fn navigate(&self, browser: &Running, params: NavigateParams) -> Result<Value, ErrorShape> {
         let url = allow::check(&params.url, &self.limits.web_allow)?;
+        step(browser.goto(url.as_str())).await.map_err(|e| load_failed(url.as_str(), e))?;
         *self.mode.lock().expect("mode lock") = ScreenMode::Web;
-        step(browser.goto(url.as_str())).await?;
         Ok(json!({ "url": browser.url().await, "mode": ScreenMode::Web }))
     }
 
@@ -158,6 +159,12 @@ impl Canvas {
     /// is taken again as JPEG, then smaller, and refused (`PAYLOAD_TOO_LARGE`) if it still does not fit.
     /// Never sent whole when it is over the cap.
     async fn snapshot(&self, browser: &Running, params: SnapshotParams) -> Result<Value, ErrorShape> {
+        if params.max_width == Some(0) {
+            return Err(ErrorShape::invalid_request("maxWidth must be at least 1"));
+        }
+        if params.quality.is_some_and(|q| !(1..=100).contains(&q)) {
+            return Err(ErrorShape::invalid_request("quality must be between 1 and 100"));
+        }
         let cap = self.limits.max_snapshot_bytes;
         let (width, height) = step(browser.viewport()).await?;
         let mut scale = params.max_width.map_or(1.0, |max| (f64::from(max) / f64::from(width)).min(1.0));
@@ -190,6 +197,19 @@ impl Canvas {
         )
         .with_details(json!({ "maxBytes": cap, "smallestBytes": smallest })))
     }
+}
+
+/// A page that did not load. A document the guard blocked (a redirect off the allow-list) is the
+/// allow-list's refusal; anything else (no such host, connection refused) says what the browser saw.
+fn load_failed(url: &str, e: ErrorShape) -> ErrorShape {
+    if e.message.contains("ERR_BLOCKED_BY_CLIENT") {
+        return ErrorShape::new(
+            ErrorCode::UrlNotAllowed,
+            format!("{url} led to a page the {} setting does not admit (a redirect?)", allow::SETTING),
+        )
+        .with_details(json!({ "setting": allow::SETTING, "url": url }));
+    }
+    ErrorShape { message: format!("could not open {url}: {}", e.message), ..e }
 }
 
 async fn eval(browser: &Running, params: EvalParams) -> Result<Value, ErrorShape> {

@@ -49,20 +49,26 @@ pub fn chromium() -> Option<PathBuf> {
     found
 }
 
-/// A web server on loopback for the tests' pages: `/` the boxes, `/noise` the noise.
+/// A web server on loopback for the tests' pages: `/` the boxes, `/noise` the noise, `/away` a redirect to
+/// the same server under another name (`localhost`), which is another origin.
 pub struct TestPage {
     pub origin: String,
+    /// The same server as another origin.
+    pub elsewhere: String,
 }
 
 impl TestPage {
     pub async fn start() -> TestPage {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (origin, elsewhere) = (format!("http://127.0.0.1:{port}"), format!("http://localhost:{port}"));
+        let away = format!("{elsewhere}/");
         let app = Router::new()
             .route("/", get(|| async { Html(BOXES_HTML) }))
-            .route("/noise", get(|| async { Html(NOISE_HTML) }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let origin = format!("http://{}", listener.local_addr().unwrap());
+            .route("/noise", get(|| async { Html(NOISE_HTML) }))
+            .route("/away", get(move || async move { axum::response::Redirect::temporary(&away) }));
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        TestPage { origin }
+        TestPage { origin, elsewhere }
     }
 }
 
@@ -298,4 +304,39 @@ pub fn result_text(block: &Value) -> String {
         Value::Array(blocks) => blocks.iter().find_map(|b| b["text"].as_str()).unwrap_or_default().to_string(),
         other => other.to_string(),
     }
+}
+
+/// An https server on loopback with a self-signed certificate no browser trusts; every request gets a
+/// small page. Its origin.
+pub async fn untrusted_https() -> String {
+    use tokio_rustls::rustls;
+    let issued = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(issued.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![issued.cert.der().clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("https://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let mut request = [0u8; 4096];
+                let _ = tls.read(&mut request).await;
+                let body = "<html><body>impostor</body></html>";
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = tls.write_all(format!("{head}{body}").as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    origin
 }

@@ -61,7 +61,7 @@ pub(super) async fn list(client: &Client, json: bool) -> anyhow::Result<()> {
                     match live.voice {
                         Some(true) => "on",
                         Some(false) => "off",
-                        None => "?",
+                        None => "unknown",
                     }
                     .to_string(),
                 ),
