@@ -118,8 +118,9 @@ pub async fn run(state: &StateDir, settings: Settings, args: RunArgs) -> anyhow:
             width: args.window.0,
             height: args.window.1,
         };
-        let limits =
-            CanvasLimits { web_allow: settings.web_allow.clone(), max_snapshot_bytes: settings.max_snapshot_bytes };
+        // A settings file edited by hand past the limit is held to it.
+        let max_snapshot_bytes = settings.max_snapshot_bytes.min(crate::settings::MAX_SNAPSHOT_BYTES_LIMIT);
+        let limits = CanvasLimits { web_allow: settings.web_allow.clone(), max_snapshot_bytes };
         let canvas = Arc::new(Canvas::new(options, limits).await.context("cannot serve the canvas page")?);
         if let Err(e) = canvas.start().await {
             eprintln!("lanyard-node: the screen is unavailable for now: {e}");
