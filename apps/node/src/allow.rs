@@ -173,8 +173,21 @@ mod tests {
         {
             assert_eq!(check(url, &allowed).unwrap_err().code, ErrorCode::UrlNotAllowed, "{url}");
         }
-        assert_eq!(check("https://user:pw@example.org/", &allowed).unwrap_err().code, ErrorCode::UrlNotAllowed);
+        for url in ["https://user:pw@example.org/", "https://user@example.org/", "https://:pw@example.org/"] {
+            assert_eq!(check(url, &allowed).unwrap_err().code, ErrorCode::UrlNotAllowed, "{url}");
+        }
         assert_eq!(check("not a url", &allowed).unwrap_err().code, ErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn entries_are_saved_as_they_are_written() {
+        let saved = serde_json::to_string(&entries(&["*.example.org", "http://10.0.0.5:8123"])).unwrap();
+        assert_eq!(saved, r#"["*.example.org","http://10.0.0.5:8123"]"#);
+        assert_eq!(
+            serde_json::from_str::<Vec<AllowEntry>>(&saved).unwrap(),
+            entries(&["*.example.org", "http://10.0.0.5:8123"])
+        );
+        assert!(serde_json::from_str::<Vec<AllowEntry>>(r#"["ftp://x.test"]"#).is_err());
     }
 
     #[test]
@@ -182,7 +195,9 @@ mod tests {
         for text in ["example.org", "*.example.org", "http://10.0.0.5:8123", "https://a.test:443"] {
             assert_eq!(text.parse::<AllowEntry>().unwrap().to_string(), text);
         }
-        for bad in ["", "exa mple.org", "ftp://x.test", "http://x.test/path", "*."] {
+        for bad in
+            ["", "exa mple.org", "ftp://x.test", "http://x.test/path", "http://x.test/?q", "http://x.test/#f", "*."]
+        {
             assert!(bad.parse::<AllowEntry>().is_err(), "{bad}");
         }
     }
