@@ -55,3 +55,41 @@ impl CommandHandler for NodeCommands {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::canvas::{CanvasLimits, CanvasOptions};
+
+    /// A handler whose Canvas has no browser started (none of these answers needs one).
+    async fn handler(background: bool) -> NodeCommands {
+        let options = CanvasOptions { browser: Some("/nonexistent".into()), headed: false, width: 64, height: 64 };
+        let limits = CanvasLimits { web_allow: Vec::new(), max_snapshot_bytes: 1024 };
+        let canvas = Arc::new(Canvas::new(options, limits).await.unwrap());
+        NodeCommands::new(canvas, Arc::new(AtomicBool::new(background)))
+    }
+
+    fn request(command: &str, params: Value) -> NodeCommandRequest {
+        NodeCommandRequest { command: command.into(), params }
+    }
+
+    #[tokio::test]
+    async fn in_the_background_screen_commands_are_refused_by_the_node_itself() {
+        let e = handler(true).await.handle(request("screen.snapshot", json!({}))).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::NodeBackgroundUnavailable);
+        assert_eq!(e.retry_after_ms, Some(BACKGROUND_RETRY_MS));
+        // In the foreground the same command reaches the Canvas (here: no browser to run it).
+        let e = handler(false).await.handle(request("screen.snapshot", json!({}))).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::ScreenUnavailable);
+    }
+
+    #[tokio::test]
+    async fn unknown_commands_and_bad_params_are_refused_before_the_canvas() {
+        let commands = handler(false).await;
+        let e = commands.handle(request("lamp.on", json!({}))).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::UnknownCommand);
+        assert_eq!(e.details.unwrap()["supported"], json!(NodeCommand::ALL));
+        let e = commands.handle(request("screen.navigate", json!({ "link": "x" }))).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
+    }
+}

@@ -262,6 +262,42 @@ async fn bad_input_gets_structured_errors_and_the_node_keeps_serving() {
     computer.stop().await;
 }
 
+/// A browser that dies while a command waits on it: that command says so, the next one works.
+#[tokio::test]
+async fn a_browser_dying_during_a_command_is_reported_once() {
+    let Some(computer) = Computer::start(script, |_| {}).await else { return };
+    let mut node = NodeProcess::pair_and_run(&computer, "Kiosk", &[], &[]).await;
+    let id = computer.node_named("Kiosk").await.node_id;
+    computer.invoke(&id, "screen.snapshot", json!({})).await.unwrap();
+    let forever = json!({ "javaScript": "new Promise(() => {})" });
+    let waiting = tokio::spawn({
+        let (gateway_url, token, id) = (computer.gateway.url.clone(), computer.gateway.token.clone(), id.clone());
+        async move {
+            let operator = node_kit::Client::builder(gateway_url).token(token).connect().await.unwrap();
+            let request = json!({ "nodeId": id, "command": "screen.eval", "params": forever,
+                "idempotencyKey": "forever", "timeoutMs": 30_000 });
+            operator.request(node_kit::protocol::method::NODE_INVOKE, request).await
+        }
+    });
+    // The snapshot was the first screen command; the script waiting forever is the second.
+    eventually(WAIT, async || {
+        (node.stderr.all().iter().filter(|l| l.contains("screen command")).count() >= 2).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let killed = Instant::now();
+    for pid in node.browser_processes() {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    let e = node_support::support::remote(waiting.await.unwrap().unwrap_err());
+    assert_eq!(e.code, ErrorCode::ScreenUnavailable, "{e:?}");
+    // Well before the node's 20 s step limit: the command stopped waiting when the browser went.
+    assert!(killed.elapsed() < Duration::from_secs(10), "{:?}", killed.elapsed());
+    computer.invoke(&id, "screen.snapshot", json!({})).await.unwrap();
+    assert!(node.stop().await.success());
+    computer.stop().await;
+}
+
 /// A node's conversation may use that node's screen, and no other node's.
 #[tokio::test]
 async fn a_nodes_conversation_uses_its_own_screen_only() {

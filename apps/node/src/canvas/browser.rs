@@ -17,8 +17,7 @@ use futures_util::StreamExt;
 use node_kit::protocol::{ErrorCode, ErrorShape, ImageFormat};
 use serde_json::{Value, json};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use tokio_util::sync::CancellationToken;
 
 /// Browsers looked for on PATH, in order.
 const BROWSER_NAMES: &[&str] = &["chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome"];
@@ -45,8 +44,8 @@ const FLAGS: &[&str] = &[
 pub(super) struct Running {
     browser: Browser,
     page: Page,
-    /// Set when the DevTools connection ends: the browser exited or crashed.
-    gone: Arc<AtomicBool>,
+    /// Cancelled when the DevTools connection ends: the browser exited or crashed.
+    gone: CancellationToken,
     _profile: tempfile::TempDir,
 }
 
@@ -170,11 +169,17 @@ impl Running {
         let (browser, mut handler) = Browser::launch(config)
             .await
             .map_err(|e| unavailable(format!("cannot start the browser {}: {e}", path.display())))?;
-        let gone = Arc::new(AtomicBool::new(false));
+        let gone = CancellationToken::new();
         let flag = gone.clone();
         tokio::spawn(async move {
-            while handler.next().await.is_some() {}
-            flag.store(true, Ordering::Relaxed);
+            // The stream goes on after most errors; a broken connection means the browser is gone.
+            while let Some(event) = handler.next().await {
+                if let Err(CdpError::Ws(e)) = event {
+                    tracing::debug!(error = %e, "the DevTools connection broke");
+                    break;
+                }
+            }
+            flag.cancel();
         });
         // A blank page first (no request to pause), so the guard is in place before anything loads.
         let opened = async {
@@ -198,7 +203,12 @@ impl Running {
 
     /// Whether the browser still runs: its process has not exited and its DevTools connection is open.
     pub(super) fn alive(&mut self) -> bool {
-        !self.gone.load(Ordering::Relaxed) && matches!(self.browser.try_wait(), Ok(None))
+        !self.gone.is_cancelled() && matches!(self.browser.try_wait(), Ok(None))
+    }
+
+    /// Cancelled once the browser is gone, so a command waiting on it can stop waiting.
+    pub(super) fn gone(&self) -> CancellationToken {
+        self.gone.clone()
     }
 
     /// Closes the browser politely, then makes sure the process is gone.

@@ -83,13 +83,21 @@ impl Canvas {
         tracing::info!(command = command.name(), "screen command");
         let mut running = self.running.lock().await;
         let browser = self.ensure(&mut running).await?;
-        let outcome = match command {
-            NodeCommand::ScreenShow(_) => self.set_visible(browser, true).await,
-            NodeCommand::ScreenHide(_) => self.set_visible(browser, false).await,
-            NodeCommand::ScreenNavigate(params) => self.navigate(browser, params).await,
-            NodeCommand::ScreenEval(params) => eval(browser, params).await,
-            NodeCommand::ScreenSnapshot(params) => self.snapshot(browser, params).await,
-            NodeCommand::ScreenSetMode(params) => self.set_mode(browser, params.mode).await,
+        let gone = browser.gone();
+        let command = async {
+            match command {
+                NodeCommand::ScreenShow(_) => self.set_visible(browser, true).await,
+                NodeCommand::ScreenHide(_) => self.set_visible(browser, false).await,
+                NodeCommand::ScreenNavigate(params) => self.navigate(browser, params).await,
+                NodeCommand::ScreenEval(params) => eval(browser, params).await,
+                NodeCommand::ScreenSnapshot(params) => self.snapshot(browser, params).await,
+                NodeCommand::ScreenSetMode(params) => self.set_mode(browser, params.mode).await,
+            }
+        };
+        // A browser that dies mid-command may leave its answer pending for ever: stop at once.
+        let outcome = tokio::select! {
+            outcome = command => outcome,
+            () = gone.cancelled() => Err(crashed_error()),
         };
         if !browser.alive() {
             // It died during the command: this command says so, the next one starts it again.
