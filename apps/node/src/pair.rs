@@ -24,11 +24,15 @@ pub struct PairArgs {
     /// How long to look for the bridge on the network, in seconds.
     #[arg(long, default_value_t = 30)]
     find_timeout: u64,
+    /// The UDP port mDNS uses (5353, the standard one, unless the bridge advertises on another).
+    #[arg(long, default_value_t = 5353, value_name = "PORT")]
+    mdns_port: u16,
 }
 
 pub async fn run(state: &StateDir, settings: &Settings, args: PairArgs) -> anyhow::Result<()> {
     let identity = state.identity()?;
-    if let Some(old) = state.pairing()? {
+    let old = state.pairing()?;
+    if let Some(old) = &old {
         eprintln!("replacing the pairing with bridge {} (at {})", old.bridge_id, old.address);
     }
     let request = PairingRequest::new(&settings.name, std::env::consts::OS).scopes([Scope::Chat, Scope::Voice]);
@@ -37,7 +41,18 @@ pub async fn run(state: &StateDir, settings: &Settings, args: PairArgs) -> anyho
             eprintln!("pairing with {} using its one-time code…", string.address());
             redeem(string, &identity, request).await.context("the bridge did not accept the code")?
         }
-        (None, address) => approve(&identity, request, address.clone(), &args).await?,
+        (None, address) => match approve(&identity, request, address.clone(), &args).await {
+            // A bridge that knows this key lets it in as paired, where asking to pair is not allowed.
+            Err(e) if old.is_some() && e.chain().any(|c| c.to_string().contains("FORBIDDEN")) => {
+                return Err(e.context(format!(
+                    "this device ({}) is still paired with that computer; to pair it again, revoke it there first \
+                     (`lanyard nodes revoke {}`)",
+                    identity.id(),
+                    identity.id()
+                )));
+            }
+            other => other?,
+        },
     };
     state.save_pairing(&paired)?;
     println!("Paired with bridge {} at {} as {}", paired.bridge_id, paired.address, paired.node_id);
@@ -58,6 +73,7 @@ async fn approve(
             eprintln!("looking for a Lanyard bridge on the local network…");
             let found = MdnsDiscovery::new()
                 .interfaces(args.interfaces.clone())
+                .port(args.mdns_port)
                 .watch()?
                 .find(Duration::from_secs(args.find_timeout), |_| true)
                 .await

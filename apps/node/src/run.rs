@@ -44,6 +44,9 @@ pub struct RunArgs {
     /// Look for the bridge with mDNS only on this network interface (repeatable; all by default).
     #[arg(long = "interface", value_name = "IF")]
     interfaces: Vec<String>,
+    /// The UDP port mDNS uses (5353, the standard one, unless the bridge advertises on another).
+    #[arg(long, default_value_t = 5353, value_name = "PORT")]
+    mdns_port: u16,
 }
 
 fn parse_size(text: &str) -> Result<(u32, u32), String> {
@@ -144,7 +147,7 @@ pub async fn run(state: &StateDir, settings: Settings, args: RunArgs) -> anyhow:
             let mut builder = Node::builder(identity.clone(), paired.clone())
                 .display_name(&settings.name)
                 .platform(std::env::consts::OS)
-                .discovery(MdnsDiscovery::new().interfaces(args.interfaces.clone()));
+                .discovery(MdnsDiscovery::new().interfaces(args.interfaces.clone()).port(args.mdns_port));
             if let Some(canvas) = &canvas {
                 let handler = NodeCommands::new(canvas.clone(), background.clone());
                 builder = builder.commands(NodeCommands::advert(), handler);

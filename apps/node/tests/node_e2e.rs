@@ -369,14 +369,16 @@ async fn a_node_without_a_browser_or_a_screen_still_serves_chat() {
     computer.stop().await;
 }
 
-/// Door 1 from the command line: the node asks, prints the code, and is paired once the owner approves;
-/// `status` then shows the pairing. A node that is not paired says so and how to pair.
+/// Door 1 from the command line: the node finds the bridge over mDNS (on loopback, on a port of the test's
+/// own), asks, prints the code, and is paired once the owner approves; `status` then shows the pairing.
+/// Asking again while paired says how to pair again; a node that is not paired says how to pair.
 #[tokio::test]
 async fn pairing_by_approval_from_the_command_line() {
     use node_support::support::gw::TestGateway;
-    use node_support::support::{TestBridge, pending_requests};
+    use node_support::support::{TestBridge, mdns_on_loopback, mdns_port, pending_requests};
+    let port = mdns_port();
     let gateway = TestGateway::start(|_| {}).await;
-    let bridge = TestBridge::start(&gateway, |_| {}).await;
+    let bridge = TestBridge::start(&gateway, |config| mdns_on_loopback(config, port, "Door one test")).await;
     let dir = tempfile::tempdir().unwrap();
     let status = lanyard_node(dir.path(), &["--name", "Hall screen", "status"]).await;
     assert!(status.contains("not paired (run `lanyard-node pair`)"), "{status}");
@@ -384,7 +386,7 @@ async fn pairing_by_approval_from_the_command_line() {
     let pairing = tokio::process::Command::new(node_support::binary())
         .arg("--state")
         .arg(dir.path())
-        .args(["pair", "--address", &bridge.address()])
+        .args(["pair", "--interface", "lo", "--mdns-port", &port.to_string()])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -399,6 +401,18 @@ async fn pairing_by_approval_from_the_command_line() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(printed.contains(&format!("Pairing code: {}", pending.request.sas)), "{printed}");
     assert!(printed.contains("Paired with bridge"), "{printed}");
+
+    // Asking again at the address, while still paired, says what to do instead.
+    let again = tokio::process::Command::new(node_support::binary())
+        .arg("--state")
+        .arg(dir.path())
+        .args(["pair", "--address", &bridge.address()])
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success());
+    assert!(said.contains("still paired with that computer") && said.contains("lanyard nodes revoke"), "{said}");
 
     let status = lanyard_node(dir.path(), &["status"]).await;
     assert!(status.contains(&format!("Bridge:    {} at {}", bridge.id, bridge.address())), "{status}");

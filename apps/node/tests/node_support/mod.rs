@@ -201,7 +201,8 @@ impl NodeProcess {
             .arg("--state")
             .arg(dir.path())
             .arg("run")
-            .args(["--interface", "lo"])
+            // mDNS on loopback, on a port of this node's own: tests never hear each other (or anything else).
+            .args(["--interface", "lo", "--mdns-port", &support::mdns_port().to_string()])
             .args(run_args)
             .env("TMPDIR", &tmp)
             .env("RUST_LOG", "lanyard_node=debug,node_kit=info")
