@@ -6,6 +6,7 @@
 use crate::idempotency::{Claim, IdempotencyCache};
 use crate::nodes::{NodeRegistry, canonical};
 use node_kit::protocol::{ErrorShape, NodeCommand, NodeInvokeParams, NodeInvokeResult, check_id};
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,11 +38,12 @@ impl Invoker {
     }
 
     /// Runs checked params (see [`checked`]) once per idempotency key and node; a retry gets the first
-    /// call's outcome.
-    pub(crate) async fn invoke(&self, p: NodeInvokeParams) -> Result<NodeInvokeResult, ErrorShape> {
+    /// call's outcome. The answer is a [`NodeInvokeResult`] as JSON, the form the cache keeps, so a large
+    /// payload (a snapshot) is not converted back and forth.
+    pub(crate) async fn invoke(&self, p: NodeInvokeParams) -> Result<Value, ErrorShape> {
         let key = format!("{}\u{0}{}", p.node_id, p.idempotency_key);
         let completer = match self.cache.claim(&key, String::new)? {
-            Claim::Existing { waiter, .. } => return decode(waiter.outcome().await),
+            Claim::Existing { waiter, .. } => return waiter.outcome().await,
             Claim::New(completer) => completer,
         };
         let timeout = Duration::from_millis(p.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS));
@@ -50,10 +52,6 @@ impl Invoker {
             serde_json::to_value(result).expect("invoke results serialise")
         });
         completer.complete(outcome.clone());
-        decode(outcome)
+        outcome
     }
-}
-
-fn decode(outcome: Result<serde_json::Value, ErrorShape>) -> Result<NodeInvokeResult, ErrorShape> {
-    serde_json::from_value(outcome?).map_err(|e| ErrorShape::new(node_kit::ErrorCode::Internal, e.to_string()))
 }

@@ -224,8 +224,14 @@ impl NodeTools {
         }
         .await;
         match outcome {
-            Ok(result) if command == command::SCREEN_SNAPSHOT => snapshot_result(&result.node_id, result.payload),
-            Ok(result) => CallToolResult::success(vec![ContentBlock::text(result.payload.to_string())]),
+            Ok(mut result) => {
+                let payload = result["payload"].take();
+                if command == command::SCREEN_SNAPSHOT {
+                    snapshot_result(result["nodeId"].as_str().unwrap_or_default(), payload)
+                } else {
+                    CallToolResult::success(vec![ContentBlock::text(payload.to_string())])
+                }
+            }
             Err(error) => tool_error(&error),
         }
     }

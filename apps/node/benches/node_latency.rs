@@ -46,6 +46,18 @@ async fn snapshots(computer: &Computer, id: &str, params: serde_json::Value, rou
     (samples, size)
 }
 
+/// One snapshot figure beside its baseline: medians and their ratio.
+fn compare(page: &str, (through_bridge, size): (Vec<Duration>, usize), direct: Vec<Duration>) {
+    let (ours, theirs) = (median(through_bridge), median(direct));
+    println!(
+        "{page}: snapshot through the bridge median {} ({} KB base64); Chromium's own screenshot median {}; ratio {:.2}",
+        ms(ours),
+        size / 1024,
+        ms(theirs),
+        ours.as_secs_f64() / theirs.as_secs_f64()
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(30);
@@ -139,20 +151,8 @@ async fn main() {
     }
 
     println!("rounds per figure: {rounds}");
-    println!(
-        "snapshot round trip through the bridge: median {} (PNG {} KB base64); Chromium's own screenshot: median {}; ratio {:.2}",
-        ms(median(through_bridge.clone())),
-        bytes / 1024,
-        ms(median(direct.clone())),
-        median(through_bridge).as_secs_f64() / median(direct).as_secs_f64()
-    );
-    println!(
-        "noise page as JPEG (quality 80) through the bridge: median {} ({} KB base64); Chromium's own: median {}; ratio {:.2}",
-        ms(median(noise_through_bridge.clone())),
-        noise_bytes / 1024,
-        ms(median(noise_direct.clone())),
-        median(noise_through_bridge).as_secs_f64() / median(noise_direct).as_secs_f64()
-    );
+    compare("blank canvas as PNG", (through_bridge, bytes), direct);
+    compare("noise page as JPEG (quality 80)", (noise_through_bridge, noise_bytes), noise_direct);
     println!(
         "first streamed delta: transcript typed into lanyard-node median {}; typed agent call median {}; difference {}",
         ms(median(transcript.clone())),

@@ -4,8 +4,8 @@
 mod node_support;
 
 use nix::sys::signal::Signal;
-use node_kit::protocol::AgentParams;
 use node_kit::protocol::ErrorCode;
+use node_kit::protocol::{AgentParams, AppState};
 use node_support::support::gw::eventually;
 use node_support::support::gw::messages_api::{ApiRequest, Reply};
 use node_support::{Computer, NodeProcess, TestPage, answered_tools, lanyard_node, result_text, tool_result};
@@ -150,11 +150,7 @@ async fn a_backgrounded_node_is_not_asked_for_its_screen() {
     computer.invoke(&id, "screen.snapshot", json!({})).await.unwrap();
 
     node.signal(Signal::SIGUSR2);
-    eventually(WAIT, async || {
-        let state = computer.node_named("Tablet").await.state;
-        (state == node_kit::protocol::AppState::Background).then_some(())
-    })
-    .await;
+    computer.node_in_state("Tablet", AppState::Background).await;
     let asked_before = node.stderr.all().iter().filter(|l| l.contains("screen command")).count();
     let started = Instant::now();
     let e = computer.invoke(&id, "screen.snapshot", json!({})).await.unwrap_err();
@@ -170,11 +166,7 @@ async fn a_backgrounded_node_is_not_asked_for_its_screen() {
     assert_eq!(asked_before, asked_after, "the node was asked while in the background");
 
     node.type_line("/foreground").await;
-    eventually(WAIT, async || {
-        let state = computer.node_named("Tablet").await.state;
-        (state == node_kit::protocol::AppState::Foreground).then_some(())
-    })
-    .await;
+    computer.node_in_state("Tablet", AppState::Foreground).await;
     let shot = computer.invoke(&id, "screen.snapshot", json!({ "format": "jpeg", "quality": 50 })).await.unwrap();
     assert_eq!(shot["format"], "jpeg");
     assert!(node.stop().await.success());

@@ -6,9 +6,9 @@ use super::{Context, parse_params};
 use crate::agent::{Turn, TurnOutput};
 use crate::idempotency::Claim;
 use node_kit::client::random_id;
-use node_kit::protocol::check_id;
 use node_kit::protocol::{
-    AgentAck, AgentEvent, AgentOutcome, AgentParams, ClientMode, ErrorCode, ErrorShape, Frame, RunStatus, event, method,
+    AgentAck, AgentEvent, AgentOutcome, AgentParams, ClientMode, ErrorCode, ErrorShape, Frame, RunStatus, check_id,
+    event, method,
 };
 use serde_json::Value;
 use std::time::{Duration, Instant};

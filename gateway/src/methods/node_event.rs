@@ -1,8 +1,9 @@
 //! `node.event`: a node publishes an event; every operator receives it as a `node.event` event.
 
 use super::{Context, parse_params};
-use node_kit::protocol::check_id;
-use node_kit::protocol::{ErrorShape, NodeEventNotice, NodeEventParams, VOICE_EVENT, VoiceAvailability, event, method};
+use node_kit::protocol::{
+    ErrorShape, NodeEventNotice, NodeEventParams, VOICE_EVENT, VoiceAvailability, check_id, event, method,
+};
 use serde_json::{Value, json};
 
 pub(crate) struct NodeEvent {

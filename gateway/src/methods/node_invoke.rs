@@ -17,7 +17,6 @@ impl NodeInvoke {
     }
 
     pub(crate) async fn apply(self, ctx: &Context) -> Result<Value, ErrorShape> {
-        let result = ctx.state.invoker.invoke(self.params).await?;
-        Ok(serde_json::to_value(result).expect("invoke results serialise"))
+        ctx.state.invoker.invoke(self.params).await
     }
 }

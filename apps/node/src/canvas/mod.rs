@@ -17,7 +17,6 @@ use node_kit::protocol::{
 use page::CanvasPage;
 use serde_json::{Value, json};
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// How long one browser operation may take before the command fails with `TIMEOUT`.
@@ -48,18 +47,11 @@ pub struct Canvas {
     page: CanvasPage,
     /// The browser, when running. Commands take turns on it.
     running: tokio::sync::Mutex<Option<Running>>,
-    mode: Mutex<ScreenMode>,
 }
 
 impl Canvas {
     pub async fn new(options: CanvasOptions, limits: CanvasLimits) -> std::io::Result<Canvas> {
-        Ok(Canvas {
-            options,
-            limits,
-            page: CanvasPage::serve().await?,
-            running: tokio::sync::Mutex::new(None),
-            mode: Mutex::new(ScreenMode::Canvas),
-        })
+        Ok(Canvas { options, limits, page: CanvasPage::serve().await?, running: tokio::sync::Mutex::new(None) })
     }
 
     /// Starts the browser on the canvas page now, so the first command does not wait for it.
@@ -129,7 +121,6 @@ impl Canvas {
         }
         if running.is_none() {
             let started = Running::launch(&self.options, &self.page.url, &self.limits.web_allow).await?;
-            *self.mode.lock().expect("mode lock") = ScreenMode::Canvas;
             *running = Some(started);
         }
         if crashed {
@@ -149,7 +140,6 @@ impl Canvas {
     async fn navigate(&self, browser: &Running, params: NavigateParams) -> Result<Value, ErrorShape> {
         let url = allow::check(&params.url, &self.limits.web_allow)?;
         step(browser.goto(url.as_str())).await.map_err(|e| load_failed(url.as_str(), e))?;
-        *self.mode.lock().expect("mode lock") = ScreenMode::Web;
         Ok(json!({ "url": browser.url().await, "mode": ScreenMode::Web }))
     }
 
@@ -159,7 +149,6 @@ impl Canvas {
             ScreenMode::Web => "about:blank",
         };
         step(browser.goto(target)).await?;
-        *self.mode.lock().expect("mode lock") = mode;
         Ok(json!({ "mode": mode }))
     }
 

@@ -108,6 +108,11 @@ impl Computer {
         .await
     }
 
+    /// Waits until the node named `name` is listed in `state` (its beacon reached the gateway).
+    pub async fn node_in_state(&self, name: &str, state: node_kit::protocol::AppState) {
+        eventually(Duration::from_secs(60), async || (self.node_named(name).await.state == state).then_some(())).await;
+    }
+
     /// `node.invoke` as the owner sends it.
     pub async fn invoke(&self, node_id: &str, command: &str, params: Value) -> Result<Value, node_kit::ErrorShape> {
         let request = json!({
