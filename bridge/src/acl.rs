@@ -1,5 +1,9 @@
 //! The access control table, deny by default: what a paired node may call, and which commands the
 //! gateway may send to a node. Nothing else is consulted; nothing else decides.
+//!
+//! A node may answer prompts, cancel, attach and read history only with an agent scope, and only for its
+//! own conversations: the gateway, which alone knows whose conversation a run belongs to, narrows every
+//! such call to the node's own (`node:<id>:…`) sessions.
 
 use node_kit::protocol::{AgentChannel, ErrorCode, ErrorShape, NodeCommand, Scope, method};
 use serde::Deserialize;
@@ -8,6 +12,12 @@ use serde_json::Value;
 /// Methods a paired node may call, and what each needs.
 const NODE_METHODS: &[(&str, Needs)] = &[
     (method::AGENT, Needs::ChannelScope),
+    (method::AGENT_RESPOND, Needs::AgentScope),
+    (method::AGENT_CANCEL, Needs::AgentScope),
+    (method::AGENT_ATTACH, Needs::AgentScope),
+    (method::AGENT_PENDING, Needs::AgentScope),
+    (method::AGENT_SESSIONS, Needs::AgentScope),
+    (method::AGENT_HISTORY, Needs::AgentScope),
     (method::SYSTEM_EVENT, Needs::Nothing),
     (method::NODE_EVENT, Needs::Nothing),
     (method::HEALTH, Needs::Nothing),
@@ -18,6 +28,8 @@ enum Needs {
     Nothing,
     /// `chat` for typed prompts, `voice` for transcripts.
     ChannelScope,
+    /// Either `chat` or `voice`: a node that may start turns may also steer and read them.
+    AgentScope,
 }
 
 /// What the ACL learnt about an allowed call that other checks need.
@@ -41,6 +53,10 @@ pub fn check_node_call(method: &str, params: &Value, scopes: &[Scope]) -> Result
     };
     match needs {
         Needs::Nothing => Ok(AllowedCall::Other),
+        Needs::AgentScope if scopes.iter().any(|s| matches!(s, Scope::Chat | Scope::Voice)) => Ok(AllowedCall::Other),
+        Needs::AgentScope => {
+            Err(ErrorShape::new(ErrorCode::Forbidden, format!("this node has no agent scope (chat or voice) for {method}")))
+        }
         Needs::ChannelScope => {
             let channel = match params.get("channel") {
                 None => AgentChannel::Chat,
@@ -95,6 +111,23 @@ mod tests {
         assert_eq!(check_node_call(method::AGENT, &voice, &[Scope::Voice]).unwrap(), AllowedCall::Voice);
         assert_eq!(check_node_call(method::AGENT, &typed, &[Scope::Voice]).unwrap_err().code, ErrorCode::Forbidden);
         assert_eq!(check_node_call(method::AGENT, &typed, &[]).unwrap_err().code, ErrorCode::Forbidden);
+    }
+
+    #[test]
+    fn steering_the_agent_needs_an_agent_scope() {
+        for method in [
+            method::AGENT_RESPOND,
+            method::AGENT_CANCEL,
+            method::AGENT_ATTACH,
+            method::AGENT_PENDING,
+            method::AGENT_SESSIONS,
+            method::AGENT_HISTORY,
+        ] {
+            assert_eq!(check_node_call(method, &json!({}), &[]).unwrap_err().code, ErrorCode::Forbidden, "{method}");
+            assert_eq!(check_node_call(method, &json!({}), &[Scope::Chat]).unwrap(), AllowedCall::Other);
+            assert_eq!(check_node_call(method, &json!({}), &[Scope::Voice]).unwrap(), AllowedCall::Other);
+        }
+        assert_eq!(check_node_call(method::PAIR_POLICY, &json!({}), &[Scope::Chat]).unwrap_err().code, ErrorCode::Forbidden);
     }
 
     #[test]

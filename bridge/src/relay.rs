@@ -189,11 +189,16 @@ where
     matches!(tokio::time::timeout(stall, writer.send_message(message)).await, Ok(Ok(())))
 }
 
-/// The checks on a node's request: rate limit, ACL, and the voice limit; tracks background state.
+/// The checks on a node's request: rate limit, ACL, the voice limit and the attachment limits; tracks
+/// background state.
 fn admit(shared: &BridgeShared, node: &NodeSide, state: &mut NodeState, req: &Request) -> Result<(), ErrorShape> {
     shared.limiter.request(&node.node_id)?;
     if acl::check_node_call(&req.method, &req.params, &state.scopes)? == AllowedCall::Voice {
         shared.limiter.voice(&node.node_id)?;
+    }
+    if req.method == method::AGENT {
+        // Images are refused here, before they cost the gateway anything.
+        node_kit::protocol::check_attachments(&req.params)?;
     }
     if req.method == method::SYSTEM_EVENT
         && let Some(app_state) = req.params.get("state").and_then(|s| AppState::deserialize(s).ok())

@@ -101,6 +101,8 @@ pub struct AgentConfig {
     pub turn_timeout: Duration,
     /// Turns that may wait behind the running one, per session.
     pub max_queued_turns: usize,
+    /// A permission prompt, question or plan unanswered this long is denied, and the model told why.
+    pub prompt_timeout: Duration,
 }
 
 impl Default for AgentConfig {
@@ -113,6 +115,7 @@ impl Default for AgentConfig {
             idle_timeout: Duration::from_secs(600),
             turn_timeout: Duration::from_secs(600),
             max_queued_turns: 16,
+            prompt_timeout: Duration::from_secs(600),
         }
     }
 }

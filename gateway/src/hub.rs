@@ -42,4 +42,19 @@ impl ConnectionHub {
             out.event(event, payload.clone());
         }
     }
+
+    /// Sends an event to every operator except the connections in `except` (which have it already).
+    pub(crate) fn to_operators(&self, event: &str, payload: &serde_json::Value, except: &[u64]) {
+        let targets: Vec<Outbound> = self
+            .peers
+            .lock()
+            .expect("hub lock")
+            .iter()
+            .filter(|(id, (mode, _))| *mode == ClientMode::Operator && !except.contains(id))
+            .map(|(_, (_, out))| out.clone())
+            .collect();
+        for out in targets {
+            out.event(event, payload.clone());
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! State shared by every connection.
 
-use crate::agent::AgentRunner;
+use crate::agent::runs::RunBoard;
+use crate::agent::{AgentRunner, SessionBook};
 use crate::config::GatewayConfig;
 use crate::home::GatewayToken;
 use crate::hub::ConnectionHub;
@@ -28,7 +29,9 @@ pub(crate) struct GatewayState {
     pub agent: Arc<AgentRunner>,
     pub nodes: Arc<NodeRegistry>,
     pub presence: Presence,
-    pub hub: ConnectionHub,
+    pub hub: Arc<ConnectionHub>,
+    /// `agent` runs: their events for catch-up, their open prompts, their outcomes.
+    pub runs: RunBoard,
     /// Idempotency keys of `agent` runs.
     pub agent_runs: IdempotencyCache,
     /// Runs `node.invoke` for the owner and for the agent's tools.
@@ -53,12 +56,15 @@ impl GatewayState {
         let cache = || IdempotencyCache::new(config.idempotency_ttl, config.idempotency_capacity);
         let nodes = Arc::new(NodeRegistry::new());
         let invoker = Arc::new(Invoker::new(nodes.clone(), cache()));
+        let hub = Arc::new(ConnectionHub::new());
+        let book = SessionBook::open(config.home.join("agent"));
         GatewayState {
-            agent: AgentRunner::new(config.agent.clone(), invoker.clone()),
+            agent: AgentRunner::new(config.agent.clone(), invoker.clone(), book),
             nodes,
             invoker,
             presence: Presence::new(),
-            hub: ConnectionHub::new(),
+            runs: RunBoard::new(hub.clone()),
+            hub,
             agent_runs: cache(),
             started: Instant::now(),
             refusals: RefusalLog::new("gateway connections"),

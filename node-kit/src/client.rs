@@ -7,10 +7,12 @@
 use crate::connection::{self, FrameReader, FrameWriter, Incoming};
 use crate::outbound::Keepalive;
 use crate::protocol::{
-    AgentAck, AgentEvent, AgentEventKind, AgentOutcome, AgentParams, ClientInfo, ClientMode, ConnectParams, ErrorCode,
-    ErrorShape, EventFrame, Frame, HelloOk, MAX_FRAME_BYTES, NodeAdvert, NodeCommandRequest, PROTOCOL_VERSION, Request,
-    Response, RunStatus, event, method,
+    AgentAck, AgentEvent, AgentEventKind, AgentOutcome, AgentParams, AttachParams, CancelParams, CancelResult,
+    ClientInfo, ClientMode, ConnectParams, ErrorCode, ErrorShape, EventFrame, Frame, HelloOk, HistoryPage,
+    HistoryParams, MAX_FRAME_BYTES, NodeAdvert, NodeCommandRequest, PROTOCOL_VERSION, PendingPrompts, Request,
+    RespondParams, RespondResult, Response, RunStatus, SessionList, event, method,
 };
+use serde::de::DeserializeOwned;
 use certs::{Identity, KeyId, PeerKeyVerifier, Pin};
 use futures_util::future::BoxFuture;
 use serde_json::Value;
@@ -359,7 +361,7 @@ enum Pending {
 
 enum RunItem {
     Ack(AgentAck),
-    Event(AgentEventKind),
+    Event(AgentEvent),
     Done(Result<AgentOutcome, ErrorShape>),
 }
 
@@ -384,7 +386,7 @@ impl Shared {
                     && let Ok(agent_event) = serde_json::from_value::<AgentEvent>(ev.payload.clone())
                     && let Some(tx) = self.runs.lock().expect("runs lock").get(&agent_event.run_id)
                 {
-                    let _ = tx.send(RunItem::Event(agent_event.kind));
+                    let _ = tx.send(RunItem::Event(agent_event));
                 }
                 let _ = self.events.send(ev);
             }
@@ -536,34 +538,104 @@ impl Client {
         rx.await.map_err(|_| ClientError::Closed)?.map_err(ClientError::Remote)
     }
 
+    /// Calls `method` with typed params and reads its typed answer.
+    async fn call<T: DeserializeOwned>(&self, method: &str, params: impl serde::Serialize) -> Result<T, ClientError> {
+        let params = serde_json::to_value(params).expect("params serialise");
+        let answer = self.request(method, params).await?;
+        serde_json::from_value(answer).map_err(|e| ClientError::Protocol(format!("unreadable {method} answer: {e}")))
+    }
+
     /// Starts an `agent` run and returns once the gateway accepted it.
     pub async fn agent(&self, params: AgentParams) -> Result<AgentRun, ClientError> {
+        self.start_run(method::AGENT, serde_json::to_value(params).expect("agent params serialise"), 0).await
+    }
+
+    /// Follows a run from after the event `after_seq` (0: from the start of what the gateway still holds):
+    /// its missed events, its pending prompts, then live events and the outcome, as [`Client::agent`] does.
+    pub async fn attach(&self, params: AttachParams) -> Result<AgentRun, ClientError> {
+        let after = params.after_seq;
+        self.start_run(method::AGENT_ATTACH, serde_json::to_value(params).expect("attach params serialise"), after)
+            .await
+    }
+
+    async fn start_run(&self, method: &str, params: Value, after_seq: u64) -> Result<AgentRun, ClientError> {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let params = serde_json::to_value(params).expect("agent params serialise");
-        self.send_request(method::AGENT, params, Pending::Agent(tx)).await?;
+        self.send_request(method, params, Pending::Agent(tx)).await?;
         match rx.recv().await {
-            Some(RunItem::Ack(ack)) => Ok(AgentRun { ack, rx, outcome: None }),
+            Some(RunItem::Ack(ack)) => Ok(AgentRun::new(ack, rx, after_seq)),
             Some(RunItem::Done(Err(e))) => Err(ClientError::Remote(e)),
-            Some(_) => Err(ClientError::Protocol("agent answered without an ack".into())),
+            Some(_) => Err(ClientError::Protocol(format!("{method} answered without an ack"))),
             None => Err(ClientError::Closed),
         }
     }
+
+    /// Answers a prompt (`permission`, `question` or `plan` event). The first answer wins; a later one
+    /// gets `PROMPT_CLOSED`.
+    pub async fn respond(&self, params: RespondParams) -> Result<RespondResult, ClientError> {
+        self.call(method::AGENT_RESPOND, params).await
+    }
+
+    /// Stops a running turn through claude's interrupt (the conversation goes on with the next turn), or
+    /// drops a queued one.
+    pub async fn cancel(&self, run_id: impl Into<String>) -> Result<CancelResult, ClientError> {
+        self.call(method::AGENT_CANCEL, CancelParams { run_id: run_id.into() }).await
+    }
+
+    /// The prompts waiting for this caller's answer.
+    pub async fn pending(&self) -> Result<PendingPrompts, ClientError> {
+        self.call(method::AGENT_PENDING, Value::Null).await
+    }
+
+    /// This caller's conversations, latest activity first.
+    pub async fn sessions(&self) -> Result<SessionList, ClientError> {
+        self.call(method::AGENT_SESSIONS, Value::Null).await
+    }
+
+    /// One conversation so far, a page at a time (latest first; follow `nextBefore` back).
+    pub async fn history(&self, params: HistoryParams) -> Result<HistoryPage, ClientError> {
+        self.call(method::AGENT_HISTORY, params).await
+    }
 }
 
-/// A running `agent` turn: its events in order, then its outcome.
+/// A running `agent` turn: its events in order, then its outcome. Each event is delivered once, in
+/// sequence order; after [`Client::attach`] the prompts still pending come first.
 pub struct AgentRun {
     ack: AgentAck,
     rx: mpsc::UnboundedReceiver<RunItem>,
+    /// Events to hand out before reading `rx` (pending prompts from an attach).
+    front: std::collections::VecDeque<AgentEvent>,
+    last_seq: u64,
     outcome: Option<Result<AgentOutcome, ClientError>>,
+    /// Set for runs started through a [`crate::node::Node`]: a dropped link is followed by an attach.
+    reattach: Option<crate::node::Node>,
 }
 
 impl std::fmt::Debug for AgentRun {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AgentRun").field("run_id", &self.ack.run_id).finish_non_exhaustive()
+        f.debug_struct("AgentRun").field("run_id", &self.ack.run_id).field("last_seq", &self.last_seq).finish_non_exhaustive()
     }
 }
 
+/// How long a run started through a [`crate::node::Node`] waits for the node to reconnect before it
+/// gives up on its outcome.
+pub const REATTACH_WITHIN: Duration = Duration::from_secs(120);
+
 impl AgentRun {
+    fn new(ack: AgentAck, rx: mpsc::UnboundedReceiver<RunItem>, after_seq: u64) -> AgentRun {
+        // Prompts the replay will carry anyway (newer than `after_seq`) are not put in front twice.
+        let front = ack
+            .attach
+            .as_ref()
+            .map(|info| info.pending.iter().filter(|p| p.seq <= after_seq).cloned().collect())
+            .unwrap_or_default();
+        AgentRun { ack, rx, front, last_seq: after_seq, outcome: None, reattach: None }
+    }
+
+    pub(crate) fn reattach_through(mut self, node: crate::node::Node) -> AgentRun {
+        self.reattach = Some(node);
+        self
+    }
+
     pub fn run_id(&self) -> &str {
         &self.ack.run_id
     }
@@ -573,34 +645,82 @@ impl AgentRun {
         self.ack.duplicate
     }
 
+    /// What an attach found: the missed range, if any, and the pending prompts.
+    pub fn attach_info(&self) -> Option<&crate::protocol::AttachInfo> {
+        self.ack.attach.as_ref()
+    }
+
+    /// The sequence number of the latest event handed out: what to attach after.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
     /// The next event, or `None` once the run has finished.
     pub async fn next_event(&mut self) -> Option<AgentEventKind> {
-        if self.outcome.is_some() {
-            return None;
+        self.next().await.map(|event| event.kind)
+    }
+
+    /// The next event with its run, session and sequence number, or `None` once the run has finished.
+    pub async fn next(&mut self) -> Option<AgentEvent> {
+        if let Some(prompt) = self.front.pop_front() {
+            return Some(prompt);
         }
-        match self.rx.recv().await {
-            Some(RunItem::Event(e)) => Some(e),
-            Some(RunItem::Done(outcome)) => {
-                self.outcome = Some(outcome.map_err(ClientError::Remote));
-                None
+        loop {
+            if self.outcome.is_some() {
+                return None;
             }
-            Some(RunItem::Ack(_)) => {
-                self.outcome = Some(Err(ClientError::Protocol("a second ack for one run".into())));
-                None
-            }
-            None => {
-                self.outcome = Some(Err(ClientError::Closed));
-                None
+            match self.rx.recv().await {
+                // A replayed event already seen (an attach racing a live one) is skipped.
+                Some(RunItem::Event(e)) if e.seq != 0 && e.seq <= self.last_seq => continue,
+                Some(RunItem::Event(e)) => {
+                    self.last_seq = self.last_seq.max(e.seq);
+                    return Some(e);
+                }
+                Some(RunItem::Done(outcome)) => self.outcome = Some(outcome.map_err(ClientError::Remote)),
+                Some(RunItem::Ack(_)) => {
+                    self.outcome = Some(Err(ClientError::Protocol("a second ack for one run".into())));
+                }
+                None => match self.reattach().await {
+                    Ok(()) => {
+                        if let Some(prompt) = self.front.pop_front() {
+                            return Some(prompt);
+                        }
+                    }
+                    Err(e) => self.outcome = Some(Err(e)),
+                },
             }
         }
     }
 
-    /// Waits for the end of the run, skipping events not yet read.
+    /// The link dropped: through a node, wait for it to come back and attach after the last event seen.
+    async fn reattach(&mut self) -> Result<(), ClientError> {
+        let Some(node) = self.reattach.clone() else { return Err(ClientError::Closed) };
+        let deadline = tokio::time::Instant::now() + REATTACH_WITHIN;
+        loop {
+            let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let client = node.connected(wait).await?;
+            let params = AttachParams { run_id: Some(self.ack.run_id.clone()), session_key: None, after_seq: self.last_seq };
+            match client.attach(params).await {
+                Ok(attached) => {
+                    tracing::info!(run_id = %self.ack.run_id, after_seq = self.last_seq, "reattached to the run");
+                    self.rx = attached.rx;
+                    self.front = attached.front;
+                    return Ok(());
+                }
+                // The new link dropped too: wait for the next one.
+                Err(ClientError::Closed) if tokio::time::Instant::now() < deadline => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Waits for the end of the run, skipping events not yet read. A cancelled run is an outcome too
+    /// (status `cancelled`).
     pub async fn outcome(mut self) -> Result<AgentOutcome, ClientError> {
-        while self.next_event().await.is_some() {}
-        match self.outcome.take().expect("set when next_event returns None")? {
-            outcome if outcome.status == RunStatus::Ok => Ok(outcome),
-            _ => Err(ClientError::Protocol("agent outcome without status ok".into())),
+        while self.next().await.is_some() {}
+        match self.outcome.take().expect("set when next returns None")? {
+            outcome if outcome.status != RunStatus::Accepted => Ok(outcome),
+            _ => Err(ClientError::Protocol("agent outcome with status accepted".into())),
         }
     }
 }

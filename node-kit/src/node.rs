@@ -17,7 +17,10 @@
 use crate::client::{AgentRun, Client, ClientBuilder, ClientError, CommandHandler};
 use crate::discovery::{Discovery, DiscoveryError, DiscoveryEvent};
 use crate::pairing::PairedBridge;
-use crate::protocol::{AgentParams, AppState, ErrorCode, ErrorShape, NodeAdvert, PresenceBeacon, method};
+use crate::protocol::{
+    AgentParams, AppState, AttachParams, CancelResult, ErrorCode, ErrorShape, HistoryPage, HistoryParams, NodeAdvert,
+    PendingPrompts, PresenceBeacon, RespondParams, RespondResult, SessionList, method,
+};
 use certs::{Identity, KeyId, Pin};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
@@ -347,8 +350,40 @@ impl Node {
     }
 
     /// Sends a prompt (typed, or a voice transcript with `AgentChannel::Voice`); events stream as they come.
+    /// If the link drops mid-turn, the run waits for the node to reconnect and attaches again after the
+    /// last event it handed out (within [`crate::client::REATTACH_WITHIN`]): nothing is lost or repeated.
     pub async fn agent(&self, params: AgentParams) -> Result<AgentRun, ClientError> {
-        self.client()?.agent(params).await
+        Ok(self.client()?.agent(params).await?.reattach_through(self.clone()))
+    }
+
+    /// Follows a run from after `after_seq`, as [`Client::attach`], reattaching as [`Node::agent`] does.
+    pub async fn attach(&self, params: AttachParams) -> Result<AgentRun, ClientError> {
+        Ok(self.client()?.attach(params).await?.reattach_through(self.clone()))
+    }
+
+    /// Answers a prompt; see [`Client::respond`].
+    pub async fn respond(&self, params: RespondParams) -> Result<RespondResult, ClientError> {
+        self.client()?.respond(params).await
+    }
+
+    /// Stops a run; see [`Client::cancel`].
+    pub async fn cancel(&self, run_id: impl Into<String>) -> Result<CancelResult, ClientError> {
+        self.client()?.cancel(run_id).await
+    }
+
+    /// The prompts waiting for this node's answer.
+    pub async fn pending(&self) -> Result<PendingPrompts, ClientError> {
+        self.client()?.pending().await
+    }
+
+    /// This node's conversations.
+    pub async fn sessions(&self) -> Result<SessionList, ClientError> {
+        self.client()?.sessions().await
+    }
+
+    /// One of this node's conversations so far.
+    pub async fn history(&self, params: HistoryParams) -> Result<HistoryPage, ClientError> {
+        self.client()?.history(params).await
     }
 
     /// Publishes an event to the computer's operators.

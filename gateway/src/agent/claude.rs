@@ -1,12 +1,17 @@
 //! One running `claude` process in stream-json mode: a turn is one user line written to stdin and the
-//! output lines read until claude's `result` line.
+//! output lines read until claude's `result` line. Meanwhile claude asks its host things on the same
+//! stdout (control requests): MCP messages for the agent's tools, and permission prompts, which wait for
+//! a person's answer while the output goes on being read.
 
+use super::Turn;
 use super::mcp::{self, McpChannel};
+use super::prompts::Prompt;
 use super::stream::{ClaudeLine, TurnReport, parse_line};
 use crate::config::AgentConfig;
 use crate::tools::NodeTools;
 use futures_util::StreamExt;
-use node_kit::protocol::AgentEventKind;
+use node_kit::protocol::{Attachment, NodePolicy};
+use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
@@ -14,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, LinesCodec};
 
 /// Longest output line accepted from claude (tool results can be large).
@@ -29,6 +35,11 @@ pub(crate) struct ClaudeProcess {
     session_id: Option<String>,
     /// The agent's node tools, served in-band.
     mcp: McpChannel,
+    /// The node policy the process was started with; `None` for the owner's own settings.
+    policy: Option<NodePolicy>,
+    /// Answers to this process's prompts, from whoever answered them.
+    answers_tx: mpsc::UnboundedSender<Value>,
+    answers: mpsc::UnboundedReceiver<Value>,
 }
 
 /// Why a turn did not produce a result.
@@ -39,21 +50,26 @@ pub(crate) enum TurnFailure {
     /// The process ended or its output broke; it is gone. `output_seen` tells whether it printed
     /// anything during this turn.
     Exited { status: Option<ExitStatus>, stderr: String, output_seen: bool },
+    /// The turn ran past its time (not counting time spent waiting for a person's answer).
+    TimedOut,
 }
 
 impl ClaudeProcess {
     /// Starts claude with `tools` as its in-band MCP server, resuming `resume` (a claude session id) when
-    /// given.
+    /// given. A node's conversation runs under the node's `policy`; the owner's under their own claude
+    /// settings.
     pub(crate) async fn spawn(
         path: &Path,
         config: &AgentConfig,
         resume: Option<&str>,
         tools: NodeTools,
+        policy: Option<&NodePolicy>,
     ) -> std::io::Result<ClaudeProcess> {
         let mut command = Command::new(path);
         command
             .args(super::CLAUDE_ARGS)
             .args(super::allowed_tool_args())
+            .args(policy.map(super::policy_args).unwrap_or_default())
             .args(resume.map(|id| ["--resume", id]).into_iter().flatten())
             .args(&config.extra_args)
             .envs(config.env.iter().map(|(k, v)| (k, v)))
@@ -85,6 +101,7 @@ impl ClaudeProcess {
                 tail.drain(..excess);
             }
         });
+        let (answers_tx, answers) = mpsc::unbounded_channel();
         Ok(ClaudeProcess {
             child,
             stdin,
@@ -92,6 +109,9 @@ impl ClaudeProcess {
             stderr_tail,
             session_id: resume.map(str::to_string),
             mcp: McpChannel::start(tools),
+            policy: policy.cloned(),
+            answers_tx,
+            answers,
         })
     }
 
@@ -104,25 +124,51 @@ impl ClaudeProcess {
         self.session_id.as_deref()
     }
 
-    /// Runs one turn, sending stream events to `events` as they arrive.
-    pub(crate) async fn run_turn(
-        &mut self,
-        prompt: &str,
-        events: &mpsc::Sender<AgentEventKind>,
-    ) -> Result<TurnReport, TurnFailure> {
-        let message = serde_json::json!({
+    /// The node policy the process runs under.
+    pub(crate) fn policy(&self) -> Option<&NodePolicy> {
+        self.policy.as_ref()
+    }
+
+    /// Runs one turn, publishing its events to the turn's run as they arrive. A cancelled run is
+    /// interrupted (claude's own interrupt: the process stays) and reported with `interrupted` set.
+    pub(crate) async fn run_turn(&mut self, turn: &Turn, config: &AgentConfig) -> Result<TurnReport, TurnFailure> {
+        let message = json!({
             "type": "user",
-            "message": { "role": "user", "content": prompt },
+            "message": { "role": "user", "content": user_content(&turn.prompt, &turn.attachments) },
         });
         if write_line(&mut self.stdin, &message).await.is_err() {
             return Err(self.exited(false).await);
         }
+        let run = &turn.run;
         let mut output_seen = false;
+        let mut interrupted = false;
+        let mut deadline = Instant::now() + turn.timeout;
+        // Time spent waiting for a person does not count against the turn.
+        let mut waiting_since: Option<Instant> = None;
         loop {
-            let next = tokio::select! {
-                line = self.stdout.next() => line,
-                Some(answer) = self.mcp.next_answer() => {
-                    if write_line(&mut self.stdin, &answer).await.is_err() {
+            match (run.has_open_prompts(), waiting_since) {
+                (true, None) => waiting_since = Some(Instant::now()),
+                (false, Some(since)) => {
+                    deadline += since.elapsed();
+                    waiting_since = None;
+                }
+                _ => {}
+            }
+            let outgoing = tokio::select! {
+                line = self.stdout.next() => Ok(line),
+                Some(answer) = self.mcp.next_answer() => Err(answer),
+                Some(answer) = self.answers.recv() => Err(answer),
+                () = run.cancel_token().cancelled(), if !interrupted => {
+                    interrupted = true;
+                    tracing::info!(run_id = %run.run_id, "interrupting the turn");
+                    Err(interrupt_request(&run.run_id))
+                }
+                () = tokio::time::sleep_until(deadline), if waiting_since.is_none() => return Err(TurnFailure::TimedOut),
+            };
+            let next = match outgoing {
+                Ok(line) => line,
+                Err(to_claude) => {
+                    if write_line(&mut self.stdin, &to_claude).await.is_err() {
                         return Err(self.exited(output_seen).await);
                     }
                     continue;
@@ -140,30 +186,33 @@ impl ClaudeProcess {
             output_seen = true;
             match parse_line(&line) {
                 ClaudeLine::Init { session_id } => self.session_id = Some(session_id),
-                ClaudeLine::Events(list) => {
-                    for event in list {
-                        // The receiver may be gone (caller disconnected); the turn still runs to its end.
-                        let _ = events.send(event).await;
-                    }
-                }
-                ClaudeLine::Result(report) => {
+                // Subscribers may all be gone (the caller disconnected); the turn still runs to its end.
+                ClaudeLine::Events(list) => list.into_iter().for_each(|event| run.publish(event)),
+                ClaudeLine::Result(mut report) => {
                     if !report.session_id.is_empty() {
                         self.session_id = Some(report.session_id.clone());
                     }
-                    return if report.is_error { Err(TurnFailure::Reported(report)) } else { Ok(report) };
+                    report.interrupted = interrupted;
+                    return if report.is_error && !interrupted { Err(TurnFailure::Reported(report)) } else { Ok(report) };
                 }
-                ClaudeLine::ControlRequest { request_id, request } => {
-                    if request.get("subtype").and_then(serde_json::Value::as_str) == Some("mcp_message") {
-                        self.mcp.forward(&request_id, &request).await;
-                    } else {
+                ClaudeLine::ControlRequest { request_id, request } => match request["subtype"].as_str() {
+                    Some("mcp_message") => self.mcp.forward(&request_id, &request).await,
+                    Some("can_use_tool") => {
+                        let prompt = Prompt::from_request(&request_id, &request);
+                        run.open_prompt(prompt, config.prompt_timeout, self.answers_tx.clone());
+                    }
+                    other => {
                         // Never leave claude waiting on a question this host does not answer.
-                        let subtype = request.get("subtype").and_then(serde_json::Value::as_str).unwrap_or("that");
-                        let refusal = mcp::control_error(&request_id, &format!("this host does not answer {subtype}"));
+                        let refusal = mcp::control_error(
+                            &request_id,
+                            &format!("this host does not answer {}", other.unwrap_or("that")),
+                        );
                         if write_line(&mut self.stdin, &refusal).await.is_err() {
                             return Err(self.exited(true).await);
                         }
                     }
-                }
+                },
+                ClaudeLine::ControlCancel { request_id } => run.withdraw(&request_id),
                 ClaudeLine::Other => {}
             }
         }
@@ -182,8 +231,24 @@ impl ClaudeProcess {
     }
 }
 
+/// The user message's content: the prompt alone, or the images first and the prompt after them.
+fn user_content(prompt: &str, attachments: &[Attachment]) -> Value {
+    if attachments.is_empty() {
+        return Value::String(prompt.to_string());
+    }
+    let images = attachments.iter().map(|a| {
+        json!({ "type": "image", "source": { "type": "base64", "media_type": a.media_type, "data": a.data } })
+    });
+    Value::Array(images.chain(std::iter::once(json!({ "type": "text", "text": prompt }))).collect())
+}
+
+/// claude's interrupt (CLAUDE-CLI.md §5): it stops the turn and stays up for the next one.
+fn interrupt_request(run_id: &str) -> Value {
+    json!({ "type": "control_request", "request_id": format!("interrupt-{run_id}"), "request": { "subtype": "interrupt" } })
+}
+
 /// Writes one JSON line to claude's stdin.
-async fn write_line(stdin: &mut ChildStdin, value: &serde_json::Value) -> std::io::Result<()> {
+async fn write_line(stdin: &mut ChildStdin, value: &Value) -> std::io::Result<()> {
     let mut line = value.to_string();
     line.push('\n');
     stdin.write_all(line.as_bytes()).await?;

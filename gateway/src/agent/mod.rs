@@ -1,16 +1,23 @@
 //! The agent: one persistent `claude` process per session key, one turn at a time per session (later
 //! turns queue), idle processes ended after a timeout, crashed processes replaced by one that resumes the
-//! same claude session.
+//! same claude session. claude asks the gateway before any tool that needs permission; each question
+//! becomes a prompt of the turn's run ([`runs`]) that the session's node or the owner answers.
 
+mod book;
 mod claude;
 mod mcp;
+mod prompts;
+pub(crate) mod runs;
 mod session;
 mod stream;
+
+pub(crate) use book::SessionBook;
 
 use crate::config::AgentConfig;
 use crate::invoke::Invoker;
 use crate::tools::{NodeTools, TOOL_NAMES};
-use node_kit::protocol::{AgentEventKind, AgentSessionInfo, ErrorCode, ErrorShape};
+use node_kit::protocol::{AgentSessionInfo, Attachment, ErrorCode, ErrorShape, NodePolicy};
+use runs::RunLog;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -26,7 +33,9 @@ pub const INSTALL_HINT: &str = "install Claude Code with `npm install -g @anthro
 (or point the gateway at the binary with --claude PATH)";
 
 /// How claude is run: one persistent process reading user turns as stream-json lines on stdin and printing
-/// stream-json on stdout, with token-level deltas.
+/// stream-json on stdout, with token-level deltas, asking the gateway (on the same stdout) before every
+/// tool that needs permission, and offering AskUserQuestion and ExitPlanMode, which only exist with the
+/// stdio prompt.
 pub const CLAUDE_ARGS: &[&str] = &[
     "-p",
     "--input-format",
@@ -35,7 +44,18 @@ pub const CLAUDE_ARGS: &[&str] = &[
     "stream-json",
     "--verbose",
     "--include-partial-messages",
+    "--permission-prompt-tool",
+    "stdio",
 ];
+
+/// The arguments that put a node's conversation under its owner-set policy. The mode is never
+/// `bypassPermissions`: [`NodePolicy`] cannot hold it.
+pub fn policy_args(policy: &NodePolicy) -> Vec<String> {
+    let mut args = vec!["--permission-mode".to_string(), policy.mode.as_str().to_string()];
+    args.extend(policy.allowed_tools.iter().map(|p| format!("--allowedTools={p}")));
+    args.extend(policy.denied_tools.iter().map(|p| format!("--disallowedTools={p}")));
+    args
+}
 
 /// `--allowedTools=mcp__lanyard__<tool>` for each of the agent's node tools: they run without a
 /// permission prompt, and nothing else is allowed that was not before.
@@ -43,15 +63,16 @@ pub fn allowed_tool_args() -> Vec<String> {
     TOOL_NAMES.iter().map(|tool| format!("--allowedTools=mcp__{}__{tool}", mcp::SERVER_NAME)).collect()
 }
 
-/// Remembered claude session ids of retired sessions, so a later turn resumes the conversation.
-const MAX_RESUME_IDS: usize = 1024;
-
 /// One turn handed to a session.
 pub(crate) struct Turn {
-    pub run_id: String,
+    /// Where the turn's events, prompts and cancellation live.
+    pub run: Arc<RunLog>,
     pub prompt: String,
+    pub attachments: Vec<Attachment>,
+    /// Not counting time spent waiting for answers.
     pub timeout: Duration,
-    pub events: mpsc::Sender<AgentEventKind>,
+    /// The node's policy for a node's conversation; `None` runs under the owner's claude settings.
+    pub policy: Option<NodePolicy>,
     pub reply: oneshot::Sender<Result<TurnOutput, ErrorShape>>,
 }
 
@@ -61,6 +82,8 @@ pub(crate) struct TurnOutput {
     pub result: String,
     pub session_id: String,
     pub usage: Value,
+    /// Stopped by `agent.cancel`, running or still queued.
+    pub cancelled: bool,
 }
 
 pub struct AgentRunner {
@@ -68,16 +91,13 @@ pub struct AgentRunner {
     /// How the agent's tools reach nodes.
     invoker: Arc<Invoker>,
     sessions: Mutex<HashMap<String, SessionHandle>>,
-    resume_ids: Mutex<HashMap<String, String>>,
+    /// Every conversation's record: titles, history, and the claude session a new process resumes.
+    pub(crate) book: SessionBook,
     shutdown: CancellationToken,
     /// Every session task, so shutdown can wait until each claude process is gone.
     tasks: TaskTracker,
 }
 
-/// The node whose conversation a session key belongs to (`node:<id>:<session>`), if any.
-fn origin_node(key: &str) -> Option<String> {
-    key.strip_prefix("node:").and_then(|rest| rest.split_once(':')).map(|(node, _)| node.to_string())
-}
 
 struct SessionHandle {
     turns: mpsc::Sender<Turn>,
@@ -86,12 +106,12 @@ struct SessionHandle {
 }
 
 impl AgentRunner {
-    pub(crate) fn new(config: AgentConfig, invoker: Arc<Invoker>) -> Arc<AgentRunner> {
+    pub(crate) fn new(config: AgentConfig, invoker: Arc<Invoker>, book: SessionBook) -> Arc<AgentRunner> {
         Arc::new(AgentRunner {
             config,
             invoker,
             sessions: Mutex::new(HashMap::new()),
-            resume_ids: Mutex::new(HashMap::new()),
+            book,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         })
@@ -131,31 +151,29 @@ impl AgentRunner {
         let pid = Arc::new(AtomicU32::new(0));
         tx.try_send(turn).expect("a new queue has room");
         sessions.insert(key.to_string(), SessionHandle { turns: tx, pid: pid.clone() });
-        let resume = self.resume_ids.lock().expect("resume lock").remove(key);
+        let resume = self.book.claude_session(key);
         self.tasks.spawn(session::run(self.clone(), key.to_string(), rx, pid, resume));
         Ok(())
     }
 
     /// The agent's tools for the session `key`: "this screen" is the node the session belongs to.
     fn tools(&self, key: &str) -> NodeTools {
-        NodeTools::new(self.invoker.clone(), origin_node(key))
+        let node = match runs::Party::of_session(key) {
+            runs::Party::Node(node) => Some(node),
+            runs::Party::Owner => None,
+        };
+        NodeTools::new(self.invoker.clone(), node)
     }
 
     /// Called by an idle session task: removes the session unless a turn arrived meanwhile. Holding the
-    /// sessions lock here and in `submit` means no turn can slip into a queue nobody reads.
-    fn retire(&self, key: &str, turns: &mpsc::Receiver<Turn>, claude_session: Option<String>) -> bool {
+    /// sessions lock here and in `submit` means no turn can slip into a queue nobody reads. The book
+    /// keeps the claude session, so a later turn resumes it.
+    fn retire(&self, key: &str, turns: &mpsc::Receiver<Turn>) -> bool {
         let mut sessions = self.sessions.lock().expect("sessions lock");
         if !turns.is_empty() {
             return false;
         }
         sessions.remove(key);
-        if let Some(id) = claude_session {
-            let mut ids = self.resume_ids.lock().expect("resume lock");
-            if ids.len() >= MAX_RESUME_IDS {
-                ids.clear();
-            }
-            ids.insert(key.to_string(), id);
-        }
         true
     }
 

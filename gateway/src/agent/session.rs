@@ -1,4 +1,6 @@
 //! The task behind one session key: owns at most one claude process and runs the queued turns in order.
+//! A node's conversation runs under the node's policy; when the owner changes it, the next turn starts a
+//! new process (resuming the conversation) under the new one.
 
 use super::claude::{ClaudeProcess, TurnFailure};
 use super::stream::TurnReport;
@@ -27,13 +29,26 @@ pub(super) async fn run(
                 None => break,
             },
             () = tokio::time::sleep(runner.config.idle_timeout) => {
-                if runner.retire(&key, &turns, claude_session.clone()) {
+                if runner.retire(&key, &turns) {
                     tracing::info!(session = %key, "agent session idle; ending its claude process");
                     break;
                 }
                 continue;
             }
         };
+        if turn.run.cancel_token().is_cancelled() {
+            // Cancelled while it waited in the queue: it never runs.
+            let session_id = claude_session.clone().unwrap_or_default();
+            let output = TurnOutput { result: String::new(), session_id, usage: json!({}), cancelled: true };
+            let _ = turn.reply.send(Ok(output));
+            continue;
+        }
+        turn.run.set_running();
+        runner.book.start_turn(&key, &turn.run.run_id, &turn.prompt, turn.attachments.len());
+        if let Some(running) = process.take_if(|p| p.policy() != turn.policy.as_ref()) {
+            tracing::info!(session = %key, "the node's policy changed; restarting claude under the new one");
+            running.kill().await;
+        }
         let outcome = tokio::select! {
             outcome = run_turn(&runner, &key, &mut process, &claude_session, &turn) => outcome,
             () = runner.shutdown.cancelled() => Err(ErrorShape::retryable(ErrorCode::AgentError, "the gateway is shutting down", None)),
@@ -41,6 +56,7 @@ pub(super) async fn run(
         if let Some(id) = process.as_ref().and_then(ClaudeProcess::session_id) {
             claude_session = Some(id.to_string());
         }
+        runner.book.finish_turn(&key, turn.run.transcript(), claude_session.as_deref());
         pid.store(process.as_ref().and_then(ClaudeProcess::pid).unwrap_or(0), Ordering::Relaxed);
         let _ = turn.reply.send(outcome);
     }
@@ -61,7 +77,7 @@ async fn run_turn(
     turn: &Turn,
 ) -> Result<TurnOutput, ErrorShape> {
     let on_running = match process.as_mut() {
-        Some(running) => Some(attempt(running, turn).await),
+        Some(running) => Some(attempt(runner, running, turn).await),
         None => None,
     };
     let result = match on_running {
@@ -70,7 +86,8 @@ async fn run_turn(
             if stale.is_some() {
                 tracing::warn!(session = %key, "claude had ended since the last turn; starting it again");
             }
-            let resumed = attempt(process.insert(start(runner, key, claude_session.as_deref()).await?), turn).await;
+            let resumed =
+                attempt(runner, process.insert(start(runner, key, claude_session.as_deref(), turn).await?), turn).await;
             if claude_session.is_some() && resume_failed(&resumed) {
                 // claude writes its transcript lazily: a process killed right after a turn can leave no
                 // conversation to resume. Losing the history beats failing every later turn.
@@ -78,15 +95,20 @@ async fn run_turn(
                 if let Some(failed) = process.take() {
                     failed.kill().await;
                 }
-                attempt(process.insert(start(runner, key, None).await?), turn).await
+                attempt(runner, process.insert(start(runner, key, None, turn).await?), turn).await
             } else {
                 resumed
             }
         }
     };
     match result {
-        Ok(Ok(report)) => Ok(TurnOutput { result: report.result, session_id: report.session_id, usage: report.usage }),
-        Ok(Err(TurnFailure::Reported(report))) if report.refused_locally() => Err(ErrorShape::new(
+        Ok(report) => Ok(TurnOutput {
+            result: report.result,
+            session_id: report.session_id,
+            usage: report.usage,
+            cancelled: report.interrupted,
+        }),
+        Err(TurnFailure::Reported(report)) if report.refused_locally() => Err(ErrorShape::new(
             ErrorCode::AgentUnavailable,
             format!(
                 "claude cannot run: {}. Fix it on the computer running the gateway (log in by running `claude` \
@@ -94,7 +116,7 @@ async fn run_turn(
                 report.result
             ),
         )),
-        Ok(Err(TurnFailure::Reported(report))) => {
+        Err(TurnFailure::Reported(report)) => {
             let retryable = report.api_error_status.is_none_or(|s| s == 429 || s >= 500);
             Err(ErrorShape {
                 code: ErrorCode::AgentError,
@@ -108,7 +130,7 @@ async fn run_turn(
                 })),
             })
         }
-        Ok(Err(TurnFailure::Exited { status, stderr, .. })) => {
+        Err(TurnFailure::Exited { status, stderr, .. }) => {
             *process = None;
             let how = status.map_or_else(|| "unknown status".to_string(), |s| s.to_string());
             Err(ErrorShape::retryable(
@@ -118,7 +140,7 @@ async fn run_turn(
             )
             .with_details(json!({ "exitStatus": how, "stderrTail": stderr })))
         }
-        Err(_) => {
+        Err(TurnFailure::TimedOut) => {
             if let Some(process) = process.take() {
                 process.kill().await;
             }
@@ -131,9 +153,15 @@ async fn run_turn(
     }
 }
 
-async fn start(runner: &AgentRunner, key: &str, resume: Option<&str>) -> Result<ClaudeProcess, ErrorShape> {
+async fn start(
+    runner: &AgentRunner,
+    key: &str,
+    resume: Option<&str>,
+    turn: &Turn,
+) -> Result<ClaudeProcess, ErrorShape> {
     let path = runner.claude_path()?;
-    let process = ClaudeProcess::spawn(&path, &runner.config, resume, runner.tools(key)).await.map_err(|e| {
+    let policy = turn.policy.as_ref();
+    let process = ClaudeProcess::spawn(&path, &runner.config, resume, runner.tools(key), policy).await.map_err(|e| {
         ErrorShape::new(
             ErrorCode::AgentUnavailable,
             format!("cannot start {}: {e}; {}", path.display(), super::INSTALL_HINT),
@@ -143,25 +171,25 @@ async fn start(runner: &AgentRunner, key: &str, resume: Option<&str>) -> Result<
     Ok(process)
 }
 
-type Attempt = Result<Result<TurnReport, TurnFailure>, tokio::time::error::Elapsed>;
+type Attempt = Result<TurnReport, TurnFailure>;
 
-async fn attempt(running: &mut ClaudeProcess, turn: &Turn) -> Attempt {
+async fn attempt(runner: &AgentRunner, running: &mut ClaudeProcess, turn: &Turn) -> Attempt {
     let started = std::time::Instant::now();
-    let result = tokio::time::timeout(turn.timeout, running.run_turn(&turn.prompt, &turn.events)).await;
-    tracing::info!(run_id = %turn.run_id, ms = started.elapsed().as_millis() as u64, ok = matches!(result, Ok(Ok(_))), "agent turn finished");
+    let result = running.run_turn(turn, &runner.config).await;
+    tracing::info!(run_id = %turn.run.run_id, ms = started.elapsed().as_millis() as u64, ok = result.is_ok(), "agent turn finished");
     result
 }
 
 /// The process was already dead when the turn was written to it: nothing of the turn ran.
 fn died_before_the_turn(result: &Attempt) -> bool {
-    matches!(result, Ok(Err(TurnFailure::Exited { output_seen: false, .. })))
+    matches!(result, Err(TurnFailure::Exited { output_seen: false, .. }))
 }
 
 /// A resumed process that failed before asking the model anything could not load the conversation.
 fn resume_failed(result: &Attempt) -> bool {
     match result {
-        Ok(Err(TurnFailure::Reported(report))) => report.num_turns == 0 && report.api_error_status.is_none(),
-        Ok(Err(TurnFailure::Exited { .. })) => true,
+        Err(TurnFailure::Reported(report)) => report.num_turns == 0 && report.api_error_status.is_none(),
+        Err(TurnFailure::Exited { .. }) => true,
         _ => false,
     }
 }

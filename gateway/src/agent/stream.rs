@@ -16,6 +16,8 @@ pub(crate) enum ClaudeLine {
     /// claude asks its host something (an MCP message for our tools, later permissions); it waits for a
     /// `control_response` with the same `request_id`.
     ControlRequest { request_id: String, request: Value },
+    /// claude no longer waits for the answer to its request `request_id` (the turn was interrupted).
+    ControlCancel { request_id: String },
     /// Everything else (status lines, whole assistant messages already streamed as deltas).
     Other,
 }
@@ -34,6 +36,8 @@ pub(crate) struct TurnReport {
     pub num_turns: u64,
     /// Time spent in API calls; 0 on a failed turn means claude refused before calling the API.
     pub api_duration_ms: u64,
+    /// The host interrupted the turn (set by the host, not read from the line).
+    pub interrupted: bool,
 }
 
 impl TurnReport {
@@ -83,7 +87,9 @@ pub(crate) fn parse_line(line: &str) -> ClaudeLine {
             subtype: str_at(&value, "subtype"),
             num_turns: value.get("num_turns").and_then(Value::as_u64).unwrap_or(0),
             api_duration_ms: value.get("duration_api_ms").and_then(Value::as_u64).unwrap_or(0),
+            interrupted: false,
         }),
+        Some("control_cancel_request") => ClaudeLine::ControlCancel { request_id: str_at(&value, "request_id") },
         _ => ClaudeLine::Other,
     }
 }
@@ -158,6 +164,10 @@ mod tests {
         };
         assert!(report.refused_locally());
         assert_eq!(parse_line("not json"), ClaudeLine::Other);
+        assert_eq!(
+            parse_line(r#"{"type":"control_cancel_request","request_id":"p1"}"#),
+            ClaudeLine::ControlCancel { request_id: "p1".into() }
+        );
     }
 
     #[test]

@@ -2,6 +2,12 @@
 //! are parsed into a [`Method`] first, so each method only ever sees well-typed params.
 
 mod agent;
+mod agent_attach;
+mod agent_cancel;
+mod agent_history;
+mod agent_pending;
+mod agent_respond;
+mod agent_sessions;
 mod health;
 mod node_describe;
 mod node_event;
@@ -11,6 +17,7 @@ mod pair_approve;
 mod pair_code;
 mod pair_list;
 mod pair_pending;
+mod pair_policy;
 mod pair_redeem;
 mod pair_reject;
 mod pair_rename;
@@ -19,9 +26,10 @@ mod pair_submit;
 mod pair_wait;
 mod system_event;
 
+use crate::agent::runs::Caller;
 use crate::state::GatewayState;
 use node_kit::outbound::Outbound;
-use node_kit::protocol::{ClientMode, ErrorCode, ErrorShape, method};
+use node_kit::protocol::{ClientMode, ErrorCode, ErrorShape, NodePolicy, method};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -42,8 +50,58 @@ pub(crate) struct Context {
     pub request_id: String,
 }
 
+impl Context {
+    /// Who is acting on runs: an operator, or the node the bridge speaks for.
+    pub(crate) fn caller(&self) -> Caller {
+        match self.peer.mode {
+            ClientMode::Node => Caller::Node(self.peer.instance_id.clone()),
+            _ => Caller::Operator,
+        }
+    }
+
+    /// The gateway's key for the conversation the caller calls `key`. A node's conversations are its own
+    /// (`node:<id>:<key>`): it can neither continue the owner's nor another node's.
+    pub(crate) fn session_key(&self, key: &str) -> String {
+        match self.peer.mode {
+            ClientMode::Node => format!("node:{}:{key}", self.peer.instance_id),
+            _ => key.to_string(),
+        }
+    }
+
+    /// The key the caller knows the gateway session `key` by, if the caller may see it.
+    pub(crate) fn visible_session(&self, key: &str) -> Option<String> {
+        match self.peer.mode {
+            ClientMode::Node => key
+                .strip_prefix("node:")
+                .and_then(|rest| rest.strip_prefix(self.peer.instance_id.as_str()))
+                .and_then(|rest| rest.strip_prefix(':'))
+                .map(str::to_string),
+            _ => Some(key.to_string()),
+        }
+    }
+
+    /// The owner's policy for a node's turns; `None` for the owner's own, which keep their claude settings.
+    pub(crate) fn node_policy(&self) -> Option<NodePolicy> {
+        (self.peer.mode == ClientMode::Node).then(|| {
+            self.peer
+                .instance_id
+                .parse()
+                .ok()
+                .and_then(|id| self.state.paired.get(&id))
+                .map(|node| node.policy)
+                .unwrap_or_default()
+        })
+    }
+}
+
 pub(crate) enum Method {
     Agent(agent::Agent),
+    AgentAttach(agent_attach::AgentAttach),
+    AgentCancel(agent_cancel::AgentCancel),
+    AgentHistory(agent_history::AgentHistory),
+    AgentPending(agent_pending::AgentPending),
+    AgentRespond(agent_respond::AgentRespond),
+    AgentSessions(agent_sessions::AgentSessions),
     Health(health::Health),
     NodeDescribe(node_describe::NodeDescribe),
     NodeEvent(node_event::NodeEvent),
@@ -53,6 +111,7 @@ pub(crate) enum Method {
     PairCode(pair_code::PairCode),
     PairList(pair_list::PairList),
     PairPending(pair_pending::PairPending),
+    PairPolicy(pair_policy::PairPolicy),
     PairRedeem(pair_redeem::PairRedeem),
     PairReject(pair_reject::PairReject),
     PairRename(pair_rename::PairRename),
@@ -66,6 +125,12 @@ impl Method {
     /// Every method this gateway answers, as listed in `hello-ok` and in `UNKNOWN_METHOD` errors.
     pub(crate) const NAMES: &'static [&'static str] = &[
         method::AGENT,
+        method::AGENT_ATTACH,
+        method::AGENT_CANCEL,
+        method::AGENT_HISTORY,
+        method::AGENT_PENDING,
+        method::AGENT_RESPOND,
+        method::AGENT_SESSIONS,
         method::HEALTH,
         method::NODE_DESCRIBE,
         method::NODE_EVENT,
@@ -75,6 +140,7 @@ impl Method {
         method::PAIR_CODE,
         method::PAIR_LIST,
         method::PAIR_PENDING,
+        method::PAIR_POLICY,
         method::PAIR_REDEEM,
         method::PAIR_REJECT,
         method::PAIR_RENAME,
@@ -87,6 +153,12 @@ impl Method {
     pub(crate) fn parse(name: &str, params: Value) -> Result<Method, ErrorShape> {
         Ok(match name {
             method::AGENT => Method::Agent(agent::Agent::parse(params)?),
+            method::AGENT_ATTACH => Method::AgentAttach(agent_attach::AgentAttach::parse(params)?),
+            method::AGENT_CANCEL => Method::AgentCancel(agent_cancel::AgentCancel::parse(params)?),
+            method::AGENT_HISTORY => Method::AgentHistory(agent_history::AgentHistory::parse(params)?),
+            method::AGENT_PENDING => Method::AgentPending(agent_pending::AgentPending),
+            method::AGENT_RESPOND => Method::AgentRespond(agent_respond::AgentRespond::parse(params)?),
+            method::AGENT_SESSIONS => Method::AgentSessions(agent_sessions::AgentSessions),
             method::HEALTH => Method::Health(health::Health),
             method::NODE_DESCRIBE => Method::NodeDescribe(node_describe::NodeDescribe::parse(params)?),
             method::NODE_EVENT => Method::NodeEvent(node_event::NodeEvent::parse(params)?),
@@ -96,6 +168,7 @@ impl Method {
             method::PAIR_CODE => Method::PairCode(pair_code::PairCode::parse(params)?),
             method::PAIR_LIST => Method::PairList(pair_list::PairList),
             method::PAIR_PENDING => Method::PairPending(pair_pending::PairPending),
+            method::PAIR_POLICY => Method::PairPolicy(pair_policy::PairPolicy::parse(params)?),
             method::PAIR_REDEEM => Method::PairRedeem(pair_redeem::PairRedeem::parse(params)?),
             method::PAIR_REJECT => Method::PairReject(pair_reject::PairReject::parse(params)?),
             method::PAIR_RENAME => Method::PairRename(pair_rename::PairRename::parse(params)?),
@@ -123,10 +196,18 @@ impl Method {
             | Method::PairCode(_)
             | Method::PairList(_)
             | Method::PairPending(_)
+            | Method::PairPolicy(_)
             | Method::PairReject(_)
             | Method::PairRename(_)
             | Method::PairRevoke(_) => mode == ClientMode::Operator,
-            Method::Agent(_) => mode != ClientMode::Bridge,
+            // Which runs a node may act on is narrowed in one place, `RunBoard::get`, by session key.
+            Method::Agent(_)
+            | Method::AgentAttach(_)
+            | Method::AgentCancel(_)
+            | Method::AgentHistory(_)
+            | Method::AgentPending(_)
+            | Method::AgentRespond(_)
+            | Method::AgentSessions(_) => mode != ClientMode::Bridge,
             Method::Health(_) | Method::SystemEvent(_) => true,
         }
     }
@@ -134,6 +215,12 @@ impl Method {
     fn name(&self) -> &'static str {
         match self {
             Method::Agent(_) => method::AGENT,
+            Method::AgentAttach(_) => method::AGENT_ATTACH,
+            Method::AgentCancel(_) => method::AGENT_CANCEL,
+            Method::AgentHistory(_) => method::AGENT_HISTORY,
+            Method::AgentPending(_) => method::AGENT_PENDING,
+            Method::AgentRespond(_) => method::AGENT_RESPOND,
+            Method::AgentSessions(_) => method::AGENT_SESSIONS,
             Method::Health(_) => method::HEALTH,
             Method::NodeDescribe(_) => method::NODE_DESCRIBE,
             Method::NodeEvent(_) => method::NODE_EVENT,
@@ -143,6 +230,7 @@ impl Method {
             Method::PairCode(_) => method::PAIR_CODE,
             Method::PairList(_) => method::PAIR_LIST,
             Method::PairPending(_) => method::PAIR_PENDING,
+            Method::PairPolicy(_) => method::PAIR_POLICY,
             Method::PairRedeem(_) => method::PAIR_REDEEM,
             Method::PairReject(_) => method::PAIR_REJECT,
             Method::PairRename(_) => method::PAIR_RENAME,
@@ -167,6 +255,12 @@ impl Method {
         }
         match self {
             Method::Agent(m) => m.apply(ctx).await,
+            Method::AgentAttach(m) => m.apply(ctx).await,
+            Method::AgentCancel(m) => m.apply(ctx),
+            Method::AgentHistory(m) => m.apply(ctx),
+            Method::AgentPending(m) => m.apply(ctx),
+            Method::AgentRespond(m) => m.apply(ctx),
+            Method::AgentSessions(m) => m.apply(ctx),
             Method::Health(m) => m.apply(ctx),
             Method::NodeDescribe(m) => m.apply(ctx),
             Method::NodeEvent(m) => m.apply(ctx),
@@ -176,6 +270,7 @@ impl Method {
             Method::PairCode(m) => m.apply(ctx),
             Method::PairList(m) => m.apply(ctx),
             Method::PairPending(m) => m.apply(ctx),
+            Method::PairPolicy(m) => m.apply(ctx),
             Method::PairRedeem(m) => m.apply(ctx),
             Method::PairReject(m) => m.apply(ctx),
             Method::PairRename(m) => m.apply(ctx),
@@ -207,7 +302,14 @@ fn store_paired(
     scopes: Vec<node_kit::protocol::Scope>,
 ) -> Result<node_kit::protocol::PairedNode, ErrorShape> {
     let now = crate::now_ms();
-    let node = node_kit::protocol::PairedNode { node_id, device, scopes, created_at_ms: now, last_seen_ms: now };
+    let node = node_kit::protocol::PairedNode {
+        node_id,
+        device,
+        scopes,
+        created_at_ms: now,
+        last_seen_ms: now,
+        policy: NodePolicy::default(),
+    };
     ctx.state.paired.add(node.clone()).map_err(|e| store_failed(&e))?;
     Ok(node)
 }

@@ -77,6 +77,11 @@ impl PairedStore {
         self.change(|nodes| nodes.get_mut(node_id).map(|n| n.device.name = name).is_some())
     }
 
+    /// Sets what the node's agent turns may do. Returns false when no such node is paired.
+    pub fn set_policy(&self, node_id: &KeyId, policy: node_kit::protocol::NodePolicy) -> io::Result<bool> {
+        self.change(|nodes| nodes.get_mut(node_id).map(|n| n.policy = policy).is_some())
+    }
+
     /// Removes the node's record; its key is unknown from then on. Returns false when it was not paired.
     pub fn revoke(&self, node_id: &KeyId) -> io::Result<bool> {
         self.change(|nodes| nodes.remove(node_id).is_some())

@@ -52,6 +52,11 @@ pub enum ErrorCode {
     ScriptError,
     /// The node's settings do not allow this URL; `details.setting` names the setting that would.
     UrlNotAllowed,
+    /// No run, prompt or conversation by that id that the caller may see (it never existed, belongs to
+    /// someone else's conversation, or has left the gateway's bounded memory).
+    NotFound,
+    /// The prompt was already answered, timed out or withdrawn; `details.resolution` says which.
+    PromptClosed,
     /// A server-side fault that is not the caller's doing.
     Internal,
     /// A code this build does not know (sent by a newer peer).
@@ -85,6 +90,8 @@ impl ErrorCode {
             ErrorCode::ScreenUnavailable => "SCREEN_UNAVAILABLE",
             ErrorCode::ScriptError => "SCRIPT_ERROR",
             ErrorCode::UrlNotAllowed => "URL_NOT_ALLOWED",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::PromptClosed => "PROMPT_CLOSED",
             ErrorCode::Internal => "INTERNAL",
             ErrorCode::Unknown => "UNKNOWN",
         }
@@ -157,6 +164,8 @@ mod tests {
             ErrorCode::ScreenUnavailable,
             ErrorCode::ScriptError,
             ErrorCode::UrlNotAllowed,
+            ErrorCode::NotFound,
+            ErrorCode::PromptClosed,
         ] {
             let text = serde_json::to_string(&code).unwrap();
             assert_eq!(text, format!("\"{}\"", code.as_str()));

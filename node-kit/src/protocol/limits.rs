@@ -1,7 +1,8 @@
 //! Every size limit a peer's input meets, written once. The bridge checks them where a stranger's bytes
 //! enter; the gateway checks the same ones again, so a limit never depends on which hop saw it first.
 
-use super::error::ErrorShape;
+use super::agent::{ATTACHMENT_MEDIA_TYPES, NodePolicy};
+use super::error::{ErrorCode, ErrorShape};
 use super::frame::{ConnectParams, NodeAdvert};
 use super::pairing::{DeviceInfo, PairRedeemParams};
 use serde_json::json;
@@ -31,6 +32,18 @@ pub const MAX_TOKEN_LEN: usize = 128;
 /// Most capability or command names a node may advertise, and the longest of each.
 pub const MAX_ADVERTISED: usize = 32;
 pub const MAX_ADVERTISED_LEN: usize = 64;
+
+/// Most images one `agent` prompt may carry.
+pub const MAX_ATTACHMENTS: usize = 4;
+/// Largest image, in bytes of its base64 text (about 1.5 MB of image).
+pub const MAX_ATTACHMENT_BYTES: usize = 2 * 1024 * 1024;
+/// Largest total of a prompt's images, in base64 bytes: with the prompt it stays inside one frame.
+pub const MAX_ATTACHMENTS_TOTAL_BYTES: usize = 3 * 1024 * 1024;
+/// Longest message or answer in `agent.respond`, in bytes.
+pub const MAX_RESPONSE_TEXT_LEN: usize = 16 * 1024;
+/// Most tool patterns in a node's policy, and the longest of each.
+pub const MAX_TOOL_PATTERNS: usize = 64;
+pub const MAX_TOOL_PATTERN_LEN: usize = 256;
 
 /// Checks an identifier the caller chose (request id, idempotency key, session key, node ID, command):
 /// 1 to [`MAX_ID_LEN`] bytes, no control characters.
@@ -108,10 +121,78 @@ impl PairRedeemParams {
     }
 }
 
+/// Checks the `attachments` of raw `agent` params (the bridge reads them without decoding the images):
+/// count, type and size. Too many or too large is `PAYLOAD_TOO_LARGE`; a wrong shape or type is
+/// `INVALID_REQUEST`.
+pub fn check_attachments(params: &serde_json::Value) -> Result<(), ErrorShape> {
+    let Some(list) = params.get("attachments") else { return Ok(()) };
+    let list = list.as_array().ok_or_else(|| ErrorShape::invalid_request("attachments must be an array"))?;
+    let too_large = |message: String| {
+        ErrorShape::new(ErrorCode::PayloadTooLarge, message).with_details(json!({
+            "maxAttachments": MAX_ATTACHMENTS,
+            "maxAttachmentBytes": MAX_ATTACHMENT_BYTES,
+            "maxTotalBytes": MAX_ATTACHMENTS_TOTAL_BYTES,
+        }))
+    };
+    if list.len() > MAX_ATTACHMENTS {
+        return Err(too_large(format!("{} attachments; at most {MAX_ATTACHMENTS} may go with one prompt", list.len())));
+    }
+    let mut total = 0;
+    for (i, attachment) in list.iter().enumerate() {
+        let media_type = attachment.get("mediaType").and_then(serde_json::Value::as_str).unwrap_or_default();
+        if !ATTACHMENT_MEDIA_TYPES.contains(&media_type) {
+            return Err(ErrorShape::invalid_request(format!(
+                "attachments[{i}].mediaType must be one of {}",
+                ATTACHMENT_MEDIA_TYPES.join(", ")
+            )));
+        }
+        let data = attachment
+            .get("data")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| ErrorShape::invalid_request(format!("attachments[{i}].data must be base64 text")))?;
+        if data.len() > MAX_ATTACHMENT_BYTES {
+            return Err(too_large(format!(
+                "attachments[{i}] is {} bytes of base64; the limit is {MAX_ATTACHMENT_BYTES}",
+                data.len()
+            )));
+        }
+        total += data.len();
+    }
+    if total > MAX_ATTACHMENTS_TOTAL_BYTES {
+        return Err(too_large(format!("the attachments total {total} bytes; the limit is {MAX_ATTACHMENTS_TOTAL_BYTES}")));
+    }
+    Ok(())
+}
+
+impl NodePolicy {
+    /// Tool patterns become claude arguments: bounded in number and length, no control characters, and
+    /// none that claude could read as an option.
+    pub fn check(&self) -> Result<(), ErrorShape> {
+        for (field, patterns) in [("allowedTools", &self.allowed_tools), ("deniedTools", &self.denied_tools)] {
+            if patterns.len() > MAX_TOOL_PATTERNS {
+                return Err(ErrorShape::invalid_request(format!(
+                    "{field} lists {} patterns; the limit is {MAX_TOOL_PATTERNS}",
+                    patterns.len()
+                )));
+            }
+            for pattern in patterns {
+                check_len(field, pattern, MAX_TOOL_PATTERN_LEN)?;
+                if pattern.trim().is_empty() || pattern.starts_with('-') || pattern.chars().any(char::is_control) {
+                    return Err(ErrorShape::invalid_request(format!(
+                        "{field}: {pattern:?} is not a tool pattern (like Bash(npm test:*) or Edit)"
+                    ))
+                    .with_details(json!({ "field": field })));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{ClientInfo, ClientMode, ErrorCode, PROTOCOL_VERSION};
+    use crate::protocol::{ClientInfo, ClientMode, PROTOCOL_VERSION};
 
     fn connect() -> ConnectParams {
         ConnectParams {
@@ -160,5 +241,39 @@ mod tests {
         assert!(long_model.check_lengths().is_err());
         let redeem = PairRedeemParams { code: "c".repeat(MAX_CODE_LEN + 1), device, scopes: vec![] };
         assert_eq!(redeem.check_lengths().unwrap_err().details.unwrap()["field"], "code");
+    }
+
+    #[test]
+    fn attachments_are_counted_typed_and_sized() {
+        let image = |bytes: usize| json!({"mediaType": "image/png", "data": "A".repeat(bytes)});
+        check_attachments(&json!({"prompt": "hi"})).unwrap();
+        check_attachments(&json!({"attachments": [image(MAX_ATTACHMENT_BYTES)]})).unwrap();
+        let code = |params| check_attachments(&params).unwrap_err().code;
+        assert_eq!(code(json!({"attachments": [image(MAX_ATTACHMENT_BYTES + 1)]})), ErrorCode::PayloadTooLarge);
+        assert_eq!(code(json!({"attachments": vec![image(1); MAX_ATTACHMENTS + 1]})), ErrorCode::PayloadTooLarge);
+        let two_large = json!({"attachments": [image(MAX_ATTACHMENT_BYTES), image(MAX_ATTACHMENT_BYTES)]});
+        assert_eq!(code(two_large), ErrorCode::PayloadTooLarge);
+        check_attachments(&json!({"attachments": vec![image(1); MAX_ATTACHMENTS]})).unwrap();
+        let svg = json!({"attachments": [{"mediaType": "image/svg+xml", "data": "AAAA"}]});
+        assert_eq!(code(svg), ErrorCode::InvalidRequest);
+        assert_eq!(code(json!({"attachments": [{"mediaType": "image/png"}]})), ErrorCode::InvalidRequest);
+        assert_eq!(code(json!({"attachments": "x"})), ErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn policy_patterns_are_bounded_and_never_options() {
+        let policy = |allowed: Vec<&str>| NodePolicy {
+            allowed_tools: allowed.into_iter().map(String::from).collect(),
+            ..NodePolicy::default()
+        };
+        policy(vec!["Bash(npm test:*)", "Edit"]).check().unwrap();
+        for bad in ["--dangerously-skip-permissions", "", " ", "Bash\n"] {
+            assert!(policy(vec![bad]).check().is_err(), "{bad:?}");
+        }
+        let long = "a".repeat(MAX_TOOL_PATTERN_LEN + 1);
+        assert!(policy(vec![&long]).check().is_err());
+        assert!(policy(vec!["Edit"; MAX_TOOL_PATTERNS + 1]).check().is_err());
+        let denied = NodePolicy { denied_tools: vec!["-x".into()], ..NodePolicy::default() };
+        assert!(denied.check().is_err());
     }
 }

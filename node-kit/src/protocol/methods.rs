@@ -7,6 +7,18 @@ use serde_json::Value;
 /// Method names, as sent in `req.method`.
 pub mod method {
     pub const AGENT: &str = "agent";
+    /// Answers a permission prompt, question or plan of a run.
+    pub const AGENT_RESPOND: &str = "agent.respond";
+    /// Stops a running turn (claude's interrupt) or drops a queued one.
+    pub const AGENT_CANCEL: &str = "agent.cancel";
+    /// Replays a run's events after a sequence number, then follows it live.
+    pub const AGENT_ATTACH: &str = "agent.attach";
+    /// The prompts waiting for an answer: the approvals inbox.
+    pub const AGENT_PENDING: &str = "agent.pending";
+    /// The caller's conversations.
+    pub const AGENT_SESSIONS: &str = "agent.sessions";
+    /// One conversation so far, paged.
+    pub const AGENT_HISTORY: &str = "agent.history";
     pub const HEALTH: &str = "health";
     pub const NODE_DESCRIBE: &str = "node.describe";
     pub const NODE_EVENT: &str = "node.event";
@@ -31,13 +43,16 @@ pub mod method {
     pub const PAIR_LIST: &str = "pair.list";
     pub const PAIR_RENAME: &str = "pair.rename";
     pub const PAIR_REVOKE: &str = "pair.revoke";
+    /// Sets what a paired node's agent turns may do (its permission mode and tool patterns).
+    pub const PAIR_POLICY: &str = "pair.policy";
     /// Issues the one-time code of a connection string (door 2); the previous code stops working.
     pub const PAIR_CODE: &str = "pair.code";
 }
 
 /// Event names, as sent in `event.event`.
 pub mod event {
-    /// Progress of an `agent` run: text deltas, tool use, tool results.
+    /// Progress of an `agent` run: text deltas, tool use, tool results, and the prompts that wait for an
+    /// answer (`permission`, `question`, `plan`).
     pub const AGENT: &str = "agent";
     /// An event a node published with `node.event`, relayed to operators.
     pub const NODE_EVENT: &str = "node.event";
@@ -47,108 +62,6 @@ pub mod event {
     pub const PAIR_REQUESTED: &str = "pair.requested";
     /// A pairing request was approved, rejected or expired (sent to operators).
     pub const PAIR_RESOLVED: &str = "pair.resolved";
-}
-
-// ---- agent ----
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AgentParams {
-    pub prompt: String,
-    /// Conversation to continue; one `claude` process serves one session. Defaults to `main`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session_key: Option<String>,
-    /// Required: a retry with the same key (within 5 minutes) returns the first run's outcome.
-    pub idempotency_key: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout_ms: Option<u64>,
-    /// Where the prompt came from. A node needs the matching scope; voice transcripts have their own
-    /// rate limit.
-    #[serde(default, skip_serializing_if = "AgentChannel::is_chat")]
-    pub channel: AgentChannel,
-}
-
-impl AgentParams {
-    /// A typed prompt on the default session, with a fresh idempotency key.
-    pub fn new(prompt: impl Into<String>) -> AgentParams {
-        AgentParams {
-            prompt: prompt.into(),
-            session_key: None,
-            idempotency_key: crate::client::random_id(),
-            timeout_ms: None,
-            channel: AgentChannel::Chat,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AgentChannel {
-    /// Typed text.
-    #[default]
-    Chat,
-    /// A voice transcript.
-    Voice,
-}
-
-impl AgentChannel {
-    fn is_chat(&self) -> bool {
-        *self == AgentChannel::Chat
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RunStatus {
-    /// First answer to `agent`: the run is queued or running.
-    Accepted,
-    /// Final answer: the run finished.
-    Ok,
-}
-
-/// The first `res` to an `agent` request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AgentAck {
-    pub run_id: String,
-    pub status: RunStatus,
-    /// True when this is a retry of an idempotency key already seen; no events are re-sent.
-    #[serde(default)]
-    pub duplicate: bool,
-}
-
-/// Payload of an `agent` event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AgentEvent {
-    pub run_id: String,
-    pub session_key: String,
-    #[serde(flatten)]
-    pub kind: AgentEventKind,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", rename_all_fields = "camelCase")]
-pub enum AgentEventKind {
-    /// The next piece of the model's text, in order.
-    TextDelta { text: String },
-    /// The model called a tool.
-    ToolUse { tool_use_id: String, name: String, input: Value },
-    /// A tool's result went back to the model.
-    ToolResult { tool_use_id: String, content: Value, is_error: bool },
-}
-
-/// The final `res` payload of a successful `agent` run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AgentOutcome {
-    pub run_id: String,
-    pub status: RunStatus,
-    pub result: String,
-    /// claude's own session ID (what `claude --resume` takes).
-    pub session_id: String,
-    pub usage: Value,
-    pub duration_ms: u64,
 }
 
 // ---- nodes ----
@@ -349,28 +262,4 @@ pub struct AgentSessionInfo {
     pub pid: Option<u32>,
     /// Turns waiting behind the running one.
     pub queued: usize,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn agent_events_are_flat_with_a_kind() {
-        let e = AgentEvent {
-            run_id: "r".into(),
-            session_key: "main".into(),
-            kind: AgentEventKind::ToolUse { tool_use_id: "t".into(), name: "Read".into(), input: json!({}) },
-        };
-        assert_eq!(
-            serde_json::to_value(&e).unwrap(),
-            json!({"runId": "r", "sessionKey": "main", "kind": "tool_use", "toolUseId": "t", "name": "Read", "input": {}})
-        );
-    }
-
-    #[test]
-    fn agent_params_require_an_idempotency_key() {
-        assert!(serde_json::from_value::<AgentParams>(json!({"prompt": "hi"})).is_err());
-    }
 }

@@ -2,6 +2,7 @@
 //!
 //! `docs/protocol.md` describes the same types for implementers in other languages; keep the two in step.
 
+mod agent;
 mod commands;
 mod error;
 mod frame;
@@ -9,6 +10,7 @@ mod limits;
 mod methods;
 mod pairing;
 
+pub use agent::*;
 pub use commands::*;
 pub use error::{ErrorCode, ErrorShape};
 pub use frame::*;

@@ -178,6 +178,9 @@ pub struct PairedNode {
     pub scopes: Vec<Scope>,
     pub created_at_ms: u64,
     pub last_seen_ms: u64,
+    /// What the node's agent turns may do.
+    #[serde(default)]
+    pub policy: super::NodePolicy,
 }
 
 /// Payload of `pair.list`.
@@ -350,4 +353,17 @@ mod tests {
         assert_eq!(nonce_commitment("a"), nonce_commitment("a"));
         assert_ne!(nonce_commitment("a"), nonce_commitment("b"));
     }
+}
+
+/// Params of `pair.policy`: what a node's agent turns may do. Fields left out keep their value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PairPolicyParams {
+    pub node_id: KeyId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<super::PermissionMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_tools: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denied_tools: Option<Vec<String>>,
 }
