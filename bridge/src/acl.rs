@@ -54,9 +54,10 @@ pub fn check_node_call(method: &str, params: &Value, scopes: &[Scope]) -> Result
     match needs {
         Needs::Nothing => Ok(AllowedCall::Other),
         Needs::AgentScope if scopes.iter().any(|s| matches!(s, Scope::Chat | Scope::Voice)) => Ok(AllowedCall::Other),
-        Needs::AgentScope => {
-            Err(ErrorShape::new(ErrorCode::Forbidden, format!("this node has no agent scope (chat or voice) for {method}")))
-        }
+        Needs::AgentScope => Err(ErrorShape::new(
+            ErrorCode::Forbidden,
+            format!("this node has no agent scope (chat or voice) for {method}"),
+        )),
         Needs::ChannelScope => {
             let channel = match params.get("channel") {
                 None => AgentChannel::Chat,
@@ -127,7 +128,10 @@ mod tests {
             assert_eq!(check_node_call(method, &json!({}), &[Scope::Chat]).unwrap(), AllowedCall::Other);
             assert_eq!(check_node_call(method, &json!({}), &[Scope::Voice]).unwrap(), AllowedCall::Other);
         }
-        assert_eq!(check_node_call(method::PAIR_POLICY, &json!({}), &[Scope::Chat]).unwrap_err().code, ErrorCode::Forbidden);
+        assert_eq!(
+            check_node_call(method::PAIR_POLICY, &json!({}), &[Scope::Chat]).unwrap_err().code,
+            ErrorCode::Forbidden
+        );
     }
 
     #[test]

@@ -131,6 +131,7 @@ async fn gateway_turn(client: &Client, prompt: &str, i: usize) -> Duration {
         session_key: Some("bench".into()),
         idempotency_key: format!("bench-{i}"),
         timeout_ms: Some(60_000),
+        attachments: Vec::new(),
     };
     let outcome = client.agent(params).await.unwrap().outcome().await.unwrap();
     assert_eq!(outcome.result, "The answer is 42.");

@@ -18,6 +18,7 @@ fn params(prompt: &str, session: &str) -> AgentParams {
         session_key: Some(session.into()),
         idempotency_key: node_kit::client::random_id(),
         timeout_ms: Some(60_000),
+        attachments: Vec::new(),
     }
 }
 

@@ -18,6 +18,7 @@ async fn missing_claude_is_reported_at_once() {
             session_key: None,
             idempotency_key: "k1".into(),
             timeout_ms: None,
+            attachments: Vec::new(),
         })
         .await
         .expect_err("no run is accepted");

@@ -25,6 +25,7 @@ async fn canary_prompt_and_token_never_appear_in_logs() {
             session_key: None,
             idempotency_key: "canary-run".into(),
             timeout_ms: Some(60_000),
+            attachments: Vec::new(),
         })
         .await
         .unwrap()

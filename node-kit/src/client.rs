@@ -12,9 +12,9 @@ use crate::protocol::{
     HistoryParams, MAX_FRAME_BYTES, NodeAdvert, NodeCommandRequest, PROTOCOL_VERSION, PendingPrompts, Request,
     RespondParams, RespondResult, Response, RunStatus, SessionList, event, method,
 };
-use serde::de::DeserializeOwned;
 use certs::{Identity, KeyId, PeerKeyVerifier, Pin};
 use futures_util::future::BoxFuture;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -612,7 +612,10 @@ pub struct AgentRun {
 
 impl std::fmt::Debug for AgentRun {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AgentRun").field("run_id", &self.ack.run_id).field("last_seq", &self.last_seq).finish_non_exhaustive()
+        f.debug_struct("AgentRun")
+            .field("run_id", &self.ack.run_id)
+            .field("last_seq", &self.last_seq)
+            .finish_non_exhaustive()
     }
 }
 
@@ -699,7 +702,8 @@ impl AgentRun {
         loop {
             let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
             let client = node.connected(wait).await?;
-            let params = AttachParams { run_id: Some(self.ack.run_id.clone()), session_key: None, after_seq: self.last_seq };
+            let params =
+                AttachParams { run_id: Some(self.ack.run_id.clone()), session_key: None, after_seq: self.last_seq };
             match client.attach(params).await {
                 Ok(attached) => {
                     tracing::info!(run_id = %self.ack.run_id, after_seq = self.last_seq, "reattached to the run");

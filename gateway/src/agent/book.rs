@@ -78,7 +78,8 @@ impl SessionBook {
             }
             let file = format!("history-{}.jsonl", index.next_file);
             index.next_file += 1;
-            let title: String = prompt.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(TITLE_CHARS).collect();
+            let title: String =
+                prompt.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(TITLE_CHARS).collect();
             let entry = BookEntry {
                 title,
                 created_at_ms: now,

@@ -193,7 +193,11 @@ impl ClaudeProcess {
                         self.session_id = Some(report.session_id.clone());
                     }
                     report.interrupted = interrupted;
-                    return if report.is_error && !interrupted { Err(TurnFailure::Reported(report)) } else { Ok(report) };
+                    return if report.is_error && !interrupted {
+                        Err(TurnFailure::Reported(report))
+                    } else {
+                        Ok(report)
+                    };
                 }
                 ClaudeLine::ControlRequest { request_id, request } => match request["subtype"].as_str() {
                     Some("mcp_message") => self.mcp.forward(&request_id, &request).await,
@@ -236,9 +240,9 @@ fn user_content(prompt: &str, attachments: &[Attachment]) -> Value {
     if attachments.is_empty() {
         return Value::String(prompt.to_string());
     }
-    let images = attachments.iter().map(|a| {
-        json!({ "type": "image", "source": { "type": "base64", "media_type": a.media_type, "data": a.data } })
-    });
+    let images = attachments.iter().map(
+        |a| json!({ "type": "image", "source": { "type": "base64", "media_type": a.media_type, "data": a.data } }),
+    );
     Value::Array(images.chain(std::iter::once(json!({ "type": "text", "text": prompt }))).collect())
 }
 

@@ -98,7 +98,6 @@ pub struct AgentRunner {
     tasks: TaskTracker,
 }
 
-
 struct SessionHandle {
     turns: mpsc::Sender<Turn>,
     /// The running process's pid, 0 when none.

@@ -3,8 +3,8 @@
 //! a question, ExitPlanMode a plan, anything else a tool permission.
 
 use node_kit::protocol::{
-    AgentEventKind, Decision, ErrorCode, ErrorShape, MAX_RESPONSE_TEXT_LEN, PromptResolution, Question,
-    RespondParams, check_len,
+    AgentEventKind, Decision, ErrorCode, ErrorShape, MAX_RESPONSE_TEXT_LEN, PromptResolution, Question, RespondParams,
+    check_len,
 };
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -127,11 +127,10 @@ impl Prompt {
 
     /// The question's input with the answers added (claude reads `updatedInput.answers`).
     fn answered(&self, questions: &[Question], answer: &RespondParams) -> Result<Value, ErrorShape> {
-        let answers = answer
-            .answers
-            .as_ref()
-            .filter(|a| !a.is_empty())
-            .ok_or_else(|| ErrorShape::invalid_request("a question is allowed with answers (question text → label)"))?;
+        let answers =
+            answer.answers.as_ref().filter(|a| !a.is_empty()).ok_or_else(|| {
+                ErrorShape::invalid_request("a question is allowed with answers (question text → label)")
+            })?;
         for (question, label) in answers {
             if !questions.iter().any(|q| &q.question == question) {
                 return Err(ErrorShape::invalid_request(format!("the agent did not ask {question:?}"))
@@ -206,7 +205,10 @@ mod tests {
     use super::*;
 
     fn request(tool: &str, input: Value) -> Prompt {
-        Prompt::from_request("r1", &json!({"subtype": "can_use_tool", "tool_name": tool, "input": input, "tool_use_id": "t1"}))
+        Prompt::from_request(
+            "r1",
+            &json!({"subtype": "can_use_tool", "tool_name": tool, "input": input, "tool_use_id": "t1"}),
+        )
     }
 
     #[test]

@@ -80,6 +80,15 @@ pub(crate) struct RunLog {
     hub: Arc<ConnectionHub>,
 }
 
+impl std::fmt::Debug for RunLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunLog")
+            .field("run_id", &self.run_id)
+            .field("session_key", &self.session_key)
+            .finish_non_exhaustive()
+    }
+}
+
 struct RunState {
     phase: RunPhase,
     events: VecDeque<(u64, Value, usize)>,
@@ -408,8 +417,11 @@ impl RunBoard {
                 ErrorCode::Forbidden,
                 "that run belongs to another conversation; a node may act only on its own",
             )),
-            _ => Err(ErrorShape::new(ErrorCode::NotFound, format!("no run {run_id} (finished runs are kept for a while)"))
-                .with_details(json!({ "runId": run_id }))),
+            _ => Err(ErrorShape::new(
+                ErrorCode::NotFound,
+                format!("no run {run_id} (finished runs are kept for a while)"),
+            )
+            .with_details(json!({ "runId": run_id }))),
         }
     }
 
@@ -496,16 +508,17 @@ mod tests {
         assert_eq!(state.events.back().unwrap().0, state.next_seq - 1);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn an_unanswered_prompt_is_denied_after_its_time() {
         let board = board();
         let (out, _rx) = outbound();
         let run = board.open("r1", "main", 1, &out);
         let (to_claude, mut answers) = mpsc::unbounded_channel();
         let request = json!({"tool_name": "Write", "input": {"file_path": "/x"}});
-        run.open_prompt(Prompt::from_request("p1", &request), Duration::from_secs(600), to_claude);
+        run.open_prompt(Prompt::from_request("p1", &request), Duration::from_millis(50), to_claude);
         let answer = answers.recv().await.unwrap();
         assert_eq!(answer["response"]["response"]["behavior"], "deny");
+        assert!(answer["response"]["response"]["message"].as_str().unwrap().contains("Nobody answered"));
         assert!(!run.has_open_prompts());
         let late = run.respond(&Caller::Operator, &RespondParams::new("r1", "p1", Decision::Allow)).unwrap_err();
         assert_eq!(late.details.unwrap()["resolution"], "timed_out");

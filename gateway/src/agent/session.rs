@@ -161,12 +161,13 @@ async fn start(
 ) -> Result<ClaudeProcess, ErrorShape> {
     let path = runner.claude_path()?;
     let policy = turn.policy.as_ref();
-    let process = ClaudeProcess::spawn(&path, &runner.config, resume, runner.tools(key), policy).await.map_err(|e| {
-        ErrorShape::new(
-            ErrorCode::AgentUnavailable,
-            format!("cannot start {}: {e}; {}", path.display(), super::INSTALL_HINT),
-        )
-    })?;
+    let process =
+        ClaudeProcess::spawn(&path, &runner.config, resume, runner.tools(key), policy).await.map_err(|e| {
+            ErrorShape::new(
+                ErrorCode::AgentUnavailable,
+                format!("cannot start {}: {e}; {}", path.display(), super::INSTALL_HINT),
+            )
+        })?;
     tracing::info!(session = %key, pid = process.pid(), resumed = resume.is_some(), "started claude");
     Ok(process)
 }

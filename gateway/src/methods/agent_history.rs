@@ -26,9 +26,12 @@ impl AgentHistory {
         let p = self.params;
         let limit = p.limit.unwrap_or(DEFAULT_LIMIT) as usize;
         let key = ctx.session_key(&p.session_key);
-        let (entries, total) = ctx.state.agent.book.history(&key, p.before, limit).ok_or_else(|| {
-            ErrorShape::new(ErrorCode::NotFound, format!("no conversation {:?}", p.session_key))
-        })?;
+        let (entries, total) = ctx
+            .state
+            .agent
+            .book
+            .history(&key, p.before, limit)
+            .ok_or_else(|| ErrorShape::new(ErrorCode::NotFound, format!("no conversation {:?}", p.session_key)))?;
         let next_before = entries.first().map(|e| e.index).filter(|first| *first > 0);
         let page = HistoryPage { session_key: p.session_key, entries, total, next_before };
         Ok(serde_json::to_value(page).expect("payloads serialise"))

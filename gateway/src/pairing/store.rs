@@ -137,6 +137,7 @@ mod tests {
             scopes: vec![Scope::Chat],
             created_at_ms: 1,
             last_seen_ms: 1,
+            policy: Default::default(),
         }
     }
 

@@ -159,7 +159,9 @@ pub fn check_attachments(params: &serde_json::Value) -> Result<(), ErrorShape> {
         total += data.len();
     }
     if total > MAX_ATTACHMENTS_TOTAL_BYTES {
-        return Err(too_large(format!("the attachments total {total} bytes; the limit is {MAX_ATTACHMENTS_TOTAL_BYTES}")));
+        return Err(too_large(format!(
+            "the attachments total {total} bytes; the limit is {MAX_ATTACHMENTS_TOTAL_BYTES}"
+        )));
     }
     Ok(())
 }

@@ -34,6 +34,7 @@ pub async fn run(args: AgentArgs, url: &str, home: &Path) -> anyhow::Result<()> 
             session_key: Some(args.session),
             idempotency_key: super::idempotency_key(),
             timeout_ms: args.timeout.map(|s| s * 1000),
+            attachments: Vec::new(),
         })
         .await?;
     let mut stdout = std::io::stdout().lock();
@@ -51,7 +52,7 @@ pub async fn run(args: AgentArgs, url: &str, home: &Path) -> anyhow::Result<()> 
             }
             AgentEventKind::ToolUse { name, .. } => eprintln!("[tool] {name}"),
             AgentEventKind::ToolResult { is_error: true, .. } => eprintln!("[tool] failed"),
-            AgentEventKind::ToolResult { .. } => {}
+            _ => {}
         }
     }
     let outcome = run.outcome().await?;
