@@ -22,5 +22,5 @@ pub mod protocol;
 pub mod refusals;
 pub mod storage;
 
-pub use client::{Client, ClientBuilder, ClientError, CommandHandler};
+pub use client::{AgentRun, Client, ClientBuilder, ClientError, CommandHandler};
 pub use protocol::{ErrorCode, ErrorShape, Frame};

@@ -45,6 +45,8 @@ pub enum Reply {
     /// rest of the message (and its end) is held until then, so a test can see what arrives while the
     /// model is still "writing".
     Gated { pieces: Vec<String>, gate: Gate },
+    /// Stream gated text pieces, then call a tool in the same message.
+    GatedThenTool { pieces: Vec<String>, gate: Gate, id: String, name: String, input: Value },
 }
 
 /// Releases a [`Reply::Gated`] piece by piece.
@@ -75,6 +77,31 @@ enum Wait {
 impl Reply {
     pub fn text(pieces: &[&str]) -> Reply {
         Reply::Text { pieces: pieces.iter().map(|p| p.to_string()).collect(), gap: Duration::ZERO }
+    }
+
+    pub fn tool(id: &str, name: &str, input: Value) -> Reply {
+        Reply::ToolUse { id: id.into(), name: name.into(), input }
+    }
+}
+
+impl ApiRequest {
+    /// The `tool_result` block for `tool_use_id` in this request's last user message, if it has one.
+    pub fn tool_result(&self, tool_use_id: &str) -> Option<Value> {
+        let messages = self.body["messages"].as_array()?;
+        let last_user = messages.iter().rev().find(|m| m["role"] == "user")?;
+        last_user["content"].as_array()?.iter().find(|b| b["type"] == "tool_result" && b["tool_use_id"] == tool_use_id).cloned()
+    }
+
+    /// The text of a tool result's content, whether a string or text blocks.
+    pub fn tool_result_text(&self, tool_use_id: &str) -> Option<(String, bool)> {
+        let block = self.tool_result(tool_use_id)?;
+        let is_error = block["is_error"].as_bool().unwrap_or(false);
+        let text = match &block["content"] {
+            Value::String(text) => text.clone(),
+            Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().join(""),
+            _ => String::new(),
+        };
+        Some((text, is_error))
     }
 }
 
@@ -113,6 +140,11 @@ impl MessagesApi {
     /// Every request so far, in order.
     pub fn requests(&self) -> Vec<ApiRequest> {
         self.requests.lock().unwrap().clone()
+    }
+
+    /// The first request carrying a result for `tool_use_id`: its text and whether it is an error.
+    pub fn tool_result_text(&self, tool_use_id: &str) -> Option<(String, bool)> {
+        self.requests.lock().unwrap().iter().find_map(|r| r.tool_result_text(tool_use_id))
     }
 
     /// Requests whose last user text contains `marker`.
@@ -183,6 +215,7 @@ fn stream_events(model: &str, reply: Reply) -> Vec<(Value, Wait)> {
             "usage": {"input_tokens": 12, "output_tokens": 1}}}),
         now(),
     )];
+    let mut last_block = 0;
     let stop_reason = match reply {
         Reply::Text { pieces, gap } => {
             events.push((
@@ -210,6 +243,31 @@ fn stream_events(model: &str, reply: Reply) -> Vec<(Value, Wait)> {
             }
             "end_turn"
         }
+        Reply::GatedThenTool { pieces, gate, id, name, input } => {
+            events.push((
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+                now(),
+            ));
+            for piece in pieces {
+                events.push((
+                    json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
+                    Wait::Gate(gate.clone()),
+                ));
+            }
+            events.push((json!({"type": "content_block_stop", "index": 0}), now()));
+            events.push((
+                json!({"type": "content_block_start", "index": 1,
+                "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}}),
+                now(),
+            ));
+            events.push((
+                json!({"type": "content_block_delta", "index": 1,
+                "delta": {"type": "input_json_delta", "partial_json": input.to_string()}}),
+                now(),
+            ));
+            last_block = 1;
+            "tool_use"
+        }
         Reply::ToolUse { id, name, input } => {
             events.push((
                 json!({"type": "content_block_start", "index": 0,
@@ -225,7 +283,7 @@ fn stream_events(model: &str, reply: Reply) -> Vec<(Value, Wait)> {
         }
         Reply::Status(..) | Reply::Delay(..) => unreachable!("handled before streaming"),
     };
-    events.push((json!({"type": "content_block_stop", "index": 0}), now()));
+    events.push((json!({"type": "content_block_stop", "index": last_block}), now()));
     events.push((
         json!({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": null},
         "usage": {"output_tokens": 7}}),
