@@ -80,7 +80,11 @@ fn request_id(event: &AgentEvent) -> String {
 
 /// A Bash call that writes `canary` to `file` and prints it.
 fn tee(id: &str, canary: &str, file: &str) -> Reply {
-    Reply::tool(id, "Bash", json!({ "command": format!("echo {canary} | tee {file}"), "description": "Write the canary" }))
+    Reply::tool(
+        id,
+        "Bash",
+        json!({ "command": format!("echo {canary} | tee {file}"), "description": "Write the canary" }),
+    )
 }
 
 #[tokio::test]
@@ -181,7 +185,8 @@ async fn questions_and_plans_are_answered_from_the_node() {
     let mut run = node.agent(prompt("PLAN-ME", "plan")).await.unwrap();
     let first = next_prompt(&mut run).await;
     assert!(matches!(&first.kind, AgentEventKind::Plan { .. }), "{first:?}");
-    let reject = RespondParams::new(run.run_id(), request_id(&first), Decision::Deny).message("Plan rejected: add tests first");
+    let reject =
+        RespondParams::new(run.run_id(), request_id(&first), Decision::Deny).message("Plan rejected: add tests first");
     node.respond(reject).await.unwrap();
     let second = next_prompt(&mut run).await;
     let AgentEventKind::Plan { plan, .. } = &second.kind else { panic!("{second:?}") };
@@ -426,7 +431,8 @@ async fn a_node_cut_off_mid_turn_catches_up_and_answers_what_was_asked_meanwhile
     // Back on the network: the run reattaches after the last event it handed out, by itself.
     let mut permissions = 0;
     let mut deltas_after = Vec::new();
-    while let Some(event) = tokio::time::timeout(Duration::from_secs(60), run.next()).await.expect("events keep coming") {
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(60), run.next()).await.expect("events keep coming")
+    {
         assert!(event.seq > seen_before_the_cut);
         match event.kind {
             AgentEventKind::TextDelta { text: piece } => {
@@ -450,7 +456,11 @@ async fn a_node_cut_off_mid_turn_catches_up_and_answers_what_was_asked_meanwhile
 
     // A second device of the owner attaches to the finished run and replays it from the start.
     let replay = operator
-        .attach(node_kit::protocol::AttachParams { run_id: Some(outcome.run_id.clone()), session_key: None, after_seq: 0 })
+        .attach(node_kit::protocol::AttachParams {
+            run_id: Some(outcome.run_id.clone()),
+            session_key: None,
+            after_seq: 0,
+        })
         .await
         .unwrap();
     assert!(replay.attach_info().unwrap().missed.is_none());
@@ -482,20 +492,18 @@ async fn a_node_sees_its_own_sessions_and_history_and_nothing_of_another() {
     assert_eq!(sessions[0].turns, 2);
     assert!(!sessions[0].running);
 
-    let page = node
-        .history(HistoryParams { session_key: "one".into(), before: None, limit: Some(3) })
-        .await
-        .unwrap();
+    let page = node.history(HistoryParams { session_key: "one".into(), before: None, limit: Some(3) }).await.unwrap();
     assert_eq!(page.total, 4);
     let items: Vec<&HistoryItem> = page.entries.iter().map(|e| &e.item).collect();
     assert_eq!(items[0], &HistoryItem::Assistant { text: "answer to one".into() });
     assert_eq!(items[1], &HistoryItem::User { text: "the first one again".into(), attachments: 0 });
     assert_eq!(page.next_before, Some(1));
-    let earlier = node
-        .history(HistoryParams { session_key: "one".into(), before: page.next_before, limit: None })
-        .await
-        .unwrap();
-    assert_eq!(earlier.entries[0].item, HistoryItem::User { text: "the first question, about builds".into(), attachments: 0 });
+    let earlier =
+        node.history(HistoryParams { session_key: "one".into(), before: page.next_before, limit: None }).await.unwrap();
+    assert_eq!(
+        earlier.entries[0].item,
+        HistoryItem::User { text: "the first question, about builds".into(), attachments: 0 }
+    );
     assert_eq!(earlier.next_before, None);
 
     let theirs = node.history(HistoryParams { session_key: "mine".into(), before: None, limit: None }).await;
@@ -527,7 +535,8 @@ async fn an_image_reaches_the_model_and_an_oversize_one_stops_at_the_bridge() {
     assert_eq!(images[0]["source"], json!({ "type": "base64", "media_type": "image/png", "data": PIXEL_PNG }));
 
     let asked_before = gateway_requests(&computer.gateway, method::AGENT).await;
-    let huge = Attachment { media_type: "image/png".into(), data: "A".repeat(node_kit::protocol::MAX_ATTACHMENT_BYTES + 4) };
+    let huge =
+        Attachment { media_type: "image/png".into(), data: "A".repeat(node_kit::protocol::MAX_ATTACHMENT_BYTES + 4) };
     let refused = node.agent(prompt("and this one?", "look").attach(huge)).await.unwrap_err();
     let refused = remote(refused);
     assert_eq!(refused.code, ErrorCode::PayloadTooLarge);

@@ -160,6 +160,7 @@ fn write_paired_store(home: &Path, identities: &[Arc<Identity>]) {
             scopes: vec![Scope::Chat],
             created_at_ms: 1,
             last_seen_ms: 1,
+            policy: Default::default(),
         })
         .collect();
     let path = gateway::home::paired_store_path(home);

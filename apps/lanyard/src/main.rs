@@ -44,6 +44,7 @@ enum Command {
     Gateway(commands::gateway::GatewayArgs),
     Bridge(commands::bridge::BridgeArgs),
     Agent(commands::agent::AgentArgs),
+    Pending(commands::pending::PendingArgs),
     #[command(subcommand)]
     Nodes(commands::nodes::NodesCommand),
     Pair(commands::pair::PairArgs),
@@ -66,6 +67,7 @@ fn main() -> ExitCode {
             Command::Gateway(args) => commands::gateway::run(args, home).await,
             Command::Bridge(args) => commands::bridge::run(args, &cli.url, &home).await,
             Command::Agent(args) => commands::agent::run(args, &cli.url, &home).await,
+            Command::Pending(args) => commands::pending::run(args, &cli.url, &home).await,
             Command::Nodes(command) => commands::nodes::run(command, &cli.url, &home).await,
             Command::Pair(args) => commands::pair::run(args, &cli.url, &home).await,
             Command::Invoke(args) => commands::invoke::run(args, &cli.url, &home).await,
@@ -74,6 +76,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // The command has said why (Ctrl-C stopped `lanyard agent`, say): only the status is left.
+            if let Some(commands::Exit(code)) = e.downcast_ref() {
+                return ExitCode::from(*code);
+            }
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }

@@ -354,7 +354,8 @@ async fn a_device_pairs_through_up_and_is_managed_with_nodes() {
     .await;
     let row = listed.lines().find(|l| l.starts_with(&node_id)).unwrap_or_else(|| panic!("{listed}"));
     let cells: Vec<&str> = row.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
-    let expected = [node_id.as_str(), "Ada's phone", "ios", "chat", "now", "yes", "none", "foreground", "unknown"];
+    let expected =
+        [node_id.as_str(), "Ada's phone", "ios", "chat", "default", "now", "yes", "none", "foreground", "unknown"];
     assert_eq!(cells, expected, "{listed}");
     assert!(listed.starts_with("ID "), "{listed}");
     let json: serde_json::Value = serde_json::from_str(&up.lanyard_ok(&["nodes", "list", "--json"]).await).unwrap();

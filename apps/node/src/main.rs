@@ -1,13 +1,16 @@
 //! `lanyard-node`: the reference Lanyard node for Linux and macOS. It pairs with the computer's bridge
 //! (either door), keeps its key and pairing in its state directory, and stays connected. It gives the agent
 //! a Canvas (a page in headless Chromium) to show, navigate, script and photograph, and forwards voice
-//! transcripts, read line by line, to the agent. What a wall display, a Raspberry Pi or a spare laptop
-//! runs, and what phone apps copy.
+//! transcripts, read line by line, to the agent; the agent's prompts (a tool's permission, a question, a
+//! plan) are printed with their request id and answered by stdin commands (`/allow`, `/deny`, `/answer`,
+//! `/approve`, `/reject`), and `/cancel` stops its turn. What a wall display, a Raspberry Pi or a spare
+//! laptop runs, and what phone apps copy.
 
 mod allow;
 mod canvas;
 mod commands;
 mod pair;
+mod prompts;
 mod run;
 mod settings;
 mod status;
@@ -25,7 +28,9 @@ use std::process::ExitCode;
     version,
     about = "A Lanyard node: pairs with your computer's bridge, gives the agent a screen, forwards voice",
     long_about = "A Lanyard node: pairs with your computer's bridge, gives the agent a screen (a Canvas in \
-        headless Chromium) and forwards voice transcripts to it.\n\n\
+        headless Chromium) and forwards voice transcripts to it; you answer the agent's prompts (a tool's \
+        permission, a question, a plan) and cancel its turn with commands on stdin (see `lanyard-node run \
+        --help`).\n\n\
         Pair once (`lanyard-node pair 'lanyard://…'` with the string `lanyard pair` printed on the computer, \
         or `lanyard-node pair` to find the bridge on the network and wait for the owner's approval), then \
         `lanyard-node run`.\n\n\
@@ -67,7 +72,9 @@ enum Command {
     /// Pair with the computer: by a connection string (door 2), or by finding its bridge and waiting for the
     /// owner to approve (door 1).
     Pair(pair::PairArgs),
-    /// Connect and serve: the Canvas, voice transcripts from stdin (or --transcripts), commands on stdin.
+    /// Connect and serve: the Canvas, voice transcripts from stdin (or --transcripts), commands on stdin
+    /// (answers to the agent's prompts, /cancel, /pending, /foreground, /background, /quit).
+    #[command(after_help = run::STDIN_HELP)]
     Run(run::RunArgs),
     /// Show the name, the bridge, the pairing, the link, voice and the web allow-list.
     Status,

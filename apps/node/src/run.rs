@@ -1,9 +1,13 @@
-//! `lanyard-node run`: connect (and stay connected), serve the Canvas, forward transcripts, and switch
-//! between foreground and background on a signal or a stdin command, until SIGINT or SIGTERM. A clean
-//! shutdown closes the browser.
+//! `lanyard-node run`: connect (and stay connected), serve the Canvas, forward transcripts, answer the
+//! agent's prompts and cancel its turn from stdin commands, and switch between foreground and background
+//! on a signal or a stdin command, until SIGINT or SIGTERM. A clean shutdown closes the browser.
+//!
+//! stdin is read by one task: commands are handled at once (prompt answers and `/cancel` even while a
+//! turn streams), transcripts wait in the voice queue for their turn.
 
 use crate::canvas::{Canvas, CanvasLimits, CanvasOptions};
 use crate::commands::NodeCommands;
+use crate::prompts::{self, Steer, Turns};
 use crate::settings::{RunStatus, Settings, StateDir};
 use crate::voice;
 use anyhow::Context;
@@ -23,6 +27,28 @@ use tokio::sync::mpsc;
 const BEACON_EVERY: Duration = Duration::from_secs(60);
 /// Pause between attempts when the bridge cannot be reached at start.
 const START_RETRY: Duration = Duration::from_secs(5);
+
+/// What `lanyard-node run --help` says about stdin.
+pub const STDIN_HELP: &str = "\
+stdin: each line is a voice transcript for the agent (sent one at a time, in order; the reply streams to \
+stdout), or one of these commands, handled at once, even while a reply streams:
+
+  /allow [ID]              allow the tool the agent asks to use ([permission ID] …)
+  /deny [ID] [reason…]     refuse it; the model reads the reason
+  /answer [ID] N|text      answer a question ([question ID] …) by option number or in words; several
+                           questions: answers in order, separated by ` | `; a multi-select takes N,N
+  /approve [ID]            approve the agent's plan ([plan ID] …)
+  /reject [ID] [reason…]   reject it; the agent stays in plan mode with the reason
+  /cancel                  stop the running turn (it ends with [cancelled])
+  /pending                 list the prompts waiting for this node
+  /foreground, /background tell the computer the app's state (as SIGUSR1 and SIGUSR2 do)
+  /status                  print the link and the screen to stderr
+  /quit                    stop (as SIGINT and SIGTERM do)
+
+ID is a prompt's request id, or a unique prefix of it; it may be left out while one prompt is open. \
+An answer the computer refuses is printed as [answer refused: CODE: message]; [prompt closed ID: \
+allowed|denied|timed_out|withdrawn] follows every prompt. A prompt left unanswered is denied after the \
+computer's timeout.";
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -58,7 +84,7 @@ fn parse_size(text: &str) -> Result<(u32, u32), String> {
     }
 }
 
-/// What stdin or a signal asked for.
+/// What stdin or a signal asked for, for the main loop.
 enum Control {
     State(AppState),
     Status,
@@ -68,21 +94,39 @@ enum Control {
 /// A line of input: a command (stdin only) or a transcript.
 enum Line {
     Control(Control),
+    /// About the agent's prompts or its running turn.
+    Steer(Steer),
     Transcript(String),
 }
 
-/// A stdin line: `/background`, `/foreground`, `/status`, `/quit`, or a transcript.
+/// A stdin line: `/background`, `/foreground`, `/status`, `/quit`, a prompt command (see
+/// [`crate::prompts`]), or a transcript. Lines of a transcript file (`commands` false) are all transcripts.
 fn read_line(line: &str, commands: bool) -> Option<Line> {
     let line = line.trim();
     let command = match line {
         "" => return None,
+        _ if !commands => return Some(Line::Transcript(line.to_string())),
         "/background" => Control::State(AppState::Background),
         "/foreground" => Control::State(AppState::Foreground),
         "/status" => Control::Status,
         "/quit" => Control::Quit,
-        text => return Some(Line::Transcript(text.to_string())),
+        text => {
+            return Some(match prompts::parse(text) {
+                Some(steer) => Line::Steer(steer),
+                None => Line::Transcript(text.to_string()),
+            });
+        }
     };
-    Some(if commands { Line::Control(command) } else { Line::Transcript(line.to_string()) })
+    Some(Line::Control(command))
+}
+
+/// Where [`read_lines`] sends what it reads.
+#[derive(Clone)]
+struct Sinks {
+    controls: mpsc::Sender<Control>,
+    steer: mpsc::Sender<Steer>,
+    /// The voice queue; `None` when voice is off.
+    transcripts: Option<mpsc::Sender<String>>,
 }
 
 /// Keeps `status.json` current for `lanyard-node status`.
@@ -178,19 +222,24 @@ pub async fn run(state: &StateDir, settings: Settings, args: RunArgs) -> anyhow:
     // reconnect.
     tokio::spawn(watch_link(node.clone(), reporter.clone(), settings.voice));
 
-    // Transcripts go straight to the voice queue: a full queue slows reading, never the commands.
+    // Transcripts go straight to the voice queue, whose task runs one turn at a time; prompt commands go
+    // to a task of their own, so they are answered while a turn streams.
+    let turns = Arc::new(Turns::default());
     let transcripts = settings.voice.then(|| {
         let (transcripts, queue) = mpsc::channel(voice::QUEUE);
-        tokio::spawn(voice::forward(node.clone(), queue));
+        tokio::spawn(voice::forward(node.clone(), turns.clone(), queue));
         transcripts
     });
+    let (steer, steer_queue) = mpsc::channel(16);
+    tokio::spawn(prompts::steer(node.clone(), turns, steer_queue));
     let (controls_tx, mut controls) = mpsc::channel(8);
-    tokio::spawn(read_lines(tokio::io::stdin(), controls_tx.clone(), transcripts.clone(), true));
+    let sinks = Sinks { controls: controls_tx, steer, transcripts };
+    tokio::spawn(read_lines(tokio::io::stdin(), sinks.clone(), true));
     if let Some(path) = &args.transcripts {
         let file = tokio::fs::File::open(path).await.with_context(|| format!("cannot open {}", path.display()))?;
-        tokio::spawn(read_lines(file, controls_tx.clone(), transcripts.clone(), false));
+        tokio::spawn(read_lines(file, sinks.clone(), false));
     }
-    drop((controls_tx, transcripts));
+    drop(sinks);
 
     let mut app_state = AppState::Foreground;
     let mut beacon = tokio::time::interval(BEACON_EVERY);
@@ -276,19 +325,15 @@ async fn watch_link(node: Node, reporter: Arc<Reporter>, voice: bool) {
     }
 }
 
-/// Reads `input` (stdin, with commands; or a transcript file) line by line: commands to the main loop,
-/// transcripts to the voice queue (`None` when voice is off).
-async fn read_lines(
-    input: impl tokio::io::AsyncRead + Unpin,
-    controls: mpsc::Sender<Control>,
-    transcripts: Option<mpsc::Sender<String>>,
-    commands: bool,
-) {
+/// Reads `input` (stdin, with commands; or a transcript file) line by line: commands to the main loop or
+/// the prompt task, transcripts to the voice queue.
+async fn read_lines(input: impl tokio::io::AsyncRead + Unpin, sinks: Sinks, commands: bool) {
     let mut lines = BufReader::new(input).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        let sent = match (read_line(&line, commands), &transcripts) {
+        let sent = match (read_line(&line, commands), &sinks.transcripts) {
             (None, _) => true,
-            (Some(Line::Control(control)), _) => controls.send(control).await.is_ok(),
+            (Some(Line::Control(control)), _) => sinks.controls.send(control).await.is_ok(),
+            (Some(Line::Steer(steer)), _) => sinks.steer.send(steer).await.is_ok(),
             (Some(Line::Transcript(text)), Some(queue)) => queue.send(text).await.is_ok(),
             (Some(Line::Transcript(_)), None) => {
                 eprintln!("lanyard-node: voice is off; turn it on with `lanyard-node --voice on run`");

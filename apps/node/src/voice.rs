@@ -1,12 +1,14 @@
 //! Voice forward: transcripts (a phone does speech-to-text itself; this node takes its text) go to the
 //! agent on the `voice` channel, on the node's own session, one at a time and in order; each reply streams
-//! to stdout. A transcript the bridge refuses for its rate is kept and sent again after `retryAfterMs`,
-//! so a burst is slowed, never lost.
+//! to stdout, with the prompts the turn raises (answered by stdin commands, see [`crate::prompts`]) and
+//! `[cancelled]` for a turn stopped by `/cancel`. A transcript the bridge refuses for its rate is kept and
+//! sent again after `retryAfterMs`, so a burst is slowed, never lost.
 
+use crate::prompts::{self, CONSOLE, Turns};
 use node_kit::ClientError;
 use node_kit::node::Node;
-use node_kit::protocol::{AgentChannel, AgentEventKind, AgentParams, ErrorCode};
-use std::io::Write;
+use node_kit::protocol::{AgentChannel, AgentParams, ErrorCode, RunStatus};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -16,21 +18,21 @@ pub const QUEUE: usize = 64;
 const ATTEMPTS: u32 = 20;
 
 /// Sends each transcript in turn until the queue closes.
-pub async fn forward(node: Node, mut transcripts: mpsc::Receiver<String>) {
+pub async fn forward(node: Node, turns: Arc<Turns>, mut transcripts: mpsc::Receiver<String>) {
     while let Some(text) = transcripts.recv().await {
-        if let Err(e) = send(&node, &text).await {
+        if let Err(e) = send(&node, &turns, &text).await {
             eprintln!("lanyard-node: voice: the transcript {text:?} was not answered: {e}");
         }
     }
 }
 
-async fn send(node: &Node, text: &str) -> Result<(), ClientError> {
+async fn send(node: &Node, turns: &Turns, text: &str) -> Result<(), ClientError> {
     let params = AgentParams { channel: AgentChannel::Voice, ..AgentParams::new(text) };
     let mut attempt = 0;
     loop {
         attempt += 1;
         let outcome = match node.agent(params.clone()).await {
-            Ok(run) => stream(run).await,
+            Ok(run) => stream(run, turns).await,
             Err(e) => Err(e),
         };
         let wait = match &outcome {
@@ -58,17 +60,20 @@ async fn send(node: &Node, text: &str) -> Result<(), ClientError> {
     }
 }
 
-/// Prints the reply as it streams, then a newline.
-async fn stream(mut run: node_kit::client::AgentRun) -> Result<(), ClientError> {
-    let mut stdout = std::io::stdout();
-    while let Some(event) = run.next_event().await {
-        if let AgentEventKind::TextDelta { text } = event {
-            let _ = write!(stdout, "{text}");
-            let _ = stdout.flush();
-        }
+/// Prints the reply as it streams, and the prompts the turn raises, then a newline (and `[cancelled]`
+/// when the turn was stopped).
+async fn stream(mut run: node_kit::client::AgentRun, turns: &Turns) -> Result<(), ClientError> {
+    let run_id = run.run_id().to_string();
+    turns.started(&run_id);
+    let mut printed = false;
+    while let Some(event) = run.next().await {
+        printed |= prompts::show(turns, &event);
     }
     let outcome = run.outcome().await;
-    let _ = writeln!(stdout);
-    let _ = stdout.flush();
+    turns.finished(&run_id);
+    CONSOLE.end_reply(printed);
+    if outcome.as_ref().is_ok_and(|o| o.status == RunStatus::Cancelled) {
+        CONSOLE.lines("[cancelled]");
+    }
     outcome.map(drop)
 }

@@ -89,7 +89,11 @@ impl ApiRequest {
     pub fn tool_result(&self, tool_use_id: &str) -> Option<Value> {
         let messages = self.body["messages"].as_array()?;
         let last_user = messages.iter().rev().find(|m| m["role"] == "user")?;
-        last_user["content"].as_array()?.iter().find(|b| b["type"] == "tool_result" && b["tool_use_id"] == tool_use_id).cloned()
+        last_user["content"]
+            .as_array()?
+            .iter()
+            .find(|b| b["type"] == "tool_result" && b["tool_use_id"] == tool_use_id)
+            .cloned()
     }
 
     /// The text of a tool result's content, whether a string or text blocks.

@@ -37,6 +37,11 @@ pub struct GatewayArgs {
     /// Stop a turn that runs longer than this many seconds
     #[arg(long, default_value_t = 600, value_name = "SECS")]
     turn_timeout: u64,
+
+    /// Deny a permission prompt, question or plan that nobody answers within this many seconds (the
+    /// model is told why)
+    #[arg(long, default_value_t = 600, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    prompt_timeout: u64,
 }
 
 impl GatewayArgs {
@@ -51,6 +56,7 @@ impl GatewayArgs {
             cwd: self.cwd,
             idle_timeout: Duration::from_secs(self.idle_timeout),
             turn_timeout: Duration::from_secs(self.turn_timeout),
+            prompt_timeout: Duration::from_secs(self.prompt_timeout),
             ..AgentConfig::default()
         };
         config

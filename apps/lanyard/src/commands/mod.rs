@@ -6,12 +6,15 @@ pub mod gateway;
 pub mod invoke;
 pub mod nodes;
 pub mod pair;
+pub mod pending;
 pub mod up;
 
 use ::gateway::home::GatewayToken;
 use anyhow::{Context, anyhow};
 use node_kit::{Client, ClientError};
+use std::io::BufRead;
 use std::path::Path;
+use tokio::sync::mpsc;
 
 /// Reads a token the gateway created in its home, with an error that says what to do when it is missing.
 pub fn load_token(path: &Path) -> anyhow::Result<GatewayToken> {
@@ -49,3 +52,31 @@ pub async fn connect(url: &str, home: &Path) -> anyhow::Result<Client> {
 pub fn idempotency_key() -> String {
     node_kit::client::random_id()
 }
+
+/// Lines typed on stdin. A plain thread does the blocking reads: a read cannot be cancelled, and a thread
+/// stuck in one does not hold up the runtime's shutdown the way a blocking task would. The channel ends
+/// when stdin does.
+pub(crate) fn stdin_lines() -> std::io::Result<mpsc::Receiver<String>> {
+    let (tx, rx) = mpsc::channel(16);
+    std::thread::Builder::new().name("stdin".into()).spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    })?;
+    Ok(rx)
+}
+
+/// Ends a command with this exit status and nothing more printed: the command has said what it had to.
+#[derive(Debug)]
+pub struct Exit(pub u8);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit status {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}

@@ -1,6 +1,6 @@
 //! How nodes and requests look in a terminal: tables, scopes, and times as people say them.
 
-use node_kit::protocol::{PendingPairing, Scope};
+use node_kit::protocol::{NodePolicy, PendingPairing, PermissionMode, Scope};
 
 /// A waiting request as the owner sees it, in `lanyard nodes pending` and in `lanyard up`'s prompt: who
 /// asks, from where, for what, and the code to compare with the device's screen.
@@ -29,8 +29,36 @@ pub(crate) fn scopes(scopes: &[Scope]) -> String {
     scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
 }
 
+/// A policy in a table cell: the mode, then how many tool patterns are allowed and denied
+/// (`acceptEdits +2/-1`).
+pub(super) fn policy_cell(policy: &NodePolicy) -> String {
+    let (allowed, denied) = (policy.allowed_tools.len(), policy.denied_tools.len());
+    match (allowed, denied) {
+        (0, 0) => policy.mode.to_string(),
+        (a, 0) => format!("{} +{a}", policy.mode),
+        (0, d) => format!("{} -{d}", policy.mode),
+        (a, d) => format!("{} +{a}/-{d}", policy.mode),
+    }
+}
+
+/// A policy in full, indented under the device it belongs to.
+pub(super) fn describe_policy(policy: &NodePolicy) -> String {
+    let what = match policy.mode {
+        PermissionMode::Default => "every tool that needs permission asks",
+        PermissionMode::AcceptEdits => "file edits run unasked; commands still ask",
+        PermissionMode::Plan => "the agent plans first and asks to go ahead",
+    };
+    let list = |patterns: &[String]| if patterns.is_empty() { "none".to_string() } else { patterns.join(", ") };
+    format!(
+        "  mode:    {} ({what})\n  allowed: {}\n  denied:  {}",
+        policy.mode,
+        list(&policy.allowed_tools),
+        list(&policy.denied_tools)
+    )
+}
+
 /// Left-aligned columns two spaces apart, each as wide as its widest cell.
-pub(super) fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+pub(crate) fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
     let mut widths = header.map(|h| h.chars().count());
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -114,5 +142,24 @@ mod tests {
         assert_eq!(table(["NAME", "PLATFORM"], &rows), "NAME        PLATFORM\nZoë's iPad  ios\nx           linux");
         assert_eq!(scopes(&[]), "none");
         assert_eq!(scopes(&[Scope::Chat, Scope::Voice]), "chat,voice");
+    }
+
+    #[test]
+    fn policies_count_their_patterns() {
+        let mut policy = NodePolicy::default();
+        assert_eq!(policy_cell(&policy), "default");
+        policy.mode = PermissionMode::AcceptEdits;
+        policy.allowed_tools = vec!["Edit".into(), "Bash(npm test:*)".into()];
+        assert_eq!(policy_cell(&policy), "acceptEdits +2");
+        policy.denied_tools = vec!["WebFetch".into()];
+        assert_eq!(policy_cell(&policy), "acceptEdits +2/-1");
+        policy.allowed_tools.clear();
+        assert_eq!(policy_cell(&policy), "acceptEdits -1");
+        let described = describe_policy(&policy);
+        assert!(
+            described.contains("mode:    acceptEdits (file edits") && described.contains("allowed: none"),
+            "{described}"
+        );
+        assert!(described.ends_with("denied:  WebFetch"), "{described}");
     }
 }

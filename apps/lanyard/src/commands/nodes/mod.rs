@@ -4,19 +4,20 @@ mod display;
 mod paired;
 mod requests;
 
-pub(crate) use display::{describe_request, scopes, time_left};
+pub(crate) use display::{describe_request, scopes, table, time_left};
 pub(crate) use requests::{Verdict, decide};
 
 use certs::KeyId;
 use clap::Subcommand;
 use node_kit::ClientError;
-use node_kit::protocol::{ErrorCode, Scope};
+use node_kit::protocol::{ErrorCode, PermissionMode, Scope};
 use std::path::Path;
 
 /// See and manage the devices ("nodes") paired with this computer, and answer their pairing requests
 #[derive(Subcommand)]
 pub enum NodesCommand {
-    /// List the paired devices: which are connected now, their scopes, and when each was last seen
+    /// List the paired devices: which are connected now, their scopes and agent policy, and when each was
+    /// last seen
     List {
         /// Print JSON instead of a table
         #[arg(long)]
@@ -63,6 +64,43 @@ pub enum NodesCommand {
         #[arg(value_parser = parse_node_id)]
         node_id: KeyId,
     },
+    /// Show or set what a paired device's agent turns may do: its permission mode, and the tools that
+    /// run or are refused without asking
+    ///
+    /// With no options, shows the device's policy. `--allow` and `--deny` replace their list with the
+    /// patterns given (repeat them for several), in claude's permission rule syntax: `Edit`,
+    /// `Bash(npm test:*)`, `WebFetch(domain:example.com)`. What is left out stays as it was. A device can
+    /// never be given bypassPermissions: its turns always ask, or follow your rules. Its next turn runs
+    /// under the new policy.
+    Policy {
+        /// The device's ID or name, from `lanyard nodes list`
+        node: String,
+
+        /// default (every tool that needs permission asks), acceptEdits (file edits run unasked) or plan
+        /// (the agent plans first and asks to go ahead)
+        #[arg(long, value_parser = parse_mode, value_name = "MODE")]
+        mode: Option<PermissionMode>,
+
+        /// A tool pattern that runs without asking; replaces the allowed list
+        #[arg(long = "allow", value_name = "PATTERN", conflicts_with = "clear_allow")]
+        allow: Vec<String>,
+
+        /// A tool pattern refused without asking; replaces the denied list
+        #[arg(long = "deny", value_name = "PATTERN", conflicts_with = "clear_deny")]
+        deny: Vec<String>,
+
+        /// Empty the allowed list
+        #[arg(long)]
+        clear_allow: bool,
+
+        /// Empty the denied list
+        #[arg(long)]
+        clear_deny: bool,
+
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn run(command: NodesCommand, url: &str, home: &Path) -> anyhow::Result<()> {
@@ -80,12 +118,31 @@ pub async fn run(command: NodesCommand, url: &str, home: &Path) -> anyhow::Resul
         }
         NodesCommand::Rename { node_id, name } => paired::rename(&client, node_id, name).await,
         NodesCommand::Revoke { node_id } => paired::revoke(&client, node_id).await,
+        NodesCommand::Policy { node, mode, allow, deny, clear_allow, clear_deny, json } => {
+            // A list is replaced when given, emptied when cleared, and kept otherwise.
+            let list = |patterns: Vec<String>, clear: bool| match (clear, patterns.is_empty()) {
+                (true, _) => Some(Vec::new()),
+                (false, true) => None,
+                (false, false) => Some(patterns),
+            };
+            let change = paired::PolicyChange {
+                mode,
+                allowed_tools: list(allow, clear_allow),
+                denied_tools: list(deny, clear_deny),
+            };
+            paired::policy(&client, &node, change, json).await
+        }
     }
 }
 
 /// Node IDs are long; a typo is caught here, before any call, with a pointer to where the IDs are.
 fn parse_node_id(text: &str) -> Result<KeyId, String> {
     text.parse().map_err(|e| format!("{e}; `lanyard nodes list` shows the IDs of the paired devices"))
+}
+
+/// A permission mode by the name claude takes; `bypassPermissions` is refused with the reason.
+fn parse_mode(text: &str) -> Result<PermissionMode, String> {
+    text.parse()
 }
 
 /// A scope by its wire name, so the CLI accepts exactly what the protocol does.
@@ -122,5 +179,7 @@ mod tests {
         let id = KeyId::of_spki(b"node");
         assert_eq!(parse_node_id(&id.to_string().to_lowercase()), Ok(id));
         assert!(parse_node_id("ABCD-EFGH").unwrap_err().contains("lanyard nodes list"));
+        assert_eq!(parse_mode("acceptEdits"), Ok(PermissionMode::AcceptEdits));
+        assert!(parse_mode("bypassPermissions").unwrap_err().contains("never"));
     }
 }

@@ -1,13 +1,13 @@
-//! `lanyard nodes list | rename | revoke`: the paired devices.
+//! `lanyard nodes list | rename | revoke | policy`: the paired devices.
 
-use super::display::{ago, scopes, table};
+use super::display::{ago, describe_policy, policy_cell, scopes, table};
 use super::explain;
-use anyhow::Context;
+use anyhow::{Context, bail};
 use certs::KeyId;
 use node_kit::Client;
 use node_kit::protocol::{
-    AppState, NodeListPayload, NodeSummary, PairRenameParams, PairRenamed, PairRevokeParams, PairRevoked,
-    PairedNodeList, method,
+    AppState, NodeListPayload, NodeSummary, PairPolicyParams, PairRenameParams, PairRenamed, PairRevokeParams,
+    PairRevoked, PairedNode, PairedNodeList, PermissionMode, method,
 };
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -45,7 +45,7 @@ pub(super) async fn list(client: &Client, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let now = node_kit::protocol::now_ms();
-    let rows: Vec<[String; 9]> = paired
+    let rows: Vec<[String; 10]> = paired
         .nodes
         .iter()
         .map(|node| {
@@ -72,6 +72,7 @@ pub(super) async fn list(client: &Client, json: bool) -> anyhow::Result<()> {
                 node.device.name.clone(),
                 node.device.platform.clone(),
                 scopes(&node.scopes),
+                policy_cell(&node.policy),
                 if live.is_some() { "now".to_string() } else { ago(node.last_seen_ms, now) },
                 if live.is_some() { "yes" } else { "no" }.to_string(),
                 caps,
@@ -80,7 +81,7 @@ pub(super) async fn list(client: &Client, json: bool) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    let header = ["ID", "NAME", "PLATFORM", "SCOPES", "LAST SEEN", "CONNECTED", "CAPS", "STATE", "VOICE"];
+    let header = ["ID", "NAME", "PLATFORM", "SCOPES", "POLICY", "LAST SEEN", "CONNECTED", "CAPS", "STATE", "VOICE"];
     println!("{}", table(header, &rows));
     Ok(())
 }
@@ -104,4 +105,53 @@ pub(super) async fn revoke(client: &Client, node_id: KeyId) -> anyhow::Result<()
          again to come back"
     );
     Ok(())
+}
+
+/// What `lanyard nodes policy` changes; `None` keeps the current value.
+pub(super) struct PolicyChange {
+    pub mode: Option<PermissionMode>,
+    pub allowed_tools: Option<Vec<String>>,
+    pub denied_tools: Option<Vec<String>>,
+}
+
+/// Shows a device's policy, after changing it when `change` asks for something.
+pub(super) async fn policy(client: &Client, node: &str, change: PolicyChange, json: bool) -> anyhow::Result<()> {
+    let found = find(client, node).await?;
+    let PolicyChange { mode, allowed_tools, denied_tools } = change;
+    let unchanged = mode.is_none() && allowed_tools.is_none() && denied_tools.is_none();
+    let node = if unchanged {
+        found
+    } else {
+        let params = PairPolicyParams { node_id: found.node_id, mode, allowed_tools, denied_tools };
+        let payload = client.request(method::PAIR_POLICY, serde_json::to_value(params)?).await.map_err(explain)?;
+        serde_json::from_value::<PairedNode>(payload).context("the gateway sent an unreadable pair.policy answer")?
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&json!({ "nodeId": node.node_id, "policy": node.policy }))?);
+        return Ok(());
+    }
+    let said = if unchanged { "runs its agent turns with" } else { "now runs its agent turns with" };
+    println!("\"{}\" ({}) {said}:\n{}", node.device.name, node.node_id, describe_policy(&node.policy));
+    Ok(())
+}
+
+/// The paired device `node` names: its ID, or its name when one device has that name.
+async fn find(client: &Client, node: &str) -> anyhow::Result<PairedNode> {
+    let payload = client.request(method::PAIR_LIST, Value::Null).await?;
+    let paired: PairedNodeList = serde_json::from_value(payload).context("the gateway sent an unreadable pair.list")?;
+    if let Ok(id) = node.parse::<KeyId>() {
+        return match paired.nodes.into_iter().find(|n| n.node_id == id) {
+            Some(found) => Ok(found),
+            None => bail!("{id} is not paired; `lanyard nodes list` shows the paired devices and their IDs"),
+        };
+    }
+    let mut named: Vec<PairedNode> = paired.nodes.into_iter().filter(|n| n.device.name == node).collect();
+    match named.len() {
+        1 => Ok(named.remove(0)),
+        0 => bail!("no paired device has the ID or name {node:?}; `lanyard nodes list` shows them"),
+        n => bail!(
+            "{n} paired devices are named {node:?}; give the ID instead: {}",
+            named.iter().map(|n| n.node_id.to_string()).collect::<Vec<_>>().join(", ")
+        ),
+    }
 }

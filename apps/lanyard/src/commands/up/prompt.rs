@@ -3,12 +3,12 @@
 //! The prompt is an operator client of the gateway like `lanyard nodes`, so a request answered elsewhere
 //! (another terminal, the admin page) shows up here as a `pair.resolved` event and is skipped.
 
-use crate::commands::connect;
 use crate::commands::nodes::{Verdict, decide, describe_request};
+use crate::commands::{connect, stdin_lines};
 use node_kit::Client;
 use node_kit::protocol::{EventFrame, PairOutcome, PairResolution, PendingPairing, event, now_ms};
 use std::collections::VecDeque;
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::path::Path;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
@@ -31,21 +31,6 @@ pub(super) async fn approve_from_terminal(url: &str, home: &Path, stop: &Cancell
             println!("Cannot ask about pairing requests here ({e:#}); {FALLBACK}.");
         },
     }
-}
-
-/// Lines typed on stdin. A plain thread does the blocking reads: a read cannot be cancelled, and a thread
-/// stuck in one does not hold up the runtime's shutdown the way a blocking task would.
-fn stdin_lines() -> io::Result<mpsc::Receiver<String>> {
-    let (tx, rx) = mpsc::channel(16);
-    std::thread::Builder::new().name("stdin".into()).spawn(move || {
-        for line in io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            if tx.blocking_send(line).is_err() {
-                break;
-            }
-        }
-    })?;
-    Ok(rx)
 }
 
 struct Prompter<W> {
