@@ -222,67 +222,22 @@ fn stream_events(model: &str, reply: Reply) -> Vec<(Value, Wait)> {
     let mut last_block = 0;
     let stop_reason = match reply {
         Reply::Text { pieces, gap } => {
-            events.push((
-                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-                now(),
-            ));
-            for piece in pieces {
-                events.push((
-                    json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
-                    Wait::For(gap),
-                ));
-            }
+            text_block(&mut events, pieces, || Wait::For(gap));
             "end_turn"
         }
         Reply::Gated { pieces, gate } => {
-            events.push((
-                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-                now(),
-            ));
-            for piece in pieces {
-                events.push((
-                    json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
-                    Wait::Gate(gate.clone()),
-                ));
-            }
+            text_block(&mut events, pieces, || Wait::Gate(gate.clone()));
             "end_turn"
         }
         Reply::GatedThenTool { pieces, gate, id, name, input } => {
-            events.push((
-                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-                now(),
-            ));
-            for piece in pieces {
-                events.push((
-                    json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
-                    Wait::Gate(gate.clone()),
-                ));
-            }
+            text_block(&mut events, pieces, || Wait::Gate(gate.clone()));
             events.push((json!({"type": "content_block_stop", "index": 0}), now()));
-            events.push((
-                json!({"type": "content_block_start", "index": 1,
-                "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}}),
-                now(),
-            ));
-            events.push((
-                json!({"type": "content_block_delta", "index": 1,
-                "delta": {"type": "input_json_delta", "partial_json": input.to_string()}}),
-                now(),
-            ));
+            tool_block(&mut events, 1, &id, &name, &input);
             last_block = 1;
             "tool_use"
         }
         Reply::ToolUse { id, name, input } => {
-            events.push((
-                json!({"type": "content_block_start", "index": 0,
-                "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}}),
-                now(),
-            ));
-            events.push((
-                json!({"type": "content_block_delta", "index": 0,
-                "delta": {"type": "input_json_delta", "partial_json": input.to_string()}}),
-                now(),
-            ));
+            tool_block(&mut events, 0, &id, &name, &input);
             "tool_use"
         }
         Reply::Status(..) | Reply::Delay(..) => unreachable!("handled before streaming"),
@@ -295,4 +250,28 @@ fn stream_events(model: &str, reply: Reply) -> Vec<(Value, Wait)> {
     ));
     events.push((json!({"type": "message_stop"}), now()));
     events
+}
+
+/// A text block at index 0: its start, then one delta per piece, each after `wait`.
+fn text_block(events: &mut Vec<(Value, Wait)>, pieces: Vec<String>, wait: impl Fn() -> Wait) {
+    events.push((
+        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        Wait::For(Duration::ZERO),
+    ));
+    for piece in pieces {
+        events.push((
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
+            wait(),
+        ));
+    }
+}
+
+/// A tool call block at `index`: its start and its whole input as one delta (the block's stop is the caller's).
+fn tool_block(events: &mut Vec<(Value, Wait)>, index: usize, id: &str, name: &str, input: &Value) {
+    let start = json!({"type": "content_block_start", "index": index,
+        "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}});
+    let delta = json!({"type": "content_block_delta", "index": index,
+        "delta": {"type": "input_json_delta", "partial_json": input.to_string()}});
+    events.push((start, Wait::For(Duration::ZERO)));
+    events.push((delta, Wait::For(Duration::ZERO)));
 }
