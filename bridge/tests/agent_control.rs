@@ -325,10 +325,13 @@ async fn an_interrupt_stops_the_turn_and_the_same_claude_answers_the_next() {
     assert_eq!(again.was, RunPhase::Finished);
 }
 
+/// One proxied connection: extra handles on the node's and the bridge's socket, and the copying task.
+type CableLink = (tokio::net::TcpStream, tokio::net::TcpStream, tokio::task::JoinHandle<()>);
+
 /// A TCP middlebox between the node and the bridge whose links can be cut hard (RST, no close frame).
 struct Cable {
     addr: String,
-    links: Arc<Mutex<Vec<(tokio::net::TcpStream, tokio::net::TcpStream, tokio::task::JoinHandle<()>)>>>,
+    links: Arc<Mutex<Vec<CableLink>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
