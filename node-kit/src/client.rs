@@ -625,11 +625,15 @@ pub const REATTACH_WITHIN: Duration = Duration::from_secs(120);
 
 impl AgentRun {
     fn new(ack: AgentAck, rx: mpsc::UnboundedReceiver<RunItem>, after_seq: u64) -> AgentRun {
-        // Prompts the replay will carry anyway (newer than `after_seq`) are not put in front twice.
+        // The replay starts after `after_seq`, or after the missed range when the buffer no longer
+        // reaches back that far: open prompts up to there are handed out first, newer ones come with it.
         let front = ack
             .attach
             .as_ref()
-            .map(|info| info.pending.iter().filter(|p| p.seq <= after_seq).cloned().collect())
+            .map(|info| {
+                let replayed_after = info.missed.as_ref().map_or(after_seq, |missed| missed.to.max(after_seq));
+                info.pending.iter().filter(|p| p.seq <= replayed_after).cloned().collect()
+            })
             .unwrap_or_default();
         AgentRun { ack, rx, front, last_seq: after_seq, outcome: None, reattach: None }
     }
@@ -749,4 +753,34 @@ async fn tcp_connect(addr: &str, local: Option<std::net::IpAddr>) -> std::io::Re
         }
     }
     Err(last_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{AttachInfo, SeqRange};
+
+    fn plan(seq: u64) -> AgentEvent {
+        let kind = AgentEventKind::Plan { request_id: format!("p{seq}"), plan: "Steps".into(), expires_at_ms: 0 };
+        AgentEvent { run_id: "r".into(), session_key: "s".into(), seq, kind }
+    }
+
+    /// The prompts an attach hands out first: those the replay does not carry. The replay starts after
+    /// `afterSeq`, or after the missed range when the buffer no longer reaches back that far.
+    #[tokio::test]
+    async fn an_attach_hands_out_first_the_open_prompts_its_replay_cannot_carry() {
+        let attached = |after_seq: u64, missed: Option<SeqRange>| {
+            let pending = vec![plan(3), plan(8), plan(20)];
+            let attach = AttachInfo { session_key: "s".into(), after_seq, last_seq: 25, missed, pending };
+            let ack =
+                AgentAck { run_id: "r".into(), status: RunStatus::Accepted, duplicate: false, attach: Some(attach) };
+            let (tx, rx) = mpsc::unbounded_channel();
+            drop(tx);
+            AgentRun::new(ack, rx, after_seq)
+        };
+        let seqs = |run: &AgentRun| run.front.iter().map(|e| e.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(&attached(5, None)), [3]);
+        assert_eq!(seqs(&attached(5, Some(SeqRange { from: 6, to: 10 }))), [3, 8]);
+        assert_eq!(seqs(&attached(0, None)), Vec::<u64>::new());
+    }
 }

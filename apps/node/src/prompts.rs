@@ -351,6 +351,7 @@ async fn pick(node: &Node, turns: &Turns, rest: &str, id_only: bool) -> Result<(
             && (p.request_id == token
                 || (p.request_id.starts_with(token) && (id_only || token.len() >= MIN_PREFIX_BEFORE_TEXT)))
     };
+    let names_a_prompt = !token.is_empty() && (id_only || looks_like_id(token));
     for asked in [false, true] {
         if asked {
             let listed = node.pending().await.map_err(|e| refused(error_text(&e)))?;
@@ -373,7 +374,8 @@ async fn pick(node: &Node, turns: &Turns, rest: &str, id_only: bool) -> Result<(
                 return Err(refused(format!("{token:?} fits {} prompts; give more of the id", several.len())));
             }
         }
-        if id_only && !token.is_empty() {
+        // An id that fits no prompt is refused, never taken as the single open prompt's answer text.
+        if names_a_prompt {
             continue;
         }
         match open.as_slice() {
@@ -385,11 +387,16 @@ async fn pick(node: &Node, turns: &Turns, rest: &str, id_only: bool) -> Result<(
             }
         }
     }
-    Err(refused(if id_only && !token.is_empty() {
-        format!("no open prompt {token}")
-    } else {
-        "no prompt is open".to_string()
-    }))
+    Err(refused(if names_a_prompt { format!("no open prompt {token}") } else { "no prompt is open".to_string() }))
+}
+
+/// Whether a word in front of free text is meant as a request id (claude's ids are UUIDs): at least
+/// [`MIN_PREFIX_BEFORE_TEXT`] hex digits and dashes, with a digit among them so that words like `face`
+/// stay text.
+fn looks_like_id(token: &str) -> bool {
+    token.len() >= MIN_PREFIX_BEFORE_TEXT
+        && token.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+        && token.chars().any(|c| c.is_ascii_digit())
 }
 
 /// A question's answers from `/answer` text: question → label. One question takes the whole text; several
@@ -483,6 +490,16 @@ mod tests {
         assert_eq!(parse("/pending"), Some(Steer::Pending));
         assert_eq!(parse("/allowance"), None);
         assert_eq!(parse("allow"), None);
+    }
+
+    #[test]
+    fn an_unknown_id_in_front_of_text_is_told_from_the_text() {
+        assert!(looks_like_id("30696ca7"));
+        assert!(looks_like_id("30696ca7-1f2e-4b6a-9c1d-6f0e2a7b8c9d"));
+        assert!(!looks_like_id("face"), "a hex word without a digit is text");
+        assert!(!looks_like_id("2"), "an option number is text");
+        assert!(!looks_like_id("1,2"));
+        assert!(!looks_like_id("not now"));
     }
 
     #[test]

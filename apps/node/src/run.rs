@@ -329,19 +329,45 @@ async fn watch_link(node: Node, reporter: Arc<Reporter>, voice: bool) {
 /// the prompt task, transcripts to the voice queue.
 async fn read_lines(input: impl tokio::io::AsyncRead + Unpin, sinks: Sinks, commands: bool) {
     let mut lines = BufReader::new(input).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let sent = match (read_line(&line, commands), &sinks.transcripts) {
-            (None, _) => true,
-            (Some(Line::Control(control)), _) => sinks.controls.send(control).await.is_ok(),
-            (Some(Line::Steer(steer)), _) => sinks.steer.send(steer).await.is_ok(),
-            (Some(Line::Transcript(text)), Some(queue)) => queue.send(text).await.is_ok(),
-            (Some(Line::Transcript(_)), None) => {
-                eprintln!("lanyard-node: voice is off; turn it on with `lanyard-node --voice on run`");
-                true
+    // Transcripts the voice queue has no room for yet. Reading goes on meanwhile, so that a `/allow` typed
+    // behind them is handled at once and not after the turn it would unblock has timed out.
+    let mut backlog = std::collections::VecDeque::new();
+    let mut reading = true;
+    while reading || !backlog.is_empty() {
+        let waiting = !backlog.is_empty();
+        let room = async {
+            match &sinks.transcripts {
+                Some(queue) if waiting => queue.reserve().await.ok(),
+                _ => std::future::pending().await,
             }
         };
-        if !sent {
-            return;
+        tokio::select! {
+            permit = room => match permit {
+                Some(permit) => permit.send(backlog.pop_front().expect("waiting")),
+                None => return,
+            },
+            line = lines.next_line(), if reading && backlog.len() < voice::BACKLOG => {
+                let Ok(Some(line)) = line else {
+                    reading = false;
+                    continue;
+                };
+                let sent = match (read_line(&line, commands), &sinks.transcripts) {
+                    (None, _) => true,
+                    (Some(Line::Control(control)), _) => sinks.controls.send(control).await.is_ok(),
+                    (Some(Line::Steer(steer)), _) => sinks.steer.send(steer).await.is_ok(),
+                    (Some(Line::Transcript(text)), Some(_)) => {
+                        backlog.push_back(text);
+                        true
+                    }
+                    (Some(Line::Transcript(_)), None) => {
+                        eprintln!("lanyard-node: voice is off; turn it on with `lanyard-node --voice on run`");
+                        true
+                    }
+                };
+                if !sent {
+                    return;
+                }
+            }
         }
     }
 }

@@ -12,8 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Transcripts waiting their turn; a full queue slows the reader instead of dropping lines.
+/// Transcripts waiting their turn in the queue to the agent.
 pub const QUEUE: usize = 64;
+/// Transcripts the line reader holds beyond a full queue; past that it slows down instead of dropping
+/// lines (prompt commands typed after them then wait too).
+pub const BACKLOG: usize = 1024;
 /// Attempts per transcript before it is given up (rate limits, reconnects).
 const ATTEMPTS: u32 = 20;
 

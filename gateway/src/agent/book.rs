@@ -20,6 +20,8 @@ const TITLE_CHARS: usize = 80;
 pub(crate) struct SessionBook {
     dir: PathBuf,
     index: Mutex<BookIndex>,
+    /// Conversations kept; the one idle longest is forgotten to make room.
+    capacity: usize,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -45,11 +47,18 @@ pub(crate) struct BookEntry {
     /// Entries in the history file.
     pub entries: u64,
     file: String,
+    /// A turn has started and not yet finished: the conversation is not forgotten to make room.
+    #[serde(skip)]
+    in_turn: bool,
 }
 
 impl SessionBook {
     /// Opens the book in `dir`; an unreadable index starts an empty book (history files stay on disk).
     pub(crate) fn open(dir: PathBuf) -> SessionBook {
+        SessionBook::with_capacity(dir, MAX_SESSIONS)
+    }
+
+    fn with_capacity(dir: PathBuf, capacity: usize) -> SessionBook {
         let index = match std::fs::read(dir.join("sessions.json")) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "the conversation index is unreadable; starting a new one");
@@ -60,7 +69,7 @@ impl SessionBook {
         if dir.is_dir() {
             let _ = storage::remove_torn_writes(&dir);
         }
-        SessionBook { dir, index: Mutex::new(index) }
+        SessionBook { dir, index: Mutex::new(index), capacity }
     }
 
     /// claude's session id for `key`, to resume its conversation.
@@ -73,7 +82,7 @@ impl SessionBook {
         let mut index = self.index.lock().expect("book lock");
         let now = now_ms();
         if !index.sessions.contains_key(key) {
-            if index.sessions.len() >= MAX_SESSIONS {
+            if index.sessions.len() >= self.capacity {
                 self.forget_oldest(&mut index);
             }
             let file = format!("history-{}.jsonl", index.next_file);
@@ -89,12 +98,14 @@ impl SessionBook {
                 last_run_id: None,
                 entries: 0,
                 file,
+                in_turn: false,
             };
             index.sessions.insert(key.to_string(), entry);
         }
         let user = HistoryItem::User { text: prompt.to_string(), attachments };
         self.append(&mut index, key, vec![user], |entry| {
             entry.turns += 1;
+            entry.in_turn = true;
             entry.last_run_id = Some(run_id.to_string());
         });
     }
@@ -106,6 +117,7 @@ impl SessionBook {
             return;
         }
         self.append(&mut index, key, items, |entry| {
+            entry.in_turn = false;
             if let Some(id) = claude_session {
                 entry.claude_session_id = Some(id.to_string());
             }
@@ -150,7 +162,12 @@ impl SessionBook {
     }
 
     fn forget_oldest(&self, index: &mut BookIndex) {
-        let oldest = index.sessions.iter().min_by_key(|(_, e)| e.last_activity_ms).map(|(k, _)| k.clone());
+        let oldest = index
+            .sessions
+            .iter()
+            .filter(|(_, e)| !e.in_turn)
+            .min_by_key(|(_, e)| e.last_activity_ms)
+            .map(|(k, _)| k.clone());
         if let Some(entry) = oldest.and_then(|key| index.sessions.remove(&key)) {
             let _ = std::fs::remove_file(self.dir.join(entry.file));
         }
@@ -216,5 +233,25 @@ mod tests {
         let (first, _) = book.history("node:n1:main", Some(2), 50).unwrap();
         assert_eq!(first[0].item, HistoryItem::User { text: "  fix   the\nbuild ".into(), attachments: 1 });
         assert!(book.history("node:n2:main", None, 10).is_none());
+    }
+
+    #[test]
+    fn a_full_book_forgets_the_longest_idle_conversation_but_never_one_in_a_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let book = SessionBook::with_capacity(dir.path().to_path_buf(), 2);
+        book.start_turn("a", "r1", "first", 0);
+        book.start_turn("b", "r2", "second", 0);
+        book.finish_turn("b", vec![], Some("claude-b"));
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        // "a" is the oldest but still in its turn: "b" makes room.
+        book.start_turn("c", "r3", "third", 0);
+        book.finish_turn("a", vec![], Some("claude-a"));
+        assert_eq!(book.claude_session("a").as_deref(), Some("claude-a"));
+        assert!(book.history("b", None, 10).is_none());
+        assert!(!dir.path().join("history-1.jsonl").exists(), "the forgotten history is removed");
+        // Now "c" is in its turn and "a" idle: "a" goes.
+        book.start_turn("d", "r4", "fourth", 0);
+        assert!(book.claude_session("a").is_none());
+        assert!(book.history("c", None, 10).is_some());
     }
 }

@@ -440,7 +440,7 @@ impl RunBoard {
         runs.by_id.values().any(|run| run.session_key == session_key && run.phase() != RunPhase::Finished)
     }
 
-    /// Every open prompt the caller may answer, oldest run first.
+    /// Every open prompt the caller may answer, the one that expires first (asked first) first.
     pub(crate) fn pending(&self, caller: &Caller) -> Vec<AgentEvent> {
         let runs: Vec<Arc<RunLog>> = self
             .runs
@@ -452,7 +452,12 @@ impl RunBoard {
             .cloned()
             .collect();
         let mut prompts: Vec<AgentEvent> = runs.iter().flat_map(|run| run.open_prompts()).collect();
-        prompts.sort_by(|a, b| a.run_id.cmp(&b.run_id).then(a.seq.cmp(&b.seq)));
+        prompts.sort_by_key(|prompt| match prompt.kind {
+            AgentEventKind::Permission { expires_at_ms, .. }
+            | AgentEventKind::Question { expires_at_ms, .. }
+            | AgentEventKind::Plan { expires_at_ms, .. } => expires_at_ms,
+            _ => u64::MAX,
+        });
         prompts
     }
 }
