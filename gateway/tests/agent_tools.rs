@@ -6,7 +6,7 @@ mod support;
 
 use node_kit::protocol::AgentParams;
 use serde_json::{Value, json};
-use support::messages_api::{ApiRequest, MessagesApi, Reply};
+use support::messages_api::{ApiRequest, MessagesApi, Reply, leading_json};
 use support::{TestGateway, claude_binary};
 
 /// The result of the tool call `id` as the model got it, as (is_error, text of its first block).
@@ -63,7 +63,7 @@ async fn the_agent_lists_nodes_and_gets_node_errors_as_tool_errors() {
     assert_eq!(outcome.unwrap().result, "noted");
     let (is_error, text) = tool_result(&api, "toolu_snap");
     assert!(is_error, "{text}");
-    let error: Value = serde_json::from_str(&text).unwrap();
+    let error = leading_json(&text);
     assert_eq!(error["error"]["code"], "NODE_NOT_CONNECTED", "{text}");
     assert_eq!(error["error"]["retryAfterMs"], 1000, "{text}");
     gateway.stop().await;
