@@ -108,7 +108,9 @@ async fn main() {
         if r.has_tool_result {
             Reply::text(&["ran it"])
         } else {
-            Reply::tool("toolu_bench", "Bash", json!({ "command": "echo bench | tee bench.txt" }))
+            // An id of its own per call, as a real model does: claude does not settle a reused one.
+            let id = format!("toolu_bench_{}", r.message_count);
+            Reply::tool(&id, "Bash", json!({ "command": "echo bench | tee bench.txt" }))
         }
     })
     .await;
