@@ -104,6 +104,16 @@ mod tests {
     }
 
     #[test]
+    fn the_hello_lists_every_method_the_table_allows_and_nothing_else() {
+        let listed = node_methods();
+        assert_eq!(listed.len(), NODE_METHODS.len());
+        assert!(listed.iter().any(|m| m == method::AGENT_RESPOND), "{listed:?}");
+        assert!(!listed.iter().any(|m| m == method::PAIR_POLICY), "{listed:?}");
+        let refused = check_node_call("nope", &json!({}), &[Scope::Chat]).unwrap_err();
+        assert_eq!(refused.details.unwrap()["allowed"], json!(listed));
+    }
+
+    #[test]
     fn agent_needs_the_scope_of_its_channel() {
         let typed = json!({ "prompt": "hi" });
         let voice = json!({ "prompt": "hi", "channel": "voice" });

@@ -245,6 +245,17 @@ mod tests {
         edited.updated_input = Some(json!({"command": "rm -rf /"}));
         assert_eq!(bash.answer(&edited, Responder::Node).unwrap_err().code, ErrorCode::Forbidden);
         assert_eq!(bash.answer(&edited, Responder::Operator).unwrap().0["updatedInput"]["command"], "rm -rf /");
+        edited.updated_input = Some(json!("rm -rf /"));
+        assert_eq!(bash.answer(&edited, Responder::Operator).unwrap_err().code, ErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn a_denial_without_a_reason_says_who_denied_what() {
+        let deny = RespondParams::new("run", "r1", Decision::Deny);
+        let said = |prompt: Prompt| prompt.answer(&deny, Responder::Node).unwrap().0["message"].clone();
+        assert_eq!(said(request("Bash", json!({}))), "The user denied this tool use from their device.");
+        assert_eq!(said(request("ExitPlanMode", json!({"plan": "x"}))), "The user rejected the plan.");
+        assert_eq!(said(request("AskUserQuestion", json!({"questions": []}))), "The user declined to answer.");
     }
 
     #[test]

@@ -413,11 +413,12 @@ impl RunBoard {
         let run = self.runs.lock().expect("runs lock").by_id.get(run_id).cloned();
         match run {
             Some(run) if caller.may_act_on(&run.party) => Ok(run),
-            Some(_) if matches!(caller, Caller::Node(_)) => Err(ErrorShape::new(
+            // Only a node can be refused a run that exists: an operator may act on every one.
+            Some(_) => Err(ErrorShape::new(
                 ErrorCode::Forbidden,
                 "that run belongs to another conversation; a node may act only on its own",
             )),
-            _ => Err(ErrorShape::new(
+            None => Err(ErrorShape::new(
                 ErrorCode::NotFound,
                 format!("no run {run_id} (finished runs are kept for a while)"),
             )
@@ -511,6 +512,22 @@ mod tests {
         let state = run.state.lock().unwrap();
         assert_eq!(state.events.len(), MAX_RUN_EVENTS);
         assert_eq!(state.events.back().unwrap().0, state.next_seq - 1);
+    }
+
+    #[tokio::test]
+    async fn pending_lists_the_prompt_asked_first_first() {
+        let board = board();
+        let (out, _rx) = outbound();
+        let (to_claude, _answers) = mpsc::unbounded_channel();
+        let request = json!({"tool_name": "Bash", "input": {"command": "true"}});
+        // Run ids sort the other way round from when the prompts expire; the board's own order is a hash's.
+        for (run_id, prompt_id, timeout) in [("r9", "p1", 10), ("r7", "p2", 20), ("r4", "p3", 30), ("r1", "p4", 40)] {
+            let run = board.open(run_id, "main", 1, &out);
+            run.open_prompt(Prompt::from_request(prompt_id, &request), Duration::from_secs(timeout), to_claude.clone());
+        }
+        let ids: Vec<_> =
+            board.pending(&Caller::Operator).iter().map(|p| p.kind.prompt_id().unwrap().to_string()).collect();
+        assert_eq!(ids, ["p1", "p2", "p3", "p4"]);
     }
 
     #[tokio::test]
