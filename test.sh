@@ -45,6 +45,15 @@ LANYARD_TEST_CLAUDE=$(find_claude)
 export LANYARD_TEST_CLAUDE
 say "claude: $LANYARD_TEST_CLAUDE ($("$LANYARD_TEST_CLAUDE" --version 2>/dev/null || echo 'version unknown'))"
 
+# The relay Worker's toolchain (Node 22, wrangler, vitest with workerd), pinned in its package-lock.json;
+# its tests run with the others, unless arguments narrow the run to some Rust tests.
+WORKER=""
+if [ $# -eq 0 ]; then
+  say "installing the relay Worker's tools"
+  apps/relay-worker/test.sh --install-only
+  WORKER="; apps/relay-worker/test.sh; worker=\$?; [ \$rust -ne 0 ] || rust=\$worker"
+fi
+
 # Build with the network (crates.io), run without it.
 say "building"
 cargo test --workspace --locked --no-run "$@"
@@ -52,7 +61,7 @@ cargo test --workspace --locked --no-run "$@"
 # The suites, with a closing line that counts every test of every suite.
 LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT
-run_tests="ip link set lo up && exec cargo test --workspace --locked --offline $*"
+run_tests="ip link set lo up && { cargo test --workspace --locked --offline $*; rust=\$?$WORKER; exit \$rust; }"
 set +e
 if [ "$(id -u)" = 0 ] && unshare --net true 2>/dev/null; then
   say "running the tests in a fresh network namespace"
@@ -65,7 +74,7 @@ elif [ -n "${CI:-}" ]; then
   exit 1
 else
   say "WARNING: no network namespace available; running the tests on this host's loopback"
-  cargo test --workspace --locked --offline "$@" 2>&1 | tee "$LOG"
+  sh -c "${run_tests#ip link set lo up && }" 2>&1 | tee "$LOG"
 fi
 status=${PIPESTATUS[0]}
 set -e

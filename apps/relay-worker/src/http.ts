@@ -1,0 +1,19 @@
+// What the Worker and the object share: JSON answers and the headers of the Worker's request to the object.
+
+export function json(status: number, body: object): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { "content-type": "application/json" },
+  });
+}
+
+export function error(status: number, code: string): Response {
+  return json(status, { error: code });
+}
+
+/**
+ * The Worker checks the route and the token's form, then asks the object with these headers. The object is
+ * reachable only through the Worker, so it can trust them; it never sees the token itself, only its hash.
+ */
+export const BRIDGE_ID_HEADER = "x-lanyard-bridge-id";
+export const TOKEN_HASH_HEADER = "x-lanyard-token-hash";

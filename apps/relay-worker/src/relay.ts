@@ -1,0 +1,321 @@
+// RelayObject: one Durable Object per bridge, a blind pipe between the bridge's socket and its nodes' streams.
+//
+// It uses the WebSocket Hibernation API: the runtime may evict the object whenever no event is running and
+// keep its sockets open, so nothing that must outlive an event lives in a field. What each socket is (the
+// bridge or a node stream, proved or not, its nonce, its stream id and token hash) is in the socket's
+// attachment; the token set and the next stream id are in storage. Fields hold only a cache of the token
+// set and the rate buckets, which may start afresh.
+//
+// The object never logs, stores or inspects stream bytes: DATA bodies are copied from one socket to the
+// other and dropped. Its logs carry events, stream counts and close codes.
+
+import { DurableObject } from "cloudflare:workers";
+import { fromHex, toBase64url, toHex } from "./encoding";
+import { CLOSE, DATA, OPEN, decodeBridgeFrame, encodeFrame } from "./frames";
+import { BRIDGE_ID_HEADER, TOKEN_HASH_HEADER, error, json } from "./http";
+import {
+  MAX_NODE_MESSAGE,
+  MAX_STREAMS,
+  MAX_STREAMS_PER_TOKEN,
+  MAX_TOKENS,
+  MAX_UNPROVED_BRIDGES,
+  PROOF_TIMEOUT_MS,
+  TokenRates,
+} from "./limits";
+import { verifyProof } from "./proof";
+
+/** The bridge's socket: `pending` until its proof, `ready` while it is the live bridge, `done` once dropped. */
+export interface BridgeSocket {
+  role: "bridge";
+  bridgeId: string;
+  nonce: string;
+  openedAt: number;
+  state: "pending" | "ready" | "done";
+}
+
+/** One node stream; `ended` once either side has ended it, so that its end is reported only once. */
+export interface NodeSocket {
+  role: "node";
+  stream: number;
+  tokenHash: string;
+  ended: boolean;
+}
+
+type Socket = BridgeSocket | NodeSocket;
+
+const BRIDGE_TAG = "bridge";
+const NODE_TAG = "node";
+const tokenTag = (hash: string) => `token:${hash}`;
+const streamTag = (stream: number) => `stream:${stream}`;
+
+/** Storage keys. The set is kept packed, 32 bytes a hash, so that 4096 hashes fit in one 128 KiB value. */
+const TOKENS_KEY = "tokens";
+const NEXT_STREAM_KEY = "nextStream";
+
+const TOKEN_HASH = /^[0-9a-f]{64}$/;
+const MAX_STREAM_ID = 0xffff_ffff;
+
+const utf8 = (text: string) => new TextEncoder().encode(text);
+
+function socketOf<T extends Socket>(ws: WebSocket): T {
+  return ws.deserializeAttachment() as T;
+}
+
+function parseObject(text: string): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = JSON.parse(text);
+    return typeof value === "object" && value !== null ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function log(event: string, fields: Record<string, number> = {}): void {
+  console.log(JSON.stringify({ event, ...fields }));
+}
+
+export class RelayObject extends DurableObject<Env> {
+  /**
+   * Rates per token hash, in memory only: they start full again whenever the runtime evicts the object (as
+   * it may once the object hibernates), so across an eviction a token may burst more than the table says.
+   */
+  private readonly rates = new Map<string, TokenRates>();
+  /** Cache of the stored token set: `null` while the bridge has never sent one, `undefined` before reading. */
+  private tokens: Set<string> | null | undefined;
+
+  override async fetch(request: Request): Promise<Response> {
+    const tokenHash = request.headers.get(TOKEN_HASH_HEADER) ?? "";
+    switch (new URL(request.url).pathname) {
+      case "/bridge":
+        return this.acceptBridge(request.headers.get(BRIDGE_ID_HEADER) ?? "");
+      case "/connect":
+        return this.connectNode(tokenHash);
+      case "/status":
+        return this.status(tokenHash);
+    }
+    return error(404, "not_found");
+  }
+
+  override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
+    const socket = socketOf(ws);
+    if (socket.role === "node") return this.fromNode(ws, socket, message);
+    if (socket.state === "pending") return this.checkProof(ws, socket, message);
+    if (socket.state === "ready") return this.fromBridge(ws, socket, message);
+    // "done": the object has closed it and takes nothing more from it.
+  }
+
+  override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
+    this.gone(ws, code);
+  }
+
+  override async webSocketError(ws: WebSocket): Promise<void> {
+    this.gone(ws, 1006);
+  }
+
+  /**
+   * The proof timeout. An alarm rather than only a check on the next message, so that a bridge socket that
+   * never says anything is closed too (a late proof is also refused, in `checkProof`).
+   */
+  override async alarm(): Promise<void> {
+    const now = Date.now();
+    let next: number | undefined;
+    for (const ws of this.ctx.getWebSockets(BRIDGE_TAG)) {
+      const bridge = socketOf<BridgeSocket>(ws);
+      if (bridge.state !== "pending") continue;
+      const deadline = bridge.openedAt + PROOF_TIMEOUT_MS;
+      if (deadline <= now) this.dropBridge(ws, bridge, 4001, "timeout");
+      else next = Math.min(next ?? deadline, deadline);
+    }
+    if (next !== undefined) await this.ctx.storage.setAlarm(next);
+  }
+
+  private async acceptBridge(bridgeId: string): Promise<Response> {
+    const unproved = this.ctx
+      .getWebSockets(BRIDGE_TAG)
+      .filter((ws) => socketOf<BridgeSocket>(ws).state === "pending").length;
+    if (unproved >= MAX_UNPROVED_BRIDGES) return error(429, "too_many_unproved");
+    const { 0: client, 1: server } = new WebSocketPair();
+    const nonce = toBase64url(crypto.getRandomValues(new Uint8Array(32)));
+    const openedAt = Date.now();
+    this.ctx.acceptWebSocket(server, [BRIDGE_TAG]);
+    server.serializeAttachment({ role: "bridge", bridgeId, nonce, openedAt, state: "pending" } satisfies BridgeSocket);
+    server.send(JSON.stringify({ type: "challenge", nonce }));
+    const deadline = openedAt + PROOF_TIMEOUT_MS;
+    const alarm = await this.ctx.storage.getAlarm();
+    if (alarm === null || alarm > deadline) await this.ctx.storage.setAlarm(deadline);
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  private async checkProof(ws: WebSocket, bridge: BridgeSocket, message: string | ArrayBuffer): Promise<void> {
+    if (Date.now() >= bridge.openedAt + PROOF_TIMEOUT_MS) return this.dropBridge(ws, bridge, 4001, "timeout");
+    const proof = typeof message === "string" ? parseObject(message) : undefined;
+    // No other event reaches the object while the proof is checked, so a message the bridge sends right
+    // behind its proof (its token set, say) is taken in order, once the socket is ready.
+    const valid = await this.ctx.blockConcurrencyWhile(
+      async () =>
+        proof?.type === "proof" &&
+        typeof proof.key === "string" &&
+        typeof proof.signature === "string" &&
+        (await verifyProof(bridge.bridgeId, bridge.nonce, proof.key, proof.signature)),
+    );
+    if (!valid) return this.dropBridge(ws, bridge, 4001, "bad_proof");
+    for (const other of this.ctx.getWebSockets(BRIDGE_TAG)) {
+      const older = socketOf<BridgeSocket>(other);
+      if (older.state === "ready") this.dropBridge(other, older, 4002, "replaced");
+    }
+    ws.serializeAttachment({ ...bridge, state: "ready" } satisfies BridgeSocket);
+    ws.send(JSON.stringify({ type: "ready" }));
+    log("bridge_ready");
+  }
+
+  private fromBridge(ws: WebSocket, bridge: BridgeSocket, message: string | ArrayBuffer): void {
+    if (typeof message === "string") return this.control(ws, bridge, message);
+    const frame = decodeBridgeFrame(message);
+    if (frame === null) return this.dropBridge(ws, bridge, 1008, "bad_frame");
+    const target = this.ctx.getWebSockets(streamTag(frame.stream))[0];
+    if (target === undefined) return; // unknown stream: ignored
+    const node = socketOf<NodeSocket>(target);
+    if (node.ended) return;
+    if (frame.kind === DATA) target.send(frame.body);
+    else this.endStream(target, node, frame.reason === "" ? 1000 : 4004, frame.reason, false);
+  }
+
+  /** A text message from the proved bridge: a `tokens` set is all it may send. */
+  private control(ws: WebSocket, bridge: BridgeSocket, text: string): void {
+    const message = parseObject(text);
+    // Its nonce has been answered already: a second proof is a replay.
+    if (message?.type === "proof") return this.dropBridge(ws, bridge, 4001, "bad_proof");
+    const set = message?.type === "tokens" ? message.set : undefined;
+    if (!Array.isArray(set) || !set.every((hash) => typeof hash === "string" && TOKEN_HASH.test(hash))) {
+      return this.dropBridge(ws, bridge, 1008, "bad_message");
+    }
+    if (set.length > MAX_TOKENS) return this.dropBridge(ws, bridge, 1008, "too_many_tokens");
+
+    const tokens = new Set<string>(set);
+    const packed = new Uint8Array(tokens.size * 32);
+    [...tokens].forEach((hash, i) => packed.set(fromHex(hash), i * 32));
+    this.ctx.storage.kv.put(TOKENS_KEY, packed);
+    this.tokens = tokens;
+
+    for (const hash of this.rates.keys()) if (!tokens.has(hash)) this.rates.delete(hash);
+    let revoked = 0;
+    for (const nodeWs of this.ctx.getWebSockets(NODE_TAG)) {
+      const node = socketOf<NodeSocket>(nodeWs);
+      if (node.ended || tokens.has(node.tokenHash)) continue;
+      this.endStream(nodeWs, node, 4003, "revoked", true);
+      revoked++;
+    }
+    log("tokens", { tokens: tokens.size, revoked });
+  }
+
+  private connectNode(tokenHash: string): Response {
+    const tokens = this.tokenSet();
+    if (tokens !== null && !tokens.has(tokenHash)) return error(401, "unknown_token");
+    const bridge = this.liveBridge();
+    // Before its bridge's first token set the object cannot tell a good token from a revoked one, and
+    // refusing them all would tell every node it was revoked: so it says that the bridge is not there.
+    if (bridge === undefined || tokens === null) return error(503, "bridge_offline");
+    if (this.openStreams(NODE_TAG) >= MAX_STREAMS) return error(503, "relay_busy");
+    if (this.openStreams(tokenTag(tokenHash)) >= MAX_STREAMS_PER_TOKEN) return error(429, "too_many_streams");
+    const now = Date.now();
+    if (!this.ratesOf(tokenHash, now).opens.take(1, now)) return error(429, "rate_limited");
+    const stream = this.ctx.storage.kv.get<number>(NEXT_STREAM_KEY) ?? 1;
+    // Ids are never reused, so after 2^32 - 1 streams this object has none left (at ten streams a second,
+    // thirteen years on).
+    if (stream > MAX_STREAM_ID) return error(503, "relay_busy");
+    this.ctx.storage.kv.put(NEXT_STREAM_KEY, stream + 1);
+
+    const { 0: client, 1: server } = new WebSocketPair();
+    this.ctx.acceptWebSocket(server, [NODE_TAG, tokenTag(tokenHash), streamTag(stream)]);
+    server.serializeAttachment({ role: "node", stream, tokenHash, ended: false } satisfies NodeSocket);
+    bridge.send(encodeFrame(OPEN, stream, utf8(JSON.stringify({ tokenHash }))));
+    log("stream_open", { streams: this.openStreams(NODE_TAG) });
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  private status(tokenHash: string): Response {
+    const tokens = this.tokenSet();
+    if (tokens !== null && !tokens.has(tokenHash)) return error(401, "unknown_token");
+    return json(200, { online: tokens !== null && this.liveBridge() !== undefined });
+  }
+
+  private fromNode(ws: WebSocket, node: NodeSocket, message: string | ArrayBuffer): void {
+    if (node.ended) return;
+    if (typeof message === "string") return this.endStream(ws, node, 1003, "text_message", true);
+    const size = message.byteLength;
+    if (size > MAX_NODE_MESSAGE) return this.endStream(ws, node, 1009, "message_too_big", true);
+    const now = Date.now();
+    const rates = this.ratesOf(node.tokenHash, now);
+    if (!rates.messages.take(1, now) || !rates.bytes.take(size, now)) {
+      return this.endStream(ws, node, 4008, "rate_limited", true);
+    }
+    // An empty message carries no bytes of the stream, and DATA may not be empty.
+    if (size > 0) this.liveBridge()?.send(encodeFrame(DATA, node.stream, new Uint8Array(message)));
+  }
+
+  /** The peer closed the socket, or it broke. */
+  private gone(ws: WebSocket, code: number): void {
+    const socket = socketOf(ws);
+    if (socket.role === "node") {
+      if (socket.ended) return;
+      ws.serializeAttachment({ ...socket, ended: true } satisfies NodeSocket);
+      this.liveBridge()?.send(encodeFrame(CLOSE, socket.stream, new Uint8Array()));
+      log("stream_closed", { code, streams: this.openStreams(NODE_TAG) });
+    } else if (socket.state !== "done") {
+      ws.serializeAttachment({ ...socket, state: "done" } satisfies BridgeSocket);
+      if (socket.state === "ready") this.endAllStreams();
+      log("bridge_closed", { code });
+    }
+  }
+
+  /** Closes a bridge socket from the object's side; when it was the live one, its streams go with it. */
+  private dropBridge(ws: WebSocket, bridge: BridgeSocket, code: number, reason: string): void {
+    ws.serializeAttachment({ ...bridge, state: "done" } satisfies BridgeSocket);
+    ws.close(code, reason);
+    if (bridge.state === "ready") this.endAllStreams();
+    log("bridge_dropped", { code });
+  }
+
+  private endAllStreams(): void {
+    for (const ws of this.ctx.getWebSockets(NODE_TAG)) {
+      const node = socketOf<NodeSocket>(ws);
+      if (!node.ended) this.endStream(ws, node, 1012, "bridge_offline", false);
+    }
+  }
+
+  /** Ends a node stream from the object's side: the node hears `code`, the bridge (if told) a CLOSE. */
+  private endStream(ws: WebSocket, node: NodeSocket, code: number, reason: string, tellBridge: boolean): void {
+    ws.serializeAttachment({ ...node, ended: true } satisfies NodeSocket);
+    ws.close(code, reason);
+    if (tellBridge) this.liveBridge()?.send(encodeFrame(CLOSE, node.stream, utf8(reason)));
+    log("stream_ended", { code });
+  }
+
+  private liveBridge(): WebSocket | undefined {
+    return this.ctx.getWebSockets(BRIDGE_TAG).find((ws) => socketOf<BridgeSocket>(ws).state === "ready");
+  }
+
+  private openStreams(tag: string): number {
+    return this.ctx.getWebSockets(tag).filter((ws) => !socketOf<NodeSocket>(ws).ended).length;
+  }
+
+  private tokenSet(): Set<string> | null {
+    if (this.tokens === undefined) {
+      const packed = this.ctx.storage.kv.get<Uint8Array>(TOKENS_KEY);
+      this.tokens =
+        packed === undefined
+          ? null
+          : new Set(Array.from({ length: packed.length / 32 }, (_, i) => toHex(packed.subarray(i * 32, i * 32 + 32))));
+    }
+    return this.tokens;
+  }
+
+  private ratesOf(tokenHash: string, now: number): TokenRates {
+    let rates = this.rates.get(tokenHash);
+    if (rates === undefined) {
+      rates = new TokenRates(now);
+      this.rates.set(tokenHash, rates);
+    }
+    return rates;
+  }
+}

@@ -1,0 +1,259 @@
+// Test-side parties: a bridge with a real Ed25519 key, nodes with routing tokens, and a WebSocket peer that
+// queues what it hears. Encodings here are written independently of src/ (bit strings, btoa), so that a
+// bug shared by both sides cannot hide.
+
+import { env, exports } from "cloudflare:workers";
+import { expect } from "vitest";
+
+const ORIGIN = "https://relay.test";
+
+const SPKI_PREFIX_HEX = "302a300506032b6570032100";
+const BASE32_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+export function b64url(bytes: Uint8Array): string {
+  return btoa(String.fromCharCode(...bytes))
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_")
+    .replace(/=+$/, "");
+}
+
+function hexToBytes(hex: string): Uint8Array {
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = Number.parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+function bytesToHex(bytes: Uint8Array): string {
+  return [...bytes].map((b) => (b < 16 ? "0" : "") + b.toString(16)).join("");
+}
+
+/** The bridge ID of a raw Ed25519 key, by way of a string of bits cut into fives. */
+export async function independentBridgeId(rawKey: Uint8Array): Promise<string> {
+  const spki = new Uint8Array([...hexToBytes(SPKI_PREFIX_HEX), ...rawKey]);
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", spki));
+  let bits = [...digest].map((b) => b.toString(2).padStart(8, "0")).join("");
+  bits = bits.padEnd(Math.ceil(bits.length / 5) * 5, "0");
+  let text = "";
+  for (let i = 0; i < bits.length; i += 5) text += BASE32_ALPHABET[Number.parseInt(bits.slice(i, i + 5), 2)];
+  const groups: string[] = [];
+  for (let i = 0; i < text.length; i += 4) groups.push(text.slice(i, i + 4));
+  return groups.join("-");
+}
+
+export interface BridgeKey {
+  id: string;
+  raw: Uint8Array;
+  sign(message: Uint8Array): Promise<Uint8Array>;
+}
+
+export async function newBridgeKey(): Promise<BridgeKey> {
+  const pair = (await crypto.subtle.generateKey({ name: "Ed25519" }, true, ["sign", "verify"])) as CryptoKeyPair;
+  const raw = new Uint8Array((await crypto.subtle.exportKey("raw", pair.publicKey)) as ArrayBuffer);
+  return {
+    id: await independentBridgeId(raw),
+    raw,
+    sign: async (message) => new Uint8Array(await crypto.subtle.sign({ name: "Ed25519" }, pair.privateKey, message)),
+  };
+}
+
+export function proofText(id: string, nonce: string): Uint8Array {
+  return new TextEncoder().encode("lanyard-relay-v1\nbridge\n" + id + "\n" + nonce);
+}
+
+export interface Token {
+  token: string;
+  hash: string;
+}
+
+export async function newToken(): Promise<Token> {
+  const token = b64url(crypto.getRandomValues(new Uint8Array(32)));
+  const hash = bytesToHex(new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(token))));
+  return { token, hash };
+}
+
+type PeerEvent =
+  | { kind: "message"; data: string | ArrayBuffer }
+  | { kind: "close"; code: number; reason: string };
+
+interface Frame {
+  kind: number;
+  stream: number;
+  body: Uint8Array;
+}
+
+/** The client end of a WebSocket: every message and the close, in order, awaited one at a time. */
+export class Peer {
+  private readonly events: PeerEvent[] = [];
+  private waiter: ((event: PeerEvent) => void) | undefined;
+
+  constructor(readonly ws: WebSocket) {
+    // At this compatibility date binary messages would otherwise arrive as Blobs, as in browsers.
+    ws.binaryType = "arraybuffer";
+    ws.addEventListener("message", (e) => this.push({ kind: "message", data: e.data }));
+    ws.addEventListener("close", (e) => this.push({ kind: "close", code: e.code, reason: e.reason }));
+    ws.accept();
+  }
+
+  private push(event: PeerEvent): void {
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    if (waiter) waiter(event);
+    else this.events.push(event);
+  }
+
+  /** Events heard and not yet taken. */
+  get queued(): number {
+    return this.events.length;
+  }
+
+  next(timeoutMs = 3000): Promise<PeerEvent> {
+    const queued = this.events.shift();
+    if (queued) return Promise.resolve(queued);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiter = undefined;
+        reject(new Error(`nothing heard within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiter = (event) => {
+        clearTimeout(timer);
+        resolve(event);
+      };
+    });
+  }
+
+  async json(): Promise<Record<string, unknown>> {
+    const event = await this.next();
+    if (event.kind !== "message" || typeof event.data !== "string") throw new Error(`expected text, got ${show(event)}`);
+    return JSON.parse(event.data) as Record<string, unknown>;
+  }
+
+  async binary(): Promise<Uint8Array> {
+    const event = await this.next();
+    if (event.kind !== "message" || typeof event.data === "string") throw new Error(`expected binary, got ${show(event)}`);
+    return new Uint8Array(event.data);
+  }
+
+  async frame(): Promise<Frame> {
+    const bytes = await this.binary();
+    return {
+      kind: bytes[0]!,
+      stream: ((bytes[1]! << 24) >>> 0) + (bytes[2]! << 16) + (bytes[3]! << 8) + bytes[4]!,
+      body: bytes.slice(5),
+    };
+  }
+
+  /** The close, skipping any messages still queued before it (their count is returned). */
+  async closed(timeoutMs = 3000): Promise<{ code: number; reason: string; skipped: number }> {
+    let skipped = 0;
+    for (;;) {
+      const event = await this.next(timeoutMs);
+      if (event.kind === "close") return { code: event.code, reason: event.reason, skipped };
+      skipped++;
+    }
+  }
+}
+
+function show(event: PeerEvent): string {
+  if (event.kind === "close") return `close ${event.code} ${event.reason}`;
+  return typeof event.data === "string" ? `text ${event.data}` : `binary of ${event.data.byteLength} bytes`;
+}
+
+export function frame(kind: number, stream: number, body: Uint8Array | string = new Uint8Array()): Uint8Array<ArrayBuffer> {
+  const bytes = typeof body === "string" ? new TextEncoder().encode(body) : body;
+  const out = new Uint8Array(5 + bytes.length);
+  out[0] = kind;
+  out[1] = (stream >>> 24) & 255;
+  out[2] = (stream >>> 16) & 255;
+  out[3] = (stream >>> 8) & 255;
+  out[4] = stream & 255;
+  out.set(bytes, 5);
+  return out;
+}
+
+export const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+
+export function relay(path: string, init?: RequestInit): Promise<Response> {
+  return exports.default.fetch(ORIGIN + path, init);
+}
+
+export function stubFor(id: string) {
+  return env.RELAY.get(env.RELAY.idFromName(id));
+}
+
+/** Opens `/bridge` and returns the socket and its challenge nonce. */
+export async function openBridgeSocket(id: string): Promise<{ peer: Peer; nonce: string }> {
+  const response = await relay(`/v1/bridges/${id}/bridge`, { headers: { Upgrade: "websocket" } });
+  expect(response.status).toBe(101);
+  const peer = new Peer(response.webSocket!);
+  const challenge = await peer.json();
+  expect(challenge.type).toBe("challenge");
+  expect(challenge.nonce).toMatch(/^[A-Za-z0-9_-]{43}$/);
+  return { peer, nonce: challenge.nonce as string };
+}
+
+export async function sendProof(peer: Peer, key: BridgeKey, nonce: string): Promise<void> {
+  const signature = await key.sign(proofText(key.id, nonce));
+  peer.ws.send(JSON.stringify({ type: "proof", key: b64url(key.raw), signature: b64url(signature) }));
+}
+
+/** A proved bridge socket that has sent `tokens` (unless none are given) and seen them take effect. */
+export async function connectBridge(key: BridgeKey, tokens?: Token[]): Promise<Peer> {
+  const { peer, nonce } = await openBridgeSocket(key.id);
+  await sendProof(peer, key, nonce);
+  expect(await peer.json()).toEqual({ type: "ready" });
+  if (tokens !== undefined) await setTokens(peer, key.id, tokens);
+  return peer;
+}
+
+/** Sends a token set, then waits until the status route answers by it (the socket and HTTP are two roads). */
+export async function setTokens(bridge: Peer, id: string, tokens: Token[], dropped: Token[] = []): Promise<void> {
+  bridge.ws.send(JSON.stringify({ type: "tokens", set: tokens.map((t) => t.hash) }));
+  const probe = tokens[0] ?? dropped[0];
+  if (probe === undefined) return;
+  const want = tokens.length > 0 ? 200 : 401;
+  for (let i = 0; i < 100; i++) {
+    const response = await status(id, probe);
+    await response.arrayBuffer();
+    if (response.status === want && (await allRefused(id, dropped))) return;
+    await sleep(5);
+  }
+  throw new Error("token set never took effect");
+}
+
+async function allRefused(id: string, tokens: Token[]): Promise<boolean> {
+  for (const token of tokens) {
+    const response = await status(id, token);
+    await response.arrayBuffer();
+    if (response.status !== 401) return false;
+  }
+  return true;
+}
+
+export function status(id: string, token: Token): Promise<Response> {
+  return relay(`/v1/bridges/${id}/status`, { headers: { Authorization: `Bearer ${token.token}` } });
+}
+
+export function connect(id: string, token: Token): Promise<Response> {
+  return relay(`/v1/bridges/${id}/connect`, {
+    headers: { Upgrade: "websocket", Authorization: `Bearer ${token.token}` },
+  });
+}
+
+/** A node stream that the relay accepted; the bridge's OPEN for it is checked and its stream id returned. */
+export async function openStream(id: string, token: Token, bridge: Peer): Promise<{ node: Peer; stream: number }> {
+  const response = await connect(id, token);
+  expect(response.status).toBe(101);
+  const node = new Peer(response.webSocket!);
+  const open = await bridge.frame();
+  expect(open.kind).toBe(1);
+  expect(JSON.parse(text(open.body))).toEqual({ tokenHash: token.hash });
+  return { node, stream: open.stream };
+}
+
+export async function expectError(response: Response, status: number, error: string): Promise<void> {
+  expect(response.status).toBe(status);
+  expect(response.headers.get("content-type")).toBe("application/json");
+  expect(await response.json()).toEqual({ error });
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
