@@ -3,22 +3,27 @@
 const BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 const BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
-/** RFC 4648 §5 base64url, without padding. */
-export function toBase64url(bytes: Uint8Array): string {
+/** RFC 4648 encoding of `bytes` in `alphabet` (64 or 32 characters, 6 or 5 bits each), without padding. */
+function encodeBits(bytes: Uint8Array, alphabet: string, width: number): string {
   let out = "";
   let acc = 0;
   let bits = 0;
   for (const byte of bytes) {
     acc = (acc << 8) | byte;
     bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out += BASE64URL[(acc >> bits) & 63];
+    while (bits >= width) {
+      bits -= width;
+      out += alphabet[(acc >> bits) & (alphabet.length - 1)];
     }
     acc &= (1 << bits) - 1;
   }
-  if (bits > 0) out += BASE64URL[(acc << (6 - bits)) & 63];
+  if (bits > 0) out += alphabet[(acc << (width - bits)) & (alphabet.length - 1)];
   return out;
+}
+
+/** RFC 4648 §5 base64url, without padding. */
+export function toBase64url(bytes: Uint8Array): string {
+  return encodeBits(bytes, BASE64URL, 6);
 }
 
 /**
@@ -45,20 +50,7 @@ export function fromBase64url(text: string): Uint8Array | null {
 
 /** RFC 4648 base32 (upper case), without padding. */
 export function toBase32(bytes: Uint8Array): string {
-  let out = "";
-  let acc = 0;
-  let bits = 0;
-  for (const byte of bytes) {
-    acc = (acc << 8) | byte;
-    bits += 8;
-    while (bits >= 5) {
-      bits -= 5;
-      out += BASE32[(acc >> bits) & 31];
-    }
-    acc &= (1 << bits) - 1;
-  }
-  if (bits > 0) out += BASE32[(acc << (5 - bits)) & 31];
-  return out;
+  return encodeBits(bytes, BASE32, 5);
 }
 
 export function toHex(bytes: Uint8Array): string {
