@@ -422,19 +422,7 @@ fn answer(question: &Question, part: &str) -> Result<String, String> {
     if part.is_empty() {
         return Err(format!("no answer for {:?}", question.question));
     }
-    let numbers: Option<Vec<usize>> = part.split(',').map(|n| n.trim().parse::<usize>().ok()).collect();
-    let Some(numbers) = numbers else { return Ok(part.to_string()) };
-    if numbers.len() > 1 && !question.multi_select {
-        return Err(format!("{:?} takes one option", question.question));
-    }
-    let labels = numbers
-        .into_iter()
-        .map(|n| match n.checked_sub(1).and_then(|i| question.options.get(i)) {
-            Some(option) => Ok(option.label.clone()),
-            None => Err(format!("{:?} has no option {n} (1 to {})", question.question, question.options.len())),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(labels.join(", "))
+    Ok(question.chosen(part)?.unwrap_or_else(|| part.to_string()))
 }
 
 async fn cancel(node: &Node, turns: &Turns) -> Result<(), String> {

@@ -4,7 +4,7 @@
 
 use node_kit::protocol::{
     AgentEventKind, Decision, ErrorCode, ErrorShape, MAX_RESPONSE_TEXT_LEN, PromptResolution, Question, RespondParams,
-    check_len,
+    check_len, ellipsize,
 };
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -194,10 +194,7 @@ pub(crate) fn summary(tool_name: &str, input: &Value) -> String {
             None => format!("Use {other}"),
         },
     };
-    match line.char_indices().nth(MAX_SUMMARY_CHARS) {
-        Some((cut, _)) => format!("{}…", &line[..cut]),
-        None => line,
-    }
+    ellipsize(&line, MAX_SUMMARY_CHARS)
 }
 
 #[cfg(test)]

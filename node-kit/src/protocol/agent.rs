@@ -198,6 +198,27 @@ pub struct Question {
     pub multi_select: bool,
 }
 
+impl Question {
+    /// The labels `text` picks by option number (`2`, or `1, 3` where several may be chosen), joined by
+    /// `, ` as claude takes them; `Ok(None)` when `text` is not a list of numbers (an answer in words).
+    /// Several numbers for a single-choice question, or one with no option, is an error that says so.
+    pub fn chosen(&self, text: &str) -> Result<Option<String>, String> {
+        let numbers: Option<Vec<usize>> = text.split(',').map(|n| n.trim().parse::<usize>().ok()).collect();
+        let Some(numbers) = numbers else { return Ok(None) };
+        if numbers.len() > 1 && !self.multi_select {
+            return Err(format!("{:?} takes one option", self.question));
+        }
+        let labels = numbers
+            .into_iter()
+            .map(|n| match n.checked_sub(1).and_then(|i| self.options.get(i)) {
+                Some(option) => Ok(option.label.clone()),
+                None => Err(format!("{:?} has no option {n} (1 to {})", self.question, self.options.len())),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(labels.join(", ")))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct QuestionOption {

@@ -30,6 +30,14 @@ pub fn now_ms() -> u64 {
         .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// `text` cut to `max` characters, with `…` where it was cut: for one-line summaries people read.
+pub fn ellipsize(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
 /// Picks the highest version both sides speak, if any.
 pub fn negotiate_version(peer_min: u32, peer_max: u32) -> Option<u32> {
     let high = peer_max.min(PROTOCOL_VERSION);

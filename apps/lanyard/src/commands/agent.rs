@@ -8,7 +8,7 @@ use data_encoding::BASE64;
 use node_kit::protocol::{
     ATTACHMENT_MEDIA_TYPES, AgentEvent, AgentEventKind, AgentParams, Attachment, Decision, ErrorCode,
     MAX_ATTACHMENT_BYTES, MAX_ATTACHMENTS, MAX_ATTACHMENTS_TOTAL_BYTES, PromptResolution, Question, RespondParams,
-    RunStatus,
+    RunStatus, ellipsize,
 };
 use node_kit::{Client, ClientError};
 use std::collections::VecDeque;
@@ -429,25 +429,13 @@ fn yes_or_no(line: &str) -> (Decision, Option<String>) {
 }
 
 /// The label a line picks: an option's number (numbers separated by commas when several may be chosen),
-/// or the text itself as a free answer. `None` for an empty line.
+/// or the text itself as a free answer, also when its numbers fit no option. `None` for an empty line.
 fn pick(question: &Question, line: &str) -> Option<String> {
     let line = line.trim();
     if line.is_empty() {
         return None;
     }
-    let option = |text: &str| {
-        let n: usize = text.trim().parse().ok()?;
-        question.options.get(n.checked_sub(1)?).map(|o| o.label.clone())
-    };
-    if question.multi_select {
-        let labels: Option<Vec<String>> = line.split(',').map(option).collect();
-        if let Some(labels) = labels {
-            return Some(labels.join(", "));
-        }
-    } else if let Some(label) = option(line) {
-        return Some(label);
-    }
-    Some(line.to_string())
+    Some(question.chosen(line).ok().flatten().unwrap_or_else(|| line.to_string()))
 }
 
 /// Why a prompt being asked went away before it was answered here.
@@ -463,10 +451,7 @@ fn closed_elsewhere(resolution: PromptResolution) -> &'static str {
 /// `text` on one line, cut to `max` characters.
 fn compact(text: &str, max: usize) -> String {
     let one_line: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    match one_line.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &one_line[..cut]),
-        None => one_line,
-    }
+    ellipsize(&one_line, max)
 }
 
 /// Ctrl-C, watched from the start of the turn to its end: each press is seen once, none is lost between

@@ -2,7 +2,7 @@
 
 use super::nodes::table;
 use clap::Args;
-use node_kit::protocol::{AgentEvent, AgentEventKind};
+use node_kit::protocol::{AgentEvent, AgentEventKind, ellipsize};
 use std::path::Path;
 
 /// List the agent's prompts waiting for an answer: tools asking permission, questions and plans, of
@@ -56,11 +56,7 @@ fn row(prompt: &AgentEvent) -> Option<[String; 4]> {
 
 /// The first line of `text`, cut to `max` characters.
 fn first_line(text: &str, max: usize) -> String {
-    let line = text.lines().next().unwrap_or_default();
-    match line.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &line[..cut]),
-        None => line.to_string(),
-    }
+    ellipsize(text.lines().next().unwrap_or_default(), max)
 }
 
 #[cfg(test)]
