@@ -21,6 +21,7 @@ const NODE_METHODS: &[(&str, Needs)] = &[
     (method::SYSTEM_EVENT, Needs::Nothing),
     (method::NODE_EVENT, Needs::Nothing),
     (method::HEALTH, Needs::Nothing),
+    (method::TUNNEL_TOKEN, Needs::Nothing),
 ];
 
 #[derive(Debug, Clone, Copy)]

@@ -83,7 +83,8 @@ pub(crate) async fn serve(tcp: TcpStream, addr: SocketAddr, shared: Arc<BridgeSh
             let mut side = NodeSide::new(ws, &shared, node_id, addr, admission);
             tracing::info!(%addr, node = %node_id, "paired node connected");
             let in_flight = link.hello.limits.max_in_flight;
-            let hello = hello(&shared, link.hello.paired.clone(), crate::acl::node_methods(), in_flight);
+            let paired = (link.hello.paired.clone(), link.hello.relay_url.clone());
+            let hello = hello(&shared, paired, crate::acl::node_methods(), in_flight);
             if send_hello(&mut side, &shared, hello).await {
                 Box::pin(relay::run(side, link, caps, shared)).await
             }
@@ -94,7 +95,7 @@ pub(crate) async fn serve(tcp: TcpStream, addr: SocketAddr, shared: Arc<BridgeSh
             let mut side = NodeSide::new(ws, &shared, node_id, addr, admission);
             let methods = pairing::METHODS.iter().map(|m| m.to_string()).collect();
             // The dialogue answers one request at a time.
-            if send_hello(&mut side, &shared, hello(&shared, None, methods, 1)).await {
+            if send_hello(&mut side, &shared, hello(&shared, (None, None), methods, 1)).await {
                 Box::pin(pairing::run(side, shared)).await
             }
         }
@@ -149,7 +150,13 @@ async fn read_connect(reader: &mut FrameReader<NodeStream>) -> Result<ConnectPar
     Ok(connect)
 }
 
-fn hello(shared: &BridgeShared, paired: Option<PairedNode>, methods: Vec<String>, max_in_flight: usize) -> Frame {
+/// The bridge's `hello-ok`; `paired` is what the gateway said of the node: its record and the relay URL.
+fn hello(
+    shared: &BridgeShared,
+    (paired, relay_url): (Option<PairedNode>, Option<String>),
+    methods: Vec<String>,
+    max_in_flight: usize,
+) -> Frame {
     let config = &shared.config;
     let max_frame_bytes = if paired.is_some() { config.max_frame_bytes } else { config.unpaired_max_frame_bytes };
     Frame::HelloOk(HelloOk {
@@ -168,5 +175,6 @@ fn hello(shared: &BridgeShared, paired: Option<PairedNode>, methods: Vec<String>
             keepalive_ms: config.keepalive_interval.as_millis() as u64,
         },
         paired,
+        relay_url,
     })
 }

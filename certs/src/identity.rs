@@ -71,6 +71,22 @@ impl Identity {
         &self.certificate
     }
 
+    /// The raw 32-byte Ed25519 public key (what a relay checks a proof against).
+    pub fn public_key(&self) -> [u8; 32] {
+        let key = self.signing_key();
+        ring::signature::KeyPair::public_key(&key).as_ref().try_into().expect("Ed25519 public keys are 32 bytes")
+    }
+
+    /// Signs `message` with this key (Ed25519). Used outside TLS only where a peer needs proof of the key
+    /// before any TLS session exists: the bridge's proof to its relay.
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.signing_key().sign(message).as_ref().try_into().expect("Ed25519 signatures are 64 bytes")
+    }
+
+    fn signing_key(&self) -> ring::signature::Ed25519KeyPair {
+        ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&self.pkcs8).expect("the key was valid when loaded")
+    }
+
     fn private_key(&self) -> PrivateKeyDer<'static> {
         PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.pkcs8.to_vec()))
     }
@@ -97,6 +113,18 @@ impl Identity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signatures_verify_with_the_public_key_whose_spki_is_the_id() {
+        let identity = Identity::generate();
+        let public = identity.public_key();
+        let spki = [&[0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00][..], &public].concat();
+        assert_eq!(KeyId::of_spki(&spki), identity.id());
+        let signature = identity.sign(b"lanyard");
+        let verifier = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public);
+        assert!(verifier.verify(b"lanyard", &signature).is_ok());
+        assert!(verifier.verify(b"lanyarD", &signature).is_err());
+    }
 
     #[test]
     fn saved_key_loads_to_the_same_id() {

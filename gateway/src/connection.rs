@@ -214,15 +214,23 @@ async fn run(
             connection_id: conn_id.to_string(),
         },
         methods: Method::NAMES.iter().map(|m| m.to_string()).collect(),
-        events: [event::AGENT, event::NODE_EVENT, event::PRESENCE, event::PAIR_REQUESTED, event::PAIR_RESOLVED]
-            .map(String::from)
-            .to_vec(),
+        events: [
+            event::AGENT,
+            event::NODE_EVENT,
+            event::PRESENCE,
+            event::PAIR_REQUESTED,
+            event::PAIR_RESOLVED,
+            event::TUNNEL,
+        ]
+        .map(String::from)
+        .to_vec(),
         limits: Limits {
             max_frame_bytes: state.config.max_frame_bytes,
             max_in_flight: state.config.max_in_flight,
             handshake_timeout_ms: state.config.handshake_timeout.as_millis() as u64,
             keepalive_ms: state.config.keepalive_interval.as_millis() as u64,
         },
+        relay_url: paired.as_ref().and_then(|_| state.tunnel.url()),
         paired,
     }));
     state.hub.insert(conn_id, peer.mode, outbound.clone());

@@ -21,6 +21,7 @@ mod request_counts;
 pub mod server;
 mod state;
 mod tools;
+pub mod tunnel;
 
 pub use config::{AgentConfig, GatewayConfig};
 pub use server::{Gateway, GatewayError};

@@ -11,6 +11,7 @@ use crate::nodes::NodeRegistry;
 use crate::pairing::{PairedStore, PairingCodes, PendingRequests};
 use crate::presence::Presence;
 use crate::request_counts::RequestCounts;
+use crate::tunnel::TunnelBook;
 use node_kit::refusals::RefusalLog;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +24,8 @@ pub(crate) struct GatewayState {
     /// The bridge presents this one; only it may speak for nodes.
     pub bridge_token: GatewayToken,
     pub paired: PairedStore,
+    /// The relay URL and the bridge's report on its relay link.
+    pub tunnel: TunnelBook,
     pub pending_pairings: PendingRequests,
     /// The live one-time code of door 2, if any.
     pub pairing_codes: PairingCodes,
@@ -72,6 +75,7 @@ impl GatewayState {
             requests: RequestCounts::new(methods),
             pending_pairings: PendingRequests::new(config.pairing.clone()),
             pairing_codes: PairingCodes::new(config.pairing.ttl),
+            tunnel: TunnelBook::load(&config.home),
             token,
             bridge_token,
             paired,

@@ -159,8 +159,8 @@ fn write_paired_store(home: &Path, identities: &[Arc<Identity>]) {
             device: DeviceInfo { name: format!("bench node {i}"), platform: "bench".into(), model: None },
             scopes: vec![Scope::Chat],
             created_at_ms: 1,
-            last_seen_ms: 1,
             policy: Default::default(),
+            routing_token_hash: None,
         })
         .collect();
     let path = gateway::home::paired_store_path(home);

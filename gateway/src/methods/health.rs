@@ -27,6 +27,7 @@ impl Health {
             requests: if owner_view { state.requests.by_method() } else { Default::default() },
             refused_connections: if owner_view { state.refusals.since_start() } else { Default::default() },
             limits: state.config.limits.clone().filter(|_| owner_view),
+            tunnel: owner_view.then(|| state.tunnel.health(&state.paired)),
         };
         Ok(serde_json::to_value(payload).expect("health serialises"))
     }

@@ -25,6 +25,10 @@ mod pair_revoke;
 mod pair_submit;
 mod pair_wait;
 mod system_event;
+mod tunnel_report;
+mod tunnel_set;
+mod tunnel_sync;
+mod tunnel_token;
 
 use crate::agent::runs::Caller;
 use crate::state::GatewayState;
@@ -119,6 +123,10 @@ pub(crate) enum Method {
     PairSubmit(pair_submit::PairSubmit),
     PairWait(pair_wait::PairWait),
     SystemEvent(system_event::SystemEvent),
+    TunnelReport(tunnel_report::TunnelReportMethod),
+    TunnelSet(tunnel_set::TunnelSet),
+    TunnelSync(tunnel_sync::TunnelSync),
+    TunnelToken(tunnel_token::TunnelToken),
 }
 
 impl Method {
@@ -148,6 +156,10 @@ impl Method {
         method::PAIR_SUBMIT,
         method::PAIR_WAIT,
         method::SYSTEM_EVENT,
+        method::TUNNEL_REPORT,
+        method::TUNNEL_SET,
+        method::TUNNEL_SYNC,
+        method::TUNNEL_TOKEN,
     ];
 
     pub(crate) fn parse(name: &str, params: Value) -> Result<Method, ErrorShape> {
@@ -176,6 +188,10 @@ impl Method {
             method::PAIR_SUBMIT => Method::PairSubmit(pair_submit::PairSubmit::parse(params)?),
             method::PAIR_WAIT => Method::PairWait(pair_wait::PairWait::parse(params)?),
             method::SYSTEM_EVENT => Method::SystemEvent(system_event::SystemEvent::parse(params)?),
+            method::TUNNEL_REPORT => Method::TunnelReport(tunnel_report::TunnelReportMethod::parse(params)?),
+            method::TUNNEL_SET => Method::TunnelSet(tunnel_set::TunnelSet::parse(params)?),
+            method::TUNNEL_SYNC => Method::TunnelSync(tunnel_sync::TunnelSync),
+            method::TUNNEL_TOKEN => Method::TunnelToken(tunnel_token::TunnelToken),
             other => {
                 return Err(ErrorShape::new(ErrorCode::UnknownMethod, format!("unknown method {other:?}"))
                     .with_details(json!({ "supported": Self::NAMES })));
@@ -187,8 +203,12 @@ impl Method {
     /// only the bridge files pairing requests; only operators (the owner) decide them and drive nodes.
     fn allowed_for(&self, mode: ClientMode) -> bool {
         match self {
-            Method::NodeEvent(_) => mode == ClientMode::Node,
-            Method::PairSubmit(_) | Method::PairWait(_) | Method::PairRedeem(_) => mode == ClientMode::Bridge,
+            Method::NodeEvent(_) | Method::TunnelToken(_) => mode == ClientMode::Node,
+            Method::PairSubmit(_)
+            | Method::PairWait(_)
+            | Method::PairRedeem(_)
+            | Method::TunnelReport(_)
+            | Method::TunnelSync(_) => mode == ClientMode::Bridge,
             Method::NodeInvoke(_)
             | Method::NodeList(_)
             | Method::NodeDescribe(_)
@@ -199,7 +219,8 @@ impl Method {
             | Method::PairPolicy(_)
             | Method::PairReject(_)
             | Method::PairRename(_)
-            | Method::PairRevoke(_) => mode == ClientMode::Operator,
+            | Method::PairRevoke(_)
+            | Method::TunnelSet(_) => mode == ClientMode::Operator,
             // Which runs a node may act on is narrowed in one place, `RunBoard::get`, by session key.
             Method::Agent(_)
             | Method::AgentAttach(_)
@@ -238,6 +259,10 @@ impl Method {
             Method::PairSubmit(_) => method::PAIR_SUBMIT,
             Method::PairWait(_) => method::PAIR_WAIT,
             Method::SystemEvent(_) => method::SYSTEM_EVENT,
+            Method::TunnelReport(_) => method::TUNNEL_REPORT,
+            Method::TunnelSet(_) => method::TUNNEL_SET,
+            Method::TunnelSync(_) => method::TUNNEL_SYNC,
+            Method::TunnelToken(_) => method::TUNNEL_TOKEN,
         }
     }
 
@@ -278,6 +303,10 @@ impl Method {
             Method::PairSubmit(m) => m.apply(ctx),
             Method::PairWait(m) => m.apply(ctx).await,
             Method::SystemEvent(m) => m.apply(ctx),
+            Method::TunnelReport(m) => m.apply(ctx),
+            Method::TunnelSet(m) => m.apply(ctx),
+            Method::TunnelSync(m) => m.apply(ctx),
+            Method::TunnelToken(m) => m.apply(ctx),
         }
     }
 }
@@ -309,6 +338,7 @@ fn store_paired(
         created_at_ms: now,
         last_seen_ms: now,
         policy: NodePolicy::default(),
+        routing_token_hash: None,
     };
     ctx.state.paired.add(node.clone()).map_err(|e| store_failed(&e))?;
     Ok(node)

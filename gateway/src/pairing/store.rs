@@ -82,6 +82,11 @@ impl PairedStore {
         self.change(|nodes| nodes.get_mut(node_id).map(|n| n.policy = policy).is_some())
     }
 
+    /// Sets the hash of the node's relay routing token. Returns false when no such node is paired.
+    pub fn set_routing_token(&self, node_id: &KeyId, hash: String) -> io::Result<bool> {
+        self.change(|nodes| nodes.get_mut(node_id).map(|n| n.routing_token_hash = Some(hash)).is_some())
+    }
+
     /// Removes the node's record; its key is unknown from then on. Returns false when it was not paired.
     pub fn revoke(&self, node_id: &KeyId) -> io::Result<bool> {
         self.change(|nodes| nodes.remove(node_id).is_some())

@@ -96,6 +96,10 @@ pub struct HelloOk {
     /// that is not paired yet, which may only call the `pair.*` methods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paired: Option<super::PairedNode>,
+    /// On a paired node's connection: the relay URL when the owner turned the tunnel on, so the node can
+    /// fetch a routing token (`tunnel.token`) while it is home.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

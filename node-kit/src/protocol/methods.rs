@@ -32,6 +32,14 @@ pub mod method {
     pub const PAIR_WAIT: &str = "pair.wait";
     /// Door 2: pair with the one-time code of a connection string (node → bridge → gateway).
     pub const PAIR_REDEEM: &str = "pair.redeem";
+    /// The owner sets or clears the relay URL.
+    pub const TUNNEL_SET: &str = "tunnel.set";
+    /// The bridge reads the relay URL and the routing-token hashes.
+    pub const TUNNEL_SYNC: &str = "tunnel.sync";
+    /// The bridge reports its relay link's state.
+    pub const TUNNEL_REPORT: &str = "tunnel.report";
+    /// A paired node gets a fresh routing token for the relay.
+    pub const TUNNEL_TOKEN: &str = "tunnel.token";
 
     // The bridge and the gateway, which keeps the one store of paired nodes.
     pub const PAIR_SUBMIT: &str = "pair.submit";
@@ -51,6 +59,8 @@ pub mod method {
 
 /// Event names, as sent in `event.event`.
 pub mod event {
+    /// To the bridge: the tunnel's settings changed ([`super::TunnelSync`]).
+    pub const TUNNEL: &str = "tunnel";
     /// Progress of an `agent` run: text deltas, tool use, tool results, and the prompts that wait for an
     /// answer (`permission`, `question`, `plan`).
     pub const AGENT: &str = "agent";
@@ -217,6 +227,9 @@ pub struct HealthPayload {
     /// The limits in force in the serving process (shown to operators only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<LimitsHealth>,
+    /// The off-LAN tunnel (shown to operators only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<super::TunnelHealth>,
 }
 
 /// The resource limits a server runs with, as `lanyard up` sized them.

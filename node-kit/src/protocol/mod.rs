@@ -9,6 +9,7 @@ mod frame;
 mod limits;
 mod methods;
 mod pairing;
+mod tunnel;
 
 pub use agent::*;
 pub use commands::*;
@@ -17,6 +18,7 @@ pub use frame::*;
 pub use limits::*;
 pub use methods::*;
 pub use pairing::*;
+pub use tunnel::*;
 
 /// The protocol version this build speaks. Peers negotiate within `[min, max]` ranges in `connect`.
 pub const PROTOCOL_VERSION: u32 = 1;

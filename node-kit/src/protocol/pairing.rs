@@ -181,6 +181,9 @@ pub struct PairedNode {
     /// What the node's agent turns may do.
     #[serde(default)]
     pub policy: super::NodePolicy,
+    /// The hash of the node's relay routing token ([`super::routing_token_hash`]), once it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing_token_hash: Option<String>,
 }
 
 /// Payload of `pair.list`.
