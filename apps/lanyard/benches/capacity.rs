@@ -159,6 +159,7 @@ fn write_paired_store(home: &Path, identities: &[Arc<Identity>]) {
             device: DeviceInfo { name: format!("bench node {i}"), platform: "bench".into(), model: None },
             scopes: vec![Scope::Chat],
             created_at_ms: 1,
+            last_seen_ms: 1,
             policy: Default::default(),
             routing_token_hash: None,
         })
