@@ -143,6 +143,7 @@ mod tests {
             created_at_ms: 1,
             last_seen_ms: 1,
             policy: Default::default(),
+            routing_token_hash: None,
         }
     }
 
