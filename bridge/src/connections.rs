@@ -10,9 +10,9 @@
 //! approved) out. One key holds at most a few unpaired connections; a paired node's newer connection
 //! replaces its older one.
 
+use crate::source::Source;
 use certs::KeyId;
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
@@ -117,12 +117,12 @@ struct Table {
     /// Entry ids grow with time, so the smallest id of an address is its oldest connection.
     next_id: u64,
     entries: HashMap<u64, Entry>,
-    unpaired_by_address: HashMap<IpAddr, usize>,
+    unpaired_by_address: HashMap<Source, usize>,
     counts: ConnectionCounts,
 }
 
 struct Entry {
-    addr: IpAddr,
+    addr: Source,
     key: Option<KeyId>,
     paired: bool,
     stop: CancellationToken,
@@ -144,7 +144,7 @@ impl ConnectionTable {
 
     /// Admits a new connection from `addr` as unpaired, before any TLS work. `shutdown` ends it with the
     /// bridge.
-    pub(crate) fn admit(self: &Arc<Self>, addr: IpAddr, shutdown: &CancellationToken) -> Result<Admission, Refusal> {
+    pub(crate) fn admit(self: &Arc<Self>, addr: Source, shutdown: &CancellationToken) -> Result<Admission, Refusal> {
         let mut table = self.inner.lock().expect("connection table lock");
         let from_here = table.unpaired_by_address.get(&addr).copied().unwrap_or(0);
         if from_here >= self.caps.unpaired_per_address {
@@ -195,7 +195,7 @@ impl Table {
     }
 
     /// One unpaired connection from `addr` fewer.
-    fn release_unpaired(&mut self, addr: IpAddr) {
+    fn release_unpaired(&mut self, addr: Source) {
         self.counts.unpaired -= 1;
         if let Some(held) = self.unpaired_by_address.get_mut(&addr) {
             *held -= 1;
@@ -294,8 +294,8 @@ mod tests {
         ConnectionCaps { unpaired, unpaired_per_address: per_address, unpaired_per_key: 2, paired }
     }
 
-    fn ip(last: u8) -> IpAddr {
-        IpAddr::from([10, 0, 0, last])
+    fn ip(last: u8) -> Source {
+        Source::Lan(std::net::IpAddr::from([10, 0, 0, last]))
     }
 
     #[test]

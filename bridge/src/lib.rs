@@ -22,6 +22,8 @@ pub mod running;
 pub mod server;
 mod session;
 mod shared;
+pub mod source;
+mod tunnel;
 
 pub use config::BridgeConfig;
 pub use server::{Bridge, BridgeError};

@@ -4,15 +4,20 @@
 
 use crate::connections::Admission;
 use crate::shared::BridgeShared;
+use crate::source::Source;
 use certs::KeyId;
 use node_kit::connection::{self, FrameReader, FrameWriter};
 use node_kit::outbound::Keepalive;
-use std::net::SocketAddr;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 
-pub(crate) type NodeStream = TlsStream<TcpStream>;
+/// The bytes under a node's TLS session: a TCP connection on the LAN, a relayed stream off it. Everything
+/// from TLS up is the same code for both.
+pub(crate) trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> ByteStream for T {}
+
+pub(crate) type NodeStream = TlsStream<Box<dyn ByteStream>>;
 
 /// The node's end of a connection, after `connect`: frames in and out, a keepalive, and its place in the
 /// connection table.
@@ -21,7 +26,7 @@ pub(crate) struct NodeSide {
     pub writer: FrameWriter<NodeStream>,
     pub keepalive: Keepalive,
     pub node_id: KeyId,
-    pub addr: SocketAddr,
+    pub source: Source,
     pub admission: Admission,
 }
 
@@ -30,7 +35,7 @@ impl NodeSide {
         ws: WebSocketStream<NodeStream>,
         shared: &BridgeShared,
         node_id: KeyId,
-        addr: SocketAddr,
+        source: Source,
         admission: Admission,
     ) -> NodeSide {
         let (reader, writer) = connection::split(ws);
@@ -39,7 +44,7 @@ impl NodeSide {
             writer,
             keepalive: Keepalive::new(shared.config.keepalive_interval),
             node_id,
-            addr,
+            source,
             admission,
         }
     }

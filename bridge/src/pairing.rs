@@ -12,6 +12,7 @@
 use crate::gateway_link;
 use crate::node_side::NodeSide;
 use crate::shared::BridgeShared;
+use crate::source::Source;
 use certs::KeyId;
 use node_kit::Client;
 use node_kit::connection::Incoming;
@@ -22,7 +23,6 @@ use node_kit::protocol::{
     sas,
 };
 use serde_json::Value;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -39,7 +39,7 @@ enum Stage {
 }
 
 pub(crate) async fn run(node: NodeSide, shared: Arc<BridgeShared>) {
-    let NodeSide { mut reader, writer, mut keepalive, node_id, addr, admission } = node;
+    let NodeSide { mut reader, writer, mut keepalive, node_id, source, admission } = node;
     // Answers go through a queue: the owner's decision is sent by a task of its own.
     let writer = WriterTask::spawn(writer, shared.config.outbound_queue);
     let out = writer.outbound.clone();
@@ -61,7 +61,7 @@ pub(crate) async fn run(node: NodeSide, shared: Arc<BridgeShared>) {
                     Incoming::Frame(Frame::Req(req)) => {
                         step_timer.as_mut().reset(tokio::time::Instant::now() + shared.config.pairing_step_timeout);
                         let id = req.id.clone();
-                        match step(&shared, (node_id, addr), &mut stage, req).await {
+                        match step(&shared, (node_id, source), &mut stage, req).await {
                             Ok(Step::Answer(payload)) => { out.send(Frame::ok(id, payload)); }
                             Ok(Step::Wait { request_id, gateway }) => {
                                 if let Some(previous) = waiting.take() {
@@ -112,16 +112,16 @@ enum Step {
     },
 }
 
-/// One request of the dialogue from the node `node_id` at `addr`.
+/// One request of the dialogue from the node `node_id` at `source`.
 async fn step(
     shared: &BridgeShared,
-    (node_id, addr): (KeyId, SocketAddr),
+    (node_id, source): (KeyId, Source),
     stage: &mut Stage,
     req: Request,
 ) -> Result<Step, ErrorShape> {
     match req.method.as_str() {
         method::PAIR_REQUEST => {
-            shared.limiter.pairing_request(addr.ip())?;
+            shared.limiter.pairing_request(source)?;
             let request: PairRequestParams = params(&req)?;
             check_request(&request)?;
             let bridge_nonce = pairing_nonce();
@@ -142,7 +142,7 @@ async fn step(
                 node_id,
                 device: request.device,
                 scopes: request.scopes,
-                address: addr.ip().to_string(),
+                address: source.to_string(),
                 sas,
             };
             let gateway = gateway_link::bridge_client(&shared.config).await?;
@@ -156,11 +156,11 @@ async fn step(
             Ok(Step::Answer(serde_json::to_value(ticket).expect("tickets serialise")))
         }
         method::PAIR_REDEEM => {
-            shared.limiter.pairing_code(addr.ip())?;
+            shared.limiter.pairing_code(source)?;
             let redeem: PairRedeemParams = params(&req)?;
             redeem.check_lengths()?;
             check_scopes(&redeem.scopes)?;
-            let submit = PairRedeemSubmit { node_id, address: addr.ip().to_string(), redeem };
+            let submit = PairRedeemSubmit { node_id, address: source.to_string(), redeem };
             let gateway = gateway_link::bridge_client(&shared.config).await?;
             let resolution = gateway
                 .request(method::PAIR_REDEEM, serde_json::to_value(submit).expect("params serialise"))

@@ -1,12 +1,12 @@
 //! Every rate limit the bridge enforces, in one place, each answered `RATE_LIMITED` with the real time
 //! until the next call would pass (`retryAfterMs`, from governor's GCRA state, not a guess).
 
+use crate::source::Source;
 use certs::KeyId;
 use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota};
 use node_kit::protocol::{ErrorCode, ErrorShape};
 use std::hash::Hash;
-use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -67,9 +67,9 @@ impl Default for RateLimits {
 }
 
 pub struct Limiter {
-    handshakes: DefaultKeyedRateLimiter<IpAddr>,
-    pairing: DefaultKeyedRateLimiter<IpAddr>,
-    pairing_codes: DefaultKeyedRateLimiter<IpAddr>,
+    handshakes: DefaultKeyedRateLimiter<Source>,
+    pairing: DefaultKeyedRateLimiter<Source>,
+    pairing_codes: DefaultKeyedRateLimiter<Source>,
     requests: DefaultKeyedRateLimiter<KeyId>,
     voice: DefaultKeyedRateLimiter<KeyId>,
     snapshots: DefaultKeyedRateLimiter<KeyId>,
@@ -90,16 +90,16 @@ impl Limiter {
     }
 
     /// Checked before any TLS work, so a flood of handshakes costs the bridge almost nothing.
-    pub fn handshake(&self, from: IpAddr) -> Result<(), ErrorShape> {
-        check(&self.handshakes, &from, "connection attempts from this address")
+    pub fn handshake(&self, from: Source) -> Result<(), ErrorShape> {
+        check(&self.handshakes, &from, "connection attempts from this source")
     }
 
-    pub fn pairing_request(&self, from: IpAddr) -> Result<(), ErrorShape> {
-        check(&self.pairing, &from, "pairing requests from this address")
+    pub fn pairing_request(&self, from: Source) -> Result<(), ErrorShape> {
+        check(&self.pairing, &from, "pairing requests from this source")
     }
 
-    pub fn pairing_code(&self, from: IpAddr) -> Result<(), ErrorShape> {
-        check(&self.pairing_codes, &from, "pairing codes tried from this address")
+    pub fn pairing_code(&self, from: Source) -> Result<(), ErrorShape> {
+        check(&self.pairing_codes, &from, "pairing codes tried from this source")
     }
 
     pub fn request(&self, node: &KeyId) -> Result<(), ErrorShape> {

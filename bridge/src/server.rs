@@ -9,7 +9,8 @@ use crate::ratelimit::Limiter;
 use crate::running::RunningBridge;
 use crate::session;
 use crate::shared::BridgeShared;
-use certs::{KeyId, PeerKeyVerifier, Pin};
+use crate::source::Source;
+use certs::{Identity, KeyId, PeerKeyVerifier, Pin};
 use node_kit::refusals::RefusalLog;
 use std::future::Future;
 use std::io;
@@ -45,6 +46,8 @@ pub enum MdnsStatus {
 pub struct Bridge {
     listener: TcpListener,
     shared: Arc<BridgeShared>,
+    /// Kept for the relay link, which proves the bridge's key to the relay outside TLS.
+    identity: Arc<Identity>,
     key_location: KeyLocation,
     /// The advertisement; `Ok(None)` when mDNS is off, `Err` with the reason when it failed.
     advertiser: Result<Option<Advertiser>, MdnsError>,
@@ -96,9 +99,10 @@ impl Bridge {
             limiter: Limiter::new(&config.limits),
             connections: ConnectionTable::new(config.caps),
             refusals: RefusalLog::new("connections"),
+            stop: CancellationToken::new(),
             config,
         });
-        Ok(Bridge { listener, shared, key_location, advertiser })
+        Ok(Bridge { listener, shared, identity: Arc::new(identity), key_location, advertiser })
     }
 
     pub fn mdns(&self) -> MdnsStatus {
@@ -134,9 +138,10 @@ impl Bridge {
 
     /// Serves until `shutdown` resolves, then closes every node connection.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let stop = CancellationToken::new();
+        let stop = self.shared.stop.clone();
         let port = self.local_addr().port();
         let accept = tokio::spawn(accept_loop(self.listener, self.shared.clone(), stop.clone()));
+        let tunnel = tokio::spawn(crate::tunnel::run(self.shared.clone(), self.identity.clone(), stop.clone()));
         let sweeper = tokio::spawn(forget_idle_limits(self.shared.clone(), stop.clone()));
         let shared = self.shared.clone();
         let every = shared.config.refusal_summary_every;
@@ -151,6 +156,7 @@ impl Bridge {
         }
         stop.cancel();
         let _ = accept.await;
+        let _ = tunnel.await;
         let _ = sweeper.await;
         let _ = summaries.await;
         self.shared.refusals.summarise();
@@ -165,19 +171,20 @@ async fn accept_loop(listener: TcpListener, shared: Arc<BridgeShared>, stop: Can
             accepted = listener.accept() => match accepted {
                 Ok((tcp, addr)) => {
                     // No TLS yet, so no way to say why: a refused connection is dropped before any work.
-                    if shared.limiter.handshake(addr.ip()).is_err() {
-                        shared.refusals.refused(addr.ip(), "rate-limited");
+                    let source = Source::Lan(addr.ip());
+                    if shared.limiter.handshake(source).is_err() {
+                        shared.refusals.refused(source, "rate-limited");
                         continue;
                     }
-                    let admission = match shared.connections.admit(addr.ip(), &stop) {
+                    let admission = match shared.connections.admit(source, &stop) {
                         Ok(admission) => admission,
                         Err(refusal) => {
-                            shared.refusals.refused(addr.ip(), refusal.as_str());
+                            shared.refusals.refused(source, refusal.as_str());
                             continue;
                         }
                     };
                     let _ = tcp.set_nodelay(true);
-                    connections.spawn(session::serve(tcp, addr, shared.clone(), admission));
+                    connections.spawn(session::serve(Box::new(tcp), source, shared.clone(), admission));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");

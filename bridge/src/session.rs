@@ -7,8 +7,10 @@
 //! the WebSocket is rebuilt around the same TLS stream.
 
 use crate::connections::Admission;
+use crate::node_side::ByteStream;
 use crate::node_side::{NodeSide, NodeStream};
 use crate::shared::BridgeShared;
+use crate::source::Source;
 use crate::{gateway_link, pairing, relay};
 use node_kit::connection::{self, FrameReader, FrameWriter, Incoming};
 use node_kit::outbound::WriterTask;
@@ -16,9 +18,7 @@ use node_kit::protocol::{
     ConnectParams, ErrorCode, ErrorFrame, ErrorShape, Frame, HelloOk, Limits, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
     PairedNode, ServerInfo, negotiate_version,
 };
-use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -29,11 +29,11 @@ const PAIRED_FULL_RETRY_MS: u64 = 5000;
 /// Every connection's task holds this future for its whole life, and a future is as large as its largest
 /// state: the handshake's futures (TLS, the WebSocket upgrade, the gateway link) and the long-lived relay
 /// or dialogue are boxed, so an idle connection keeps only what its relay needs.
-pub(crate) async fn serve(tcp: TcpStream, addr: SocketAddr, shared: Arc<BridgeShared>, admission: Admission) {
-    let refused = |reason| shared.refusals.refused(addr.ip(), reason);
+pub(crate) async fn serve(io: Box<dyn ByteStream>, source: Source, shared: Arc<BridgeShared>, admission: Admission) {
+    let refused = |reason| shared.refusals.refused(source, reason);
     let deadline = tokio::time::Instant::now() + shared.config.handshake_timeout;
     let tls = tokio::select! {
-        accepted = tokio::time::timeout_at(deadline, Box::pin(shared.tls.accept(tcp))) => match accepted {
+        accepted = tokio::time::timeout_at(deadline, Box::pin(shared.tls.accept(io))) => match accepted {
             Ok(Ok(tls)) => tls,
             Ok(Err(_)) => return refused("tls-failed"),
             Err(_) => return refused("tls-timeout"),
@@ -80,8 +80,8 @@ pub(crate) async fn serve(tcp: TcpStream, addr: SocketAddr, shared: Arc<BridgeSh
             let tls = connection::reunite(reader, writer).into_inner();
             let normal = connection::websocket_config(shared.config.max_frame_bytes);
             let ws = WebSocketStream::from_raw_socket(tls, Role::Server, Some(normal)).await;
-            let mut side = NodeSide::new(ws, &shared, node_id, addr, admission);
-            tracing::info!(%addr, node = %node_id, "paired node connected");
+            let mut side = NodeSide::new(ws, &shared, node_id, source, admission);
+            tracing::info!(%source, node = %node_id, "paired node connected");
             let in_flight = link.hello.limits.max_in_flight;
             let paired = (link.hello.paired.clone(), link.hello.relay_url.clone());
             let hello = hello(&shared, paired, crate::acl::node_methods(), in_flight);
@@ -90,9 +90,9 @@ pub(crate) async fn serve(tcp: TcpStream, addr: SocketAddr, shared: Arc<BridgeSh
             }
         }
         Err(refusal) if refusal.code == ErrorCode::NotPaired => {
-            tracing::debug!(%addr, node = %node_id, "unpaired node connected; it may only ask to pair");
+            tracing::debug!(%source, node = %node_id, "unpaired node connected; it may only ask to pair");
             let ws = connection::reunite(reader, writer);
-            let mut side = NodeSide::new(ws, &shared, node_id, addr, admission);
+            let mut side = NodeSide::new(ws, &shared, node_id, source, admission);
             let methods = pairing::METHODS.iter().map(|m| m.to_string()).collect();
             // The dialogue answers one request at a time.
             if send_hello(&mut side, &shared, hello(&shared, (None, None), methods, 1)).await {
@@ -100,7 +100,7 @@ pub(crate) async fn serve(tcp: TcpStream, addr: SocketAddr, shared: Arc<BridgeSh
             }
         }
         Err(refusal) => {
-            tracing::info!(%addr, node = %node_id, code = %refusal.code, "node refused");
+            tracing::info!(%source, node = %node_id, code = %refusal.code, "node refused");
             Box::pin(refuse(writer, &shared, refusal, CloseCode::Again, "try again later")).await
         }
     }
@@ -159,7 +159,7 @@ fn hello(
 ) -> Frame {
     let config = &shared.config;
     let max_frame_bytes = if paired.is_some() { config.max_frame_bytes } else { config.unpaired_max_frame_bytes };
-    Frame::HelloOk(HelloOk {
+    Frame::HelloOk(Box::new(HelloOk {
         protocol: PROTOCOL_VERSION,
         server: ServerInfo {
             name: "lanyard-bridge".into(),
@@ -176,5 +176,5 @@ fn hello(
         },
         paired,
         relay_url,
-    })
+    }))
 }

@@ -4,10 +4,12 @@
 use crate::config::BridgeConfig;
 use crate::connections::ConnectionTable;
 use crate::ratelimit::Limiter;
+use crate::source::Source;
 use certs::KeyId;
 use node_kit::refusals::RefusalLog;
 use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 
 pub(crate) struct BridgeShared {
     pub config: BridgeConfig,
@@ -16,5 +18,7 @@ pub(crate) struct BridgeShared {
     pub limiter: Limiter,
     pub connections: Arc<ConnectionTable>,
     /// Connections turned away, summed up once a minute instead of a line each.
-    pub refusals: RefusalLog,
+    pub refusals: RefusalLog<Source>,
+    /// Cancelled when the bridge stops: ends every connection, LAN or relayed.
+    pub stop: CancellationToken,
 }

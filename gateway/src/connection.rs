@@ -206,7 +206,7 @@ async fn run(
     let writer = WriterTask::spawn(writer, state.config.outbound_queue);
     let outbound = writer.outbound.clone();
 
-    outbound.send(Frame::HelloOk(HelloOk {
+    outbound.send(Frame::HelloOk(Box::new(HelloOk {
         protocol: PROTOCOL_VERSION,
         server: ServerInfo {
             name: "lanyard-gateway".into(),
@@ -232,7 +232,7 @@ async fn run(
         },
         relay_url: paired.as_ref().and_then(|_| state.tunnel.url()),
         paired,
-    }));
+    })));
     state.hub.insert(conn_id, peer.mode, outbound.clone());
     if let Some(summary) = node {
         let node_id = summary.node_id.clone();

@@ -315,7 +315,7 @@ where
     let answer = async {
         loop {
             match reader.next().await {
-                Incoming::Frame(Frame::HelloOk(hello)) => return Ok(hello),
+                Incoming::Frame(Frame::HelloOk(hello)) => return Ok(*hello),
                 Incoming::Frame(Frame::Error(e)) => return Err(ClientError::Handshake(e.error)),
                 Incoming::Heartbeat => continue,
                 Incoming::Closed(_) => return Err(ClientError::Closed),

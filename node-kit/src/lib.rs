@@ -20,6 +20,7 @@ pub mod outbound;
 pub mod pairing;
 pub mod protocol;
 pub mod refusals;
+pub mod relay;
 pub mod storage;
 
 pub use client::{AgentRun, Client, ClientBuilder, ClientError, CommandHandler};

@@ -3,6 +3,8 @@
 //! ("refused N connections from M addresses in the last 60 s: reason=count, …").
 
 use std::collections::{BTreeMap, HashSet};
+use std::fmt::Display;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -10,22 +12,23 @@ use std::time::{Duration, Instant};
 /// Distinct addresses remembered per interval; beyond it the summary says "at least".
 const MAX_ADDRESSES: usize = 4096;
 
-pub struct RefusalLog {
+/// `K` is what a refusal is counted by: an address, or whatever else names where a connection came from.
+pub struct RefusalLog<K = IpAddr> {
     /// What is refused, for the summary ("connections", "gateway tokens").
     what: &'static str,
-    window: Mutex<Window>,
+    window: Mutex<Window<K>>,
     since_start: Mutex<BTreeMap<&'static str, u64>>,
 }
 
-struct Window {
+struct Window<K> {
     started: Instant,
     total: u64,
     by_reason: BTreeMap<&'static str, u64>,
-    addresses: HashSet<IpAddr>,
+    addresses: HashSet<K>,
 }
 
-impl Window {
-    fn new() -> Window {
+impl<K> Window<K> {
+    fn new() -> Window<K> {
         Window { started: Instant::now(), total: 0, by_reason: BTreeMap::new(), addresses: HashSet::new() }
     }
 }
@@ -41,8 +44,8 @@ pub struct RefusalSummary {
     pub over: Duration,
 }
 
-impl RefusalLog {
-    pub fn new(what: &'static str) -> RefusalLog {
+impl<K: Hash + Eq + Display> RefusalLog<K> {
+    pub fn new(what: &'static str) -> RefusalLog<K> {
         RefusalLog { what, window: Mutex::new(Window::new()), since_start: Mutex::new(BTreeMap::new()) }
     }
 
@@ -53,7 +56,7 @@ impl RefusalLog {
     }
 
     /// Counts one refusal of `from` for `reason` (a short stable word, e.g. `rate-limited`).
-    pub fn refused(&self, from: IpAddr, reason: &'static str) {
+    pub fn refused(&self, from: K, reason: &'static str) {
         tracing::debug!(%from, reason, what = self.what, "refused");
         *self.since_start.lock().expect("refusal log lock").entry(reason).or_default() += 1;
         let mut window = self.window.lock().expect("refusal log lock");

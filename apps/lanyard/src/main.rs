@@ -49,6 +49,8 @@ enum Command {
     Nodes(commands::nodes::NodesCommand),
     Pair(commands::pair::PairArgs),
     Invoke(commands::invoke::InvokeArgs),
+    #[command(subcommand)]
+    Tunnel(commands::tunnel::TunnelCommand),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
             Command::Nodes(command) => commands::nodes::run(command, &cli.url, &home).await,
             Command::Pair(args) => commands::pair::run(args, &cli.url, &home).await,
             Command::Invoke(args) => commands::invoke::run(args, &cli.url, &home).await,
+            Command::Tunnel(command) => commands::tunnel::run(command, &cli.url, &home).await,
         }
     });
     match result {

@@ -383,7 +383,7 @@ impl Middleman {
             let upstream = upstream.connect().await.unwrap();
             while let Incoming::Frame(frame) = from_node.next().await {
                 match frame {
-                    Frame::Connect(_) => to_node.send(&Frame::HelloOk((*upstream.hello()).clone())).await.unwrap(),
+                    Frame::Connect(_) => to_node.send(&Frame::HelloOk(Box::new((*upstream.hello()).clone()))).await.unwrap(),
                     Frame::Req(req) => {
                         let outcome = upstream.request(&req.method, req.params).await.map_err(remote);
                         to_node.send(&Frame::Res(Response { id: req.id, outcome })).await.unwrap();

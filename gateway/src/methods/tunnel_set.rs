@@ -18,9 +18,10 @@ impl TunnelSet {
 
     pub(crate) fn apply(self, ctx: &Context) -> Result<Value, ErrorShape> {
         let state = &ctx.state;
-        state.tunnel.set_url(self.url.clone()).map_err(|e| {
-            ErrorShape::new(ErrorCode::Internal, format!("cannot write the tunnel settings: {e}"))
-        })?;
+        state
+            .tunnel
+            .set_url(self.url.clone())
+            .map_err(|e| ErrorShape::new(ErrorCode::Internal, format!("cannot write the tunnel settings: {e}")))?;
         tracing::info!(url = ?self.url, "tunnel settings changed");
         state.hub.broadcast(event::TUNNEL, state.tunnel.sync(&state.paired));
         Ok(serde_json::to_value(state.tunnel.health(&state.paired)).expect("payloads serialise"))

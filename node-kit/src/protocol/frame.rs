@@ -12,7 +12,7 @@ pub enum Frame {
     /// Client → server, first frame of every connection.
     Connect(ConnectParams),
     /// Server → client, the answer to a good `connect`.
-    HelloOk(HelloOk),
+    HelloOk(Box<HelloOk>),
     /// A request, in either direction (the gateway sends `node.invoke` requests to nodes).
     Req(Request),
     /// The answer to a `req`, matched by `id`. `agent` is answered twice: an ack, then the outcome.

@@ -7,6 +7,7 @@ pub mod invoke;
 pub mod nodes;
 pub mod pair;
 pub mod pending;
+pub mod tunnel;
 pub mod up;
 
 use ::gateway::home::GatewayToken;
@@ -40,13 +41,23 @@ pub async fn connect(url: &str, home: &Path) -> anyhow::Result<Client> {
         .connect()
         .await
         .map_err(|e| match e {
-            ClientError::Connect { .. } => {
-                anyhow!("{e}; is the gateway running? start it with `lanyard up`")
-            }
+            ClientError::Connect { .. } => anyhow!(GatewayDown(e.to_string())),
             other => anyhow!(other),
         })
         .context("connecting to the gateway")
 }
+
+/// The gateway did not answer at all: not running, or at another address.
+#[derive(Debug)]
+pub struct GatewayDown(String);
+
+impl std::fmt::Display for GatewayDown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}; is the gateway running? start it with `lanyard up`", self.0)
+    }
+}
+
+impl std::error::Error for GatewayDown {}
 
 /// A fresh idempotency key for one command invocation.
 pub fn idempotency_key() -> String {

@@ -36,7 +36,8 @@ pub async fn run(args: UpArgs, home: PathBuf) -> anyhow::Result<()> {
     let bridge = args.bridge.bind(home.clone(), gateway.url(), caps).await?;
     // With no one at the keyboard (a service, a pipe) there is nobody to ask.
     let interactive = std::io::stdin().is_terminal();
-    println!("{}", banner(&gateway, &bridge, &args.bridge, interactive));
+    let tunnel = ::gateway::tunnel::load_url(&home).ok().flatten();
+    println!("{}", banner(&gateway, &bridge, &args.bridge, tunnel, interactive));
 
     let url = gateway.url();
     let stop = CancellationToken::new();
@@ -58,7 +59,13 @@ pub async fn run(args: UpArgs, home: PathBuf) -> anyhow::Result<()> {
 
 /// What the owner needs on screen to pair a device: who the bridge is, where devices connect, and how
 /// pairing works. Printed on stdout, apart from the logs on stderr.
-fn banner(gateway: &Gateway, bridge: &Bridge, bridge_args: &BridgeArgs, interactive: bool) -> String {
+fn banner(
+    gateway: &Gateway,
+    bridge: &Bridge,
+    bridge_args: &BridgeArgs,
+    tunnel: Option<String>,
+    interactive: bool,
+) -> String {
     let agent = match gateway.claude_path() {
         Ok(path) => format!("ready (claude at {})", path.display()),
         Err(e) => format!("unavailable until claude is installed: {}", e.message),
@@ -68,9 +75,14 @@ fn banner(gateway: &Gateway, bridge: &Bridge, bridge_args: &BridgeArgs, interact
     } else {
         "stdin is not a terminal, so approve pairing requests with `lanyard nodes pending|approve|reject`."
     };
+    let tunnel = match tunnel {
+        Some(relay) => format!("{relay} (linking; `lanyard tunnel status` shows the link)"),
+        None => "off (`lanyard tunnel enable --url …` to reach this computer from away)".into(),
+    };
     format!(
         "Lanyard is up.\n\
          {bridge_lines}\
+         \x20 Tunnel:       {tunnel}\n\
          \x20 Gateway:      {gateway_url} (this computer only)\n\
          \x20 Agent:        {agent}\n\
          \n\

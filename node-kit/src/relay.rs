@@ -1,0 +1,154 @@
+//! The relay as a transport (`docs/relay.md`): how to reach a bridge's relay object, and, for a node, a
+//! relayed stream that carries the same pinned TLS session as a LAN connection.
+//!
+//! The relay only ever sees the bytes of that TLS session; this module knows nothing of what is inside.
+
+use crate::connection::websocket_config;
+use certs::KeyId;
+use futures_util::{SinkExt, StreamExt};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio_tungstenite::Connector;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+/// The largest message the relay takes from a node, and so the most a node's stream puts in one.
+pub const MAX_RELAY_MESSAGE: usize = 65536;
+
+/// Why a relayed stream could not be opened or ended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RelayError {
+    /// The relay is up but the bridge is not connected to it (`503 bridge_offline`, or a stream ended
+    /// with close code 1012).
+    #[error("the bridge is not connected to its relay (the computer is off, asleep or offline)")]
+    BridgeOffline,
+    /// The relay does not know this node's routing token: the pairing was revoked, or the token replaced.
+    #[error("the relay does not know this device's routing token; connect once at home to get a new one")]
+    UnknownToken,
+    /// The relay refused for a limit (`429`, `relay_busy`); retry later.
+    #[error("the relay is busy ({0}); retry shortly")]
+    Busy(String),
+    /// The relay could not be reached or answered something else.
+    #[error("cannot reach the relay at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+}
+
+/// `https://relay.example[/base]` → `wss://relay.example[/base]/v1/bridges/ID/SUFFIX`.
+pub fn endpoint(relay_url: &str, bridge_id: &KeyId, suffix: &str) -> String {
+    let base = relay_url.trim_end_matches('/');
+    let ws = if let Some(rest) = base.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = base.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else {
+        base.to_string()
+    };
+    format!("{ws}/v1/bridges/{bridge_id}/{suffix}")
+}
+
+/// The TLS client for `wss://` relays: the web's public roots (the relay's certificate is Cloudflare's),
+/// with the ring provider every other TLS config here uses. This TLS protects only the routing token; the
+/// bridge's own pinned TLS runs inside.
+pub fn web_tls() -> Connector {
+    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    let config = rustls::ClientConfig::builder_with_provider(certs::crypto_provider())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Connector::Rustls(Arc::new(config))
+}
+
+/// Where a paired node reaches its bridge off the LAN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayRoute {
+    pub url: String,
+    pub bridge_id: KeyId,
+    pub token: String,
+}
+
+/// Opens a relayed stream to the bridge and returns its local end: bytes written to it reach the bridge,
+/// bytes the bridge sends can be read from it. A task pumps between it and the relay's WebSocket until
+/// either side closes.
+pub async fn open_stream(route: &RelayRoute, timeout: Duration) -> Result<DuplexStream, RelayError> {
+    let url = endpoint(&route.url, &route.bridge_id, "connect");
+    let unreachable = |reason: String| RelayError::Unreachable { url: route.url.clone(), reason };
+    let mut request = url.as_str().into_client_request().map_err(|e| unreachable(e.to_string()))?;
+    let bearer = HeaderValue::from_str(&format!("Bearer {}", route.token))
+        .map_err(|_| unreachable("the routing token is not valid header text".into()))?;
+    request.headers_mut().insert(header::AUTHORIZATION, bearer);
+    let config = websocket_config(MAX_RELAY_MESSAGE + 1024);
+    let opened = tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, Some(web_tls()));
+    let (ws, _) = match tokio::time::timeout(timeout, opened).await {
+        Err(_) => return Err(unreachable("timed out".into())),
+        Ok(Err(WsError::Http(response))) => {
+            let body = response.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default().to_string();
+            return Err(refusal(response.status(), &body, &route.url));
+        }
+        Ok(Err(e)) => return Err(unreachable(e.to_string())),
+        Ok(Ok(opened)) => opened,
+    };
+    let (local, mut far) = tokio::io::duplex(MAX_RELAY_MESSAGE);
+    tokio::spawn(async move {
+        let (mut sink, mut stream) = ws.split();
+        let mut buf = vec![0u8; MAX_RELAY_MESSAGE];
+        loop {
+            tokio::select! {
+                read = far.read(&mut buf) => match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => if sink.send(Message::binary(buf[..n].to_vec())).await.is_err() { break },
+                },
+                message = stream.next() => match message {
+                    Some(Ok(Message::Binary(bytes))) => if far.write_all(&bytes).await.is_err() { break },
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                    Some(Ok(_)) => {}
+                },
+            }
+        }
+        let _ = sink.close().await;
+    });
+    Ok(local)
+}
+
+/// The relay's HTTP refusal in typed form.
+fn refusal(status: StatusCode, body: &str, url: &str) -> RelayError {
+    let error = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+        .unwrap_or_default();
+    match (status.as_u16(), error.as_str()) {
+        (503, "bridge_offline") => RelayError::BridgeOffline,
+        (401, _) => RelayError::UnknownToken,
+        (429, _) | (503, _) => RelayError::Busy(if error.is_empty() { status.to_string() } else { error }),
+        _ => RelayError::Unreachable { url: url.to_string(), reason: format!("{status} {error}") },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_swap_http_for_ws() {
+        let id = certs::Identity::generate().id();
+        assert_eq!(endpoint("https://r.example/", &id, "connect"), format!("wss://r.example/v1/bridges/{id}/connect"));
+        assert_eq!(
+            endpoint("http://127.0.0.1:8787", &id, "bridge"),
+            format!("ws://127.0.0.1:8787/v1/bridges/{id}/bridge")
+        );
+    }
+
+    #[test]
+    fn refusals_are_typed() {
+        let offline = refusal(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"bridge_offline"}"#, "u");
+        assert_eq!(offline, RelayError::BridgeOffline);
+        assert_eq!(refusal(StatusCode::UNAUTHORIZED, r#"{"error":"unknown_token"}"#, "u"), RelayError::UnknownToken);
+        assert_eq!(
+            refusal(StatusCode::TOO_MANY_REQUESTS, r#"{"error":"too_many_streams"}"#, "u"),
+            RelayError::Busy("too_many_streams".into())
+        );
+        assert!(matches!(refusal(StatusCode::NOT_FOUND, "", "u"), RelayError::Unreachable { .. }));
+    }
+}
