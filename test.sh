@@ -47,10 +47,11 @@ say "claude: $LANYARD_TEST_CLAUDE ($("$LANYARD_TEST_CLAUDE" --version 2>/dev/nul
 
 # The relay Worker's toolchain (Node 22, wrangler, vitest with workerd), pinned in its package-lock.json;
 # its tests run with the others, unless arguments narrow the run to some Rust tests.
+# The Rust relay tests run the Worker under wrangler too, so the tools are installed for every run.
+say "installing the relay Worker's tools"
+apps/relay-worker/test.sh --install-only
 WORKER=""
 if [ $# -eq 0 ]; then
-  say "installing the relay Worker's tools"
-  apps/relay-worker/test.sh --install-only
   WORKER="; apps/relay-worker/test.sh; worker=\$?; [ \$rust -ne 0 ] || rust=\$worker"
 fi
 

@@ -12,11 +12,10 @@ use node_kit::protocol::{
 };
 use serde_json::{Value, json};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::gw::messages_api::{ApiRequest, Gate, MessagesApi, Reply};
 use support::gw::{TestGateway, claude_binary, eventually};
-use support::{TestBridge, gateway_requests, pair, remote};
+use support::{Cable, TestBridge, gateway_requests, pair, remote};
 
 /// The computer: the scripted API, a gateway running the real claude against it, a bridge in front.
 struct Computer {
@@ -323,62 +322,6 @@ async fn an_interrupt_stops_the_turn_and_the_same_claude_answers_the_next() {
     assert_eq!(claude_pid(&computer, &node, "slow").await, pid, "the same claude process answered");
     let again = node.cancel(next.run_id).await.unwrap();
     assert_eq!(again.was, RunPhase::Finished);
-}
-
-/// One proxied connection: extra handles on the node's and the bridge's socket, and the copying task.
-type CableLink = (tokio::net::TcpStream, tokio::net::TcpStream, tokio::task::JoinHandle<()>);
-
-/// A TCP middlebox between the node and the bridge whose links can be cut hard (RST, no close frame).
-struct Cable {
-    addr: String,
-    links: Arc<Mutex<Vec<CableLink>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Cable {
-    async fn start(to: String) -> Cable {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let links = Arc::new(Mutex::new(Vec::new()));
-        let held = links.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((node_side, _)) = listener.accept().await else { return };
-                let Ok(bridge_side) = tokio::net::TcpStream::connect(&to).await else { continue };
-                // Keep a second handle on each socket so `cut` can reset them while the copy runs.
-                let (a, b) = (dup(&node_side), dup(&bridge_side));
-                let copy = tokio::spawn(async move {
-                    let (mut n, mut b) = (node_side, bridge_side);
-                    let _ = tokio::io::copy_bidirectional(&mut n, &mut b).await;
-                });
-                held.lock().unwrap().push((a, b, copy));
-            }
-        });
-        Cable { addr, links, task }
-    }
-
-    /// Resets every live link: both ends get a TCP reset (zero linger on close), not a WebSocket close.
-    fn cut(&self) {
-        for (node_side, bridge_side, copy) in self.links.lock().unwrap().drain(..) {
-            for socket in [&node_side, &bridge_side] {
-                socket.set_zero_linger().unwrap();
-            }
-            copy.abort();
-        }
-    }
-}
-
-impl Drop for Cable {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn dup(socket: &tokio::net::TcpStream) -> tokio::net::TcpStream {
-    let fd = std::os::fd::AsFd::as_fd(socket).try_clone_to_owned().unwrap();
-    let std_socket = std::net::TcpStream::from(fd);
-    std_socket.set_nonblocking(true).unwrap();
-    tokio::net::TcpStream::from_std(std_socket).unwrap()
 }
 
 #[tokio::test]

@@ -144,6 +144,7 @@ async fn a_paired_node_gets_in_and_is_answered_while_strangers_fill_the_caps() {
         address: bridge.address(),
         node_id: identity.id(),
         scopes: vec![Scope::Chat, Scope::Voice],
+        relay: None,
     };
     // A first turn starts the node's claude process, which takes most of a second by itself; the turn
     // measured below runs in the same conversation, as a phone's next message would.

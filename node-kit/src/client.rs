@@ -48,6 +48,13 @@ pub enum ClientError {
     NotConnected,
     #[error("protocol violation: {0}")]
     Protocol(String),
+    /// Away from the LAN, the relay is up but the bridge is not linked to it: the computer is off, asleep
+    /// or offline. Retry later; the node does by itself.
+    #[error("the bridge is offline: its computer is not connected to the relay")]
+    BridgeOffline,
+    /// The relay path failed for another reason.
+    #[error(transparent)]
+    Relay(crate::relay::RelayError),
 }
 
 impl ClientError {
@@ -66,7 +73,9 @@ impl ClientError {
             ClientError::Connect { .. }
             | ClientError::WrongBridgeKey { .. }
             | ClientError::Closed
-            | ClientError::NotConnected => true,
+            | ClientError::NotConnected
+            | ClientError::BridgeOffline
+            | ClientError::Relay(_) => true,
             ClientError::Handshake(e) | ClientError::Remote(e) => e.retryable,
             ClientError::Protocol(_) => false,
         }
@@ -80,6 +89,8 @@ enum Target {
     Url(String),
     /// A bridge at `host:port`, over mutual TLS 1.3 with the node's identity and a pinned bridge key.
     Bridge { addr: String, tls: Arc<rustls::ClientConfig> },
+    /// The same bridge, the same TLS session, carried by its relay.
+    Relay { route: crate::relay::RelayRoute, tls: Arc<rustls::ClientConfig> },
 }
 
 impl Target {
@@ -87,6 +98,7 @@ impl Target {
         match self {
             Target::Url(url) => url.clone(),
             Target::Bridge { addr, .. } => format!("bridge {addr}"),
+            Target::Relay { route, .. } => format!("bridge via relay {}", route.url),
         }
     }
 }
@@ -167,6 +179,14 @@ impl ClientBuilder {
         self
     }
 
+    /// The same bridge (same pin, same identity) through its relay instead of the LAN.
+    pub fn relay(mut self, route: crate::relay::RelayRoute) -> Self {
+        if let Target::Bridge { tls, .. } | Target::Relay { tls, .. } = &self.target {
+            self.target = Target::Relay { route, tls: tls.clone() };
+        }
+        self
+    }
+
     /// Connects to a bridge from this local address (a device on several networks picks the one to use;
     /// tests and benchmarks play several hosts on loopback).
     pub fn local_address(mut self, ip: std::net::IpAddr) -> Self {
@@ -185,29 +205,60 @@ impl ClientBuilder {
                 self.start(ws, None).await
             }
             Target::Bridge { addr, tls } => {
-                let opened = async {
-                    let tcp = tcp_connect(addr, self.local_address).await?;
-                    let _ = tcp.set_nodelay(true);
-                    let name = rustls::pki_types::ServerName::try_from("lanyard").expect("a valid DNS name");
-                    tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp).await
-                };
-                let tls_stream = tokio::time::timeout(self.handshake_timeout, opened)
+                let started = tokio::time::Instant::now();
+                let tcp = tokio::time::timeout(self.handshake_timeout, tcp_connect(addr, self.local_address))
                     .await
                     .map_err(|_| connect_error("timed out".into()))?
-                    .map_err(|e| match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
-                        Some(rustls::Error::InvalidCertificate(why)) => {
-                            ClientError::WrongBridgeKey { addr: addr.clone(), reason: format!("{why:?}") }
-                        }
-                        _ => connect_error(e.to_string()),
-                    })?;
-                let bridge_key = certs::peer_key(tls_stream.get_ref().1)
-                    .ok_or_else(|| connect_error("the bridge presented no usable certificate".into()))?;
-                let url = format!("wss://{addr}/");
-                let upgrade = tokio_tungstenite::client_async_with_config(url.as_str(), tls_stream, Some(config));
-                let (ws, _) = within(self.handshake_timeout, upgrade).await.map_err(connect_error)?;
-                self.start(ws, Some(bridge_key)).await
+                    .map_err(|e| connect_error(e.to_string()))?;
+                let _ = tcp.set_nodelay(true);
+                let (tls, addr) = (tls.clone(), addr.clone());
+                self.bridge_session(tcp, tls, addr, started).await
+            }
+            Target::Relay { route, tls } => {
+                let started = tokio::time::Instant::now();
+                let stream = crate::relay::open_stream(route, self.handshake_timeout).await.map_err(|e| match e {
+                    crate::relay::RelayError::BridgeOffline => ClientError::BridgeOffline,
+                    other => ClientError::Relay(other),
+                })?;
+                let (tls, addr) = (tls.clone(), format!("relay {}", route.url));
+                self.bridge_session(stream, tls, addr, started).await
             }
         }
+    }
+
+    /// The pinned TLS session with a bridge over `io`, then the WebSocket and `connect`, all within the
+    /// handshake time counted from `started`. The same for a TCP connection and a relayed stream.
+    async fn bridge_session<S>(
+        self,
+        io: S,
+        tls: Arc<rustls::ClientConfig>,
+        addr: String,
+        started: tokio::time::Instant,
+    ) -> Result<Client, ClientError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let connect_error = |reason: String| ClientError::Connect { url: self.target.describe(), reason };
+        let deadline = started + self.handshake_timeout;
+        let name = rustls::pki_types::ServerName::try_from("lanyard").expect("a valid DNS name");
+        let tls_stream = tokio::time::timeout_at(deadline, tokio_rustls::TlsConnector::from(tls).connect(name, io))
+            .await
+            .map_err(|_| connect_error("timed out".into()))?
+            .map_err(|e| match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+                Some(rustls::Error::InvalidCertificate(why)) => {
+                    ClientError::WrongBridgeKey { addr: addr.clone(), reason: format!("{why:?}") }
+                }
+                _ => connect_error(e.to_string()),
+            })?;
+        let bridge_key = certs::peer_key(tls_stream.get_ref().1)
+            .ok_or_else(|| connect_error("the bridge presented no usable certificate".into()))?;
+        let config = connection::websocket_config(MAX_FRAME_BYTES);
+        let upgrade = tokio_tungstenite::client_async_with_config("wss://lanyard/", tls_stream, Some(config));
+        let (ws, _) = tokio::time::timeout_at(deadline, upgrade)
+            .await
+            .map_err(|_| connect_error("timed out".into()))?
+            .map_err(|e| connect_error(e.to_string()))?;
+        self.start(ws, Some(bridge_key)).await
     }
 
     async fn start<S>(self, ws: WebSocketStream<S>, peer_key: Option<KeyId>) -> Result<Client, ClientError>
@@ -484,6 +535,11 @@ impl Client {
 
     pub fn is_closed(&self) -> bool {
         self.shared.closed.is_cancelled()
+    }
+
+    /// Closes this connection now, for every clone (a node moving to another path closes the old one).
+    pub fn close(&self) {
+        let _ = self.shared.out.try_send(Message::Close(None));
     }
 
     /// The last connection-level error the server sent; after a close, usually why it closed.

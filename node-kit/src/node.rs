@@ -3,6 +3,11 @@
 //! it, then the last address that worked) and reconnects with exponential backoff and jitter, always with
 //! the pinned bridge key (there is no fallback to an unpinned or plaintext connection).
 //!
+//! Off the LAN it takes the relay the owner set up ([`crate::relay`]): LAN first, the relay when the LAN
+//! gives no answer within a short bound, and back to the LAN as soon as it answers again. Both paths carry
+//! the same TLS session with the same pinned key; a run in progress moves with the node through
+//! `agent.attach` catch-up, so no event is lost or repeated.
+//!
 //! ```no_run
 //! # async fn demo(identity: std::sync::Arc<certs::Identity>, paired: node_kit::pairing::PairedBridge)
 //! # -> Result<(), node_kit::ClientError> {
@@ -16,11 +21,12 @@
 
 use crate::client::{AgentRun, Client, ClientBuilder, ClientError, CommandHandler};
 use crate::discovery::{Discovery, DiscoveryError, DiscoveryEvent};
-use crate::pairing::PairedBridge;
+use crate::pairing::{PairedBridge, RelayAccess};
 use crate::protocol::{
     AgentParams, AppState, AttachParams, CancelResult, ErrorCode, ErrorShape, HistoryPage, HistoryParams, NodeAdvert,
-    PendingPrompts, PresenceBeacon, RespondParams, RespondResult, SessionList, method,
+    PendingPrompts, PresenceBeacon, RespondParams, RespondResult, RoutingToken, SessionList, method,
 };
+use crate::relay::{RelayError, RelayRoute};
 use certs::{Identity, KeyId, Pin};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
@@ -58,8 +64,20 @@ pub enum Link {
     /// Between connections; the node is trying again. Carries what the bridge said when it closed the
     /// last connection, if it said anything (`GATEWAY_UNAVAILABLE` while the gateway restarts).
     Reconnecting(Option<ErrorShape>),
+    /// Away from the LAN, the relay answered that the bridge is not linked to it (the computer is off,
+    /// asleep or offline). The node keeps trying, on both paths.
+    BridgeOffline,
     /// The node gave up: the bridge refused it for good (e.g. the pairing was revoked) or it was closed.
     Stopped(Arc<ClientError>),
+}
+
+/// Which way a node's connection goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// Straight to the bridge over the local network.
+    Lan,
+    /// Through the owner's relay.
+    Relay,
 }
 
 pub struct NodeBuilder {
@@ -68,9 +86,37 @@ pub struct NodeBuilder {
     backoff: Backoff,
     discovery: Option<Arc<dyn Discovery>>,
     first_connect: Duration,
+    paths: PathTimes,
+}
+
+/// How the node chooses between the LAN and the relay.
+#[derive(Debug, Clone, Copy)]
+struct PathTimes {
+    /// With a relay to fall back on, how long the LAN gets to answer.
+    lan_bound: Duration,
+    /// On the relay, how often to look for the LAN again (discovery seeing the bridge also triggers it).
+    lan_retry: Duration,
+}
+
+impl Default for PathTimes {
+    fn default() -> Self {
+        PathTimes { lan_bound: Duration::from_secs(2), lan_retry: Duration::from_secs(10) }
+    }
 }
 
 impl NodeBuilder {
+    /// With a relay to fall back on, how long the LAN gets to answer before the relay is tried (2 s).
+    pub fn relay_after(mut self, bound: Duration) -> Self {
+        self.paths.lan_bound = bound;
+        self
+    }
+
+    /// On the relay, how often to try the LAN again (10 s; discovery seeing the bridge tries at once).
+    pub fn lan_retry_every(mut self, every: Duration) -> Self {
+        self.paths.lan_retry = every;
+        self
+    }
+
     pub fn display_name(mut self, name: impl Into<String>) -> Self {
         self.client = self.client.display_name(name);
         self
@@ -131,6 +177,8 @@ impl NodeBuilder {
             bridge: Mutex::new(self.bridge),
             candidates,
             stop: CancellationToken::new(),
+            paths: self.paths,
+            path: Mutex::new(Path::Lan),
         });
         let deadline = tokio::time::Instant::now() + self.first_connect;
         let first = inner.reconnect(&self.client, self.backoff, Some(deadline), 0).await?;
@@ -216,12 +264,85 @@ struct NodeInner {
     bridge: Mutex<PairedBridge>,
     candidates: Arc<Candidates>,
     stop: CancellationToken,
+    paths: PathTimes,
+    /// The path of the live connection (or of the last one).
+    path: Mutex<Path>,
 }
 
 impl NodeInner {
+    /// One try at reaching the bridge: the LAN, then the relay if the node has a route to it. A LAN
+    /// connection also picks up a routing token when the owner has turned the tunnel on.
+    async fn connect_round(&self, builder: &ClientBuilder) -> Result<Client, ClientError> {
+        let Some(route) = self.route() else {
+            let client = self.connect_lan(builder).await?;
+            self.use_path(Path::Lan, &client).await;
+            return Ok(client);
+        };
+        match tokio::time::timeout(self.paths.lan_bound, self.connect_lan(builder)).await {
+            Ok(Ok(client)) => {
+                self.use_path(Path::Lan, &client).await;
+                return Ok(client);
+            }
+            Ok(Err(e)) if !e.is_retryable() => return Err(e),
+            Ok(Err(e)) => tracing::debug!(error = %e, "the bridge is not on this network; trying the relay"),
+            Err(_) => tracing::debug!("the bridge gave no answer on this network in time; trying the relay"),
+        }
+        match connect_paired(&builder.clone().relay(route)).await {
+            Ok(client) => {
+                self.use_path(Path::Relay, &client).await;
+                Ok(client)
+            }
+            Err(e) => {
+                if matches!(e, ClientError::Relay(RelayError::UnknownToken)) {
+                    // Replaced or revoked: the next connection at home gets a new one.
+                    self.bridge.lock().expect("bridge lock").relay = None;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn route(&self) -> Option<RelayRoute> {
+        let bridge = self.bridge.lock().expect("bridge lock");
+        let relay = bridge.relay.as_ref()?;
+        Some(RelayRoute { url: relay.url.clone(), bridge_id: bridge.bridge_id, token: relay.token.clone() })
+    }
+
+    /// Records the path of a new connection; at home, fetches a routing token if the owner turned the
+    /// tunnel on (or moved it) since the node last had one.
+    async fn use_path(&self, path: Path, client: &Client) {
+        *self.path.lock().expect("path lock") = path;
+        tracing::info!(?path, "connected to the bridge");
+        let Some(url) = client.hello().relay_url.clone().filter(|_| path == Path::Lan) else { return };
+        if self.bridge.lock().expect("bridge lock").relay.as_ref().is_some_and(|relay| relay.url == url) {
+            return;
+        }
+        match client.request(method::TUNNEL_TOKEN, serde_json::json!({})).await.map(serde_json::from_value) {
+            Ok(Ok(RoutingToken { token, relay_url })) => {
+                let url = relay_url.unwrap_or(url);
+                tracing::info!(relay = %url, "got a routing token for the relay");
+                self.bridge.lock().expect("bridge lock").relay = Some(RelayAccess { url, token });
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "unreadable routing token"),
+            Err(e) => tracing::warn!(error = %e, "no routing token for the relay"),
+        }
+    }
+
+    /// While on the relay: waits until the LAN answers again (tried every `lan_retry`, and at once when
+    /// discovery sees the bridge), and returns that connection.
+    async fn back_to_lan(&self, builder: &ClientBuilder) -> Client {
+        loop {
+            self.candidates.wait(self.paths.lan_retry).await;
+            if let Ok(Ok(client)) = tokio::time::timeout(self.paths.lan_bound, self.connect_lan(builder)).await {
+                self.use_path(Path::Lan, &client).await;
+                return client;
+            }
+        }
+    }
+
     /// One pass over every address that may reach the bridge. The first that answers with the pinned
     /// key and knows this node wins and becomes the last known address; an impostor is skipped.
-    async fn connect_round(&self, builder: &ClientBuilder) -> Result<Client, ClientError> {
+    async fn connect_lan(&self, builder: &ClientBuilder) -> Result<Client, ClientError> {
         let last = self.bridge.lock().expect("bridge lock").address.clone();
         let mut failure = None;
         for address in self.candidates.addresses(&last) {
@@ -265,6 +386,9 @@ impl NodeInner {
                 Err(e) if !e.is_retryable() => return Err(e),
                 Err(e) => e,
             };
+            if matches!(e, ClientError::BridgeOffline) {
+                self.link.send_replace(Link::BridgeOffline);
+            }
             let mut delay = backoff.delay(attempt);
             if let Some(deadline) = deadline {
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -309,12 +433,18 @@ impl Node {
             backoff: Backoff::default(),
             discovery: None,
             first_connect: Duration::ZERO,
+            paths: PathTimes::default(),
         }
     }
 
     /// The pairing with the address that worked last: save it, so the next start tries there first.
     pub fn bridge(&self) -> PairedBridge {
         self.inner.bridge.lock().expect("bridge lock").clone()
+    }
+
+    /// The path of the live connection (or of the last one): the LAN or the relay.
+    pub fn path(&self) -> Path {
+        *self.inner.path.lock().expect("path lock")
     }
 
     /// Watch the link: connected, reconnecting, stopped.
@@ -326,6 +456,7 @@ impl Node {
     pub fn client(&self) -> Result<Client, ClientError> {
         match &*self.inner.link.borrow() {
             Link::Connected(client) if !client.is_closed() => Ok(client.clone()),
+            Link::BridgeOffline => Err(ClientError::BridgeOffline),
             Link::Stopped(e) => Err(ClientError::Protocol(format!("the node stopped: {e}"))),
             _ => Err(ClientError::NotConnected),
         }
@@ -337,7 +468,7 @@ impl Node {
         let wait = link.wait_for(|l| match l {
             Link::Connected(c) => !c.is_closed(),
             Link::Stopped(_) => true,
-            Link::Reconnecting(_) => false,
+            Link::Reconnecting(_) | Link::BridgeOffline => false,
         });
         match tokio::time::timeout(timeout, wait).await {
             Ok(Ok(_)) => self.client(),
@@ -427,8 +558,18 @@ async fn send_app_state(client: &Client, state: AppState) -> Result<(), ClientEr
 /// Waits for each connection to end and replaces it, until stopped or refused for good.
 async fn supervise(inner: Arc<NodeInner>, builder: ClientBuilder, backoff: Backoff, mut client: Client) {
     loop {
+        let on_relay = *inner.path.lock().expect("path lock") == Path::Relay;
         tokio::select! {
             () = client.closed() => {}
+            lan = inner.back_to_lan(&builder), if on_relay => {
+                // The LAN is back: move there, and close the relayed connection (a run following it
+                // attaches again on the new one).
+                tracing::info!("the bridge is reachable on this network again; leaving the relay");
+                let relayed = std::mem::replace(&mut client, lan);
+                inner.link.send_replace(Link::Connected(client.clone()));
+                relayed.close();
+                continue;
+            }
             () = inner.stop.cancelled() => {
                 inner.link.send_replace(Link::Stopped(Arc::new(ClientError::Closed)));
                 return;

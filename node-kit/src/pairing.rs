@@ -56,7 +56,9 @@ impl PairingRequest {
     }
 }
 
-/// A bridge this node is paired with: where it was and the key to pin. Save it (it holds no secret).
+/// A bridge this node is paired with: where it was, the key to pin, and how to reach it off the LAN.
+/// Save it privately: the relay's routing token lets its holder knock on the relay (never past the
+/// bridge's TLS, which still wants this device's key).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PairedBridge {
@@ -64,6 +66,17 @@ pub struct PairedBridge {
     pub address: String,
     pub node_id: KeyId,
     pub scopes: Vec<Scope>,
+    /// The relay and this node's routing token, once the owner turned the tunnel on and the node was home.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<RelayAccess>,
+}
+
+/// A relay URL and the routing token the bridge issued for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RelayAccess {
+    pub url: String,
+    pub token: String,
 }
 
 /// A request the bridge accepted, waiting for the owner.
@@ -119,7 +132,13 @@ pub async fn redeem(
     if resolution.node_id != identity.id() {
         return Err(ClientError::Protocol("the pairing names another node".into()));
     }
-    Ok(PairedBridge { bridge_id: string.bridge_id, address, node_id: identity.id(), scopes: resolution.scopes })
+    Ok(PairedBridge {
+        bridge_id: string.bridge_id,
+        address,
+        node_id: identity.id(),
+        scopes: resolution.scopes,
+        relay: None,
+    })
 }
 
 impl PendingApproval {
@@ -152,6 +171,7 @@ impl PendingApproval {
             address: self.address,
             node_id: self.node_id,
             scopes: resolution.scopes,
+            relay: None,
         })
     }
 }

@@ -312,6 +312,7 @@ async fn watch_link(node: Node, reporter: Arc<Reporter>, voice: bool) {
         let text = match &*link.borrow_and_update() {
             Link::Connected(_) => "connected".to_string(),
             Link::Reconnecting(_) => "reconnecting".to_string(),
+            Link::BridgeOffline => "bridge offline (retrying)".to_string(),
             Link::Stopped(e) => format!("stopped: {e}"),
         };
         let reconnected = text == "connected" && reporter.status.lock().expect("status lock").link != "connected";

