@@ -281,10 +281,7 @@ async fn revoking_a_node_closes_its_relayed_connection_and_its_token_is_refused(
         token: paired.relay.unwrap().token,
     };
     let refused = eventually(Duration::from_secs(10), async || {
-        match node_kit::relay::open_stream(&route, Duration::from_secs(5)).await {
-            Err(e) => Some(e),
-            Ok(_) => None,
-        }
+        node_kit::relay::open_stream(&route, Duration::from_secs(5)).await.err()
     })
     .await;
     assert_eq!(refused, node_kit::relay::RelayError::UnknownToken);
