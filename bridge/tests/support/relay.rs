@@ -177,7 +177,11 @@ impl RelayTap {
                                 Some(Ok(m)) => { record(&m); if down_tx.send(m).await.is_err() { break } }
                                 _ => break,
                             },
-                            () = cut.cancelled() => break,
+                            () = cut.cancelled() => {
+                                // The object hears the link go at once; the bridge sees its TCP connection end.
+                                let _ = up_tx.send(Message::Close(None)).await;
+                                break;
+                            }
                         }
                     }
                 });
@@ -191,7 +195,8 @@ impl RelayTap {
         self.received.lock().unwrap().clone()
     }
 
-    /// Drops the bridge's link (both sides see the TCP connection end) and, while `keep_out`, refuses it.
+    /// Drops the bridge's link (the object gets a close, the bridge its TCP connection ending) and, while
+    /// `keep_out`, refuses it.
     pub fn cut_bridge(&self, keep_out: bool) {
         self.refuse_bridge.store(keep_out, Ordering::SeqCst);
         for link in self.bridge_links.lock().unwrap().drain(..) {
