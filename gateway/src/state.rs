@@ -8,10 +8,11 @@ use crate::hub::ConnectionHub;
 use crate::idempotency::IdempotencyCache;
 use crate::invoke::Invoker;
 use crate::nodes::NodeRegistry;
-use crate::pairing::{PairedStore, PairingCodes, PendingRequests};
+use crate::pairing::{PairedStore, PairingCodes, PendingRequests, RemoteCodes};
 use crate::presence::Presence;
 use crate::request_counts::RequestCounts;
 use crate::tunnel::TunnelBook;
+use node_kit::protocol::{TunnelSync, event};
 use node_kit::refusals::RefusalLog;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +30,8 @@ pub(crate) struct GatewayState {
     pub pending_pairings: PendingRequests,
     /// The live one-time code of door 2, if any.
     pub pairing_codes: PairingCodes,
+    /// The live code of door 3 (PIN, through the relay), if any.
+    pub remote_codes: RemoteCodes,
     pub agent: Arc<AgentRunner>,
     pub nodes: Arc<NodeRegistry>,
     pub presence: Presence,
@@ -75,12 +78,26 @@ impl GatewayState {
             requests: RequestCounts::new(methods),
             pending_pairings: PendingRequests::new(config.pairing.clone()),
             pairing_codes: PairingCodes::new(config.pairing.ttl),
+            remote_codes: RemoteCodes::new(config.pairing.ttl),
             tunnel: TunnelBook::load(&config.home),
             token,
             bridge_token,
             paired,
             config,
         }
+    }
+
+    /// What the bridge needs for its relay link: the URL, every paired node's routing-token hash and the
+    /// live door-3 code's.
+    pub(crate) fn tunnel_sync(&self) -> TunnelSync {
+        let mut sync = self.tunnel.sync(&self.paired);
+        sync.tokens.extend(self.remote_codes.routing_hash());
+        sync
+    }
+
+    /// Tells the bridge the tunnel's settings changed (it passes a new token set to its relay at once).
+    pub(crate) fn announce_tunnel(&self) {
+        self.hub.broadcast(event::TUNNEL, self.tunnel_sync());
     }
 
     pub fn next_conn_id(&self) -> u64 {

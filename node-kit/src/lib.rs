@@ -18,6 +18,7 @@ pub mod discovery;
 pub mod node;
 pub mod outbound;
 pub mod pairing;
+pub mod pin;
 pub mod protocol;
 pub mod refusals;
 pub mod relay;

@@ -17,9 +17,12 @@ mod pair_approve;
 mod pair_code;
 mod pair_list;
 mod pair_pending;
+mod pair_pin;
+mod pair_pin_confirm;
 mod pair_policy;
 mod pair_redeem;
 mod pair_reject;
+mod pair_remote;
 mod pair_rename;
 mod pair_revoke;
 mod pair_submit;
@@ -115,9 +118,12 @@ pub(crate) enum Method {
     PairCode(pair_code::PairCode),
     PairList(pair_list::PairList),
     PairPending(pair_pending::PairPending),
+    PairPin(pair_pin::PairPin),
+    PairPinConfirm(pair_pin_confirm::PairPinConfirm),
     PairPolicy(pair_policy::PairPolicy),
     PairRedeem(pair_redeem::PairRedeem),
     PairReject(pair_reject::PairReject),
+    PairRemote(pair_remote::PairRemote),
     PairRename(pair_rename::PairRename),
     PairRevoke(pair_revoke::PairRevoke),
     PairSubmit(pair_submit::PairSubmit),
@@ -148,9 +154,12 @@ impl Method {
         method::PAIR_CODE,
         method::PAIR_LIST,
         method::PAIR_PENDING,
+        method::PAIR_PIN,
+        method::PAIR_PIN_CONFIRM,
         method::PAIR_POLICY,
         method::PAIR_REDEEM,
         method::PAIR_REJECT,
+        method::PAIR_REMOTE,
         method::PAIR_RENAME,
         method::PAIR_REVOKE,
         method::PAIR_SUBMIT,
@@ -180,9 +189,12 @@ impl Method {
             method::PAIR_CODE => Method::PairCode(pair_code::PairCode::parse(params)?),
             method::PAIR_LIST => Method::PairList(pair_list::PairList),
             method::PAIR_PENDING => Method::PairPending(pair_pending::PairPending),
+            method::PAIR_PIN => Method::PairPin(pair_pin::PairPin::parse(params)?),
+            method::PAIR_PIN_CONFIRM => Method::PairPinConfirm(pair_pin_confirm::PairPinConfirm::parse(params)?),
             method::PAIR_POLICY => Method::PairPolicy(pair_policy::PairPolicy::parse(params)?),
             method::PAIR_REDEEM => Method::PairRedeem(pair_redeem::PairRedeem::parse(params)?),
             method::PAIR_REJECT => Method::PairReject(pair_reject::PairReject::parse(params)?),
+            method::PAIR_REMOTE => Method::PairRemote(pair_remote::PairRemote::parse(params)?),
             method::PAIR_RENAME => Method::PairRename(pair_rename::PairRename::parse(params)?),
             method::PAIR_REVOKE => Method::PairRevoke(pair_revoke::PairRevoke::parse(params)?),
             method::PAIR_SUBMIT => Method::PairSubmit(pair_submit::PairSubmit::parse(params)?),
@@ -207,6 +219,8 @@ impl Method {
             Method::PairSubmit(_)
             | Method::PairWait(_)
             | Method::PairRedeem(_)
+            | Method::PairPin(_)
+            | Method::PairPinConfirm(_)
             | Method::TunnelReport(_)
             | Method::TunnelSync(_) => mode == ClientMode::Bridge,
             Method::NodeInvoke(_)
@@ -218,6 +232,7 @@ impl Method {
             | Method::PairPending(_)
             | Method::PairPolicy(_)
             | Method::PairReject(_)
+            | Method::PairRemote(_)
             | Method::PairRename(_)
             | Method::PairRevoke(_)
             | Method::TunnelSet(_) => mode == ClientMode::Operator,
@@ -251,9 +266,12 @@ impl Method {
             Method::PairCode(_) => method::PAIR_CODE,
             Method::PairList(_) => method::PAIR_LIST,
             Method::PairPending(_) => method::PAIR_PENDING,
+            Method::PairPin(_) => method::PAIR_PIN,
+            Method::PairPinConfirm(_) => method::PAIR_PIN_CONFIRM,
             Method::PairPolicy(_) => method::PAIR_POLICY,
             Method::PairRedeem(_) => method::PAIR_REDEEM,
             Method::PairReject(_) => method::PAIR_REJECT,
+            Method::PairRemote(_) => method::PAIR_REMOTE,
             Method::PairRename(_) => method::PAIR_RENAME,
             Method::PairRevoke(_) => method::PAIR_REVOKE,
             Method::PairSubmit(_) => method::PAIR_SUBMIT,
@@ -295,9 +313,12 @@ impl Method {
             Method::PairCode(m) => m.apply(ctx),
             Method::PairList(m) => m.apply(ctx),
             Method::PairPending(m) => m.apply(ctx),
+            Method::PairPin(m) => m.apply(ctx),
+            Method::PairPinConfirm(m) => m.apply(ctx),
             Method::PairPolicy(m) => m.apply(ctx),
             Method::PairRedeem(m) => m.apply(ctx),
             Method::PairReject(m) => m.apply(ctx),
+            Method::PairRemote(m) => m.apply(ctx),
             Method::PairRename(m) => m.apply(ctx),
             Method::PairRevoke(m) => m.apply(ctx),
             Method::PairSubmit(m) => m.apply(ctx),

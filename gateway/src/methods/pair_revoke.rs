@@ -1,7 +1,7 @@
 //! `pair.revoke` (operators): forgets a node's key and closes its live connections at once.
 
 use super::{Context, parse_params};
-use node_kit::protocol::{ErrorShape, PairRevokeParams, PairRevoked, event, method};
+use node_kit::protocol::{ErrorShape, PairRevokeParams, PairRevoked, method};
 use serde_json::Value;
 
 pub(crate) struct PairRevoke {
@@ -22,7 +22,7 @@ impl PairRevoke {
         let connections_closed = ctx.state.nodes.disconnect(&node_id.to_string(), super::not_paired(&node_id));
         tracing::info!(node = %node_id, connections_closed, "pairing revoked");
         // Its routing token goes with it: the bridge tells its relay object, which closes relayed streams.
-        ctx.state.hub.broadcast(event::TUNNEL, ctx.state.tunnel.sync(&ctx.state.paired));
+        ctx.state.announce_tunnel();
         Ok(serde_json::to_value(PairRevoked { node_id, connections_closed }).expect("payloads serialise"))
     }
 }

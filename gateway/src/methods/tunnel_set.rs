@@ -2,7 +2,7 @@
 //! hears of it at once (`tunnel` event) and opens or closes its relay link.
 
 use super::{Context, parse_params};
-use node_kit::protocol::{ErrorCode, ErrorShape, TunnelSetParams, check_relay_url, event, method};
+use node_kit::protocol::{ErrorCode, ErrorShape, TunnelSetParams, check_relay_url, method};
 use serde_json::Value;
 
 pub(crate) struct TunnelSet {
@@ -23,7 +23,7 @@ impl TunnelSet {
             .set_url(self.url.clone())
             .map_err(|e| ErrorShape::new(ErrorCode::Internal, format!("cannot write the tunnel settings: {e}")))?;
         tracing::info!(url = ?self.url, "tunnel settings changed");
-        state.hub.broadcast(event::TUNNEL, state.tunnel.sync(&state.paired));
+        state.announce_tunnel();
         Ok(serde_json::to_value(state.tunnel.health(&state.paired)).expect("payloads serialise"))
     }
 }

@@ -9,6 +9,6 @@ pub(crate) struct TunnelSync;
 
 impl TunnelSync {
     pub(crate) fn apply(self, ctx: &Context) -> Result<Value, ErrorShape> {
-        Ok(serde_json::to_value(ctx.state.tunnel.sync(&ctx.state.paired)).expect("payloads serialise"))
+        Ok(serde_json::to_value(ctx.state.tunnel_sync()).expect("payloads serialise"))
     }
 }

@@ -4,8 +4,10 @@
 
 mod codes;
 mod pending;
+mod remote;
 mod store;
 
 pub(crate) use codes::PairingCodes;
 pub(crate) use pending::{Decision, PendingRequests, expired};
+pub(crate) use remote::RemoteCodes;
 pub use store::PairedStore;

@@ -44,6 +44,9 @@ pub enum ErrorCode {
     PairingCodeInvalid,
     /// The pairing code was already used; codes are single-use. Issue a new one with `lanyard pair`.
     PairingCodeUsed,
+    /// Door 3: the PIN exchange failed (a wrong PIN, or someone in the middle); `details.triesLeft` says
+    /// how many tries the code has left.
+    PairingPinWrong,
     /// The bridge cannot reach the gateway right now; retry after `retryAfterMs`.
     GatewayUnavailable,
     /// The node's screen cannot be used now (its browser is missing or crashed); `message` says what to fix.
@@ -86,6 +89,7 @@ impl ErrorCode {
             ErrorCode::PairingExpired => "PAIRING_EXPIRED",
             ErrorCode::PairingCodeInvalid => "PAIRING_CODE_INVALID",
             ErrorCode::PairingCodeUsed => "PAIRING_CODE_USED",
+            ErrorCode::PairingPinWrong => "PAIRING_PIN_WRONG",
             ErrorCode::GatewayUnavailable => "GATEWAY_UNAVAILABLE",
             ErrorCode::ScreenUnavailable => "SCREEN_UNAVAILABLE",
             ErrorCode::ScriptError => "SCRIPT_ERROR",

@@ -32,6 +32,13 @@ pub mod method {
     pub const PAIR_WAIT: &str = "pair.wait";
     /// Door 2: pair with the one-time code of a connection string (node → bridge → gateway).
     pub const PAIR_REDEEM: &str = "pair.redeem";
+    /// Door 3 (operators): a code to pair a device away from home, by PIN through the relay.
+    pub const PAIR_REMOTE: &str = "pair.remote";
+    /// Door 3 (node → bridge → gateway): the node's SPAKE2 message; answered with the computer's and its
+    /// key confirmation.
+    pub const PAIR_PIN: &str = "pair.pin";
+    /// Door 3 (node → bridge → gateway): the node's key confirmation; pairs the node.
+    pub const PAIR_PIN_CONFIRM: &str = "pair.pin.confirm";
     /// The owner sets or clears the relay URL.
     pub const TUNNEL_SET: &str = "tunnel.set";
     /// The bridge reads the relay URL and the routing-token hashes.

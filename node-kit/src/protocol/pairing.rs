@@ -370,3 +370,82 @@ pub struct PairPolicyParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub denied_tools: Option<Vec<String>>,
 }
+
+/// Params of `pair.remote` (operators).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PairRemoteParams {
+    /// The most a node pairing with this code gets. Default: every scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<Scope>>,
+}
+
+/// Payload of `pair.remote`: door 3's code. The routing token goes to the device with the relay URL and
+/// the bridge ID (a QR code); the PIN is typed on the device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemotePairCode {
+    pub routing: String,
+    pub pin: String,
+    pub relay_url: String,
+    /// Names the pairing in `pair.resolved`.
+    pub request_id: String,
+    pub expires_at_ms: u64,
+    pub tries: u32,
+}
+
+/// Params of `pair.pin` (node → bridge).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairPinParams {
+    /// The node's SPAKE2 message (side A), base64url.
+    pub message: String,
+    #[serde(flatten)]
+    pub device: DeviceInfo,
+    pub scopes: Vec<Scope>,
+}
+
+/// Params of `pair.pin` (bridge → gateway): the node's message with what the bridge saw in TLS and the
+/// routing token the relay admitted the stream with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairPinSubmit {
+    pub node_id: KeyId,
+    pub bridge_id: KeyId,
+    pub routing_hash: String,
+    #[serde(flatten)]
+    pub pin: PairPinParams,
+}
+
+/// Payload of `pair.pin`: the computer's SPAKE2 message and its key confirmation, base64url.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairPinChallenge {
+    pub message: String,
+    pub confirmation: String,
+}
+
+/// Params of `pair.pin.confirm` (node → bridge): the node's key confirmation, base64url.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairPinConfirmParams {
+    pub confirmation: String,
+}
+
+/// Params of `pair.pin.confirm` (bridge → gateway).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairPinConfirmSubmit {
+    pub node_id: KeyId,
+    pub routing_hash: String,
+    pub confirmation: String,
+}
+
+/// Payload of `pair.pin.confirm`: the node is paired, and gets its own routing token for the relay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairPinResult {
+    #[serde(flatten)]
+    pub resolution: PairResolution,
+    pub relay: super::RoutingToken,
+}

@@ -1,0 +1,42 @@
+//! `pair.pin.confirm` (bridge only): door 3's last step. A node whose confirmation proves the key of its
+//! exchange is paired at once, with the scopes it asked for that the code grants, and gets its routing
+//! token; operators hear `pair.resolved`. A confirmation that does not match spends the try for good.
+
+use super::{Context, parse_params};
+use node_kit::protocol::{ErrorShape, PairOutcome, PairPinConfirmSubmit, PairPinResult, PairResolution, event, method};
+use serde_json::Value;
+
+pub(crate) struct PairPinConfirm {
+    submit: PairPinConfirmSubmit,
+}
+
+impl PairPinConfirm {
+    pub(crate) fn parse(params: Value) -> Result<Self, ErrorShape> {
+        Ok(PairPinConfirm { submit: parse_params(method::PAIR_PIN_CONFIRM, params)? })
+    }
+
+    pub(crate) fn apply(self, ctx: &Context) -> Result<Value, ErrorShape> {
+        let state = &ctx.state;
+        let confirmed = state.remote_codes.confirm(&self.submit, |granted| {
+            let node = super::store_paired(ctx, granted.node_id, granted.device.sanitised(), granted.scopes)?;
+            Ok((granted.request_id, node))
+        });
+        // Used or burnt: either way the code's routing token leaves the relay's set (and a new node's joins).
+        let (request_id, node) = match confirmed {
+            Ok(paired) => paired,
+            Err(e) => {
+                if state.remote_codes.routing_hash().is_none() {
+                    state.announce_tunnel();
+                }
+                tracing::info!(node = %self.submit.node_id, code = %e.code, "remote pairing refused");
+                return Err(e);
+            }
+        };
+        let relay = super::tunnel_token::issue(state, node.node_id)?;
+        tracing::info!(node = %node.node_id, "paired by PIN through the relay");
+        let resolution =
+            PairResolution { request_id, node_id: node.node_id, outcome: PairOutcome::Approved, scopes: node.scopes };
+        state.hub.broadcast(event::PAIR_RESOLVED, &resolution);
+        Ok(serde_json::to_value(PairPinResult { resolution, relay }).expect("payloads serialise"))
+    }
+}

@@ -1,0 +1,283 @@
+//! Door 3's codes: pairing a device away from home, by PIN, through the relay. One code is live at a
+//! time: a routing token (which gets the device's stream through the relay to the bridge, and names the
+//! code) and a 6-digit PIN, valid 5 minutes, burnt after five exchanges that did not end in a pairing.
+//! The PIN is kept in memory only and never logged; the SPAKE2 exchange itself is [`node_kit::pin`].
+
+use crate::now_ms;
+use certs::KeyId;
+use node_kit::pin::{self, PinKeys};
+use node_kit::protocol::{
+    DeviceInfo, ErrorCode, ErrorShape, PairPinChallenge, PairPinConfirmSubmit, PairPinSubmit, RemotePairCode, Scope,
+    routing_token_hash,
+};
+use std::sync::Mutex;
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// Exchanges a code allows before it is burnt.
+pub(crate) const PIN_TRIES: u32 = 5;
+
+struct LiveCode {
+    routing_hash: String,
+    pin: Zeroizing<String>,
+    request_id: String,
+    scopes: Vec<Scope>,
+    expires_at_ms: u64,
+    tries_left: u32,
+    /// The last exchange, waiting for the node's confirmation.
+    pending: Option<Pending>,
+}
+
+struct Pending {
+    node_id: KeyId,
+    keys: PinKeys,
+    device: DeviceInfo,
+    scopes: Vec<Scope>,
+}
+
+/// What a confirmed exchange grants.
+pub(crate) struct Granted {
+    pub request_id: String,
+    pub node_id: KeyId,
+    pub device: DeviceInfo,
+    pub scopes: Vec<Scope>,
+}
+
+pub(crate) struct RemoteCodes {
+    ttl: Duration,
+    live: Mutex<Option<LiveCode>>,
+}
+
+fn b64(bytes: &[u8]) -> String {
+    data_encoding::BASE64URL_NOPAD.encode(bytes)
+}
+
+fn unb64(text: &str, what: &str) -> Result<Vec<u8>, ErrorShape> {
+    data_encoding::BASE64URL_NOPAD
+        .decode(text.as_bytes())
+        .map_err(|_| ErrorShape::invalid_request(format!("{what} is not base64url")))
+}
+
+fn not_valid() -> ErrorShape {
+    ErrorShape::new(
+        ErrorCode::PairingCodeInvalid,
+        "this remote pairing code is not valid (expired, used, burnt by wrong PINs, or replaced); run \
+         `lanyard pair --remote` on the computer for a new one",
+    )
+}
+
+impl RemoteCodes {
+    pub(crate) fn new(ttl: Duration) -> Self {
+        RemoteCodes { ttl, live: Mutex::new(None) }
+    }
+
+    /// A fresh code granting at most `scopes`; the previous one stops working.
+    pub(crate) fn issue(&self, scopes: Vec<Scope>, relay_url: String) -> RemotePairCode {
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).expect("the OS random source works");
+        let routing = b64(&secret);
+        let pin = pin::random_pin();
+        let request_id = format!("remote:{}", &node_kit::client::random_id()[..12]);
+        let expires_at_ms = now_ms() + self.ttl.as_millis() as u64;
+        *self.live.lock().expect("remote codes lock") = Some(LiveCode {
+            routing_hash: routing_token_hash(&routing),
+            pin: Zeroizing::new(pin.clone()),
+            request_id: request_id.clone(),
+            scopes,
+            expires_at_ms,
+            tries_left: PIN_TRIES,
+            pending: None,
+        });
+        RemotePairCode { routing, pin, relay_url, request_id, expires_at_ms, tries: PIN_TRIES }
+    }
+
+    /// The live code's routing-token hash, for the relay's token set.
+    pub(crate) fn routing_hash(&self) -> Option<String> {
+        let live = self.live.lock().expect("remote codes lock");
+        live.as_ref().filter(|code| code.expires_at_ms > now_ms()).map(|code| code.routing_hash.clone())
+    }
+
+    /// The live code if `routing_hash` names it and it has not expired.
+    fn live_for<'a>(live: &'a mut Option<LiveCode>, routing_hash: &str) -> Result<&'a mut LiveCode, ErrorShape> {
+        if live.as_ref().is_some_and(|code| code.expires_at_ms <= now_ms()) {
+            *live = None;
+        }
+        match live {
+            Some(code) if code.routing_hash == routing_hash => Ok(code),
+            _ => Err(not_valid()),
+        }
+    }
+
+    /// The node's SPAKE2 message: spends a try and answers with the computer's message and confirmation.
+    pub(crate) fn answer(&self, submit: &PairPinSubmit) -> Result<PairPinChallenge, ErrorShape> {
+        let mut live = self.live.lock().expect("remote codes lock");
+        let code = Self::live_for(&mut live, &submit.routing_hash)?;
+        code.tries_left -= 1;
+        code.pending = None;
+        let scopes: Vec<Scope> = submit.pin.scopes.iter().copied().filter(|s| code.scopes.contains(s)).collect();
+        let outcome = unb64(&submit.pin.message, "message").and_then(|message| {
+            pin::answer(&code.pin, &submit.node_id, &submit.bridge_id, &message)
+                .map_err(|e| ErrorShape::invalid_request(e.to_string()))
+        });
+        let tries_left = code.tries_left;
+        let (message, keys) = match outcome {
+            Ok(answer) => answer,
+            Err(e) => {
+                if tries_left == 0 {
+                    *live = None;
+                }
+                return Err(e);
+            }
+        };
+        let challenge = PairPinChallenge { message: b64(&message), confirmation: b64(&keys.bridge_confirmation()) };
+        code.pending = Some(Pending { node_id: submit.node_id, keys, device: submit.pin.device.clone(), scopes });
+        Ok(challenge)
+    }
+
+    /// The node's confirmation. `paired` stores the pairing; only if it succeeds is the code spent.
+    pub(crate) fn confirm<T>(
+        &self,
+        submit: &PairPinConfirmSubmit,
+        paired: impl FnOnce(Granted) -> Result<T, ErrorShape>,
+    ) -> Result<T, ErrorShape> {
+        let mut live = self.live.lock().expect("remote codes lock");
+        let code = Self::live_for(&mut live, &submit.routing_hash)?;
+        let confirmation = unb64(&submit.confirmation, "confirmation")?;
+        let matched = code
+            .pending
+            .take_if(|pending| pending.node_id == submit.node_id)
+            .filter(|pending| pending.keys.check_node(&confirmation).is_ok());
+        let Some(pending) = matched else {
+            let tries_left = code.tries_left;
+            if tries_left == 0 {
+                *live = None;
+            }
+            return Err(ErrorShape::new(
+                ErrorCode::PairingPinWrong,
+                format!("the PIN did not match ({tries_left} tries left with this code)"),
+            )
+            .with_details(serde_json::json!({ "triesLeft": tries_left })));
+        };
+        if pending.scopes.is_empty() {
+            return Err(ErrorShape::invalid_request(format!(
+                "this code grants only {}; ask for one of those",
+                code.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        let granted = Granted {
+            request_id: code.request_id.clone(),
+            node_id: pending.node_id,
+            device: pending.device,
+            scopes: pending.scopes,
+        };
+        let answer = paired(granted)?;
+        *live = None;
+        Ok(answer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use node_kit::pin::NodePin;
+    use node_kit::protocol::PairPinParams;
+
+    struct Device {
+        node: KeyId,
+        bridge: KeyId,
+    }
+
+    impl Device {
+        fn new() -> Device {
+            Device { node: certs::Identity::generate().id(), bridge: certs::Identity::generate().id() }
+        }
+
+        fn try_pin(&self, codes: &RemoteCodes, code: &RemotePairCode, pin: &str) -> Result<Vec<Scope>, ErrorShape> {
+            let routing_hash = routing_token_hash(&code.routing);
+            let (side_a, message) = NodePin::start(pin, &self.node, &self.bridge).unwrap();
+            let submit = PairPinSubmit {
+                node_id: self.node,
+                bridge_id: self.bridge,
+                routing_hash: routing_hash.clone(),
+                pin: PairPinParams {
+                    message: b64(&message),
+                    device: DeviceInfo { name: "phone".into(), platform: "test".into(), model: None },
+                    scopes: vec![Scope::Chat],
+                },
+            };
+            let challenge = codes.answer(&submit)?;
+            let keys = side_a.finish(&unb64(&challenge.message, "m")?, &unb64(&challenge.confirmation, "c")?);
+            // A node whose check fails sends a confirmation that cannot match.
+            let confirmation = keys.map(|k| k.node_confirmation()).unwrap_or_default();
+            let confirm = PairPinConfirmSubmit { node_id: self.node, routing_hash, confirmation: b64(&confirmation) };
+            codes.confirm(&confirm, |granted| Ok(granted.scopes))
+        }
+    }
+
+    #[test]
+    fn the_right_pin_pairs_once_and_the_code_is_spent() {
+        let codes = RemoteCodes::new(Duration::from_secs(300));
+        let code = codes.issue(vec![Scope::Chat], "https://r".into());
+        assert_eq!(codes.routing_hash(), Some(routing_token_hash(&code.routing)));
+        let device = Device::new();
+        assert_eq!(device.try_pin(&codes, &code, &code.pin).unwrap(), [Scope::Chat]);
+        assert_eq!(device.try_pin(&codes, &code, &code.pin).unwrap_err().code, ErrorCode::PairingCodeInvalid);
+        assert_eq!(codes.routing_hash(), None);
+    }
+
+    #[test]
+    fn five_wrong_pins_burn_the_code() {
+        let codes = RemoteCodes::new(Duration::from_secs(300));
+        let code = codes.issue(vec![Scope::Chat], "https://r".into());
+        let wrong = if code.pin == "000000" { "111111" } else { "000000" };
+        let device = Device::new();
+        for left in (0..PIN_TRIES).rev() {
+            let refused = device.try_pin(&codes, &code, wrong).unwrap_err();
+            assert_eq!(refused.code, ErrorCode::PairingPinWrong);
+            assert_eq!(refused.details.unwrap()["triesLeft"], left);
+        }
+        assert_eq!(device.try_pin(&codes, &code, &code.pin).unwrap_err().code, ErrorCode::PairingCodeInvalid);
+        assert_eq!(codes.routing_hash(), None, "a burnt code leaves the relay's token set");
+    }
+
+    #[test]
+    fn another_routing_token_an_expired_code_or_a_replaced_one_is_refused() {
+        let codes = RemoteCodes::new(Duration::ZERO);
+        let expired = codes.issue(vec![Scope::Chat], "https://r".into());
+        let device = Device::new();
+        assert_eq!(device.try_pin(&codes, &expired, &expired.pin).unwrap_err().code, ErrorCode::PairingCodeInvalid);
+
+        let codes = RemoteCodes::new(Duration::from_secs(300));
+        let old = codes.issue(vec![Scope::Chat], "https://r".into());
+        let new = codes.issue(vec![Scope::Chat], "https://r".into());
+        assert_eq!(device.try_pin(&codes, &old, &new.pin).unwrap_err().code, ErrorCode::PairingCodeInvalid);
+        assert!(device.try_pin(&codes, &new, &new.pin).is_ok());
+    }
+
+    #[test]
+    fn a_confirmation_from_another_key_than_the_exchange_is_refused() {
+        let codes = RemoteCodes::new(Duration::from_secs(300));
+        let code = codes.issue(vec![Scope::Chat], "https://r".into());
+        let device = Device::new();
+        let routing_hash = routing_token_hash(&code.routing);
+        let (side_a, message) = NodePin::start(&code.pin, &device.node, &device.bridge).unwrap();
+        let submit = PairPinSubmit {
+            node_id: device.node,
+            bridge_id: device.bridge,
+            routing_hash: routing_hash.clone(),
+            pin: PairPinParams {
+                message: b64(&message),
+                device: DeviceInfo { name: "phone".into(), platform: "test".into(), model: None },
+                scopes: vec![Scope::Chat],
+            },
+        };
+        let challenge = codes.answer(&submit).unwrap();
+        let keys = side_a
+            .finish(&unb64(&challenge.message, "m").unwrap(), &unb64(&challenge.confirmation, "c").unwrap())
+            .unwrap();
+        let other = certs::Identity::generate().id();
+        let confirm =
+            PairPinConfirmSubmit { node_id: other, routing_hash, confirmation: b64(&keys.node_confirmation()) };
+        assert_eq!(codes.confirm(&confirm, |_| Ok(())).unwrap_err().code, ErrorCode::PairingPinWrong);
+    }
+}
