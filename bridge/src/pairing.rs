@@ -2,8 +2,10 @@
 //! connection: `pair.request` (the node commits to its nonce; the bridge answers with its own), then
 //! `pair.confirm` (the node reveals its nonce; the bridge computes the SAS and files the request with the
 //! gateway), then `pair.wait` (answered when the owner decides). Door 2 is one call, `pair.redeem`, with
-//! the one-time code of a connection string, passed to the gateway with the key TLS proved. Nothing else
-//! is allowed: every other method is `NOT_PAIRED`.
+//! the one-time code of a connection string, passed to the gateway with the key TLS proved. Door 3 is
+//! `pair.pin` then `pair.pin.confirm`, only on a stream the relay admitted with a remote code's routing
+//! token: the bridge adds the two keys TLS showed it and that token's hash, and the gateway runs the
+//! SPAKE2 side of the computer. Nothing else is allowed: every other method is `NOT_PAIRED`.
 //!
 //! A stranger's connection is cheap by construction: frames are held to the unpaired limit, each step must
 //! come within the step timeout unless the node is waiting for the owner, and the whole dialogue ends
@@ -18,9 +20,9 @@ use node_kit::Client;
 use node_kit::connection::Incoming;
 use node_kit::outbound::WriterTask;
 use node_kit::protocol::{
-    ErrorCode, ErrorFrame, ErrorShape, Frame, PairChallenge, PairConfirmParams, PairRedeemParams, PairRedeemSubmit,
-    PairRequestParams, PairSubmitParams, PairTicket, PairWaitParams, Request, method, nonce_commitment, pairing_nonce,
-    sas,
+    ErrorCode, ErrorFrame, ErrorShape, Frame, PairChallenge, PairConfirmParams, PairPinConfirmParams,
+    PairPinConfirmSubmit, PairPinParams, PairPinSubmit, PairRedeemParams, PairRedeemSubmit, PairRequestParams,
+    PairSubmitParams, PairTicket, PairWaitParams, Request, method, nonce_commitment, pairing_nonce, sas,
 };
 use serde_json::Value;
 use std::sync::Arc;
@@ -28,8 +30,14 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 /// What an unpaired node may call.
-pub(crate) const METHODS: &[&str] =
-    &[method::PAIR_REQUEST, method::PAIR_CONFIRM, method::PAIR_WAIT, method::PAIR_REDEEM];
+pub(crate) const METHODS: &[&str] = &[
+    method::PAIR_REQUEST,
+    method::PAIR_CONFIRM,
+    method::PAIR_WAIT,
+    method::PAIR_REDEEM,
+    method::PAIR_PIN,
+    method::PAIR_PIN_CONFIRM,
+];
 
 /// Where the dialogue is. Each step is only possible from the one before it.
 enum Stage {
@@ -161,12 +169,28 @@ async fn step(
             redeem.check_lengths()?;
             check_scopes(&redeem.scopes)?;
             let submit = PairRedeemSubmit { node_id, address: source.to_string(), redeem };
-            let gateway = gateway_link::bridge_client(&shared.config).await?;
-            let resolution = gateway
-                .request(method::PAIR_REDEEM, serde_json::to_value(submit).expect("params serialise"))
-                .await
-                .map_err(remote)?;
-            Ok(Step::Answer(resolution))
+            forward(shared, method::PAIR_REDEEM, serde_json::to_value(submit).expect("params serialise")).await
+        }
+        method::PAIR_PIN => {
+            let routing_hash = relayed(source)?;
+            shared.limiter.pairing_code(source)?;
+            let pin: PairPinParams = params(&req)?;
+            pin.device.check_lengths()?;
+            check_scopes(&pin.scopes)?;
+            if pin.message.len() > MAX_PIN_FIELD {
+                return Err(ErrorShape::invalid_request("message is too long"));
+            }
+            let submit = PairPinSubmit { node_id, bridge_id: shared.bridge_id, routing_hash, pin };
+            forward(shared, method::PAIR_PIN, serde_json::to_value(submit).expect("params serialise")).await
+        }
+        method::PAIR_PIN_CONFIRM => {
+            let routing_hash = relayed(source)?;
+            let PairPinConfirmParams { confirmation } = params(&req)?;
+            if confirmation.len() > MAX_PIN_FIELD {
+                return Err(ErrorShape::invalid_request("confirmation is too long"));
+            }
+            let submit = PairPinConfirmSubmit { node_id, routing_hash, confirmation };
+            forward(shared, method::PAIR_PIN_CONFIRM, serde_json::to_value(submit).expect("params serialise")).await
         }
         method::PAIR_WAIT => match stage {
             Stage::Filed { request_id, gateway } => {
@@ -180,6 +204,25 @@ async fn step(
         )
         .with_details(serde_json::json!({ "allowed": METHODS }))),
     }
+}
+
+/// The longest base64url field of door 3 (SPAKE2 messages are 33 bytes, confirmations 32).
+const MAX_PIN_FIELD: usize = 128;
+
+/// Door 3 runs only on a relayed stream: the routing token it came in with names the code.
+fn relayed(source: Source) -> Result<String, ErrorShape> {
+    match source {
+        Source::Relay(hash) => Ok(hash.iter().map(|b| format!("{b:02x}")).collect()),
+        Source::Lan(_) => Err(ErrorShape::invalid_request(
+            "PIN pairing is for devices away from home, through the relay; on this network pair with              `lanyard pair` (QR code) or by asking",
+        )),
+    }
+}
+
+/// One call passed to the gateway as is, its answer back to the node.
+async fn forward(shared: &BridgeShared, method: &str, params: Value) -> Result<Step, ErrorShape> {
+    let gateway = gateway_link::bridge_client(&shared.config).await?;
+    Ok(Step::Answer(gateway.request(method, params).await.map_err(remote)?))
 }
 
 async fn wait_for_owner(gateway: Client, request_id: String, answer_id: String, out: node_kit::outbound::Outbound) {

@@ -6,17 +6,19 @@
 mod support;
 
 use node_kit::ClientError;
+use node_kit::connection_string::RelayInvite;
 use node_kit::node::{Backoff, Link, Node, Path};
-use node_kit::pairing::PairedBridge;
+use node_kit::pairing::{PairedBridge, PairingRequest, pair_with_pin};
 use node_kit::protocol::{
-    AgentEventKind, AgentParams, Decision, HealthPayload, RespondParams, Scope, TunnelLinkState, method,
+    AgentEventKind, AgentParams, Decision, ErrorCode, HealthPayload, RemotePairCode, RespondParams, Scope,
+    TunnelLinkState, method,
 };
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::gw::messages_api::{ApiRequest, Gate, MessagesApi, Reply};
 use support::gw::{TestGateway, claude_binary, eventually};
-use support::relay::{LocalRelay, RelayTap, contains, files_under};
+use support::relay::{KeySwappingRelay, LocalRelay, RelayTap, contains, files_under, relay_knows};
 use support::{Cable, TestBridge, pair};
 
 /// The computer (scripted API, gateway with the real claude, bridge) with its tunnel on, through a tap
@@ -36,7 +38,12 @@ impl Away {
         let tap = RelayTap::start(&relay.url).await;
         let api = MessagesApi::start(script).await;
         let gateway = TestGateway::with_claude(claude, &api, |_| {}).await;
-        let bridge = TestBridge::start(&gateway, |_| {}).await;
+        // Door 3's tests spend a code's five tries in a row, faster than the bridge's own per-source limit
+        // on pairing codes lets a stranger try.
+        let bridge = TestBridge::start(&gateway, |config| {
+            config.limits.pairing_codes_per_address = bridge::ratelimit::Rate::per_second(50, 50);
+        })
+        .await;
         let operator = gateway.operator().await;
         operator.request(method::TUNNEL_SET, json!({ "url": tap.url })).await.expect("tunnel.set");
         let away = Away { api, gateway, bridge, tap, relay };
@@ -65,8 +72,12 @@ impl Away {
             bridge.relay.is_some().then_some(bridge)
         })
         .await;
-        assert_eq!(paired.relay.as_ref().unwrap().url, self.tap.url);
+        let relay = paired.relay.as_ref().unwrap();
+        assert_eq!(relay.url, self.tap.url);
         home.close();
+        // The token is passed on to the relay right after it is issued; a phone leaves home later.
+        let known = async || relay_knows(&self.relay.url, &self.bridge.id, &relay.token).await.then_some(());
+        eventually(Duration::from_secs(10), known).await;
         (identity, paired)
     }
 }
@@ -285,4 +296,110 @@ async fn revoking_a_node_closes_its_relayed_connection_and_its_token_is_refused(
     })
     .await;
     assert_eq!(refused, node_kit::relay::RelayError::UnknownToken);
+}
+
+impl Away {
+    /// `lanyard pair --remote`: a door-3 code, and the invite a device scans, naming `relay`.
+    async fn remote_code(&self, relay: &str) -> (RelayInvite, RemotePairCode) {
+        let operator = self.gateway.operator().await;
+        let code: RemotePairCode =
+            serde_json::from_value(operator.request(method::PAIR_REMOTE, Value::Null).await.unwrap()).unwrap();
+        assert_eq!(code.tries, 5);
+        // A person takes seconds to type the PIN; a test waits for the bridge to pass the token on.
+        let known = async || relay_knows(&self.relay.url, &self.bridge.id, &code.routing).await.then_some(());
+        eventually(Duration::from_secs(10), known).await;
+        let invite =
+            RelayInvite { relay_url: relay.to_string(), bridge_id: self.bridge.id, routing: code.routing.clone() };
+        (invite, code)
+    }
+}
+
+fn phone() -> PairingRequest {
+    PairingRequest::new("Away phone", "test").scopes([Scope::Chat, Scope::Voice])
+}
+
+fn wrong(pin: &str) -> String {
+    format!("{:06}", (pin.parse::<u32>().unwrap() + 1) % 1_000_000)
+}
+
+#[tokio::test]
+async fn a_device_that_never_saw_the_lan_pairs_by_pin_through_the_relay_and_works_there() {
+    let Some(away) = Away::start(|_| Reply::text(&["hello from home"])).await else {
+        return;
+    };
+    let (invite, code) = away.remote_code(&away.tap.url).await;
+    let text: String = invite.to_string();
+    assert_eq!(text.parse::<RelayInvite>().unwrap(), invite, "the QR code's text parses back");
+
+    let identity = Arc::new(certs::Identity::generate());
+    let paired = pair_with_pin(&invite, &code.pin, &identity, phone()).await.expect("pairs by PIN");
+    assert_eq!(paired.bridge_id, away.bridge.id, "the key the PIN exchange authenticated is the bridge's");
+    assert!(paired.relay.is_some());
+    let operator = away.gateway.operator().await;
+    let list = operator.request(method::PAIR_LIST, Value::Null).await.unwrap();
+    assert!(list.to_string().contains("Away phone"), "{list}");
+
+    // The same code does not work twice, and its routing token left the relay.
+    let again = pair_with_pin(&invite, &code.pin, &Arc::new(certs::Identity::generate()), phone()).await.unwrap_err();
+    assert!(
+        matches!(again, ClientError::Relay(node_kit::relay::RelayError::UnknownToken))
+            || again.code() == Some(ErrorCode::PairingCodeInvalid),
+        "{again:?}"
+    );
+    let gone = async || (!relay_knows(&away.relay.url, &away.bridge.id, &invite.routing).await).then_some(());
+    eventually(Duration::from_secs(15), gone).await;
+
+    let node = Node::builder(identity, paired)
+        .backoff(quick())
+        .relay_after(Duration::from_millis(200))
+        .first_connect_timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .expect("connects through the relay");
+    assert_eq!(node.path(), Path::Relay);
+    let outcome = node.agent(prompt("are you there?", "pin")).await.unwrap().outcome().await.unwrap();
+    assert_eq!(outcome.result, "hello from home");
+}
+
+#[tokio::test]
+async fn five_wrong_pins_burn_the_code() {
+    let Some(away) = Away::start(|_| Reply::text(&["no"])).await else {
+        return;
+    };
+    let (invite, code) = away.remote_code(&away.tap.url).await;
+    let identity = Arc::new(certs::Identity::generate());
+    for _ in 0..5 {
+        let refused = pair_with_pin(&invite, &wrong(&code.pin), &identity, phone()).await.unwrap_err();
+        assert_eq!(refused.code(), Some(ErrorCode::PairingPinWrong), "{refused}");
+    }
+    let burnt = pair_with_pin(&invite, &code.pin, &identity, phone()).await.unwrap_err();
+    assert!(
+        matches!(burnt, ClientError::Relay(node_kit::relay::RelayError::UnknownToken))
+            || burnt.code() == Some(ErrorCode::PairingCodeInvalid),
+        "{burnt}"
+    );
+    let list = away.gateway.operator().await.request(method::PAIR_LIST, Value::Null).await.unwrap();
+    assert_eq!(list["nodes"].as_array().unwrap().len(), 0, "{list}");
+}
+
+#[tokio::test]
+async fn a_relay_that_swaps_in_its_own_tls_keys_makes_pin_pairing_fail_and_burns_a_try() {
+    let Some(away) = Away::start(|_| Reply::text(&["no"])).await else {
+        return;
+    };
+    let middle = KeySwappingRelay::start(&away.relay.url).await;
+    let (through_middle, code) = away.remote_code(&middle.url).await;
+    let identity = Arc::new(certs::Identity::generate());
+    let refused = pair_with_pin(&through_middle, &code.pin, &identity, phone()).await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::PairingPinWrong), "the right PIN, the wrong keys: {refused}");
+    let list = away.gateway.operator().await.request(method::PAIR_LIST, Value::Null).await.unwrap();
+    assert_eq!(list["nodes"].as_array().unwrap().len(), 0, "the middleman's key was not paired: {list}");
+
+    // That exchange spent a try: four more wrong PINs through the honest relay burn the code.
+    let honest = RelayInvite { relay_url: away.relay.url.clone(), ..through_middle };
+    for _ in 0..4 {
+        let refused = pair_with_pin(&honest, &wrong(&code.pin), &identity, phone()).await.unwrap_err();
+        assert_eq!(refused.code(), Some(ErrorCode::PairingPinWrong), "{refused}");
+    }
+    assert!(pair_with_pin(&honest, &code.pin, &identity, phone()).await.is_err(), "burnt after five tries");
 }

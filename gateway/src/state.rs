@@ -18,6 +18,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+/// How long a used or burnt door-3 code's routing token stays with the relay: long enough for the answer
+/// that ended it to reach the device.
+const REMOTE_CODE_LINGER: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub(crate) struct GatewayState {
     pub config: GatewayConfig,
     /// Operators present this one.
@@ -78,7 +82,7 @@ impl GatewayState {
             requests: RequestCounts::new(methods),
             pending_pairings: PendingRequests::new(config.pairing.clone()),
             pairing_codes: PairingCodes::new(config.pairing.ttl),
-            remote_codes: RemoteCodes::new(config.pairing.ttl),
+            remote_codes: RemoteCodes::new(config.pairing.ttl, REMOTE_CODE_LINGER),
             tunnel: TunnelBook::load(&config.home),
             token,
             bridge_token,
@@ -98,6 +102,15 @@ impl GatewayState {
     /// Tells the bridge the tunnel's settings changed (it passes a new token set to its relay at once).
     pub(crate) fn announce_tunnel(&self) {
         self.hub.broadcast(event::TUNNEL, self.tunnel_sync());
+    }
+
+    /// [`GatewayState::announce_tunnel`] once `delay` has passed (a code's routing token leaving the set).
+    pub(crate) fn announce_tunnel_after(self: &Arc<Self>, delay: std::time::Duration) {
+        let state = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            state.announce_tunnel();
+        });
     }
 
     pub fn next_conn_id(&self) -> u64 {

@@ -122,3 +122,71 @@ mod tests {
         assert!(!format!("{s:?}").contains("canary-secret"));
     }
 }
+
+/// Door 3's invite, as the computer shows it for a device away from home (a QR code, with the PIN shown
+/// beside it and typed on the device): `lanyard+https://RELAY[/PATH]?id=BRIDGE_ID&route=ROUTING_TOKEN`.
+/// The routing token gets the device's stream through the relay to the bridge and names the code; the
+/// bridge ID is only the relay's address for it: the PIN exchange is what authenticates the bridge.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RelayInvite {
+    pub relay_url: String,
+    pub bridge_id: KeyId,
+    pub routing: String,
+}
+
+impl fmt::Debug for RelayInvite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RelayInvite({}, {})", self.relay_url, self.bridge_id)
+    }
+}
+
+impl fmt::Display for RelayInvite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "lanyard+{}?id={}&route={}", self.relay_url, self.bridge_id, self.routing)
+    }
+}
+
+impl FromStr for RelayInvite {
+    type Err = ConnectionStringError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |why: String| ConnectionStringError(why);
+        let rest =
+            s.trim().strip_prefix("lanyard+").ok_or_else(|| bad("it must start with lanyard+https://".into()))?;
+        let mut url = url::Url::parse(rest).map_err(|e| bad(e.to_string()))?;
+        let (mut bridge_id, mut routing) = (None, None);
+        for (key, value) in url.query_pairs() {
+            match key.as_ref() {
+                "id" => bridge_id = Some(value.parse::<KeyId>().map_err(|e| bad(format!("id: {e}")))?),
+                "route" => routing = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+        url.set_query(None);
+        let relay_url = crate::protocol::check_relay_url(url.as_str()).map_err(bad)?;
+        let routing = routing.filter(|r| r.len() == 43).ok_or_else(|| bad("no route of 43 characters".into()))?;
+        Ok(RelayInvite { relay_url, bridge_id: bridge_id.ok_or_else(|| bad("no id".into()))?, routing })
+    }
+}
+
+#[cfg(test)]
+mod invite_tests {
+    use super::*;
+
+    #[test]
+    fn invites_round_trip_and_hide_the_route_in_debug() {
+        let invite = RelayInvite {
+            relay_url: "https://relay.example.workers.dev".into(),
+            bridge_id: certs::Identity::generate().id(),
+            routing: "a".repeat(43),
+        };
+        let text = invite.to_string();
+        assert!(text.starts_with("lanyard+https://relay.example.workers.dev?id="), "{text}");
+        assert_eq!(text.parse::<RelayInvite>().unwrap(), invite);
+        assert!(!format!("{invite:?}").contains(&invite.routing));
+        for bad in ["https://r.example?id=x&route=y", "lanyard+https://r.example?route=", "lanyard+ftp://r?id=&route="]
+        {
+            assert!(bad.parse::<RelayInvite>().is_err(), "{bad}");
+        }
+    }
+}

@@ -179,6 +179,7 @@ impl NodeBuilder {
             stop: CancellationToken::new(),
             paths: self.paths,
             path: Mutex::new(Path::Lan),
+            token_refused: Default::default(),
         });
         let deadline = tokio::time::Instant::now() + self.first_connect;
         let first = inner.reconnect(&self.client, self.backoff, Some(deadline), 0).await?;
@@ -267,6 +268,8 @@ struct NodeInner {
     paths: PathTimes,
     /// The path of the live connection (or of the last one).
     path: Mutex<Path>,
+    /// The relay refused the routing token: get a new one at home.
+    token_refused: std::sync::atomic::AtomicBool,
 }
 
 impl NodeInner {
@@ -294,8 +297,8 @@ impl NodeInner {
             }
             Err(e) => {
                 if matches!(e, ClientError::Relay(RelayError::UnknownToken)) {
-                    // Replaced or revoked: the next connection at home gets a new one.
-                    self.bridge.lock().expect("bridge lock").relay = None;
+                    // Replaced, revoked, or not passed on to the relay yet: kept, and renewed at home.
+                    self.token_refused.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
                 Err(e)
             }
@@ -314,7 +317,8 @@ impl NodeInner {
         *self.path.lock().expect("path lock") = path;
         tracing::info!(?path, "connected to the bridge");
         let Some(url) = client.hello().relay_url.clone().filter(|_| path == Path::Lan) else { return };
-        if self.bridge.lock().expect("bridge lock").relay.as_ref().is_some_and(|relay| relay.url == url) {
+        let current = self.bridge.lock().expect("bridge lock").relay.as_ref().is_some_and(|relay| relay.url == url);
+        if current && !self.token_refused.swap(false, std::sync::atomic::Ordering::Relaxed) {
             return;
         }
         match client.request(method::TUNNEL_TOKEN, serde_json::json!({})).await.map(serde_json::from_value) {

@@ -14,11 +14,14 @@
 //! ```
 
 use crate::client::{Client, ClientError};
-use crate::connection_string::ConnectionString;
+use crate::connection_string::{ConnectionString, RelayInvite};
+use crate::pin::{NodePin, PinError};
 use crate::protocol::{
-    DeviceInfo, PairChallenge, PairConfirmParams, PairRedeemParams, PairRequestParams, PairResolution, PairTicket,
-    PairWaitParams, Scope, method, nonce_commitment, pairing_nonce, sas,
+    DeviceInfo, ErrorCode, ErrorShape, PairChallenge, PairConfirmParams, PairPinChallenge, PairPinConfirmParams,
+    PairPinParams, PairPinResult, PairRedeemParams, PairRequestParams, PairResolution, PairTicket, PairWaitParams,
+    Scope, method, nonce_commitment, pairing_nonce, sas,
 };
+use crate::relay::RelayRoute;
 use certs::{Identity, KeyId, Pin};
 use serde::{Deserialize, Serialize};
 
@@ -138,6 +141,51 @@ pub async fn redeem(
         node_id: identity.id(),
         scopes: resolution.scopes,
         relay: None,
+    })
+}
+
+/// Pairs through door 3, away from home: reaches the bridge through the relay the invite names, with the
+/// bridge key not yet pinned, and runs the PIN exchange ([`crate::pin`]) with the key the bridge showed
+/// in TLS and this device's own bound in. A wrong PIN, or a relay that put its own key in the middle,
+/// fails here (`PAIRING_PIN_WRONG`) and spends one of the code's five tries. On success the key the
+/// exchange authenticated is pinned and the device has its routing token; it has no LAN address yet
+/// (discovery finds one at home).
+pub async fn pair_with_pin(
+    invite: &RelayInvite,
+    pin: &str,
+    identity: &Identity,
+    request: PairingRequest,
+) -> Result<PairedBridge, ClientError> {
+    let route =
+        RelayRoute { url: invite.relay_url.clone(), bridge_id: invite.bridge_id, token: invite.routing.clone() };
+    let client = Client::bridge("", identity, Pin::AnyKey)?
+        .relay(route)
+        .display_name(request.device.name.clone())
+        .platform(request.device.platform.clone())
+        .connect()
+        .await?;
+    let bridge_id = client.peer_key().ok_or_else(|| ClientError::Protocol("no bridge key".into()))?;
+    let bad_pin = |e: PinError| {
+        ClientError::Remote(ErrorShape::new(ErrorCode::PairingPinWrong, format!("{e}; check the PIN and try again")))
+    };
+    let (exchange, message) = NodePin::start(pin, &identity.id(), &bridge_id).map_err(bad_pin)?;
+    let b64 = |bytes: &[u8]| data_encoding::BASE64URL_NOPAD.encode(bytes);
+    let params = PairPinParams { message: b64(&message), device: request.device, scopes: request.scopes };
+    let challenge: PairPinChallenge = call(&client, method::PAIR_PIN, &params).await?;
+    let unb64 = |text: &str| data_encoding::BASE64URL_NOPAD.decode(text.as_bytes()).unwrap_or_default();
+    let keys = exchange.finish(&unb64(&challenge.message), &unb64(&challenge.confirmation)).map_err(bad_pin)?;
+    let confirm = PairPinConfirmParams { confirmation: b64(&keys.node_confirmation()) };
+    let result: PairPinResult = call(&client, method::PAIR_PIN_CONFIRM, &confirm).await?;
+    if result.resolution.node_id != identity.id() {
+        return Err(ClientError::Protocol("the pairing names another node".into()));
+    }
+    let relay_url = result.relay.relay_url.unwrap_or_else(|| invite.relay_url.clone());
+    Ok(PairedBridge {
+        bridge_id,
+        address: String::new(),
+        node_id: identity.id(),
+        scopes: result.resolution.scopes,
+        relay: Some(RelayAccess { url: relay_url, token: result.relay.token }),
     })
 }
 

@@ -8,8 +8,9 @@ use certs::KeyId;
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 use tokio_tungstenite::Connector;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -90,6 +91,16 @@ pub async fn open_stream(route: &RelayRoute, timeout: Duration) -> Result<Duplex
         Ok(Err(e)) => return Err(unreachable(e.to_string())),
         Ok(Ok(opened)) => opened,
     };
+    Ok(websocket_bytes(ws))
+}
+
+/// The byte stream a relay WebSocket carries in its binary messages: what is written to the returned end
+/// goes out in messages of at most [`MAX_RELAY_MESSAGE`] bytes, what comes in can be read from it. A task
+/// pumps between the two until either side closes.
+pub fn websocket_bytes<S>(ws: WebSocketStream<S>) -> DuplexStream
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (local, mut far) = tokio::io::duplex(MAX_RELAY_MESSAGE);
     tokio::spawn(async move {
         let (mut sink, mut stream) = ws.split();
@@ -109,7 +120,7 @@ pub async fn open_stream(route: &RelayRoute, timeout: Duration) -> Result<Duplex
         }
         let _ = sink.close().await;
     });
-    Ok(local)
+    local
 }
 
 /// The relay's HTTP refusal in typed form.

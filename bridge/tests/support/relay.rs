@@ -236,3 +236,78 @@ pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     }
     out
 }
+
+/// A relay gone bad for door 3: it ends the device's TLS session itself, with a key of its own, opens
+/// another one to the bridge with a second key of its own, and passes the plaintext between them. It
+/// knows the routing token (it carries it) but not the PIN.
+pub struct KeySwappingRelay {
+    pub url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl KeySwappingRelay {
+    pub async fn start(upstream: &str) -> KeySwappingRelay {
+        use certs::{Identity, PeerKeyVerifier, Pin};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let upstream = upstream.to_string();
+        let task = tokio::spawn(async move {
+            let to_device = Identity::generate();
+            let to_bridge = Identity::generate();
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(
+                to_device.server_config(PeerKeyVerifier::new(Pin::AnyKey)).unwrap(),
+            ));
+            let connector = tokio_rustls::TlsConnector::from(Arc::new(
+                to_bridge.client_config(PeerKeyVerifier::new(Pin::AnyKey)).unwrap(),
+            ));
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { return };
+                let (acceptor, connector, upstream) = (acceptor.clone(), connector.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    let seen = Arc::new(Mutex::new((String::new(), String::new())));
+                    let hold = seen.clone();
+                    let callback = move |request: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                                         response| {
+                        let auth = request.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+                        *hold.lock().unwrap() = (request.uri().path().to_string(), auth.to_string());
+                        Ok(response)
+                    };
+                    let Ok(device_ws) = tokio_tungstenite::accept_hdr_async(tcp, callback).await else { return };
+                    let (path, auth) = seen.lock().unwrap().clone();
+                    let bridge_id = path.split('/').nth(3).and_then(|id| id.parse().ok()).unwrap();
+                    let token = auth.trim_start_matches("Bearer ").to_string();
+                    let route = node_kit::relay::RelayRoute { url: upstream, bridge_id, token };
+                    let Ok(up) = node_kit::relay::open_stream(&route, Duration::from_secs(5)).await else { return };
+                    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("lanyard").unwrap();
+                    let Ok(mut to_bridge) = connector.connect(name, up).await else { return };
+                    let device_bytes = node_kit::relay::websocket_bytes(device_ws);
+                    let Ok(mut from_device) = acceptor.accept(device_bytes).await else { return };
+                    let _ = tokio::io::copy_bidirectional(&mut from_device, &mut to_bridge).await;
+                });
+            }
+        });
+        KeySwappingRelay { url, task }
+    }
+}
+
+impl Drop for KeySwappingRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Whether the relay at `relay_url` (plain http, loopback) takes `token` for `bridge_id`: its status
+/// route answers 200 for a token in the bridge's set, 401 for one that is not.
+pub async fn relay_knows(relay_url: &str, bridge_id: &certs::KeyId, token: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = relay_url.trim_start_matches("http://");
+    let Ok(mut tcp) = tokio::net::TcpStream::connect(addr).await else { return false };
+    let request =
+        format!("GET /v1/bridges/{bridge_id}/status HTTP/1.0\r\nHost: relay\r\nAuthorization: Bearer {token}\r\n\r\n");
+    let mut answer = Vec::new();
+    if tcp.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer)).await;
+    answer.starts_with(b"HTTP/1.1 200") || answer.starts_with(b"HTTP/1.0 200")
+}

@@ -16,10 +16,12 @@ impl PairPin {
     }
 
     pub(crate) fn apply(self, ctx: &Context) -> Result<Value, ErrorShape> {
-        let answered = ctx.state.remote_codes.answer(&self.submit);
-        if ctx.state.remote_codes.routing_hash().is_none() {
-            // That try burnt the code (or it was gone): the relay forgets its routing token.
-            ctx.state.announce_tunnel();
+        let codes = &ctx.state.remote_codes;
+        let answered = codes.answer(&self.submit);
+        if !codes.is_live() {
+            // That try burnt the code (or it was gone): the relay forgets its routing token, once the
+            // answer is out.
+            ctx.state.announce_tunnel_after(codes.linger());
         }
         let challenge = answered.inspect_err(|e| {
             tracing::info!(node = %self.submit.node_id, code = %e.code, "remote pairing refused");

@@ -22,12 +22,12 @@ impl PairPinConfirm {
             Ok((granted.request_id, node))
         });
         // Used or burnt: either way the code's routing token leaves the relay's set (and a new node's joins).
+        if !state.remote_codes.is_live() {
+            state.announce_tunnel_after(state.remote_codes.linger());
+        }
         let (request_id, node) = match confirmed {
             Ok(paired) => paired,
             Err(e) => {
-                if state.remote_codes.routing_hash().is_none() {
-                    state.announce_tunnel();
-                }
                 tracing::info!(node = %self.submit.node_id, code = %e.code, "remote pairing refused");
                 return Err(e);
             }

@@ -22,7 +22,7 @@ impl PairRemote {
     }
 
     pub(crate) fn apply(self, ctx: &Context) -> Result<Value, ErrorShape> {
-        let state = ctx.state.clone();
+        let state = &ctx.state;
         let Some(relay_url) = state.tunnel.url() else {
             return Err(ErrorShape::new(
                 ErrorCode::InvalidRequest,
@@ -34,11 +34,9 @@ impl PairRemote {
         tracing::info!(request = %code.request_id, scopes = ?self.scopes, "remote pairing code issued");
         state.announce_tunnel();
         // When the code expires, its routing token leaves the relay's set.
-        let ttl = std::time::Duration::from_millis(code.expires_at_ms.saturating_sub(crate::now_ms()));
-        tokio::spawn(async move {
-            tokio::time::sleep(ttl).await;
-            state.announce_tunnel();
-        });
+        state.announce_tunnel_after(std::time::Duration::from_millis(
+            code.expires_at_ms.saturating_sub(crate::now_ms()),
+        ));
         Ok(serde_json::to_value(code).expect("codes serialise"))
     }
 }

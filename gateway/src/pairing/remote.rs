@@ -26,6 +26,16 @@ struct LiveCode {
     tries_left: u32,
     /// The last exchange, waiting for the node's confirmation.
     pending: Option<Pending>,
+    /// When the code was used or burnt. Its routing token stays in the relay's set a little longer, so the
+    /// answer that ended it still reaches the device over the stream that token opened.
+    ended_at_ms: Option<u64>,
+}
+
+impl LiveCode {
+    fn end(&mut self) {
+        self.ended_at_ms = Some(now_ms());
+        self.pending = None;
+    }
 }
 
 struct Pending {
@@ -45,6 +55,7 @@ pub(crate) struct Granted {
 
 pub(crate) struct RemoteCodes {
     ttl: Duration,
+    linger: Duration,
     live: Mutex<Option<LiveCode>>,
 }
 
@@ -67,8 +78,19 @@ fn not_valid() -> ErrorShape {
 }
 
 impl RemoteCodes {
-    pub(crate) fn new(ttl: Duration) -> Self {
-        RemoteCodes { ttl, live: Mutex::new(None) }
+    /// Codes live `ttl`; an ended one's routing token stays in the relay's set for `linger`.
+    pub(crate) fn new(ttl: Duration, linger: Duration) -> Self {
+        RemoteCodes { ttl, linger, live: Mutex::new(None) }
+    }
+
+    pub(crate) fn linger(&self) -> Duration {
+        self.linger
+    }
+
+    /// Whether a code is live and can still be tried.
+    pub(crate) fn is_live(&self) -> bool {
+        let live = self.live.lock().expect("remote codes lock");
+        live.as_ref().is_some_and(|code| code.ended_at_ms.is_none() && code.expires_at_ms > now_ms())
     }
 
     /// A fresh code granting at most `scopes`; the previous one stops working.
@@ -87,6 +109,7 @@ impl RemoteCodes {
             expires_at_ms,
             tries_left: PIN_TRIES,
             pending: None,
+            ended_at_ms: None,
         });
         RemotePairCode { routing, pin, relay_url, request_id, expires_at_ms, tries: PIN_TRIES }
     }
@@ -94,7 +117,11 @@ impl RemoteCodes {
     /// The live code's routing-token hash, for the relay's token set.
     pub(crate) fn routing_hash(&self) -> Option<String> {
         let live = self.live.lock().expect("remote codes lock");
-        live.as_ref().filter(|code| code.expires_at_ms > now_ms()).map(|code| code.routing_hash.clone())
+        let now = now_ms();
+        let linger = self.linger.as_millis() as u64;
+        live.as_ref()
+            .filter(|code| code.expires_at_ms > now && code.ended_at_ms.is_none_or(|ended| now < ended + linger))
+            .map(|code| code.routing_hash.clone())
     }
 
     /// The live code if `routing_hash` names it and it has not expired.
@@ -103,7 +130,7 @@ impl RemoteCodes {
             *live = None;
         }
         match live {
-            Some(code) if code.routing_hash == routing_hash => Ok(code),
+            Some(code) if code.routing_hash == routing_hash && code.ended_at_ms.is_none() => Ok(code),
             _ => Err(not_valid()),
         }
     }
@@ -112,6 +139,11 @@ impl RemoteCodes {
     pub(crate) fn answer(&self, submit: &PairPinSubmit) -> Result<PairPinChallenge, ErrorShape> {
         let mut live = self.live.lock().expect("remote codes lock");
         let code = Self::live_for(&mut live, &submit.routing_hash)?;
+        if code.tries_left == 0 {
+            // Its last exchange was never confirmed: the code is burnt.
+            code.end();
+            return Err(not_valid());
+        }
         code.tries_left -= 1;
         code.pending = None;
         let scopes: Vec<Scope> = submit.pin.scopes.iter().copied().filter(|s| code.scopes.contains(s)).collect();
@@ -124,7 +156,7 @@ impl RemoteCodes {
             Ok(answer) => answer,
             Err(e) => {
                 if tries_left == 0 {
-                    *live = None;
+                    code.end();
                 }
                 return Err(e);
             }
@@ -150,7 +182,7 @@ impl RemoteCodes {
         let Some(pending) = matched else {
             let tries_left = code.tries_left;
             if tries_left == 0 {
-                *live = None;
+                code.end();
             }
             return Err(ErrorShape::new(
                 ErrorCode::PairingPinWrong,
@@ -171,7 +203,7 @@ impl RemoteCodes {
             scopes: pending.scopes,
         };
         let answer = paired(granted)?;
-        *live = None;
+        code.end();
         Ok(answer)
     }
 }
@@ -216,7 +248,7 @@ mod tests {
 
     #[test]
     fn the_right_pin_pairs_once_and_the_code_is_spent() {
-        let codes = RemoteCodes::new(Duration::from_secs(300));
+        let codes = RemoteCodes::new(Duration::from_secs(300), Duration::ZERO);
         let code = codes.issue(vec![Scope::Chat], "https://r".into());
         assert_eq!(codes.routing_hash(), Some(routing_token_hash(&code.routing)));
         let device = Device::new();
@@ -227,7 +259,7 @@ mod tests {
 
     #[test]
     fn five_wrong_pins_burn_the_code() {
-        let codes = RemoteCodes::new(Duration::from_secs(300));
+        let codes = RemoteCodes::new(Duration::from_secs(300), Duration::ZERO);
         let code = codes.issue(vec![Scope::Chat], "https://r".into());
         let wrong = if code.pin == "000000" { "111111" } else { "000000" };
         let device = Device::new();
@@ -242,12 +274,12 @@ mod tests {
 
     #[test]
     fn another_routing_token_an_expired_code_or_a_replaced_one_is_refused() {
-        let codes = RemoteCodes::new(Duration::ZERO);
+        let codes = RemoteCodes::new(Duration::ZERO, Duration::ZERO);
         let expired = codes.issue(vec![Scope::Chat], "https://r".into());
         let device = Device::new();
         assert_eq!(device.try_pin(&codes, &expired, &expired.pin).unwrap_err().code, ErrorCode::PairingCodeInvalid);
 
-        let codes = RemoteCodes::new(Duration::from_secs(300));
+        let codes = RemoteCodes::new(Duration::from_secs(300), Duration::ZERO);
         let old = codes.issue(vec![Scope::Chat], "https://r".into());
         let new = codes.issue(vec![Scope::Chat], "https://r".into());
         assert_eq!(device.try_pin(&codes, &old, &new.pin).unwrap_err().code, ErrorCode::PairingCodeInvalid);
@@ -256,7 +288,7 @@ mod tests {
 
     #[test]
     fn a_confirmation_from_another_key_than_the_exchange_is_refused() {
-        let codes = RemoteCodes::new(Duration::from_secs(300));
+        let codes = RemoteCodes::new(Duration::from_secs(300), Duration::ZERO);
         let code = codes.issue(vec![Scope::Chat], "https://r".into());
         let device = Device::new();
         let routing_hash = routing_token_hash(&code.routing);
