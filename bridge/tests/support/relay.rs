@@ -261,21 +261,24 @@ impl KeySwappingRelay {
                 to_bridge.client_config(PeerKeyVerifier::new(Pin::AnyKey)).unwrap(),
             ));
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { return };
+                let Ok((mut tcp, _)) = listener.accept().await else { return };
                 let (acceptor, connector, upstream) = (acceptor.clone(), connector.clone(), upstream.clone());
                 tokio::spawn(async move {
-                    let seen = Arc::new(Mutex::new((String::new(), String::new())));
-                    let hold = seen.clone();
-                    let callback = move |request: &tokio_tungstenite::tungstenite::handshake::server::Request,
-                                         response| {
-                        let auth = request.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
-                        *hold.lock().unwrap() = (request.uri().path().to_string(), auth.to_string());
-                        Ok(response)
-                    };
-                    let Ok(device_ws) = tokio_tungstenite::accept_hdr_async(tcp, callback).await else { return };
-                    let (path, auth) = seen.lock().unwrap().clone();
+                    use tokio::io::AsyncReadExt;
+                    let Some(head) = read_head(&mut tcp).await else { return };
+                    let text = String::from_utf8_lossy(&head).into_owned();
+                    let path = text.lines().next().and_then(|line| line.split(' ').nth(1)).unwrap_or_default();
                     let bridge_id = path.split('/').nth(3).and_then(|id| id.parse().ok()).unwrap();
-                    let token = auth.trim_start_matches("Bearer ").to_string();
+                    let token = text
+                        .lines()
+                        .find_map(|line| {
+                            line.strip_prefix("Authorization: Bearer ").or(line.strip_prefix("authorization: Bearer "))
+                        })
+                        .unwrap_or_default()
+                        .to_string();
+                    let (read, write) = tcp.into_split();
+                    let replayed = tokio::io::join(std::io::Cursor::new(head).chain(read), write);
+                    let Ok(device_ws) = tokio_tungstenite::accept_async(replayed).await else { return };
                     let route = node_kit::relay::RelayRoute { url: upstream, bridge_id, token };
                     let Ok(up) = node_kit::relay::open_stream(&route, Duration::from_secs(5)).await else { return };
                     let name = tokio_rustls::rustls::pki_types::ServerName::try_from("lanyard").unwrap();
