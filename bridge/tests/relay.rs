@@ -10,15 +10,16 @@ use node_kit::connection_string::RelayInvite;
 use node_kit::node::{Backoff, Link, Node, Path};
 use node_kit::pairing::{PairedBridge, PairingRequest, pair_with_pin};
 use node_kit::protocol::{
-    AgentEventKind, AgentParams, Decision, ErrorCode, HealthPayload, RemotePairCode, RespondParams, Scope,
-    TunnelLinkState, method,
+    AgentEventKind, AgentParams, Decision, ErrorCode, RemotePairCode, RespondParams, Scope, method,
 };
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::gw::messages_api::{ApiRequest, Gate, MessagesApi, Reply};
 use support::gw::{TestGateway, claude_binary, eventually};
-use support::relay::{KeySwappingRelay, LocalRelay, RelayTap, contains, files_under, relay_knows};
+use support::relay::{
+    KeySwappingRelay, LocalRelay, RelayTap, contains, files_under, relay_knows, remote_code, tunnel_on,
+};
 use support::{Cable, TestBridge, pair};
 
 /// The computer (scripted API, gateway with the real claude, bridge) with its tunnel on, through a tap
@@ -44,22 +45,8 @@ impl Away {
             config.limits.pairing_codes_per_address = bridge::ratelimit::Rate::per_second(50, 50);
         })
         .await;
-        let operator = gateway.operator().await;
-        operator.request(method::TUNNEL_SET, json!({ "url": tap.url })).await.expect("tunnel.set");
-        let away = Away { api, gateway, bridge, tap, relay };
-        away.link_ready().await;
-        Some(away)
-    }
-
-    /// Waits until the bridge reports its relay link ready.
-    async fn link_ready(&self) {
-        let operator = self.gateway.operator().await;
-        eventually(Duration::from_secs(30), async || {
-            let health: HealthPayload =
-                serde_json::from_value(operator.request(method::HEALTH, Value::Null).await.ok()?).ok()?;
-            (health.tunnel?.link?.state == TunnelLinkState::Ready).then_some(())
-        })
-        .await;
+        tunnel_on(&gateway, &tap.url).await;
+        Some(Away { api, gateway, bridge, tap, relay })
     }
 
     /// A node paired at home (door 1) that picked up its routing token on a connection at home.
@@ -299,18 +286,9 @@ async fn revoking_a_node_closes_its_relayed_connection_and_its_token_is_refused(
 }
 
 impl Away {
-    /// `lanyard pair --remote`: a door-3 code, and the invite a device scans, naming `relay`.
+    /// `lanyard pair --remote`, with an invite naming `relay`.
     async fn remote_code(&self, relay: &str) -> (RelayInvite, RemotePairCode) {
-        let operator = self.gateway.operator().await;
-        let code: RemotePairCode =
-            serde_json::from_value(operator.request(method::PAIR_REMOTE, Value::Null).await.unwrap()).unwrap();
-        assert_eq!(code.tries, 5);
-        // A person takes seconds to type the PIN; a test waits for the bridge to pass the token on.
-        let known = async || relay_knows(&self.relay.url, &self.bridge.id, &code.routing).await.then_some(());
-        eventually(Duration::from_secs(10), known).await;
-        let invite =
-            RelayInvite { relay_url: relay.to_string(), bridge_id: self.bridge.id, routing: code.routing.clone() };
-        (invite, code)
+        remote_code(&self.gateway, &self.bridge, &self.relay.url, relay).await
     }
 }
 

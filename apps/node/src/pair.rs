@@ -1,20 +1,25 @@
-//! `lanyard-node pair`: door 2 with a connection string (no approval step), or door 1: find the bridge
-//! (mDNS, or `--address`), show the code the owner compares, wait for the approval.
+//! `lanyard-node pair`: door 2 with a connection string (no approval step), door 3 away from home with a
+//! relay invite and the PIN (`--pin`), or door 1: find the bridge (mDNS, or `--address`), show the code the
+//! owner compares, wait for the approval.
 
 use crate::settings::{Settings, StateDir};
 use anyhow::Context;
 use clap::Args;
-use node_kit::connection_string::ConnectionString;
+use node_kit::connection_string::{ConnectionString, RelayInvite};
 use node_kit::discovery::{Discovery, MdnsDiscovery};
-use node_kit::pairing::{PairedBridge, PairingRequest, redeem, request_pairing};
+use node_kit::pairing::{PairedBridge, PairingRequest, pair_with_pin, redeem, request_pairing};
 use node_kit::protocol::Scope;
 use std::time::Duration;
 
 #[derive(Args)]
 pub struct PairArgs {
-    /// The connection string `lanyard pair` printed on the computer (`lanyard://…`); without it, the node
-    /// asks the bridge and waits for the owner to approve.
-    string: Option<ConnectionString>,
+    /// The connection string `lanyard pair` printed on the computer (`lanyard://…`), or the invite
+    /// `lanyard pair --remote` printed (`lanyard+https://…`, with --pin); without either, the node asks
+    /// the bridge and waits for the owner to approve.
+    string: Option<Invitation>,
+    /// The 6-digit PIN `lanyard pair --remote` shows beside its invite.
+    #[arg(long, value_name = "DIGITS")]
+    pin: Option<String>,
     /// Ask the bridge at this address instead of looking for it with mDNS (door 1).
     #[arg(long, value_name = "HOST:PORT", conflicts_with = "string")]
     address: Option<String>,
@@ -37,9 +42,15 @@ pub async fn run(state: &StateDir, settings: &Settings, args: PairArgs) -> anyho
     }
     let request = PairingRequest::new(&settings.name, std::env::consts::OS).scopes([Scope::Chat, Scope::Voice]);
     let paired = match (&args.string, &args.address) {
-        (Some(string), _) => {
+        (Some(Invitation::Lan(string)), _) => {
             eprintln!("pairing with {} using its one-time code…", string.address());
             redeem(string, &identity, request).await.context("the bridge did not accept the code")?
+        }
+        (Some(Invitation::Relay(invite)), _) => {
+            let pin =
+                args.pin.as_deref().context("an invite from `lanyard pair --remote` needs its PIN: --pin DIGITS")?;
+            eprintln!("pairing through the relay {} by PIN…", invite.relay_url);
+            pair_with_pin(invite, pin, &identity, request).await.context("pairing by PIN failed")?
         }
         (None, address) => match approve(&identity, request, address.clone(), &args).await {
             // A bridge that knows this key lets it in as paired, where asking to pair is not allowed.
@@ -55,9 +66,29 @@ pub async fn run(state: &StateDir, settings: &Settings, args: PairArgs) -> anyho
         },
     };
     state.save_pairing(&paired)?;
-    println!("Paired with bridge {} at {} as {}", paired.bridge_id, paired.address, paired.node_id);
+    let at = if paired.address.is_empty() { "through the relay".to_string() } else { format!("at {}", paired.address) };
+    println!("Paired with bridge {} {at} as {}", paired.bridge_id, paired.node_id);
     println!("Start the node with: lanyard-node run");
     Ok(())
+}
+
+/// What the owner's computer printed: a LAN connection string (door 2) or a relay invite (door 3).
+#[derive(Clone)]
+pub enum Invitation {
+    Lan(ConnectionString),
+    Relay(RelayInvite),
+}
+
+impl std::str::FromStr for Invitation {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().starts_with("lanyard+") {
+            s.parse().map(Invitation::Relay).map_err(|e| e.to_string())
+        } else {
+            s.parse().map(Invitation::Lan).map_err(|e| e.to_string())
+        }
+    }
 }
 
 /// Door 1: ask, show the code, wait for the owner.

@@ -13,7 +13,7 @@ use crate::voice;
 use anyhow::Context;
 use clap::Args;
 use node_kit::discovery::MdnsDiscovery;
-use node_kit::node::{Link, Node};
+use node_kit::node::{Link, Node, Path};
 use node_kit::protocol::{AppState, VOICE_EVENT, VoiceAvailability, now_ms};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -212,12 +212,11 @@ pub async fn run(state: &StateDir, settings: Settings, args: RunArgs) -> anyhow:
         _ = sigint.recv() => return stop(canvas, state, None).await,
     };
     state.save_pairing(&node.bridge())?;
-    eprintln!(
-        "lanyard-node: connected to bridge {} at {} as {:?}",
-        paired.bridge_id,
-        node.bridge().address,
-        settings.name
-    );
+    let at = match node.path() {
+        Path::Lan => format!("at {}", node.bridge().address),
+        Path::Relay => format!("through the relay {}", node.bridge().relay.map(|r| r.url).unwrap_or_default()),
+    };
+    eprintln!("lanyard-node: connected to bridge {} {at} as {:?}", paired.bridge_id, settings.name);
     // The first link state the watcher sees is "connected": it announces voice, and again after each
     // reconnect.
     tokio::spawn(watch_link(node.clone(), reporter.clone(), settings.voice));
@@ -310,12 +309,14 @@ async fn watch_link(node: Node, reporter: Arc<Reporter>, voice: bool) {
     let mut link = node.link();
     loop {
         let text = match &*link.borrow_and_update() {
+            Link::Connected(_) if node.path() == Path::Relay => "connected (relay)".to_string(),
             Link::Connected(_) => "connected".to_string(),
             Link::Reconnecting(_) => "reconnecting".to_string(),
             Link::BridgeOffline => "bridge offline (retrying)".to_string(),
             Link::Stopped(e) => format!("stopped: {e}"),
         };
-        let reconnected = text == "connected" && reporter.status.lock().expect("status lock").link != "connected";
+        let reconnected = text.starts_with("connected")
+            && !reporter.status.lock().expect("status lock").link.starts_with("connected");
         reporter.update(|s| s.link = text);
         if reconnected {
             announce(&node, voice).await;

@@ -412,3 +412,31 @@ async fn pairing_by_approval_from_the_command_line() {
     bridge.stop().await;
     gateway.stop().await;
 }
+
+/// Away from home: a `lanyard-node` that never saw the LAN pairs by PIN through the relay (the real Worker
+/// under workerd), connects through it, and the agent drives and sees its screen over that path.
+#[tokio::test]
+async fn a_node_paired_by_pin_away_from_home_shows_the_agent_its_screen_through_the_relay() {
+    use node_support::support::relay::{LocalRelay, remote_code, tunnel_on};
+    let Some(computer) = Computer::start(script, |_| {}).await else { return };
+    let Some(relay) = LocalRelay::start().await else { return };
+    tunnel_on(&computer.gateway, &relay.url).await;
+    let (invite, code) = remote_code(&computer.gateway, &computer.bridge, &relay.url, &relay.url).await;
+    let page = TestPage::start().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let invite = invite.to_string();
+    let args = ["--name", "Away wall", "--web-allow", &page.origin, "pair", &invite, "--pin", &code.pin];
+    let printed = lanyard_node(dir.path(), &args).await;
+    assert!(printed.contains("through the relay"), "{printed}");
+    let mut node = NodeProcess::run(dir, "Away wall", &[]);
+    node.stderr.find("through the relay", WAIT).await;
+    computer.node_named("Away wall").await;
+
+    let snap = agent_tool(&computer, &format!("wall display {}/", page.origin), "toolu_snap").await;
+    let blocks = snap["content"].as_array().expect("content blocks");
+    let image = blocks.iter().find(|b| b["type"] == "image").unwrap_or_else(|| panic!("no image in {snap}"));
+    assert_eq!(image["source"]["media_type"], "image/png");
+    assert!(node.stop().await.success());
+    computer.stop().await;
+}

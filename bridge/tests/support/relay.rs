@@ -314,3 +314,40 @@ pub async fn relay_knows(relay_url: &str, bridge_id: &certs::KeyId, token: &str)
     let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer)).await;
     answer.starts_with(b"HTTP/1.1 200") || answer.starts_with(b"HTTP/1.0 200")
 }
+
+/// Turns the tunnel on with `url` as the owner does, and waits until the bridge reports its link ready.
+pub async fn tunnel_on(gateway: &super::gw::TestGateway, url: &str) {
+    use node_kit::protocol::{HealthPayload, TunnelLinkState, method};
+    let operator = gateway.operator().await;
+    operator.request(method::TUNNEL_SET, serde_json::json!({ "url": url })).await.expect("tunnel.set");
+    super::gw::eventually(Duration::from_secs(30), async || {
+        let health = operator.request(method::HEALTH, serde_json::Value::Null).await.ok()?;
+        let health: HealthPayload = serde_json::from_value(health).ok()?;
+        (health.tunnel?.link?.state == TunnelLinkState::Ready).then_some(())
+    })
+    .await;
+}
+
+/// `lanyard pair --remote`: a door-3 code and the invite a device scans, naming `invite_url` as the
+/// relay; returns once the relay at `relay_url` takes the code's routing token (a person takes seconds
+/// to type the PIN; a test waits for the bridge to pass the token on).
+pub async fn remote_code(
+    gateway: &super::gw::TestGateway,
+    bridge: &super::TestBridge,
+    relay_url: &str,
+    invite_url: &str,
+) -> (node_kit::connection_string::RelayInvite, node_kit::protocol::RemotePairCode) {
+    use node_kit::protocol::{RemotePairCode, method};
+    let operator = gateway.operator().await;
+    let code = operator.request(method::PAIR_REMOTE, serde_json::Value::Null).await.expect("pair.remote");
+    let code: RemotePairCode = serde_json::from_value(code).unwrap();
+    assert_eq!(code.tries, 5);
+    let known = async || relay_knows(relay_url, &bridge.id, &code.routing).await.then_some(());
+    super::gw::eventually(Duration::from_secs(10), known).await;
+    let invite = node_kit::connection_string::RelayInvite {
+        relay_url: invite_url.to_string(),
+        bridge_id: bridge.id,
+        routing: code.routing.clone(),
+    };
+    (invite, code)
+}

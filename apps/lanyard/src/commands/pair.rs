@@ -7,8 +7,11 @@ use anyhow::{Context, anyhow, bail};
 use bridge::running::RunningBridge;
 use clap::Args;
 use node_kit::Client;
-use node_kit::connection_string::ConnectionString;
-use node_kit::protocol::{EventFrame, PairCode, PairCodeParams, PairResolution, Scope, event, method, now_ms};
+use node_kit::connection_string::{ConnectionString, RelayInvite};
+use node_kit::protocol::{
+    EventFrame, PairCode, PairCodeParams, PairRemoteParams, PairResolution, RemotePairCode, Scope, event, method,
+    now_ms,
+};
 use qrcode::QrCode;
 use qrcode::render::unicode::Dense1x2;
 use serde_json::Value;
@@ -34,10 +37,20 @@ const EXPIRY_GRACE: Duration = Duration::from_secs(1);
 /// device you mean. The code works once and expires after 5 minutes; running `lanyard pair` again
 /// retires it. Ctrl-C stops waiting and leaves the code valid until it expires.
 ///
+/// With --remote, pairs a device that is away from home, through your relay (`lanyard tunnel enable`):
+/// the QR code carries an invite (`lanyard+https://RELAY?id=BRIDGE_ID&route=…`) and a 6-digit PIN is
+/// shown beside it, to type on the device. The device and this computer check the PIN with a PAKE
+/// (SPAKE2) that also binds the keys each side sees, so neither the relay nor anyone who saw the QR code
+/// can pair without the PIN or test PINs offline. Five wrong PINs burn the code.
+///
 /// The bridge must be running (`lanyard up`, with the same --home). The QR code is drawn for a dark
 /// terminal background; if the camera cannot read it, use --string and send the text instead.
 #[derive(Args)]
 pub struct PairArgs {
+    /// Pair a device away from home, through the relay, by PIN
+    #[arg(long, conflicts_with = "host")]
+    remote: bool,
+
     /// Print only the connection string, on one line, and exit at once (for headless hosts and scripts)
     #[arg(long)]
     string: bool,
@@ -55,6 +68,9 @@ pub struct PairArgs {
 pub async fn run(args: PairArgs, url: &str, home: &Path) -> anyhow::Result<()> {
     // Checked before a code is issued, so a failed `lanyard pair` does not retire a code shown elsewhere.
     let bridge = running_bridge(home).await?;
+    if args.remote {
+        return remote(args, url, home, &bridge).await;
+    }
     let host = match args.host {
         Some(host) => host,
         None => device_host(&bridge),
@@ -94,7 +110,13 @@ pub async fn run(args: PairArgs, url: &str, home: &Path) -> anyhow::Result<()> {
     out.flush()?;
     drop(out);
 
-    match wait(&client, events, &issued.request_id, issued.expires_at_ms, stop).await {
+    let waited = wait(&client, events, &issued.request_id, issued.expires_at_ms, stop).await;
+    report(waited, issued.expires_at_ms, "lanyard pair")
+}
+
+/// What the wait for a device came to, told to the owner; `again` is the command that makes a new code.
+fn report(waited: Waited, expires_at_ms: u64, again: &str) -> anyhow::Result<()> {
+    match waited {
         Waited::Paired(resolution) => {
             println!(
                 "Paired: {} with scopes {}; `lanyard nodes list` shows it",
@@ -103,19 +125,68 @@ pub async fn run(args: PairArgs, url: &str, home: &Path) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Waited::Expired => Err(anyhow!("the code expired before a device used it; run `lanyard pair` for a new one")),
+        Waited::Expired => Err(anyhow!("the code expired before a device used it; run `{again}` for a new one")),
         Waited::Stopped => {
             eprintln!(
                 "Stopped waiting. The code still works until it expires ({}); `lanyard nodes list` shows whether a \
                  device paired.",
-                nodes::time_left(issued.expires_at_ms, now_ms())
+                nodes::time_left(expires_at_ms, now_ms())
             );
             Ok(())
         }
         Waited::GatewayGone => {
-            Err(anyhow!("the gateway went away, and the code with it; start it again and run `lanyard pair`"))
+            Err(anyhow!("the gateway went away, and the code with it; start it again and run `{again}`"))
         }
     }
+}
+
+/// Door 3: an invite for the relay and a PIN, then the same wait as door 2.
+async fn remote(args: PairArgs, url: &str, home: &Path, bridge: &RunningBridge) -> anyhow::Result<()> {
+    let client = super::connect(url, home).await?;
+    let events = client.subscribe();
+    let params = match args.scopes {
+        Some(scopes) => serde_json::to_value(PairRemoteParams { scopes: Some(scopes) })?,
+        None => Value::Null,
+    };
+    let payload = client.request(method::PAIR_REMOTE, params).await.context("asking the gateway for a remote code")?;
+    let code: RemotePairCode = serde_json::from_value(payload).context("unreadable pair.remote answer")?;
+    let invite = RelayInvite { relay_url: code.relay_url.clone(), bridge_id: bridge.bridge_id, routing: code.routing };
+    if args.string {
+        println!(
+            "{invite}
+{}",
+            code.pin
+        );
+        return Ok(());
+    }
+    let stop = super::gateway::shutdown_signal();
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{}
+",
+        qr(&invite.to_string())?
+    )?;
+    writeln!(
+        out,
+        "On the device away from home, scan this (or paste the invite), then type the PIN:
+
+  {invite}
+
+           PIN: {} {}
+
+The code works once, through {}, and expires {}; {} wrong PINs burn it.
+         Waiting for the device… (Ctrl-C stops waiting; the code stays valid until it expires)",
+        &code.pin[..3],
+        &code.pin[3..],
+        code.relay_url,
+        nodes::time_left(code.expires_at_ms, now_ms()),
+        code.tries,
+    )?;
+    out.flush()?;
+    drop(out);
+    let waited = wait(&client, events, &code.request_id, code.expires_at_ms, stop).await;
+    report(waited, code.expires_at_ms, "lanyard pair --remote")
 }
 
 /// The record the bridge of `home` left, once it is known to answer: a crash leaves a stale record.
