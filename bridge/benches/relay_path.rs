@@ -1,0 +1,163 @@
+//! The relay path against the LAN path, in one run, with the real relay Worker (workerd under
+//! `wrangler dev` on loopback): a call's round trip (`system-event`), connecting (relay WebSocket, then
+//! the same pinned TLS 1.3 session, WebSocket, `connect`, `hello-ok`), and the time from losing the LAN
+//! mid-turn to the first streamed delta over the relay (real claude, scripted Messages API).
+//! Prints a Markdown table for docs/benchmarks.md.
+//!
+//!   cargo bench -p bridge --bench relay_path
+//!   BENCH_CALLS=500 BENCH_CONNECTS=50 BENCH_SWITCHES=15 to change the sample sizes.
+
+#[path = "../../gateway/benches/stats.rs"]
+mod stats;
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use bridge::ratelimit::Rate;
+use certs::Pin;
+use node_kit::Client;
+use node_kit::node::{Backoff, Node, Path};
+use node_kit::protocol::{AgentEventKind, AgentParams, Scope, method};
+use node_kit::relay::RelayRoute;
+use stats::{paired_median_ms, print_table};
+use std::time::{Duration, Instant};
+use support::gw::messages_api::{Gate, MessagesApi, Reply};
+use support::gw::{TestGateway, claude_binary, eventually};
+use support::relay::{LocalRelay, relay_knows, tunnel_on};
+use support::{Cable, TestBridge, pair};
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|n| n.parse().ok()).unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() {
+    let (calls, connects, switches) =
+        (env_or("BENCH_CALLS", 500), env_or("BENCH_CONNECTS", 50), env_or("BENCH_SWITCHES", 15));
+    let Some(claude) = claude_binary() else { return };
+    let Some(relay) = LocalRelay::start().await else { return };
+    let gate = Gate::closed();
+    let script_gate = gate.clone();
+    let pieces: Vec<String> = (0..4).map(|i| format!("piece{i} ")).collect();
+    let api = MessagesApi::start(move |_| Reply::Gated { pieces: pieces.clone(), gate: script_gate.clone() }).await;
+    let gateway = TestGateway::with_claude(claude, &api, |_| {}).await;
+    // The benchmark is a flood from one node: lift the limits out of its way.
+    let bridge = TestBridge::start(&gateway, |config| {
+        config.limits.handshakes_per_address = Rate::per_second(100_000, 100_000);
+        config.limits.requests_per_node = Rate::per_second(100_000, 100_000);
+    })
+    .await;
+    tunnel_on(&gateway, &relay.url).await;
+    let (identity, paired) = pair(&bridge, &gateway, &[Scope::Chat]).await;
+    let home = Node::builder(identity.clone(), paired).connect().await.unwrap();
+    let paired = eventually(Duration::from_secs(10), async || {
+        let bridge = home.bridge();
+        bridge.relay.is_some().then_some(bridge)
+    })
+    .await;
+    home.close();
+    let access = paired.relay.clone().unwrap();
+    eventually(Duration::from_secs(10), async || relay_knows(&relay.url, &bridge.id, &access.token).await.then_some(()))
+        .await;
+    let route = RelayRoute { url: access.url.clone(), bridge_id: bridge.id, token: access.token.clone() };
+    // Two paired devices, one per path: a node's second connection replaces its first at the gateway.
+    let (lan_identity, _) = pair(&bridge, &gateway, &[Scope::Chat]).await;
+    let lan = Client::bridge(bridge.address(), &lan_identity, Pin::Key(bridge.id)).unwrap();
+    let relayed = Client::bridge(bridge.address(), &identity, Pin::Key(bridge.id)).unwrap().relay(route);
+
+    let (lan_client, relay_client) = (lan.clone().connect().await.unwrap(), relayed.clone().connect().await.unwrap());
+    let (mut lan_calls, mut relay_calls) = (Vec::new(), Vec::new());
+    for i in 0..calls + 20 {
+        let (l, r) = if i % 2 == 0 {
+            let l = timed_call(&lan_client).await;
+            (l, timed_call(&relay_client).await)
+        } else {
+            let r = timed_call(&relay_client).await;
+            (timed_call(&lan_client).await, r)
+        };
+        if i >= 20 {
+            lan_calls.push(l);
+            relay_calls.push(r);
+        }
+    }
+    drop((lan_client, relay_client));
+
+    let (mut lan_connects, mut relay_connects) = (Vec::new(), Vec::new());
+    for i in 0..connects + 3 {
+        let started = Instant::now();
+        let client = lan.clone().connect().await.unwrap();
+        let l = started.elapsed();
+        drop(client);
+        let started = Instant::now();
+        let client = relayed.clone().connect().await.unwrap();
+        let r = started.elapsed();
+        drop(client);
+        if i >= 3 {
+            lan_connects.push(l);
+            relay_connects.push(r);
+        }
+    }
+
+    // LAN loss mid-turn: the node is on the LAN through a cable, a delta arrives, the cable is pulled, the
+    // model writes on; measured is the wait for that next delta, which comes over the relay.
+    let cable = Cable::start(bridge.address()).await;
+    let mut moving = paired.clone();
+    moving.address = cable.addr.clone();
+    let node = Node::builder(identity, moving)
+        .backoff(Backoff { initial: Duration::from_millis(50), max: Duration::from_millis(300) })
+        .relay_after(Duration::from_millis(300))
+        .lan_retry_every(Duration::from_millis(100))
+        .connect()
+        .await
+        .unwrap();
+    let mut to_first_delta = Vec::new();
+    for round in 0..switches {
+        eventually(Duration::from_secs(15), async || (node.path() == Path::Lan).then_some(())).await;
+        let params = AgentParams { timeout_ms: Some(60_000), ..AgentParams::new(format!("round {round}")) };
+        let mut run = node.agent(params.session(format!("switch-{round}"))).await.unwrap();
+        gate.release_one();
+        next_delta(&mut run).await;
+        cable.unplug();
+        let lost = Instant::now();
+        gate.release_one();
+        next_delta(&mut run).await;
+        to_first_delta.push(lost.elapsed());
+        assert_eq!(node.path(), Path::Relay);
+        gate.release_one();
+        gate.release_one();
+        run.outcome().await.unwrap();
+        cable.restore();
+    }
+    drop(node);
+    bridge.stop().await;
+    gateway.stop().await;
+
+    let call_diff = paired_median_ms(&lan_calls, &relay_calls);
+    let connect_diff = paired_median_ms(&lan_connects, &relay_connects);
+    print_table(
+        "samples",
+        &mut [
+            ("`system-event` round trip, LAN path", &mut lan_calls),
+            ("`system-event` round trip, relay path (wrangler dev)", &mut relay_calls),
+            ("connect, LAN path (TCP, pinned TLS 1.3, WebSocket, connect, hello-ok)", &mut lan_connects),
+            ("connect, relay path (relay WebSocket, then the same)", &mut relay_connects),
+            ("LAN lost mid-turn → first delta over the relay", &mut to_first_delta),
+        ],
+    );
+    println!("\nMedian of paired differences (relay − LAN): call {call_diff:+.3} ms, connect {connect_diff:+.3} ms");
+}
+
+async fn timed_call(client: &Client) -> Duration {
+    let started = Instant::now();
+    client.request(method::SYSTEM_EVENT, serde_json::json!({})).await.unwrap();
+    started.elapsed()
+}
+
+async fn next_delta(run: &mut node_kit::AgentRun) {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), run.next_event()).await.expect("a delta within 30 s") {
+            Some(AgentEventKind::TextDelta { .. }) => return,
+            Some(_) => {}
+            None => panic!("the run ended before its delta"),
+        }
+    }
+}
