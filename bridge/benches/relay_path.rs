@@ -52,8 +52,10 @@ async fn main() {
     .await;
     home.close();
     let access = paired.relay.clone().unwrap();
-    eventually(Duration::from_secs(10), async || relay_knows(&relay.url, &bridge.id, &access.token).await.then_some(()))
-        .await;
+    eventually(Duration::from_secs(10), async || {
+        relay_knows(&relay.url, &bridge.id, &access.token).await.then_some(())
+    })
+    .await;
     let route = RelayRoute { url: access.url.clone(), bridge_id: bridge.id, token: access.token.clone() };
     // Two paired devices, one per path: a node's second connection replaces its first at the gateway.
     let (lan_identity, _) = pair(&bridge, &gateway, &[Scope::Chat]).await;

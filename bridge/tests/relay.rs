@@ -69,6 +69,20 @@ impl Away {
     }
 }
 
+/// A node away from home: its LAN address answers nothing, so it connects through the relay.
+async fn away_node(identity: Arc<certs::Identity>, mut paired: PairedBridge) -> Node {
+    paired.address = nowhere();
+    let node = Node::builder(identity, paired)
+        .backoff(quick())
+        .relay_after(Duration::from_millis(200))
+        .first_connect_timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .expect("connects through the relay");
+    assert_eq!(node.path(), Path::Relay);
+    node
+}
+
 fn quick() -> Backoff {
     Backoff { initial: Duration::from_millis(50), max: Duration::from_millis(300) }
 }
@@ -225,16 +239,8 @@ async fn the_bridge_link_drops_the_node_hears_bridge_offline_at_once_and_recover
     let Some(away) = Away::start(|_| Reply::text(&["fine"])).await else {
         return;
     };
-    let (identity, mut paired) = away.paired_at_home().await;
-    paired.address = nowhere();
-    let node = Node::builder(identity, paired)
-        .backoff(quick())
-        .relay_after(Duration::from_millis(200))
-        .first_connect_timeout(Duration::from_secs(10))
-        .connect()
-        .await
-        .unwrap();
-    assert_eq!(node.path(), Path::Relay);
+    let (identity, paired) = away.paired_at_home().await;
+    let node = away_node(identity, paired).await;
 
     let mut link = node.link();
     let cut = Instant::now();
@@ -258,15 +264,8 @@ async fn revoking_a_node_closes_its_relayed_connection_and_its_token_is_refused(
     let Some(away) = Away::start(|_| Reply::text(&["fine"])).await else {
         return;
     };
-    let (identity, mut paired) = away.paired_at_home().await;
-    paired.address = nowhere();
-    let node = Node::builder(identity.clone(), paired.clone())
-        .backoff(quick())
-        .relay_after(Duration::from_millis(200))
-        .first_connect_timeout(Duration::from_secs(10))
-        .connect()
-        .await
-        .unwrap();
+    let (identity, paired) = away.paired_at_home().await;
+    let node = away_node(identity.clone(), paired.clone()).await;
     let client = node.client().unwrap();
     let operator = away.gateway.operator().await;
     operator.request(method::PAIR_REVOKE, json!({ "nodeId": identity.id() })).await.unwrap();
@@ -327,14 +326,7 @@ async fn a_device_that_never_saw_the_lan_pairs_by_pin_through_the_relay_and_work
     let gone = async || (!relay_knows(&away.relay.url, &away.bridge.id, &invite.routing).await).then_some(());
     eventually(Duration::from_secs(15), gone).await;
 
-    let node = Node::builder(identity, paired)
-        .backoff(quick())
-        .relay_after(Duration::from_millis(200))
-        .first_connect_timeout(Duration::from_secs(10))
-        .connect()
-        .await
-        .expect("connects through the relay");
-    assert_eq!(node.path(), Path::Relay);
+    let node = away_node(identity, paired).await;
     let outcome = node.agent(prompt("are you there?", "pin")).await.unwrap().outcome().await.unwrap();
     assert_eq!(outcome.result, "hello from home");
 }

@@ -337,6 +337,15 @@ fn parse_params<T: DeserializeOwned>(method: &str, params: Value) -> Result<T, E
     serde_json::from_value(params).map_err(|e| ErrorShape::invalid_request(format!("invalid params for {method}: {e}")))
 }
 
+/// The scopes a pairing code grants: those asked for, or every scope; never none.
+fn code_scopes(asked: Option<Vec<node_kit::protocol::Scope>>) -> Result<Vec<node_kit::protocol::Scope>, ErrorShape> {
+    let scopes = asked.unwrap_or_else(|| node_kit::protocol::Scope::ALL.to_vec());
+    if scopes.is_empty() {
+        return Err(ErrorShape::invalid_request("a pairing code must grant at least one scope (chat, voice)"));
+    }
+    Ok(scopes)
+}
+
 /// The store could not be written: the change did not happen.
 fn store_failed(e: &std::io::Error) -> ErrorShape {
     tracing::error!(error = %e, "cannot write the paired-node store");

@@ -13,10 +13,7 @@ impl PairCode {
     pub(crate) fn parse(params: Value) -> Result<Self, ErrorShape> {
         let params: PairCodeParams =
             if params.is_null() { PairCodeParams::default() } else { parse_params(method::PAIR_CODE, params)? };
-        let scopes = params.scopes.unwrap_or_else(|| Scope::ALL.to_vec());
-        if scopes.is_empty() {
-            return Err(ErrorShape::invalid_request("a pairing code must grant at least one scope (chat, voice)"));
-        }
+        let scopes = super::code_scopes(params.scopes)?;
         Ok(PairCode { scopes })
     }
 

@@ -14,10 +14,7 @@ impl PairRemote {
     pub(crate) fn parse(params: Value) -> Result<Self, ErrorShape> {
         let params: PairRemoteParams =
             if params.is_null() { PairRemoteParams::default() } else { parse_params(method::PAIR_REMOTE, params)? };
-        let scopes = params.scopes.unwrap_or_else(|| Scope::ALL.to_vec());
-        if scopes.is_empty() {
-            return Err(ErrorShape::invalid_request("a pairing code must grant at least one scope (chat, voice)"));
-        }
+        let scopes = super::code_scopes(params.scopes)?;
         Ok(PairRemote { scopes })
     }
 

@@ -224,19 +224,25 @@ mod tests {
             Device { node: certs::Identity::generate().id(), bridge: certs::Identity::generate().id() }
         }
 
-        fn try_pin(&self, codes: &RemoteCodes, code: &RemotePairCode, pin: &str) -> Result<Vec<Scope>, ErrorShape> {
-            let routing_hash = routing_token_hash(&code.routing);
+        /// The node's first step: its SPAKE2 state and the `pair.pin` the bridge passes on.
+        fn start(&self, pin: &str, routing_hash: &str) -> (NodePin, PairPinSubmit) {
             let (side_a, message) = NodePin::start(pin, &self.node, &self.bridge).unwrap();
             let submit = PairPinSubmit {
                 node_id: self.node,
                 bridge_id: self.bridge,
-                routing_hash: routing_hash.clone(),
+                routing_hash: routing_hash.to_string(),
                 pin: PairPinParams {
                     message: b64(&message),
                     device: DeviceInfo { name: "phone".into(), platform: "test".into(), model: None },
                     scopes: vec![Scope::Chat],
                 },
             };
+            (side_a, submit)
+        }
+
+        fn try_pin(&self, codes: &RemoteCodes, code: &RemotePairCode, pin: &str) -> Result<Vec<Scope>, ErrorShape> {
+            let routing_hash = routing_token_hash(&code.routing);
+            let (side_a, submit) = self.start(pin, &routing_hash);
             let challenge = codes.answer(&submit)?;
             let keys = side_a.finish(&unb64(&challenge.message, "m")?, &unb64(&challenge.confirmation, "c")?);
             // A node whose check fails sends a confirmation that cannot match.
@@ -292,17 +298,7 @@ mod tests {
         let code = codes.issue(vec![Scope::Chat], "https://r".into());
         let device = Device::new();
         let routing_hash = routing_token_hash(&code.routing);
-        let (side_a, message) = NodePin::start(&code.pin, &device.node, &device.bridge).unwrap();
-        let submit = PairPinSubmit {
-            node_id: device.node,
-            bridge_id: device.bridge,
-            routing_hash: routing_hash.clone(),
-            pin: PairPinParams {
-                message: b64(&message),
-                device: DeviceInfo { name: "phone".into(), platform: "test".into(), model: None },
-                scopes: vec![Scope::Chat],
-            },
-        };
+        let (side_a, submit) = device.start(&code.pin, &routing_hash);
         let challenge = codes.answer(&submit).unwrap();
         let keys = side_a
             .finish(&unb64(&challenge.message, "m").unwrap(), &unb64(&challenge.confirmation, "c").unwrap())
