@@ -25,7 +25,8 @@ async fn an_unpaired_node_calling_agent_gets_not_paired() {
     let stranger = Identity::generate();
     let client = Client::bridge(bridge.address(), &stranger, Pin::Key(bridge.id)).unwrap().connect().await.unwrap();
     assert!(client.hello().paired.is_none());
-    assert_eq!(client.hello().methods, ["pair.request", "pair.confirm", "pair.wait", "pair.redeem"]);
+    let methods = ["pair.request", "pair.confirm", "pair.wait", "pair.redeem", "pair.pin", "pair.pin.confirm"];
+    assert_eq!(client.hello().methods, methods);
     let e = remote(client.agent(AgentParams::new("let me in")).await.unwrap_err());
     assert_eq!(e.code, ErrorCode::NotPaired);
     assert_eq!(gateway_requests(&gateway, method::AGENT).await, 0);
