@@ -148,6 +148,25 @@ mod tests {
     }
 
     #[test]
+    fn a_node_confirmation_proves_this_exchange_and_no_other() {
+        let (node, bridge) = ids();
+        let agree = |pin: &str| {
+            let (side_a, to_bridge) = NodePin::start("482913", &node, &bridge).unwrap();
+            let (to_node, bridge_keys) = answer(pin, &node, &bridge, &to_bridge).unwrap();
+            let node_keys = PinKeys { key: side_a.0.finish(&to_node).unwrap() };
+            (node_keys, bridge_keys)
+        };
+        let (node_keys, bridge_keys) = agree("482914");
+        assert_eq!(bridge_keys.check_node(&node_keys.node_confirmation()), Err(PinError::Mismatch));
+        let (first, _) = agree("482913");
+        let (second, _) = agree("482913");
+        assert_ne!(first.node_confirmation(), second.node_confirmation(), "fresh each exchange");
+        assert_ne!(first.seal_key(), second.seal_key(), "fresh each exchange");
+        assert_ne!(first.node_confirmation(), first.bridge_confirmation());
+        assert_ne!(first.seal_key().to_vec(), first.node_confirmation());
+    }
+
+    #[test]
     fn pins_are_six_digits() {
         let (node, bridge) = ids();
         for bad in ["12345", "1234567", "12345a", ""] {
