@@ -2,7 +2,7 @@
 //!
 //! A paired node gets a link of its own, opened as `mode: node` with the node's key ID as its identity:
 //! the gateway takes node IDs from nobody else. Frames on it are relayed as they are. Pairing calls go
-//! over a `mode: bridge` client.
+//! over a `mode: bridge` client; a sealed client's command over a `mode: node` client of its own.
 
 use crate::config::BridgeConfig;
 use certs::KeyId;
@@ -31,6 +31,14 @@ pub(crate) fn unavailable(why: impl std::fmt::Display) -> ErrorShape {
         format!("the bridge cannot reach the gateway on this computer ({why}); retry shortly"),
         Some(GATEWAY_RETRY_MS),
     )
+}
+
+/// The gateway's answer to a call as the node should see it.
+pub(crate) fn refusal(e: ClientError) -> ErrorShape {
+    match e {
+        ClientError::Remote(shape) => shape,
+        other => unavailable(other),
+    }
 }
 
 /// Opens a link for the node `node_id`. The gateway's refusal (`NOT_PAIRED` for an unknown key) comes
@@ -64,10 +72,19 @@ pub(crate) async fn open_node_link(
 
 /// A client for the bridge's own calls (pairing).
 pub(crate) async fn bridge_client(config: &BridgeConfig) -> Result<Client, ErrorShape> {
+    client(config, ClientMode::Bridge, "bridge".into()).await
+}
+
+/// A client speaking for the sealed client `node_id` (it has no socket of its own to relay).
+pub(crate) async fn node_client(config: &BridgeConfig, node_id: KeyId) -> Result<Client, ErrorShape> {
+    client(config, ClientMode::Node, node_id.to_string()).await
+}
+
+async fn client(config: &BridgeConfig, mode: ClientMode, instance_id: String) -> Result<Client, ErrorShape> {
     Client::builder(config.gateway_url.clone())
         .token(config.gateway_token.clone())
-        .mode(ClientMode::Bridge)
-        .instance_id("bridge")
+        .mode(mode)
+        .instance_id(instance_id)
         .handshake_timeout(config.handshake_timeout)
         .connect()
         .await

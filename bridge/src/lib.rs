@@ -19,6 +19,7 @@ mod pairing;
 pub mod ratelimit;
 mod relay;
 pub mod running;
+mod sealed;
 pub mod server;
 mod session;
 mod shared;

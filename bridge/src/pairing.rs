@@ -157,7 +157,7 @@ async fn step(
             let ticket = gateway
                 .request(method::PAIR_SUBMIT, serde_json::to_value(submit).expect("params serialise"))
                 .await
-                .map_err(remote)?;
+                .map_err(gateway_link::refusal)?;
             let ticket: PairTicket = serde_json::from_value(ticket)
                 .map_err(|e| ErrorShape::new(ErrorCode::Internal, format!("unreadable pair.submit answer: {e}")))?;
             *stage = Stage::Filed { request_id: ticket.request_id.clone(), gateway };
@@ -169,28 +169,12 @@ async fn step(
             redeem.check_lengths()?;
             check_scopes(&redeem.scopes)?;
             let submit = PairRedeemSubmit { node_id, address: source.to_string(), redeem };
-            forward(shared, method::PAIR_REDEEM, serde_json::to_value(submit).expect("params serialise")).await
+            forward(shared, method::PAIR_REDEEM, submit).await.map(Step::Answer)
         }
-        method::PAIR_PIN => {
-            let routing_hash = relayed(source)?;
-            shared.limiter.pairing_code(source)?;
-            let pin: PairPinParams = params(&req)?;
-            pin.device.check_lengths()?;
-            check_scopes(&pin.scopes)?;
-            if pin.message.len() > MAX_PIN_FIELD {
-                return Err(ErrorShape::invalid_request("message is too long"));
-            }
-            let submit = PairPinSubmit { node_id, bridge_id: shared.bridge_id, routing_hash, pin };
-            forward(shared, method::PAIR_PIN, serde_json::to_value(submit).expect("params serialise")).await
-        }
+        method::PAIR_PIN => pin_start(shared, node_id, source, params(&req)?).await.map(Step::Answer),
         method::PAIR_PIN_CONFIRM => {
-            let routing_hash = relayed(source)?;
             let PairPinConfirmParams { confirmation } = params(&req)?;
-            if confirmation.len() > MAX_PIN_FIELD {
-                return Err(ErrorShape::invalid_request("confirmation is too long"));
-            }
-            let submit = PairPinConfirmSubmit { node_id, routing_hash, confirmation };
-            forward(shared, method::PAIR_PIN_CONFIRM, serde_json::to_value(submit).expect("params serialise")).await
+            pin_confirm(shared, node_id, source, confirmation, false).await.map(Step::Answer)
         }
         method::PAIR_WAIT => match stage {
             Stage::Filed { request_id, gateway } => {
@@ -209,25 +193,64 @@ async fn step(
 /// The longest base64url field of door 3 (SPAKE2 messages are 33 bytes, confirmations 32).
 const MAX_PIN_FIELD: usize = 128;
 
+/// Door 3's first step for `node_id` on the relayed stream from `source`, whichever way the device speaks
+/// (pinned TLS, or the sealed HTTP contract): the computer's SPAKE2 message and confirmation.
+pub(crate) async fn pin_start(
+    shared: &BridgeShared,
+    node_id: KeyId,
+    source: Source,
+    pin: PairPinParams,
+) -> Result<Value, ErrorShape> {
+    let routing_hash = relayed(source)?;
+    shared.limiter.pairing_code(source)?;
+    pin.device.check_lengths()?;
+    check_scopes(&pin.scopes)?;
+    if pin.message.len() > MAX_PIN_FIELD {
+        return Err(ErrorShape::invalid_request("message is too long"));
+    }
+    forward(shared, method::PAIR_PIN, PairPinSubmit { node_id, bridge_id: shared.bridge_id, routing_hash, pin }).await
+}
+
+/// Door 3's last step: the device's confirmation; a `sealed` client also gets its seal key kept.
+pub(crate) async fn pin_confirm(
+    shared: &BridgeShared,
+    node_id: KeyId,
+    source: Source,
+    confirmation: String,
+    sealed: bool,
+) -> Result<Value, ErrorShape> {
+    let routing_hash = relayed(source)?;
+    if confirmation.len() > MAX_PIN_FIELD {
+        return Err(ErrorShape::invalid_request("confirmation is too long"));
+    }
+    forward(shared, method::PAIR_PIN_CONFIRM, PairPinConfirmSubmit { node_id, routing_hash, confirmation, sealed })
+        .await
+}
+
 /// Door 3 runs only on a relayed stream: the routing token it came in with names the code.
 fn relayed(source: Source) -> Result<String, ErrorShape> {
-    match source {
-        Source::Relay(hash) => Ok(hash.iter().map(|b| format!("{b:02x}")).collect()),
-        Source::Lan(_) => Err(ErrorShape::invalid_request(
-            "PIN pairing is for devices away from home, through the relay; on this network pair with              `lanyard pair` (QR code) or by asking",
-        )),
-    }
+    source.relay_hash_hex().ok_or_else(|| {
+        ErrorShape::invalid_request(
+            "PIN pairing is for devices away from home, through the relay; on this network pair with `lanyard \
+             pair` (QR code) or by asking",
+        )
+    })
 }
 
 /// One call passed to the gateway as is, its answer back to the node.
-async fn forward(shared: &BridgeShared, method: &str, params: Value) -> Result<Step, ErrorShape> {
+pub(crate) async fn forward(
+    shared: &BridgeShared,
+    method: &str,
+    params: impl serde::Serialize,
+) -> Result<Value, ErrorShape> {
     let gateway = gateway_link::bridge_client(&shared.config).await?;
-    Ok(Step::Answer(gateway.request(method, params).await.map_err(remote)?))
+    let params = serde_json::to_value(params).expect("params serialise");
+    gateway.request(method, params).await.map_err(gateway_link::refusal)
 }
 
 async fn wait_for_owner(gateway: Client, request_id: String, answer_id: String, out: node_kit::outbound::Outbound) {
     let params = serde_json::to_value(PairWaitParams { request_id: Some(request_id) }).expect("params serialise");
-    let outcome = gateway.request(method::PAIR_WAIT, params).await.map_err(remote);
+    let outcome = gateway.request(method::PAIR_WAIT, params).await.map_err(gateway_link::refusal);
     out.send(match outcome {
         Ok(resolution) => Frame::ok(answer_id, resolution),
         Err(e) => Frame::err(answer_id, e),
@@ -254,12 +277,4 @@ fn check_scopes(scopes: &[node_kit::protocol::Scope]) -> Result<(), ErrorShape> 
 fn params<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, ErrorShape> {
     T::deserialize(&req.params)
         .map_err(|e| ErrorShape::invalid_request(format!("invalid params for {}: {e}", req.method)))
-}
-
-/// The gateway's answer as the node should see it.
-fn remote(e: node_kit::ClientError) -> ErrorShape {
-    match e {
-        node_kit::ClientError::Remote(shape) => shape,
-        other => gateway_link::unavailable(other),
-    }
 }

@@ -95,6 +95,8 @@ impl Bridge {
             });
         let shared = Arc::new(BridgeShared {
             bridge_id: identity.id(),
+            bridge_key: identity.public_key(),
+            exchanges: Arc::new(tokio::sync::Semaphore::new(crate::sealed::MAX_EXCHANGES)),
             tls: TlsAcceptor::from(Arc::new(tls)),
             limiter: Limiter::new(&config.limits),
             connections: ConnectionTable::new(config.caps),

@@ -8,12 +8,15 @@ use crate::source::Source;
 use certs::KeyId;
 use node_kit::refusals::RefusalLog;
 use std::sync::Arc;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) struct BridgeShared {
     pub config: BridgeConfig,
     pub bridge_id: KeyId,
+    /// The bridge's Ed25519 public key (its ID is the hash of it), for sealed clients' pairing answer.
+    pub bridge_key: [u8; 32],
     pub tls: TlsAcceptor,
     pub limiter: Limiter,
     pub connections: Arc<ConnectionTable>,
@@ -21,4 +24,6 @@ pub(crate) struct BridgeShared {
     pub refusals: RefusalLog<Source>,
     /// Cancelled when the bridge stops: ends every connection, LAN or relayed.
     pub stop: CancellationToken,
+    /// Places for the sealed HTTP contract's exchanges ([`crate::sealed::MAX_EXCHANGES`]).
+    pub exchanges: Arc<Semaphore>,
 }

@@ -15,6 +15,16 @@ pub enum Source {
     Relay([u8; 32]),
 }
 
+impl Source {
+    /// A relayed source's token hash as the gateway and the relay write it (lowercase hex).
+    pub fn relay_hash_hex(&self) -> Option<String> {
+        match self {
+            Source::Relay(hash) => Some(hash.iter().map(|b| format!("{b:02x}")).collect()),
+            Source::Lan(_) => None,
+        }
+    }
+}
+
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -37,5 +47,7 @@ mod tests {
         assert_eq!(relay.to_string(), "relay:abababababab");
         assert_eq!(Source::Lan(IpAddr::from([10, 0, 0, 1])).to_string(), "10.0.0.1");
         assert_ne!(relay, Source::Relay([0xac; 32]));
+        assert_eq!(relay.relay_hash_hex().unwrap(), "ab".repeat(32));
+        assert_eq!(Source::Lan(IpAddr::from([10, 0, 0, 1])).relay_hash_hex(), None);
     }
 }

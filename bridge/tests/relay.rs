@@ -10,8 +10,10 @@ use node_kit::connection_string::RelayInvite;
 use node_kit::node::{Backoff, Link, Node, Path};
 use node_kit::pairing::{PairedBridge, PairingRequest, pair_with_pin};
 use node_kit::protocol::{
-    AgentEventKind, AgentParams, Decision, ErrorCode, RemotePairCode, RespondParams, Scope, method,
+    AgentEventKind, AgentParams, Decision, DeviceInfo, ErrorCode, RemotePairCode, RespondParams, Scope, method,
 };
+use node_kit::seal::{ChatFrame, Envelope};
+use node_kit::sealed_client::{SealedClient, SealedError};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -372,4 +374,110 @@ async fn a_relay_that_swaps_in_its_own_tls_keys_makes_pin_pairing_fail_and_burns
         assert_eq!(refused.code(), Some(ErrorCode::PairingPinWrong), "{refused}");
     }
     assert!(pair_with_pin(&honest, &code.pin, &identity, phone()).await.is_err(), "burnt after five tries");
+}
+
+/// The seed contract's envelope for `command`.
+fn envelope(command: &str, payload: Value) -> Envelope {
+    Envelope { command: command.into(), version: 1, payload }
+}
+
+fn texts(frames: &[ChatFrame]) -> String {
+    frames
+        .iter()
+        .filter_map(|frame| match frame {
+            ChatFrame::Agent { event } => match &event.kind {
+                AgentEventKind::TextDelta { text } => Some(text.as_str()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_simple_http_client_pairs_by_pin_and_chats_in_sealed_bodies_the_relay_cannot_read() {
+    const ASKED: &str = "CANARY-SEALED-PROMPT-71c0";
+    const ANSWERED: &str = "CANARY-SEALED-REPLY-0be4";
+    let Some(away) = Away::start(|_| Reply::text(&["sealed ", ANSWERED])).await else {
+        return;
+    };
+    let (invite, code) = away.remote_code(&away.tap.url).await;
+    let device = DeviceInfo { name: "Seed phone".into(), platform: "ios".into(), model: None };
+
+    // A wrong PIN fails on the client's side of SPAKE2 and spends a try; the right one pairs.
+    let wrong_pin = wrong(&code.pin);
+    let refused = SealedClient::pair(&invite, &wrong_pin, "seed-phone", device.clone(), vec![Scope::Chat]).await;
+    assert!(matches!(refused.unwrap_err(), SealedError::Pin(_)));
+    let mut client =
+        SealedClient::pair(&invite, &code.pin, "seed-phone", device, vec![Scope::Chat]).await.expect("pairs by PIN");
+    assert_eq!(client.paired().node_id, node_kit::seal::client_id("seed-phone"));
+    assert_eq!(client.paired().scopes, vec![Scope::Chat]);
+    let operator = away.gateway.operator().await;
+    let list = operator.request(method::PAIR_LIST, Value::Null).await.unwrap();
+    assert!(list.to_string().contains("Seed phone"), "{list}");
+    let known = async || relay_knows(&away.relay.url, &away.bridge.id, &client.paired().token).await.then_some(());
+    eventually(Duration::from_secs(10), known).await;
+
+    // ai_chat streams the real claude's answer as sealed SSE frames.
+    let started = Instant::now();
+    let frames = client.chat("kitchen", ASKED).await.expect("ai_chat is accepted").collect().await.unwrap();
+    let answered_in = started.elapsed();
+    assert!(matches!(frames.first(), Some(ChatFrame::Accepted { .. })), "{frames:?}");
+    assert_eq!(texts(&frames), format!("sealed {ANSWERED}"));
+    match frames.last() {
+        Some(ChatFrame::Done { outcome }) => assert_eq!(outcome.result, format!("sealed {ANSWERED}")),
+        other => panic!("the last frame is the outcome, not {other:?}"),
+    }
+    assert!(away.api.requests().iter().any(|r| r.last_user_text.contains(ASKED)), "the prompt reached the model");
+
+    // A command this computer does not know: 400 with the list, as the seed contract has it.
+    let unknown = client.send(&envelope("future_command_that_doesnt_exist", json!({}))).await.unwrap_err();
+    match unknown {
+        SealedError::UnknownCommand { command, supported } => {
+            assert_eq!(command, "future_command_that_doesnt_exist");
+            assert_eq!(supported, vec!["ai_chat".to_string()]);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A body is taken once: the same bytes again are refused before anything runs.
+    let asked_before = away.api.requests().len();
+    let body = client.seal(&envelope("ai_chat", json!({ "conversation_id": "kitchen", "message": "again?" })));
+    client.post(&body).await.expect("the first time").collect().await.unwrap();
+    let replayed = client.post(&body).await.err().expect("the replay is refused");
+    assert!(
+        matches!(replayed, SealedError::Refused { status: 409, ref error, .. } if error == "replayed"),
+        "{replayed:?}"
+    );
+    assert_eq!(away.api.requests().len(), asked_before + 1, "the replay ran nothing");
+
+    // The relay object received only sealed bodies: none of the words, the command names or the reply.
+    let received = away.tap.received();
+    assert!(contains(&received, r#""http":"chat""#), "the tap saw the exchanges");
+    for canary in [ASKED, ANSWERED, "ai_chat", "future_command_that_doesnt_exist", "kitchen"] {
+        assert!(!contains(&received, canary), "the relay object received {canary:?} in clear");
+    }
+    for (path, bytes) in files_under(away.relay.state.path()) {
+        for canary in [ASKED, ANSWERED] {
+            assert!(!contains(&bytes, canary), "{canary:?} in the relay's state file {}", path.display());
+        }
+    }
+
+    // The bridge away: 503 bridge_offline at once.
+    away.tap.cut_bridge(true);
+    let offline = eventually(Duration::from_secs(10), async || match client.chat("kitchen", "anyone?").await {
+        Err(SealedError::BridgeOffline) => Some(()),
+        _ => None,
+    });
+    offline.await;
+
+    // Revoked: the token is refused.
+    away.tap.let_bridge_in();
+    operator.request(method::PAIR_REVOKE, json!({ "nodeId": client.paired().node_id })).await.unwrap();
+    let refused = eventually(Duration::from_secs(20), async || match client.chat("kitchen", "still there?").await {
+        Err(SealedError::Refused { status: 401, .. }) => Some(()),
+        _ => None,
+    });
+    refused.await;
+    eprintln!("sealed ai_chat answered in {answered_in:?}");
 }

@@ -120,6 +120,7 @@ mod tests {
         let public = identity.public_key();
         let spki = [&[0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00][..], &public].concat();
         assert_eq!(KeyId::of_spki(&spki), identity.id());
+        assert_eq!(KeyId::of_ed25519(&public), identity.id());
         let signature = identity.sign(b"lanyard");
         let verifier = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public);
         assert!(verifier.verify(b"lanyard", &signature).is_ok());

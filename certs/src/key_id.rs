@@ -23,6 +23,18 @@ impl KeyId {
         KeyId(crate::sha256(&[spki_der]))
     }
 
+    /// The ID of a raw 32-byte Ed25519 public key: its SPKI is a fixed 12-byte header and the key.
+    pub fn of_ed25519(public_key: &[u8; 32]) -> KeyId {
+        const ED25519_SPKI_HEADER: [u8; 12] = [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+        KeyId(crate::sha256(&[&ED25519_SPKI_HEADER, public_key]))
+    }
+
+    /// An ID that is a SHA-256 digest made elsewhere. Clients of the sealed HTTP contract hold no key: their
+    /// ID is a digest of a name they chose, under a label no SubjectPublicKeyInfo can start with.
+    pub fn from_digest(digest: [u8; 32]) -> KeyId {
+        KeyId(digest)
+    }
+
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }

@@ -8,7 +8,7 @@ use crate::hub::ConnectionHub;
 use crate::idempotency::IdempotencyCache;
 use crate::invoke::Invoker;
 use crate::nodes::NodeRegistry;
-use crate::pairing::{PairedStore, PairingCodes, PendingRequests, RemoteCodes};
+use crate::pairing::{PairedStore, PairingCodes, PendingRequests, RemoteCodes, SealedClients};
 use crate::presence::Presence;
 use crate::request_counts::RequestCounts;
 use crate::tunnel::TunnelBook;
@@ -36,6 +36,8 @@ pub(crate) struct GatewayState {
     pub pairing_codes: PairingCodes,
     /// The live code of door 3 (PIN, through the relay), if any.
     pub remote_codes: RemoteCodes,
+    /// Keys and counters of the sealed HTTP contract's clients.
+    pub sealed: SealedClients,
     pub agent: Arc<AgentRunner>,
     pub nodes: Arc<NodeRegistry>,
     pub presence: Presence,
@@ -83,6 +85,7 @@ impl GatewayState {
             pending_pairings: PendingRequests::new(config.pairing.clone()),
             pairing_codes: PairingCodes::new(config.pairing.ttl),
             remote_codes: RemoteCodes::new(config.pairing.ttl, REMOTE_CODE_LINGER),
+            sealed: SealedClients::load(config.home.join(crate::pairing::SEALED_FILE)),
             tunnel: TunnelBook::load(&config.home),
             token,
             bridge_token,

@@ -9,6 +9,8 @@
 //!   node connected and finds its bridge again after a move.
 //! - [`outbound`] is a server connection's bounded send queue; [`refusals`] counts what a server turns
 //!   away and logs a summary instead of a line each.
+//! - [`seal`] is the sealed HTTP contract for clients with no TLS stack of their own; [`sealed_client`]
+//!   is such a client.
 //! - [`storage`] writes private state files atomically with mode 0600.
 
 pub mod client;
@@ -22,6 +24,8 @@ pub mod pin;
 pub mod protocol;
 pub mod refusals;
 pub mod relay;
+pub mod seal;
+pub mod sealed_client;
 pub mod storage;
 
 pub use client::{AgentRun, Client, ClientBuilder, ClientError, CommandHandler};

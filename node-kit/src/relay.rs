@@ -53,13 +53,17 @@ pub fn endpoint(relay_url: &str, bridge_id: &KeyId, suffix: &str) -> String {
 /// with the ring provider every other TLS config here uses. This TLS protects only the routing token; the
 /// bridge's own pinned TLS runs inside.
 pub fn web_tls() -> Connector {
+    Connector::Rustls(Arc::new(web_tls_config()))
+}
+
+/// [`web_tls`]'s configuration, for HTTPS clients of the relay.
+pub fn web_tls_config() -> rustls::ClientConfig {
     let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-    let config = rustls::ClientConfig::builder_with_provider(certs::crypto_provider())
+    rustls::ClientConfig::builder_with_provider(certs::crypto_provider())
         .with_safe_default_protocol_versions()
         .expect("ring supports the default versions")
         .with_root_certificates(roots)
-        .with_no_client_auth();
-    Connector::Rustls(Arc::new(config))
+        .with_no_client_auth()
 }
 
 /// Where a paired node reaches its bridge off the LAN.

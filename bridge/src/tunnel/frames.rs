@@ -1,6 +1,7 @@
 //! The relay link's messages (`docs/relay.md`): JSON control messages as text, stream traffic as binary
 //! frames `[kind u8][stream u32 BE][body]`.
 
+use crate::sealed::Route;
 use serde::{Deserialize, Serialize};
 
 /// The largest `DATA` body either side may send.
@@ -25,10 +26,12 @@ pub(crate) enum Control {
 /// Binary frames of the link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum StreamFrame {
-    /// A node opened a stream with the token whose hash is given.
+    /// A node opened a stream with the token whose hash is given: its TLS bytes, or, for a simple client,
+    /// one HTTP request to `http`.
     Open {
         stream: u32,
         token_hash: [u8; 32],
+        http: Option<Route>,
     },
     Data {
         stream: u32,
@@ -48,6 +51,8 @@ pub(crate) struct FrameError(&'static str);
 #[serde(rename_all = "camelCase")]
 struct OpenBody {
     token_hash: String,
+    #[serde(default)]
+    http: Option<Route>,
 }
 
 impl StreamFrame {
@@ -58,7 +63,7 @@ impl StreamFrame {
         match kind {
             OPEN => {
                 let open: OpenBody = serde_json::from_slice(body).map_err(|_| FrameError("OPEN body is not JSON"))?;
-                Ok(StreamFrame::Open { stream, token_hash: parse_hash(&open.token_hash)? })
+                Ok(StreamFrame::Open { stream, token_hash: parse_hash(&open.token_hash)?, http: open.http })
             }
             DATA if body.is_empty() => Err(FrameError("empty DATA")),
             DATA if body.len() > MAX_DATA => Err(FrameError("oversize DATA")),
@@ -124,7 +129,17 @@ mod tests {
 
         let hash = "ab".repeat(32);
         let open = [&[1, 0, 0, 0, 9][..], format!("{{\"tokenHash\":\"{hash}\"}}").as_bytes()].concat();
-        assert_eq!(StreamFrame::decode(&open).unwrap(), StreamFrame::Open { stream: 9, token_hash: [0xab; 32] });
+        assert_eq!(
+            StreamFrame::decode(&open).unwrap(),
+            StreamFrame::Open { stream: 9, token_hash: [0xab; 32], http: None }
+        );
+        let http =
+            [&[1, 0, 0, 0, 9][..], format!("{{\"tokenHash\":\"{hash}\",\"http\":\"pair/start\"}}").as_bytes()].concat();
+        let decoded = StreamFrame::decode(&http).unwrap();
+        assert_eq!(decoded, StreamFrame::Open { stream: 9, token_hash: [0xab; 32], http: Some(Route::PairStart) });
+        let unknown =
+            [&[1, 0, 0, 0, 9][..], format!("{{\"tokenHash\":\"{hash}\",\"http\":\"admin\"}}").as_bytes()].concat();
+        assert!(matches!(StreamFrame::decode(&unknown).unwrap(), StreamFrame::Open { http: Some(Route::Unknown), .. }));
 
         for bad in [
             &[][..],

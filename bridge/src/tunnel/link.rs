@@ -1,8 +1,10 @@
 //! One life of the bridge's link to its relay object: open the socket, prove the bridge's key, hand over
 //! the routing-token set, then serve every node stream the object opens with the same session code as a
-//! LAN connection, until the socket goes or the link is stopped.
+//! LAN connection (and every HTTP exchange of a simple client with [`crate::sealed`]), until the socket
+//! goes or the link is stopped.
 
 use super::frames::{Control, MAX_DATA, StreamFrame};
+use crate::sealed::{self, Exchange};
 use crate::session;
 use crate::shared::BridgeShared;
 use crate::source::Source;
@@ -162,7 +164,7 @@ fn on_frame(
     out: &mpsc::Sender<StreamFrame>,
 ) {
     match frame {
-        StreamFrame::Open { stream, token_hash } => {
+        StreamFrame::Open { stream, token_hash, http } => {
             let source = Source::Relay(token_hash);
             let refuse = |reason: &'static str| {
                 shared.refusals.refused(source, reason);
@@ -170,6 +172,18 @@ fn on_frame(
             };
             if shared.limiter.handshake(source).is_err() {
                 return refuse("rate-limited");
+            }
+            if let Some(route) = http {
+                let Ok(permit) = shared.exchanges.clone().try_acquire_owned() else {
+                    return refuse("too-many-exchanges");
+                };
+                let (request_tx, request) = mpsc::channel(STREAM_BACKLOG);
+                let (response, response_rx) = mpsc::channel(STREAM_BACKLOG);
+                streams.insert(stream, request_tx);
+                let exchange = Exchange { source, request, response };
+                tokio::spawn(sealed::serve(route, exchange, shared.clone(), permit));
+                tokio::spawn(respond(stream, response_rx, out.clone()));
+                return;
             }
             let admission = match shared.connections.admit(source, &shared.stop) {
                 Ok(admission) => admission,
@@ -218,6 +232,18 @@ async fn pump(stream: u32, io: DuplexStream, mut inbound: mpsc::Receiver<Vec<u8>
                 // The node or the link is gone.
                 None => return,
             },
+        }
+    }
+    let _ = out.send(StreamFrame::Close { stream, reason: String::new() }).await;
+}
+
+/// Carries one HTTP exchange's answer to the link, cut to frames, and ends the stream after it.
+async fn respond(stream: u32, mut response: mpsc::Receiver<Vec<u8>>, out: mpsc::Sender<StreamFrame>) {
+    while let Some(bytes) = response.recv().await {
+        for chunk in bytes.chunks(MAX_DATA) {
+            if out.send(StreamFrame::Data { stream, bytes: chunk.to_vec() }).await.is_err() {
+                return;
+            }
         }
     }
     let _ = out.send(StreamFrame::Close { stream, reason: String::new() }).await;

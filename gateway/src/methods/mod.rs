@@ -27,6 +27,7 @@ mod pair_rename;
 mod pair_revoke;
 mod pair_submit;
 mod pair_wait;
+mod seal_open;
 mod system_event;
 mod tunnel_report;
 mod tunnel_set;
@@ -128,6 +129,7 @@ pub(crate) enum Method {
     PairRevoke(pair_revoke::PairRevoke),
     PairSubmit(pair_submit::PairSubmit),
     PairWait(pair_wait::PairWait),
+    SealOpen(seal_open::SealOpen),
     SystemEvent(system_event::SystemEvent),
     TunnelReport(tunnel_report::TunnelReportMethod),
     TunnelSet(tunnel_set::TunnelSet),
@@ -164,6 +166,7 @@ impl Method {
         method::PAIR_REVOKE,
         method::PAIR_SUBMIT,
         method::PAIR_WAIT,
+        method::SEAL_OPEN,
         method::SYSTEM_EVENT,
         method::TUNNEL_REPORT,
         method::TUNNEL_SET,
@@ -199,6 +202,7 @@ impl Method {
             method::PAIR_REVOKE => Method::PairRevoke(pair_revoke::PairRevoke::parse(params)?),
             method::PAIR_SUBMIT => Method::PairSubmit(pair_submit::PairSubmit::parse(params)?),
             method::PAIR_WAIT => Method::PairWait(pair_wait::PairWait::parse(params)?),
+            method::SEAL_OPEN => Method::SealOpen(seal_open::SealOpen::parse(params)?),
             method::SYSTEM_EVENT => Method::SystemEvent(system_event::SystemEvent::parse(params)?),
             method::TUNNEL_REPORT => Method::TunnelReport(tunnel_report::TunnelReportMethod::parse(params)?),
             method::TUNNEL_SET => Method::TunnelSet(tunnel_set::TunnelSet::parse(params)?),
@@ -221,6 +225,7 @@ impl Method {
             | Method::PairRedeem(_)
             | Method::PairPin(_)
             | Method::PairPinConfirm(_)
+            | Method::SealOpen(_)
             | Method::TunnelReport(_)
             | Method::TunnelSync(_) => mode == ClientMode::Bridge,
             Method::NodeInvoke(_)
@@ -276,6 +281,7 @@ impl Method {
             Method::PairRevoke(_) => method::PAIR_REVOKE,
             Method::PairSubmit(_) => method::PAIR_SUBMIT,
             Method::PairWait(_) => method::PAIR_WAIT,
+            Method::SealOpen(_) => method::SEAL_OPEN,
             Method::SystemEvent(_) => method::SYSTEM_EVENT,
             Method::TunnelReport(_) => method::TUNNEL_REPORT,
             Method::TunnelSet(_) => method::TUNNEL_SET,
@@ -323,6 +329,7 @@ impl Method {
             Method::PairRevoke(m) => m.apply(ctx),
             Method::PairSubmit(m) => m.apply(ctx),
             Method::PairWait(m) => m.apply(ctx).await,
+            Method::SealOpen(m) => m.apply(ctx),
             Method::SystemEvent(m) => m.apply(ctx),
             Method::TunnelReport(m) => m.apply(ctx),
             Method::TunnelSet(m) => m.apply(ctx),

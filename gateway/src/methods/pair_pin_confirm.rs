@@ -1,6 +1,7 @@
 //! `pair.pin.confirm` (bridge only): door 3's last step. A node whose confirmation proves the key of its
 //! exchange is paired at once, with the scopes it asked for that the code grants, and gets its routing
-//! token; operators hear `pair.resolved`. A confirmation that does not match spends the try for good.
+//! token; operators hear `pair.resolved`. A client of the sealed HTTP contract (`sealed`) also has its seal
+//! key kept, and the bridge gets it to seal the answer. A confirmation that does not match spends the try for good.
 
 use super::{Context, parse_params};
 use node_kit::protocol::{ErrorShape, PairOutcome, PairPinConfirmSubmit, PairPinResult, PairResolution, event, method};
@@ -17,15 +18,21 @@ impl PairPinConfirm {
 
     pub(crate) fn apply(self, ctx: &Context) -> Result<Value, ErrorShape> {
         let state = &ctx.state;
+        let sealed = self.submit.sealed;
         let confirmed = state.remote_codes.confirm(&self.submit, |granted| {
+            // A sealed client's key is kept first: a client told it is paired can always chat.
+            if sealed {
+                state.sealed.add(granted.node_id, &granted.seal_key)?;
+            }
             let node = super::store_paired(ctx, granted.node_id, granted.device.sanitised(), granted.scopes)?;
-            Ok((granted.request_id, node))
+            let seal_key = sealed.then(|| granted.seal_key.to_base64().to_string());
+            Ok((granted.request_id, node, seal_key))
         });
         // Used or burnt: either way the code's routing token leaves the relay's set (and a new node's joins).
         if !state.remote_codes.is_live() {
             state.announce_tunnel_after(state.remote_codes.linger());
         }
-        let (request_id, node) = match confirmed {
+        let (request_id, node, seal_key) = match confirmed {
             Ok(paired) => paired,
             Err(e) => {
                 tracing::info!(node = %self.submit.node_id, code = %e.code, "remote pairing refused");
@@ -37,6 +44,6 @@ impl PairPinConfirm {
         let resolution =
             PairResolution { request_id, node_id: node.node_id, outcome: PairOutcome::Approved, scopes: node.scopes };
         state.hub.broadcast(event::PAIR_RESOLVED, &resolution);
-        Ok(serde_json::to_value(PairPinResult { resolution, relay }).expect("payloads serialise"))
+        Ok(serde_json::to_value(PairPinResult { resolution, relay, seal_key }).expect("payloads serialise"))
     }
 }

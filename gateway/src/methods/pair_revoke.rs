@@ -1,4 +1,5 @@
-//! `pair.revoke` (operators): forgets a node's key and closes its live connections at once.
+//! `pair.revoke` (operators): forgets a node's key (and a sealed client's seal key) and closes its live
+//! connections at once.
 
 use super::{Context, parse_params};
 use node_kit::protocol::{ErrorShape, PairRevokeParams, PairRevoked, method};
@@ -17,6 +18,11 @@ impl PairRevoke {
         let node_id = self.params.node_id;
         if !ctx.state.paired.revoke(&node_id).map_err(|e| super::store_failed(&e))? {
             return Err(super::not_paired(&node_id));
+        }
+        // A sealed client's key goes too. Left behind it opens nothing (`seal.open` asks the paired store
+        // first), so a failed write is only logged.
+        if let Err(e) = ctx.state.sealed.forget(&node_id) {
+            tracing::warn!(node = %node_id, error = %e.message, "could not forget the sealed client's key");
         }
         // The bridge relays this node over its gateway link; closing that link closes the node's socket.
         let connections_closed = ctx.state.nodes.disconnect(&node_id.to_string(), super::not_paired(&node_id));

@@ -5,9 +5,11 @@
 mod codes;
 mod pending;
 mod remote;
+mod sealed;
 mod store;
 
 pub(crate) use codes::PairingCodes;
 pub(crate) use pending::{Decision, PendingRequests, expired};
 pub(crate) use remote::RemoteCodes;
+pub(crate) use sealed::{SEALED_FILE, SealedClients};
 pub use store::PairedStore;

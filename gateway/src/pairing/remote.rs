@@ -51,6 +51,8 @@ pub(crate) struct Granted {
     pub node_id: KeyId,
     pub device: DeviceInfo,
     pub scopes: Vec<Scope>,
+    /// The exchange's key for a client of the sealed HTTP contract.
+    pub seal_key: node_kit::seal::SealKey,
 }
 
 pub(crate) struct RemoteCodes {
@@ -201,6 +203,7 @@ impl RemoteCodes {
             node_id: pending.node_id,
             device: pending.device,
             scopes: pending.scopes,
+            seal_key: node_kit::seal::SealKey::new(pending.keys.seal_key()),
         };
         let answer = paired(granted)?;
         code.end();
@@ -247,7 +250,12 @@ mod tests {
             let keys = side_a.finish(&unb64(&challenge.message, "m")?, &unb64(&challenge.confirmation, "c")?);
             // A node whose check fails sends a confirmation that cannot match.
             let confirmation = keys.map(|k| k.node_confirmation()).unwrap_or_default();
-            let confirm = PairPinConfirmSubmit { node_id: self.node, routing_hash, confirmation: b64(&confirmation) };
+            let confirm = PairPinConfirmSubmit {
+                node_id: self.node,
+                routing_hash,
+                confirmation: b64(&confirmation),
+                sealed: false,
+            };
             codes.confirm(&confirm, |granted| Ok(granted.scopes))
         }
     }
@@ -304,8 +312,12 @@ mod tests {
             .finish(&unb64(&challenge.message, "m").unwrap(), &unb64(&challenge.confirmation, "c").unwrap())
             .unwrap();
         let other = certs::Identity::generate().id();
-        let confirm =
-            PairPinConfirmSubmit { node_id: other, routing_hash, confirmation: b64(&keys.node_confirmation()) };
+        let confirm = PairPinConfirmSubmit {
+            node_id: other,
+            routing_hash,
+            confirmation: b64(&keys.node_confirmation()),
+            sealed: false,
+        };
         assert_eq!(codes.confirm(&confirm, |_| Ok(())).unwrap_err().code, ErrorCode::PairingPinWrong);
     }
 }

@@ -59,6 +59,12 @@ impl PairedStore {
         self.nodes.lock().expect("store lock").get(node_id).cloned()
     }
 
+    /// The node whose routing token hashes to `hash`.
+    pub fn by_routing_hash(&self, hash: &str) -> Option<PairedNode> {
+        let nodes = self.nodes.lock().expect("store lock");
+        nodes.values().find(|n| n.routing_token_hash.as_deref() == Some(hash)).cloned()
+    }
+
     pub fn list(&self) -> Vec<PairedNode> {
         self.nodes.lock().expect("store lock").values().cloned().collect()
     }

@@ -47,6 +47,9 @@ pub enum ErrorCode {
     /// Door 3: the PIN exchange failed (a wrong PIN, or someone in the middle); `details.triesLeft` says
     /// how many tries the code has left.
     PairingPinWrong,
+    /// A sealed body of the HTTP contract was refused: `details.reason` is `replayed` (its counter was
+    /// already used) or `unreadable` (it does not open under the pairing's key).
+    SealRejected,
     /// The bridge cannot reach the gateway right now; retry after `retryAfterMs`.
     GatewayUnavailable,
     /// The node's screen cannot be used now (its browser is missing or crashed); `message` says what to fix.
@@ -90,6 +93,7 @@ impl ErrorCode {
             ErrorCode::PairingCodeInvalid => "PAIRING_CODE_INVALID",
             ErrorCode::PairingCodeUsed => "PAIRING_CODE_USED",
             ErrorCode::PairingPinWrong => "PAIRING_PIN_WRONG",
+            ErrorCode::SealRejected => "SEAL_REJECTED",
             ErrorCode::GatewayUnavailable => "GATEWAY_UNAVAILABLE",
             ErrorCode::ScreenUnavailable => "SCREEN_UNAVAILABLE",
             ErrorCode::ScriptError => "SCRIPT_ERROR",

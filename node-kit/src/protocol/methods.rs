@@ -39,6 +39,8 @@ pub mod method {
     pub const PAIR_PIN: &str = "pair.pin";
     /// Door 3 (node → bridge → gateway): the node's key confirmation; pairs the node.
     pub const PAIR_PIN_CONFIRM: &str = "pair.pin.confirm";
+    /// The sealed HTTP contract (bridge → gateway): opens a client's sealed body once, by its counter.
+    pub const SEAL_OPEN: &str = "seal.open";
     /// The owner sets or clears the relay URL.
     pub const TUNNEL_SET: &str = "tunnel.set";
     /// The bridge reads the relay URL and the routing-token hashes.

@@ -439,6 +439,9 @@ pub struct PairPinConfirmSubmit {
     pub node_id: KeyId,
     pub routing_hash: String,
     pub confirmation: String,
+    /// A client of the sealed HTTP contract: the computer keeps the exchange's seal key for its bodies.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sealed: bool,
 }
 
 /// Payload of `pair.pin.confirm`: the node is paired, and gets its own routing token for the relay.
@@ -448,4 +451,25 @@ pub struct PairPinResult {
     #[serde(flatten)]
     pub resolution: PairResolution,
     pub relay: super::RoutingToken,
+    /// For a sealed client only (to the bridge, which seals the answer with it): the seal key, base64url.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal_key: Option<String>,
+}
+
+/// Params of `seal.open` (bridge → gateway): a sealed `/v1/chat` body and the routing token it came with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SealOpenParams {
+    pub routing_hash: String,
+    pub counter: u64,
+    pub sealed: String,
+}
+
+/// Payload of `seal.open`: whose body it was, what it said, and the key to seal the answer with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SealOpened {
+    pub node_id: KeyId,
+    pub plaintext: String,
+    pub seal_key: String,
 }

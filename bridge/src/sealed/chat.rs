@@ -1,0 +1,66 @@
+//! `POST /v1/chat`: one sealed envelope `{command, version, payload}`. The gateway opens the body once by
+//! its counter; then the command is dispatched here, one module per command, so a new command is a new
+//! arm and never a change to the others. An unknown command is `400 unknown_command` with the list.
+
+use super::reply::{Reply, SealedReply};
+use super::{ai_chat, parse};
+use crate::pairing::forward;
+use crate::shared::BridgeShared;
+use crate::source::Source;
+use node_kit::protocol::{ErrorCode, ErrorShape, SealOpenParams, SealOpened, method};
+use node_kit::seal::{CommandError, ENVELOPE_VERSION, Envelope, SealKey, SealedBody, command};
+use tokio::sync::mpsc;
+
+pub(super) async fn serve(
+    shared: &BridgeShared,
+    source: Source,
+    body: &[u8],
+    request: &mut mpsc::Receiver<Vec<u8>>,
+    reply: Reply,
+) {
+    let opened = match open(shared, source, body).await {
+        Ok(opened) => opened,
+        Err(e) => return reply.error(&e).await,
+    };
+    let (opened, counter) = opened;
+    let Some(key) = SealKey::from_base64(&opened.seal_key) else {
+        return reply.error(&ErrorShape::new(ErrorCode::Internal, "the gateway's seal key is unreadable")).await;
+    };
+    let reply = SealedReply::new(reply, key, counter);
+    let envelope: Envelope = match serde_json::from_str(&opened.plaintext) {
+        Ok(envelope) => envelope,
+        Err(e) => return reply.error(400, &problem("bad_envelope", format!("not a command envelope: {e}"))).await,
+    };
+    if envelope.version != ENVELOPE_VERSION {
+        let message = format!("envelope version {} is not {ENVELOPE_VERSION}", envelope.version);
+        return reply.error(400, &problem("unsupported_version", message)).await;
+    }
+    match envelope.command.as_str() {
+        command::AI_CHAT => ai_chat::run(shared, opened.node_id, counter, envelope.payload, request, reply).await,
+        other => {
+            tracing::info!(node = %opened.node_id, "unknown sealed command");
+            let unknown = CommandError {
+                error: "unknown_command".into(),
+                message: None,
+                command: Some(other.to_string()),
+                supported: command::ALL.iter().map(|c| c.to_string()).collect(),
+            };
+            reply.error(400, &unknown).await
+        }
+    }
+}
+
+/// The body opened by the gateway, with its counter.
+async fn open(shared: &BridgeShared, source: Source, body: &[u8]) -> Result<(SealOpened, u64), ErrorShape> {
+    let SealedBody { counter, sealed } = parse(body)?;
+    let counter = counter.ok_or_else(|| ErrorShape::invalid_request("a chat body needs its counter"))?;
+    let routing_hash = source.relay_hash_hex().ok_or_else(|| ErrorShape::invalid_request("not relayed"))?;
+    let opened = forward(shared, method::SEAL_OPEN, SealOpenParams { routing_hash, counter, sealed }).await?;
+    let opened = serde_json::from_value(opened)
+        .map_err(|e| ErrorShape::new(ErrorCode::Internal, format!("unreadable seal.open answer: {e}")))?;
+    Ok((opened, counter))
+}
+
+fn problem(error: &str, message: String) -> CommandError {
+    CommandError { error: error.into(), message: Some(message), command: None, supported: Vec::new() }
+}

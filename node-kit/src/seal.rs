@@ -1,0 +1,258 @@
+//! The sealed HTTP contract for simple clients (`docs/protocol.md` §20): clients with no TLS stack of their
+//! own pair by PIN and then chat over plain HTTPS to the relay, every body sealed end to end between them
+//! and the bridge with XChaCha20-Poly1305 under the key their PIN exchange derived.
+//!
+//! Nonces are counters, never random: the client numbers its requests from 1 and the computer takes each
+//! number once, so a body the relay (or anyone) replays is refused. A nonce is
+//! `[direction][counter u64 BE][index u64 BE][7 zero bytes]`; the computer's answer to request `counter`
+//! is frames `index` 0, 1, 2… under the same counter, and the pairing answer is (computer, 0, 0). No two
+//! seals under one key ever share a nonce.
+
+use crate::protocol::{AgentEvent, AgentOutcome, ErrorShape, PairPinParams, Scope};
+use certs::KeyId;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use zeroize::Zeroizing;
+
+/// Bound into every seal, so a sealed body means nothing to any other protocol.
+const AAD: &[u8] = b"lanyard-seal-v1";
+/// The label a client's ID is derived under.
+const CLIENT_LABEL: &[u8] = b"lanyard-http-client-v1\n";
+/// The envelope version this computer speaks.
+pub const ENVELOPE_VERSION: u32 = 1;
+/// The longest client name.
+pub const MAX_CLIENT_LEN: usize = 64;
+
+/// The commands of the envelope; a new one is a new handler, never a change to these.
+pub mod command {
+    pub const AI_CHAT: &str = "ai_chat";
+    pub const ALL: &[&str] = &[AI_CHAT];
+}
+
+/// Who sealed a body: each side has its own half of the nonce space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    ToBridge = 0,
+    ToClient = 1,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    #[error("the sealed body is not base64url")]
+    NotBase64,
+    #[error("the sealed body does not open under this pairing's key (tampered, or sealed for another counter)")]
+    Unreadable,
+}
+
+/// The 32-byte key of one PIN pairing. Zeroed when dropped.
+#[derive(Clone)]
+pub struct SealKey(Zeroizing<[u8; 32]>);
+
+impl SealKey {
+    pub fn new(bytes: [u8; 32]) -> SealKey {
+        SealKey(Zeroizing::new(bytes))
+    }
+
+    /// The key as base64url, for the private state file that keeps it.
+    pub fn to_base64(&self) -> Zeroizing<String> {
+        Zeroizing::new(data_encoding::BASE64URL_NOPAD.encode(&*self.0))
+    }
+
+    pub fn from_base64(text: &str) -> Option<SealKey> {
+        let bytes = Zeroizing::new(data_encoding::BASE64URL_NOPAD.decode(text.as_bytes()).ok()?);
+        Some(SealKey::new(bytes.as_slice().try_into().ok()?))
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new((&*self.0).into())
+    }
+
+    /// Seals `plaintext` as frame `index` of `counter` in `direction`; base64url.
+    pub fn seal(&self, direction: Direction, counter: u64, index: u64, plaintext: &[u8]) -> String {
+        let sealed = self
+            .cipher()
+            .encrypt(&nonce(direction, counter, index), Payload { msg: plaintext, aad: AAD })
+            .expect("XChaCha20-Poly1305 seals any length a body can have");
+        data_encoding::BASE64URL_NOPAD.encode(&sealed)
+    }
+
+    /// Opens what [`SealKey::seal`] made with the same direction, counter and index.
+    pub fn open(&self, direction: Direction, counter: u64, index: u64, sealed: &str) -> Result<Vec<u8>, SealError> {
+        let bytes = data_encoding::BASE64URL_NOPAD.decode(sealed.as_bytes()).map_err(|_| SealError::NotBase64)?;
+        self.cipher()
+            .decrypt(&nonce(direction, counter, index), Payload { msg: &bytes, aad: AAD })
+            .map_err(|_| SealError::Unreadable)
+    }
+
+    /// Seals a JSON value.
+    pub fn seal_json(&self, direction: Direction, counter: u64, index: u64, value: &impl Serialize) -> String {
+        self.seal(direction, counter, index, &serde_json::to_vec(value).expect("sealed payloads serialise"))
+    }
+}
+
+fn nonce(direction: Direction, counter: u64, index: u64) -> XNonce {
+    let mut nonce = [0u8; 24];
+    nonce[0] = direction as u8;
+    nonce[1..9].copy_from_slice(&counter.to_be_bytes());
+    nonce[9..17].copy_from_slice(&index.to_be_bytes());
+    nonce.into()
+}
+
+/// A client's ID: it has no key, so the computer names it by a digest of the name it chose. It is the
+/// SPAKE2 identity of its side of the PIN exchange and the ID its pairing is stored and revoked under.
+pub fn client_id(client: &str) -> KeyId {
+    KeyId::from_digest(certs::sha256(&[CLIENT_LABEL, client.as_bytes()]))
+}
+
+/// Whether `client` is a well-formed client name: 1 to 64 of `A-Z a-z 0-9 - _`.
+pub fn check_client(client: &str) -> Result<(), ErrorShape> {
+    let well_formed = !client.is_empty()
+        && client.len() <= MAX_CLIENT_LEN
+        && client.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if well_formed {
+        Ok(())
+    } else {
+        Err(ErrorShape::invalid_request(format!("client must be 1 to {MAX_CLIENT_LEN} characters of A-Z a-z 0-9 - _")))
+    }
+}
+
+/// `POST /v1/pair/start`: the client's name and its SPAKE2 message, with what `pair.pin` takes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairStartBody {
+    pub client: String,
+    #[serde(flatten)]
+    pub pin: PairPinParams,
+}
+
+/// `POST /v1/pair/confirm`: the client's key confirmation, base64url.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairConfirmBody {
+    pub client: String,
+    pub confirmation: String,
+}
+
+/// A sealed body: `{"sealed": …}`, with the counter when the client sealed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counter: Option<u64>,
+    pub sealed: String,
+}
+
+/// What `POST /v1/pair/confirm` answers, sealed as (computer, 0, 0): the seed's pairing result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Paired {
+    /// The bearer token for `/v1/chat` (the client's routing token).
+    pub token: String,
+    /// The ID the computer stored this pairing under.
+    pub node_id: KeyId,
+    /// The bridge's Ed25519 public key, base64url; it hashes to the bridge ID of the invite.
+    pub bridge_public_key: String,
+    pub relay_url: Option<String>,
+    pub scopes: Vec<Scope>,
+}
+
+/// The versioned command envelope every `/v1/chat` body seals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub command: String,
+    pub version: u32,
+    pub payload: Value,
+}
+
+/// `ai_chat`'s payload: one prompt on one of the client's conversations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatPayload {
+    pub conversation_id: String,
+    pub message: String,
+}
+
+/// One frame of an `ai_chat` answer, each an SSE event of its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ChatFrame {
+    /// The turn was accepted as run `run_id`.
+    Accepted { run_id: String },
+    /// An event of the run, as a node sees it (text deltas, tool use, prompts).
+    Agent { event: Box<AgentEvent> },
+    /// The run ended; the last frame.
+    Done { outcome: Box<AgentOutcome> },
+    /// The run failed; the last frame.
+    Error { error: ErrorShape },
+}
+
+/// The body of an error the computer answers after opening the envelope (sealed, so the relay sees only
+/// the status): `unknown_command` names the command and lists the supported ones, as the seed contract has it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandError {
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub supported: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(byte: u8) -> SealKey {
+        SealKey::new([byte; 32])
+    }
+
+    #[test]
+    fn a_seal_opens_only_with_its_key_direction_counter_and_index() {
+        let sealed = key(1).seal(Direction::ToBridge, 7, 0, b"hello");
+        assert_eq!(key(1).open(Direction::ToBridge, 7, 0, &sealed).unwrap(), b"hello");
+        assert_eq!(key(2).open(Direction::ToBridge, 7, 0, &sealed), Err(SealError::Unreadable));
+        assert_eq!(key(1).open(Direction::ToClient, 7, 0, &sealed), Err(SealError::Unreadable));
+        assert_eq!(key(1).open(Direction::ToBridge, 8, 0, &sealed), Err(SealError::Unreadable));
+        assert_eq!(key(1).open(Direction::ToBridge, 7, 1, &sealed), Err(SealError::Unreadable));
+        assert_eq!(key(1).open(Direction::ToBridge, 7, 0, "not base64!"), Err(SealError::NotBase64));
+    }
+
+    #[test]
+    fn a_flipped_bit_is_refused() {
+        let sealed = key(1).seal(Direction::ToClient, 1, 2, b"frame");
+        let mut bytes = data_encoding::BASE64URL_NOPAD.decode(sealed.as_bytes()).unwrap();
+        bytes[0] ^= 1;
+        let tampered = data_encoding::BASE64URL_NOPAD.encode(&bytes);
+        assert_eq!(key(1).open(Direction::ToClient, 1, 2, &tampered), Err(SealError::Unreadable));
+    }
+
+    #[test]
+    fn nonces_of_different_frames_differ_in_every_field() {
+        let base = nonce(Direction::ToBridge, 1, 0);
+        assert_ne!(base, nonce(Direction::ToClient, 1, 0));
+        assert_ne!(base, nonce(Direction::ToBridge, 2, 0));
+        assert_ne!(base, nonce(Direction::ToBridge, 1, 1));
+        assert_eq!(
+            nonce(Direction::ToClient, 0x0102, 3).as_slice()[..17],
+            [1, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 3]
+        );
+    }
+
+    #[test]
+    fn keys_survive_base64() {
+        let text = key(9).to_base64();
+        assert_eq!(
+            SealKey::from_base64(&text).unwrap().seal(Direction::ToBridge, 1, 0, b"x"),
+            key(9).seal(Direction::ToBridge, 1, 0, b"x")
+        );
+        assert!(SealKey::from_base64("short").is_none());
+    }
+
+    #[test]
+    fn client_ids_depend_on_the_name_and_names_are_checked() {
+        assert_eq!(client_id("phone-1"), client_id("phone-1"));
+        assert_ne!(client_id("phone-1"), client_id("phone-2"));
+        assert!(check_client("phone_1-A").is_ok());
+        for bad in ["", "has space", "é", &"x".repeat(MAX_CLIENT_LEN + 1)] {
+            assert!(check_client(bad).is_err(), "{bad:?}");
+        }
+    }
+}
