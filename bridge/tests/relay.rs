@@ -444,7 +444,7 @@ async fn a_simple_http_client_pairs_by_pin_and_chats_in_sealed_bodies_the_relay_
     let asked_before = away.api.requests().len();
     let body = client.seal(&envelope("ai_chat", json!({ "conversation_id": "kitchen", "message": "again?" })));
     client.post(&body).await.expect("the first time").collect().await.unwrap();
-    let replayed = client.post(&body).await.err().expect("the replay is refused");
+    let replayed = client.post(&body).await.expect_err("the replay is refused");
     assert!(
         matches!(replayed, SealedError::Refused { status: 409, ref error, .. } if error == "replayed"),
         "{replayed:?}"

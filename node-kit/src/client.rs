@@ -282,9 +282,13 @@ impl ClientBuilder {
             })?;
 
         let (out_tx, mut out_rx) = mpsc::channel::<Message>(256);
+        let closed = CancellationToken::new();
+        let write_failed = closed.clone();
         tokio::spawn(async move {
             while let Some(message) = out_rx.recv().await {
                 if writer.send_message(message).await.is_err() {
+                    // A socket that cannot be written is gone: say so now, not at the next keepalive.
+                    write_failed.cancel();
                     break;
                 }
             }
@@ -292,7 +296,7 @@ impl ClientBuilder {
         });
         let shared = Arc::new(Shared {
             out: out_tx,
-            closed: CancellationToken::new(),
+            closed,
             last_error: Mutex::new(None),
             pending: Mutex::new(HashMap::new()),
             runs: Mutex::new(HashMap::new()),
@@ -322,12 +326,11 @@ impl ClientBuilder {
                         }
                         let _ = router.out.try_send(Message::Ping(Default::default()));
                     }
+                    // Closed by this side, or its writer failed.
+                    () = router.closed.cancelled() => break,
                 }
             }
-            // Dropping the waiting senders tells every caller the connection is gone.
-            router.pending.lock().expect("pending lock").clear();
-            router.runs.lock().expect("runs lock").clear();
-            router.closed.cancel();
+            router.shut();
         });
         let guard = Arc::new(CloseOnDrop(shared.out.clone()));
         Ok(Client { shared, hello: Arc::new(hello), peer_key, _guard: guard })
@@ -429,6 +432,18 @@ struct Shared {
 }
 
 impl Shared {
+    /// The connection is gone (or being closed): every waiting call and run fails now, and no new one
+    /// is taken. Under the pending lock, so a call cannot slip in after the table is emptied and wait
+    /// for an answer that will never come.
+    fn shut(&self) {
+        let mut pending = self.pending.lock().expect("pending lock");
+        self.closed.cancel();
+        // Dropping the waiting senders tells every caller the connection is gone.
+        pending.clear();
+        drop(pending);
+        self.runs.lock().expect("runs lock").clear();
+    }
+
     fn route(self: &Arc<Self>, frame: Frame, handler: Option<&Arc<dyn CommandHandler>>) {
         match frame {
             Frame::Res(res) => self.route_response(res),
@@ -537,8 +552,10 @@ impl Client {
         self.shared.closed.is_cancelled()
     }
 
-    /// Closes this connection now, for every clone (a node moving to another path closes the old one).
+    /// Closes this connection now, for every clone (a node moving to another path closes the old one):
+    /// calls and runs waiting on it fail at once, without waiting for the close to go round.
     pub fn close(&self) {
+        self.shared.shut();
         let _ = self.shared.out.try_send(Message::Close(None));
     }
 
@@ -582,9 +599,19 @@ impl Client {
 
     async fn send_request(&self, method: &str, params: Value, pending: Pending) -> Result<(), ClientError> {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed).to_string();
-        self.shared.pending.lock().expect("pending lock").insert(id.clone(), pending);
-        let frame = Frame::Req(Request { id, method: method.to_string(), params });
-        self.shared.out.send(Message::text(frame.to_text())).await.map_err(|_| ClientError::Closed)
+        {
+            let mut waiting = self.shared.pending.lock().expect("pending lock");
+            if self.shared.closed.is_cancelled() {
+                return Err(ClientError::Closed);
+            }
+            waiting.insert(id.clone(), pending);
+        }
+        let frame = Frame::Req(Request { id: id.clone(), method: method.to_string(), params });
+        if self.shared.out.send(Message::text(frame.to_text())).await.is_err() {
+            self.shared.pending.lock().expect("pending lock").remove(&id);
+            return Err(ClientError::Closed);
+        }
+        Ok(())
     }
 
     /// Calls `method` and waits for its answer.
@@ -678,6 +705,10 @@ impl std::fmt::Debug for AgentRun {
 /// How long a run started through a [`crate::node::Node`] waits for the node to reconnect before it
 /// gives up on its outcome.
 pub const REATTACH_WITHIN: Duration = Duration::from_secs(120);
+/// How long one attach may take before its link is taken for dead.
+const ATTACH_WITHIN: Duration = Duration::from_secs(15);
+/// The pause before trying again after a link that flapped.
+const REATTACH_PAUSE: Duration = Duration::from_millis(50);
 
 impl AgentRun {
     fn new(ack: AgentAck, rx: mpsc::UnboundedReceiver<RunItem>, after_seq: u64) -> AgentRun {
@@ -760,20 +791,31 @@ impl AgentRun {
         let Some(node) = self.reattach.clone() else { return Err(ClientError::Closed) };
         let deadline = tokio::time::Instant::now() + REATTACH_WITHIN;
         loop {
-            let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let client = node.connected(wait).await?;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            // A link that flaps (it dropped again, the bridge is briefly offline, a limit said later) is
+            // waited out until the deadline: only a lasting refusal ends the run here.
+            let retry = |e: &ClientError| e.is_retryable() && !left.is_zero();
+            let client = match node.connected(left).await {
+                Ok(client) => client,
+                Err(e) if retry(&e) => {
+                    tokio::time::sleep(REATTACH_PAUSE).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let params =
                 AttachParams { run_id: Some(self.ack.run_id.clone()), session_key: None, after_seq: self.last_seq };
-            match client.attach(params).await {
-                Ok(attached) => {
+            match tokio::time::timeout(left.min(ATTACH_WITHIN), client.attach(params)).await {
+                Ok(Ok(attached)) => {
                     tracing::info!(run_id = %self.ack.run_id, after_seq = self.last_seq, "reattached to the run");
                     self.rx = attached.rx;
                     self.front = attached.front;
                     return Ok(());
                 }
-                // The new link dropped too: wait for the next one.
-                Err(ClientError::Closed) if tokio::time::Instant::now() < deadline => continue,
-                Err(e) => return Err(e),
+                Ok(Err(e)) if retry(&e) => tokio::time::sleep(REATTACH_PAUSE).await,
+                Ok(Err(e)) => return Err(e),
+                // A link that swallows the attach is no link: drop it and use the next.
+                Err(_) => client.close(),
             }
         }
     }

@@ -563,8 +563,14 @@ async fn send_app_state(client: &Client, state: AppState) -> Result<(), ClientEr
 async fn supervise(inner: Arc<NodeInner>, builder: ClientBuilder, backoff: Backoff, mut client: Client) {
     loop {
         let on_relay = *inner.path.lock().expect("path lock") == Path::Relay;
+        // Biased: when the LAN comes back, the bridge replaces the relayed session with the new one, so the
+        // relayed client closes just as the LAN one is ready; the ready one must win.
         tokio::select! {
-            () = client.closed() => {}
+            biased;
+            () = inner.stop.cancelled() => {
+                inner.link.send_replace(Link::Stopped(Arc::new(ClientError::Closed)));
+                return;
+            }
             lan = inner.back_to_lan(&builder), if on_relay => {
                 // The LAN is back: move there, and close the relayed connection (a run following it
                 // attaches again on the new one).
@@ -574,10 +580,7 @@ async fn supervise(inner: Arc<NodeInner>, builder: ClientBuilder, backoff: Backo
                 relayed.close();
                 continue;
             }
-            () = inner.stop.cancelled() => {
-                inner.link.send_replace(Link::Stopped(Arc::new(ClientError::Closed)));
-                return;
-            }
+            () = client.closed() => {}
         }
         let cause = client.last_error();
         tracing::info!(code = ?cause.as_ref().map(|e| e.code), "connection to the bridge lost; reconnecting");

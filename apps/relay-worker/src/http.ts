@@ -17,3 +17,5 @@ export function error(status: number, code: string): Response {
  */
 export const BRIDGE_ID_HEADER = "x-lanyard-bridge-id";
 export const TOKEN_HASH_HEADER = "x-lanyard-token-hash";
+/** On an HTTP stream: the Worker found the body over the limit, and hands over none of it. */
+export const BODY_TOO_LARGE_HEADER = "x-lanyard-body-too-large";

@@ -2,12 +2,16 @@
 // Durable Object. Contract: docs/relay.md.
 
 import { tokenHash } from "./encoding";
-import { BRIDGE_ID_HEADER, TOKEN_HASH_HEADER, error, json } from "./http";
+import { BODY_TOO_LARGE_HEADER, BRIDGE_ID_HEADER, TOKEN_HASH_HEADER, error, json } from "./http";
+import { readBody } from "./http-streams";
+import { MAX_HTTP_BODY } from "./limits";
 import { isBridgeId } from "./proof";
 
 export { RelayObject } from "./relay";
 
 const BRIDGE_ROUTE = /^\/v1\/bridges\/([^/]+)\/(status|connect|bridge)$/;
+/** The routes of simple clients: each POST is one HTTP stream to the bridge named by `Lanyard-Bridge`. */
+const HTTP_ROUTES = new Set(["/v1/pair/start", "/v1/pair/confirm", "/v1/chat"]);
 /** A routing token is 32 random bytes in unpadded base64url: 43 characters. */
 const BEARER = /^Bearer ([A-Za-z0-9_-]{43})$/i;
 
@@ -17,6 +21,7 @@ export default {
     if (pathname === "/v1/health") {
       return request.method === "GET" ? json(200, { ok: true }) : error(405, "method_not_allowed");
     }
+    if (HTTP_ROUTES.has(pathname)) return httpStream(request, env, pathname.slice("/v1/".length));
     const route = BRIDGE_ROUTE.exec(pathname);
     if (!route) return error(404, "not_found");
     const [, bridgeId = "", action = ""] = route;
@@ -29,12 +34,38 @@ export default {
       headers.set("upgrade", "websocket");
     }
     if (action !== "bridge") {
-      const token = BEARER.exec(request.headers.get("authorization") ?? "")?.[1];
+      const token = bearerToken(request);
       if (token === undefined) return error(401, "missing_token");
       headers.set(TOKEN_HASH_HEADER, await tokenHash(token));
     }
     // A fresh request: nothing of the caller's (its token above all) reaches the object but these headers.
-    const relay = env.RELAY.get(env.RELAY.idFromName(bridgeId));
-    return relay.fetch(`https://relay/${action}`, { headers });
+    return relayOf(env, bridgeId).fetch(`https://relay/${action}`, { headers });
   },
 } satisfies ExportedHandler<Env>;
+
+/**
+ * `POST /v1/pair/start`, `/v1/pair/confirm` and `/v1/chat`. The Worker checks what it can alone (method,
+ * bridge ID, token form); the object checks the rest in the contract's order, the body's size last. It
+ * does so with nothing awaited between its checks and the stream's opening, so that no other request slips
+ * in between: the Worker therefore reads the body first, with its bound, and hands it over whole, or marks
+ * it too large and hands over none of it.
+ */
+async function httpStream(request: Request, env: Env, route: string): Promise<Response> {
+  if (request.method !== "POST") return error(405, "method_not_allowed");
+  const bridgeId = request.headers.get("lanyard-bridge") ?? "";
+  if (!isBridgeId(bridgeId)) return error(400, "bad_bridge_id");
+  const token = bearerToken(request);
+  if (token === undefined) return error(401, "missing_token");
+  const body = await readBody(request, MAX_HTTP_BODY);
+  const headers = new Headers({ [BRIDGE_ID_HEADER]: bridgeId, [TOKEN_HASH_HEADER]: await tokenHash(token) });
+  if (body === null) headers.set(BODY_TOO_LARGE_HEADER, "1");
+  return relayOf(env, bridgeId).fetch(`https://relay/http/${route}`, { method: "POST", headers, body });
+}
+
+function bearerToken(request: Request): string | undefined {
+  return BEARER.exec(request.headers.get("authorization") ?? "")?.[1];
+}
+
+function relayOf(env: Env, bridgeId: string) {
+  return env.RELAY.get(env.RELAY.idFromName(bridgeId));
+}

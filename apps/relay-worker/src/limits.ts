@@ -1,6 +1,8 @@
 // The object's own limits (docs/relay.md, "Limits") and the token buckets that enforce the rates.
 
 export const MAX_NODE_MESSAGE = 65536;
+/** An HTTP stream's request body, carried to the bridge as one DATA: so no more than a DATA can hold. */
+export const MAX_HTTP_BODY = 65536;
 export const MAX_STREAMS = 256;
 export const MAX_STREAMS_PER_TOKEN = 8;
 export const MAX_TOKENS = 4096;

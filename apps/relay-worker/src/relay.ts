@@ -4,15 +4,18 @@
 // keep its sockets open, so nothing that must outlive an event lives in a field. What each socket is (the
 // bridge or a node stream, proved or not, its nonce, its stream id and token hash) is in the socket's
 // attachment; the token set and the next stream id are in storage. Fields hold only a cache of the token
-// set and the rate buckets, which may start afresh.
+// set, the rate buckets, which may start afresh, and the HTTP streams: those live only as long as their
+// request, and an in-flight request keeps the object from being evicted.
 //
-// The object never logs, stores or inspects stream bytes: DATA bodies are copied from one socket to the
-// other and dropped. Its logs carry events, stream counts and close codes.
+// The object never logs, stores or inspects stream bytes: DATA bodies and HTTP bodies are copied from one
+// side to the other and dropped (the one thing it reads is the head the bridge answers an HTTP stream with).
+// Its logs carry events, stream counts and close codes.
 
 import { DurableObject } from "cloudflare:workers";
 import { fromHex, toBase64url, toHex } from "./encoding";
-import { CLOSE, DATA, OPEN, decodeBridgeFrame, encodeFrame } from "./frames";
-import { BRIDGE_ID_HEADER, TOKEN_HASH_HEADER, error, json } from "./http";
+import { type BridgeFrame, CLOSE, DATA, OPEN, decodeBridgeFrame, encodeFrame } from "./frames";
+import { BODY_TOO_LARGE_HEADER, BRIDGE_ID_HEADER, TOKEN_HASH_HEADER, error, json } from "./http";
+import { HttpStream } from "./http-streams";
 import {
   MAX_NODE_MESSAGE,
   MAX_STREAMS,
@@ -45,6 +48,8 @@ type Socket = BridgeSocket | NodeSocket;
 
 const BRIDGE_TAG = "bridge";
 const NODE_TAG = "node";
+/** The object's path for HTTP streams; the route (`pair/start`, `pair/confirm`, `chat`) follows it. */
+const HTTP_PATH = "/http/";
 const tokenTag = (hash: string) => `token:${hash}`;
 const streamTag = (stream: number) => `stream:${stream}`;
 
@@ -82,10 +87,14 @@ export class RelayObject extends DurableObject<Env> {
   private readonly rates = new Map<string, TokenRates>();
   /** Cache of the stored token set: `null` while the bridge has never sent one, `undefined` before reading. */
   private tokens: Set<string> | null | undefined;
+  /** The open HTTP streams by stream id. */
+  private readonly httpStreams = new Map<number, HttpStream>();
 
   override async fetch(request: Request): Promise<Response> {
     const tokenHash = request.headers.get(TOKEN_HASH_HEADER) ?? "";
-    switch (new URL(request.url).pathname) {
+    const { pathname } = new URL(request.url);
+    if (pathname.startsWith(HTTP_PATH)) return this.openHttpStream(request, tokenHash, pathname.slice(HTTP_PATH.length));
+    switch (pathname) {
       case "/bridge":
         return this.acceptBridge(request.headers.get(BRIDGE_ID_HEADER) ?? "");
       case "/connect":
@@ -172,6 +181,8 @@ export class RelayObject extends DurableObject<Env> {
     if (typeof message === "string") return this.control(ws, bridge, message);
     const frame = decodeBridgeFrame(message);
     if (frame === null) return this.dropBridge(ws, bridge, 1008, "bad_frame");
+    const http = this.httpStreams.get(frame.stream);
+    if (http !== undefined) return this.toHttpClient(ws, frame, http);
     const target = this.ctx.getWebSockets(streamTag(frame.stream))[0];
     if (target === undefined) return; // unknown stream: ignored
     const node = socketOf<NodeSocket>(target);
@@ -205,32 +216,82 @@ export class RelayObject extends DurableObject<Env> {
       this.endStream(nodeWs, node, 4003, "revoked", true);
       revoked++;
     }
+    for (const [stream, http] of this.httpStreams) {
+      if (tokens.has(http.tokenHash)) continue;
+      this.endHttpStream(stream, http, 401, "revoked", true);
+      revoked++;
+    }
     log("tokens", { tokens: tokens.size, revoked });
   }
 
   private connectNode(tokenHash: string): Response {
+    const bridge = this.admit(tokenHash);
+    if (bridge instanceof Response) return bridge;
+    const stream = this.takeStreamId();
+    if (stream === undefined) return error(503, "relay_busy");
+
+    const { 0: client, 1: server } = new WebSocketPair();
+    this.ctx.acceptWebSocket(server, [NODE_TAG, tokenTag(tokenHash), streamTag(stream)]);
+    server.serializeAttachment({ role: "node", stream, tokenHash, ended: false } satisfies NodeSocket);
+    bridge.send(encodeFrame(OPEN, stream, utf8(JSON.stringify({ tokenHash }))));
+    log("stream_open", { streams: this.openStreams() });
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  /**
+   * An HTTP stream: admitted as a node stream is, then its body is checked, counted in the token's rates
+   * and sent to the bridge as one DATA behind the OPEN. The answer waits for the bridge's head.
+   */
+  private async openHttpStream(request: Request, tokenHash: string, route: string): Promise<Response> {
+    // The Worker has read the body with its bound: it is at most MAX_HTTP_BODY bytes, or none when too large.
+    const body = request.headers.has(BODY_TOO_LARGE_HEADER) ? null : new Uint8Array(await request.arrayBuffer());
+    const bridge = this.admit(tokenHash);
+    if (bridge instanceof Response) return bridge;
+    if (body === null) return error(413, "body_too_large");
+    if (body.length === 0) return error(400, "empty_body");
+    const now = Date.now();
+    const rates = this.ratesOf(tokenHash, now);
+    if (!rates.messages.take(1, now) || !rates.bytes.take(body.length, now)) return error(429, "rate_limited");
+    const stream = this.takeStreamId();
+    if (stream === undefined) return error(503, "relay_busy");
+
+    const http = new HttpStream(tokenHash);
+    this.httpStreams.set(stream, http);
+    // The request's signal aborts when the client goes away, before the head or while reading the body
+    // (wrangler.jsonc turns it on: `enable_request_signal`).
+    request.signal.addEventListener("abort", () => this.httpClientGone(stream));
+    bridge.send(encodeFrame(OPEN, stream, utf8(JSON.stringify({ tokenHash, http: route }))));
+    bridge.send(encodeFrame(DATA, stream, body));
+    log("http_stream_open", { streams: this.openStreams() });
+    return http.response;
+  }
+
+  /**
+   * The checks before any new stream, in the order of docs/relay.md: the live bridge's socket when the
+   * stream may open, or the refusal.
+   */
+  private admit(tokenHash: string): WebSocket | Response {
     const tokens = this.tokenSet();
     if (tokens !== null && !tokens.has(tokenHash)) return error(401, "unknown_token");
     const bridge = this.liveBridge();
     // Before its bridge's first token set the object cannot tell a good token from a revoked one, and
     // refusing them all would tell every node it was revoked: so it says that the bridge is not there.
     if (bridge === undefined || tokens === null) return error(503, "bridge_offline");
-    if (this.openStreams(NODE_TAG) >= MAX_STREAMS) return error(503, "relay_busy");
-    if (this.openStreams(tokenTag(tokenHash)) >= MAX_STREAMS_PER_TOKEN) return error(429, "too_many_streams");
+    if (this.openStreams() >= MAX_STREAMS) return error(503, "relay_busy");
+    if (this.openStreams(tokenHash) >= MAX_STREAMS_PER_TOKEN) return error(429, "too_many_streams");
     const now = Date.now();
     if (!this.ratesOf(tokenHash, now).opens.take(1, now)) return error(429, "rate_limited");
+    return bridge;
+  }
+
+  /** A new stream id, or undefined when none is left. */
+  private takeStreamId(): number | undefined {
     const stream = this.ctx.storage.kv.get<number>(NEXT_STREAM_KEY) ?? 1;
     // Ids are never reused, so after 2^32 - 1 streams this object has none left (at ten streams a second,
     // thirteen years on).
-    if (stream > MAX_STREAM_ID) return error(503, "relay_busy");
+    if (stream > MAX_STREAM_ID) return undefined;
     this.ctx.storage.kv.put(NEXT_STREAM_KEY, stream + 1);
-
-    const { 0: client, 1: server } = new WebSocketPair();
-    this.ctx.acceptWebSocket(server, [NODE_TAG, tokenTag(tokenHash), streamTag(stream)]);
-    server.serializeAttachment({ role: "node", stream, tokenHash, ended: false } satisfies NodeSocket);
-    bridge.send(encodeFrame(OPEN, stream, utf8(JSON.stringify({ tokenHash }))));
-    log("stream_open", { streams: this.openStreams(NODE_TAG) });
-    return new Response(null, { status: 101, webSocket: client });
+    return stream;
   }
 
   private status(tokenHash: string): Response {
@@ -260,7 +321,7 @@ export class RelayObject extends DurableObject<Env> {
       if (socket.ended) return;
       ws.serializeAttachment({ ...socket, ended: true } satisfies NodeSocket);
       this.liveBridge()?.send(encodeFrame(CLOSE, socket.stream, new Uint8Array()));
-      log("stream_closed", { code, streams: this.openStreams(NODE_TAG) });
+      log("stream_closed", { code, streams: this.openStreams() });
     } else if (socket.state !== "done") {
       ws.serializeAttachment({ ...socket, state: "done" } satisfies BridgeSocket);
       if (socket.state === "ready") this.endAllStreams();
@@ -281,6 +342,7 @@ export class RelayObject extends DurableObject<Env> {
       const node = socketOf<NodeSocket>(ws);
       if (!node.ended) this.endStream(ws, node, 1012, "bridge_offline", false);
     }
+    for (const [stream, http] of this.httpStreams) this.endHttpStream(stream, http, 503, "bridge_offline", false);
   }
 
   /** Ends a node stream from the object's side: the node hears `code`, the bridge (if told) a CLOSE. */
@@ -291,12 +353,49 @@ export class RelayObject extends DurableObject<Env> {
     log("stream_ended", { code });
   }
 
+  /** A frame from the bridge on an HTTP stream: its head, bytes of its body, or its end. */
+  private toHttpClient(bridge: WebSocket, frame: BridgeFrame, http: HttpStream): void {
+    if (frame.kind === CLOSE) {
+      this.httpStreams.delete(frame.stream);
+      http.end(502, "bridge_closed", frame.reason === "");
+      log("http_stream_closed", { streams: this.openStreams() });
+    } else if (!http.data(frame.body)) {
+      // The client has its 502; the bridge hears why. A stream error, not a link error: its socket stays.
+      this.httpStreams.delete(frame.stream);
+      bridge.send(encodeFrame(CLOSE, frame.stream, utf8("bad_head")));
+      log("http_stream_bad_head", { streams: this.openStreams() });
+    }
+  }
+
+  /**
+   * Ends an HTTP stream from the object's side: the client hears `status` and `reason` before the head and
+   * has its body cut after it; the bridge (if told) a CLOSE with `reason`.
+   */
+  private endHttpStream(stream: number, http: HttpStream, status: number, reason: string, tellBridge: boolean): void {
+    this.httpStreams.delete(stream);
+    http.end(status, reason);
+    if (tellBridge) this.liveBridge()?.send(encodeFrame(CLOSE, stream, utf8(reason)));
+    log("http_stream_ended", { status, streams: this.openStreams() });
+  }
+
+  /** The client went away: the bridge hears an empty CLOSE. */
+  private httpClientGone(stream: number): void {
+    if (!this.httpStreams.delete(stream)) return;
+    this.liveBridge()?.send(encodeFrame(CLOSE, stream, new Uint8Array()));
+    log("http_stream_cancelled", { streams: this.openStreams() });
+  }
+
   private liveBridge(): WebSocket | undefined {
     return this.ctx.getWebSockets(BRIDGE_TAG).find((ws) => socketOf<BridgeSocket>(ws).state === "ready");
   }
 
-  private openStreams(tag: string): number {
-    return this.ctx.getWebSockets(tag).filter((ws) => !socketOf<NodeSocket>(ws).ended).length;
+  /** Streams open, node streams and HTTP streams together: all of them, or those of one token. */
+  private openStreams(tokenHash?: string): number {
+    const tag = tokenHash === undefined ? NODE_TAG : tokenTag(tokenHash);
+    const nodes = this.ctx.getWebSockets(tag).filter((ws) => !socketOf<NodeSocket>(ws).ended).length;
+    let https = 0;
+    for (const http of this.httpStreams.values()) if (tokenHash === undefined || http.tokenHash === tokenHash) https++;
+    return nodes + https;
   }
 
   private tokenSet(): Set<string> | null {

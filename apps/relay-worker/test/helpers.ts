@@ -2,8 +2,10 @@
 // queues what it hears. Encodings here are written independently of src/ (bit strings, btoa), so that a
 // bug shared by both sides cannot hide.
 
+import { runInDurableObject } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
-import { expect } from "vitest";
+import { expect, vi } from "vitest";
+import type { RelayObject } from "../src/relay";
 
 const ORIGIN = "https://relay.test";
 
@@ -257,3 +259,66 @@ export async function expectError(response: Response, status: number, error: str
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// Blindness: what the object keeps, and a search of it (and of the logs) for marked payload bytes.
+
+/** Every line logged to the console from now on, until the test restores its mocks. */
+export function captureLogs(): string[] {
+  const logged: string[] = [];
+  for (const method of ["log", "info", "warn", "error", "debug"] as const) {
+    vi.spyOn(console, method).mockImplementation((...args: unknown[]) => {
+      logged.push(args.map(String).join(" "));
+    });
+  }
+  return logged;
+}
+
+/** All the object keeps: its storage, its SQL tables, its sockets' attachments and its fields. */
+export function keptBy(id: string) {
+  return runInDurableObject(stubFor(id), (instance: RelayObject, ctx) => ({
+    storage: [...ctx.storage.kv.list()],
+    tables: [...ctx.storage.sql.exec("SELECT name FROM sqlite_master WHERE type = 'table'")].map((row) => row.name),
+    attachments: ctx.getWebSockets().map((ws) => ws.deserializeAttachment() as unknown),
+    fields: { ...instance },
+  }));
+}
+
+/** That the object keeps only its token set and stream counter in storage, and none of `markers` anywhere. */
+export function expectKeepsNone(kept: Awaited<ReturnType<typeof keptBy>>, markers: Uint8Array[]): void {
+  expect(kept.storage.map(([name]) => name).sort()).toEqual(["nextStream", "tokens"]);
+  expect(kept.tables.filter((name) => !String(name).startsWith("_cf_"))).toEqual([]);
+  for (const marker of markers) expect(holds(kept, marker)).toBe(false);
+}
+
+/** Whether `value`, searched through objects, arrays, maps, sets, strings and byte arrays, holds `marker`. */
+export function holds(value: unknown, marker: Uint8Array, seen = new Set<unknown>()): boolean {
+  if (value === null || value === undefined || seen.has(value)) return false;
+  if (typeof value === "string") return holdsText(value, marker);
+  if (typeof value !== "object") return false;
+  seen.add(value);
+  if (value instanceof ArrayBuffer) return holdsBytes(new Uint8Array(value), marker);
+  if (ArrayBuffer.isView(value)) {
+    return holdsBytes(new Uint8Array(value.buffer, value.byteOffset, value.byteLength), marker);
+  }
+  const children =
+    value instanceof Map ? [...value.keys(), ...value.values()] : value instanceof Set ? [...value] : Object.values(value);
+  return children.some((child) => holds(child, marker, seen));
+}
+
+function holdsBytes(haystack: Uint8Array, needle: Uint8Array): boolean {
+  outer: for (let i = 0; i + needle.length <= haystack.length; i++) {
+    for (let j = 0; j < needle.length; j++) if (haystack[i + j] !== needle[j]) continue outer;
+    return true;
+  }
+  return false;
+}
+
+/** Whether `text` holds `marker` as text, hex or base64. */
+export function holdsText(text: string, marker: Uint8Array): boolean {
+  const forms = [
+    new TextDecoder().decode(marker),
+    [...marker].map((b) => b.toString(16).padStart(2, "0")).join(""),
+    btoa(String.fromCharCode(...marker)),
+  ];
+  return forms.some((form) => text.includes(form));
+}

@@ -11,10 +11,15 @@ import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { BridgeSocket, NodeSocket, RelayObject } from "../src/relay";
 import {
+  captureLogs,
   connect,
   connectBridge,
   expectError,
+  expectKeepsNone,
   frame,
+  holds,
+  holdsText,
+  keptBy,
   newBridgeKey,
   newToken,
   openBridgeSocket,
@@ -98,45 +103,8 @@ describe("blindness", () => {
     vi.restoreAllMocks();
   });
 
-  /** Whether `value`, searched through objects, arrays, maps, sets, strings and byte arrays, holds `marker`. */
-  function holds(value: unknown, marker: Uint8Array, seen = new Set<unknown>()): boolean {
-    if (value === null || value === undefined || seen.has(value)) return false;
-    if (typeof value === "string") return holdsText(value, marker);
-    if (typeof value !== "object") return false;
-    seen.add(value);
-    if (value instanceof ArrayBuffer) return holdsBytes(new Uint8Array(value), marker);
-    if (ArrayBuffer.isView(value)) {
-      return holdsBytes(new Uint8Array(value.buffer, value.byteOffset, value.byteLength), marker);
-    }
-    const children =
-      value instanceof Map ? [...value.keys(), ...value.values()] : value instanceof Set ? [...value] : Object.values(value);
-    return children.some((child) => holds(child, marker, seen));
-  }
-
-  function holdsBytes(haystack: Uint8Array, needle: Uint8Array): boolean {
-    outer: for (let i = 0; i + needle.length <= haystack.length; i++) {
-      for (let j = 0; j < needle.length; j++) if (haystack[i + j] !== needle[j]) continue outer;
-      return true;
-    }
-    return false;
-  }
-
-  function holdsText(text: string, marker: Uint8Array): boolean {
-    const forms = [
-      new TextDecoder().decode(marker),
-      [...marker].map((b) => b.toString(16).padStart(2, "0")).join(""),
-      btoa(String.fromCharCode(...marker)),
-    ];
-    return forms.some((form) => text.includes(form));
-  }
-
   it("keeps no payload byte in storage, attachments, fields or logs", async () => {
-    const logged: string[] = [];
-    for (const method of ["log", "info", "warn", "error", "debug"] as const) {
-      vi.spyOn(console, method).mockImplementation((...args: unknown[]) => {
-        logged.push(args.map(String).join(" "));
-      });
-    }
+    const logged = captureLogs();
     const key = await newBridgeKey();
     const token = await newToken();
     const bridge = await connectBridge(key, [token]);
@@ -148,18 +116,8 @@ describe("blindness", () => {
     bridge.ws.send(frame(2, stream, down));
     expect(await node.binary()).toEqual(down);
 
-    const kept = await runInDurableObject(stubFor(key.id), (instance: RelayObject, ctx) => ({
-      storage: [...ctx.storage.kv.list()],
-      tables: [...ctx.storage.sql.exec("SELECT name FROM sqlite_master WHERE type = 'table'")].map((row) => row.name),
-      attachments: ctx.getWebSockets().map((ws) => ws.deserializeAttachment() as unknown),
-      fields: { ...instance },
-    }));
-    expect(kept.storage.map(([name]) => name).sort()).toEqual(["nextStream", "tokens"]);
-    expect(kept.tables.filter((name) => !String(name).startsWith("_cf_"))).toEqual([]);
-    for (const marker of [up, down]) {
-      expect(holds(kept, marker)).toBe(false);
-      expect(logged.some((line) => holdsText(line, marker))).toBe(false);
-    }
+    expectKeepsNone(await keptBy(key.id), [up, down]);
+    for (const marker of [up, down]) expect(logged.some((line) => holdsText(line, marker))).toBe(false);
     // The search itself can find what it looks for.
     expect(holds({ deep: [new Map([["k", up.slice().buffer]])] }, up)).toBe(true);
     expect(logged.length).toBeGreaterThan(0);

@@ -110,7 +110,15 @@ pub(crate) async fn run(
                 heard = tokio::time::Instant::now();
                 match message {
                     Some(Ok(Message::Binary(bytes))) => match StreamFrame::decode(&bytes) {
-                        Ok(frame) => on_frame(frame, shared, &mut streams, &out_tx),
+                        Ok(frame) => {
+                            // A CLOSE the link owes goes out with back-pressure: one lost would leave the
+                            // node's stream open at the relay with nobody behind it.
+                            if let Some(close) = on_frame(frame, shared, &mut streams, &out_tx)
+                                && let Err(e) = sink.send(Message::binary(close.encode())).await
+                            {
+                                break Err(LinkError::Closed(e.to_string()));
+                            }
+                        }
                         // The object never sends one; a link that does is not the relay we speak to.
                         Err(e) => break Err(LinkError::Closed(e.to_string())),
                     },
@@ -156,19 +164,19 @@ pub(crate) async fn run(
     result
 }
 
-/// One stream frame from the object.
+/// One stream frame from the object; returns the `CLOSE` the link owes it, if any.
 fn on_frame(
     frame: StreamFrame,
     shared: &Arc<BridgeShared>,
     streams: &mut HashMap<u32, mpsc::Sender<Vec<u8>>>,
     out: &mpsc::Sender<StreamFrame>,
-) {
+) -> Option<StreamFrame> {
     match frame {
         StreamFrame::Open { stream, token_hash, http } => {
             let source = Source::Relay(token_hash);
             let refuse = |reason: &'static str| {
                 shared.refusals.refused(source, reason);
-                let _ = out.try_send(StreamFrame::Close { stream, reason: reason.into() });
+                Some(StreamFrame::Close { stream, reason: reason.into() })
             };
             if shared.limiter.handshake(source).is_err() {
                 return refuse("rate-limited");
@@ -183,7 +191,7 @@ fn on_frame(
                 let exchange = Exchange { source, request, response };
                 tokio::spawn(sealed::serve(route, exchange, shared.clone(), permit));
                 tokio::spawn(respond(stream, response_rx, out.clone()));
-                return;
+                return None;
             }
             let admission = match shared.connections.admit(source, &shared.stop) {
                 Ok(admission) => admission,
@@ -194,17 +202,23 @@ fn on_frame(
             streams.insert(stream, inbound_tx);
             tokio::spawn(session::serve(Box::new(session_end), source, shared.clone(), admission));
             tokio::spawn(pump(stream, pump_end, inbound_rx, out.clone()));
+            None
         }
         StreamFrame::Data { stream, bytes } => {
-            let Some(inbound) = streams.get(&stream) else { return };
+            // A stream this link no longer carries (ended here, its CLOSE crossing this DATA): say it again.
+            let Some(inbound) = streams.get(&stream) else {
+                return Some(StreamFrame::Close { stream, reason: "unknown stream".into() });
+            };
             if inbound.try_send(bytes).is_err() {
                 // The session is not reading: end this stream, not the link.
                 streams.remove(&stream);
-                let _ = out.try_send(StreamFrame::Close { stream, reason: "stream backlog full".into() });
+                return Some(StreamFrame::Close { stream, reason: "stream backlog full".into() });
             }
+            None
         }
         StreamFrame::Close { stream, .. } => {
             streams.remove(&stream);
+            None
         }
     }
 }
