@@ -1,11 +1,12 @@
 //! The relay path against the LAN path, in one run, with the real relay Worker (workerd under
 //! `wrangler dev` on loopback): a call's round trip (`system-event`), connecting (relay WebSocket, then
-//! the same pinned TLS 1.3 session, WebSocket, `connect`, `hello-ok`). LAN loss to the first streamed
-//! delta of a turn over the relay is measured by `tests/relay.rs`, which prints it.
+//! the same pinned TLS 1.3 session, WebSocket, `connect`, `hello-ok`), and a LAN loss: from the reset to
+//! the first call over the relay, against a reset after which the LAN is still there. LAN loss to the
+//! first streamed delta of a turn is printed by `tests/relay.rs`.
 //! Prints a Markdown table for docs/benchmarks.md.
 //!
 //!   cargo bench -p bridge --bench relay_path
-//!   BENCH_CALLS=500 BENCH_CONNECTS=50 to change the sample sizes.
+//!   BENCH_CALLS=500 BENCH_CONNECTS=50 BENCH_SWITCHES=20 to change the sample sizes.
 
 #[path = "../../gateway/benches/stats.rs"]
 mod stats;
@@ -15,14 +16,14 @@ mod support;
 use bridge::ratelimit::Rate;
 use certs::Pin;
 use node_kit::Client;
-use node_kit::node::Node;
+use node_kit::node::{Backoff, Node, Path};
 use node_kit::protocol::{Scope, method};
 use node_kit::relay::RelayRoute;
 use stats::{paired_median_ms, print_table};
 use std::time::{Duration, Instant};
 use support::gw::{TestGateway, eventually};
 use support::relay::{LocalRelay, relay_knows, tunnel_on};
-use support::{TestBridge, pair};
+use support::{Cable, TestBridge, pair};
 
 const PACE_CALLS: Duration = Duration::from_millis(5);
 const PACE_CONNECTS: Duration = Duration::from_millis(150);
@@ -34,6 +35,7 @@ fn env_or(name: &str, default: usize) -> usize {
 #[tokio::main]
 async fn main() {
     let (calls, connects) = (env_or("BENCH_CALLS", 500), env_or("BENCH_CONNECTS", 50));
+    let switches = env_or("BENCH_SWITCHES", 20);
     let Some(relay) = LocalRelay::start().await else { return };
     let gateway = TestGateway::start(|_| {}).await;
     // The benchmark is a flood from one node: lift the limits out of its way.
@@ -99,13 +101,37 @@ async fn main() {
         tokio::time::sleep(PACE_CONNECTS).await;
     }
 
-    // LAN loss mid-turn: the node is on the LAN through a cable, a delta arrives, the cable is pulled, the
-    // model writes on; measured is the wait for that next delta, which comes over the relay.
+    // LAN loss: a node on the LAN through a cable, whose links are reset. Baseline: the cable is cut and
+    // works again at once (the node reconnects on the LAN). Measured: the cable is unplugged (the node
+    // moves to the relay), then plugged back in (it moves back). Both from the reset to the first call
+    // answered through the node's own session.
+    let cable = Cable::start(bridge.address()).await;
+    let mut on_lan = paired.clone();
+    on_lan.address = cable.addr.clone();
+    let node = Node::builder(identity.clone(), on_lan)
+        .backoff(Backoff { initial: Duration::from_millis(50), max: Duration::from_millis(300) })
+        .relay_after(Duration::from_millis(300))
+        .lan_retry_every(Duration::from_millis(100))
+        .connect()
+        .await
+        .unwrap();
+    let (mut lan_again, mut to_relay) = (Vec::new(), Vec::new());
+    for _ in 0..switches {
+        cable.cut();
+        lan_again.push(first_call(&node, Path::Lan).await);
+        cable.unplug();
+        to_relay.push(first_call(&node, Path::Relay).await);
+        cable.restore();
+        eventually(Duration::from_secs(15), async || (node.path() == Path::Lan).then_some(())).await;
+        tokio::time::sleep(PACE_CONNECTS).await;
+    }
+    node.close();
     bridge.stop().await;
     gateway.stop().await;
 
     let call_diff = paired_median_ms(&lan_calls, &relay_calls);
     let connect_diff = paired_median_ms(&lan_connects, &relay_connects);
+    let switch_diff = paired_median_ms(&lan_again, &to_relay);
     print_table(
         "samples",
         &mut [
@@ -113,9 +139,33 @@ async fn main() {
             ("`system-event` round trip, relay path (wrangler dev)", &mut relay_calls),
             ("connect, LAN path (TCP, pinned TLS 1.3, WebSocket, connect, hello-ok)", &mut lan_connects),
             ("connect, relay path (relay WebSocket, then the same)", &mut relay_connects),
+            ("LAN links reset, LAN still there: reset to the first call (back on the LAN)", &mut lan_again),
+            ("LAN gone: loss to the first call over the relay", &mut to_relay),
         ],
     );
-    println!("\nMedian of paired differences (relay − LAN): call {call_diff:+.3} ms, connect {connect_diff:+.3} ms");
+    println!(
+        "\nMedian of paired differences (relay − LAN): call {call_diff:+.3} ms, connect {connect_diff:+.3} ms, \
+         first call after a LAN loss {switch_diff:+.3} ms"
+    );
+}
+
+/// From now to the first call answered on `path` through the node's session (which reconnects by itself).
+async fn first_call(node: &Node, path: Path) -> Duration {
+    let started = Instant::now();
+    loop {
+        assert!(started.elapsed() < Duration::from_secs(30), "no call on the {path:?} path within 30 s");
+        if let Ok(client) = node.connected(Duration::from_secs(30)).await
+            && node.path() == path
+            && let Ok(Ok(_)) = tokio::time::timeout(
+                Duration::from_secs(5),
+                client.request(method::SYSTEM_EVENT, serde_json::json!({})),
+            )
+            .await
+        {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }
 
 async fn timed_call(client: &Client) -> Duration {

@@ -237,6 +237,64 @@ async fn the_lan_goes_mid_turn_the_turn_finishes_over_the_relay_and_the_node_mov
 }
 
 #[tokio::test]
+async fn one_turn_survives_the_node_moving_between_lan_and_relay_again_and_again() {
+    const ROUNDS: usize = 4;
+    let pieces: Vec<String> = (0..2 * ROUNDS + 3).map(|i| format!("step{i} ")).collect();
+    let gate = Gate::closed();
+    let (script_pieces, script_gate) = (pieces.clone(), gate.clone());
+    let Some(away) =
+        Away::start(move |_| Reply::Gated { pieces: script_pieces.clone(), gate: script_gate.clone() }).await
+    else {
+        return;
+    };
+    let (identity, mut paired) = away.paired_at_home().await;
+    let cable = Cable::start(away.bridge.address()).await;
+    paired.address = cable.addr.clone();
+    let node = Node::builder(identity, paired)
+        .backoff(quick())
+        .relay_after(Duration::from_millis(300))
+        .lan_retry_every(Duration::from_millis(100))
+        .connect()
+        .await
+        .unwrap();
+    let mut run = node.agent(prompt("KEEP TALKING", "roaming")).await.unwrap();
+    let mut text = String::new();
+    let mut next_delta = async |path: Path| {
+        gate.release_one();
+        let event = tokio::time::timeout(Duration::from_secs(30), run.next())
+            .await
+            .unwrap_or_else(|_| panic!("a delta within 30 s on the {path:?} path"))
+            .expect("the run goes on");
+        let AgentEventKind::TextDelta { text: piece } = event.kind else { panic!("a delta") };
+        text.push_str(&piece);
+    };
+    next_delta(Path::Lan).await;
+    let mut to_relay = Vec::new();
+    for _ in 0..ROUNDS {
+        cable.unplug();
+        let lost = Instant::now();
+        next_delta(Path::Relay).await;
+        to_relay.push(lost.elapsed());
+        assert_eq!(node.path(), Path::Relay);
+        cable.restore();
+        eventually(Duration::from_secs(15), async || (node.path() == Path::Lan).then_some(())).await;
+        next_delta(Path::Lan).await;
+    }
+    for _ in 2 * ROUNDS + 1..pieces.len() {
+        gate.release_one();
+    }
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(60), run.next()).await.unwrap() {
+        if let AgentEventKind::TextDelta { text: piece } = event.kind {
+            text.push_str(&piece);
+        }
+    }
+    assert_eq!(text, pieces.concat(), "every delta once, in order, across {ROUNDS} round trips");
+    let client = node.connected(Duration::from_secs(5)).await.unwrap();
+    client.request(method::HEALTH, Value::Null).await.expect("works on the LAN at the end");
+    eprintln!("LAN loss to the next delta over the relay, {ROUNDS} switches: {to_relay:?}");
+}
+
+#[tokio::test]
 async fn the_bridge_link_drops_the_node_hears_bridge_offline_at_once_and_recovers_by_itself() {
     let Some(away) = Away::start(|_| Reply::text(&["fine"])).await else {
         return;
