@@ -13,13 +13,14 @@ use node_kit::protocol::{AgentParams, ErrorShape, check_id, method};
 use node_kit::seal::{ChatFrame, ChatPayload};
 use serde_json::Value;
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Bytes;
 
 pub(super) async fn run(
     shared: &BridgeShared,
     node_id: KeyId,
     counter: u64,
     payload: Value,
-    request: &mut mpsc::Receiver<Vec<u8>>,
+    request: &mut mpsc::Receiver<Bytes>,
     mut reply: SealedReply,
 ) {
     let params = match agent_params(payload, counter) {

@@ -10,12 +10,13 @@ use crate::source::Source;
 use node_kit::protocol::{ErrorCode, ErrorShape, SealOpenParams, SealOpened, method};
 use node_kit::seal::{CommandError, ENVELOPE_VERSION, Envelope, SealKey, SealedBody, command};
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Bytes;
 
 pub(super) async fn serve(
     shared: &BridgeShared,
     source: Source,
     body: &[u8],
-    request: &mut mpsc::Receiver<Vec<u8>>,
+    request: &mut mpsc::Receiver<Bytes>,
     reply: Reply,
 ) {
     let opened = match open(shared, source, body).await {

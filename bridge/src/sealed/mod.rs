@@ -18,6 +18,7 @@ use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio_tungstenite::tungstenite::Bytes;
 
 /// Exchanges served at once: each may hold a gateway link and a running turn for as long as it streams.
 pub(crate) const MAX_EXCHANGES: usize = 16;
@@ -42,7 +43,7 @@ pub(crate) enum Route {
 /// away), and what is sent on `response` (the head, then the body) goes back; dropping it ends the answer.
 pub(crate) struct Exchange {
     pub source: Source,
-    pub request: mpsc::Receiver<Vec<u8>>,
+    pub request: mpsc::Receiver<Bytes>,
     pub response: mpsc::Sender<Vec<u8>>,
 }
 

@@ -3,6 +3,7 @@
 
 use crate::sealed::Route;
 use serde::{Deserialize, Serialize};
+use tokio_tungstenite::tungstenite::Bytes;
 
 /// The largest `DATA` body either side may send.
 pub(crate) const MAX_DATA: usize = 65536;
@@ -35,7 +36,7 @@ pub(crate) enum StreamFrame {
     },
     Data {
         stream: u32,
-        bytes: Vec<u8>,
+        bytes: Bytes,
     },
     Close {
         stream: u32,
@@ -56,7 +57,8 @@ struct OpenBody {
 }
 
 impl StreamFrame {
-    pub(crate) fn decode(bytes: &[u8]) -> Result<StreamFrame, FrameError> {
+    /// Decodes a link message; a `DATA` body is a view of `bytes`, not a copy.
+    pub(crate) fn decode(bytes: &Bytes) -> Result<StreamFrame, FrameError> {
         let (&kind, rest) = bytes.split_first().ok_or(FrameError("empty"))?;
         let (id, body) = rest.split_at_checked(4).ok_or(FrameError("shorter than its header"))?;
         let stream = u32::from_be_bytes(id.try_into().expect("four bytes"));
@@ -67,7 +69,7 @@ impl StreamFrame {
             }
             DATA if body.is_empty() => Err(FrameError("empty DATA")),
             DATA if body.len() > MAX_DATA => Err(FrameError("oversize DATA")),
-            DATA => Ok(StreamFrame::Data { stream, bytes: body.to_vec() }),
+            DATA => Ok(StreamFrame::Data { stream, bytes: bytes.slice(5..) }),
             CLOSE => {
                 let reason = std::str::from_utf8(body).map_err(|_| FrameError("CLOSE reason is not UTF-8"))?;
                 Ok(StreamFrame::Close { stream, reason: reason.to_string() })
@@ -119,27 +121,33 @@ mod tests {
 
     #[test]
     fn frames_round_trip_and_malformed_ones_are_refused() {
-        let data = StreamFrame::Data { stream: 7, bytes: vec![1, 2, 3] };
-        assert_eq!(StreamFrame::decode(&data.encode()).unwrap(), data);
+        let data = StreamFrame::Data { stream: 7, bytes: Bytes::from_static(&[1, 2, 3]) };
+        assert_eq!(StreamFrame::decode(&data.encode().into()).unwrap(), data);
         let close = StreamFrame::Close { stream: 0x0102_0304, reason: "é".repeat(100) };
         let encoded = close.encode();
         assert_eq!(&encoded[..5], &[3, 1, 2, 3, 4]);
         assert!(encoded.len() - 5 <= MAX_REASON);
-        assert!(matches!(StreamFrame::decode(&encoded).unwrap(), StreamFrame::Close { stream: 0x0102_0304, .. }));
+        assert!(matches!(
+            StreamFrame::decode(&encoded.clone().into()).unwrap(),
+            StreamFrame::Close { stream: 0x0102_0304, .. }
+        ));
 
         let hash = "ab".repeat(32);
         let open = [&[1, 0, 0, 0, 9][..], format!("{{\"tokenHash\":\"{hash}\"}}").as_bytes()].concat();
         assert_eq!(
-            StreamFrame::decode(&open).unwrap(),
+            StreamFrame::decode(&open.into()).unwrap(),
             StreamFrame::Open { stream: 9, token_hash: [0xab; 32], http: None }
         );
         let http =
             [&[1, 0, 0, 0, 9][..], format!("{{\"tokenHash\":\"{hash}\",\"http\":\"pair/start\"}}").as_bytes()].concat();
-        let decoded = StreamFrame::decode(&http).unwrap();
+        let decoded = StreamFrame::decode(&http.into()).unwrap();
         assert_eq!(decoded, StreamFrame::Open { stream: 9, token_hash: [0xab; 32], http: Some(Route::PairStart) });
         let unknown =
             [&[1, 0, 0, 0, 9][..], format!("{{\"tokenHash\":\"{hash}\",\"http\":\"admin\"}}").as_bytes()].concat();
-        assert!(matches!(StreamFrame::decode(&unknown).unwrap(), StreamFrame::Open { http: Some(Route::Unknown), .. }));
+        assert!(matches!(
+            StreamFrame::decode(&unknown.into()).unwrap(),
+            StreamFrame::Open { http: Some(Route::Unknown), .. }
+        ));
 
         for bad in [
             &[][..],
@@ -149,9 +157,9 @@ mod tests {
             &[3, 0, 0, 0, 1, 0xff][..],
             &[1, 0, 0, 0, 1, b'{', b'}'][..],
         ] {
-            assert!(StreamFrame::decode(bad).is_err(), "{bad:?}");
+            assert!(StreamFrame::decode(&Bytes::copy_from_slice(bad)).is_err(), "{bad:?}");
         }
-        assert!(StreamFrame::decode(&[&[2, 0, 0, 0, 1][..], &vec![0; MAX_DATA + 1]].concat()).is_err());
+        assert!(StreamFrame::decode(&[&[2, 0, 0, 0, 1][..], &vec![0; MAX_DATA + 1]].concat().into()).is_err());
         assert!(parse_hash(&"AB".repeat(32)).is_err());
         assert!(parse_hash("ab").is_err());
     }

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::{mpsc, watch};
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_util::sync::CancellationToken;
 
 /// What the object sends before `ready`, and how long the bridge waits for each step.
@@ -101,7 +101,7 @@ pub(crate) async fn run(
     tracing::info!(relay = url, "relay link ready");
 
     let (out_tx, mut out_rx) = mpsc::channel::<StreamFrame>(OUTBOUND_QUEUE);
-    let mut streams: HashMap<u32, mpsc::Sender<Vec<u8>>> = HashMap::new();
+    let mut streams: HashMap<u32, mpsc::Sender<Bytes>> = HashMap::new();
     let mut ping = tokio::time::interval(PING_EVERY);
     let mut heard = tokio::time::Instant::now();
     let result = loop {
@@ -168,7 +168,7 @@ pub(crate) async fn run(
 fn on_frame(
     frame: StreamFrame,
     shared: &Arc<BridgeShared>,
-    streams: &mut HashMap<u32, mpsc::Sender<Vec<u8>>>,
+    streams: &mut HashMap<u32, mpsc::Sender<Bytes>>,
     out: &mpsc::Sender<StreamFrame>,
 ) -> Option<StreamFrame> {
     match frame {
@@ -223,39 +223,50 @@ fn on_frame(
     }
 }
 
-/// Carries one stream's bytes between its session (through `io`) and the link, until either ends.
-async fn pump(stream: u32, io: DuplexStream, mut inbound: mpsc::Receiver<Vec<u8>>, out: mpsc::Sender<StreamFrame>) {
+/// Carries one stream's bytes between its session (through `io`) and the link, until either ends. The two
+/// directions run side by side: a session busy writing a large answer still has its node's bytes read, so
+/// neither direction can wait on the other.
+async fn pump(stream: u32, io: DuplexStream, mut inbound: mpsc::Receiver<Bytes>, out: mpsc::Sender<StreamFrame>) {
     let (mut from_session, mut to_session) = tokio::io::split(io);
-    let mut buf = vec![0u8; MAX_DATA];
-    loop {
-        tokio::select! {
-            read = from_session.read(&mut buf) => match read {
-                Ok(0) | Err(_) => break,
+    let to_link = async {
+        let mut buf = vec![0u8; MAX_DATA];
+        loop {
+            match from_session.read(&mut buf).await {
+                Ok(0) | Err(_) => return true,
                 Ok(n) => {
-                    if out.send(StreamFrame::Data { stream, bytes: buf[..n].to_vec() }).await.is_err() {
-                        return;
+                    if out.send(StreamFrame::Data { stream, bytes: Bytes::copy_from_slice(&buf[..n]) }).await.is_err() {
+                        return false;
                     }
                 }
-            },
-            bytes = inbound.recv() => match bytes {
-                Some(bytes) => {
-                    if to_session.write_all(&bytes).await.is_err() {
-                        break;
-                    }
-                }
-                // The node or the link is gone.
-                None => return,
-            },
+            }
         }
+    };
+    let to_session = async {
+        // Ends when the node or the link is gone (the object has ended the stream), or the session is.
+        while let Some(bytes) = inbound.recv().await {
+            if to_session.write_all(&bytes).await.is_err() {
+                return true;
+            }
+        }
+        false
+    };
+    // Whether the session ended it, so the object must hear of it.
+    let session_ended = tokio::select! {
+        ended = to_link => ended,
+        ended = to_session => ended,
+    };
+    if session_ended {
+        let _ = out.send(StreamFrame::Close { stream, reason: String::new() }).await;
     }
-    let _ = out.send(StreamFrame::Close { stream, reason: String::new() }).await;
 }
 
 /// Carries one HTTP exchange's answer to the link, cut to frames, and ends the stream after it.
 async fn respond(stream: u32, mut response: mpsc::Receiver<Vec<u8>>, out: mpsc::Sender<StreamFrame>) {
     while let Some(bytes) = response.recv().await {
-        for chunk in bytes.chunks(MAX_DATA) {
-            if out.send(StreamFrame::Data { stream, bytes: chunk.to_vec() }).await.is_err() {
+        let bytes = Bytes::from(bytes);
+        for start in (0..bytes.len()).step_by(MAX_DATA) {
+            let chunk = bytes.slice(start..bytes.len().min(start + MAX_DATA));
+            if out.send(StreamFrame::Data { stream, bytes: chunk }).await.is_err() {
                 return;
             }
         }
