@@ -32,6 +32,24 @@ async fn an_unpaired_node_calling_agent_gets_not_paired() {
     assert_eq!(gateway_requests(&gateway, method::AGENT).await, 0);
 }
 
+/// Door 3 (the PIN) is for devices away from home: on a LAN connection `pair.pin` and `pair.pin.confirm`
+/// are refused by the bridge, and neither reaches the gateway (which alone holds the PIN).
+#[tokio::test]
+async fn pin_pairing_is_refused_on_the_lan() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let bridge = TestBridge::start(&gateway, |_| {}).await;
+    let stranger = Identity::generate();
+    let client = Client::bridge(bridge.address(), &stranger, Pin::Key(bridge.id)).unwrap().connect().await.unwrap();
+    let start = json!({ "message": "AAAA", "name": "phone", "platform": "test", "scopes": ["chat"] });
+    let e = remote(client.request(method::PAIR_PIN, start).await.unwrap_err());
+    assert_eq!(e.code, ErrorCode::InvalidRequest);
+    assert!(e.message.contains("away from home"), "{}", e.message);
+    let e = remote(client.request(method::PAIR_PIN_CONFIRM, json!({ "confirmation": "AAAA" })).await.unwrap_err());
+    assert_eq!(e.code, ErrorCode::InvalidRequest);
+    assert_eq!(gateway_requests(&gateway, method::PAIR_PIN).await, 0);
+    assert_eq!(gateway_requests(&gateway, method::PAIR_PIN_CONFIRM).await, 0);
+}
+
 /// A key the gateway does not know reaches nothing there, whatever it calls: not one of the gateway's
 /// request counters moves (they count every method, `health` and `pair.*` included).
 #[tokio::test]
