@@ -35,6 +35,8 @@ pub struct GatewayConfig {
     pub last_seen_save_every: Duration,
     /// The process's limits as the app sized them, reported by `health`.
     pub limits: Option<node_kit::protocol::LimitsHealth>,
+    /// The owner's console, on 127.0.0.1 at this port (0 picks one); `None` serves none.
+    pub console_port: Option<u16>,
 }
 
 /// Bounds on pairing requests waiting for the owner.
@@ -72,6 +74,7 @@ impl GatewayConfig {
             refusal_summary_every: Duration::from_secs(60),
             last_seen_save_every: Duration::from_secs(60),
             limits: None,
+            console_port: None,
         }
     }
 

@@ -3,11 +3,13 @@
 //!
 //! Shaped like tokio's mini-redis: [`server`] accepts, [`connection`] runs one client through handshake and
 //! frame loop, [`methods`] holds one file per method behind a dispatcher enum. State shared by connections
-//! lives in [`state::GatewayState`].
+//! lives in [`state::GatewayState`]. The owner's [`console`] is a page on loopback that drives the same
+//! methods as an operator.
 
 pub mod agent;
 pub mod config;
 mod connection;
+pub mod console;
 pub mod home;
 mod hub;
 mod idempotency;

@@ -35,6 +35,7 @@ pub enum GatewayError {
 /// A bound gateway, ready to [`run`](Gateway::run).
 pub struct Gateway {
     listeners: Vec<TcpListener>,
+    console: Option<TcpListener>,
     state: Arc<GatewayState>,
 }
 
@@ -71,15 +72,32 @@ impl Gateway {
                 }
             }
         }
+        // The console listens on the IPv4 loopback only: its `Host` check names exactly that listener.
+        let console = match config.console_port {
+            Some(port) => {
+                let addr = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
+                let listener = TcpListener::bind(addr).await.map_err(|source| {
+                    let hint = if source.kind() == io::ErrorKind::AddrInUse {
+                        " (the console's port; `lanyard up --console-port` picks another)"
+                    } else {
+                        ""
+                    };
+                    GatewayError::Bind { addr, source, hint }
+                })?;
+                Some(listener)
+            }
+            None => None,
+        };
         // The store is read only once the ports are ours: loading it clears half-written files, which a
         // second gateway on the same home must not do to the first one's writes; it stops at the bind.
         let store_path = crate::home::paired_store_path(&config.home);
         let store =
             PairedStore::load(store_path.clone()).map_err(|source| GatewayError::Store { path: store_path, source })?;
-        Ok(Gateway {
-            listeners,
-            state: Arc::new(GatewayState::new(config, token, bridge_token, store, crate::methods::Method::NAMES)),
-        })
+        let state = Arc::new(GatewayState::new(config, token, bridge_token, store, crate::methods::Method::NAMES));
+        if let Some(addr) = console.as_ref().and_then(|l| l.local_addr().ok()) {
+            let _ = state.console_url.set(format!("http://{addr}"));
+        }
+        Ok(Gateway { listeners, console, state })
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
@@ -96,10 +114,19 @@ impl Gateway {
         format!("ws://{}", self.local_addrs()[0])
     }
 
+    /// The console's `http://` address, when it is served.
+    pub fn console_url(&self) -> Option<String> {
+        self.state.console_url.get().cloned()
+    }
+
     /// Serves until `shutdown` resolves, then closes every connection and ends every claude process.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let stop = CancellationToken::new();
         let mut accepts = JoinSet::new();
+        if let Some(listener) = self.console {
+            let gateway_url = format!("ws://{}", self.listeners[0].local_addr().expect("a bound listener"));
+            accepts.spawn(crate::console::serve(listener, self.state.clone(), gateway_url, stop.clone()));
+        }
         for listener in self.listeners {
             let state = self.state.clone();
             let stop = stop.clone();

@@ -38,6 +38,10 @@ pub(crate) struct GatewayState {
     pub remote_codes: RemoteCodes,
     /// Keys and counters of the sealed HTTP contract's clients.
     pub sealed: SealedClients,
+    /// The console's login tokens and sessions.
+    pub console: crate::console::auth::ConsoleAuth,
+    /// The console's address, once it listens.
+    pub console_url: std::sync::OnceLock<String>,
     pub agent: Arc<AgentRunner>,
     pub nodes: Arc<NodeRegistry>,
     pub presence: Presence,
@@ -86,6 +90,8 @@ impl GatewayState {
             pairing_codes: PairingCodes::new(config.pairing.ttl),
             remote_codes: RemoteCodes::new(config.pairing.ttl, REMOTE_CODE_LINGER),
             sealed: SealedClients::load(config.home.join(crate::pairing::SEALED_FILE)),
+            console: Default::default(),
+            console_url: std::sync::OnceLock::new(),
             tunnel: TunnelBook::load(&config.home),
             token,
             bridge_token,

@@ -8,6 +8,7 @@ mod agent_history;
 mod agent_pending;
 mod agent_respond;
 mod agent_sessions;
+mod console_login;
 mod health;
 mod node_describe;
 mod node_event;
@@ -110,6 +111,7 @@ pub(crate) enum Method {
     AgentPending(agent_pending::AgentPending),
     AgentRespond(agent_respond::AgentRespond),
     AgentSessions(agent_sessions::AgentSessions),
+    ConsoleLogin(console_login::ConsoleLoginMethod),
     Health(health::Health),
     NodeDescribe(node_describe::NodeDescribe),
     NodeEvent(node_event::NodeEvent),
@@ -147,6 +149,7 @@ impl Method {
         method::AGENT_PENDING,
         method::AGENT_RESPOND,
         method::AGENT_SESSIONS,
+        method::CONSOLE_LOGIN,
         method::HEALTH,
         method::NODE_DESCRIBE,
         method::NODE_EVENT,
@@ -183,6 +186,7 @@ impl Method {
             method::AGENT_PENDING => Method::AgentPending(agent_pending::AgentPending),
             method::AGENT_RESPOND => Method::AgentRespond(agent_respond::AgentRespond::parse(params)?),
             method::AGENT_SESSIONS => Method::AgentSessions(agent_sessions::AgentSessions),
+            method::CONSOLE_LOGIN => Method::ConsoleLogin(console_login::ConsoleLoginMethod),
             method::HEALTH => Method::Health(health::Health),
             method::NODE_DESCRIBE => Method::NodeDescribe(node_describe::NodeDescribe::parse(params)?),
             method::NODE_EVENT => Method::NodeEvent(node_event::NodeEvent::parse(params)?),
@@ -231,6 +235,7 @@ impl Method {
             Method::NodeInvoke(_)
             | Method::NodeList(_)
             | Method::NodeDescribe(_)
+            | Method::ConsoleLogin(_)
             | Method::PairApprove(_)
             | Method::PairCode(_)
             | Method::PairList(_)
@@ -262,6 +267,7 @@ impl Method {
             Method::AgentPending(_) => method::AGENT_PENDING,
             Method::AgentRespond(_) => method::AGENT_RESPOND,
             Method::AgentSessions(_) => method::AGENT_SESSIONS,
+            Method::ConsoleLogin(_) => method::CONSOLE_LOGIN,
             Method::Health(_) => method::HEALTH,
             Method::NodeDescribe(_) => method::NODE_DESCRIBE,
             Method::NodeEvent(_) => method::NODE_EVENT,
@@ -310,6 +316,7 @@ impl Method {
             Method::AgentPending(m) => m.apply(ctx),
             Method::AgentRespond(m) => m.apply(ctx),
             Method::AgentSessions(m) => m.apply(ctx),
+            Method::ConsoleLogin(m) => m.apply(ctx),
             Method::Health(m) => m.apply(ctx),
             Method::NodeDescribe(m) => m.apply(ctx),
             Method::NodeEvent(m) => m.apply(ctx),

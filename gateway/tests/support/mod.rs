@@ -22,6 +22,8 @@ pub struct TestGateway {
     pub home: tempfile::TempDir,
     /// claude's HOME and working directory, when the agent runs the real claude.
     pub claude_home: Option<tempfile::TempDir>,
+    /// The console's `http://` address, when the configuration asked for one.
+    pub console: Option<String>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -42,6 +44,7 @@ impl TestGateway {
         configure(&mut config);
         let gateway = Gateway::bind(config).await.expect("gateway binds");
         let url = gateway.url();
+        let console = gateway.console_url();
         let addr = gateway.local_addrs()[0];
         let token = GatewayToken::load(&gateway::home::token_path(home.path())).unwrap().expose().to_string();
         let bridge_token =
@@ -50,7 +53,17 @@ impl TestGateway {
         let task = tokio::spawn(gateway.run(async {
             let _ = stopped.await;
         }));
-        TestGateway { url, addr, token, bridge_token, home, claude_home: None, stop: Some(stop), task: Some(task) }
+        TestGateway {
+            url,
+            addr,
+            token,
+            bridge_token,
+            home,
+            claude_home: None,
+            console,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     /// A gateway whose agent runs the real claude against `api`.

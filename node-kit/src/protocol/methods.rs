@@ -39,6 +39,8 @@ pub mod method {
     pub const PAIR_PIN: &str = "pair.pin";
     /// Door 3 (node → bridge → gateway): the node's key confirmation; pairs the node.
     pub const PAIR_PIN_CONFIRM: &str = "pair.pin.confirm";
+    /// The owner's console (operators): a one-time login link.
+    pub const CONSOLE_LOGIN: &str = "console.login";
     /// The sealed HTTP contract (bridge → gateway): opens a client's sealed body once, by its counter.
     pub const SEAL_OPEN: &str = "seal.open";
     /// The owner sets or clears the relay URL.
@@ -284,4 +286,12 @@ pub struct AgentSessionInfo {
     pub pid: Option<u32>,
     /// Turns waiting behind the running one.
     pub queued: usize,
+}
+
+/// Payload of `console.login`: the link that logs one browser in, once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsoleLogin {
+    pub url: String,
+    pub expires_at_ms: u64,
 }

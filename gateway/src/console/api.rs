@@ -1,0 +1,145 @@
+//! What the page calls: the gateway's operator methods, through an operator connection of the console's
+//! own, so the page can do exactly what `lanyard` can and nothing else; live events as Server-Sent Events.
+
+use super::{Console, refuse, session, session_for_change};
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use node_kit::protocol::{ClientMode, event, method};
+use node_kit::{Client, ClientError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tokio::sync::{Mutex, Semaphore};
+use tokio_stream::wrappers::BroadcastStream;
+
+/// The operator methods the page uses; anything else is refused here, before the gateway.
+const METHODS: &[&str] = &[
+    method::HEALTH,
+    method::NODE_LIST,
+    method::PAIR_PENDING,
+    method::PAIR_APPROVE,
+    method::PAIR_REJECT,
+    method::PAIR_LIST,
+    method::PAIR_RENAME,
+    method::PAIR_REVOKE,
+    method::PAIR_POLICY,
+    method::AGENT_PENDING,
+    method::AGENT_RESPOND,
+    method::AGENT_SESSIONS,
+];
+/// Live event streams open at once (a few tabs); each holds an operator connection.
+const MAX_EVENT_STREAMS: usize = 8;
+
+/// The console's operator connection for calls, opened when first needed and again after it drops.
+pub(crate) struct Operator {
+    client: Mutex<Option<Client>>,
+    streams: Arc<Semaphore>,
+}
+
+impl Default for Operator {
+    fn default() -> Self {
+        Operator { client: Mutex::new(None), streams: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)) }
+    }
+}
+
+async fn connect(console: &Console) -> Result<Client, ClientError> {
+    Client::builder(console.gateway_url.clone())
+        .token(console.state.token.expose().to_string())
+        .mode(ClientMode::Operator)
+        .instance_id("console")
+        .display_name("console")
+        .connect()
+        .await
+}
+
+impl Operator {
+    async fn client(&self, console: &Console) -> Result<Client, ClientError> {
+        let mut client = self.client.lock().await;
+        if let Some(live) = client.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(live.clone());
+        }
+        let fresh = connect(console).await?;
+        *client = Some(fresh.clone());
+        Ok(fresh)
+    }
+}
+
+/// A JSON body, and only JSON: a cross-site form cannot send `application/json` without a preflight,
+/// which this server never answers.
+fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, Response> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    if !content_type.starts_with("application/json") {
+        return Err(refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, "json_required", "send application/json"));
+    }
+    serde_json::from_slice(body).map_err(|e| refuse(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string()))
+}
+
+#[derive(Deserialize)]
+struct Call {
+    method: String,
+    #[serde(default)]
+    params: Value,
+}
+
+/// `POST /api/call {method, params}`: one operator method; its answer, or `{error}` with its shape.
+pub(crate) async fn call(State(console): State<Arc<Console>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if let Err(refusal) = session_for_change(&console, &headers) {
+        return refusal;
+    }
+    let call: Call = match json_body(&headers, &body) {
+        Ok(call) => call,
+        Err(refusal) => return refusal,
+    };
+    if !METHODS.contains(&call.method.as_str()) {
+        return refuse(StatusCode::FORBIDDEN, "method_not_allowed", "the console does not call that method");
+    }
+    let client = match console.operator.client(&console).await {
+        Ok(client) => client,
+        Err(e) => return refuse(StatusCode::BAD_GATEWAY, "gateway_unavailable", &e.to_string()),
+    };
+    match client.request(&call.method, call.params).await {
+        Ok(answer) => Json(answer).into_response(),
+        Err(ClientError::Remote(error)) => (StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response(),
+        Err(e) => refuse(StatusCode::BAD_GATEWAY, "gateway_unavailable", &e.to_string()),
+    }
+}
+
+/// Whether the page needs to hear of an event: pairing and presence, and an agent run's prompts (not
+/// every text delta of every turn).
+fn wanted(event: &node_kit::protocol::EventFrame) -> bool {
+    match event.event.as_str() {
+        event::PAIR_REQUESTED | event::PAIR_RESOLVED | event::PRESENCE => true,
+        event::AGENT => matches!(
+            event.payload.get("kind").and_then(Value::as_str),
+            Some("permission" | "question" | "plan" | "prompt_closed")
+        ),
+        _ => false,
+    }
+}
+
+/// `GET /api/events`: the gateway's events the page reacts to, as they happen, on an operator connection
+/// of the stream's own.
+pub(crate) async fn events(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    if let Err(refusal) = session(&console, &headers) {
+        return refusal;
+    }
+    let Ok(permit) = console.operator.streams.clone().try_acquire_owned() else {
+        return refuse(StatusCode::TOO_MANY_REQUESTS, "too_many_streams", "close another console tab");
+    };
+    let client = match connect(&console).await {
+        Ok(client) => client,
+        Err(e) => return refuse(StatusCode::BAD_GATEWAY, "gateway_unavailable", &e.to_string()),
+    };
+    let stream = BroadcastStream::new(client.subscribe())
+        .filter_map(|item| async move { item.ok().filter(wanted) })
+        .map(move |frame| {
+            // The stream keeps the connection and its place among the streams for as long as it lives.
+            let _held = (&client, &permit);
+            Ok::<_, std::convert::Infallible>(Event::default().event(frame.event).data(frame.payload.to_string()))
+        });
+    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+}

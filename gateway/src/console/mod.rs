@@ -1,0 +1,216 @@
+//! The owner's console: a page served on loopback by the gateway itself, for pairing, the paired devices,
+//! the agent's prompts and the tunnel, updated live. Static assets are compiled in (no CDN, no build step).
+//!
+//! The page is a thin client of the gateway's own operator methods ([`api`]): what it may do is what
+//! `lanyard` may do, through the same dispatcher. Its defences (`docs/security.md` 3.47) sit in one guard
+//! in front of every route: the `Host` must name this loopback listener (DNS rebinding), a state change
+//! needs a same-origin `Origin`, a session cookie (`HttpOnly; SameSite=Strict`, from a one-time login
+//! link) and the session's CSRF token; no CORS header is ever sent, and the CSP allows only this origin's
+//! own script, style and connections.
+
+mod api;
+pub(crate) mod auth;
+
+use crate::state::GatewayState;
+use axum::Router;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// The default port, next to the gateway's.
+pub const DEFAULT_CONSOLE_PORT: u16 = 18790;
+const COOKIE: &str = "lanyard_console";
+const CSRF_HEADER: &str = "x-lanyard-csrf";
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+const INDEX_HTML: &str = include_str!("assets/index.html");
+const APP_JS: &str = include_str!("assets/app.js");
+const APP_CSS: &str = include_str!("assets/app.css");
+
+pub(crate) struct Console {
+    state: Arc<GatewayState>,
+    /// This listener's port: the only one a `Host` header may name.
+    port: u16,
+    /// The gateway's own WebSocket, where the console acts as an operator.
+    gateway_url: String,
+    operator: api::Operator,
+}
+
+/// Serves the console on `listener` (bound to loopback by [`crate::server::Gateway::bind`]) until `stop`.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    state: Arc<GatewayState>,
+    gateway_url: String,
+    stop: CancellationToken,
+) {
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+    let console = Arc::new(Console { state, port, gateway_url, operator: api::Operator::default() });
+    let router = Router::new()
+        .route("/", get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }))
+        .route("/app.js", get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }))
+        .route("/app.css", get(|| async { asset("text/css; charset=utf-8", APP_CSS) }))
+        .route("/login", get(login))
+        .route("/api/session", get(session_info))
+        .route("/api/logout", post(logout))
+        .route("/api/call", post(api::call))
+        .route("/api/events", get(api::events))
+        .layer(middleware::from_fn_with_state(console.clone(), guard))
+        .with_state(console);
+    if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await {
+        tracing::warn!(error = %e, "the console stopped");
+    }
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+/// A refusal as JSON.
+pub(crate) fn refuse(status: StatusCode, error: &str, message: &str) -> Response {
+    (status, axum::Json(json!({ "error": error, "message": message }))).into_response()
+}
+
+/// The one guard in front of every route.
+async fn guard(State(console): State<Arc<Console>>, request: Request, next: Next) -> Response {
+    let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default().to_string();
+    let mut response = if !host_allowed(&host, console.port) {
+        refuse(StatusCode::FORBIDDEN, "host_not_allowed", "the console answers only to its loopback address")
+    } else if request.method() != Method::GET && !origin_allowed(request.headers(), &host) {
+        refuse(StatusCode::FORBIDDEN, "origin_not_allowed", "changes are only taken from the console's own page")
+    } else {
+        next.run(request).await
+    };
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, CSP),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// `Host` must be this listener by a loopback name: a page of another site that points its own name at
+/// 127.0.0.1 (DNS rebinding) sends its name, and is refused.
+fn host_allowed(host: &str, port: u16) -> bool {
+    ["127.0.0.1", "localhost", "[::1]"].iter().any(|name| host == format!("{name}:{port}"))
+}
+
+/// A state change must come from this origin: browsers send `Origin` on every POST, cross-site or not.
+fn origin_allowed(headers: &HeaderMap, host: &str) -> bool {
+    headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) == Some(format!("http://{host}").as_str())
+}
+
+/// The session cookie's value, if the request carries one.
+fn cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|h| h.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('=').map(str::to_string))
+}
+
+/// The live session of the request, or the refusal to answer with.
+pub(crate) fn session(console: &Console, headers: &HeaderMap) -> Result<auth::Session, Response> {
+    cookie(headers)
+        .and_then(|c| console.state.console.session(&c))
+        .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "login_required", "log in with the link `lanyard open` prints"))
+}
+
+/// A session that may change something: it also presents its CSRF token.
+pub(crate) fn session_for_change(console: &Console, headers: &HeaderMap) -> Result<auth::Session, Response> {
+    let session = session(console, headers)?;
+    let presented = headers.get(CSRF_HEADER).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    if auth::ConsoleAuth::csrf_ok(&session, presented) {
+        Ok(session)
+    } else {
+        Err(refuse(StatusCode::FORBIDDEN, "csrf_required", "this change did not come from the console's page"))
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    token: Option<String>,
+}
+
+/// The one-time link: its token becomes a session cookie, and the address bar loses the token.
+async fn login(State(console): State<Arc<Console>>, Query(query): Query<LoginQuery>) -> Response {
+    let Some(cookie) = query.token.and_then(|t| console.state.console.redeem(&t)) else {
+        tracing::info!("a console login link was refused (used, expired or unknown)");
+        let page = "<!doctype html><title>Lanyard</title><p>This login link was already used or has expired. \
+                    Run <code>lanyard open</code> on this computer for a new one.</p>";
+        return (StatusCode::UNAUTHORIZED, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response();
+    };
+    tracing::info!("console login");
+    let max_age = auth::SESSION_IDLE.as_secs();
+    let set = format!("{COOKIE}={cookie}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}");
+    ([(header::SET_COOKIE, set)], Redirect::to("/")).into_response()
+}
+
+async fn session_info(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    match session(&console, &headers) {
+        Ok(session) => axum::Json(json!({ "csrf": session.csrf })).into_response(),
+        Err(refusal) => refusal,
+    }
+}
+
+async fn logout(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    if let Err(refusal) = session_for_change(&console, &headers) {
+        return refusal;
+    }
+    if let Some(cookie) = cookie(&headers) {
+        console.state.console.logout(&cookie);
+    }
+    let expired = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    ([(header::SET_COOKIE, expired)], StatusCode::NO_CONTENT).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_this_listeners_loopback_names_are_hosts() {
+        assert!(host_allowed("127.0.0.1:18790", 18790));
+        assert!(host_allowed("localhost:18790", 18790));
+        assert!(host_allowed("[::1]:18790", 18790));
+        for bad in ["evil.example", "evil.example:18790", "127.0.0.1", "127.0.0.1:1", "localhost.evil:18790", ""] {
+            assert!(!host_allowed(bad, 18790), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_origin_must_be_exactly_this_one() {
+        let with = |origin: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::ORIGIN, HeaderValue::from_str(origin).unwrap());
+            headers
+        };
+        assert!(origin_allowed(&with("http://127.0.0.1:18790"), "127.0.0.1:18790"));
+        assert!(!origin_allowed(&with("http://127.0.0.1:9999"), "127.0.0.1:18790"));
+        assert!(!origin_allowed(&with("http://localhost:18790"), "127.0.0.1:18790"));
+        assert!(!origin_allowed(&with("null"), "127.0.0.1:18790"));
+        assert!(!origin_allowed(&HeaderMap::new(), "127.0.0.1:18790"));
+    }
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_static("a=1; lanyard_console=abc; b=2"));
+        assert_eq!(cookie(&headers).as_deref(), Some("abc"));
+        headers.insert(header::COOKIE, HeaderValue::from_static("lanyard_consolex=abc"));
+        assert_eq!(cookie(&headers), None);
+    }
+}

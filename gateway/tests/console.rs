@@ -1,0 +1,199 @@
+//! The owner's console over plain HTTP, request by request: the login link, and each of its defences
+//! (`docs/security.md` 3.47). What a browser does with them is `console_browser.rs`.
+
+mod support;
+
+use node_kit::protocol::{ConsoleLogin, method};
+use serde_json::{Value, json};
+use support::TestGateway;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One HTTP/1.1 exchange written by hand, so that every header (`Host` included) is exactly the test's.
+struct Answer {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name).then(|| value.trim().to_string())
+        })
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("JSON: {}", self.body))
+    }
+}
+
+async fn http(console: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+    let addr = console.trim_start_matches("http://");
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host")) {
+        request.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), tcp.read_to_end(&mut raw)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    Answer { status, head: head.to_string(), body: body.to_string() }
+}
+
+async fn with_console() -> (TestGateway, String) {
+    let gateway = TestGateway::start(|config| config.console_port = Some(0)).await;
+    let console = gateway.console.clone().expect("a console");
+    (gateway, console)
+}
+
+/// A login link from `console.login`, as `lanyard open` gets it: its path and query.
+async fn login_path(gateway: &TestGateway) -> String {
+    let login = gateway.operator().await.request(method::CONSOLE_LOGIN, Value::Null).await.unwrap();
+    let login: ConsoleLogin = serde_json::from_value(login).unwrap();
+    let console = gateway.console.as_deref().unwrap();
+    login.url.strip_prefix(console).expect("a link to this console").to_string()
+}
+
+/// A logged-in session: its cookie header and CSRF token.
+async fn logged_in(gateway: &TestGateway) -> (String, String) {
+    let console = gateway.console.as_deref().unwrap();
+    let answer = http(console, "GET", &login_path(gateway).await, &[], "").await;
+    let cookie = answer.header("set-cookie").unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let session = http(console, "GET", "/api/session", &[("Cookie", &cookie)], "").await;
+    (cookie, session.json()["csrf"].as_str().unwrap().to_string())
+}
+
+#[tokio::test]
+async fn the_console_listens_on_loopback_only_and_only_when_asked() {
+    let (_gateway, console) = with_console().await;
+    assert!(console.starts_with("http://127.0.0.1:"), "{console}");
+    let plain = TestGateway::start(|_| {}).await;
+    assert_eq!(plain.console, None);
+    let refused = plain.operator().await.request(method::CONSOLE_LOGIN, Value::Null).await.unwrap_err();
+    assert!(refused.to_string().contains("no console"), "{refused}");
+}
+
+#[tokio::test]
+async fn a_login_link_works_once_and_gives_a_strict_http_only_cookie() {
+    let (gateway, console) = with_console().await;
+    let path = login_path(&gateway).await;
+    let first = http(&console, "GET", &path, &[], "").await;
+    assert_eq!(first.status, 303);
+    assert_eq!(first.header("location").as_deref(), Some("/"), "the token leaves the address bar");
+    let cookie = first.header("set-cookie").unwrap();
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(part), "{cookie}");
+    }
+    let again = http(&console, "GET", &path, &[], "").await;
+    assert_eq!(again.status, 401, "a login link works once");
+    assert!(again.header("set-cookie").is_none());
+    assert_eq!(http(&console, "GET", "/login?token=made-up", &[], "").await.status, 401);
+    assert_eq!(http(&console, "GET", "/api/session", &[], "").await.status, 401, "no cookie, no session");
+}
+
+#[tokio::test]
+async fn a_request_naming_another_host_is_refused() {
+    let (gateway, console) = with_console().await;
+    let path = login_path(&gateway).await;
+    let port = console.rsplit(':').next().unwrap().to_string();
+    let rebinding = format!("evil.example:{port}");
+    for host in ["evil.example", rebinding.as_str(), "127.0.0.1:1"] {
+        for target in ["/", "/app.js", "/api/session", path.as_str()] {
+            let answer = http(&console, "GET", target, &[("Host", host)], "").await;
+            assert_eq!(answer.status, 403, "{host} {target}");
+            assert_eq!(answer.json()["error"], "host_not_allowed");
+        }
+    }
+    // The login link was not spent by the refused requests.
+    assert_eq!(http(&console, "GET", &path, &[], "").await.status, 303);
+    let localhost = format!("localhost:{port}");
+    assert_eq!(http(&console, "GET", "/", &[("Host", localhost.as_str())], "").await.status, 200);
+}
+
+#[tokio::test]
+async fn a_change_needs_this_origin_a_session_its_csrf_token_and_json() {
+    let (gateway, console) = with_console().await;
+    let (cookie, csrf) = logged_in(&gateway).await;
+    let origin = console.clone();
+    let body = json!({ "method": "pair.list" }).to_string();
+    let json = ("Content-Type", "application/json");
+    let cases: Vec<(Vec<(&str, &str)>, u16, &str)> = vec![
+        (vec![json, ("Cookie", &cookie), ("X-Lanyard-Csrf", &csrf)], 403, "origin_not_allowed"),
+        (
+            vec![json, ("Origin", "http://127.0.0.1:9"), ("Cookie", &cookie), ("X-Lanyard-Csrf", &csrf)],
+            403,
+            "origin_not_allowed",
+        ),
+        (vec![json, ("Origin", "null"), ("Cookie", &cookie), ("X-Lanyard-Csrf", &csrf)], 403, "origin_not_allowed"),
+        (vec![json, ("Origin", &origin), ("X-Lanyard-Csrf", &csrf)], 401, "login_required"),
+        (vec![json, ("Origin", &origin), ("Cookie", &cookie)], 403, "csrf_required"),
+        (vec![json, ("Origin", &origin), ("Cookie", &cookie), ("X-Lanyard-Csrf", "guess")], 403, "csrf_required"),
+        (
+            vec![
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Origin", &origin),
+                ("Cookie", &cookie),
+                ("X-Lanyard-Csrf", &csrf),
+            ],
+            415,
+            "json_required",
+        ),
+    ];
+    for (headers, status, error) in cases {
+        let answer = http(&console, "POST", "/api/call", &headers, &body).await;
+        assert_eq!((answer.status, answer.json()["error"].as_str().unwrap()), (status, error), "{headers:?}");
+        assert!(answer.header("access-control-allow-origin").is_none());
+    }
+    let allowed = [json, ("Origin", origin.as_str()), ("Cookie", cookie.as_str()), ("X-Lanyard-Csrf", csrf.as_str())];
+    let answer = http(&console, "POST", "/api/call", &allowed, &body).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(answer.json()["nodes"].is_array());
+
+    // Only the methods the page uses; `agent` (a turn as the owner) is not one.
+    let agent = json!({ "method": "agent", "params": { "prompt": "hi", "idempotencyKey": "k" } }).to_string();
+    let answer = http(&console, "POST", "/api/call", &allowed, &agent).await;
+    assert_eq!((answer.status, answer.json()["error"].as_str().unwrap()), (403, "method_not_allowed"));
+
+    // Logged out, the cookie is worth nothing.
+    assert_eq!(http(&console, "POST", "/api/logout", &allowed, "").await.status, 204);
+    assert_eq!(http(&console, "POST", "/api/call", &allowed, &body).await.status, 401);
+}
+
+#[tokio::test]
+async fn every_answer_carries_a_strict_policy_and_no_cors() {
+    let (gateway, console) = with_console().await;
+    let (cookie, _) = logged_in(&gateway).await;
+    for path in ["/", "/app.js", "/api/session", "/nowhere"] {
+        let answer = http(&console, "GET", path, &[("Cookie", &cookie), ("Origin", "http://evil.example")], "").await;
+        let csp = answer.header("content-security-policy").unwrap_or_default();
+        for directive in ["default-src 'none'", "script-src 'self'", "connect-src 'self'", "frame-ancestors 'none'"] {
+            assert!(csp.contains(directive), "{path}: {csp}");
+        }
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        assert_eq!(answer.header("x-frame-options").as_deref(), Some("DENY"));
+        assert!(answer.header("access-control-allow-origin").is_none(), "{path}");
+    }
+    let preflight = http(
+        &console,
+        "OPTIONS",
+        "/api/call",
+        &[("Origin", "http://evil.example"), ("Access-Control-Request-Method", "POST")],
+        "",
+    )
+    .await;
+    assert!(preflight.header("access-control-allow-origin").is_none());
+    assert!(preflight.status >= 400, "{}", preflight.status);
+    // The page has no inline script for a CSP to allow.
+    let page = http(&console, "GET", "/", &[], "").await;
+    assert!(!page.body.contains("<script>"), "{}", page.body);
+}
