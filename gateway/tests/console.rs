@@ -49,6 +49,8 @@ async fn http(console: &str, method: &str, path: &str, headers: &[(&str, &str)],
     Answer { status, head: head.to_string(), body: body.to_string() }
 }
 
+type Headers<'a> = Vec<(&'a str, &'a str)>;
+
 async fn with_console() -> (TestGateway, String) {
     let gateway = TestGateway::start(|config| config.console_port = Some(0)).await;
     let console = gateway.console.clone().expect("a console");
@@ -127,7 +129,7 @@ async fn a_change_needs_this_origin_a_session_its_csrf_token_and_json() {
     let origin = console.clone();
     let body = json!({ "method": "pair.list" }).to_string();
     let json = ("Content-Type", "application/json");
-    let cases: Vec<(Vec<(&str, &str)>, u16, &str)> = vec![
+    let cases: Vec<(Headers, u16, &str)> = vec![
         (vec![json, ("Cookie", &cookie), ("X-Lanyard-Csrf", &csrf)], 403, "origin_not_allowed"),
         (
             vec![json, ("Origin", "http://127.0.0.1:9"), ("Cookie", &cookie), ("X-Lanyard-Csrf", &csrf)],

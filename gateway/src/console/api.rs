@@ -1,7 +1,7 @@
 //! What the page calls: the gateway's operator methods, through an operator connection of the console's
 //! own, so the page can do exactly what `lanyard` can and nothing else; live events as Server-Sent Events.
 
-use super::{Console, refuse, session, session_for_change};
+use super::{Console, Refusal, refuse, session, session_for_change};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -70,12 +70,12 @@ impl Operator {
 
 /// A JSON body, and only JSON: a cross-site form cannot send `application/json` without a preflight,
 /// which this server never answers.
-fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, Response> {
+fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, Refusal> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|h| h.to_str().ok()).unwrap_or_default();
     if !content_type.starts_with("application/json") {
         return Err(refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, "json_required", "send application/json"));
     }
-    serde_json::from_slice(body).map_err(|e| refuse(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string()))
+    serde_json::from_slice(body).map_err(|e| refuse(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()))
 }
 
 #[derive(Deserialize)]
@@ -86,25 +86,24 @@ struct Call {
 }
 
 /// `POST /api/call {method, params}`: one operator method; its answer, or `{error}` with its shape.
-pub(crate) async fn call(State(console): State<Arc<Console>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    if let Err(refusal) = session_for_change(&console, &headers) {
-        return refusal;
-    }
-    let call: Call = match json_body(&headers, &body) {
-        Ok(call) => call,
-        Err(refusal) => return refusal,
-    };
+pub(crate) async fn call(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, Refusal> {
+    session_for_change(&console, &headers)?;
+    let call: Call = json_body(&headers, &body)?;
     if !METHODS.contains(&call.method.as_str()) {
-        return refuse(StatusCode::FORBIDDEN, "method_not_allowed", "the console does not call that method");
+        return Err(refuse(StatusCode::FORBIDDEN, "method_not_allowed", "the console does not call that method"));
     }
-    let client = match console.operator.client(&console).await {
-        Ok(client) => client,
-        Err(e) => return refuse(StatusCode::BAD_GATEWAY, "gateway_unavailable", &e.to_string()),
-    };
+    let unavailable = |e: ClientError| refuse(StatusCode::BAD_GATEWAY, "gateway_unavailable", e.to_string());
+    let client = console.operator.client(&console).await.map_err(unavailable)?;
     match client.request(&call.method, call.params).await {
-        Ok(answer) => Json(answer).into_response(),
-        Err(ClientError::Remote(error)) => (StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response(),
-        Err(e) => refuse(StatusCode::BAD_GATEWAY, "gateway_unavailable", &e.to_string()),
+        Ok(answer) => Ok(Json(answer).into_response()),
+        Err(ClientError::Remote(error)) => {
+            Ok((StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response())
+        }
+        Err(e) => Err(unavailable(e)),
     }
 }
 
@@ -123,17 +122,13 @@ fn wanted(event: &node_kit::protocol::EventFrame) -> bool {
 
 /// `GET /api/events`: the gateway's events the page reacts to, as they happen, on an operator connection
 /// of the stream's own.
-pub(crate) async fn events(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    if let Err(refusal) = session(&console, &headers) {
-        return refusal;
-    }
+pub(crate) async fn events(State(console): State<Arc<Console>>, headers: HeaderMap) -> Result<Response, Refusal> {
+    session(&console, &headers)?;
     let Ok(permit) = console.operator.streams.clone().try_acquire_owned() else {
-        return refuse(StatusCode::TOO_MANY_REQUESTS, "too_many_streams", "close another console tab");
+        return Err(refuse(StatusCode::TOO_MANY_REQUESTS, "too_many_streams", "close another console tab"));
     };
-    let client = match connect(&console).await {
-        Ok(client) => client,
-        Err(e) => return refuse(StatusCode::BAD_GATEWAY, "gateway_unavailable", &e.to_string()),
-    };
+    let client =
+        connect(&console).await.map_err(|e| refuse(StatusCode::BAD_GATEWAY, "gateway_unavailable", e.to_string()))?;
     let stream = BroadcastStream::new(client.subscribe())
         .filter_map(|item| async move { item.ok().filter(wanted) })
         .map(move |frame| {
@@ -141,5 +136,5 @@ pub(crate) async fn events(State(console): State<Arc<Console>>, headers: HeaderM
             let _held = (&client, &permit);
             Ok::<_, std::convert::Infallible>(Event::default().event(frame.event).data(frame.payload.to_string()))
         });
-    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
 }

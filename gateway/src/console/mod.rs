@@ -73,9 +73,21 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
-/// A refusal as JSON.
-pub(crate) fn refuse(status: StatusCode, error: &str, message: &str) -> Response {
-    (status, axum::Json(json!({ "error": error, "message": message }))).into_response()
+/// A refusal, answered as JSON `{error, message}`.
+pub(crate) struct Refusal {
+    status: StatusCode,
+    error: &'static str,
+    message: String,
+}
+
+pub(crate) fn refuse(status: StatusCode, error: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal { status, error, message: message.into() }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(json!({ "error": self.error, "message": self.message }))).into_response()
+    }
 }
 
 /// The one guard in front of every route.
@@ -83,8 +95,10 @@ async fn guard(State(console): State<Arc<Console>>, request: Request, next: Next
     let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default().to_string();
     let mut response = if !host_allowed(&host, console.port) {
         refuse(StatusCode::FORBIDDEN, "host_not_allowed", "the console answers only to its loopback address")
+            .into_response()
     } else if request.method() != Method::GET && !origin_allowed(request.headers(), &host) {
         refuse(StatusCode::FORBIDDEN, "origin_not_allowed", "changes are only taken from the console's own page")
+            .into_response()
     } else {
         next.run(request).await
     };
@@ -123,14 +137,14 @@ fn cookie(headers: &HeaderMap) -> Option<String> {
 }
 
 /// The live session of the request, or the refusal to answer with.
-pub(crate) fn session(console: &Console, headers: &HeaderMap) -> Result<auth::Session, Response> {
+pub(crate) fn session(console: &Console, headers: &HeaderMap) -> Result<auth::Session, Refusal> {
     cookie(headers)
         .and_then(|c| console.state.console.session(&c))
         .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "login_required", "log in with the link `lanyard open` prints"))
 }
 
 /// A session that may change something: it also presents its CSRF token.
-pub(crate) fn session_for_change(console: &Console, headers: &HeaderMap) -> Result<auth::Session, Response> {
+pub(crate) fn session_for_change(console: &Console, headers: &HeaderMap) -> Result<auth::Session, Refusal> {
     let session = session(console, headers)?;
     let presented = headers.get(CSRF_HEADER).and_then(|h| h.to_str().ok()).unwrap_or_default();
     if auth::ConsoleAuth::csrf_ok(&session, presented) {
@@ -159,22 +173,18 @@ async fn login(State(console): State<Arc<Console>>, Query(query): Query<LoginQue
     ([(header::SET_COOKIE, set)], Redirect::to("/")).into_response()
 }
 
-async fn session_info(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    match session(&console, &headers) {
-        Ok(session) => axum::Json(json!({ "csrf": session.csrf })).into_response(),
-        Err(refusal) => refusal,
-    }
+async fn session_info(State(console): State<Arc<Console>>, headers: HeaderMap) -> Result<Response, Refusal> {
+    let session = session(&console, &headers)?;
+    Ok(axum::Json(json!({ "csrf": session.csrf })).into_response())
 }
 
-async fn logout(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    if let Err(refusal) = session_for_change(&console, &headers) {
-        return refusal;
-    }
+async fn logout(State(console): State<Arc<Console>>, headers: HeaderMap) -> Result<Response, Refusal> {
+    session_for_change(&console, &headers)?;
     if let Some(cookie) = cookie(&headers) {
         console.state.console.logout(&cookie);
     }
     let expired = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
-    ([(header::SET_COOKIE, expired)], StatusCode::NO_CONTENT).into_response()
+    Ok(([(header::SET_COOKIE, expired)], StatusCode::NO_CONTENT).into_response())
 }
 
 #[cfg(test)]
