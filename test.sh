@@ -13,12 +13,14 @@ CLAUDE_VERSION=2.1.332
 say() { printf '==> %s\n' "$*" >&2; }
 have() { command -v "$1" >/dev/null 2>&1; }
 
-# System tools: unshare and ip (namespaces), npm (the claude CLI), chromium (the reference node's Canvas).
+# System tools: unshare and ip (namespaces), npm (the claude CLI), chromium (the reference node's Canvas),
+# systemd-analyze (checks the unit `lanyard service install` writes; nothing is started).
 missing=()
 have unshare || missing+=(util-linux)
 have ip || missing+=(iproute2)
 have npm || missing+=(npm)
 have chromium || have chromium-browser || missing+=(chromium)
+have systemd-analyze || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && have apt-get; then
     say "installing ${missing[*]}"

@@ -51,6 +51,8 @@ enum Command {
     Invoke(commands::invoke::InvokeArgs),
     #[command(subcommand)]
     Tunnel(commands::tunnel::TunnelCommand),
+    #[command(subcommand)]
+    Service(commands::service::ServiceCommand),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +76,7 @@ fn main() -> ExitCode {
             Command::Pair(args) => commands::pair::run(args, &cli.url, &home).await,
             Command::Invoke(args) => commands::invoke::run(args, &cli.url, &home).await,
             Command::Tunnel(command) => commands::tunnel::run(command, &cli.url, &home).await,
+            Command::Service(command) => commands::service::run(command, &home).await,
         }
     });
     match result {

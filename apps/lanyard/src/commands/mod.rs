@@ -7,6 +7,7 @@ pub mod invoke;
 pub mod nodes;
 pub mod pair;
 pub mod pending;
+pub mod service;
 pub mod tunnel;
 pub mod up;
 
