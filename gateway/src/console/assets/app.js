@@ -77,7 +77,7 @@ async function loadPending() {
       el(
         "li",
         { "data-request": r.requestId },
-        el("div", {}, el("span", { class: "name", text: r.device.name }), ` (${r.device.platform}) from ${r.address}`),
+        el("div", {}, el("span", { class: "name", text: r.name }), ` (${r.platform}) from ${r.address}`),
         el("div", {}, "Code: ", el("span", { class: "sas", text: r.sas })),
         el("div", { class: "muted", text: `Key ${r.nodeId}` }),
         el(
@@ -116,8 +116,8 @@ async function loadDevices() {
         el(
           "div",
           {},
-          el("span", { class: "name", text: node.device.name }),
-          ` (${node.device.platform}) `,
+          el("span", { class: "name", text: node.name }),
+          ` (${node.platform}) `,
           el("span", { class: live ? "badge on" : "badge", text: live ? "connected" : "offline" }),
         ),
         el("div", {
@@ -135,7 +135,7 @@ async function loadDevices() {
             class: "rename",
             text: "Rename",
             onclick: () => {
-              const name = window.prompt("New name", node.device.name);
+              const name = window.prompt("New name", node.name);
               if (name) act(() => call("pair.rename", { nodeId: node.nodeId, name }));
             },
           }),
@@ -143,7 +143,7 @@ async function loadDevices() {
             class: "danger revoke",
             text: "Revoke",
             onclick: () => {
-              if (window.confirm(`Revoke ${node.device.name}? It will have to pair again.`))
+              if (window.confirm(`Revoke ${node.name}? It will have to pair again.`))
                 act(() => call("pair.revoke", { nodeId: node.nodeId }));
             },
           }),

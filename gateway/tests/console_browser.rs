@@ -1,0 +1,280 @@
+//! The owner's console in a real headless Chromium: logging in through the one-time link, a pairing
+//! request appearing live and approved, the device renamed and revoked, a permission prompt answered; and
+//! what a page of another site can do to it in the same browser (nothing). Screenshots go to
+//! `docs/console/`, for the README.
+
+mod support;
+
+use chromiumoxide::browser::{Browser, BrowserConfig};
+use chromiumoxide::page::{Page, ScreenshotParams};
+use futures_util::StreamExt;
+use node_kit::Client;
+use node_kit::protocol::{AgentParams, ClientMode, ConsoleLogin, PendingPairingList, method};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use support::messages_api::{MessagesApi, Reply};
+use support::{TestGateway, claude_binary, eventually, skip};
+
+/// A headless Chromium with a profile of its own, closed when dropped.
+struct Chromium {
+    browser: Browser,
+    _profile: tempfile::TempDir,
+}
+
+impl Chromium {
+    async fn start() -> Option<Chromium> {
+        let Some(path) = ["chromium", "chromium-browser", "google-chrome"].iter().find_map(|b| which::which(b).ok())
+        else {
+            skip("no Chromium on PATH: run ./test.sh as root, which installs Debian's chromium");
+            return None;
+        };
+        let profile = tempfile::tempdir().unwrap();
+        let mut config =
+            BrowserConfig::builder().chrome_executable(path).user_data_dir(profile.path()).window_size(1100, 900).args(
+                ["--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
+            );
+        if nix::unistd::geteuid().is_root() {
+            config = config.no_sandbox();
+        }
+        let (browser, mut handler) = Browser::launch(config.build().unwrap()).await.expect("Chromium starts");
+        tokio::spawn(async move { while handler.next().await.is_some() {} });
+        Some(Chromium { browser, _profile: profile })
+    }
+
+    async fn open(&self, url: &str) -> Page {
+        let page = self.browser.new_page(url).await.expect("a page opens");
+        page.wait_for_navigation().await.unwrap();
+        page
+    }
+}
+
+async fn eval<T: serde::de::DeserializeOwned>(page: &Page, script: &str) -> T {
+    page.evaluate(script).await.unwrap_or_else(|e| panic!("{script}: {e}")).into_value().unwrap()
+}
+
+/// Waits until `script` is true in the page, checking every 10 ms.
+async fn until(page: &Page, script: &str) {
+    let started = Instant::now();
+    while !eval::<bool>(page, script).await {
+        assert!(started.elapsed() < Duration::from_secs(20), "the page never showed: {script}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Clicks the element now in the page (lists are redrawn on every event, so a handle found earlier may be
+/// gone by the time a mouse would reach it).
+async fn click(page: &Page, selector: &str) {
+    let script =
+        format!("(() => {{ const e = document.querySelector({selector:?}); if (e) e.click(); return !!e; }})()");
+    assert!(eval::<bool>(page, &script).await, "nothing to click at {selector}");
+}
+
+async fn screenshot(page: &Page, name: &str) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/console");
+    std::fs::create_dir_all(&dir).unwrap();
+    page.save_screenshot(ScreenshotParams::builder().full_page(true).build(), dir.join(format!("{name}.png")))
+        .await
+        .unwrap();
+}
+
+async fn login_url(gateway: &TestGateway) -> String {
+    let login = gateway.operator().await.request(method::CONSOLE_LOGIN, Value::Null).await.unwrap();
+    serde_json::from_value::<ConsoleLogin>(login).unwrap().url
+}
+
+/// A pairing request from a device, as the bridge files it.
+async fn ask_to_pair(gateway: &TestGateway, name: &str) -> String {
+    let bridge = Client::builder(&gateway.url)
+        .token(&gateway.bridge_token)
+        .mode(ClientMode::Bridge)
+        .connect()
+        .await
+        .expect("the bridge connects");
+    let node = certs::Identity::generate().id();
+    let submit = json!({
+        "nodeId": node, "name": name, "platform": "ios", "scopes": ["chat", "voice"],
+        "address": "192.168.1.23", "sas": "428913",
+    });
+    let ticket = bridge.request(method::PAIR_SUBMIT, submit).await.expect("pair.submit");
+    ticket["requestId"].as_str().unwrap().to_string()
+}
+
+async fn pending(gateway: &TestGateway) -> Vec<String> {
+    let list = gateway.operator().await.request(method::PAIR_PENDING, Value::Null).await.unwrap();
+    serde_json::from_value::<PendingPairingList>(list).unwrap().requests.into_iter().map(|r| r.request_id).collect()
+}
+
+#[tokio::test]
+async fn the_owner_logs_in_pairs_renames_revokes_and_answers_a_prompt_in_the_console() {
+    let Some(claude) = claude_binary() else { return };
+    let api = MessagesApi::start(|r| {
+        if r.has_tool_result {
+            Reply::text(&["done"])
+        } else {
+            Reply::tool(
+                "toolu_console_1",
+                "Bash",
+                json!({ "command": "echo FROM-CONSOLE > console.txt", "description": "Write a file" }),
+            )
+        }
+    })
+    .await;
+    let gateway = TestGateway::with_claude(claude, &api, |config| config.console_port = Some(0)).await;
+    let Some(chromium) = Chromium::start().await else { return };
+    let console = gateway.console.clone().unwrap();
+
+    // Log in through the one-time link: the page comes up, the address bar has lost the token.
+    let link = login_url(&gateway).await;
+    let page = chromium.open(&link).await;
+    until(&page, "document.body.dataset.ready === 'true'").await;
+    assert_eq!(page.url().await.unwrap().as_deref(), Some(format!("{console}/").as_str()));
+    until(&page, "document.getElementById('live').textContent === 'live'").await;
+
+    // A device asks to pair: it shows up without a reload.
+    let asked = Instant::now();
+    let request_id = ask_to_pair(&gateway, "Ada's phone").await;
+    until(&page, &format!("!!document.querySelector('#pending li[data-request=\"{request_id}\"]')")).await;
+    let shown_after = asked.elapsed();
+    let card: String = eval(&page, "document.querySelector('#pending li').textContent").await;
+    assert!(card.contains("Ada's phone") && card.contains("428913") && card.contains("192.168.1.23"), "{card}");
+    screenshot(&page, "pending").await;
+
+    // Approve it with chat only.
+    click(&page, "#pending input[data-scope=\"voice\"]").await;
+    click(&page, "#pending .approve").await;
+    until(&page, "!!document.querySelector('#devices li[data-node]')").await;
+    let paired = gateway.operator().await.request(method::PAIR_LIST, Value::Null).await.unwrap();
+    assert_eq!(paired["nodes"][0]["scopes"], json!(["chat"]), "{paired}");
+    until(&page, "!document.querySelector('#pending li[data-request]')").await;
+
+    // Rename it (the page asks with window.prompt: answered here).
+    page.evaluate("window.prompt = () => 'Kitchen tablet'").await.unwrap();
+    click(&page, "#devices .rename").await;
+    until(&page, "document.querySelector('#devices li .name').textContent === 'Kitchen tablet'").await;
+    screenshot(&page, "devices").await;
+
+    // The agent asks for permission; the owner allows it in the console and the tool runs.
+    let operator = gateway.operator().await;
+    let run = tokio::spawn(async move {
+        let params = AgentParams { timeout_ms: Some(120_000), ..AgentParams::new("write the file").session("desk") };
+        operator.agent(params).await.unwrap().outcome().await
+    });
+    until(&page, "!!document.querySelector('#prompts li[data-prompt]')").await;
+    let prompt: String = eval(&page, "document.querySelector('#prompts li').textContent").await;
+    assert!(prompt.contains("Bash") && prompt.contains("FROM-CONSOLE"), "{prompt}");
+    screenshot(&page, "prompt").await;
+    click(&page, "#prompts .allow").await;
+    let outcome = tokio::time::timeout(Duration::from_secs(60), run).await.unwrap().unwrap().unwrap();
+    assert_eq!(outcome.result, "done");
+    let cwd = gateway.claude_home.as_ref().unwrap().path();
+    assert_eq!(std::fs::read_to_string(cwd.join("console.txt")).unwrap().trim(), "FROM-CONSOLE");
+    until(&page, "!document.querySelector('#prompts li[data-prompt]')").await;
+
+    // Revoke it.
+    page.evaluate("window.confirm = () => true").await.unwrap();
+    click(&page, "#devices .revoke").await;
+    until(&page, "!document.querySelector('#devices li[data-node]')").await;
+    let paired = gateway.operator().await.request(method::PAIR_LIST, Value::Null).await.unwrap();
+    assert_eq!(paired["nodes"], json!([]));
+
+    // The login link does not work twice.
+    let again = chromium.open(&link).await;
+    let text: String = eval(&again, "document.body.textContent").await;
+    assert!(text.contains("already used or has expired"), "{text}");
+
+    // What the page weighs on the wire: the document, its script and its style (not the API's answers).
+    let weight: f64 = eval(
+        &page,
+        "performance.getEntriesByType('navigation').concat(performance.getEntriesByType('resource'))\
+         .filter(e => !e.name.includes('/api/')).reduce((n, e) => n + e.transferSize, 0)",
+    )
+    .await;
+    eprintln!(
+        "console: page weight {weight} bytes (document, script, style); pairing request shown after {shown_after:?}"
+    );
+}
+
+/// A tiny web server for the attacker's page: every request gets `html`.
+async fn evil_site(html: String) -> (u16, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let html = html.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = tcp.read(&mut buf).await;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{html}",
+                    html.len()
+                );
+                let _ = tcp.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    (port, task)
+}
+
+#[tokio::test]
+async fn a_page_of_another_site_in_the_same_browser_cannot_approve_a_request() {
+    let gateway = TestGateway::start(|config| config.console_port = Some(0)).await;
+    let Some(chromium) = Chromium::start().await else { return };
+    let console = gateway.console.clone().unwrap();
+    let page = chromium.open(&login_url(&gateway).await).await;
+    until(&page, "document.body.dataset.ready === 'true'").await;
+    let request_id = ask_to_pair(&gateway, "Not yours").await;
+
+    // The attacker's page tries every way a page can send a request: a form POST (no preflight), a
+    // no-cors fetch with credentials, a CORS fetch with JSON and credentials.
+    let call = json!({ "method": "pair.approve", "params": { "requestId": request_id } }).to_string();
+    let html = format!(
+        r#"<!doctype html><body><form id="f" method="POST" action="{console}/api/call" enctype="text/plain">
+<input name='{call}' value=''></form>
+<script>
+fetch("{console}/api/call", {{ method: "POST", mode: "no-cors", credentials: "include", body: '{call}' }}).catch(() => {{}});
+fetch("{console}/api/call", {{ method: "POST", credentials: "include", headers: {{ "content-type": "application/json" }}, body: '{call}' }}).catch(() => {{}});
+fetch("{console}/api/session", {{ credentials: "include" }}).then(r => r.text()).then(t => document.title = t).catch(e => document.title = "blocked");
+setTimeout(() => document.getElementById("f").submit(), 300);
+</script></body>"#
+    );
+    let (port, _site) = evil_site(html).await;
+    // Another site (localhost is not 127.0.0.1's site), then the same site on another port.
+    for origin in [format!("http://localhost:{port}/"), format!("http://127.0.0.1:{port}/")] {
+        let evil = chromium.open(&origin).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let title: String = eval(&evil, "document.title").await;
+        assert!(!title.contains("csrf"), "the attacker's page read the session from {origin}: {title}");
+        assert_eq!(pending(&gateway).await, vec![request_id.clone()], "still waiting after {origin}");
+    }
+    // The owner's own page still works.
+    click(&page, "#pending .approve").await;
+    eventually(Duration::from_secs(10), async || pending(&gateway).await.is_empty().then_some(())).await;
+}
+
+#[tokio::test]
+async fn the_page_takes_no_endpoint_or_token_from_its_address() {
+    let gateway = TestGateway::start(|config| config.console_port = Some(0)).await;
+    let Some(chromium) = Chromium::start().await else { return };
+    let console = gateway.console.clone().unwrap();
+    let trap = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let trap_at = trap.local_addr().unwrap();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
+    tokio::spawn(async move {
+        while trap.accept().await.is_ok() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let page = chromium.open(&login_url(&gateway).await).await;
+    until(&page, "document.body.dataset.ready === 'true'").await;
+    let lure = format!(
+        "{console}/?gatewayUrl=ws://{trap_at}&url=http://{trap_at}&token=abc&endpoint=http://{trap_at}#gatewayUrl=ws://{trap_at}"
+    );
+    page.goto(lure).await.unwrap();
+    until(&page, "document.body.dataset.ready === 'true'").await;
+    until(&page, "document.getElementById('live').textContent === 'live'").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "the page talked to the address in its URL");
+}
