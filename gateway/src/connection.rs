@@ -244,6 +244,7 @@ async fn run(
             state.nodes.disconnect(&node_id, crate::methods::not_paired(&key));
         }
     }
+    state.metrics.connected(peer.mode);
     let entry = state.presence.connected(conn_id, &peer.instance_id, peer.mode, &peer.platform);
     state.hub.broadcast(event::PRESENCE, &entry);
 
@@ -309,6 +310,7 @@ async fn run(
         state.hub.broadcast(event::PRESENCE, &entry);
     }
     writer.finish(close_reason).await;
+    state.metrics.disconnected(peer.mode);
     tracing::info!(conn = conn_id, "client disconnected");
 }
 

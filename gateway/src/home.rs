@@ -26,6 +26,11 @@ pub fn bridge_token_path(home: &Path) -> PathBuf {
     home.join("gateway").join("bridge-token")
 }
 
+/// The token that lets a scraper read the console's `/metrics` (and nothing else).
+pub fn metrics_token_path(home: &Path) -> PathBuf {
+    home.join("gateway").join("metrics-token")
+}
+
 /// Where the paired-node store lives.
 pub fn paired_store_path(home: &Path) -> PathBuf {
     home.join("gateway").join("paired-nodes.json")

@@ -16,6 +16,7 @@ mod idempotency;
 mod invoke;
 pub mod logging;
 mod methods;
+mod metrics;
 mod nodes;
 pub mod pairing;
 mod presence;

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+#[derive(Debug)]
 pub(crate) struct RequestCounts {
     names: &'static [&'static str],
     /// `names.len()` counters, then the one for unknown names.

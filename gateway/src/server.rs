@@ -54,6 +54,7 @@ impl Gateway {
             |path: PathBuf| GatewayToken::load_or_create(&path).map_err(|source| GatewayError::Token { path, source });
         let token = token_at(crate::home::token_path(&config.home))?;
         let bridge_token = token_at(crate::home::bridge_token_path(&config.home))?;
+        let metrics_token = token_at(crate::home::metrics_token_path(&config.home))?;
         let mut listeners = Vec::new();
         for addr in &addrs {
             match TcpListener::bind(addr).await {
@@ -93,7 +94,12 @@ impl Gateway {
         let store_path = crate::home::paired_store_path(&config.home);
         let store =
             PairedStore::load(store_path.clone()).map_err(|source| GatewayError::Store { path: store_path, source })?;
-        let state = Arc::new(GatewayState::new(config, token, bridge_token, store, crate::methods::Method::NAMES));
+        let state = Arc::new(GatewayState::new(
+            config,
+            [token, bridge_token, metrics_token],
+            store,
+            crate::methods::Method::NAMES,
+        ));
         if let Some(addr) = console.as_ref().and_then(|l| l.local_addr().ok()) {
             let _ = state.console_url.set(format!("http://{addr}"));
         }

@@ -28,6 +28,8 @@ pub(crate) struct GatewayState {
     pub token: GatewayToken,
     /// The bridge presents this one; only it may speak for nodes.
     pub bridge_token: GatewayToken,
+    /// Reads `/metrics` only.
+    pub metrics_token: GatewayToken,
     pub paired: PairedStore,
     /// The relay URL and the bridge's report on its relay link.
     pub tunnel: TunnelBook,
@@ -57,15 +59,16 @@ pub(crate) struct GatewayState {
     pub refusals: RefusalLog,
     next_conn_id: AtomicU64,
     /// Requests received, by method.
-    pub requests: RequestCounts,
+    pub requests: Arc<RequestCounts>,
+    pub metrics: crate::metrics::GatewayMetrics,
 }
 
 impl GatewayState {
-    /// `methods` are the names the gateway answers, counted one by one in `requests`.
+    /// `tokens` are the operators', the bridge's and the metrics reader's; `methods` are the names the
+    /// gateway answers, counted one by one in `requests`.
     pub fn new(
         config: GatewayConfig,
-        token: GatewayToken,
-        bridge_token: GatewayToken,
+        [token, bridge_token, metrics_token]: [GatewayToken; 3],
         paired: PairedStore,
         methods: &'static [&'static str],
     ) -> Self {
@@ -74,6 +77,8 @@ impl GatewayState {
         let invoker = Arc::new(Invoker::new(nodes.clone(), cache()));
         let hub = Arc::new(ConnectionHub::new());
         let book = SessionBook::open(config.home.join("agent"));
+        let requests = Arc::new(RequestCounts::new(methods));
+        let tunnel = TunnelBook::load(&config.home);
         GatewayState {
             agent: AgentRunner::new(config.agent.clone(), invoker.clone(), book),
             nodes,
@@ -85,19 +90,27 @@ impl GatewayState {
             started: Instant::now(),
             refusals: RefusalLog::new("gateway connections"),
             next_conn_id: AtomicU64::new(1),
-            requests: RequestCounts::new(methods),
+            requests: requests.clone(),
+            metrics: crate::metrics::GatewayMetrics::new(requests, tunnel.link_report()),
             pending_pairings: PendingRequests::new(config.pairing.clone()),
             pairing_codes: PairingCodes::new(config.pairing.ttl),
             remote_codes: RemoteCodes::new(config.pairing.ttl, REMOTE_CODE_LINGER),
             sealed: SealedClients::load(config.home.join(crate::pairing::SEALED_FILE)),
             console: Default::default(),
             console_url: std::sync::OnceLock::new(),
-            tunnel: TunnelBook::load(&config.home),
+            tunnel,
             token,
             bridge_token,
+            metrics_token,
             paired,
             config,
         }
+    }
+
+    /// A pairing request or code was resolved: counted, and operators hear of it.
+    pub(crate) fn pair_resolved(&self, resolution: &node_kit::protocol::PairResolution) {
+        self.metrics.paired(resolution.outcome);
+        self.hub.broadcast(node_kit::protocol::event::PAIR_RESOLVED, resolution);
     }
 
     /// What the bridge needs for its relay link: the URL, every paired node's routing-token hash and the

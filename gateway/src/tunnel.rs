@@ -7,7 +7,7 @@ use node_kit::protocol::{TunnelHealth, TunnelReport, TunnelSync};
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The file under the gateway's home that holds the relay URL.
 pub const TUNNEL_FILE: &str = "tunnel.json";
@@ -39,7 +39,7 @@ pub fn save_url(home: &Path, url: Option<&str>) -> io::Result<()> {
 pub(crate) struct TunnelBook {
     home: PathBuf,
     url: Mutex<Option<String>>,
-    link: Mutex<Option<TunnelReport>>,
+    link: Arc<Mutex<Option<TunnelReport>>>,
 }
 
 impl TunnelBook {
@@ -49,7 +49,7 @@ impl TunnelBook {
             tracing::warn!(error = %e, "cannot read the tunnel settings; the tunnel is off");
             None
         });
-        TunnelBook { home: home.to_path_buf(), url: Mutex::new(url), link: Mutex::new(None) }
+        TunnelBook { home: home.to_path_buf(), url: Mutex::new(url), link: Arc::new(Mutex::new(None)) }
     }
 
     pub(crate) fn url(&self) -> Option<String> {
@@ -63,6 +63,11 @@ impl TunnelBook {
         *current = url;
         self.link.lock().expect("tunnel lock").take();
         Ok(())
+    }
+
+    /// The bridge's last report, shared with the metrics, which read it when scraped.
+    pub(crate) fn link_report(&self) -> Arc<Mutex<Option<TunnelReport>>> {
+        self.link.clone()
     }
 
     /// Keeps the bridge's report if it is about the URL in force (a late report on an old URL is dropped).

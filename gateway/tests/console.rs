@@ -199,3 +199,58 @@ async fn every_answer_carries_a_strict_policy_and_no_cors() {
     let page = http(&console, "GET", "/", &[], "").await;
     assert!(!page.body.contains("<script>"), "{}", page.body);
 }
+
+/// The value of `name` with `label`=`value` in a scrape, parsed by a Prometheus text parser.
+fn sample(scrape: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &str)>) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .find(|s| label.is_none_or(|(key, value)| s.labels.get(key) == Some(value)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => panic!("{name} is not a number"),
+        })
+        .unwrap_or(0.0)
+}
+
+async fn scrape(console: &str, auth: &[(&str, &str)]) -> prometheus_parse::Scrape {
+    let answer = http(console, "GET", "/metrics", auth, "").await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(answer.header("content-type").unwrap().starts_with("application/openmetrics-text"));
+    prometheus_parse::Scrape::parse(answer.body.lines().map(|l| Ok(l.to_string()))).expect("the text format parses")
+}
+
+#[tokio::test]
+async fn metrics_parse_and_move_with_the_traffic() {
+    let (gateway, console) = with_console().await;
+    let token = gateway::home::GatewayToken::load(&gateway::home::metrics_token_path(gateway.home.path())).unwrap();
+    let bearer = format!("Bearer {}", token.expose());
+    let auth = [("Authorization", bearer.as_str())];
+    assert_eq!(http(&console, "GET", "/metrics", &[], "").await.status, 401, "no token, no session");
+    assert_eq!(http(&console, "GET", "/metrics", &[("Authorization", "Bearer guess")], "").await.status, 401);
+    let (cookie, _) = logged_in(&gateway).await;
+    assert_eq!(http(&console, "GET", "/metrics", &[("Cookie", &cookie)], "").await.status, 200);
+
+    let before = scrape(&console, &auth).await;
+    let operator = gateway.operator().await;
+    for _ in 0..3 {
+        operator.request(method::PAIR_LIST, Value::Null).await.unwrap();
+    }
+    gateway.pair_node(certs::Identity::generate().id(), "metered").await;
+    let after = scrape(&console, &auth).await;
+    let requests =
+        |s: &prometheus_parse::Scrape| sample(s, "lanyard_gateway_requests_total", Some(("method", "pair.list")));
+    assert_eq!(requests(&after) - requests(&before), 3.0);
+    let approved =
+        |s: &prometheus_parse::Scrape| sample(s, "lanyard_gateway_pairings_total", Some(("outcome", "approved")));
+    assert_eq!(approved(&after) - approved(&before), 1.0);
+    let opened = |s: &prometheus_parse::Scrape| {
+        sample(s, "lanyard_gateway_connections_opened_total", Some(("mode", "operator")))
+    };
+    assert!(opened(&after) >= opened(&before) + 2.0, "the operator and pair_node's connections");
+    assert!(sample(&after, "lanyard_gateway_connections_open", Some(("mode", "operator"))) >= 1.0);
+    assert_eq!(sample(&after, "lanyard_gateway_relay_link_up", None), 0.0, "no relay");
+}

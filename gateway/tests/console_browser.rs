@@ -170,6 +170,10 @@ async fn the_owner_logs_in_pairs_renames_revokes_and_answers_a_prompt_in_the_con
     let cwd = gateway.claude_home.as_ref().unwrap().path();
     assert_eq!(std::fs::read_to_string(cwd.join("console.txt")).unwrap().trim(), "FROM-CONSOLE");
     until(&page, "!document.querySelector('#prompts li[data-prompt]')").await;
+    // The turn is in the metrics, which the logged-in page may read.
+    let metrics: String = eval(&page, "fetch('/metrics').then(r => r.text())").await;
+    assert!(metrics.contains("lanyard_gateway_agent_turns_total{outcome=\"ok\"} 1"), "{metrics}");
+    assert!(metrics.contains("lanyard_gateway_agent_turn_seconds_count 1"), "{metrics}");
 
     // Revoke it.
     page.evaluate("window.confirm = () => true").await.unwrap();

@@ -62,6 +62,7 @@ pub(crate) async fn serve(
         .route("/api/logout", post(logout))
         .route("/api/call", post(api::call))
         .route("/api/events", get(api::events))
+        .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(console.clone(), guard))
         .with_state(console);
     if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await {
@@ -152,6 +153,22 @@ pub(crate) fn session_for_change(console: &Console, headers: &HeaderMap) -> Resu
     } else {
         Err(refuse(StatusCode::FORBIDDEN, "csrf_required", "this change did not come from the console's page"))
     }
+}
+
+/// `GET /metrics`: for a logged-in browser, or a scraper with `Authorization: Bearer` and the metrics
+/// token (`gateway/metrics-token` in the home), which reads this and nothing else.
+async fn metrics(State(console): State<Arc<Console>>, headers: HeaderMap) -> Result<Response, Refusal> {
+    let bearer =
+        headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()).and_then(|h| h.strip_prefix("Bearer "));
+    match bearer {
+        Some(token) if console.state.metrics_token.matches(token) => {}
+        Some(_) => return Err(refuse(StatusCode::UNAUTHORIZED, "wrong_token", "that is not the metrics token")),
+        None => {
+            session(&console, &headers)?;
+        }
+    }
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    Ok(([(header::CONTENT_TYPE, content_type)], console.state.metrics.render()).into_response())
 }
 
 #[derive(Deserialize)]

@@ -12,6 +12,7 @@ use node_kit::protocol::{
     AgentAck, AgentOutcome, AgentParams, ClientMode, ErrorCode, ErrorShape, Frame, RunStatus, check_attachments,
     check_id, method,
 };
+use serde::Deserialize;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -98,6 +99,8 @@ impl Agent {
             serde_json::to_value(outcome).expect("outcome serialises")
         })
         .map_err(|e| with_run_id(e, &run_id));
+        let status = outcome.as_ref().ok().and_then(|o| o.get("status")).and_then(|s| RunStatus::deserialize(s).ok());
+        state.metrics.turn(status, started.elapsed());
         run.finish(outcome.clone());
         state.runs.finished(&run_id);
         completer.complete(outcome.clone());

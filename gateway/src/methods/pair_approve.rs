@@ -2,7 +2,7 @@
 
 use super::{Context, parse_params};
 use crate::pairing::Decision;
-use node_kit::protocol::{ErrorShape, PairDecisionParams, PairOutcome, PairResolution, event, method};
+use node_kit::protocol::{ErrorShape, PairDecisionParams, PairOutcome, PairResolution, method};
 use serde_json::Value;
 
 pub(crate) struct PairApprove {
@@ -40,7 +40,7 @@ impl PairApprove {
             outcome: PairOutcome::Approved,
             scopes,
         };
-        ctx.state.hub.broadcast(event::PAIR_RESOLVED, &resolution);
+        ctx.state.pair_resolved(&resolution);
         Ok(serde_json::to_value(node).expect("records serialise"))
     }
 }

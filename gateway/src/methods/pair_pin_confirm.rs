@@ -4,7 +4,7 @@
 //! key kept, and the bridge gets it to seal the answer. A confirmation that does not match spends the try for good.
 
 use super::{Context, parse_params};
-use node_kit::protocol::{ErrorShape, PairOutcome, PairPinConfirmSubmit, PairPinResult, PairResolution, event, method};
+use node_kit::protocol::{ErrorShape, PairOutcome, PairPinConfirmSubmit, PairPinResult, PairResolution, method};
 use serde_json::Value;
 
 pub(crate) struct PairPinConfirm {
@@ -43,7 +43,7 @@ impl PairPinConfirm {
         tracing::info!(node = %node.node_id, "paired by PIN through the relay");
         let resolution =
             PairResolution { request_id, node_id: node.node_id, outcome: PairOutcome::Approved, scopes: node.scopes };
-        state.hub.broadcast(event::PAIR_RESOLVED, &resolution);
+        state.pair_resolved(&resolution);
         Ok(serde_json::to_value(PairPinResult { resolution, relay, seal_key }).expect("payloads serialise"))
     }
 }

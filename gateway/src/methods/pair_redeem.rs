@@ -3,7 +3,7 @@
 //! that the code grants. Operators hear `pair.resolved` as for an approval.
 
 use super::{Context, parse_params};
-use node_kit::protocol::{ErrorShape, PairOutcome, PairRedeemSubmit, PairResolution, event, method};
+use node_kit::protocol::{ErrorShape, PairOutcome, PairRedeemSubmit, PairResolution, method};
 use serde_json::Value;
 
 pub(crate) struct PairRedeem {
@@ -32,7 +32,7 @@ impl PairRedeem {
             redeemed.inspect_err(|e| tracing::info!(%node_id, %address, code = %e.code, "pairing code refused"))?;
         tracing::info!(%node_id, %address, "paired with a one-time code");
         let resolution = PairResolution { request_id, node_id, outcome: PairOutcome::Approved, scopes: node.scopes };
-        ctx.state.hub.broadcast(event::PAIR_RESOLVED, &resolution);
+        ctx.state.pair_resolved(&resolution);
         Ok(serde_json::to_value(resolution).expect("resolutions serialise"))
     }
 }

@@ -2,7 +2,7 @@
 
 use super::{Context, parse_params};
 use crate::pairing::Decision;
-use node_kit::protocol::{ErrorShape, PairDecisionParams, PairOutcome, PairResolution, event, method};
+use node_kit::protocol::{ErrorShape, PairDecisionParams, PairOutcome, PairResolution, method};
 use serde_json::Value;
 
 pub(crate) struct PairReject {
@@ -24,7 +24,7 @@ impl PairReject {
             outcome: PairOutcome::Rejected,
             scopes: Vec::new(),
         };
-        ctx.state.hub.broadcast(event::PAIR_RESOLVED, &resolution);
+        ctx.state.pair_resolved(&resolution);
         Ok(serde_json::to_value(resolution).expect("resolutions serialise"))
     }
 }

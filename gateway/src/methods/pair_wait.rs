@@ -3,7 +3,7 @@
 
 use super::{Context, parse_params};
 use crate::pairing::Decision;
-use node_kit::protocol::{ErrorCode, ErrorShape, PairOutcome, PairResolution, PairWaitParams, event, method};
+use node_kit::protocol::{ErrorCode, ErrorShape, PairOutcome, PairResolution, PairWaitParams, method};
 use serde_json::Value;
 
 pub(crate) struct PairWait {
@@ -27,7 +27,7 @@ impl PairWait {
             }
             Decision::Rejected => Err(ErrorShape::new(ErrorCode::PairingRejected, "the owner rejected this device")),
             Decision::Expired => {
-                ctx.state.hub.broadcast(event::PAIR_RESOLVED, resolution(PairOutcome::Expired, Vec::new()));
+                ctx.state.pair_resolved(&resolution(PairOutcome::Expired, Vec::new()));
                 Err(crate::pairing::expired("the pairing request expired before the owner answered; ask again"))
             }
             // Not an event: the request itself is still waiting, under the newer attempt.
