@@ -53,6 +53,7 @@ enum Command {
     Tunnel(commands::tunnel::TunnelCommand),
     #[command(subcommand)]
     Service(commands::service::ServiceCommand),
+    Doctor(commands::doctor::DoctorArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +78,7 @@ fn main() -> ExitCode {
             Command::Invoke(args) => commands::invoke::run(args, &cli.url, &home).await,
             Command::Tunnel(command) => commands::tunnel::run(command, &cli.url, &home).await,
             Command::Service(command) => commands::service::run(command, &home).await,
+            Command::Doctor(args) => commands::doctor::run(args, home).await,
         }
     });
     match result {

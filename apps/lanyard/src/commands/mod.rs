@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod bridge;
+pub mod doctor;
 pub mod gateway;
 pub mod invoke;
 pub mod nodes;
