@@ -24,6 +24,7 @@ pub mod server;
 mod session;
 mod shared;
 pub mod source;
+mod stats;
 mod tunnel;
 
 pub use config::BridgeConfig;

@@ -8,6 +8,7 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use node_kit::protocol::{ErrorCode, ErrorShape};
 use std::hash::Hash;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// A steady rate with a burst: one more call allowed every `every`, up to `burst` at once.
@@ -74,7 +75,12 @@ pub struct Limiter {
     voice: DefaultKeyedRateLimiter<KeyId>,
     snapshots: DefaultKeyedRateLimiter<KeyId>,
     max_snapshot_bytes: usize,
+    /// Calls each limit refused, in the order of [`LIMITS`].
+    hits: [AtomicU64; 6],
 }
+
+/// The limits' names, as `/metrics` shows their hits.
+const LIMITS: [&str; 6] = ["handshakes", "pairing_requests", "pairing_codes", "requests", "voice", "snapshots"];
 
 impl Limiter {
     pub fn new(limits: &RateLimits) -> Limiter {
@@ -86,32 +92,50 @@ impl Limiter {
             voice: DefaultKeyedRateLimiter::keyed(limits.voice_per_node.quota()),
             snapshots: DefaultKeyedRateLimiter::keyed(limits.snapshots_per_node.quota()),
             max_snapshot_bytes: limits.max_snapshot_bytes,
+            hits: Default::default(),
         }
+    }
+
+    /// How many calls each limit refused since the bridge started.
+    pub fn hits(&self) -> std::collections::BTreeMap<String, u64> {
+        LIMITS.iter().zip(&self.hits).map(|(name, hits)| (name.to_string(), hits.load(Ordering::Relaxed))).collect()
+    }
+
+    fn counted<K: Hash + Eq + Clone>(
+        &self,
+        limit: usize,
+        limiter: &DefaultKeyedRateLimiter<K>,
+        key: &K,
+        what: &str,
+    ) -> Result<(), ErrorShape> {
+        check(limiter, key, what).inspect_err(|_| {
+            self.hits[limit].fetch_add(1, Ordering::Relaxed);
+        })
     }
 
     /// Checked before any TLS work, so a flood of handshakes costs the bridge almost nothing.
     pub fn handshake(&self, from: Source) -> Result<(), ErrorShape> {
-        check(&self.handshakes, &from, "connection attempts from this source")
+        self.counted(0, &self.handshakes, &from, "connection attempts from this source")
     }
 
     pub fn pairing_request(&self, from: Source) -> Result<(), ErrorShape> {
-        check(&self.pairing, &from, "pairing requests from this source")
+        self.counted(1, &self.pairing, &from, "pairing requests from this source")
     }
 
     pub fn pairing_code(&self, from: Source) -> Result<(), ErrorShape> {
-        check(&self.pairing_codes, &from, "pairing codes tried from this source")
+        self.counted(2, &self.pairing_codes, &from, "pairing codes tried from this source")
     }
 
     pub fn request(&self, node: &KeyId) -> Result<(), ErrorShape> {
-        check(&self.requests, node, "requests from this node")
+        self.counted(3, &self.requests, node, "requests from this node")
     }
 
     pub fn voice(&self, node: &KeyId) -> Result<(), ErrorShape> {
-        check(&self.voice, node, "voice transcripts from this node")
+        self.counted(4, &self.voice, node, "voice transcripts from this node")
     }
 
     pub fn snapshot(&self, node: &KeyId) -> Result<(), ErrorShape> {
-        check(&self.snapshots, node, "snapshots of this node")
+        self.counted(5, &self.snapshots, node, "snapshots of this node")
     }
 
     pub fn snapshot_size(&self, bytes: usize) -> Result<(), ErrorShape> {

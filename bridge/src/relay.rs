@@ -156,6 +156,8 @@ pub(crate) async fn run(mut node: NodeSide, link: NodeLink, caps: Vec<String>, s
         };
         let mut end = turn.end;
         let mut to_node = turn.to_node;
+        let relayed: usize = [&turn.to_gateway, &to_node].into_iter().flatten().map(Message::len).sum();
+        shared.counters.relayed(node.source, relayed);
         if let Some(message) = turn.to_gateway
             && !deliver(&mut link_writer, message, stall).await
         {

@@ -96,6 +96,7 @@ impl Bridge {
         let shared = Arc::new(BridgeShared {
             bridge_id: identity.id(),
             bridge_key: identity.public_key(),
+            counters: Default::default(),
             exchanges: Arc::new(tokio::sync::Semaphore::new(crate::sealed::MAX_EXCHANGES)),
             tls: TlsAcceptor::from(Arc::new(tls)),
             limiter: Limiter::new(&config.limits),
@@ -145,6 +146,7 @@ impl Bridge {
         let accept = tokio::spawn(accept_loop(self.listener, self.shared.clone(), stop.clone()));
         let tunnel = tokio::spawn(crate::tunnel::run(self.shared.clone(), self.identity.clone(), stop.clone()));
         let sweeper = tokio::spawn(forget_idle_limits(self.shared.clone(), stop.clone()));
+        let stats = tokio::spawn(crate::stats::report_every(self.shared.clone(), stop.clone()));
         let shared = self.shared.clone();
         let every = shared.config.refusal_summary_every;
         let summaries = tokio::spawn({
@@ -160,6 +162,7 @@ impl Bridge {
         let _ = accept.await;
         let _ = tunnel.await;
         let _ = sweeper.await;
+        let _ = stats.await;
         let _ = summaries.await;
         self.shared.refusals.summarise();
         RunningBridge::remove_if_mine(&self.shared.config.home, &self.shared.bridge_id, port);

@@ -43,6 +43,7 @@ pub(crate) async fn serve(io: Box<dyn ByteStream>, source: Source, shared: Arc<B
     let Some(node_id) = certs::peer_key(tls.get_ref().1) else {
         return;
     };
+    shared.counters.handshake(source);
     if let Err(refusal) = admission.identify(node_id) {
         return refused(refusal.as_str());
     }
@@ -86,7 +87,8 @@ pub(crate) async fn serve(io: Box<dyn ByteStream>, source: Source, shared: Arc<B
             let paired = (link.hello.paired.clone(), link.hello.relay_url.clone());
             let hello = hello(&shared, paired, crate::acl::node_methods(), in_flight);
             if send_hello(&mut side, &shared, hello).await {
-                Box::pin(relay::run(side, link, caps, shared)).await
+                let _connected = shared.counters.connected(source);
+                Box::pin(relay::run(side, link, caps, shared.clone())).await
             }
         }
         Err(refusal) if refusal.code == ErrorCode::NotPaired => {

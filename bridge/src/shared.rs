@@ -24,6 +24,8 @@ pub(crate) struct BridgeShared {
     pub refusals: RefusalLog<Source>,
     /// Cancelled when the bridge stops: ends every connection, LAN or relayed.
     pub stop: CancellationToken,
+    /// Handshakes, connections and bytes, for `bridge.stats`.
+    pub counters: crate::stats::Counters,
     /// Places for the sealed HTTP contract's exchanges ([`crate::sealed::MAX_EXCHANGES`]).
     pub exchanges: Arc<Semaphore>,
 }

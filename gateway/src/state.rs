@@ -56,7 +56,7 @@ pub(crate) struct GatewayState {
     pub invoker: Arc<Invoker>,
     pub started: Instant,
     /// Refused connects, summed up once a minute instead of a line each.
-    pub refusals: RefusalLog,
+    pub refusals: Arc<RefusalLog>,
     next_conn_id: AtomicU64,
     /// Requests received, by method.
     pub requests: Arc<RequestCounts>,
@@ -78,6 +78,7 @@ impl GatewayState {
         let hub = Arc::new(ConnectionHub::new());
         let book = SessionBook::open(config.home.join("agent"));
         let requests = Arc::new(RequestCounts::new(methods));
+        let refusals = Arc::new(RefusalLog::new("gateway connections"));
         let tunnel = TunnelBook::load(&config.home);
         GatewayState {
             agent: AgentRunner::new(config.agent.clone(), invoker.clone(), book),
@@ -88,10 +89,10 @@ impl GatewayState {
             hub,
             agent_runs: cache(),
             started: Instant::now(),
-            refusals: RefusalLog::new("gateway connections"),
+            refusals: refusals.clone(),
             next_conn_id: AtomicU64::new(1),
             requests: requests.clone(),
-            metrics: crate::metrics::GatewayMetrics::new(requests, tunnel.link_report()),
+            metrics: crate::metrics::GatewayMetrics::new(requests, refusals.clone(), tunnel.link_report()),
             pending_pairings: PendingRequests::new(config.pairing.clone()),
             pairing_codes: PairingCodes::new(config.pairing.ttl),
             remote_codes: RemoteCodes::new(config.pairing.ttl, REMOTE_CODE_LINGER),

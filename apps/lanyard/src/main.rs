@@ -49,6 +49,7 @@ enum Command {
     Nodes(commands::nodes::NodesCommand),
     Pair(commands::pair::PairArgs),
     Invoke(commands::invoke::InvokeArgs),
+    Open(commands::open::OpenArgs),
     #[command(subcommand)]
     Tunnel(commands::tunnel::TunnelCommand),
     #[command(subcommand)]
@@ -76,6 +77,7 @@ fn main() -> ExitCode {
             Command::Nodes(command) => commands::nodes::run(command, &cli.url, &home).await,
             Command::Pair(args) => commands::pair::run(args, &cli.url, &home).await,
             Command::Invoke(args) => commands::invoke::run(args, &cli.url, &home).await,
+            Command::Open(args) => commands::open::run(args, &cli.url, &home).await,
             Command::Tunnel(command) => commands::tunnel::run(command, &cli.url, &home).await,
             Command::Service(command) => commands::service::run(command, &home).await,
             Command::Doctor(args) => commands::doctor::run(args, home).await,

@@ -320,6 +320,32 @@ async fn up_starts_gateway_and_bridge_and_nodes_commands_reach_it() {
 }
 
 #[tokio::test]
+async fn up_serves_the_console_and_open_prints_a_link_that_logs_in_once() {
+    let up = Up::start().await;
+    let console = up.banner.lines().find_map(|l| l.trim_start().strip_prefix("Console:")).expect("a console line");
+    let console = console.split_whitespace().next().unwrap().to_string();
+    assert!(console.starts_with("http://127.0.0.1:"), "{}", up.banner);
+    let link = up.lanyard_ok(&["open", "--print"]).await;
+    let link = link.trim();
+    assert!(link.starts_with(&format!("{console}/login?token=")), "{link}");
+    let get = async |path: &str| {
+        let addr = console.trim_start_matches("http://");
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        tokio::io::AsyncWriteExt::write_all(&mut tcp, request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut tcp, &mut answer).await.unwrap();
+        answer
+    };
+    let path = link.strip_prefix(&console).unwrap();
+    let first = get(path).await;
+    assert!(first.starts_with("HTTP/1.1 303") && first.contains("lanyard_console="), "{first}");
+    assert!(get(path).await.starts_with("HTTP/1.1 401"), "a link logs in once");
+    let help = up.lanyard_ok(&["open", "--help"]).await;
+    assert!(help.contains("once") && help.contains("--print"), "{help}");
+}
+
+#[tokio::test]
 async fn a_device_pairs_through_up_and_is_managed_with_nodes() {
     let up = Up::start().await;
     let identity = Arc::new(Identity::generate());

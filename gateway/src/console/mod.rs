@@ -24,8 +24,6 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// The default port, next to the gateway's.
-pub const DEFAULT_CONSOLE_PORT: u16 = 18790;
 const COOKIE: &str = "lanyard_console";
 const CSRF_HEADER: &str = "x-lanyard-csrf";
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \

@@ -8,6 +8,7 @@ mod agent_history;
 mod agent_pending;
 mod agent_respond;
 mod agent_sessions;
+mod bridge_stats;
 mod console_login;
 mod health;
 mod node_describe;
@@ -111,6 +112,7 @@ pub(crate) enum Method {
     AgentPending(agent_pending::AgentPending),
     AgentRespond(agent_respond::AgentRespond),
     AgentSessions(agent_sessions::AgentSessions),
+    BridgeStats(bridge_stats::BridgeStatsMethod),
     ConsoleLogin(console_login::ConsoleLoginMethod),
     Health(health::Health),
     NodeDescribe(node_describe::NodeDescribe),
@@ -149,6 +151,7 @@ impl Method {
         method::AGENT_PENDING,
         method::AGENT_RESPOND,
         method::AGENT_SESSIONS,
+        method::BRIDGE_STATS,
         method::CONSOLE_LOGIN,
         method::HEALTH,
         method::NODE_DESCRIBE,
@@ -186,6 +189,7 @@ impl Method {
             method::AGENT_PENDING => Method::AgentPending(agent_pending::AgentPending),
             method::AGENT_RESPOND => Method::AgentRespond(agent_respond::AgentRespond::parse(params)?),
             method::AGENT_SESSIONS => Method::AgentSessions(agent_sessions::AgentSessions),
+            method::BRIDGE_STATS => Method::BridgeStats(bridge_stats::BridgeStatsMethod::parse(params)?),
             method::CONSOLE_LOGIN => Method::ConsoleLogin(console_login::ConsoleLoginMethod),
             method::HEALTH => Method::Health(health::Health),
             method::NODE_DESCRIBE => Method::NodeDescribe(node_describe::NodeDescribe::parse(params)?),
@@ -230,6 +234,7 @@ impl Method {
             | Method::PairPin(_)
             | Method::PairPinConfirm(_)
             | Method::SealOpen(_)
+            | Method::BridgeStats(_)
             | Method::TunnelReport(_)
             | Method::TunnelSync(_) => mode == ClientMode::Bridge,
             Method::NodeInvoke(_)
@@ -267,6 +272,7 @@ impl Method {
             Method::AgentPending(_) => method::AGENT_PENDING,
             Method::AgentRespond(_) => method::AGENT_RESPOND,
             Method::AgentSessions(_) => method::AGENT_SESSIONS,
+            Method::BridgeStats(_) => method::BRIDGE_STATS,
             Method::ConsoleLogin(_) => method::CONSOLE_LOGIN,
             Method::Health(_) => method::HEALTH,
             Method::NodeDescribe(_) => method::NODE_DESCRIBE,
@@ -316,6 +322,7 @@ impl Method {
             Method::AgentPending(m) => m.apply(ctx),
             Method::AgentRespond(m) => m.apply(ctx),
             Method::AgentSessions(m) => m.apply(ctx),
+            Method::BridgeStats(m) => m.apply(ctx),
             Method::ConsoleLogin(m) => m.apply(ctx),
             Method::Health(m) => m.apply(ctx),
             Method::NodeDescribe(m) => m.apply(ctx),

@@ -39,6 +39,8 @@ pub mod method {
     pub const PAIR_PIN: &str = "pair.pin";
     /// Door 3 (node → bridge → gateway): the node's key confirmation; pairs the node.
     pub const PAIR_PIN_CONFIRM: &str = "pair.pin.confirm";
+    /// The bridge's counters (bridge → gateway, every few seconds), for the console's `/metrics`.
+    pub const BRIDGE_STATS: &str = "bridge.stats";
     /// The owner's console (operators): a one-time login link.
     pub const CONSOLE_LOGIN: &str = "console.login";
     /// The sealed HTTP contract (bridge → gateway): opens a client's sealed body once, by its counter.
@@ -294,4 +296,21 @@ pub struct AgentSessionInfo {
 pub struct ConsoleLogin {
     pub url: String,
     pub expires_at_ms: u64,
+}
+
+/// Params of `bridge.stats`: the bridge's counters since it started (gauges as they are now). Paths are
+/// `lan` and `relay`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BridgeStats {
+    /// TLS handshakes completed, by path.
+    pub handshakes: std::collections::BTreeMap<String, u64>,
+    /// Connections and streams turned away, by reason.
+    pub refused: std::collections::BTreeMap<String, u64>,
+    /// Calls refused by a rate limit, by limit.
+    pub rate_limited: std::collections::BTreeMap<String, u64>,
+    /// Paired nodes connected now, by path.
+    pub connections: std::collections::BTreeMap<String, u64>,
+    /// Bytes of frames relayed between nodes and the gateway, both ways, by path.
+    pub relayed_bytes: std::collections::BTreeMap<String, u64>,
 }

@@ -6,6 +6,7 @@ pub mod doctor;
 pub mod gateway;
 pub mod invoke;
 pub mod nodes;
+pub mod open;
 pub mod pair;
 pub mod pending;
 pub mod service;

@@ -24,6 +24,15 @@ pub struct UpArgs {
 
     #[command(flatten)]
     bridge: BridgeArgs,
+
+    /// The owner's console, on 127.0.0.1 at this port (`lanyard open` logs a browser in) [default: the
+    /// gateway's port + 2, 18791, next to the bridge's 18790; a random one when the gateway's port is 0]
+    #[arg(long, value_name = "PORT", conflicts_with = "no_console")]
+    console_port: Option<u16>,
+
+    /// Serve no console
+    #[arg(long)]
+    no_console: bool,
 }
 
 pub async fn run(args: UpArgs, home: PathBuf) -> anyhow::Result<()> {
@@ -31,6 +40,8 @@ pub async fn run(args: UpArgs, home: PathBuf) -> anyhow::Result<()> {
     let (descriptors, caps) = raise_descriptor_limit();
     let mut gateway_config = args.gateway.config(home.clone());
     gateway_config.limits = limits_health(descriptors, Some(caps));
+    let console_default = if gateway_config.port == 0 { 0 } else { gateway_config.port.saturating_add(2) };
+    gateway_config.console_port = (!args.no_console).then(|| args.console_port.unwrap_or(console_default));
     let gateway = Gateway::bind(gateway_config).await?;
     // The gateway created the bridge token at bind if this is the first run.
     let bridge = args.bridge.bind(home.clone(), gateway.url(), caps).await?;
@@ -73,7 +84,12 @@ fn banner(
     let approvals = if interactive {
         "Pairing requests will show up here for you to approve."
     } else {
-        "stdin is not a terminal, so approve pairing requests with `lanyard nodes pending|approve|reject`."
+        "stdin is not a terminal, so approve pairing requests in the console or with `lanyard nodes \
+         pending|approve|reject`."
+    };
+    let console = match gateway.console_url() {
+        Some(url) => format!("{url} (this computer only; `lanyard open` logs you in)"),
+        None => "off".into(),
     };
     let tunnel = match tunnel {
         Some(relay) => format!("{relay} (linking; `lanyard tunnel status` shows the link)"),
@@ -84,6 +100,7 @@ fn banner(
          {bridge_lines}\
          \x20 Tunnel:       {tunnel}\n\
          \x20 Gateway:      {gateway_url} (this computer only)\n\
+         \x20 Console:      {console}\n\
          \x20 Agent:        {agent}\n\
          \n\
          {HOW_TO_PAIR}\n\
