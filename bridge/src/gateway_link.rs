@@ -9,7 +9,7 @@ use certs::KeyId;
 use node_kit::client::{Client, ClientError, exchange_hello};
 use node_kit::connection::{self, FrameReader, FrameWriter};
 use node_kit::protocol::{
-    Auth, ClientInfo, ClientMode, ConnectParams, ErrorCode, ErrorShape, HelloOk, NodeAdvert, PROTOCOL_VERSION,
+    Auth, ClientInfo, ClientMode, ConnectParams, ErrorCode, ErrorShape, HelloOk, LinkPath, NodeAdvert, PROTOCOL_VERSION,
 };
 use tokio::net::TcpStream;
 use tokio_tungstenite::MaybeTlsStream;
@@ -45,7 +45,7 @@ pub(crate) fn refusal(e: ClientError) -> ErrorShape {
 /// back as is; a gateway that cannot be reached is `GATEWAY_UNAVAILABLE`.
 pub(crate) async fn open_node_link(
     config: &BridgeConfig,
-    node_id: KeyId,
+    (node_id, path): (KeyId, LinkPath),
     client: ClientInfo,
     advert: Option<NodeAdvert>,
 ) -> Result<NodeLink, ErrorShape> {
@@ -59,7 +59,7 @@ pub(crate) async fn open_node_link(
     let params = ConnectParams {
         min_protocol: PROTOCOL_VERSION,
         max_protocol: PROTOCOL_VERSION,
-        client: ClientInfo { instance_id: node_id.to_string(), mode: ClientMode::Node, ..client },
+        client: ClientInfo { instance_id: node_id.to_string(), mode: ClientMode::Node, path: Some(path), ..client },
         auth: Some(Auth { token: config.gateway_token.clone() }),
         node: advert,
     };

@@ -66,7 +66,7 @@ pub(crate) async fn serve(io: Box<dyn ByteStream>, source: Source, shared: Arc<B
         }
     };
     let caps = node.as_ref().map(|advert| advert.caps.clone()).unwrap_or_default();
-    match Box::pin(gateway_link::open_node_link(&shared.config, node_id, client, node)).await {
+    match Box::pin(gateway_link::open_node_link(&shared.config, (node_id, source.path()), client, node)).await {
         Ok(link) => {
             if let Err(refusal) = admission.promote() {
                 refused(refusal.as_str());

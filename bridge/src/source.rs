@@ -16,6 +16,14 @@ pub enum Source {
 }
 
 impl Source {
+    /// The path a connection from here takes.
+    pub fn path(&self) -> node_kit::protocol::LinkPath {
+        match self {
+            Source::Lan(_) => node_kit::protocol::LinkPath::Lan,
+            Source::Relay(_) => node_kit::protocol::LinkPath::Relay,
+        }
+    }
+
     /// A relayed source's token hash as the gateway and the relay write it (lowercase hex).
     pub fn relay_hash_hex(&self) -> Option<String> {
         match self {

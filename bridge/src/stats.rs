@@ -16,11 +16,9 @@ const REPORT_EVERY: Duration = Duration::from_secs(5);
 
 const PATHS: [&str; 2] = ["lan", "relay"];
 
+/// The index of the source's path in [`PATHS`].
 fn path(source: Source) -> usize {
-    match source {
-        Source::Lan(_) => 0,
-        Source::Relay(_) => 1,
-    }
+    source.path() as usize
 }
 
 #[derive(Default)]

@@ -85,6 +85,14 @@ async fn away_node(identity: Arc<certs::Identity>, mut paired: PairedBridge) -> 
     node
 }
 
+/// The path `node.list` shows for `node` (the console shows it too).
+async fn listed_path(gateway: &TestGateway, node: &certs::KeyId) -> Option<String> {
+    let list = gateway.operator().await.request(method::NODE_LIST, Value::Null).await.unwrap();
+    let nodes = list["nodes"].as_array()?.clone();
+    let entry = nodes.into_iter().find(|n| n["nodeId"] == node.to_string())?;
+    entry["path"].as_str().map(str::to_string)
+}
+
 fn quick() -> Backoff {
     Backoff { initial: Duration::from_millis(50), max: Duration::from_millis(300) }
 }
@@ -122,6 +130,7 @@ async fn a_node_away_from_home_does_everything_through_a_relay_that_sees_only_ci
 
     // Away: the LAN address answers nothing.
     paired.address = nowhere();
+    let node_id = identity.id();
     let started = Instant::now();
     let node = Node::builder(identity, paired)
         .backoff(quick())
@@ -134,6 +143,7 @@ async fn a_node_away_from_home_does_everything_through_a_relay_that_sees_only_ci
     assert_eq!(node.path(), Path::Relay);
     let client = node.client().unwrap();
     assert_eq!(client.peer_key(), Some(away.bridge.id), "the same pinned bridge key as at home");
+    assert_eq!(listed_path(&away.gateway, &node_id).await.as_deref(), Some("relay"));
 
     let mut run = node.agent(prompt(ASKED, "away")).await.unwrap();
     let mut text = String::new();
@@ -250,6 +260,7 @@ async fn one_turn_survives_the_node_moving_between_lan_and_relay_again_and_again
     let (identity, mut paired) = away.paired_at_home().await;
     let cable = Cable::start(away.bridge.address()).await;
     paired.address = cable.addr.clone();
+    let node_id = identity.id();
     let node = Node::builder(identity, paired)
         .backoff(quick())
         .relay_after(Duration::from_millis(300))
@@ -291,6 +302,7 @@ async fn one_turn_survives_the_node_moving_between_lan_and_relay_again_and_again
     assert_eq!(text, pieces.concat(), "every delta once, in order, across {ROUNDS} round trips");
     let client = node.connected(Duration::from_secs(5)).await.unwrap();
     client.request(method::HEALTH, Value::Null).await.expect("works on the LAN at the end");
+    assert_eq!(listed_path(&away.gateway, &node_id).await.as_deref(), Some("lan"));
     eprintln!("LAN loss to the next delta over the relay, {ROUNDS} switches: {to_relay:?}");
 }
 

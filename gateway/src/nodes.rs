@@ -183,5 +183,6 @@ pub(crate) fn summary(info: &ClientInfo, record: &PairedNode, advert: NodeAdvert
         connected_at_ms: now_ms(),
         state: AppState::Foreground,
         voice: None,
+        path: info.path,
     }
 }

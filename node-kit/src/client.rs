@@ -576,6 +576,7 @@ impl ClientBuilder {
                 platform: std::env::consts::OS.to_string(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 display_name: None,
+                path: None,
             },
             node: None,
             handler: None,

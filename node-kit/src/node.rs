@@ -72,13 +72,7 @@ pub enum Link {
 }
 
 /// Which way a node's connection goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Path {
-    /// Straight to the bridge over the local network.
-    Lan,
-    /// Through the owner's relay.
-    Relay,
-}
+pub use crate::protocol::LinkPath as Path;
 
 pub struct NodeBuilder {
     client: ClientBuilder,

@@ -313,6 +313,7 @@ pub fn raw_connect(identity: &Identity, advert: Option<NodeAdvert>) -> ConnectPa
             platform: "test".into(),
             version: "0".into(),
             display_name: None,
+            path: None,
         },
         auth: None,
         node: advert,

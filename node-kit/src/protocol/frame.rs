@@ -47,6 +47,19 @@ pub struct ClientInfo {
     pub version: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
+    /// How the bridge reached the node: set by the bridge on a node's link, ignored from anyone else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<LinkPath>,
+}
+
+/// Which way a node's connection goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkPath {
+    /// Straight to the bridge over the local network.
+    Lan,
+    /// Through the owner's relay.
+    Relay,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

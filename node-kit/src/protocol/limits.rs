@@ -206,6 +206,7 @@ mod tests {
                 platform: "linux".into(),
                 version: "1".into(),
                 display_name: Some("n".repeat(MAX_NAME_LEN)),
+                path: None,
             },
             auth: None,
             node: Some(NodeAdvert { caps: vec!["screen".into()], commands: vec![] }),

@@ -146,6 +146,9 @@ pub struct NodeSummary {
     /// Whether the node can forward voice now, from its latest `voice` node event; unknown until it says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub voice: Option<bool>,
+    /// How the bridge reaches it: over the LAN or through the relay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<super::LinkPath>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

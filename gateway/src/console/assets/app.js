@@ -118,7 +118,10 @@ async function loadDevices() {
           {},
           el("span", { class: "name", text: node.name }),
           ` (${node.platform}) `,
-          el("span", { class: live ? "badge on" : "badge", text: live ? "connected" : "offline" }),
+          el("span", {
+            class: live ? "badge on" : "badge",
+            text: live ? `connected${live.path === "relay" ? " through the relay" : live.path === "lan" ? " on the LAN" : ""}` : "offline",
+          }),
         ),
         el("div", {
           class: "muted",
