@@ -18,7 +18,6 @@ mod node_side;
 mod pairing;
 pub mod ratelimit;
 mod relay;
-pub mod running;
 mod sealed;
 pub mod server;
 mod session;

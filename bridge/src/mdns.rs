@@ -136,25 +136,6 @@ fn truncate(s: &str, max_bytes: usize) -> &str {
     &s[..end]
 }
 
-/// The addresses a node on the LAN may use for this bridge: the bound address, or when bound to every
-/// address, those of the allowed interfaces (IPv4 first; no loopback unless allowed by name).
-pub fn lan_addresses(bind_ip: IpAddr, interfaces: &[String]) -> Vec<IpAddr> {
-    if !bind_ip.is_unspecified() {
-        return vec![bind_ip];
-    }
-    let mut found: Vec<IpAddr> = if_addrs::get_if_addrs()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|i| if interfaces.is_empty() { !i.is_loopback() } else { interfaces.contains(&i.name) })
-        .map(|i| i.ip())
-        .filter(|ip| !matches!(ip, IpAddr::V6(v6) if v6.is_unicast_link_local()))
-        .filter(|ip| ip.is_ipv4() == bind_ip.is_ipv4() || bind_ip.is_ipv6())
-        .collect();
-    found.sort_by_key(|ip| (ip.is_ipv6(), *ip));
-    found.dedup();
-    found
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,11 +145,5 @@ mod tests {
         assert_eq!(host_label("Ada's MacBook Pro"), "ada-s-macbook-pro");
         assert_eq!(host_label("…"), "lanyard");
         assert_eq!(truncate("ééé", 3), "é");
-    }
-
-    #[test]
-    fn a_bound_address_is_the_only_one() {
-        let ip: IpAddr = "10.1.2.3".parse().unwrap();
-        assert_eq!(lan_addresses(ip, &[]), vec![ip]);
     }
 }

@@ -40,7 +40,7 @@ async fn secrets_stay_out_of_logs_and_files_are_private() {
         gateway::home::bridge_token_path(&home),
         gateway::home::paired_store_path(&home),
         bridge::identity::key_file(&home),
-        bridge::running::RunningBridge::path(&home),
+        node_kit::running::RunningBridge::path(&home),
     ];
     for file in &private_files {
         let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;

@@ -3,85 +3,17 @@
 //! what a page of another site can do to it in the same browser (nothing). Screenshots go to
 //! `docs/console/`, for the README.
 
+#[path = "support/chromium.rs"]
+mod chromium;
 mod support;
 
-use chromiumoxide::browser::{Browser, BrowserConfig};
-use chromiumoxide::page::{Page, ScreenshotParams};
-use futures_util::StreamExt;
+use chromium::{Chromium, click, eval, login_url, screenshot, until};
 use node_kit::Client;
-use node_kit::protocol::{AgentParams, ClientMode, ConsoleLogin, PendingPairingList, method};
+use node_kit::protocol::{AgentParams, ClientMode, PendingPairingList, method};
 use serde_json::{Value, json};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use support::messages_api::{MessagesApi, Reply};
 use support::{TestGateway, claude_binary, eventually, skip};
-
-/// A headless Chromium with a profile of its own, closed when dropped.
-struct Chromium {
-    browser: Browser,
-    _profile: tempfile::TempDir,
-}
-
-impl Chromium {
-    async fn start() -> Option<Chromium> {
-        let Some(path) = ["chromium", "chromium-browser", "google-chrome"].iter().find_map(|b| which::which(b).ok())
-        else {
-            skip("no Chromium on PATH: run ./test.sh as root, which installs Debian's chromium");
-            return None;
-        };
-        let profile = tempfile::tempdir().unwrap();
-        let mut config =
-            BrowserConfig::builder().chrome_executable(path).user_data_dir(profile.path()).window_size(1100, 900).args(
-                ["--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
-            );
-        if nix::unistd::geteuid().is_root() {
-            config = config.no_sandbox();
-        }
-        let (browser, mut handler) = Browser::launch(config.build().unwrap()).await.expect("Chromium starts");
-        tokio::spawn(async move { while handler.next().await.is_some() {} });
-        Some(Chromium { browser, _profile: profile })
-    }
-
-    async fn open(&self, url: &str) -> Page {
-        let page = self.browser.new_page(url).await.expect("a page opens");
-        page.wait_for_navigation().await.unwrap();
-        page
-    }
-}
-
-async fn eval<T: serde::de::DeserializeOwned>(page: &Page, script: &str) -> T {
-    page.evaluate(script).await.unwrap_or_else(|e| panic!("{script}: {e}")).into_value().unwrap()
-}
-
-/// Waits until `script` is true in the page, checking every 10 ms.
-async fn until(page: &Page, script: &str) {
-    let started = Instant::now();
-    while !eval::<bool>(page, script).await {
-        assert!(started.elapsed() < Duration::from_secs(20), "the page never showed: {script}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Clicks the element now in the page (lists are redrawn on every event, so a handle found earlier may be
-/// gone by the time a mouse would reach it).
-async fn click(page: &Page, selector: &str) {
-    let script =
-        format!("(() => {{ const e = document.querySelector({selector:?}); if (e) e.click(); return !!e; }})()");
-    assert!(eval::<bool>(page, &script).await, "nothing to click at {selector}");
-}
-
-async fn screenshot(page: &Page, name: &str) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/console");
-    std::fs::create_dir_all(&dir).unwrap();
-    page.save_screenshot(ScreenshotParams::builder().full_page(true).build(), dir.join(format!("{name}.png")))
-        .await
-        .unwrap();
-}
-
-async fn login_url(gateway: &TestGateway) -> String {
-    let login = gateway.operator().await.request(method::CONSOLE_LOGIN, Value::Null).await.unwrap();
-    serde_json::from_value::<ConsoleLogin>(login).unwrap().url
-}
 
 /// A pairing request from a device, as the bridge files it.
 async fn ask_to_pair(gateway: &TestGateway, name: &str) -> String {
@@ -121,11 +53,11 @@ async fn the_owner_logs_in_pairs_renames_revokes_and_answers_a_prompt_in_the_con
     })
     .await;
     let gateway = TestGateway::with_claude(claude, &api, |config| config.console_port = Some(0)).await;
-    let Some(chromium) = Chromium::start().await else { return };
+    let Some(chromium) = Chromium::start(skip).await else { return };
     let console = gateway.console.clone().unwrap();
 
     // Log in through the one-time link: the page comes up, the address bar has lost the token.
-    let link = login_url(&gateway).await;
+    let link = login_url(&gateway.operator().await).await;
     let page = chromium.open(&link).await;
     until(&page, "document.body.dataset.ready === 'true'").await;
     assert_eq!(page.url().await.unwrap().as_deref(), Some(format!("{console}/").as_str()));
@@ -224,9 +156,9 @@ async fn evil_site(html: String) -> (u16, tokio::task::JoinHandle<()>) {
 #[tokio::test]
 async fn a_page_of_another_site_in_the_same_browser_cannot_approve_a_request() {
     let gateway = TestGateway::start(|config| config.console_port = Some(0)).await;
-    let Some(chromium) = Chromium::start().await else { return };
+    let Some(chromium) = Chromium::start(skip).await else { return };
     let console = gateway.console.clone().unwrap();
-    let page = chromium.open(&login_url(&gateway).await).await;
+    let page = chromium.open(&login_url(&gateway.operator().await).await).await;
     until(&page, "document.body.dataset.ready === 'true'").await;
     let request_id = ask_to_pair(&gateway, "Not yours").await;
 
@@ -260,7 +192,7 @@ setTimeout(() => document.getElementById("f").submit(), 300);
 #[tokio::test]
 async fn the_page_takes_no_endpoint_or_token_from_its_address() {
     let gateway = TestGateway::start(|config| config.console_port = Some(0)).await;
-    let Some(chromium) = Chromium::start().await else { return };
+    let Some(chromium) = Chromium::start(skip).await else { return };
     let console = gateway.console.clone().unwrap();
     let trap = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let trap_at = trap.local_addr().unwrap();
@@ -271,7 +203,7 @@ async fn the_page_takes_no_endpoint_or_token_from_its_address() {
             counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
     });
-    let page = chromium.open(&login_url(&gateway).await).await;
+    let page = chromium.open(&login_url(&gateway.operator().await).await).await;
     until(&page, "document.body.dataset.ready === 'true'").await;
     let lure = format!(
         "{console}/?gatewayUrl=ws://{trap_at}&url=http://{trap_at}&token=abc&endpoint=http://{trap_at}#gatewayUrl=ws://{trap_at}"

@@ -11,6 +11,7 @@
 //!   away and logs a summary instead of a line each.
 //! - [`seal`] is the sealed HTTP contract for clients with no TLS stack of their own; [`sealed_client`]
 //!   is such a client.
+//! - [`running`] is the record a running bridge leaves for the other commands of its home.
 //! - [`storage`] writes private state files atomically with mode 0600.
 
 pub mod client;
@@ -24,6 +25,7 @@ pub mod pin;
 pub mod protocol;
 pub mod refusals;
 pub mod relay;
+pub mod running;
 pub mod seal;
 pub mod sealed_client;
 pub mod storage;

@@ -7,13 +7,13 @@
 #[path = "../../../gateway/tests/support/mod.rs"]
 mod support;
 
-use bridge::running::RunningBridge;
 use certs::Identity;
 use node_kit::connection_string::ConnectionString;
 use node_kit::discovery::{Discovery, MdnsDiscovery, id_hint};
 use node_kit::node::Node;
 use node_kit::pairing::{PairingRequest, redeem, request_pairing};
 use node_kit::protocol::{ErrorCode, Scope};
+use node_kit::running::RunningBridge;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;

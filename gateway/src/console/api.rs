@@ -8,7 +8,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
-use node_kit::protocol::{ClientMode, event, method};
+use node_kit::connection_string::{ConnectionString, RelayInvite};
+use node_kit::protocol::{ClientMode, PairCode, RemotePairCode, event, method};
+use node_kit::running::RunningBridge;
 use node_kit::{Client, ClientError};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -105,6 +107,70 @@ pub(crate) async fn call(
         }
         Err(e) => Err(unavailable(e)),
     }
+}
+
+#[derive(Deserialize)]
+struct PairCodeRequest {
+    /// A device away from home: door 3's invite and PIN, through the relay.
+    #[serde(default)]
+    remote: bool,
+}
+
+/// How long the bridge's record is checked against the bridge itself.
+const BRIDGE_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `POST /api/pair-code {remote}`: a one-time code as the device takes it, text and QR code (SVG): door 2's
+/// connection string to this computer's bridge, or door 3's relay invite with its PIN.
+pub(crate) async fn pair_code(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, Refusal> {
+    session_for_change(&console, &headers)?;
+    let PairCodeRequest { remote } = json_body(&headers, &body)?;
+    let home = &console.state.config.home;
+    let bridge = match RunningBridge::read(home) {
+        Ok(Some(bridge)) if bridge.answers(BRIDGE_CHECK).await => bridge,
+        _ => {
+            let why = "the bridge is not running; start it with `lanyard up` (it serves this console too)";
+            return Err(refuse(StatusCode::SERVICE_UNAVAILABLE, "bridge_not_running", why));
+        }
+    };
+    let unavailable = |e: ClientError| refuse(StatusCode::BAD_GATEWAY, "gateway_unavailable", e.to_string());
+    let client = console.operator.client(&console).await.map_err(unavailable)?;
+    let ask = |method: &'static str| async move {
+        match client.request(method, Value::Null).await {
+            Ok(answer) => Ok(answer),
+            Err(ClientError::Remote(error)) => Err(refuse(StatusCode::BAD_REQUEST, "refused", error.message)),
+            Err(e) => Err(unavailable(e)),
+        }
+    };
+    let unreadable = |e: serde_json::Error| refuse(StatusCode::BAD_GATEWAY, "gateway_unavailable", e.to_string());
+    let answer = if remote {
+        let code: RemotePairCode = serde_json::from_value(ask(method::PAIR_REMOTE).await?).map_err(unreadable)?;
+        let invite = RelayInvite { relay_url: code.relay_url, bridge_id: bridge.bridge_id, routing: code.routing };
+        json!({ "text": invite.to_string(), "pin": code.pin, "requestId": code.request_id, "expiresAtMs": code.expires_at_ms })
+    } else {
+        let code: PairCode = serde_json::from_value(ask(method::PAIR_CODE).await?).map_err(unreadable)?;
+        let host = bridge.device_address();
+        let string = ConnectionString {
+            host: host.to_string(),
+            port: bridge.port,
+            bridge_id: bridge.bridge_id,
+            code: code.code,
+        };
+        json!({
+            "text": string.to_string(), "requestId": code.request_id, "expiresAtMs": code.expires_at_ms,
+            "loopbackOnly": host.is_loopback(),
+        })
+    };
+    let text = answer["text"].as_str().expect("set above").to_string();
+    let code = qrcode::QrCode::new(text.as_bytes())
+        .map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let svg = code.render::<qrcode::render::svg::Color>().min_dimensions(240, 240).build();
+    let mut answer = answer;
+    answer["svg"] = Value::String(svg);
+    Ok(Json(answer).into_response())
 }
 
 /// Whether the page needs to hear of an event: pairing and presence, and an agent run's prompts (not

@@ -60,6 +60,7 @@ pub(crate) async fn serve(
         .route("/api/logout", post(logout))
         .route("/api/call", post(api::call))
         .route("/api/events", get(api::events))
+        .route("/api/pair-code", post(api::pair_code))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(console.clone(), guard))
         .with_state(console);

@@ -4,12 +4,13 @@ use super::gateway::shutdown_signal;
 use ::bridge::connections::ConnectionCaps;
 use ::bridge::descriptors::{self, DescriptorLimit};
 use ::bridge::identity::KeyStore;
-use ::bridge::mdns::{MdnsConfig, lan_addresses};
+use ::bridge::mdns::MdnsConfig;
 use ::bridge::server::MdnsStatus;
 use ::bridge::{Bridge, BridgeConfig};
 use clap::{Args, ValueEnum};
 use node_kit::discovery::SERVICE_TYPE;
 use node_kit::protocol::{BridgeCapsHealth, LimitsHealth, MAX_FRAME_BYTES, UNPAIRED_MAX_FRAME_BYTES};
+use node_kit::running::lan_addresses;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 

@@ -4,7 +4,6 @@
 
 use super::nodes::{self, parse_scope};
 use anyhow::{Context, anyhow, bail};
-use bridge::running::RunningBridge;
 use clap::Args;
 use node_kit::Client;
 use node_kit::connection_string::{ConnectionString, RelayInvite};
@@ -12,11 +11,12 @@ use node_kit::protocol::{
     EventFrame, PairCode, PairCodeParams, PairRemoteParams, PairResolution, RemotePairCode, Scope, event, method,
     now_ms,
 };
+use node_kit::running::RunningBridge;
 use qrcode::QrCode;
 use qrcode::render::unicode::Dense1x2;
 use serde_json::Value;
 use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -200,7 +200,7 @@ async fn running_bridge(home: &Path) -> anyhow::Result<RunningBridge> {
     let record = RunningBridge::read(home)
         .with_context(|| format!("cannot read {}", RunningBridge::path(home).display()))?
         .ok_or_else(|| not_running(format!("none started with the home {}", home.display())))?;
-    if !answers(&record).await {
+    if !record.answers(BRIDGE_CHECK).await {
         return Err(not_running(format!(
             "nothing answers on its port {} within {} s; it may have crashed",
             record.port,
@@ -210,35 +210,15 @@ async fn running_bridge(home: &Path) -> anyhow::Result<RunningBridge> {
     Ok(record)
 }
 
-/// Whether something accepts TCP connections where the bridge listens. A bridge on every address is
-/// asked on loopback.
-async fn answers(bridge: &RunningBridge) -> bool {
-    let targets: Vec<IpAddr> = match bridge.bind {
-        IpAddr::V4(ip) if ip.is_unspecified() => vec![Ipv4Addr::LOCALHOST.into()],
-        IpAddr::V6(ip) if ip.is_unspecified() => vec![Ipv6Addr::LOCALHOST.into(), Ipv4Addr::LOCALHOST.into()],
-        ip => vec![ip],
-    };
-    let any = async {
-        for ip in targets {
-            if tokio::net::TcpStream::connect(SocketAddr::new(ip, bridge.port)).await.is_ok() {
-                return true;
-            }
-        }
-        false
-    };
-    tokio::time::timeout(BRIDGE_CHECK, any).await.unwrap_or(false)
-}
-
-/// Where the device should connect: the bridge's first LAN address, else loopback, which only this
-/// computer can use, so that comes with a warning.
+/// Where the device should connect; loopback, which only this computer can use, comes with a warning.
 fn device_host(bridge: &RunningBridge) -> String {
-    let lan = bridge.lan_addresses().into_iter().next();
-    let ip = lan.unwrap_or(if bridge.bind.is_ipv6() { Ipv6Addr::LOCALHOST.into() } else { Ipv4Addr::LOCALHOST.into() });
+    let ip = bridge.device_address();
     if ip.is_loopback() {
+        let besides = bridge.lan_addresses().iter().any(IpAddr::is_loopback);
         eprintln!(
             "warning: the bridge has no LAN address{}, so the connection string uses {ip}, which only this computer \
              can reach; pass --host with an address the device can reach",
-            if lan.is_some() { " besides loopback" } else { "" }
+            if besides { " besides loopback" } else { "" }
         );
     }
     ip.to_string()

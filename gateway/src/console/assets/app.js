@@ -211,9 +211,45 @@ async function loadSessions() {
   empty(list, "No conversation yet.");
 }
 
+let shownCode = null;
+
+async function showCode(remote) {
+  showError("");
+  const response = await fetch("/api/pair-code", {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "content-type": "application/json", "x-lanyard-csrf": csrf },
+    body: JSON.stringify({ remote }),
+  });
+  const body = await response.json().catch(() => ({}));
+  const box = $("pairing");
+  box.replaceChildren();
+  if (!response.ok) {
+    showError(body.message || response.statusText);
+    return;
+  }
+  shownCode = body.requestId;
+  const image = el("img", { alt: "Pairing QR code", src: `data:image/svg+xml;base64,${btoa(body.svg)}` });
+  box.append(
+    image,
+    el("div", { class: "muted", text: remote ? "Scan it on the device, then type the PIN:" : "Scan it on the device, or paste:" }),
+    el("pre", { id: "pairing-text", text: body.text }),
+  );
+  if (body.pin) box.append(el("div", { class: "pin", text: `${body.pin.slice(0, 3)} ${body.pin.slice(3)}` }));
+  if (body.loopbackOnly) box.append(el("div", { class: "error", text: "The bridge has no LAN address: only this computer can use this code." }));
+  box.append(el("div", { class: "muted", text: `Works once, until ${new Date(body.expiresAtMs).toLocaleTimeString()}.` }));
+}
+
+function codeResolved(payload) {
+  if (!shownCode || payload.requestId !== shownCode) return;
+  shownCode = null;
+  $("pairing").replaceChildren(el("div", { id: "pairing-done", class: "name", text: "Paired." }));
+}
+
 async function loadTunnel() {
   const health = await call("health");
   const tunnel = health.tunnel;
+  $("pair-remote").hidden = !(tunnel && tunnel.url);
   $("tunnel").textContent = !tunnel || !tunnel.url
     ? "The relay is off (`lanyard tunnel enable --url …` turns it on)."
     : `Relay ${tunnel.url}: link ${tunnel.link ? tunnel.link.state : "not reported yet"}, ` +
@@ -221,12 +257,23 @@ async function loadTunnel() {
 }
 
 let refreshing = null;
+let again = false;
 async function refresh() {
-  // One refresh at a time; events arriving meanwhile are covered by the one running.
-  if (refreshing) return refreshing;
+  // One refresh at a time; an event that arrives meanwhile earns one more right after, so nothing that
+  // changed during a refresh is missed.
+  if (refreshing) {
+    again = true;
+    return refreshing;
+  }
   refreshing = Promise.all([loadPending(), loadDevices(), loadPrompts(), loadSessions(), loadTunnel()])
     .catch((e) => showError(e.message))
-    .finally(() => (refreshing = null));
+    .finally(() => {
+      refreshing = null;
+      if (again) {
+        again = false;
+        refresh();
+      }
+    });
   return refreshing;
 }
 
@@ -237,9 +284,12 @@ function listen() {
   for (const name of ["pair.requested", "pair.resolved", "presence", "agent"]) {
     events.addEventListener(name, () => refresh());
   }
+  events.addEventListener("pair.resolved", (event) => codeResolved(JSON.parse(event.data)));
 }
 
 async function start() {
+  $("pair-code").addEventListener("click", () => showCode(false));
+  $("pair-remote").addEventListener("click", () => showCode(true));
   $("logout").addEventListener("click", async () => {
     await fetch("/api/logout", { method: "POST", credentials: "same-origin", headers: { "x-lanyard-csrf": csrf } });
     location.replace("/");

@@ -99,7 +99,7 @@ fn truncate(s: &str, max_bytes: usize) -> &str {
 
 /// The addresses a phone on the LAN would use, as the banner and `lanyard pair` pick them.
 pub(super) fn lan_addresses(ctx: &Context) -> Finding {
-    let found = ::bridge::mdns::lan_addresses(IpAddr::V4(Ipv4Addr::UNSPECIFIED), &ctx.mdns_interfaces);
+    let found = node_kit::running::lan_addresses(IpAddr::V4(Ipv4Addr::UNSPECIFIED), &ctx.mdns_interfaces);
     if found.is_empty() {
         return Finding::warn(
             "no LAN address: devices on your network cannot reach this computer",
