@@ -4,8 +4,10 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// tokio's clock, so that tests can move time on.
 use subtle::ConstantTimeEq;
+use tokio::time::Instant;
 
 /// How long a login link works.
 pub(crate) const LOGIN_TTL: Duration = Duration::from_secs(120);
@@ -101,6 +103,23 @@ impl ConsoleAuth {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn login_tokens_live_two_minutes_and_sessions_twelve_idle_hours() {
+        let auth = ConsoleAuth::default();
+        let (a, b) = (auth.login_token(), auth.login_token());
+        assert!(auth.redeem(&a).is_some() && auth.redeem(&b).is_some(), "two fresh tokens both work");
+        let late = auth.login_token();
+        tokio::time::advance(LOGIN_TTL).await;
+        assert!(auth.redeem(&late).is_none(), "a token is dead at its TTL");
+        let cookie = auth.redeem(&auth.login_token()).unwrap();
+        tokio::time::advance(SESSION_IDLE - Duration::from_secs(1)).await;
+        assert!(auth.session(&cookie).is_some(), "use keeps a session alive");
+        tokio::time::advance(SESSION_IDLE - Duration::from_secs(1)).await;
+        assert!(auth.session(&cookie).is_some());
+        tokio::time::advance(SESSION_IDLE).await;
+        assert!(auth.session(&cookie).is_none(), "twelve idle hours end it");
+    }
 
     #[test]
     fn a_login_token_works_once() {
