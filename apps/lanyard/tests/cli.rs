@@ -301,9 +301,9 @@ async fn up_starts_gateway_and_bridge_and_nodes_commands_reach_it() {
     assert!(up.banner.contains("To pair a device: run `lanyard pair` and scan its QR code"), "{}", up.banner);
     assert!(up.banner.contains(&format!("Gateway:      {}", up.url)), "{}", up.banner);
     assert!(up.banner.contains("identity.pem (mode 0600)"), "{}", up.banner);
-    // Started from a test, stdin is not a terminal: approvals go through `lanyard nodes`.
+    // Started from a test, stdin is not a terminal: approvals go through the console or `lanyard nodes`.
     assert!(
-        up.banner.contains("approve pairing requests with `lanyard nodes pending|approve|reject`"),
+        up.banner.contains("approve pairing requests in the console or with `lanyard nodes pending|approve|reject`"),
         "{}",
         up.banner
     );
@@ -343,6 +343,28 @@ async fn up_serves_the_console_and_open_prints_a_link_that_logs_in_once() {
     assert!(get(path).await.starts_with("HTTP/1.1 401"), "a link logs in once");
     let help = up.lanyard_ok(&["open", "--help"]).await;
     assert!(help.contains("once") && help.contains("--print"), "{help}");
+}
+
+/// With no terminal (a login service), a pairing request raises a desktop notification that points to the
+/// console; the device's name reaches the notifier as an argument, whatever it contains.
+#[tokio::test]
+async fn without_a_terminal_a_pairing_request_raises_a_desktop_notification() {
+    let bin = tempfile::tempdir().unwrap();
+    let record = bin.path().join("notified");
+    let notifier = bin.path().join("notify-send");
+    std::fs::write(&notifier, format!("#!/bin/sh\nprintf '%s\\n' \"$@\" >> '{}'\n", record.display())).unwrap();
+    std::fs::set_permissions(&notifier, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap_or_default());
+    let up = Up::launch(&["--mdns", "off"], None, |command| {
+        command.env("DISPLAY", ":99").env("PATH", &path);
+    })
+    .await;
+    let identity = Identity::generate();
+    let request = PairingRequest::new("Eve's \"tablet\"; rm -rf ~", "android").scopes([Scope::Chat]);
+    let _pending = request_pairing(&up.bridge_addr, &identity, request).await.unwrap();
+    let shown = eventually(Duration::from_secs(10), async || std::fs::read_to_string(&record).ok()).await;
+    assert!(shown.contains("Eve's \"tablet\"; rm -rf ~ asks to pair with Lanyard"), "{shown}");
+    assert!(shown.contains("approve it in the console (http://127.0.0.1:"), "{shown}");
 }
 
 #[tokio::test]

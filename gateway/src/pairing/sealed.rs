@@ -191,5 +191,10 @@ mod tests {
         let store = SealedClients::load(path.clone());
         assert_eq!(store.add(id(1), &SealKey::new([1; 32])).err().unwrap().code, ErrorCode::Internal);
         assert_eq!(std::fs::read(&path).unwrap(), b"{ torn");
+        // A file that cannot be read at all (here a directory in its place) is not an empty store either.
+        let blocked = dir.path().join("blocked");
+        std::fs::create_dir(&blocked).unwrap();
+        let store = SealedClients::load(blocked);
+        assert_eq!(store.add(id(1), &SealKey::new([1; 32])).err().unwrap().code, ErrorCode::Internal);
     }
 }

@@ -1,5 +1,6 @@
 //! `lanyard up`: the gateway and the bridge in one process, the one command a user starts.
 
+mod notify;
 mod prompt;
 
 use super::bridge::{BridgeArgs, HOW_TO_PAIR, limits_health, raise_descriptor_limit};
@@ -51,6 +52,7 @@ pub async fn run(args: UpArgs, home: PathBuf) -> anyhow::Result<()> {
     println!("{}", banner(&gateway, &bridge, &args.bridge, tunnel, interactive));
 
     let url = gateway.url();
+    let console = gateway.console_url();
     let stop = CancellationToken::new();
     tokio::join!(
         gateway.run(stop.cancelled()),
@@ -58,6 +60,8 @@ pub async fn run(args: UpArgs, home: PathBuf) -> anyhow::Result<()> {
         async {
             if interactive {
                 prompt::approve_from_terminal(&url, &home, &stop).await;
+            } else {
+                notify::pairing_requests(&url, &home, console, &stop).await;
             }
         },
         async {
