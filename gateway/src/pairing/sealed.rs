@@ -191,6 +191,11 @@ mod tests {
         let store = SealedClients::load(path.clone());
         assert_eq!(store.add(id(1), &SealKey::new([1; 32])).err().unwrap().code, ErrorCode::Internal);
         assert_eq!(std::fs::read(&path).unwrap(), b"{ torn");
+        // Nor is a file of a version this gateway does not know.
+        let newer = dir.path().join("newer.json");
+        std::fs::write(&newer, br#"{"version":2,"clients":{}}"#).unwrap();
+        let store = SealedClients::load(newer);
+        assert_eq!(store.add(id(1), &SealKey::new([1; 32])).err().unwrap().code, ErrorCode::Internal);
         // A file that cannot be read at all (here a directory in its place) is not an empty store either.
         let blocked = dir.path().join("blocked");
         std::fs::create_dir(&blocked).unwrap();
