@@ -51,6 +51,31 @@ impl Away {
         Some(Away { api, gateway, bridge, tap, relay })
     }
 
+    /// The computer with a model that writes `pieces`, each once the test lets it through the gate.
+    async fn gated(pieces: &[String]) -> Option<(Away, Gate)> {
+        let gate = Gate::closed();
+        let (pieces, script_gate) = (pieces.to_vec(), gate.clone());
+        let away = Away::start(move |_| Reply::Gated { pieces: pieces.clone(), gate: script_gate.clone() }).await?;
+        Some((away, gate))
+    }
+
+    /// A node paired at home, on the LAN through a cable the test can pull: then it moves to the relay
+    /// (300 ms), and back when the cable is in again (it looks every 100 ms).
+    async fn on_a_cable(&self) -> (Node, Cable, certs::KeyId) {
+        let (identity, mut paired) = self.paired_at_home().await;
+        let cable = Cable::start(self.bridge.address()).await;
+        paired.address = cable.addr.clone();
+        let node_id = identity.id();
+        let node = Node::builder(identity, paired)
+            .backoff(quick())
+            .relay_after(Duration::from_millis(300))
+            .lan_retry_every(Duration::from_millis(100))
+            .connect()
+            .await
+            .unwrap();
+        (node, cable, node_id)
+    }
+
     /// A node paired at home (door 1) that picked up its routing token on a connection at home.
     async fn paired_at_home(&self) -> (Arc<certs::Identity>, PairedBridge) {
         let (identity, paired) = pair(&self.bridge, &self.gateway, &[Scope::Chat, Scope::Voice]).await;
@@ -186,23 +211,8 @@ async fn a_node_away_from_home_does_everything_through_a_relay_that_sees_only_ci
 #[tokio::test]
 async fn the_lan_goes_mid_turn_the_turn_finishes_over_the_relay_and_the_node_moves_back() {
     let pieces: Vec<String> = (0..12).map(|i| format!("piece{i} ")).collect();
-    let gate = Gate::closed();
-    let (script_pieces, script_gate) = (pieces.clone(), gate.clone());
-    let Some(away) =
-        Away::start(move |_| Reply::Gated { pieces: script_pieces.clone(), gate: script_gate.clone() }).await
-    else {
-        return;
-    };
-    let (identity, mut paired) = away.paired_at_home().await;
-    let cable = Cable::start(away.bridge.address()).await;
-    paired.address = cable.addr.clone();
-    let node = Node::builder(identity, paired)
-        .backoff(quick())
-        .relay_after(Duration::from_millis(300))
-        .lan_retry_every(Duration::from_millis(200))
-        .connect()
-        .await
-        .unwrap();
+    let Some((away, gate)) = Away::gated(&pieces).await else { return };
+    let (node, cable, _) = away.on_a_cable().await;
     assert_eq!(node.path(), Path::Lan);
 
     let mut run = node.agent(prompt("TALK FOR A WHILE", "moving")).await.unwrap();
@@ -250,24 +260,8 @@ async fn the_lan_goes_mid_turn_the_turn_finishes_over_the_relay_and_the_node_mov
 async fn one_turn_survives_the_node_moving_between_lan_and_relay_again_and_again() {
     const ROUNDS: usize = 4;
     let pieces: Vec<String> = (0..2 * ROUNDS + 3).map(|i| format!("step{i} ")).collect();
-    let gate = Gate::closed();
-    let (script_pieces, script_gate) = (pieces.clone(), gate.clone());
-    let Some(away) =
-        Away::start(move |_| Reply::Gated { pieces: script_pieces.clone(), gate: script_gate.clone() }).await
-    else {
-        return;
-    };
-    let (identity, mut paired) = away.paired_at_home().await;
-    let cable = Cable::start(away.bridge.address()).await;
-    paired.address = cable.addr.clone();
-    let node_id = identity.id();
-    let node = Node::builder(identity, paired)
-        .backoff(quick())
-        .relay_after(Duration::from_millis(300))
-        .lan_retry_every(Duration::from_millis(100))
-        .connect()
-        .await
-        .unwrap();
+    let Some((away, gate)) = Away::gated(&pieces).await else { return };
+    let (node, cable, node_id) = away.on_a_cable().await;
     let mut run = node.agent(prompt("KEEP TALKING", "roaming")).await.unwrap();
     let mut text = String::new();
     let mut next_delta = async |path: Path| {

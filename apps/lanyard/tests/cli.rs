@@ -4,6 +4,8 @@
 //! against the scripted Messages API. Every server listens on 127.0.0.1 only, and mDNS runs only on `lo`
 //! on a private port (test.sh runs the suites in a network namespace with only loopback up).
 
+#[path = "up/banner.rs"]
+mod banner;
 #[path = "../../../gateway/tests/support/mod.rs"]
 mod support;
 
@@ -253,23 +255,8 @@ impl Up {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut lines = BufReader::new(process.stdout.take().unwrap()).lines();
-        let mut banner = String::new();
-        let read = async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                banner.push_str(&line);
-                banner.push('\n');
-                if line.contains("Stop with Ctrl-C") {
-                    return;
-                }
-            }
-            panic!("lanyard up ended before its banner was complete:\n{banner}");
-        };
-        tokio::time::timeout(Duration::from_secs(10), read).await.expect("lanyard up prints its banner");
-        let after = |label: &str| {
-            let line = banner.lines().find_map(|l| l.trim_start().strip_prefix(label)).expect(label);
-            line.split_whitespace().next().unwrap().to_string()
-        };
+        let banner = banner::read(process.stdout.take().unwrap(), Duration::from_secs(10)).await;
+        let after = |label: &str| banner::after(&banner, label);
         let url = after("Gateway:");
         let bridge_addr = after("Devices use:");
         let bridge_port = bridge_addr.rsplit(':').next().unwrap().parse().unwrap();

@@ -3,6 +3,8 @@
 //! bridge's name. Servers listen on 127.0.0.1 only and mDNS runs only on `lo` on a private port (test.sh runs
 //! the suites in a network namespace with only loopback up).
 
+#[path = "up/banner.rs"]
+mod banner;
 #[path = "../../../gateway/tests/support/mod.rs"]
 mod support;
 
@@ -10,7 +12,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -164,23 +165,9 @@ impl Up {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        let mut lines = BufReader::new(process.stdout.take().unwrap()).lines();
-        let mut banner = String::new();
-        let read = async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                banner.push_str(&line);
-                banner.push('\n');
-                if line.contains("Stop with Ctrl-C") {
-                    return;
-                }
-            }
-            panic!("lanyard up ended before its banner was complete:\n{banner}");
-        };
-        tokio::time::timeout(Duration::from_secs(20), read).await.expect("lanyard up prints its banner");
-        let port_after = |label: &str| -> u16 {
-            let line = banner.lines().find_map(|l| l.trim_start().strip_prefix(label)).expect(label);
-            line.split_whitespace().next().unwrap().rsplit(':').next().unwrap().parse().unwrap()
-        };
+        let banner = banner::read(process.stdout.take().unwrap(), Duration::from_secs(20)).await;
+        let port_after =
+            |label: &str| -> u16 { banner::after(&banner, label).rsplit(':').next().unwrap().parse().unwrap() };
         let (port, bridge_port) = (port_after("Gateway:"), port_after("Devices use:"));
         Up { process, _root: root, home, port, bridge_port }
     }
