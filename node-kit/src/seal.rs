@@ -216,6 +216,15 @@ mod tests {
     }
 
     #[test]
+    fn sealed_json_opens_to_the_same_json() {
+        let frame = ChatFrame::Accepted { run_id: "r1".into() };
+        let sealed = key(3).seal_json(Direction::ToClient, 4, 5, &frame);
+        let opened: ChatFrame =
+            serde_json::from_slice(&key(3).open(Direction::ToClient, 4, 5, &sealed).unwrap()).unwrap();
+        assert_eq!(opened, frame);
+    }
+
+    #[test]
     fn a_flipped_bit_is_refused() {
         let sealed = key(1).seal(Direction::ToClient, 1, 2, b"frame");
         let mut bytes = data_encoding::BASE64URL_NOPAD.decode(sealed.as_bytes()).unwrap();
