@@ -1,5 +1,6 @@
 //! A real headless Chromium for the console's tests, and the few steps they take in it. Included with
 //! `#[path]` by the test files that drive a browser (the others need no Chromium crate).
+#![allow(dead_code)] // each user takes the steps it needs
 
 use chromiumoxide::browser::{Browser, BrowserConfig};
 use chromiumoxide::page::{Page, ScreenshotParams};
