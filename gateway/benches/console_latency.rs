@@ -7,12 +7,12 @@
 //!   cargo bench -p gateway --bench console_latency
 //!   BENCH_REQUESTS=30 to change the number of requests (default 30).
 
+#[path = "../tests/support/chromium.rs"]
+mod chromium;
 #[path = "stats.rs"]
 mod stats;
 #[path = "../tests/support/mod.rs"]
 mod support;
-#[path = "../tests/support/chromium.rs"]
-mod chromium;
 
 use chromium::{Chromium, eval, login_url, until};
 use node_kit::Client;
