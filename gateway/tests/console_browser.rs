@@ -1,7 +1,7 @@
 //! The owner's console in a real headless Chromium: logging in through the one-time link, a pairing
 //! request appearing live and approved, the device renamed and revoked, a permission prompt answered; and
 //! what a page of another site can do to it in the same browser (nothing). Screenshots go to
-//! `docs/console/`, for the README.
+//! `docs/console/` for the README when `LANYARD_UPDATE_SCREENSHOTS` is set (else under the target directory).
 
 #[path = "support/chromium.rs"]
 mod chromium;

@@ -68,8 +68,14 @@ pub async fn click(page: &Page, selector: &str) {
     assert!(eval::<bool>(page, &script).await, "nothing to click at {selector}");
 }
 
+/// Saves a full-page screenshot as `NAME.png`: under the target directory, or in `docs/console/` (the
+/// README's pictures) when `LANYARD_UPDATE_SCREENSHOTS` is set, so a test run leaves the tree clean.
 pub async fn screenshot(page: &Page, name: &str) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/console");
+    let dir = if std::env::var_os("LANYARD_UPDATE_SCREENSHOTS").is_some() {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/console")
+    } else {
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console")
+    };
     std::fs::create_dir_all(&dir).unwrap();
     page.save_screenshot(ScreenshotParams::builder().full_page(true).build(), dir.join(format!("{name}.png")))
         .await
