@@ -15,8 +15,7 @@ mod stats;
 mod support;
 
 use chromium::{Chromium, eval, login_url, until};
-use node_kit::Client;
-use node_kit::protocol::{ClientMode, event, method};
+use node_kit::protocol::{event, method};
 use serde_json::json;
 use stats::{paired_median_ms, print_table};
 use std::time::{Duration, Instant};
@@ -31,24 +30,13 @@ async fn main() {
     let page = chromium.open(&login_url(&operator).await).await;
     until(&page, "document.body.dataset.ready === 'true'").await;
     until(&page, "document.getElementById('live').textContent === 'live'").await;
-    let bridge = Client::builder(&gateway.url)
-        .token(&gateway.bridge_token)
-        .mode(ClientMode::Bridge)
-        .connect()
-        .await
-        .expect("the bridge connects");
+    let bridge = gateway.bridge_client().await;
 
     let (mut to_operator, mut to_page) = (Vec::new(), Vec::new());
     for i in 0..requests + 3 {
         let mut events = operator.subscribe();
-        let node = certs::Identity::generate().id();
-        let submit = json!({
-            "nodeId": node, "name": format!("Phone {i}"), "platform": "ios", "scopes": ["chat"],
-            "address": "192.168.1.23", "sas": "428913",
-        });
         let asked = Instant::now();
-        let ticket = bridge.request(method::PAIR_SUBMIT, submit).await.expect("pair.submit");
-        let request_id = ticket["requestId"].as_str().unwrap().to_string();
+        let request_id = gateway.submit_pairing(&bridge, certs::Identity::generate().id(), &format!("Phone {i}")).await;
         let heard = async {
             loop {
                 let frame = events.recv().await.expect("events");

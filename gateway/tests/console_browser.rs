@@ -8,8 +8,7 @@ mod chromium;
 mod support;
 
 use chromium::{Chromium, click, eval, login_url, screenshot, until};
-use node_kit::Client;
-use node_kit::protocol::{AgentParams, ClientMode, PendingPairingList, method};
+use node_kit::protocol::{AgentParams, PendingPairingList, method};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use support::messages_api::{MessagesApi, Reply};
@@ -17,19 +16,8 @@ use support::{TestGateway, claude_binary, eventually, skip};
 
 /// A pairing request from a device, as the bridge files it.
 async fn ask_to_pair(gateway: &TestGateway, name: &str) -> String {
-    let bridge = Client::builder(&gateway.url)
-        .token(&gateway.bridge_token)
-        .mode(ClientMode::Bridge)
-        .connect()
-        .await
-        .expect("the bridge connects");
-    let node = certs::Identity::generate().id();
-    let submit = json!({
-        "nodeId": node, "name": name, "platform": "ios", "scopes": ["chat", "voice"],
-        "address": "192.168.1.23", "sas": "428913",
-    });
-    let ticket = bridge.request(method::PAIR_SUBMIT, submit).await.expect("pair.submit");
-    ticket["requestId"].as_str().unwrap().to_string()
+    let bridge = gateway.bridge_client().await;
+    gateway.submit_pairing(&bridge, certs::Identity::generate().id(), name).await
 }
 
 async fn pending(gateway: &TestGateway) -> Vec<String> {

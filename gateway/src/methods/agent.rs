@@ -12,7 +12,6 @@ use node_kit::protocol::{
     AgentAck, AgentOutcome, AgentParams, ClientMode, ErrorCode, ErrorShape, Frame, RunStatus, check_attachments,
     check_id, method,
 };
-use serde::Deserialize;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -81,26 +80,27 @@ impl Agent {
             policy: ctx.node_policy(),
             reply,
         };
-        let outcome: RunResult = match state.agent.submit(&session_key, turn) {
+        let result = match state.agent.submit(&session_key, turn) {
             Ok(()) => replied.await.unwrap_or_else(|_| {
                 Err(ErrorShape::retryable(ErrorCode::AgentError, "the agent session ended before the turn", None))
             }),
             Err(e) => Err(e),
-        }
-        .map(|output| {
-            let outcome = AgentOutcome {
-                run_id: run_id.clone(),
-                status: if output.cancelled { RunStatus::Cancelled } else { RunStatus::Ok },
-                result: output.result,
-                session_id: output.session_id,
-                usage: output.usage,
-                duration_ms: started.elapsed().as_millis() as u64,
-            };
-            serde_json::to_value(outcome).expect("outcome serialises")
-        })
-        .map_err(|e| with_run_id(e, &run_id));
-        let status = outcome.as_ref().ok().and_then(|o| o.get("status")).and_then(|s| RunStatus::deserialize(s).ok());
-        state.metrics.turn(status, started.elapsed());
+        };
+        let status = |cancelled: bool| if cancelled { RunStatus::Cancelled } else { RunStatus::Ok };
+        state.metrics.turn(result.as_ref().ok().map(|output| status(output.cancelled)), started.elapsed());
+        let outcome: RunResult = result
+            .map(|output| {
+                let outcome = AgentOutcome {
+                    run_id: run_id.clone(),
+                    status: status(output.cancelled),
+                    result: output.result,
+                    session_id: output.session_id,
+                    usage: output.usage,
+                    duration_ms: started.elapsed().as_millis() as u64,
+                };
+                serde_json::to_value(outcome).expect("outcome serialises")
+            })
+            .map_err(|e| with_run_id(e, &run_id));
         run.finish(outcome.clone());
         state.runs.finished(&run_id);
         completer.complete(outcome.clone());

@@ -98,21 +98,32 @@ impl TestGateway {
         Client::builder(&self.url).token(&self.token).connect().await.expect("operator connects")
     }
 
-    /// Pairs `node_id` the way the bridge and the owner do: `pair.submit` with the bridge token, then
-    /// `pair.approve` by an operator.
-    pub async fn pair_node(&self, node_id: certs::KeyId, name: &str) {
-        let bridge = Client::builder(&self.url)
+    /// A client with the bridge token, as the bridge speaks to the gateway.
+    pub async fn bridge_client(&self) -> Client {
+        Client::builder(&self.url)
             .token(&self.bridge_token)
             .mode(node_kit::protocol::ClientMode::Bridge)
             .connect()
             .await
-            .expect("bridge connects");
+            .expect("bridge connects")
+    }
+
+    /// Files a pairing request for `node_id` as the bridge does (`pair.submit`, from 192.168.1.23 with the
+    /// code 428913); returns its request ID.
+    pub async fn submit_pairing(&self, bridge: &Client, node_id: certs::KeyId, name: &str) -> String {
         let submit = serde_json::json!({
-            "nodeId": node_id, "name": name, "platform": "test", "scopes": ["chat", "voice"],
-            "address": "127.0.0.1", "sas": "123456",
+            "nodeId": node_id, "name": name, "platform": "ios", "scopes": ["chat", "voice"],
+            "address": "192.168.1.23", "sas": "428913",
         });
         let ticket = bridge.request("pair.submit", submit).await.expect("pair.submit");
-        let approve = serde_json::json!({ "requestId": ticket["requestId"] });
+        ticket["requestId"].as_str().expect("a request ID").to_string()
+    }
+
+    /// Pairs `node_id` the way the bridge and the owner do: `pair.submit` with the bridge token, then
+    /// `pair.approve` by an operator.
+    pub async fn pair_node(&self, node_id: certs::KeyId, name: &str) {
+        let request_id = self.submit_pairing(&self.bridge_client().await, node_id, name).await;
+        let approve = serde_json::json!({ "requestId": request_id });
         self.operator().await.request("pair.approve", approve).await.expect("pair.approve");
     }
 
