@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$PWD
-CLAUDE_VERSION=2.1.332
+CLAUDE_VERSION=2.1.337
 
 say() { printf '==> %s\n' "$*" >&2; }
 have() { command -v "$1" >/dev/null 2>&1; }

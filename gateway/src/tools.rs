@@ -9,7 +9,10 @@ use node_kit::client::random_id;
 use node_kit::protocol::{ErrorCode, ErrorShape, ImageFormat, NodeInvokeParams, SnapshotResult, command};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, ContentBlock, Implementation, RequestMetaObject, ServerCapabilities, ServerConfig};
+use rmcp::model::{
+    CallToolResult, ContentBlock, Implementation, JsonObject, MetaObject, RequestMetaObject, ServerCapabilities,
+    ServerConfig,
+};
 use rmcp::{ServerHandler, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -102,7 +105,14 @@ struct ModeArgs {
 #[tool_router]
 impl NodeTools {
     pub(crate) fn new(invoker: Arc<Invoker>, origin: Option<String>) -> NodeTools {
-        NodeTools { invoker, origin, tool_router: Self::tool_router() }
+        let mut tool_router = Self::tool_router();
+        // claude (since 2.1.332) defers MCP tools behind its ToolSearch unless a tool says it must always
+        // load: a model that never searches would not know the screen exists.
+        let always_load = MetaObject(JsonObject::from_iter([("anthropic/alwaysLoad".to_string(), Value::Bool(true))]));
+        for route in tool_router.map.values_mut() {
+            route.attr.meta = Some(always_load.clone());
+        }
+        NodeTools { invoker, origin, tool_router }
     }
 
     #[tool(description = "List the devices (nodes) connected to this computer: ID, name, platform, what they \

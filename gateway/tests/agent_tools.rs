@@ -6,8 +6,18 @@ mod support;
 
 use node_kit::protocol::AgentParams;
 use serde_json::{Value, json};
-use support::messages_api::{ApiRequest, MessagesApi, Reply, leading_json};
+use support::messages_api::{ApiRequest, MessagesApi, Reply};
 use support::{TestGateway, claude_binary};
+
+/// The tools the model was offered in the API request `request`, by name, with whether each was deferred
+/// (held back behind claude's ToolSearch, its schema not shown).
+fn offered_tools(request: &ApiRequest) -> Vec<(String, bool)> {
+    let tools = request.body["tools"].as_array().cloned().unwrap_or_default();
+    tools
+        .iter()
+        .filter_map(|t| Some((t["name"].as_str()?.to_string(), t["defer_loading"].as_bool().unwrap_or(false))))
+        .collect()
+}
 
 /// The result of the tool call `id` as the model got it, as (is_error, text of its first block).
 fn tool_result(api: &MessagesApi, id: &str) -> (bool, String) {
@@ -63,8 +73,29 @@ async fn the_agent_lists_nodes_and_gets_node_errors_as_tool_errors() {
     assert_eq!(outcome.unwrap().result, "noted");
     let (is_error, text) = tool_result(&api, "toolu_snap");
     assert!(is_error, "{text}");
-    let error = leading_json(&text);
+    let error: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(error["error"]["code"], "NODE_NOT_CONNECTED", "{text}");
     assert_eq!(error["error"]["retryAfterMs"], 1000, "{text}");
+    gateway.stop().await;
+}
+
+/// The model learns of the screen from its very first request: every Lanyard tool is in it in full, not
+/// deferred behind claude's ToolSearch, so a model that never searches (as this scripted one) still sees
+/// the wall display exists.
+#[tokio::test]
+async fn every_tool_is_in_the_models_first_request() {
+    let Some(claude) = claude_binary() else { return };
+    let api = MessagesApi::start(|_| Reply::text(&["noted"])).await;
+    let gateway = TestGateway::with_claude(claude, &api, |_| {}).await;
+    let client = gateway.operator().await;
+
+    let run = client.agent(prompt("hello")).await.unwrap();
+    assert_eq!(run.outcome().await.unwrap().result, "noted");
+    let first = api.requests().into_iter().next().expect("claude asked the model");
+    let offered = offered_tools(&first);
+    for tool in gateway::agent::claude_tool_names() {
+        let entry = offered.iter().find(|(name, _)| *name == tool);
+        assert_eq!(entry.map(|(_, deferred)| *deferred), Some(false), "{tool} in full among {offered:?}");
+    }
     gateway.stop().await;
 }

@@ -7,7 +7,7 @@ use nix::sys::signal::Signal;
 use node_kit::protocol::ErrorCode;
 use node_kit::protocol::{AgentParams, AppState};
 use node_support::support::gw::eventually;
-use node_support::support::gw::messages_api::{ApiRequest, Reply, leading_json};
+use node_support::support::gw::messages_api::{ApiRequest, Reply};
 use node_support::{Computer, NodeProcess, TestPage, answered_tools, lanyard_node, result_text, tool_result};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -61,7 +61,7 @@ async fn agent_tool(computer: &Computer, prompt: &str, id: &str) -> Value {
 /// The error object of a failed tool result.
 fn tool_error(block: &Value) -> Value {
     assert_eq!(block["is_error"], true, "expected a tool error: {block}");
-    leading_json(&result_text(block))["error"].clone()
+    serde_json::from_str::<Value>(&result_text(block)).unwrap()["error"].clone()
 }
 
 fn pixel(image: &[u8], width: u32, x: u32, y: u32, channels: usize) -> [u8; 3] {

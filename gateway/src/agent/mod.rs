@@ -57,10 +57,15 @@ pub fn policy_args(policy: &NodePolicy) -> Vec<String> {
     args
 }
 
+/// The agent's node tools as claude names them: `mcp__lanyard__<tool>`.
+pub fn claude_tool_names() -> impl Iterator<Item = String> {
+    TOOL_NAMES.iter().map(|tool| format!("mcp__{}__{tool}", mcp::SERVER_NAME))
+}
+
 /// `--allowedTools=mcp__lanyard__<tool>` for each of the agent's node tools: they run without a
 /// permission prompt, and nothing else is allowed that was not before.
 pub fn allowed_tool_args() -> Vec<String> {
-    TOOL_NAMES.iter().map(|tool| format!("--allowedTools=mcp__{}__{tool}", mcp::SERVER_NAME)).collect()
+    claude_tool_names().map(|name| format!("--allowedTools={name}")).collect()
 }
 
 /// One turn handed to a session.

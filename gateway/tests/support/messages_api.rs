@@ -109,17 +109,6 @@ impl ApiRequest {
     }
 }
 
-/// The JSON document at the start of a tool result's text. Since 2.1.332 claude appends a note to a failed
-/// call of a tool it had deferred (its schema never shown to the model, as with a scripted model that
-/// calls it straight away); the gateway's own answer is what comes first.
-pub fn leading_json(text: &str) -> Value {
-    serde_json::Deserializer::from_str(text)
-        .into_iter()
-        .next()
-        .and_then(Result::ok)
-        .unwrap_or_else(|| panic!("no JSON document at the start of the tool result: {text}"))
-}
-
 type Script = dyn Fn(&ApiRequest) -> Reply + Send + Sync;
 
 pub struct MessagesApi {
