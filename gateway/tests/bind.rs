@@ -27,6 +27,8 @@ async fn loopback_v4_and_v6_are_accepted() {
     let v6 = std::net::TcpListener::bind("[::1]:0").is_ok();
     if v6 {
         config.bind.push("[::1]:0".parse().unwrap());
+    } else {
+        support::skip("this host has no IPv6 loopback: only 127.0.0.1 was tried");
     }
     let gateway = Gateway::bind(config).await.unwrap();
     assert_eq!(gateway.local_addrs().len(), if v6 { 2 } else { 1 });
