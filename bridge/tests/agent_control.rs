@@ -7,7 +7,7 @@ mod support;
 
 use node_kit::node::{Backoff, Node};
 use node_kit::protocol::{
-    AgentEvent, AgentEventKind, AgentParams, Attachment, Decision, ErrorCode, HistoryItem, HistoryParams,
+    AgentEvent, AgentEventKind, AgentParams, AttachParams, Attachment, Decision, ErrorCode, HistoryItem, HistoryParams,
     PromptResolution, RespondParams, RunPhase, RunStatus, Scope, method,
 };
 use serde_json::{Value, json};
@@ -129,6 +129,11 @@ async fn a_node_allows_and_denies_a_tool_and_the_model_sees_each_outcome() {
 
 const QUESTION: &str = "Which color should the button be?";
 
+/// The permission mode claude recorded for the turn asked `prompt` (it writes its transcript lazily).
+async fn permission_mode(computer: &Computer, prompt: &str) -> String {
+    eventually(Duration::from_secs(10), async || computer.gateway.permission_mode_of(prompt)).await
+}
+
 #[tokio::test]
 async fn questions_and_plans_are_answered_from_the_node() {
     let Some(computer) = Computer::start(
@@ -173,6 +178,8 @@ async fn questions_and_plans_are_answered_from_the_node() {
     let pick = RespondParams::new(run.run_id(), request_id(&asked), Decision::Allow).answer(QUESTION, "Blue");
     node.respond(pick).await.unwrap();
     assert_eq!(run.outcome().await.unwrap().result, "blue it is");
+    // claude ran the node's turn in the default mode, as claude itself recorded it: asking, not bypassing.
+    assert_eq!(permission_mode(&computer, "ASK-ME").await, "default");
     let (answer, _) = computer.api.tool_result_text("toolu_ask").unwrap();
     assert!(answer.contains(&format!("\"{QUESTION}\"=\"Blue\"")), "{answer}");
 
@@ -184,6 +191,7 @@ async fn questions_and_plans_are_answered_from_the_node() {
     let mut run = node.agent(prompt("PLAN-ME", "plan")).await.unwrap();
     let first = next_prompt(&mut run).await;
     assert!(matches!(&first.kind, AgentEventKind::Plan { .. }), "{first:?}");
+    assert_eq!(permission_mode(&computer, "PLAN-ME").await, "plan", "the owner's policy reached claude");
     let reject =
         RespondParams::new(run.run_id(), request_id(&first), Decision::Deny).message("Plan rejected: add tests first");
     node.respond(reject).await.unwrap();
@@ -249,11 +257,15 @@ async fn unanswered_prompts_expire_and_only_the_party_may_answer() {
     // Another paired node may not answer; the owner may, from any operator connection; then the node's
     // own answer comes second and is told so.
     let mut owner_events = operator.subscribe();
+    let mut stranger_events = stranger.client().unwrap().subscribe();
     let mut run = node.agent(prompt("SHARE-ME", "share")).await.unwrap();
     let asked = next_prompt(&mut run).await;
     let id = request_id(&asked);
     let forbidden = stranger.respond(RespondParams::new(run.run_id(), &id, Decision::Allow)).await.unwrap_err();
     assert_eq!(remote(forbidden).code, ErrorCode::Forbidden);
+    assert_eq!(remote(stranger.cancel(run.run_id()).await.unwrap_err()).code, ErrorCode::Forbidden);
+    let follow = AttachParams { run_id: Some(run.run_id().to_string()), session_key: None, after_seq: 0 };
+    assert_eq!(remote(stranger.attach(follow).await.unwrap_err()).code, ErrorCode::Forbidden);
     assert!(stranger.pending().await.unwrap().prompts.is_empty());
     let inbox = operator.request(method::AGENT_PENDING, Value::Null).await.unwrap();
     assert_eq!(inbox["prompts"][0]["requestId"], id.as_str());
@@ -272,8 +284,14 @@ async fn unanswered_prompts_expire_and_only_the_party_may_answer() {
     operator.request(method::AGENT_RESPOND, allow).await.unwrap();
     let second = node.respond(RespondParams::new(run.run_id(), &id, Decision::Deny)).await.unwrap_err();
     assert_eq!(remote(second).code, ErrorCode::PromptClosed);
+    let run_id = run.run_id().to_string();
     run.outcome().await.unwrap();
     assert_eq!(std::fs::read_to_string(computer.cwd().join("shared.txt")).unwrap().trim(), "SHARED-7");
+    // The other node heard nothing of the run: not its prompt, its closing or its text. An answer on its
+    // link comes after every event sent to it before, so by now any would have arrived.
+    stranger.request(method::HEALTH, Value::Null).await.unwrap();
+    let heard: Vec<_> = std::iter::from_fn(|| stranger_events.try_recv().ok()).collect();
+    assert!(heard.iter().all(|e| e.event != "agent" && !e.payload.to_string().contains(&run_id)), "{heard:?}");
 }
 
 /// claude's pid for the gateway session of `node`'s conversation `session`.
@@ -294,7 +312,7 @@ async fn an_interrupt_stops_the_turn_and_the_same_claude_answers_the_next() {
             if r.last_user_text.contains("AFTER") {
                 Reply::text(&["second turn ok"])
             } else {
-                Reply::Text { pieces: pieces.clone(), gap: Duration::from_millis(100) }
+                Reply::Text { pieces: pieces.clone(), gap: Duration::from_millis(150) }
             }
         },
         |_| {},
@@ -314,7 +332,8 @@ async fn an_interrupt_stops_the_turn_and_the_same_claude_answers_the_next() {
     let outcome = run.outcome().await.unwrap();
     let took = asked.elapsed();
     assert_eq!(outcome.status, RunStatus::Cancelled);
-    assert!(took < Duration::from_secs(1), "the turn ended {took:?} after the cancel");
+    // Uninterrupted, the rest of the answer would take another 11 s.
+    assert!(took < Duration::from_secs(5), "the turn ended {took:?} after the cancel");
     let pid = claude_pid(&computer, &node, "slow").await;
 
     let next = node.agent(prompt("AFTER the interrupt", "slow")).await.unwrap().outcome().await.unwrap();
@@ -455,6 +474,27 @@ async fn a_node_sees_its_own_sessions_and_history_and_nothing_of_another() {
     let theirs = node.history(HistoryParams { session_key: "mine".into(), before: None, limit: None }).await;
     assert_eq!(remote(theirs.unwrap_err()).code, ErrorCode::NotFound);
     assert_eq!(other.sessions().await.unwrap().sessions.len(), 1);
+
+    // Naming the other node's conversation by its gateway key reaches a conversation of this node's own:
+    // the model sees nothing of the other's, and the other's is untouched.
+    let other_id = other.client().unwrap().hello().paired.clone().unwrap().node_id;
+    let their_key = format!("node:{other_id}:mine");
+    let by_name = HistoryParams { session_key: their_key.clone(), before: None, limit: None };
+    assert_eq!(remote(node.history(by_name).await.unwrap_err()).code, ErrorCode::NotFound);
+    node.agent(prompt("the second try, at their key", &their_key)).await.unwrap().outcome().await.unwrap();
+    let asked = computer.api.requests_with("at their key");
+    assert!(!asked.is_empty() && asked.iter().all(|r| !r.body.to_string().contains("a private matter")));
+    let their_sessions = other.sessions().await.unwrap().sessions;
+    assert_eq!((their_sessions.len(), their_sessions[0].turns), (1, 1), "{their_sessions:?}");
+
+    // Reusing the other node's idempotency key runs this node's own turn, never hands back the other's.
+    let key = "the-same-idempotency-key";
+    let theirs = AgentParams { idempotency_key: key.into(), ..prompt("another private matter", "mine") };
+    let their_outcome = other.agent(theirs).await.unwrap().outcome().await.unwrap();
+    let ours = AgentParams { idempotency_key: key.into(), ..prompt("the first, under their key", "one") };
+    let our_outcome = node.agent(ours).await.unwrap().outcome().await.unwrap();
+    assert_eq!(our_outcome.result, "answer to one");
+    assert_ne!(our_outcome.run_id, their_outcome.run_id);
 }
 
 /// The smallest PNG: one transparent pixel.

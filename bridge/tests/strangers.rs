@@ -8,16 +8,15 @@ mod support;
 use bridge::connections::{ConnectionCaps, ConnectionCounts};
 use certs::Identity;
 use futures_util::{SinkExt, StreamExt};
-use node_kit::node::Node;
 use node_kit::pairing::PairedBridge;
 use node_kit::protocol::{
-    AgentParams, ClientInfo, ErrorCode, Frame, MAX_CODE_LEN, MAX_NAME_LEN, Scope, UNPAIRED_MAX_FRAME_BYTES, method,
+    ClientInfo, ErrorCode, Frame, MAX_CODE_LEN, MAX_NAME_LEN, Scope, UNPAIRED_MAX_FRAME_BYTES, method,
     nonce_commitment, pairing_nonce,
 };
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::gw::messages_api::{MessagesApi, Reply};
-use support::gw::{TestGateway, claude_binary, eventually};
+use support::gw::{TestGateway, claude_binary, connect_and_ask, eventually};
 use support::{RawNode, TestBridge, gateway_requests, raw_connect, tcp_from, tls_over, websocket_over};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
@@ -74,10 +73,16 @@ async fn unfinished_fragmented_messages_are_cut_at_the_unpaired_limit_and_memory
     .await;
 
     // Each stranger gets through TLS, WebSocket and connect, then starts a text message it never finishes,
-    // just under the limit: the most an unpaired peer can make the bridge hold.
-    let before = rss_bytes();
+    // just under the limit: the most an unpaired peer can make the bridge hold. The first few warm up what
+    // the process allocates once (TLS, the runtime's and allocator's per-thread state): the growth is
+    // measured from there.
+    const WARM_UP: usize = 10;
+    let mut before = 0;
     let mut peers = Vec::new();
     for n in 0..PEERS {
+        if n == WARM_UP {
+            before = rss_bytes();
+        }
         let tcp = tcp_from(stranger_address(n / 8), bridge.addr).await.unwrap();
         let identity = Identity::generate();
         let mut ws = websocket_over(tls_over(tcp, &identity, bridge.id).await.unwrap(), bridge.addr).await.unwrap();
@@ -88,10 +93,10 @@ async fn unfinished_fragmented_messages_are_cut_at_the_unpaired_limit_and_memory
         peers.push(ws);
     }
     assert_eq!((bridge.counts)(), ConnectionCounts { unpaired: PEERS, paired: 0 });
-    let grown = rss_bytes().saturating_sub(before);
-    // Both ends of every connection live in this process. Before the unpaired limit, each such peer pinned
-    // about 8 MB of the bridge's memory (1.6 GB for 200).
-    assert!(grown < 64 << 20, "{PEERS} strangers grew the process by {} MB", grown >> 20);
+    let per_peer = rss_bytes().saturating_sub(before) / (PEERS - WARM_UP) as u64;
+    // Both ends of every connection live in this process, and other tests run beside this one, so the bound
+    // is loose; before the unpaired limit, each such peer pinned about 8 MB of the bridge's memory.
+    assert!(per_peer < 1 << 20, "each stranger grew the process by {} KB", per_peer >> 10);
 
     // One more fragment takes each past the limit: closed with 1009, message too big.
     for ws in &mut peers {
@@ -146,10 +151,10 @@ async fn a_paired_node_gets_in_and_is_answered_while_strangers_fill_the_caps() {
         scopes: vec![Scope::Chat, Scope::Voice],
         relay: None,
     };
-    // A first turn starts the node's claude process, which takes most of a second by itself; the turn
-    // measured below runs in the same conversation, as a phone's next message would.
-    let node = Node::builder(identity.clone(), paired.clone()).connect().await.unwrap();
-    node.agent(AgentParams::new("hello")).await.unwrap().outcome().await.unwrap();
+    // A first turn starts the node's claude process; the second, timed, is what connecting and a turn in the
+    // same conversation take here with nobody in the way, as a phone's next message would.
+    connect_and_ask(&identity, &paired, "hello").await.0.close();
+    let (node, _, baseline) = connect_and_ask(&identity, &paired, "anyone?").await;
     node.close();
 
     // Eight addresses try four connections each: half of them complete TLS and sit in the pairing
@@ -166,12 +171,11 @@ async fn a_paired_node_gets_in_and_is_answered_while_strangers_fill_the_caps() {
     }
     eventually(Duration::from_secs(10), async || ((bridge.counts)().unpaired == caps.unpaired).then_some(())).await;
 
-    let started = Instant::now();
-    let node = Node::builder(identity.clone(), paired).connect().await.expect("the paired node gets in");
-    let outcome = node.agent(AgentParams::new("are you there?")).await.unwrap().outcome().await.unwrap();
-    let took = started.elapsed();
-    assert_eq!(outcome.result, "still here");
-    assert!(took < Duration::from_secs(1), "connect and agent took {took:?}");
+    let (node, answer, took) = connect_and_ask(&identity, &paired, "are you there?").await;
+    assert_eq!(answer, "still here");
+    // Strangers in every slot cost the node next to nothing; queued behind them, it would wait out their
+    // handshakes (10 s).
+    assert!(took < baseline * 3 + Duration::from_secs(2), "{took:?}, where it took {baseline:?} alone");
     assert_eq!((bridge.counts)().paired, 1);
     // The owner's side is untouched.
     gateway.operator().await.request(method::HEALTH, serde_json::Value::Null).await.unwrap();

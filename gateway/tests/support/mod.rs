@@ -91,7 +91,25 @@ impl TestGateway {
     pub async fn transcript_written(&self, session_id: &str) {
         let root = self.claude_home.as_ref().expect("a claude gateway").path();
         let name = format!("{session_id}.jsonl");
-        eventually(Duration::from_secs(10), async || find_file(root, &name).then_some(())).await;
+        let written = || files_under(root).iter().any(|file| file.file_name().is_some_and(|n| *n == *name));
+        eventually(Duration::from_secs(10), async || written().then_some(())).await;
+    }
+
+    /// The permission mode claude ran the turn it was asked `prompt` in under, as claude itself recorded it:
+    /// each prompt's line in its transcript carries the session's `permissionMode` at that turn.
+    pub fn permission_mode_of(&self, prompt: &str) -> Option<String> {
+        let root = self.claude_home.as_ref().expect("a claude gateway").path();
+        files_under(root)
+            .into_iter()
+            .filter(|file| file.extension().is_some_and(|e| e == "jsonl"))
+            .flat_map(|file| {
+                std::fs::read_to_string(file).unwrap_or_default().lines().map(str::to_string).collect::<Vec<_>>()
+            })
+            .find_map(|line| {
+                let entry: serde_json::Value = serde_json::from_str(&line).ok()?;
+                (entry["type"] == "user" && entry["message"]["content"] == prompt)
+                    .then(|| entry["permissionMode"].as_str().map(str::to_string))?
+            })
     }
 
     pub async fn operator(&self) -> Client {
@@ -242,6 +260,23 @@ impl std::io::Write for LogCapture {
     }
 }
 
+/// A paired node connecting and asking one turn, timed: the node, the answer, and how long both took. A
+/// test times one with nothing in the way first, as the baseline for a bound that must hold on a loaded
+/// machine.
+pub async fn connect_and_ask(
+    identity: &std::sync::Arc<certs::Identity>,
+    paired: &node_kit::pairing::PairedBridge,
+    prompt: &str,
+) -> (node_kit::node::Node, String, Duration) {
+    let started = std::time::Instant::now();
+    let node = node_kit::node::Node::builder(identity.clone(), paired.clone())
+        .connect()
+        .await
+        .expect("the paired node gets in");
+    let outcome = node.agent(node_kit::protocol::AgentParams::new(prompt)).await.unwrap().outcome().await.unwrap();
+    (node, outcome.result, started.elapsed())
+}
+
 /// Waits until `check` holds, polling, or panics after `limit`.
 pub async fn eventually<T>(limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = tokio::time::Instant::now() + limit;
@@ -254,9 +289,15 @@ pub async fn eventually<T>(limit: Duration, mut check: impl AsyncFnMut() -> Opti
     }
 }
 
-fn find_file(dir: &Path, name: &str) -> bool {
-    std::fs::read_dir(dir).into_iter().flatten().flatten().any(|entry| {
-        let path = entry.path();
-        if path.is_dir() { find_file(&path, name) } else { entry.file_name() == name }
-    })
+/// Every file anywhere under `dir`.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|entry| {
+            let path = entry.path();
+            if path.is_dir() { files_under(&path) } else { vec![path] }
+        })
+        .collect()
 }
