@@ -6,7 +6,7 @@
 
 #[path = "up/banner.rs"]
 mod banner;
-#[path = "../../../gateway/tests/support/mod.rs"]
+#[path = "../../../bridge/tests/support/mod.rs"]
 mod support;
 
 use certs::Identity;
@@ -15,13 +15,14 @@ use node_kit::discovery::{Discovery, MdnsDiscovery, id_hint};
 use node_kit::node::Node;
 use node_kit::pairing::{PairingRequest, redeem, request_pairing};
 use node_kit::protocol::{ErrorCode, Scope};
-use node_kit::running::RunningBridge;
+use node_kit::running::{RunningBridge, RunningGateway};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
-use support::messages_api::{MessagesApi, Reply};
-use support::{claude_binary, claude_env, eventually};
+use support::gw::messages_api::{MessagesApi, Reply};
+use support::gw::{claude_binary, claude_env, eventually};
+use support::relay::LocalRelay;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
 
@@ -161,8 +162,14 @@ fn free_udp_port() -> u16 {
 
 /// `lanyard ARGS` against the gateway at `url`, run off the async threads (it blocks until it exits).
 async fn lanyard_at(home: &Path, url: &str, args: &[&str]) -> Output {
+    let args: Vec<&str> = ["--url", url].into_iter().chain(args.iter().copied()).collect();
+    lanyard_in(home, &args).await
+}
+
+/// `lanyard ARGS` as a user types it, with no `--url`: it finds the gateway of `home` by itself.
+async fn lanyard_in(home: &Path, args: &[&str]) -> Output {
     let home = home.to_path_buf();
-    let args: Vec<String> = ["--url", url].iter().chain(args).map(|a| a.to_string()).collect();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let run = tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         lanyard(&home, &args)
@@ -303,7 +310,17 @@ async fn up_starts_gateway_and_bridge_and_nodes_commands_reach_it() {
     assert!(error.contains("no pairing request nonexistent is waiting"), "{error}");
     assert!(error.contains("`lanyard nodes pending` lists the ones waiting now"), "{error}");
 
+    // Typed with no --url, a command finds `up` on the port it got, not the default one.
+    let out = lanyard_in(up.home.path(), &["nodes", "list"]).await;
+    assert!(text(&out.stdout).starts_with("no paired devices"), "{}", text(&out.stderr));
+
     terminate(up.process).await;
+    // A clean stop takes the record away; a gateway that does not answer is named with the way to another.
+    assert!(!RunningGateway::path(up.home.path()).exists());
+    let (_held, port) = silent_port();
+    let out = lanyard_at(up.home.path(), &format!("ws://127.0.0.1:{port}"), &["nodes", "list"]).await;
+    let error = text(&out.stderr);
+    assert!(error.contains("start it with `lanyard up`, or pass --url with the address it listens on"), "{error}");
 }
 
 #[tokio::test]
@@ -713,4 +730,44 @@ async fn another_process_finds_the_bridge_over_mdns_until_it_stops() {
         found.lost(&seen.instance, Duration::from_secs(5)).await,
         "the bridge is reported lost within 5 s of SIGTERM"
     );
+}
+
+/// The README's "Away from home" steps, typed as written (no `--url`: the commands find `up`, which got a
+/// port of its own), with `lanyard up` running, against the real relay Worker under `wrangler dev`: the
+/// bridge links to the relay at once, with no restart.
+#[tokio::test]
+async fn the_readmes_tunnel_steps_reach_a_running_up() {
+    let Some(relay) = LocalRelay::start().await else { return };
+    let up = Up::start().await;
+    let home = up.home.path();
+    let typed = async |args: &[&str]| {
+        let out = lanyard_in(home, args).await;
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+
+    let enabled = typed(&["tunnel", "enable", &relay.url]).await;
+    assert!(enabled.starts_with(&format!("tunnel on: {}\n", relay.url)), "{enabled}");
+    assert!(!enabled.contains("not running"), "{enabled}");
+    let status = eventually(Duration::from_secs(30), async || {
+        let status = typed(&["tunnel", "status"]).await;
+        status.contains("link: ready").then_some(status)
+    })
+    .await;
+    assert!(status.starts_with(&format!("tunnel: {}\n", relay.url)), "{status}");
+
+    // The invite a script reads from the first line, the PIN labelled on the second.
+    let remote = typed(&["pair", "--remote", "--string"]).await;
+    let lines: Vec<&str> = remote.lines().collect();
+    assert_eq!(lines.len(), 2, "{remote:?}");
+    let invite: node_kit::connection_string::RelayInvite =
+        lines[0].parse().unwrap_or_else(|e| panic!("{remote:?}: {e}"));
+    assert_eq!(invite.relay_url, relay.url);
+    assert_eq!(invite.bridge_id.to_string(), up.bridge_id());
+    let pin = lines[1].strip_prefix("PIN: ").unwrap_or_else(|| panic!("{remote:?}"));
+    assert!(pin.len() == 6 && pin.bytes().all(|b| b.is_ascii_digit()), "{remote:?}");
+
+    assert_eq!(typed(&["tunnel", "disable"]).await, "tunnel off\n");
+    assert!(typed(&["tunnel", "status"]).await.starts_with("tunnel: off"));
+    terminate(up.process).await;
 }

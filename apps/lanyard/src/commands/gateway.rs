@@ -76,6 +76,7 @@ pub async fn run(args: GatewayArgs, home: PathBuf) -> anyhow::Result<()> {
         Ok(path) => tracing::info!(claude = %path.display(), "agent ready; try `lanyard agent \"hello\"`"),
         Err(e) => tracing::warn!("agent unavailable until claude is installed: {}", e.message),
     }
+    let _record = super::GatewayRecord::write(&home, gateway.url());
     gateway.run(shutdown_signal()).await;
     Ok(())
 }

@@ -51,7 +51,8 @@ pub struct PairArgs {
     #[arg(long, conflicts_with = "host")]
     remote: bool,
 
-    /// Print only the connection string, on one line, and exit at once (for headless hosts and scripts)
+    /// Print only the connection string, on one line, and exit at once (for headless hosts and scripts);
+    /// with --remote, the invite on the first line and `PIN: NNNNNN` on the second
     #[arg(long)]
     string: bool,
 
@@ -152,30 +153,17 @@ async fn remote(args: PairArgs, url: &str, home: &Path, bridge: &RunningBridge) 
     let code: RemotePairCode = serde_json::from_value(payload).context("unreadable pair.remote answer")?;
     let invite = RelayInvite { relay_url: code.relay_url.clone(), bridge_id: bridge.bridge_id, routing: code.routing };
     if args.string {
-        println!(
-            "{invite}
-{}",
-            code.pin
-        );
+        println!("{invite}\nPIN: {}", code.pin);
         return Ok(());
     }
     let stop = super::gateway::shutdown_signal();
     let mut out = std::io::stdout().lock();
+    writeln!(out, "{}\n", qr(&invite.to_string())?)?;
     writeln!(
         out,
-        "{}
-",
-        qr(&invite.to_string())?
-    )?;
-    writeln!(
-        out,
-        "On the device away from home, scan this (or paste the invite), then type the PIN:
-
-  {invite}
-
-           PIN: {} {}
-
-The code works once, through {}, and expires {}; {} wrong PINs burn it.
+        "On the device away from home, scan this (or paste the invite), then type the PIN:\n\n  {invite}\n\n  \
+         PIN: {} {}\n\n\
+         The code works once, through {}, and expires {}; {} wrong PINs burn it.\n\
          Waiting for the device… (Ctrl-C stops waiting; the code stays valid until it expires)",
         &code.pin[..3],
         &code.pin[3..],

@@ -52,6 +52,7 @@ pub async fn run(args: UpArgs, home: PathBuf) -> anyhow::Result<()> {
     println!("{}", banner(&gateway, &bridge, &args.bridge, tunnel, interactive));
 
     let url = gateway.url();
+    let _record = super::GatewayRecord::write(&home, url.clone());
     let console = gateway.console_url();
     let stop = CancellationToken::new();
     tokio::join!(
@@ -97,7 +98,7 @@ fn banner(
     };
     let tunnel = match tunnel {
         Some(relay) => format!("{relay} (linking; `lanyard tunnel status` shows the link)"),
-        None => "off (`lanyard tunnel enable --url …` to reach this computer from away)".into(),
+        None => "off (`lanyard tunnel enable …` to reach this computer from away)".into(),
     };
     format!(
         "Lanyard is up.\n\
