@@ -109,10 +109,7 @@ fn refusals_say_what_to_do() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("start the gateway first with `lanyard up`"), "{}", text(&out.stderr));
 
-    // Malformed IDs and scopes are refused before any connection.
-    let out = lanyard(home.path(), &["nodes", "revoke", "ABCD-EFGH"]);
-    assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("lanyard nodes list"), "{}", text(&out.stderr));
+    // Malformed scopes are refused before any connection.
     let out = lanyard(home.path(), &["nodes", "approve", "r1", "--scopes", "chat,admin"]);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("the scopes are chat and voice"), "{}", text(&out.stderr));
@@ -414,12 +411,16 @@ async fn a_device_pairs_through_up_and_is_managed_with_nodes() {
     assert_eq!(json["nodes"][0]["nodeId"], node_id);
     assert_eq!(json["nodes"][0]["connected"], true);
 
-    let renamed = up.lanyard_ok(&["nodes", "rename", &node_id.to_lowercase(), "Kitchen\ntablet"]).await;
+    // A device is named by the start of its ID, as typed from the list, or by its name.
+    let renamed = up.lanyard_ok(&["nodes", "rename", &node_id[..9].to_lowercase(), "Kitchen\ntablet"]).await;
     assert_eq!(renamed, format!("renamed {node_id} to \"Kitchen tablet\"\n"));
     assert!(up.lanyard_ok(&["nodes", "list"]).await.contains("Kitchen tablet"));
+    let out = up.lanyard(&["nodes", "revoke", "Kitchen"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no paired device has the name \"Kitchen\""), "{}", text(&out.stderr));
 
     // Revoking closes the live connection at once; the device is gone from the list.
-    let revoked = up.lanyard_ok(&["nodes", "revoke", &node_id]).await;
+    let revoked = up.lanyard_ok(&["nodes", "revoke", "Kitchen tablet"]).await;
     assert!(revoked.contains("1 live connection closed"), "{revoked}");
     assert!(up.lanyard_ok(&["nodes", "list"]).await.starts_with("no paired devices"));
     let out = up.lanyard(&["nodes", "revoke", &node_id]).await;
