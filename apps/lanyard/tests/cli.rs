@@ -20,7 +20,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
-use support::gw::messages_api::{MessagesApi, Reply};
+use support::gw::messages_api::{Gate, MessagesApi, Reply};
 use support::gw::{claude_binary, claude_env, eventually};
 use support::relay::LocalRelay;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -771,4 +771,45 @@ async fn the_readmes_tunnel_steps_reach_a_running_up() {
     assert_eq!(typed(&["tunnel", "disable"]).await, "tunnel off\n");
     assert!(typed(&["tunnel", "status"]).await.starts_with("tunnel: off"));
     terminate(up.process).await;
+}
+
+/// The gateway stopped (Ctrl-C of `lanyard up`) while the answer streams: `lanyard agent` ends the half
+/// line it printed and says on a line of its own what happened.
+#[tokio::test]
+async fn agent_says_the_computer_stopped_when_the_gateway_ends_mid_turn() {
+    let Some(claude) = claude_binary() else { return };
+    let gate = Gate::closed();
+    let api = MessagesApi::start({
+        let gate = gate.clone();
+        move |_| Reply::Gated { pieces: vec!["Half".into(), " a sentence".into()], gate: gate.clone() }
+    })
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let claude_home = tempfile::tempdir().unwrap();
+    let (gateway, _port) = gateway(home.path(), |command| {
+        command.arg("--claude").arg(&claude).arg("--cwd").arg(claude_home.path());
+        command.envs(claude_env(&api, claude_home.path()));
+    })
+    .await;
+    let mut agent = serve(home.path(), &["agent", "hello"]).stdout(Stdio::piped()).spawn().unwrap();
+    gate.release_one();
+    let mut stdout = agent.stdout.take().unwrap();
+    let mut shown = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while !shown.ends_with(b"Half") {
+            let mut byte = [0u8; 1];
+            assert_eq!(tokio::io::AsyncReadExt::read(&mut stdout, &mut byte).await.unwrap(), 1, "{shown:?}");
+            shown.push(byte[0]);
+        }
+    })
+    .await
+    .expect("the first piece streams");
+    Command::new("kill").args(["-INT", &gateway.id().unwrap().to_string()]).status().unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(20), agent.wait_with_output()).await.unwrap().unwrap();
+    tokio::io::AsyncReadExt::read_to_end(&mut stdout, &mut shown).await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&shown), "Half\n", "the half line is ended");
+    let error = text(&out.stderr);
+    assert!(error.starts_with("error: the computer stopped during this turn"), "{error}");
+    drop(gateway);
 }

@@ -90,7 +90,19 @@ pub async fn run(args: AgentArgs, url: &str, home: &Path) -> anyhow::Result<()> 
             }
         }
     }
-    let outcome = run.outcome().await?;
+    let outcome = match run.outcome().await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            out.end_line()?;
+            if matches!(e, ClientError::Closed) {
+                bail!(
+                    "the computer stopped during this turn (the gateway went away before the answer was finished); \
+                     start `lanyard up` again and ask again"
+                );
+            }
+            return Err(e.into());
+        }
+    };
     let mut stdout = std::io::stdout().lock();
     if args.json {
         writeln!(stdout, "{}", serde_json::to_string(&outcome)?)?;
