@@ -109,6 +109,13 @@ fn refusals_say_what_to_do() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("start the gateway first with `lanyard up`"), "{}", text(&out.stderr));
 
+    // A port already taken (another Lanyard, say) is named with the flag of the command that was run.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = lanyard(home.path(), &["up", "--port", &port, "--bridge-port", "0", "--no-console", "--mdns", "off"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("`lanyard up --port` picks another port"), "{}", text(&out.stderr));
+
     // Malformed scopes are refused before any connection.
     let out = lanyard(home.path(), &["nodes", "approve", "r1", "--scopes", "chat,admin"]);
     assert!(!out.status.success());
@@ -212,14 +219,15 @@ async fn listening(port: u16) {
     eventually(Duration::from_secs(10), async || tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()).await;
 }
 
-/// SIGTERM ends a server cleanly (exit status 0) and promptly.
-async fn terminate(server: Child) {
+/// SIGTERM ends a server cleanly (exit status 0) and promptly; what it wrote on stderr.
+async fn terminate(server: Child) -> String {
     Command::new("kill").args(["-TERM", &server.id().unwrap().to_string()]).status().unwrap();
     let out = tokio::time::timeout(Duration::from_secs(10), server.wait_with_output())
         .await
         .expect("the server stops within 10 s of SIGTERM")
         .unwrap();
     assert!(out.status.success(), "{:?}: {}", out.status, text(&out.stderr));
+    text(&out.stderr)
 }
 
 /// `lanyard up` on free loopback ports, started and past its banner.
@@ -292,6 +300,7 @@ async fn up_starts_gateway_and_bridge_and_nodes_commands_reach_it() {
     assert!(up.banner.contains("To pair a device: run `lanyard pair` and scan its QR code"), "{}", up.banner);
     assert!(up.banner.contains(&format!("Gateway:      {}", up.url)), "{}", up.banner);
     assert!(up.banner.contains("identity.pem (mode 0600)"), "{}", up.banner);
+    assert!(up.banner.starts_with("First run: created the bridge's key and the gateway's tokens in "), "{}", up.banner);
     // Started from a test, stdin is not a terminal: approvals go through the console or `lanyard nodes`.
     assert!(
         up.banner.contains("approve pairing requests in the console or with `lanyard nodes pending|approve|reject`"),
@@ -314,6 +323,15 @@ async fn up_starts_gateway_and_bridge_and_nodes_commands_reach_it() {
     terminate(up.process).await;
     // A clean stop takes the record away; a gateway that does not answer is named with the way to another.
     assert!(!RunningGateway::path(up.home.path()).exists());
+    // Started again on the same home: nothing is created, so nothing is said about it.
+    let mut again = serve(up.home.path(), &["up", "--port", "0", "--bridge-port", "0", "--bridge-bind", "127.0.0.1"])
+        .args(["--key-store", "file", "--mdns", "off"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let banner = banner::read(again.stdout.take().unwrap(), Duration::from_secs(10)).await;
+    assert!(banner.starts_with("Lanyard is up."), "{banner}");
+    terminate(again).await;
     let (_held, port) = silent_port();
     let out = lanyard_at(up.home.path(), &format!("ws://127.0.0.1:{port}"), &["nodes", "list"]).await;
     let error = text(&out.stderr);
@@ -708,6 +726,43 @@ async fn pair_without_a_running_bridge_says_to_start_one() {
     let error = text(&out.stderr);
     assert!(error.contains(&format!("nothing answers on its port {}", stale.port)), "{error}");
     assert!(error.contains("start it with `lanyard up`"), "{error}");
+}
+
+/// The `up` terminal at its default log level: the owner's commands (each one connection) add no lines,
+/// the MCP library's requests are not dumped, and a clean stop with a device connected warns of nothing.
+#[tokio::test]
+async fn the_up_terminal_stays_quiet_through_commands_and_a_clean_stop() {
+    let up = Up::launch(&["--mdns", "off"], None, |command| {
+        command.env_remove("RUST_LOG");
+    })
+    .await;
+    let string = pair_string(&up).await;
+    let identity = Arc::new(Identity::generate());
+    let paired = redeem(&string, &identity, PairingRequest::new("Ada's phone", "ios")).await.unwrap();
+    let node = Node::builder(identity, paired).connect().await.unwrap();
+    for _ in 0..5 {
+        up.lanyard_ok(&["nodes", "list"]).await;
+    }
+    let logged = terminate(up.process).await;
+    drop(node);
+    for quiet in ["operator", "lanyard-cli", "WARN", "rmcp", "InitializeRequest"] {
+        assert!(!logged.contains(quiet), "{quiet:?} in:\n{logged}");
+    }
+    assert!(logged.lines().count() < 20, "{logged}");
+}
+
+/// With no network interface but loopback (the test's namespace), the banner does not claim devices can
+/// find the bridge over mDNS.
+#[tokio::test]
+async fn the_banner_says_when_mdns_has_no_interface_to_advertise_on() {
+    let mdns_port = free_udp_port().to_string();
+    let up = Up::start_with(&["--mdns-port", &mdns_port]).await;
+    let line = up.banner.lines().find(|l| l.trim_start().starts_with("mDNS:")).unwrap();
+    assert!(
+        line.contains("advertised as") && line.contains("but no network interface is up to advertise on"),
+        "{line}"
+    );
+    terminate(up.process).await;
 }
 
 /// The bridge `lanyard up` advertises is found by another process browsing mDNS on `lo`, and is
