@@ -225,6 +225,7 @@ async fn run(
             event::PRESENCE,
             event::PAIR_REQUESTED,
             event::PAIR_RESOLVED,
+            event::PAIR_CODE_ISSUED,
             event::TUNNEL,
         ]
         .map(String::from)

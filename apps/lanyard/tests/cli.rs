@@ -685,6 +685,21 @@ async fn pair_shows_a_qr_code_and_waits_for_the_device() {
 }
 
 #[tokio::test]
+async fn a_newer_pair_stops_the_one_waiting_on_the_code_it_retired() {
+    let up = Up::start().await;
+    let pairing = Pairing::start(&up).await;
+    pair_string(&up).await;
+    let out = pairing.exit().await;
+    assert_eq!(out.status.code(), Some(1));
+    let error = text(&out.stderr);
+    assert!(
+        error.contains("a newer `lanyard pair` (or the console) issued another code, which retired this one"),
+        "{error}"
+    );
+    terminate(up.process).await;
+}
+
+#[tokio::test]
 async fn ctrl_c_stops_waiting_and_leaves_the_code_valid() {
     let up = Up::start().await;
     let pairing = Pairing::start(&up).await;
