@@ -10,8 +10,8 @@ use crate::node_side::NodeSide;
 use crate::shared::BridgeShared;
 use node_kit::connection::{FrameWriter, Incoming};
 use node_kit::protocol::{
-    AppState, ErrorCode, ErrorFrame, ErrorShape, Frame, FrameHead, NodeCommand, Request, Response, SCREEN_CAPABILITY,
-    Scope, command, method,
+    AppState, ErrorCode, ErrorFrame, ErrorShape, Frame, FrameHead, GATEWAY_SHUTTING_DOWN, NodeCommand, Request,
+    Response, SCREEN_CAPABILITY, Scope, command, method,
 };
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -139,6 +139,10 @@ pub(crate) async fn run(mut node: NodeSide, link: NodeLink, caps: Vec<String>, s
                 }
                 Incoming::Frame(_) => Turn::relay_to_node(link_reader.last_text()),
                 Incoming::Heartbeat => Turn::default(),
+                Incoming::Closed(Some(reason)) if reason == GATEWAY_SHUTTING_DOWN => {
+                    tracing::info!(node = %node_id, "the gateway is shutting down; closing the node's link");
+                    Turn::closing(unavailable(GATEWAY_SHUTTING_DOWN), (CloseCode::Again, "gateway unavailable"))
+                }
                 Incoming::Invalid(_) | Incoming::TooLarge(_) | Incoming::Closed(_) => {
                     tracing::warn!(node = %node_id, "lost the gateway link");
                     Turn::closing(unavailable("the link to the gateway closed"), (CloseCode::Again, "gateway unavailable"))

@@ -9,8 +9,8 @@ use certs::KeyId;
 use node_kit::connection::{self, FrameReader, FrameWriter, Incoming};
 use node_kit::outbound::{Keepalive, WriterTask};
 use node_kit::protocol::{
-    ClientMode, ConnectParams, ErrorCode, ErrorFrame, ErrorShape, Frame, HelloOk, Limits, MIN_PROTOCOL_VERSION,
-    PROTOCOL_VERSION, PairedNode, ServerInfo, check_id, event, negotiate_version,
+    ClientMode, ConnectParams, ErrorCode, ErrorFrame, ErrorShape, Frame, GATEWAY_SHUTTING_DOWN, HelloOk, Limits,
+    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, PairedNode, ServerInfo, check_id, event, negotiate_version,
 };
 use serde_json::json;
 use std::net::SocketAddr;
@@ -47,7 +47,12 @@ pub(crate) async fn serve(stream: TcpStream, addr: SocketAddr, state: Arc<Gatewa
             return;
         }
     };
-    tracing::info!(conn = conn_id, %addr, mode = ?peer.peer.mode, instance = %peer.peer.instance_id, "client connected");
+    // Every `lanyard` command is an operator connection: at INFO they would fill the `up` terminal.
+    if peer.peer.mode == ClientMode::Operator {
+        tracing::debug!(conn = conn_id, %addr, instance = %peer.peer.instance_id, "operator connected");
+    } else {
+        tracing::info!(conn = conn_id, %addr, mode = ?peer.peer.mode, instance = %peer.peer.instance_id, "client connected");
+    }
     // The answer (hello-ok) is sent by `run`, once the connection is registered.
     // Boxed: the task keeps this future for the connection's life, and the handshake's states need not stay.
     Box::pin(run(reader, writer, state, peer, shutdown)).await;
@@ -220,6 +225,7 @@ async fn run(
             event::PRESENCE,
             event::PAIR_REQUESTED,
             event::PAIR_RESOLVED,
+            event::PAIR_CODE_ISSUED,
             event::TUNNEL,
         ]
         .map(String::from)
@@ -298,7 +304,7 @@ async fn run(
                 outbound.ping();
             }
             () = outbound.closed().cancelled() => break Some((CloseCode::Policy, "closed by the gateway")),
-            () = shutdown.cancelled() => break Some((CloseCode::Away, "the gateway is shutting down")),
+            () = shutdown.cancelled() => break Some((CloseCode::Away, GATEWAY_SHUTTING_DOWN)),
         }
     };
 
@@ -311,7 +317,11 @@ async fn run(
     }
     writer.finish(close_reason).await;
     state.metrics.disconnected(peer.mode);
-    tracing::info!(conn = conn_id, "client disconnected");
+    if peer.mode == ClientMode::Operator {
+        tracing::debug!(conn = conn_id, "operator disconnected");
+    } else {
+        tracing::info!(conn = conn_id, "client disconnected");
+    }
 }
 
 /// Runs one request as its own task, holding an in-flight permit until it is answered.

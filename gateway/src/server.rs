@@ -65,7 +65,7 @@ impl Gateway {
                 }
                 Err(source) => {
                     let hint = if source.kind() == io::ErrorKind::AddrInUse {
-                        " (is another gateway already running? `lanyard gateway --port` picks another port)"
+                        " (is Lanyard already running here? `lanyard up --port` picks another port)"
                     } else {
                         ""
                     };

@@ -36,7 +36,10 @@ pub enum ClientError {
     #[error("cannot connect to {url}: {reason}")]
     Connect { url: String, reason: String },
     /// The peer at the address is not the pinned bridge: another key, or a copied certificate without its key.
-    #[error("{addr} is not the bridge this device paired with ({reason}); refusing to talk to it")]
+    #[error(
+        "{addr} is not the bridge this device expects ({reason}): its key is not the one pinned at pairing or \
+         named by the connection string; refusing to talk to it"
+    )]
     WrongBridgeKey { addr: String, reason: String },
     #[error("the server refused the connection: {0}")]
     Handshake(ErrorShape),

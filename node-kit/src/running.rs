@@ -1,8 +1,10 @@
-//! `bridge/running.json`: what a running bridge tells the other commands of the same home (`lanyard
-//! pair` prints its key and address in the connection string). Written atomically at start, removed on a
-//! clean stop; a crash leaves it behind, so readers check the bridge answers before trusting it.
+//! `bridge/running.json` and `gateway/running.json`: what a running bridge or gateway tells the other
+//! commands of the same home (`lanyard pair` prints the bridge's key and address in the connection string;
+//! client commands dial the gateway where it listens, whatever port it was given). Written atomically at
+//! start, removed on a clean stop; a crash leaves one behind, so readers check it answers before trusting it.
 
 use certs::KeyId;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -26,17 +28,12 @@ impl RunningBridge {
     }
 
     pub fn write(&self, home: &Path) -> io::Result<()> {
-        let json = serde_json::to_vec_pretty(self).expect("records serialise");
-        crate::storage::write_private_file(&Self::path(home), &json)
+        write_record(&Self::path(home), self)
     }
 
     /// The record of the bridge of `home`, if one started and did not stop cleanly.
     pub fn read(home: &Path) -> io::Result<Option<RunningBridge>> {
-        match std::fs::read(Self::path(home)) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(io::Error::other),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        read_record(&Self::path(home))
     }
 
     /// Removes the record if it is still this bridge's (a newer bridge may have replaced it).
@@ -82,6 +79,53 @@ impl RunningBridge {
             false
         };
         tokio::time::timeout(within, any).await.unwrap_or(false)
+    }
+}
+
+/// Where the gateway of a home listens, for client commands run without `--url`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunningGateway {
+    /// The gateway's WebSocket URL (`ws://127.0.0.1:PORT`).
+    pub url: String,
+    pub pid: u32,
+}
+
+impl RunningGateway {
+    pub fn path(home: &Path) -> PathBuf {
+        home.join("gateway").join("running.json")
+    }
+
+    pub fn write(&self, home: &Path) -> io::Result<()> {
+        write_record(&Self::path(home), self)
+    }
+
+    /// The record of the gateway of `home`, if one started and did not stop cleanly.
+    pub fn read(home: &Path) -> io::Result<Option<RunningGateway>> {
+        read_record(&Self::path(home))
+    }
+
+    /// Removes the record if it is still this process's (a newer gateway may have replaced it).
+    pub fn remove_if_mine(home: &Path, url: &str) {
+        if let Ok(Some(record)) = Self::read(home)
+            && record.url == url
+            && record.pid == std::process::id()
+        {
+            let _ = std::fs::remove_file(Self::path(home));
+        }
+    }
+}
+
+fn write_record(path: &Path, record: &impl Serialize) -> io::Result<()> {
+    let json = serde_json::to_vec_pretty(record).expect("records serialise");
+    crate::storage::write_private_file(path, &json)
+}
+
+fn read_record<T: DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(io::Error::other),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

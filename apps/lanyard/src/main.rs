@@ -24,15 +24,10 @@ struct Cli {
     #[arg(long, global = true, env = "LANYARD_HOME", value_name = "DIR")]
     home: Option<PathBuf>,
 
-    /// The gateway to talk to (`up` and `gateway` run their own and ignore this)
-    #[arg(
-        long,
-        global = true,
-        env = "LANYARD_GATEWAY_URL",
-        default_value = "ws://127.0.0.1:18789",
-        value_name = "URL"
-    )]
-    url: String,
+    /// The gateway to talk to (`up` and `gateway` run their own and ignore this) [default: the one `lanyard
+    /// up` or `lanyard gateway` runs with this home, wherever it listens; else ws://127.0.0.1:18789]
+    #[arg(long, global = true, env = "LANYARD_GATEWAY_URL", value_name = "URL")]
+    url: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -67,18 +62,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let url = commands::gateway_url(cli.url, &home);
     let result = runtime.block_on(async {
         match cli.command {
             Command::Up(args) => commands::up::run(args, home).await,
             Command::Gateway(args) => commands::gateway::run(args, home).await,
-            Command::Bridge(args) => commands::bridge::run(args, &cli.url, &home).await,
-            Command::Agent(args) => commands::agent::run(args, &cli.url, &home).await,
-            Command::Pending(args) => commands::pending::run(args, &cli.url, &home).await,
-            Command::Nodes(command) => commands::nodes::run(command, &cli.url, &home).await,
-            Command::Pair(args) => commands::pair::run(args, &cli.url, &home).await,
-            Command::Invoke(args) => commands::invoke::run(args, &cli.url, &home).await,
-            Command::Open(args) => commands::open::run(args, &cli.url, &home).await,
-            Command::Tunnel(command) => commands::tunnel::run(command, &cli.url, &home).await,
+            Command::Bridge(args) => commands::bridge::run(args, &url, &home).await,
+            Command::Agent(args) => commands::agent::run(args, &url, &home).await,
+            Command::Pending(args) => commands::pending::run(args, &url, &home).await,
+            Command::Nodes(command) => commands::nodes::run(command, &url, &home).await,
+            Command::Pair(args) => commands::pair::run(args, &url, &home).await,
+            Command::Invoke(args) => commands::invoke::run(args, &url, &home).await,
+            Command::Open(args) => commands::open::run(args, &url, &home).await,
+            Command::Tunnel(command) => commands::tunnel::run(command, &url, &home).await,
             Command::Service(command) => commands::service::run(command, &home).await,
             Command::Doctor(args) => commands::doctor::run(args, home).await,
         }

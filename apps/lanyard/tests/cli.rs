@@ -6,7 +6,7 @@
 
 #[path = "up/banner.rs"]
 mod banner;
-#[path = "../../../gateway/tests/support/mod.rs"]
+#[path = "../../../bridge/tests/support/mod.rs"]
 mod support;
 
 use certs::Identity;
@@ -15,13 +15,14 @@ use node_kit::discovery::{Discovery, MdnsDiscovery, id_hint};
 use node_kit::node::Node;
 use node_kit::pairing::{PairingRequest, redeem, request_pairing};
 use node_kit::protocol::{ErrorCode, Scope};
-use node_kit::running::RunningBridge;
+use node_kit::running::{RunningBridge, RunningGateway};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
-use support::messages_api::{MessagesApi, Reply};
-use support::{claude_binary, claude_env, connect_and_ask, eventually};
+use support::gw::messages_api::{Gate, MessagesApi, Reply};
+use support::gw::{claude_binary, claude_env, connect_and_ask, eventually};
+use support::relay::LocalRelay;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
 
@@ -108,10 +109,14 @@ fn refusals_say_what_to_do() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("start the gateway first with `lanyard up`"), "{}", text(&out.stderr));
 
-    // Malformed IDs and scopes are refused before any connection.
-    let out = lanyard(home.path(), &["nodes", "revoke", "ABCD-EFGH"]);
-    assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("lanyard nodes list"), "{}", text(&out.stderr));
+    // A port already taken (another Lanyard, say) is named with the flag of the command that was run.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = lanyard(home.path(), &["up", "--port", &port, "--bridge-port", "0", "--no-console", "--mdns", "off"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("`lanyard up --port` picks another port"), "{}", text(&out.stderr));
+
+    // Malformed scopes are refused before any connection.
     let out = lanyard(home.path(), &["nodes", "approve", "r1", "--scopes", "chat,admin"]);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("the scopes are chat and voice"), "{}", text(&out.stderr));
@@ -161,8 +166,14 @@ fn free_udp_port() -> u16 {
 
 /// `lanyard ARGS` against the gateway at `url`, run off the async threads (it blocks until it exits).
 async fn lanyard_at(home: &Path, url: &str, args: &[&str]) -> Output {
+    let args: Vec<&str> = ["--url", url].into_iter().chain(args.iter().copied()).collect();
+    lanyard_in(home, &args).await
+}
+
+/// `lanyard ARGS` as a user types it, with no `--url`: it finds the gateway of `home` by itself.
+async fn lanyard_in(home: &Path, args: &[&str]) -> Output {
     let home = home.to_path_buf();
-    let args: Vec<String> = ["--url", url].iter().chain(args).map(|a| a.to_string()).collect();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let run = tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         lanyard(&home, &args)
@@ -208,14 +219,15 @@ async fn listening(port: u16) {
     eventually(Duration::from_secs(10), async || tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()).await;
 }
 
-/// SIGTERM ends a server cleanly (exit status 0) and promptly.
-async fn terminate(server: Child) {
+/// SIGTERM ends a server cleanly (exit status 0) and promptly; what it wrote on stderr.
+async fn terminate(server: Child) -> String {
     Command::new("kill").args(["-TERM", &server.id().unwrap().to_string()]).status().unwrap();
     let out = tokio::time::timeout(Duration::from_secs(10), server.wait_with_output())
         .await
         .expect("the server stops within 10 s of SIGTERM")
         .unwrap();
     assert!(out.status.success(), "{:?}: {}", out.status, text(&out.stderr));
+    text(&out.stderr)
 }
 
 /// `lanyard up` on free loopback ports, started and past its banner.
@@ -288,6 +300,7 @@ async fn up_starts_gateway_and_bridge_and_nodes_commands_reach_it() {
     assert!(up.banner.contains("To pair a device: run `lanyard pair` and scan its QR code"), "{}", up.banner);
     assert!(up.banner.contains(&format!("Gateway:      {}", up.url)), "{}", up.banner);
     assert!(up.banner.contains("identity.pem (mode 0600)"), "{}", up.banner);
+    assert!(up.banner.starts_with("First run: created the bridge's key and the gateway's tokens in "), "{}", up.banner);
     // Started from a test, stdin is not a terminal: approvals go through the console or `lanyard nodes`.
     assert!(
         up.banner.contains("approve pairing requests in the console or with `lanyard nodes pending|approve|reject`"),
@@ -303,7 +316,26 @@ async fn up_starts_gateway_and_bridge_and_nodes_commands_reach_it() {
     assert!(error.contains("no pairing request nonexistent is waiting"), "{error}");
     assert!(error.contains("`lanyard nodes pending` lists the ones waiting now"), "{error}");
 
+    // Typed with no --url, a command finds `up` on the port it got, not the default one.
+    let out = lanyard_in(up.home.path(), &["nodes", "list"]).await;
+    assert!(text(&out.stdout).starts_with("no paired devices"), "{}", text(&out.stderr));
+
     terminate(up.process).await;
+    // A clean stop takes the record away; a gateway that does not answer is named with the way to another.
+    assert!(!RunningGateway::path(up.home.path()).exists());
+    // Started again on the same home: nothing is created, so nothing is said about it.
+    let mut again = serve(up.home.path(), &["up", "--port", "0", "--bridge-port", "0", "--bridge-bind", "127.0.0.1"])
+        .args(["--key-store", "file", "--mdns", "off"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let banner = banner::read(again.stdout.take().unwrap(), Duration::from_secs(10)).await;
+    assert!(banner.starts_with("Lanyard is up."), "{banner}");
+    terminate(again).await;
+    let (_held, port) = silent_port();
+    let out = lanyard_at(up.home.path(), &format!("ws://127.0.0.1:{port}"), &["nodes", "list"]).await;
+    let error = text(&out.stderr);
+    assert!(error.contains("start it with `lanyard up`, or pass --url with the address it listens on"), "{error}");
 }
 
 #[tokio::test]
@@ -397,12 +429,16 @@ async fn a_device_pairs_through_up_and_is_managed_with_nodes() {
     assert_eq!(json["nodes"][0]["nodeId"], node_id);
     assert_eq!(json["nodes"][0]["connected"], true);
 
-    let renamed = up.lanyard_ok(&["nodes", "rename", &node_id.to_lowercase(), "Kitchen\ntablet"]).await;
+    // A device is named by the start of its ID, as typed from the list, or by its name.
+    let renamed = up.lanyard_ok(&["nodes", "rename", &node_id[..9].to_lowercase(), "Kitchen\ntablet"]).await;
     assert_eq!(renamed, format!("renamed {node_id} to \"Kitchen tablet\"\n"));
     assert!(up.lanyard_ok(&["nodes", "list"]).await.contains("Kitchen tablet"));
+    let out = up.lanyard(&["nodes", "revoke", "Kitchen"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no paired device has the name \"Kitchen\""), "{}", text(&out.stderr));
 
     // Revoking closes the live connection at once; the device is gone from the list.
-    let revoked = up.lanyard_ok(&["nodes", "revoke", &node_id]).await;
+    let revoked = up.lanyard_ok(&["nodes", "revoke", "Kitchen tablet"]).await;
     assert!(revoked.contains("1 live connection closed"), "{revoked}");
     assert!(up.lanyard_ok(&["nodes", "list"]).await.starts_with("no paired devices"));
     let out = up.lanyard(&["nodes", "revoke", &node_id]).await;
@@ -649,6 +685,21 @@ async fn pair_shows_a_qr_code_and_waits_for_the_device() {
 }
 
 #[tokio::test]
+async fn a_newer_pair_stops_the_one_waiting_on_the_code_it_retired() {
+    let up = Up::start().await;
+    let pairing = Pairing::start(&up).await;
+    pair_string(&up).await;
+    let out = pairing.exit().await;
+    assert_eq!(out.status.code(), Some(1));
+    let error = text(&out.stderr);
+    assert!(
+        error.contains("a newer `lanyard pair` (or the console) issued another code, which retired this one"),
+        "{error}"
+    );
+    terminate(up.process).await;
+}
+
+#[tokio::test]
 async fn ctrl_c_stops_waiting_and_leaves_the_code_valid() {
     let up = Up::start().await;
     let pairing = Pairing::start(&up).await;
@@ -692,6 +743,43 @@ async fn pair_without_a_running_bridge_says_to_start_one() {
     assert!(error.contains("start it with `lanyard up`"), "{error}");
 }
 
+/// The `up` terminal at its default log level: the owner's commands (each one connection) add no lines,
+/// the MCP library's requests are not dumped, and a clean stop with a device connected warns of nothing.
+#[tokio::test]
+async fn the_up_terminal_stays_quiet_through_commands_and_a_clean_stop() {
+    let up = Up::launch(&["--mdns", "off"], None, |command| {
+        command.env_remove("RUST_LOG");
+    })
+    .await;
+    let string = pair_string(&up).await;
+    let identity = Arc::new(Identity::generate());
+    let paired = redeem(&string, &identity, PairingRequest::new("Ada's phone", "ios")).await.unwrap();
+    let node = Node::builder(identity, paired).connect().await.unwrap();
+    for _ in 0..5 {
+        up.lanyard_ok(&["nodes", "list"]).await;
+    }
+    let logged = terminate(up.process).await;
+    drop(node);
+    for quiet in ["operator", "lanyard-cli", "WARN", "rmcp", "InitializeRequest"] {
+        assert!(!logged.contains(quiet), "{quiet:?} in:\n{logged}");
+    }
+    assert!(logged.lines().count() < 20, "{logged}");
+}
+
+/// With no network interface but loopback (the test's namespace), the banner does not claim devices can
+/// find the bridge over mDNS.
+#[tokio::test]
+async fn the_banner_says_when_mdns_has_no_interface_to_advertise_on() {
+    let mdns_port = free_udp_port().to_string();
+    let up = Up::start_with(&["--mdns-port", &mdns_port]).await;
+    let line = up.banner.lines().find(|l| l.trim_start().starts_with("mDNS:")).unwrap();
+    assert!(
+        line.contains("advertised as") && line.contains("but no network interface is up to advertise on"),
+        "{line}"
+    );
+    terminate(up.process).await;
+}
+
 /// The bridge `lanyard up` advertises is found by another process browsing mDNS on `lo`, and is
 /// withdrawn (goodbye packets) when `up` is stopped.
 #[tokio::test]
@@ -713,4 +801,85 @@ async fn another_process_finds_the_bridge_over_mdns_until_it_stops() {
         found.lost(&seen.instance, Duration::from_secs(5)).await,
         "the bridge is reported lost within 5 s of SIGTERM"
     );
+}
+
+/// The README's "Away from home" steps, typed as written (no `--url`: the commands find `up`, which got a
+/// port of its own), with `lanyard up` running, against the real relay Worker under `wrangler dev`: the
+/// bridge links to the relay at once, with no restart.
+#[tokio::test]
+async fn the_readmes_tunnel_steps_reach_a_running_up() {
+    let Some(relay) = LocalRelay::start().await else { return };
+    let up = Up::start().await;
+    let home = up.home.path();
+    let typed = async |args: &[&str]| {
+        let out = lanyard_in(home, args).await;
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+
+    let enabled = typed(&["tunnel", "enable", &relay.url]).await;
+    assert!(enabled.starts_with(&format!("tunnel on: {}\n", relay.url)), "{enabled}");
+    assert!(!enabled.contains("not running"), "{enabled}");
+    let status = eventually(Duration::from_secs(30), async || {
+        let status = typed(&["tunnel", "status"]).await;
+        status.contains("link: ready").then_some(status)
+    })
+    .await;
+    assert!(status.starts_with(&format!("tunnel: {}\n", relay.url)), "{status}");
+
+    // The invite a script reads from the first line, the PIN labelled on the second.
+    let remote = typed(&["pair", "--remote", "--string"]).await;
+    let lines: Vec<&str> = remote.lines().collect();
+    assert_eq!(lines.len(), 2, "{remote:?}");
+    let invite: node_kit::connection_string::RelayInvite =
+        lines[0].parse().unwrap_or_else(|e| panic!("{remote:?}: {e}"));
+    assert_eq!(invite.relay_url, relay.url);
+    assert_eq!(invite.bridge_id.to_string(), up.bridge_id());
+    let pin = lines[1].strip_prefix("PIN: ").unwrap_or_else(|| panic!("{remote:?}"));
+    assert!(pin.len() == 6 && pin.bytes().all(|b| b.is_ascii_digit()), "{remote:?}");
+
+    assert_eq!(typed(&["tunnel", "disable"]).await, "tunnel off\n");
+    assert!(typed(&["tunnel", "status"]).await.starts_with("tunnel: off"));
+    terminate(up.process).await;
+}
+
+/// The gateway stopped (Ctrl-C of `lanyard up`) while the answer streams: `lanyard agent` ends the half
+/// line it printed and says on a line of its own what happened.
+#[tokio::test]
+async fn agent_says_the_computer_stopped_when_the_gateway_ends_mid_turn() {
+    let Some(claude) = claude_binary() else { return };
+    let gate = Gate::closed();
+    let api = MessagesApi::start({
+        let gate = gate.clone();
+        move |_| Reply::Gated { pieces: vec!["Half".into(), " a sentence".into()], gate: gate.clone() }
+    })
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let claude_home = tempfile::tempdir().unwrap();
+    let (gateway, _port) = gateway(home.path(), |command| {
+        command.arg("--claude").arg(&claude).arg("--cwd").arg(claude_home.path());
+        command.envs(claude_env(&api, claude_home.path()));
+    })
+    .await;
+    let mut agent = serve(home.path(), &["agent", "hello"]).stdout(Stdio::piped()).spawn().unwrap();
+    gate.release_one();
+    let mut stdout = agent.stdout.take().unwrap();
+    let mut shown = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while !shown.ends_with(b"Half") {
+            let mut byte = [0u8; 1];
+            assert_eq!(tokio::io::AsyncReadExt::read(&mut stdout, &mut byte).await.unwrap(), 1, "{shown:?}");
+            shown.push(byte[0]);
+        }
+    })
+    .await
+    .expect("the first piece streams");
+    Command::new("kill").args(["-INT", &gateway.id().unwrap().to_string()]).status().unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(20), agent.wait_with_output()).await.unwrap().unwrap();
+    tokio::io::AsyncReadExt::read_to_end(&mut stdout, &mut shown).await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&shown), "Half\n", "the half line is ended");
+    let error = text(&out.stderr);
+    assert!(error.starts_with("error: the computer stopped during this turn"), "{error}");
+    drop(gateway);
 }

@@ -82,7 +82,8 @@ async fn invoke_writes_the_snapshot_and_nodes_list_shows_caps_state_and_voice() 
 
     node.set_app_state(AppState::Foreground).await.unwrap();
     let path = dir.path().join("shot.png");
-    let out = lanyard(&gateway, &["invoke", &node_id, "screen.snapshot", "--out", path.to_str().unwrap()]).await;
+    // The node named by the start of its ID, as a person types it from the list.
+    let out = lanyard(&gateway, &["invoke", &node_id[..9], "screen.snapshot", "--out", path.to_str().unwrap()]).await;
     assert_eq!(std::fs::read(&path).unwrap(), png());
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("PNG, 2x1") && said.contains(&format!("{} bytes", png().len())), "{said}");

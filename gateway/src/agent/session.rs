@@ -5,7 +5,7 @@
 use super::claude::{ClaudeProcess, TurnFailure};
 use super::stream::TurnReport;
 use super::{AgentRunner, Turn, TurnOutput};
-use node_kit::protocol::{ErrorCode, ErrorShape};
+use node_kit::protocol::{ErrorCode, ErrorShape, GATEWAY_SHUTTING_DOWN};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -51,7 +51,7 @@ pub(super) async fn run(
         }
         let outcome = tokio::select! {
             outcome = run_turn(&runner, &key, &mut process, &claude_session, &turn) => outcome,
-            () = runner.shutdown.cancelled() => Err(ErrorShape::retryable(ErrorCode::AgentError, "the gateway is shutting down", None)),
+            () = runner.shutdown.cancelled() => Err(ErrorShape::retryable(ErrorCode::AgentError, GATEWAY_SHUTTING_DOWN, None)),
         };
         if let Some(id) = process.as_ref().and_then(ClaudeProcess::session_id) {
             claude_session = Some(id.to_string());

@@ -24,7 +24,7 @@ impl PairRemote {
             return Err(ErrorShape::new(
                 ErrorCode::InvalidRequest,
                 "pairing away from home goes through the relay: turn the tunnel on first with \
-                 `lanyard tunnel enable --url https://…`",
+                 `lanyard tunnel enable https://…`",
             ));
         };
         let code = state.remote_codes.issue(self.scopes.clone(), relay_url);

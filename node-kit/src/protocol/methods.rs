@@ -85,6 +85,8 @@ pub mod event {
     pub const PAIR_REQUESTED: &str = "pair.requested";
     /// A pairing request was approved, rejected or expired (sent to operators).
     pub const PAIR_RESOLVED: &str = "pair.resolved";
+    /// A door-2 code was issued, which retired the one before it (sent to operators, [`super::PairCodeIssued`]).
+    pub const PAIR_CODE_ISSUED: &str = "pair.code.issued";
 }
 
 // ---- nodes ----

@@ -25,6 +25,10 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// The oldest protocol version this build still accepts.
 pub const MIN_PROTOCOL_VERSION: u32 = 1;
 
+/// The message of the error that ends a run, and the reason of the Close that ends a connection, when the
+/// gateway stops (Ctrl-C of `lanyard up`): a clean stop, which clients and the bridge tell from a failure.
+pub const GATEWAY_SHUTTING_DOWN: &str = "the gateway is shutting down";
+
 /// Milliseconds since the Unix epoch: the unit of every timestamp in the protocol.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()

@@ -146,6 +146,15 @@ pub struct PairCode {
     pub expires_at_ms: u64,
 }
 
+/// Payload of the `pair.code.issued` event: a new door-2 code exists (never the code itself), so the code
+/// before it, if any, is retired; whoever waits on that one can stop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairCodeIssued {
+    pub request_id: String,
+    pub expires_at_ms: u64,
+}
+
 /// A request waiting for the owner, as `pair.pending` lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -7,8 +7,8 @@ use clap::Args;
 use data_encoding::BASE64;
 use node_kit::protocol::{
     ATTACHMENT_MEDIA_TYPES, AgentEvent, AgentEventKind, AgentParams, Attachment, Decision, ErrorCode,
-    MAX_ATTACHMENT_BYTES, MAX_ATTACHMENTS, MAX_ATTACHMENTS_TOTAL_BYTES, PromptResolution, Question, RespondParams,
-    RunStatus, ellipsize,
+    GATEWAY_SHUTTING_DOWN, MAX_ATTACHMENT_BYTES, MAX_ATTACHMENTS, MAX_ATTACHMENTS_TOTAL_BYTES, PromptResolution,
+    Question, RespondParams, RunStatus, ellipsize,
 };
 use node_kit::{Client, ClientError};
 use std::collections::VecDeque;
@@ -90,7 +90,24 @@ pub async fn run(args: AgentArgs, url: &str, home: &Path) -> anyhow::Result<()> 
             }
         }
     }
-    let outcome = run.outcome().await?;
+    let outcome = match run.outcome().await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            out.end_line()?;
+            let stopped = match &e {
+                ClientError::Closed | ClientError::Connect { .. } => true,
+                ClientError::Remote(shape) => shape.message == GATEWAY_SHUTTING_DOWN,
+                _ => false,
+            };
+            if stopped {
+                bail!(
+                    "the computer stopped during this turn (the gateway went away before the answer was finished); \
+                     start `lanyard up` again and ask again"
+                );
+            }
+            return Err(e.into());
+        }
+    };
     let mut stdout = std::io::stdout().lock();
     if args.json {
         writeln!(stdout, "{}", serde_json::to_string(&outcome)?)?;

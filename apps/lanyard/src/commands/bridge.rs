@@ -11,7 +11,7 @@ use clap::{Args, ValueEnum};
 use node_kit::discovery::SERVICE_TYPE;
 use node_kit::protocol::{BridgeCapsHealth, LimitsHealth, MAX_FRAME_BYTES, UNPAIRED_MAX_FRAME_BYTES};
 use node_kit::running::lan_addresses;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 /// Run only the bridge in the foreground, for a gateway already running (`lanyard up` runs both)
@@ -153,7 +153,15 @@ impl BridgeArgs {
                 } else {
                     format!(" on {}", self.mdns_interface.join(", "))
                 };
-                format!("advertised as \"{instance}\"{scope}")
+                // Nothing to send the advertisement on: say so rather than claim devices can find it.
+                let unspecified = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+                let none_up = if lan_addresses(unspecified, &self.mdns_interface).is_empty() {
+                    ", but no network interface is up to advertise on: devices find it once this computer is on a \
+                     network"
+                } else {
+                    ""
+                };
+                format!("advertised as \"{instance}\"{scope}{none_up}")
             }
         }
     }

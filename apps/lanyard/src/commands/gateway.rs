@@ -68,6 +68,7 @@ pub async fn run(args: GatewayArgs, home: PathBuf) -> anyhow::Result<()> {
     let mut config = args.config(home.clone());
     config.limits = super::bridge::limits_health(super::bridge::raise_descriptor_limit().0, None);
     let gateway = Gateway::bind(config).await?;
+    let _record = super::GatewayRecord::write(&home, gateway.url());
     for addr in gateway.local_addrs() {
         tracing::info!(%addr, "gateway listening");
     }

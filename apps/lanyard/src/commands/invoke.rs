@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 /// Run a command on a connected node (e.g. `screen.snapshot`) and print its answer as JSON
 #[derive(Args)]
 pub struct InvokeArgs {
-    /// The node's ID (see `lanyard nodes list`)
+    /// The node's ID (or its first characters, or its name), from `lanyard nodes list`
     node: String,
 
     /// The command, e.g. screen.navigate
@@ -33,8 +33,9 @@ pub struct InvokeArgs {
 pub async fn run(args: InvokeArgs, url: &str, home: &Path) -> anyhow::Result<()> {
     let params: serde_json::Value = serde_json::from_str(&args.params).context("--params is not valid JSON")?;
     let client = super::connect(url, home).await?;
+    let node_id = super::nodes::find(&client, &args.node).await?.node_id;
     let request = NodeInvokeParams {
-        node_id: args.node,
+        node_id: node_id.to_string(),
         command: args.command,
         params,
         idempotency_key: super::idempotency_key(),

@@ -15,10 +15,42 @@ pub mod up;
 
 use ::gateway::home::GatewayToken;
 use anyhow::{Context, anyhow};
+use node_kit::running::RunningGateway;
 use node_kit::{Client, ClientError};
 use std::io::BufRead;
 use std::path::Path;
 use tokio::sync::mpsc;
+
+/// The gateway client commands dial: `--url` when given, else where the gateway of `home` recorded that it
+/// listens (so `lanyard up --port 18800` is found without `--url`), else the default port.
+pub fn gateway_url(given: Option<String>, home: &Path) -> String {
+    given
+        .or_else(|| RunningGateway::read(home).ok().flatten().map(|running| running.url))
+        .unwrap_or_else(|| format!("ws://127.0.0.1:{}", ::gateway::config::DEFAULT_PORT))
+}
+
+/// Keeps `gateway/running.json` for as long as it lives, so client commands of the same home find this
+/// gateway on whatever port it got.
+pub struct GatewayRecord {
+    home: std::path::PathBuf,
+    url: String,
+}
+
+impl GatewayRecord {
+    pub fn write(home: &Path, url: String) -> GatewayRecord {
+        let record = RunningGateway { url: url.clone(), pid: std::process::id() };
+        if let Err(e) = record.write(home) {
+            tracing::warn!(error = %e, "cannot record the running gateway; other commands need --url to find it");
+        }
+        GatewayRecord { home: home.to_path_buf(), url }
+    }
+}
+
+impl Drop for GatewayRecord {
+    fn drop(&mut self) {
+        RunningGateway::remove_if_mine(&self.home, &self.url);
+    }
+}
 
 /// Reads a token the gateway created in its home, with an error that says what to do when it is missing.
 pub fn load_token(path: &Path) -> anyhow::Result<GatewayToken> {
@@ -56,7 +88,11 @@ pub struct GatewayDown(String);
 
 impl std::fmt::Display for GatewayDown {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}; is the gateway running? start it with `lanyard up`", self.0)
+        write!(
+            f,
+            "{}; is the gateway running? start it with `lanyard up`, or pass --url with the address it listens on",
+            self.0
+        )
     }
 }
 

@@ -8,8 +8,8 @@ use clap::Args;
 use node_kit::Client;
 use node_kit::connection_string::{ConnectionString, RelayInvite};
 use node_kit::protocol::{
-    EventFrame, PairCode, PairCodeParams, PairRemoteParams, PairResolution, RemotePairCode, Scope, event, method,
-    now_ms,
+    EventFrame, PairCode, PairCodeIssued, PairCodeParams, PairRemoteParams, PairResolution, RemotePairCode, Scope,
+    event, method, now_ms,
 };
 use node_kit::running::RunningBridge;
 use qrcode::QrCode;
@@ -51,7 +51,8 @@ pub struct PairArgs {
     #[arg(long, conflicts_with = "host")]
     remote: bool,
 
-    /// Print only the connection string, on one line, and exit at once (for headless hosts and scripts)
+    /// Print only the connection string, on one line, and exit at once (for headless hosts and scripts);
+    /// with --remote, the invite on the first line and `PIN: NNNNNN` on the second
     #[arg(long)]
     string: bool,
 
@@ -110,7 +111,8 @@ pub async fn run(args: PairArgs, url: &str, home: &Path) -> anyhow::Result<()> {
     out.flush()?;
     drop(out);
 
-    let waited = wait(&client, events, &issued.request_id, issued.expires_at_ms, stop).await;
+    let code = Code { request_id: &issued.request_id, expires_at_ms: issued.expires_at_ms, door: Door::String };
+    let waited = wait(&client, events, code, stop).await;
     report(waited, issued.expires_at_ms, "lanyard pair")
 }
 
@@ -126,6 +128,10 @@ fn report(waited: Waited, expires_at_ms: u64, again: &str) -> anyhow::Result<()>
             Ok(())
         }
         Waited::Expired => Err(anyhow!("the code expired before a device used it; run `{again}` for a new one")),
+        Waited::Retired => Err(anyhow!(
+            "a newer `lanyard pair` (or the console) issued another code, which retired this one; use the newest \
+             code, or run `{again}` again"
+        )),
         Waited::Stopped => {
             eprintln!(
                 "Stopped waiting. The code still works until it expires ({}); `lanyard nodes list` shows whether a \
@@ -152,30 +158,17 @@ async fn remote(args: PairArgs, url: &str, home: &Path, bridge: &RunningBridge) 
     let code: RemotePairCode = serde_json::from_value(payload).context("unreadable pair.remote answer")?;
     let invite = RelayInvite { relay_url: code.relay_url.clone(), bridge_id: bridge.bridge_id, routing: code.routing };
     if args.string {
-        println!(
-            "{invite}
-{}",
-            code.pin
-        );
+        println!("{invite}\nPIN: {}", code.pin);
         return Ok(());
     }
     let stop = super::gateway::shutdown_signal();
     let mut out = std::io::stdout().lock();
+    writeln!(out, "{}\n", qr(&invite.to_string())?)?;
     writeln!(
         out,
-        "{}
-",
-        qr(&invite.to_string())?
-    )?;
-    writeln!(
-        out,
-        "On the device away from home, scan this (or paste the invite), then type the PIN:
-
-  {invite}
-
-           PIN: {} {}
-
-The code works once, through {}, and expires {}; {} wrong PINs burn it.
+        "On the device away from home, scan this (or paste the invite), then type the PIN:\n\n  {invite}\n\n  \
+         PIN: {} {}\n\n\
+         The code works once, through {}, and expires {}; {} wrong PINs burn it.\n\
          Waiting for the device… (Ctrl-C stops waiting; the code stays valid until it expires)",
         &code.pin[..3],
         &code.pin[3..],
@@ -185,7 +178,13 @@ The code works once, through {}, and expires {}; {} wrong PINs burn it.
     )?;
     out.flush()?;
     drop(out);
-    let waited = wait(&client, events, &code.request_id, code.expires_at_ms, stop).await;
+    let waited = wait(
+        &client,
+        events,
+        Code { request_id: &code.request_id, expires_at_ms: code.expires_at_ms, door: Door::Pin },
+        stop,
+    )
+    .await;
     report(waited, code.expires_at_ms, "lanyard pair --remote")
 }
 
@@ -244,48 +243,71 @@ fn qr(text: &str) -> anyhow::Result<String> {
 enum Waited {
     Paired(PairResolution),
     Expired,
+    /// A newer door-2 code replaced this one.
+    Retired,
     Stopped,
     GatewayGone,
 }
 
-/// Waits for a device to redeem the code (`pair.resolved` with the code's request ID), its expiry,
-/// `stop`, or the gateway closing, whichever comes first.
+/// The code a `lanyard pair` waits on.
+#[derive(Debug, Clone, Copy)]
+struct Code<'a> {
+    request_id: &'a str,
+    expires_at_ms: u64,
+    door: Door,
+}
+
+/// Door 2 has one live code, so a newer one retires it; door 3's codes are apart from door 2's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Door {
+    String,
+    Pin,
+}
+
+/// Waits for a device to redeem the code (`pair.resolved` with the code's request ID), its expiry, its
+/// retirement by a newer door-2 code, `stop`, or the gateway closing, whichever comes first.
 async fn wait(
     client: &Client,
     mut events: broadcast::Receiver<EventFrame>,
-    request_id: &str,
-    expires_at_ms: u64,
+    code: Code<'_>,
     stop: impl Future<Output = ()>,
 ) -> Waited {
-    let expiry = tokio::time::sleep(Duration::from_millis(expires_at_ms.saturating_sub(now_ms())) + EXPIRY_GRACE);
-    let redeemed = async {
+    let expiry = tokio::time::sleep(Duration::from_millis(code.expires_at_ms.saturating_sub(now_ms())) + EXPIRY_GRACE);
+    let ended = async {
         loop {
             match events.recv().await {
                 Ok(frame) => {
-                    if let Some(resolution) = redemption(frame, request_id) {
-                        return Some(resolution);
+                    if let Some(waited) = ends(frame, code) {
+                        return waited;
                     }
                 }
                 // Missed events are gone; a redemption among them shows up in `lanyard nodes list`.
                 Err(RecvError::Lagged(_)) => continue,
-                Err(RecvError::Closed) => return None,
+                Err(RecvError::Closed) => return Waited::GatewayGone,
             }
         }
     };
     tokio::select! {
-        resolution = redeemed => resolution.map_or(Waited::GatewayGone, Waited::Paired),
+        waited = ended => waited,
         () = expiry => Waited::Expired,
         () = stop => Waited::Stopped,
         () = client.closed() => Waited::GatewayGone,
     }
 }
 
-fn redemption(frame: EventFrame, request_id: &str) -> Option<PairResolution> {
-    if frame.event != event::PAIR_RESOLVED {
-        return None;
+/// What `frame` means for the wait on `code`, if it ends it.
+fn ends(frame: EventFrame, code: Code<'_>) -> Option<Waited> {
+    match frame.event.as_str() {
+        event::PAIR_RESOLVED => {
+            let resolution: PairResolution = serde_json::from_value(frame.payload).ok()?;
+            (resolution.request_id == code.request_id).then_some(Waited::Paired(resolution))
+        }
+        event::PAIR_CODE_ISSUED if code.door == Door::String => {
+            let issued: PairCodeIssued = serde_json::from_value(frame.payload).ok()?;
+            (issued.request_id != code.request_id).then_some(Waited::Retired)
+        }
+        _ => None,
     }
-    let resolution: PairResolution = serde_json::from_value(frame.payload).ok()?;
-    (resolution.request_id == request_id).then_some(resolution)
 }
 
 #[cfg(test)]
@@ -346,6 +368,10 @@ mod tests {
         Client::builder(&running.url).token(token.expose()).mode(ClientMode::Bridge).connect().await.unwrap()
     }
 
+    fn door_2(request_id: &str, expires_at_ms: u64) -> Code<'_> {
+        Code { request_id, expires_at_ms, door: Door::String }
+    }
+
     fn device(name: &str) -> DeviceInfo {
         DeviceInfo { name: name.into(), platform: "ios".into(), model: None }
     }
@@ -360,7 +386,9 @@ mod tests {
         assert_eq!(issued.scopes, [Scope::Chat]);
         let waiting = tokio::spawn({
             let owner = owner.clone();
-            async move { wait(&owner, events, &issued.request_id, issued.expires_at_ms, std::future::pending()).await }
+            async move {
+                wait(&owner, events, door_2(&issued.request_id, issued.expires_at_ms), std::future::pending()).await
+            }
         });
 
         // A door-1 request resolved meanwhile is not the device this code is for.
@@ -394,6 +422,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_newer_code_retires_the_wait_on_the_older_one_but_not_a_pin_codes() {
+        let running = gateway(Duration::from_secs(300)).await;
+        let owner = super::super::connect(&running.url, running.home.path()).await.unwrap();
+        let older = issue(&owner, None).await.unwrap();
+        let waiting = |door: Door| {
+            let (owner, events, request_id) = (owner.clone(), owner.subscribe(), older.request_id.clone());
+            tokio::spawn(async move {
+                let code = Code { request_id: &request_id, expires_at_ms: older.expires_at_ms, door };
+                wait(&owner, events, code, tokio::time::sleep(Duration::from_secs(3))).await
+            })
+        };
+        let (string, pin) = (waiting(Door::String), waiting(Door::Pin));
+        // Issued by another owner's connection, as a second `lanyard pair` does.
+        let other = super::super::connect(&running.url, running.home.path()).await.unwrap();
+        issue(&other, None).await.unwrap();
+        let waited = tokio::time::timeout(Duration::from_secs(5), string).await.unwrap().unwrap();
+        assert!(matches!(waited, Waited::Retired), "{waited:?}");
+        let waited = tokio::time::timeout(Duration::from_secs(10), pin).await.unwrap().unwrap();
+        assert!(matches!(waited, Waited::Stopped), "{waited:?}");
+        running.stop.cancel();
+    }
+
+    #[tokio::test]
     async fn an_unused_code_expires_and_ctrl_c_or_a_gone_gateway_end_the_wait() {
         let running = gateway(Duration::from_millis(200)).await;
         let owner = super::super::connect(&running.url, running.home.path()).await.unwrap();
@@ -401,20 +452,21 @@ mod tests {
         assert_eq!(issued.scopes, Scope::ALL);
         let waited = tokio::time::timeout(
             Duration::from_secs(5),
-            wait(&owner, owner.subscribe(), &issued.request_id, issued.expires_at_ms, std::future::pending()),
+            wait(&owner, owner.subscribe(), door_2(&issued.request_id, issued.expires_at_ms), std::future::pending()),
         )
         .await
         .unwrap();
         assert!(matches!(waited, Waited::Expired), "{waited:?}");
 
         let issued = issue(&owner, None).await.unwrap();
-        let waited = wait(&owner, owner.subscribe(), &issued.request_id, issued.expires_at_ms + 60_000, async {}).await;
+        let waited =
+            wait(&owner, owner.subscribe(), door_2(&issued.request_id, issued.expires_at_ms + 60_000), async {}).await;
         assert!(matches!(waited, Waited::Stopped), "{waited:?}");
 
         running.stop.cancel();
         let waited = tokio::time::timeout(
             Duration::from_secs(5),
-            wait(&owner, owner.subscribe(), "code:none", now_ms() + 60_000, std::future::pending()),
+            wait(&owner, owner.subscribe(), door_2("code:none", now_ms() + 60_000), std::future::pending()),
         )
         .await
         .unwrap();

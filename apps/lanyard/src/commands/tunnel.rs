@@ -13,11 +13,15 @@ use std::path::Path;
 /// as at home: it cannot read or change anything.
 #[derive(Subcommand)]
 pub enum TunnelCommand {
-    /// Turn the tunnel on, with the relay at URL (https://NAME.ACCOUNT.workers.dev)
+    /// Turn the tunnel on, with the relay at RELAY_URL (https://NAME.ACCOUNT.workers.dev)
+    ///
+    /// With `lanyard up` running, the bridge links to the relay at once (`lanyard tunnel status` shows the
+    /// link); otherwise the URL is saved and `lanyard up` links when it starts. The global --url is the
+    /// gateway's address, not the relay's.
     Enable {
-        /// The relay Worker's base URL
-        #[arg(long)]
-        url: String,
+        /// The relay Worker's base URL (https://, or http:// for a relay on this computer under `wrangler dev`)
+        #[arg(value_name = "RELAY_URL")]
+        relay: String,
     },
     /// Show the relay URL, the bridge's link to it and the devices that can use it
     Status {
@@ -32,7 +36,7 @@ pub enum TunnelCommand {
 
 pub async fn run(command: TunnelCommand, url: &str, home: &Path) -> anyhow::Result<()> {
     match command {
-        TunnelCommand::Enable { url: relay } => {
+        TunnelCommand::Enable { relay } => {
             let relay = check_relay_url(&relay).map_err(anyhow::Error::msg)?;
             set(url, home, Some(relay.clone())).await?;
             println!("tunnel on: {relay}");
@@ -88,7 +92,7 @@ async fn status(url: &str, home: &Path, json: bool) -> anyhow::Result<()> {
 /// The tunnel in words, as `tunnel status` and `lanyard up` show it.
 pub fn describe(tunnel: &TunnelHealth) -> String {
     let Some(relay) = &tunnel.url else {
-        return "tunnel: off (turn it on with `lanyard tunnel enable --url https://…`)".into();
+        return "tunnel: off (turn it on with `lanyard tunnel enable https://…`)".into();
     };
     let link = match &tunnel.link {
         None => "no report from the bridge (is `lanyard up` running?)".to_string(),

@@ -43,12 +43,24 @@ pub async fn run(args: UpArgs, home: PathBuf) -> anyhow::Result<()> {
     gateway_config.limits = limits_health(descriptors, Some(caps));
     let console_default = if gateway_config.port == 0 { 0 } else { gateway_config.port.saturating_add(2) };
     gateway_config.console_port = (!args.no_console).then(|| args.console_port.unwrap_or(console_default));
+    // The gateway creates its tokens, and the bridge its key, when they are missing.
+    let first_run = !::gateway::home::token_path(&home).exists();
     let gateway = Gateway::bind(gateway_config).await?;
+    // Recorded before the banner: a command typed once the banner is out finds this gateway.
+    let _record = super::GatewayRecord::write(&home, gateway.url());
     // The gateway created the bridge token at bind if this is the first run.
     let bridge = args.bridge.bind(home.clone(), gateway.url(), caps).await?;
     // With no one at the keyboard (a service, a pipe) there is nobody to ask.
     let interactive = std::io::stdin().is_terminal();
+    // Watched from before the banner: a SIGTERM right after it (a service manager's) stops cleanly.
+    let signal = shutdown_signal();
     let tunnel = ::gateway::tunnel::load_url(&home).ok().flatten();
+    if first_run {
+        println!(
+            "First run: created the bridge's key and the gateway's tokens in {}; later runs use the same ones.",
+            home.display()
+        );
+    }
     println!("{}", banner(&gateway, &bridge, &args.bridge, tunnel, interactive));
 
     let url = gateway.url();
@@ -65,7 +77,7 @@ pub async fn run(args: UpArgs, home: PathBuf) -> anyhow::Result<()> {
             }
         },
         async {
-            shutdown_signal().await;
+            signal.await;
             stop.cancel();
         },
     );
@@ -97,7 +109,7 @@ fn banner(
     };
     let tunnel = match tunnel {
         Some(relay) => format!("{relay} (linking; `lanyard tunnel status` shows the link)"),
-        None => "off (`lanyard tunnel enable --url …` to reach this computer from away)".into(),
+        None => "off (`lanyard tunnel enable …` to reach this computer from away)".into(),
     };
     format!(
         "Lanyard is up.\n\

@@ -251,7 +251,7 @@ async function loadTunnel() {
   const tunnel = health.tunnel;
   $("pair-remote").hidden = !(tunnel && tunnel.url);
   $("tunnel").textContent = !tunnel || !tunnel.url
-    ? "The relay is off (`lanyard tunnel enable --url …` turns it on)."
+    ? "The relay is off (`lanyard tunnel enable …` turns it on)."
     : `Relay ${tunnel.url}: link ${tunnel.link ? tunnel.link.state : "not reported yet"}, ` +
       `${tunnel.nodesWithTokens} devices can use it.`;
 }

@@ -103,7 +103,7 @@ pub(super) fn lan_addresses(ctx: &Context) -> Finding {
     if found.is_empty() {
         return Finding::warn(
             "no LAN address: devices on your network cannot reach this computer",
-            "connect to Wi-Fi or Ethernet, or reach it from away with `lanyard tunnel enable --url …`",
+            "connect to Wi-Fi or Ethernet, or reach it from away with `lanyard tunnel enable …`",
         );
     }
     let port = ctx.bridge_port;

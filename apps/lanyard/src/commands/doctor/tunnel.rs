@@ -11,11 +11,11 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 pub(super) async fn reachable(home: &Path) -> Finding {
     let relay = match ::gateway::tunnel::load_url(home) {
         Ok(Some(relay)) => relay,
-        Ok(None) => return Finding::ok("off (`lanyard tunnel enable --url …` reaches this computer from away)"),
+        Ok(None) => return Finding::ok("off (`lanyard tunnel enable …` reaches this computer from away)"),
         Err(e) => {
             return Finding::fail(
                 format!("cannot read the tunnel settings: {e}"),
-                "set them again: `lanyard tunnel disable`, then `lanyard tunnel enable --url …`",
+                "set them again: `lanyard tunnel disable`, then `lanyard tunnel enable …`",
             );
         }
     };

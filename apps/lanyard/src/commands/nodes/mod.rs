@@ -5,9 +5,9 @@ mod paired;
 mod requests;
 
 pub(crate) use display::{describe_request, scopes, table, time_left};
+pub(crate) use paired::find;
 pub(crate) use requests::{Verdict, decide};
 
-use certs::KeyId;
 use clap::Subcommand;
 use node_kit::ClientError;
 use node_kit::protocol::{ErrorCode, PermissionMode, Scope};
@@ -49,9 +49,8 @@ pub enum NodesCommand {
     },
     /// Give a paired device another name
     Rename {
-        /// The device's ID, from `lanyard nodes list`
-        #[arg(value_parser = parse_node_id)]
-        node_id: KeyId,
+        /// The device's ID (or its first characters, or its name), from `lanyard nodes list`
+        node: String,
 
         /// The new name
         name: String,
@@ -60,9 +59,8 @@ pub enum NodesCommand {
     ///
     /// The device has to pair again, with your approval, to come back.
     Revoke {
-        /// The device's ID, from `lanyard nodes list`
-        #[arg(value_parser = parse_node_id)]
-        node_id: KeyId,
+        /// The device's ID (or its first characters, or its name), from `lanyard nodes list`
+        node: String,
     },
     /// Show or set what a paired device's agent turns may do: its permission mode, and the tools that
     /// run or are refused without asking
@@ -73,7 +71,7 @@ pub enum NodesCommand {
     /// never be given bypassPermissions: its turns always ask, or follow your rules. Its next turn runs
     /// under the new policy.
     Policy {
-        /// The device's ID or name, from `lanyard nodes list`
+        /// The device's ID (or its first characters, or its name), from `lanyard nodes list`
         node: String,
 
         /// default (every tool that needs permission asks), acceptEdits (file edits run unasked) or plan
@@ -116,8 +114,8 @@ pub async fn run(command: NodesCommand, url: &str, home: &Path) -> anyhow::Resul
             println!("{}", decide(&client, &request_id, Verdict::Reject).await?);
             Ok(())
         }
-        NodesCommand::Rename { node_id, name } => paired::rename(&client, node_id, name).await,
-        NodesCommand::Revoke { node_id } => paired::revoke(&client, node_id).await,
+        NodesCommand::Rename { node, name } => paired::rename(&client, &node, name).await,
+        NodesCommand::Revoke { node } => paired::revoke(&client, &node).await,
         NodesCommand::Policy { node, mode, allow, deny, clear_allow, clear_deny, json } => {
             // A list is replaced when given, emptied when cleared, and kept otherwise.
             let list = |patterns: Vec<String>, clear: bool| match (clear, patterns.is_empty()) {
@@ -133,11 +131,6 @@ pub async fn run(command: NodesCommand, url: &str, home: &Path) -> anyhow::Resul
             paired::policy(&client, &node, change, json).await
         }
     }
-}
-
-/// Node IDs are long; a typo is caught here, before any call, with a pointer to where the IDs are.
-fn parse_node_id(text: &str) -> Result<KeyId, String> {
-    text.parse().map_err(|e| format!("{e}; `lanyard nodes list` shows the IDs of the paired devices"))
 }
 
 /// A permission mode by the name claude takes; `bypassPermissions` is refused with the reason.
@@ -173,12 +166,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn scopes_and_ids_are_checked_before_any_call() {
+    fn scopes_and_modes_are_checked_before_any_call() {
         assert_eq!(parse_scope(" Voice"), Ok(Scope::Voice));
         assert!(parse_scope("admin").unwrap_err().contains("chat and voice"));
-        let id = KeyId::of_spki(b"node");
-        assert_eq!(parse_node_id(&id.to_string().to_lowercase()), Ok(id));
-        assert!(parse_node_id("ABCD-EFGH").unwrap_err().contains("lanyard nodes list"));
         assert_eq!(parse_mode("acceptEdits"), Ok(PermissionMode::AcceptEdits));
         assert!(parse_mode("bypassPermissions").unwrap_err().contains("never"));
     }

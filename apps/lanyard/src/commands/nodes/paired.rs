@@ -2,7 +2,7 @@
 
 use super::display::{ago, describe_policy, policy_cell, scopes, table};
 use super::explain;
-use anyhow::{Context, bail};
+use anyhow::Context;
 use certs::KeyId;
 use node_kit::Client;
 use node_kit::protocol::{
@@ -86,7 +86,8 @@ pub(super) async fn list(client: &Client, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(super) async fn rename(client: &Client, node_id: KeyId, name: String) -> anyhow::Result<()> {
+pub(super) async fn rename(client: &Client, node: &str, name: String) -> anyhow::Result<()> {
+    let node_id = find(client, node).await?.node_id;
     let params = serde_json::to_value(PairRenameParams { node_id, name: name.clone() })?;
     let payload = client.request(method::PAIR_RENAME, params).await.map_err(explain)?;
     // The gateway cleans names up (no control characters, at most 64 characters): show what it kept.
@@ -95,7 +96,8 @@ pub(super) async fn rename(client: &Client, node_id: KeyId, name: String) -> any
     Ok(())
 }
 
-pub(super) async fn revoke(client: &Client, node_id: KeyId) -> anyhow::Result<()> {
+pub(super) async fn revoke(client: &Client, node: &str) -> anyhow::Result<()> {
+    let node_id = find(client, node).await?.node_id;
     let params = serde_json::to_value(PairRevokeParams { node_id })?;
     let payload = client.request(method::PAIR_REVOKE, params).await.map_err(explain)?;
     let closed = serde_json::from_value::<PairRevoked>(payload)?.connections_closed;
@@ -135,23 +137,69 @@ pub(super) async fn policy(client: &Client, node: &str, change: PolicyChange, js
     Ok(())
 }
 
-/// The paired device `node` names: its ID, or its name when one device has that name.
-async fn find(client: &Client, node: &str) -> anyhow::Result<PairedNode> {
+/// The paired device `node` names: its full ID, a unique start of its ID (dashes and case do not matter,
+/// at least [`MIN_PREFIX`] characters), or its name.
+pub(crate) async fn find(client: &Client, node: &str) -> anyhow::Result<PairedNode> {
     let payload = client.request(method::PAIR_LIST, Value::Null).await?;
     let paired: PairedNodeList = serde_json::from_value(payload).context("the gateway sent an unreadable pair.list")?;
+    pick(paired.nodes, node).map_err(anyhow::Error::msg)
+}
+
+/// The fewest ID characters taken as a prefix: shorter ones pick a device by accident too easily.
+const MIN_PREFIX: usize = 4;
+
+fn pick(nodes: Vec<PairedNode>, node: &str) -> Result<PairedNode, String> {
     if let Ok(id) = node.parse::<KeyId>() {
-        return match paired.nodes.into_iter().find(|n| n.node_id == id) {
-            Some(found) => Ok(found),
-            None => bail!("{id} is not paired; `lanyard nodes list` shows the paired devices and their IDs"),
-        };
+        return nodes
+            .into_iter()
+            .find(|n| n.node_id == id)
+            .ok_or_else(|| format!("{id} is not paired; `lanyard nodes list` shows the paired devices and their IDs"));
     }
-    let mut named: Vec<PairedNode> = paired.nodes.into_iter().filter(|n| n.device.name == node).collect();
-    match named.len() {
-        1 => Ok(named.remove(0)),
-        0 => bail!("no paired device has the ID or name {node:?}; `lanyard nodes list` shows them"),
-        n => bail!(
-            "{n} paired devices are named {node:?}; give the ID instead: {}",
-            named.iter().map(|n| n.node_id.to_string()).collect::<Vec<_>>().join(", ")
-        ),
+    let plain = |text: &str| text.chars().filter(|c| *c != '-').collect::<String>().to_ascii_uppercase();
+    let typed = plain(node.trim());
+    let mut matching: Vec<PairedNode> = nodes
+        .into_iter()
+        .filter(|n| {
+            n.device.name == node || (typed.len() >= MIN_PREFIX && plain(&n.node_id.to_string()).starts_with(&typed))
+        })
+        .collect();
+    match matching.len() {
+        1 => Ok(matching.remove(0)),
+        0 => Err(format!(
+            "no paired device has the name {node:?} or an ID starting with it (give at least {MIN_PREFIX} \
+             characters of an ID); `lanyard nodes list` shows them"
+        )),
+        n => Err(format!(
+            "{node:?} could be any of {n} paired devices; give more of the ID: {}",
+            matching.iter().map(|n| format!("{} ({})", n.node_id, n.device.name)).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paired(seed: &str, name: &str) -> PairedNode {
+        let id = KeyId::of_spki(seed.as_bytes());
+        let record = json!({ "nodeId": id, "name": name, "platform": "ios", "scopes": ["chat"], "createdAtMs": 0, "lastSeenMs": 0 });
+        serde_json::from_value(record).unwrap()
+    }
+
+    #[test]
+    fn a_device_is_named_by_its_id_a_unique_start_of_it_or_its_name() {
+        let nodes = vec![paired("a", "Kitchen tablet"), paired("b", "Phone"), paired("c", "Phone")];
+        let [a, b, c] = [&nodes[0], &nodes[1], &nodes[2]].map(|n| n.node_id.to_string());
+        let picked = |text: &str| pick(nodes.clone(), text).map(|n| n.node_id.to_string());
+        assert_eq!(picked(&a), Ok(a.clone()));
+        assert_eq!(picked(&a[..9].to_lowercase()), Ok(a.clone()), "a prefix, any case, with its dash");
+        assert_eq!(picked(&a[..9].replace('-', "")), Ok(a.clone()), "a prefix without its dash");
+        assert_eq!(picked("Kitchen tablet"), Ok(a.clone()));
+        let ambiguous = picked("Phone").unwrap_err();
+        assert!(ambiguous.contains("any of 2 paired devices") && ambiguous.contains(&b) && ambiguous.contains(&c));
+        assert!(picked(&a[..3]).unwrap_err().contains("at least 4 characters"), "too short a prefix");
+        assert!(picked("nobody").unwrap_err().contains("`lanyard nodes list`"));
+        let gone = KeyId::of_spki(b"gone").to_string();
+        assert!(picked(&gone).unwrap_err().contains("is not paired"));
     }
 }
