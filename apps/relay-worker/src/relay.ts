@@ -50,6 +50,8 @@ const NEXT_STREAM_KEY = "nextStream";
 const PROOF_NONCES_KEY = "proofNonces";
 
 const TOKEN_HASH = /^[0-9a-f]{64}$/;
+/** Close codes an endpoint may send (RFC 6455 7.4): not 1004 to 1006, 1015, nor the unassigned ones. */
+const SENDABLE_CLOSE = /^(?:100[0-3]|100[7-9]|101[0-4]|[34][0-9]{3})$/;
 const MAX_STREAM_ID = 0xffff_ffff;
 
 const utf8 = (text: string) => new TextEncoder().encode(text);
@@ -109,6 +111,9 @@ export class RelayObject extends DurableObject<Env> {
 
   override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
     this.gone(ws, code);
+    // Answer the peer's close with its own code. Unanswered, a close that came through a proxy (as under
+    // `wrangler dev`) waits out the peer's close timeout and ends as 1006.
+    ws.close(SENDABLE_CLOSE.test(String(code)) ? code : 1000);
   }
 
   override async webSocketError(ws: WebSocket): Promise<void> {
