@@ -296,3 +296,23 @@ fn refusal(response: &tokio_tungstenite::tungstenite::http::Response<Option<Vec<
 fn control_message(control: &Control) -> Message {
     Message::text(serde_json::to_string(control).expect("control messages serialise"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_tungstenite::tungstenite::http::Response;
+
+    fn answer(status: u16, body: &str) -> Response<Option<Vec<u8>>> {
+        Response::builder().status(status).body(Some(body.as_bytes().to_vec())).unwrap()
+    }
+
+    #[test]
+    fn the_relays_refusals_are_read() {
+        let expired = refusal(&answer(401, r#"{"error":"proof_expired","relayTimeMs":1700000000000}"#));
+        assert!(matches!(expired, LinkError::Expired { relay_time_ms: 1_700_000_000_000 }), "{expired:?}");
+        let replayed = refusal(&answer(401, r#"{"error":"proof_replayed"}"#));
+        assert!(matches!(replayed, LinkError::Refused(ref e) if e == "proof_replayed"), "{replayed:?}");
+        assert!(matches!(refusal(&answer(401, "not json")), LinkError::Refused(_)));
+        assert!(matches!(refusal(&answer(503, "")), LinkError::Connect(_)));
+    }
+}
