@@ -22,6 +22,8 @@ export default defineConfig({
   ],
   test: {
     include: ["test/**/*.test.ts"],
+    // The 256-stream tests take 4 s alone; a loaded 2-core machine may take several times that.
+    testTimeout: 30_000,
     // The object logs one line per stream event; show them only for a failing test.
     silent: "passed-only",
     reporters: ["default", "./test/summary-reporter.mjs"],

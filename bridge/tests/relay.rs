@@ -23,6 +23,7 @@ use support::relay::{
     KeySwappingRelay, LocalRelay, RelayTap, contains, files_under, relay_knows, remote_code, tunnel_on,
 };
 use support::{Cable, TestBridge, pair};
+use tokio_tungstenite::tungstenite::Message;
 
 /// The computer (scripted API, gateway with the real claude, bridge) with its tunnel on, through a tap
 /// in front of a local relay.
@@ -336,6 +337,24 @@ async fn revoking_a_node_closes_its_relayed_connection_and_its_token_is_refused(
     let operator = away.gateway.operator().await;
     operator.request(method::PAIR_REVOKE, json!({ "nodeId": identity.id() })).await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), client.closed()).await.expect("the relayed connection closes");
+    // As on the LAN (protocol §13, "Revocation"), the node hears why before the connection ends: the
+    // bridge ends the stream itself (its last DATA, then its CLOSE) before it gives the relay the token set
+    // without the node's token, which would have the relay cut the stream with 4003 first.
+    assert_eq!(client.last_error().map(|e| e.code), Some(ErrorCode::NotPaired));
+    let token_hash = node_kit::protocol::routing_token_hash(&paired.relay.as_ref().unwrap().token);
+    let frame = |m: &Message| m.is_binary().then(|| m.clone().into_data()).filter(|f| f.len() >= 5);
+    let (sent, dropped) = eventually(Duration::from_secs(10), async || {
+        let sent = away.tap.sent_by_bridge();
+        let holds = |m: &Message| m.to_text().is_ok_and(|text| text.contains(&token_hash));
+        let held = sent.iter().position(|m| m.is_text() && holds(m))?;
+        let dropped = held + sent[held..].iter().position(|m| m.is_text() && !holds(m))?;
+        Some((sent, dropped))
+    })
+    .await;
+    // The node's stream: the one the bridge last sent bytes on before the set (its NOT_PAIRED).
+    let stream = sent[..dropped].iter().rev().filter_map(frame).find(|f| f[0] == 2).expect("DATA")[1..5].to_vec();
+    let closed = sent[..dropped].iter().filter_map(frame).any(|f| f[0] == 3 && f[1..5] == stream[..]);
+    assert!(closed, "the bridge ends the revoked node's stream before it sends the set without its token");
 
     // The token is gone from the relay too: the relay itself refuses it, before the bridge hears a thing.
     let route = node_kit::relay::RelayRoute {

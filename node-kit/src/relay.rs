@@ -4,7 +4,7 @@
 //! The relay only ever sees the bytes of that TLS session; this module knows nothing of what is inside.
 
 use crate::connection::websocket_config;
-use certs::KeyId;
+use certs::{Identity, KeyId};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream
 use tokio_tungstenite::Connector;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
@@ -47,6 +48,40 @@ pub fn endpoint(relay_url: &str, bridge_id: &KeyId, suffix: &str) -> String {
         base.to_string()
     };
     format!("{ws}/v1/bridges/{bridge_id}/{suffix}")
+}
+
+/// The text the bridge signs to prove its key to the relay (`docs/relay.md`, "The bridge link"): the
+/// relay's host and the request's path as the bridge addressed them, its ID, the time and a fresh nonce.
+pub fn bridge_proof_message(host: &str, path: &str, bridge_id: &KeyId, time_ms: &str, nonce: &str) -> String {
+    format!("lanyard-relay-bridge-v2\n{host}\n{path}\n{bridge_id}\n{time_ms}\n{nonce}")
+}
+
+/// The bridge's upgrade request for its link to the relay at `relay_url`, its key proof in the headers,
+/// stamped `time_ms` (ms since the Unix epoch, by the relay's clock as far as the bridge knows it). Each
+/// call makes a fresh nonce: a request is good for one link.
+pub fn bridge_link_request(relay_url: &str, identity: &Identity, time_ms: u64) -> Result<Request, String> {
+    let bridge_id = identity.id();
+    let target = endpoint(relay_url, &bridge_id, "bridge");
+    let url = url::Url::parse(&target).map_err(|e| format!("{target:?} is not a URL: {e}"))?;
+    let host = url.host_str().ok_or_else(|| format!("{target:?} has no host"))?;
+    // As the Host header carries it: the port only when it is not the scheme's own.
+    let host = url.port().map_or_else(|| host.to_string(), |port| format!("{host}:{port}"));
+    let mut nonce = [0u8; 32];
+    getrandom::fill(&mut nonce).map_err(|e| format!("no random source: {e}"))?;
+    let nonce = data_encoding::BASE64URL_NOPAD.encode(&nonce);
+    let time = time_ms.to_string();
+    let signature = identity.sign(bridge_proof_message(&host, url.path(), &bridge_id, &time, &nonce).as_bytes());
+    let mut request = target.as_str().into_client_request().map_err(|e| e.to_string())?;
+    let headers = request.headers_mut();
+    for (name, value) in [
+        ("lanyard-bridge-key", data_encoding::BASE64URL_NOPAD.encode(&identity.public_key())),
+        ("lanyard-bridge-time", time),
+        ("lanyard-bridge-nonce", nonce),
+        ("lanyard-bridge-signature", data_encoding::BASE64URL_NOPAD.encode(&signature)),
+    ] {
+        headers.insert(name, HeaderValue::from_str(&value).expect("base64url and digits are header text"));
+    }
+    Ok(request)
 }
 
 /// The TLS client for `wss://` relays: the web's public roots (the relay's certificate is Cloudflare's),
@@ -153,6 +188,32 @@ mod tests {
             endpoint("http://127.0.0.1:8787", &id, "bridge"),
             format!("ws://127.0.0.1:8787/v1/bridges/{id}/bridge")
         );
+    }
+
+    #[test]
+    fn the_bridge_request_carries_a_proof_of_its_key_for_this_host_and_path() {
+        let identity = Identity::generate();
+        let id = identity.id();
+        let request = bridge_link_request("https://r.example:443/", &identity, 1_700_000_000_123).unwrap();
+        assert_eq!(request.uri().path(), format!("/v1/bridges/{id}/bridge"));
+        let header = |name: &str| request.headers()[name].to_str().unwrap().to_string();
+        assert_eq!(header("lanyard-bridge-time"), "1700000000123");
+        let nonce = header("lanyard-bridge-nonce");
+        assert_eq!(data_encoding::BASE64URL_NOPAD.decode(nonce.as_bytes()).unwrap().len(), 32);
+        let key = data_encoding::BASE64URL_NOPAD.decode(header("lanyard-bridge-key").as_bytes()).unwrap();
+        assert_eq!(key, identity.public_key());
+        let signature = data_encoding::BASE64URL_NOPAD.decode(header("lanyard-bridge-signature").as_bytes()).unwrap();
+        let message =
+            format!("lanyard-relay-bridge-v2\nr.example\n/v1/bridges/{id}/bridge\n{id}\n1700000000123\n{nonce}");
+        let public = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, &key);
+        public.verify(message.as_bytes(), &signature).expect("the signature verifies");
+
+        let local = bridge_link_request("http://127.0.0.1:8787", &identity, 1).unwrap();
+        assert_ne!(local.headers()["lanyard-bridge-nonce"], request.headers()["lanyard-bridge-nonce"]);
+        let signature = data_encoding::BASE64URL_NOPAD.decode(local.headers()["lanyard-bridge-signature"].as_bytes());
+        let nonce = local.headers()["lanyard-bridge-nonce"].to_str().unwrap();
+        let message = bridge_proof_message("127.0.0.1:8787", &format!("/v1/bridges/{id}/bridge"), &id, "1", nonce);
+        public.verify(message.as_bytes(), &signature.unwrap()).expect("the host keeps its port");
     }
 
     #[test]

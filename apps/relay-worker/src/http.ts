@@ -12,10 +12,13 @@ export function error(status: number, code: string): Response {
 }
 
 /**
- * The Worker checks the route and the token's form, then asks the object with these headers. The object is
- * reachable only through the Worker, so it can trust them; it never sees the token itself, only its hash.
+ * The Worker checks the route, the token's form and the bridge's proof, then asks the object with these
+ * headers. The object is reachable only through the Worker, so it can trust them; it never sees the token
+ * itself, only its hash.
  */
-export const BRIDGE_ID_HEADER = "x-lanyard-bridge-id";
 export const TOKEN_HASH_HEADER = "x-lanyard-token-hash";
 /** On an HTTP stream: the Worker found the body over the limit, and hands over none of it. */
 export const BODY_TOO_LARGE_HEADER = "x-lanyard-body-too-large";
+/** On the bridge's socket: the nonce and time of the proof the Worker has checked, for the object's replay check. */
+export const PROOF_NONCE_HEADER = "x-lanyard-proof-nonce";
+export const PROOF_TIME_HEADER = "x-lanyard-proof-time";

@@ -2,10 +2,17 @@
 // Durable Object. Contract: docs/relay.md.
 
 import { tokenHash } from "./encoding";
-import { BODY_TOO_LARGE_HEADER, BRIDGE_ID_HEADER, TOKEN_HASH_HEADER, error, json } from "./http";
+import {
+  BODY_TOO_LARGE_HEADER,
+  PROOF_NONCE_HEADER,
+  PROOF_TIME_HEADER,
+  TOKEN_HASH_HEADER,
+  error,
+  json,
+} from "./http";
 import { readBody } from "./http-streams";
 import { MAX_HTTP_BODY } from "./limits";
-import { isBridgeId } from "./proof";
+import { checkProof, isBridgeId } from "./proof";
 
 export { RelayObject } from "./relay";
 
@@ -17,7 +24,7 @@ const BEARER = /^Bearer ([A-Za-z0-9_-]{43})$/i;
 
 export default {
   async fetch(request, env): Promise<Response> {
-    const { pathname } = new URL(request.url);
+    const { host, pathname } = new URL(request.url);
     if (pathname === "/v1/health") {
       return request.method === "GET" ? json(200, { ok: true }) : error(405, "method_not_allowed");
     }
@@ -28,12 +35,23 @@ export default {
     if (!isBridgeId(bridgeId)) return error(400, "bad_bridge_id");
     if (request.method !== "GET") return error(405, "method_not_allowed");
 
-    const headers = new Headers({ [BRIDGE_ID_HEADER]: bridgeId });
+    const headers = new Headers();
     if (action !== "status") {
       if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") return error(426, "websocket_required");
       headers.set("upgrade", "websocket");
     }
-    if (action !== "bridge") {
+    if (action === "bridge") {
+      // The bridge proves its key before any object is asked: without a proof, nothing per bridge is spent.
+      const now = Date.now();
+      const proof = await checkProof(request.headers, host, pathname, bridgeId, now);
+      if ("refused" in proof) {
+        return proof.refused === "proof_expired"
+          ? json(401, { error: "proof_expired", relayTimeMs: now })
+          : error(401, "bad_proof");
+      }
+      headers.set(PROOF_NONCE_HEADER, proof.nonce);
+      headers.set(PROOF_TIME_HEADER, String(proof.time));
+    } else {
       const token = bearerToken(request);
       if (token === undefined) return error(401, "missing_token");
       headers.set(TOKEN_HASH_HEADER, await tokenHash(token));
@@ -57,7 +75,7 @@ async function httpStream(request: Request, env: Env, route: string): Promise<Re
   const token = bearerToken(request);
   if (token === undefined) return error(401, "missing_token");
   const body = await readBody(request, MAX_HTTP_BODY);
-  const headers = new Headers({ [BRIDGE_ID_HEADER]: bridgeId, [TOKEN_HASH_HEADER]: await tokenHash(token) });
+  const headers = new Headers({ [TOKEN_HASH_HEADER]: await tokenHash(token) });
   if (body === null) headers.set(BODY_TOO_LARGE_HEADER, "1");
   return relayOf(env, bridgeId).fetch(`https://relay/http/${route}`, { method: "POST", headers, body });
 }

@@ -6,9 +6,6 @@ export const MAX_HTTP_BODY = 65536;
 export const MAX_STREAMS = 256;
 export const MAX_STREAMS_PER_TOKEN = 8;
 export const MAX_TOKENS = 4096;
-export const PROOF_TIMEOUT_MS = 10_000;
-/** Bridge sockets still owing their proof: anyone may open one, so they are few and short-lived. */
-export const MAX_UNPROVED_BRIDGES = 4;
 
 const MiB = 1024 * 1024;
 

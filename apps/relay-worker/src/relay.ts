@@ -2,8 +2,9 @@
 //
 // It uses the WebSocket Hibernation API: the runtime may evict the object whenever no event is running and
 // keep its sockets open, so nothing that must outlive an event lives in a field. What each socket is (the
-// bridge or a node stream, proved or not, its nonce, its stream id and token hash) is in the socket's
-// attachment; the token set and the next stream id are in storage. Fields hold only a cache of the token
+// bridge, live or dropped, or a node stream, its stream id and token hash) is in the socket's attachment; the
+// token set, the next stream id and the nonces of recent bridge proofs are in storage, and nothing is
+// written there before a bridge has proved its key (the Worker checks the proof before the object is asked). Fields hold only a cache of the token
 // set, the rate buckets, which may start afresh, and the HTTP streams: those live only as long as their
 // request, and an in-flight request keeps the object from being evicted.
 //
@@ -12,28 +13,17 @@
 // Its logs carry events, stream counts and close codes.
 
 import { DurableObject } from "cloudflare:workers";
-import { fromHex, toBase64url, toHex } from "./encoding";
+import { fromHex, toHex } from "./encoding";
 import { type BridgeFrame, CLOSE, DATA, OPEN, decodeBridgeFrame, encodeFrame } from "./frames";
-import { BODY_TOO_LARGE_HEADER, BRIDGE_ID_HEADER, TOKEN_HASH_HEADER, error, json } from "./http";
+import { BODY_TOO_LARGE_HEADER, PROOF_NONCE_HEADER, PROOF_TIME_HEADER, TOKEN_HASH_HEADER, error, json } from "./http";
 import { HttpStream } from "./http-streams";
-import {
-  MAX_NODE_MESSAGE,
-  MAX_STREAMS,
-  MAX_STREAMS_PER_TOKEN,
-  MAX_TOKENS,
-  MAX_UNPROVED_BRIDGES,
-  PROOF_TIMEOUT_MS,
-  TokenRates,
-} from "./limits";
-import { verifyProof } from "./proof";
+import { MAX_NODE_MESSAGE, MAX_STREAMS, MAX_STREAMS_PER_TOKEN, MAX_TOKENS, TokenRates } from "./limits";
+import { PROOF_WINDOW_MS } from "./proof";
 
-/** The bridge's socket: `pending` until its proof, `ready` while it is the live bridge, `done` once dropped. */
+/** The bridge's socket, proved before it was accepted: `ready` while it is the live bridge, `done` once dropped. */
 export interface BridgeSocket {
   role: "bridge";
-  bridgeId: string;
-  nonce: string;
-  openedAt: number;
-  state: "pending" | "ready" | "done";
+  state: "ready" | "done";
 }
 
 /** One node stream; `ended` once either side has ended it, so that its end is reported only once. */
@@ -56,8 +46,12 @@ const streamTag = (stream: number) => `stream:${stream}`;
 /** Storage keys. The set is kept packed, 32 bytes a hash, so that 4096 hashes fit in one 128 KiB value. */
 const TOKENS_KEY = "tokens";
 const NEXT_STREAM_KEY = "nextStream";
+/** Nonces of the bridge's proofs still inside the proof window, each with its proof's time. */
+const PROOF_NONCES_KEY = "proofNonces";
 
 const TOKEN_HASH = /^[0-9a-f]{64}$/;
+/** Close codes an endpoint may send (RFC 6455 7.4): not 1004 to 1006, 1015, nor the unassigned ones. */
+const SENDABLE_CLOSE = /^(?:100[0-3]|100[7-9]|101[0-4]|[34][0-9]{3})$/;
 const MAX_STREAM_ID = 0xffff_ffff;
 
 const utf8 = (text: string) => new TextEncoder().encode(text);
@@ -96,7 +90,10 @@ export class RelayObject extends DurableObject<Env> {
     if (pathname.startsWith(HTTP_PATH)) return this.openHttpStream(request, tokenHash, pathname.slice(HTTP_PATH.length));
     switch (pathname) {
       case "/bridge":
-        return this.acceptBridge(request.headers.get(BRIDGE_ID_HEADER) ?? "");
+        return this.acceptBridge(
+          request.headers.get(PROOF_NONCE_HEADER) ?? "",
+          Number(request.headers.get(PROOF_TIME_HEADER)),
+        );
       case "/connect":
         return this.connectNode(tokenHash);
       case "/status":
@@ -108,13 +105,15 @@ export class RelayObject extends DurableObject<Env> {
   override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
     const socket = socketOf(ws);
     if (socket.role === "node") return this.fromNode(ws, socket, message);
-    if (socket.state === "pending") return this.checkProof(ws, socket, message);
     if (socket.state === "ready") return this.fromBridge(ws, socket, message);
     // "done": the object has closed it and takes nothing more from it.
   }
 
   override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
     this.gone(ws, code);
+    // Answer the peer's close with its own code. Unanswered, a close that came through a proxy (as under
+    // `wrangler dev`) waits out the peer's close timeout and ends as 1006.
+    ws.close(SENDABLE_CLOSE.test(String(code)) ? code : 1000);
   }
 
   override async webSocketError(ws: WebSocket): Promise<void> {
@@ -122,59 +121,30 @@ export class RelayObject extends DurableObject<Env> {
   }
 
   /**
-   * The proof timeout. An alarm rather than only a check on the next message, so that a bridge socket that
-   * never says anything is closed too (a late proof is also refused, in `checkProof`).
+   * The bridge's socket, its proof already checked by the Worker: refused if the proof's nonce was used
+   * before (a replay), else accepted as the live bridge, replacing an older one. Nothing awaited, so that
+   * no other request comes between the nonce's check and its record.
    */
-  override async alarm(): Promise<void> {
+  private acceptBridge(nonce: string, time: number): Response {
     const now = Date.now();
-    let next: number | undefined;
-    for (const ws of this.ctx.getWebSockets(BRIDGE_TAG)) {
-      const bridge = socketOf<BridgeSocket>(ws);
-      if (bridge.state !== "pending") continue;
-      const deadline = bridge.openedAt + PROOF_TIMEOUT_MS;
-      if (deadline <= now) this.dropBridge(ws, bridge, 4001, "timeout");
-      else next = Math.min(next ?? deadline, deadline);
+    const recent: Record<string, number> = {};
+    for (const [used, at] of Object.entries(this.ctx.storage.kv.get<Record<string, number>>(PROOF_NONCES_KEY) ?? {})) {
+      // A proof older than the window is refused for its time, so its nonce need not be kept.
+      if (at >= now - PROOF_WINDOW_MS) recent[used] = at;
     }
-    if (next !== undefined) await this.ctx.storage.setAlarm(next);
-  }
+    if (nonce in recent) return error(401, "proof_replayed");
+    recent[nonce] = time;
+    this.ctx.storage.kv.put(PROOF_NONCES_KEY, recent);
 
-  private async acceptBridge(bridgeId: string): Promise<Response> {
-    const unproved = this.ctx
-      .getWebSockets(BRIDGE_TAG)
-      .filter((ws) => socketOf<BridgeSocket>(ws).state === "pending").length;
-    if (unproved >= MAX_UNPROVED_BRIDGES) return error(429, "too_many_unproved");
-    const { 0: client, 1: server } = new WebSocketPair();
-    const nonce = toBase64url(crypto.getRandomValues(new Uint8Array(32)));
-    const openedAt = Date.now();
-    this.ctx.acceptWebSocket(server, [BRIDGE_TAG]);
-    server.serializeAttachment({ role: "bridge", bridgeId, nonce, openedAt, state: "pending" } satisfies BridgeSocket);
-    server.send(JSON.stringify({ type: "challenge", nonce }));
-    const deadline = openedAt + PROOF_TIMEOUT_MS;
-    const alarm = await this.ctx.storage.getAlarm();
-    if (alarm === null || alarm > deadline) await this.ctx.storage.setAlarm(deadline);
-    return new Response(null, { status: 101, webSocket: client });
-  }
-
-  private async checkProof(ws: WebSocket, bridge: BridgeSocket, message: string | ArrayBuffer): Promise<void> {
-    if (Date.now() >= bridge.openedAt + PROOF_TIMEOUT_MS) return this.dropBridge(ws, bridge, 4001, "timeout");
-    const proof = typeof message === "string" ? parseObject(message) : undefined;
-    // No other event reaches the object while the proof is checked, so a message the bridge sends right
-    // behind its proof (its token set, say) is taken in order, once the socket is ready.
-    const valid = await this.ctx.blockConcurrencyWhile(
-      async () =>
-        proof?.type === "proof" &&
-        typeof proof.key === "string" &&
-        typeof proof.signature === "string" &&
-        (await verifyProof(bridge.bridgeId, bridge.nonce, proof.key, proof.signature)),
-    );
-    if (!valid) return this.dropBridge(ws, bridge, 4001, "bad_proof");
     for (const other of this.ctx.getWebSockets(BRIDGE_TAG)) {
       const older = socketOf<BridgeSocket>(other);
       if (older.state === "ready") this.dropBridge(other, older, 4002, "replaced");
     }
-    ws.serializeAttachment({ ...bridge, state: "ready" } satisfies BridgeSocket);
-    ws.send(JSON.stringify({ type: "ready" }));
+    const { 0: client, 1: server } = new WebSocketPair();
+    this.ctx.acceptWebSocket(server, [BRIDGE_TAG]);
+    server.serializeAttachment({ role: "bridge", state: "ready" } satisfies BridgeSocket);
     log("bridge_ready");
+    return new Response(null, { status: 101, webSocket: client });
   }
 
   private fromBridge(ws: WebSocket, bridge: BridgeSocket, message: string | ArrayBuffer): void {
@@ -194,8 +164,6 @@ export class RelayObject extends DurableObject<Env> {
   /** A text message from the proved bridge: a `tokens` set is all it may send. */
   private control(ws: WebSocket, bridge: BridgeSocket, text: string): void {
     const message = parseObject(text);
-    // Its nonce has been answered already: a second proof is a replay.
-    if (message?.type === "proof") return this.dropBridge(ws, bridge, 4001, "bad_proof");
     const set = message?.type === "tokens" ? message.set : undefined;
     if (!Array.isArray(set) || !set.every((hash) => typeof hash === "string" && TOKEN_HASH.test(hash))) {
       return this.dropBridge(ws, bridge, 1008, "bad_message");

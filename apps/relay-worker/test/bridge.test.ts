@@ -1,23 +1,50 @@
-// The Worker's routes and the bridge link: challenge, key proof, timeout, replacement.
+// The Worker's routes and the bridge link: the key proof in the upgrade request, replays, the clock window,
+// replacement, and what strangers get: no slot, no object, no storage.
 
-import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { evictDurableObject, listDurableObjectIds, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { BridgeSocket } from "../src/relay";
 import {
   b64url,
+  bridgeRequest,
   connect,
   connectBridge,
   expectError,
   newBridgeKey,
   newToken,
-  openBridgeSocket,
   openStream,
-  proofText,
+  Peer,
+  proofHeaders,
   relay,
-  sendProof,
   status,
   stubFor,
 } from "./helpers";
+
+/** The ID under which the runtime keeps the object of bridge `id` (its storage file's name). */
+const objectIdOf = (id: string) => env.RELAY.idFromName(id).toString();
+
+/** Whether the runtime holds any storage at all for the object of bridge `id`. */
+async function hasObject(id: string): Promise<boolean> {
+  return (await listDurableObjectIds(env.RELAY)).some((object) => object.toString() === objectIdOf(id));
+}
+
+/** What an object has written: its storage entries, its alarm and its own tables. */
+function written(id: string) {
+  return runInDurableObject(stubFor(id), async (_, ctx) => ({
+    entries: [...ctx.storage.kv.list()].length,
+    alarm: await ctx.storage.getAlarm(),
+    tables: [...ctx.storage.sql.exec("SELECT name FROM sqlite_master WHERE type = 'table'")]
+      .map((row) => String(row.name))
+      .filter((name) => !name.startsWith("_cf_")),
+  }));
+}
+
+async function expectRefused(response: Response, error: string): Promise<void> {
+  expect(response.status).toBe(401);
+  expect(response.webSocket).toBeNull();
+  expect(((await response.json()) as { error: string }).error).toBe(error);
+}
 
 describe("routes", () => {
   it("answers health", async () => {
@@ -34,6 +61,8 @@ describe("routes", () => {
       for (const action of ["status", "connect", "bridge"]) {
         await expectError(await relay(`/v1/bridges/${id}/${action}`, { headers }), 400, "bad_bridge_id");
       }
+      // Refused by the Worker alone: no object exists for the ID.
+      expect(await hasObject(id)).toBe(false);
     }
   });
 
@@ -42,7 +71,8 @@ describe("routes", () => {
     const token = await newToken();
     const headers = { Authorization: `Bearer ${token.token}` };
     await expectError(await relay(`/v1/bridges/${key.id}/connect`, { headers }), 426, "websocket_required");
-    await expectError(await relay(`/v1/bridges/${key.id}/bridge`), 426, "websocket_required");
+    const { Upgrade: _, ...withoutUpgrade } = await proofHeaders(key);
+    await expectError(await bridgeRequest(key.id, withoutUpgrade), 426, "websocket_required");
   });
 
   it("wants a well-formed bearer token, and never echoes it", async () => {
@@ -70,132 +100,150 @@ describe("routes", () => {
 });
 
 describe("bridge key proof", () => {
-  it("makes a proved socket ready", async () => {
+  it("takes a proved bridge at once: the socket is live, with nothing to say first", async () => {
     const key = await newBridgeKey();
-    const { peer, nonce } = await openBridgeSocket(key.id);
-    await sendProof(peer, key, nonce);
-    expect(await peer.json()).toEqual({ type: "ready" });
+    const token = await newToken();
+    const bridge = await connectBridge(key, [token]);
     const state = await runInDurableObject(stubFor(key.id), (_, ctx) =>
       ctx.getWebSockets("bridge").map((ws) => ws.deserializeAttachment() as BridgeSocket),
     );
-    expect(state).toEqual([expect.objectContaining({ bridgeId: key.id, nonce, state: "ready" })]);
-    peer.ws.close();
+    expect(state).toEqual([{ role: "bridge", state: "ready" }]);
+    expect(await (await status(key.id, token)).json()).toEqual({ online: true });
+    expect(bridge.queued).toBe(0);
+    bridge.ws.close();
   });
 
-  it("holds at most 4 sockets that owe their proof; a proved one makes room", async () => {
+  it("refuses a missing or malformed proof with 401 bad_proof, before any object is touched", async () => {
     const key = await newBridgeKey();
-    const opened = [];
-    for (let i = 0; i < 4; i++) opened.push(await openBridgeSocket(key.id));
-    const refused = await relay(`/v1/bridges/${key.id}/bridge`, { headers: { Upgrade: "websocket" } });
-    await expectError(refused, 429, "too_many_unproved");
-    await sendProof(opened[0]!.peer, key, opened[0]!.nonce);
-    expect(await opened[0]!.peer.json()).toEqual({ type: "ready" });
-    const fifth = await openBridgeSocket(key.id);
-    for (const { peer } of [...opened, fifth]) peer.ws.close();
+    const good = await proofHeaders(key);
+    const variants: Record<string, string>[] = [{ Upgrade: "websocket" }];
+    for (const name of Object.keys(good).filter((name) => name !== "Upgrade")) {
+      const { [name]: _, ...without } = good;
+      variants.push(without);
+      for (const bad of ["", "x", `${good[name]}A`]) variants.push({ ...good, [name]: bad });
+    }
+    variants.push({ ...good, "Lanyard-Bridge-Time": `0${good["Lanyard-Bridge-Time"]}` });
+    variants.push({ ...good, "Lanyard-Bridge-Time": `${good["Lanyard-Bridge-Time"]}.0` });
+    for (const headers of variants) await expectRefused(await bridgeRequest(key.id, headers), "bad_proof");
+    expect(await hasObject(key.id)).toBe(false);
   });
 
-  it("sends a fresh nonce on every socket", async () => {
-    const key = await newBridgeKey();
-    const first = await openBridgeSocket(key.id);
-    const second = await openBridgeSocket(key.id);
-    expect(first.nonce).not.toBe(second.nonce);
-    first.peer.ws.close();
-    second.peer.ws.close();
-  });
-
-  it("refuses a wrong signature with 4001", async () => {
-    const key = await newBridgeKey();
-    const { peer, nonce } = await openBridgeSocket(key.id);
-    const signature = await key.sign(proofText(key.id, nonce));
-    signature[10]! ^= 1;
-    peer.ws.send(JSON.stringify({ type: "proof", key: b64url(key.raw), signature: b64url(signature) }));
-    expect(await peer.closed()).toEqual({ code: 4001, reason: "bad_proof", skipped: 0 });
-  });
-
-  it("refuses a key that does not hash to the ID, even with a good signature by that key", async () => {
+  it("refuses a wrong signature, a key that is not the ID's, and a proof for another host, path or bridge", async () => {
     const claimed = await newBridgeKey();
     const other = await newBridgeKey();
-    const { peer, nonce } = await openBridgeSocket(claimed.id);
-    const signature = await other.sign(proofText(claimed.id, nonce));
-    peer.ws.send(JSON.stringify({ type: "proof", key: b64url(other.raw), signature: b64url(signature) }));
-    expect(await peer.closed()).toEqual({ code: 4001, reason: "bad_proof", skipped: 0 });
-  });
-
-  it("refuses a proof of another socket's nonce (a replay)", async () => {
-    const key = await newBridgeKey();
-    const first = await openBridgeSocket(key.id);
-    const second = await openBridgeSocket(key.id);
-    await sendProof(second.peer, key, first.nonce);
-    expect(await second.peer.closed()).toEqual({ code: 4001, reason: "bad_proof", skipped: 0 });
-    // The first socket is untouched and can still prove itself once.
-    await sendProof(first.peer, key, first.nonce);
-    expect(await first.peer.json()).toEqual({ type: "ready" });
-    // Its nonce is answered now: the same proof again is a replay.
-    await sendProof(first.peer, key, first.nonce);
-    expect(await first.peer.closed()).toEqual({ code: 4001, reason: "bad_proof", skipped: 0 });
-  });
-
-  it("refuses anything but a proof as the first message", async () => {
-    const key = await newBridgeKey();
-    const token = await newToken();
-    const firsts: (string | Uint8Array)[] = [
-      JSON.stringify({ type: "tokens", set: [token.hash] }),
-      "not json",
-      JSON.stringify({ type: "proof", key: b64url(key.raw) }),
-      new Uint8Array([2, 0, 0, 0, 1, 42]),
+    const flipped = await proofHeaders(claimed);
+    const signature = Uint8Array.from(atob(flipped["Lanyard-Bridge-Signature"]!.replace(/-/g, "+").replace(/_/g, "/")), (c) =>
+      c.charCodeAt(0),
+    );
+    signature[10]! ^= 1;
+    flipped["Lanyard-Bridge-Signature"] = b64url(signature);
+    const refused = [
+      flipped,
+      // The other key signs for the claimed ID, and says so: its hash is not the ID.
+      await proofHeaders(other, { id: claimed.id }),
+      // The other key's own proof, sent on the claimed bridge's route.
+      await proofHeaders(other),
+      // The claimed key's real key, but a signature by the other key.
+      { ...(await proofHeaders(other, { id: claimed.id })), "Lanyard-Bridge-Key": b64url(claimed.raw) },
+      await proofHeaders(claimed, { host: "relay.elsewhere.test" }),
+      await proofHeaders(claimed, { path: `/v1/bridges/${other.id}/bridge` }),
+      await proofHeaders(claimed, { path: "/base/v1/bridges/" + claimed.id + "/bridge" }),
+      // Not a point on the curve.
+      { ...(await proofHeaders(claimed)), "Lanyard-Bridge-Key": b64url(new Uint8Array(32).fill(0xff)) },
     ];
-    for (const first of firsts) {
-      const { peer } = await openBridgeSocket(key.id);
-      peer.ws.send(first);
-      expect(await peer.closed()).toEqual({ code: 4001, reason: "bad_proof", skipped: 0 });
+    for (const headers of refused) await expectRefused(await bridgeRequest(claimed.id, headers), "bad_proof");
+    expect(await hasObject(claimed.id)).toBe(false);
+  });
+
+  it("takes a proof within 60 s of the relay's clock either way, and refuses one outside it, saying the relay's time", async () => {
+    const key = await newBridgeKey();
+    for (const offset of [-59_000, 59_000]) {
+      const response = await bridgeRequest(key.id, await proofHeaders(key, { time: String(Date.now() + offset) }));
+      expect(response.status).toBe(101);
+      new Peer(response.webSocket!).ws.close();
     }
-    expect(await (await status(key.id, token)).json()).toEqual({ online: false });
+    for (const offset of [-61_000, 61_000, -Date.now()]) {
+      const before = Date.now();
+      const response = await bridgeRequest(key.id, await proofHeaders(key, { time: String(Date.now() + offset) }));
+      expect(response.status).toBe(401);
+      const body = (await response.json()) as { error: string; relayTimeMs: number };
+      expect(body.error).toBe("proof_expired");
+      expect(body.relayTimeMs).toBeGreaterThanOrEqual(before);
+      expect(body.relayTimeMs).toBeLessThanOrEqual(Date.now());
+    }
   });
 
-  it("closes a socket that has not proved itself within 10 s with 4001 timeout (by the object's alarm)", async () => {
-    const key = await newBridgeKey();
-    const stub = stubFor(key.id);
-    const { peer } = await openBridgeSocket(key.id);
-    const alarm = await runInDurableObject(stub, (_, ctx) => ctx.storage.getAlarm());
-    expect(alarm).toEqual(expect.any(Number));
-    // Not yet due: the alarm keeps the socket and sets itself again.
-    expect(await runDurableObjectAlarm(stub)).toBe(true);
-    expect(peer.queued).toBe(0);
-    // Ten seconds pass, as far as the socket's attachment can tell.
-    await runInDurableObject(stub, (_, ctx) => {
-      for (const ws of ctx.getWebSockets("bridge")) {
-        const socket = ws.deserializeAttachment() as BridgeSocket;
-        ws.serializeAttachment({ ...socket, openedAt: socket.openedAt - 10_000 });
-      }
-    });
-    expect(await runDurableObjectAlarm(stub)).toBe(true);
-    expect(await peer.closed()).toEqual({ code: 4001, reason: "timeout", skipped: 0 });
-  });
-
-  it("refuses a proof that arrives after 10 s with 4001 timeout", async () => {
-    const key = await newBridgeKey();
-    const { peer, nonce } = await openBridgeSocket(key.id);
-    await runInDurableObject(stubFor(key.id), (_, ctx) => {
-      const [ws] = ctx.getWebSockets("bridge");
-      const socket = ws!.deserializeAttachment() as BridgeSocket;
-      ws!.serializeAttachment({ ...socket, openedAt: socket.openedAt - 10_001 });
-    });
-    await sendProof(peer, key, nonce);
-    expect(await peer.closed()).toEqual({ code: 4001, reason: "timeout", skipped: 0 });
-  });
-
-  it("takes a token set sent right behind the proof, without waiting for ready", async () => {
+  it("refuses a replayed proof with 401 proof_replayed, after an eviction too; the live link stays", async () => {
     const key = await newBridgeKey();
     const token = await newToken();
-    const { peer, nonce } = await openBridgeSocket(key.id);
-    await sendProof(peer, key, nonce);
-    peer.ws.send(JSON.stringify({ type: "tokens", set: [token.hash] }));
-    expect(await peer.json()).toEqual({ type: "ready" });
-    const { node, stream } = await openStream(key.id, token, peer);
-    expect(stream).toBe(1);
+    const headers = await proofHeaders(key);
+    const first = await bridgeRequest(key.id, headers);
+    expect(first.status).toBe(101);
+    const bridge = new Peer(first.webSocket!);
+    bridge.ws.send(JSON.stringify({ type: "tokens", set: [token.hash] }));
+    await expect.poll(async () => ((await (await status(key.id, token)).json()) as { online: boolean }).online).toBe(true);
+
+    await expectRefused(await bridgeRequest(key.id, headers), "proof_replayed");
+    await evictDurableObject(stubFor(key.id));
+    await expectRefused(await bridgeRequest(key.id, headers), "proof_replayed");
+    expect(bridge.queued).toBe(0);
+    const { node } = await openStream(key.id, token, bridge);
     node.ws.close();
-    peer.ws.close();
+    bridge.ws.close();
   });
+
+  it("gives 50 strangers' sockets no slot: the real bridge's new link is live within 2 s while they knock", async () => {
+    const key = await newBridgeKey();
+    const token = await newToken();
+    const old = await connectBridge(key, [token]);
+    const stranger = await newBridgeKey();
+    // Fifty sockets without a valid proof, opened side by side with the bridge's reconnection: none gets in,
+    // none is held, and the bridge does not wait behind them.
+    const knocks = Array.from({ length: 50 }, async (_, i) => {
+      const headers = i % 2 === 0 ? { Upgrade: "websocket" } : await proofHeaders(stranger, { id: key.id });
+      return bridgeRequest(key.id, headers);
+    });
+    const started = Date.now();
+    const reconnect = (async () => {
+      const bridge = await connectBridge(key);
+      bridge.ws.send(JSON.stringify({ type: "tokens", set: [token.hash] }));
+      const { node } = await openStream(key.id, token, bridge);
+      return { bridge, node, ready: Date.now() - started };
+    })();
+    const [answers, { bridge, node, ready }] = await Promise.all([Promise.all(knocks), reconnect]);
+    expect(ready).toBeLessThan(2000);
+    for (const answer of answers) await expectRefused(answer, "bad_proof");
+    expect(await old.closed()).toEqual({ code: 4002, reason: "replaced", skipped: 0 });
+    const sockets = await runInDurableObject(stubFor(key.id), (_, ctx) => ctx.getWebSockets("bridge").length);
+    // The old socket (closed, until the runtime lets it go) and the live one: none of the strangers'.
+    expect(sockets).toBeLessThanOrEqual(2);
+    node.ws.close();
+    bridge.ws.close();
+  });
+
+  it("writes nothing for 400 made-up bridge IDs on any route, and makes no object for their bridge route", async () => {
+    const token = await newToken();
+    const ids: string[] = [];
+    for (let i = 0; i < 400; i++) ids.push((await newBridgeKey()).id);
+    const auth = { Authorization: `Bearer ${token.token}` };
+    for (const [i, id] of ids.entries()) {
+      const answers = [await bridgeRequest(id, { Upgrade: "websocket" })];
+      // The bridge route only, for half of them: those must have no object at all.
+      if (i % 2 === 1) {
+        answers.push(await relay(`/v1/bridges/${id}/status`, { headers: auth }));
+        answers.push(await connect(id, token));
+        const post = { method: "POST", headers: { ...auth, "Lanyard-Bridge": id }, body: "x" };
+        answers.push(await relay("/v1/pair/start", post));
+        answers.push(await relay("/v1/chat", post));
+      }
+      for (const answer of answers) await answer.arrayBuffer();
+    }
+    const objects = new Set((await listDurableObjectIds(env.RELAY)).map((object) => object.toString()));
+    for (const [i, id] of ids.entries()) {
+      if (i % 2 === 0) expect(objects.has(objectIdOf(id))).toBe(false);
+      else expect(await written(id)).toEqual({ entries: 0, alarm: null, tables: [] });
+    }
+  }, 120_000);
 });
 
 describe("bridge replacement", () => {
@@ -219,13 +267,12 @@ describe("bridge replacement", () => {
     newer.ws.close();
   });
 
-  it("leaves the live bridge alone while a newer socket has not proved itself, or fails to", async () => {
+  it("leaves the live bridge alone when a newer socket fails its proof", async () => {
     const key = await newBridgeKey();
     const token = await newToken();
     const live = await connectBridge(key, [token]);
-    const { peer: intruder } = await openBridgeSocket(key.id);
-    intruder.ws.send(JSON.stringify({ type: "proof", key: b64url(key.raw), signature: b64url(new Uint8Array(64)) }));
-    expect(await intruder.closed()).toEqual({ code: 4001, reason: "bad_proof", skipped: 0 });
+    const intruder = { ...(await proofHeaders(key)), "Lanyard-Bridge-Signature": b64url(new Uint8Array(64)) };
+    await expectRefused(await bridgeRequest(key.id, intruder), "bad_proof");
     expect(await (await status(key.id, token)).json()).toEqual({ online: true });
     const { node } = await openStream(key.id, token, live);
     node.ws.close();

@@ -7,7 +7,8 @@ import { env, exports } from "cloudflare:workers";
 import { expect, vi } from "vitest";
 import type { RelayObject } from "../src/relay";
 
-const ORIGIN = "https://relay.test";
+const HOST = "relay.test";
+const ORIGIN = `https://${HOST}`;
 
 const SPKI_PREFIX_HEX = "302a300506032b6570032100";
 const BASE32_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
@@ -58,8 +59,9 @@ export async function newBridgeKey(): Promise<BridgeKey> {
   };
 }
 
-export function proofText(id: string, nonce: string): Uint8Array {
-  return new TextEncoder().encode("lanyard-relay-v1\nbridge\n" + id + "\n" + nonce);
+/** The signed text of a bridge proof, written out here as docs/relay.md spells it. */
+export function proofText(host: string, path: string, id: string, time: string, nonce: string): Uint8Array {
+  return new TextEncoder().encode(["lanyard-relay-bridge-v2", host, path, id, time, nonce].join("\n"));
 }
 
 export interface Token {
@@ -182,27 +184,43 @@ export function stubFor(id: string) {
   return env.RELAY.get(env.RELAY.idFromName(id));
 }
 
-/** Opens `/bridge` and returns the socket and its challenge nonce. */
-export async function openBridgeSocket(id: string): Promise<{ peer: Peer; nonce: string }> {
-  const response = await relay(`/v1/bridges/${id}/bridge`, { headers: { Upgrade: "websocket" } });
-  expect(response.status).toBe(101);
-  const peer = new Peer(response.webSocket!);
-  const challenge = await peer.json();
-  expect(challenge.type).toBe("challenge");
-  expect(challenge.nonce).toMatch(/^[A-Za-z0-9_-]{43}$/);
-  return { peer, nonce: challenge.nonce as string };
+export const bridgePath = (id: string) => `/v1/bridges/${id}/bridge`;
+
+/** What a proof may be made to get wrong, one part at a time. */
+export interface ProofParts {
+  id?: string;
+  host?: string;
+  path?: string;
+  time?: string;
+  nonce?: string;
+  key?: Uint8Array;
 }
 
-export async function sendProof(peer: Peer, key: BridgeKey, nonce: string): Promise<void> {
-  const signature = await key.sign(proofText(key.id, nonce));
-  peer.ws.send(JSON.stringify({ type: "proof", key: b64url(key.raw), signature: b64url(signature) }));
+/** The headers of a bridge's upgrade request, with a proof signed by `key` over the given or right parts. */
+export async function proofHeaders(key: BridgeKey, parts: ProofParts = {}): Promise<Record<string, string>> {
+  const id = parts.id ?? key.id;
+  const time = parts.time ?? String(Date.now());
+  const nonce = parts.nonce ?? b64url(crypto.getRandomValues(new Uint8Array(32)));
+  const signature = await key.sign(proofText(parts.host ?? HOST, parts.path ?? bridgePath(id), id, time, nonce));
+  return {
+    Upgrade: "websocket",
+    "Lanyard-Bridge-Key": b64url(parts.key ?? key.raw),
+    "Lanyard-Bridge-Time": time,
+    "Lanyard-Bridge-Nonce": nonce,
+    "Lanyard-Bridge-Signature": b64url(signature),
+  };
+}
+
+/** Asks for the bridge socket of `id` with `headers`. */
+export function bridgeRequest(id: string, headers: Record<string, string>): Promise<Response> {
+  return relay(bridgePath(id), { headers });
 }
 
 /** A proved bridge socket that has sent `tokens` (unless none are given) and seen them take effect. */
 export async function connectBridge(key: BridgeKey, tokens?: Token[]): Promise<Peer> {
-  const { peer, nonce } = await openBridgeSocket(key.id);
-  await sendProof(peer, key, nonce);
-  expect(await peer.json()).toEqual({ type: "ready" });
+  const response = await bridgeRequest(key.id, await proofHeaders(key));
+  expect(response.status).toBe(101);
+  const peer = new Peer(response.webSocket!);
   if (tokens !== undefined) await setTokens(peer, key.id, tokens);
   return peer;
 }
@@ -283,9 +301,12 @@ export function keptBy(id: string) {
   }));
 }
 
-/** That the object keeps only its token set and stream counter in storage, and none of `markers` anywhere. */
+/**
+ * That the object keeps only its token set, stream counter and the bridge's recent proof nonces in storage,
+ * and none of `markers` anywhere.
+ */
 export function expectKeepsNone(kept: Awaited<ReturnType<typeof keptBy>>, markers: Uint8Array[]): void {
-  expect(kept.storage.map(([name]) => name).sort()).toEqual(["nextStream", "tokens"]);
+  expect(kept.storage.map(([name]) => name).sort()).toEqual(["nextStream", "proofNonces", "tokens"]);
   expect(kept.tables.filter((name) => !String(name).startsWith("_cf_"))).toEqual([]);
   for (const marker of markers) expect(holds(kept, marker)).toBe(false);
 }

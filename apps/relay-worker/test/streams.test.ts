@@ -115,6 +115,20 @@ describe("a node stream", () => {
     bridge.ws.close();
   });
 
+  it("answers a node's close with its code at once, and a bridge's", async () => {
+    const key = await newBridgeKey();
+    const token = await newToken();
+    const bridge = await connectBridge(key, [token]);
+    for (const code of [1000, 1001, 4321]) {
+      const { node, stream } = await openStream(key.id, token, bridge);
+      node.ws.close(code, "bye");
+      expect(await node.closed(1000)).toEqual({ code, reason: "", skipped: 0 });
+      expect(await bridge.frame()).toEqual({ kind: 3, stream, body: new Uint8Array() });
+    }
+    bridge.ws.close(1001, "going away");
+    expect(await bridge.closed(1000)).toEqual({ code: 1001, reason: "", skipped: 0 });
+  });
+
   it("keeps streams apart", async () => {
     const key = await newBridgeKey();
     const [alice, bob] = [await newToken(), await newToken()];

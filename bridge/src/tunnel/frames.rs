@@ -14,13 +14,10 @@ const OPEN: u8 = 1;
 const DATA: u8 = 2;
 const CLOSE: u8 = 3;
 
-/// Text messages of the link.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Text messages of the link: the bridge's token set is the only one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub(crate) enum Control {
-    Challenge { nonce: String },
-    Proof { key: String, signature: String },
-    Ready,
     Tokens { set: Vec<String> },
 }
 
@@ -166,9 +163,6 @@ mod tests {
 
     #[test]
     fn control_messages_match_the_contract() {
-        let challenge: Control = serde_json::from_str(r#"{"type":"challenge","nonce":"abc"}"#).unwrap();
-        assert_eq!(challenge, Control::Challenge { nonce: "abc".into() });
-        assert_eq!(serde_json::to_string(&Control::Ready).unwrap(), r#"{"type":"ready"}"#);
         let tokens = serde_json::to_string(&Control::Tokens { set: vec!["x".into()] }).unwrap();
         assert_eq!(tokens, r#"{"type":"tokens","set":["x"]}"#);
     }

@@ -1,28 +1,26 @@
-//! One life of the bridge's link to its relay object: open the socket, prove the bridge's key, hand over
-//! the routing-token set, then serve every node stream the object opens with the same session code as a
+//! One life of the bridge's link to its relay object: open the socket with the bridge's key proof in its
+//! upgrade request, hand over the routing-token set, then serve every node stream the object opens with the same session code as a
 //! LAN connection (and every HTTP exchange of a simple client with [`crate::sealed`]), until the socket
 //! goes or the link is stopped.
 
-use super::frames::{Control, MAX_DATA, StreamFrame};
+use super::frames::{Control, MAX_DATA, StreamFrame, parse_hash};
 use crate::sealed::{self, Exchange};
 use crate::session;
 use crate::shared::BridgeShared;
 use crate::source::Source;
 use certs::Identity;
 use futures_util::{SinkExt, StreamExt};
-use node_kit::relay::{endpoint, web_tls};
-use std::collections::HashMap;
+use node_kit::relay::{bridge_link_request, web_tls};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{Bytes, Message};
+use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 
-/// What the object sends before `ready`, and how long the bridge waits for each step.
-const PROOF_STEP: Duration = Duration::from_secs(10);
 /// Inbound bytes buffered for one stream whose session reads slowly, in relay messages (≤ 64 KiB each):
 /// past it the stream is closed rather than letting one slow session stall every other.
 const STREAM_BACKLOG: usize = 16;
@@ -31,10 +29,21 @@ const OUTBOUND_QUEUE: usize = 64;
 /// A link silent this long (no frame, no pong) is taken for dead.
 const SILENCE: Duration = Duration::from_secs(45);
 const PING_EVERY: Duration = Duration::from_secs(15);
+/// How long a token set that drops a carried stream's token waits for that stream's session to end: the
+/// session's last words (a revoked node's `NOT_PAIRED`) must reach the relay before the set, which makes
+/// the relay cut the stream.
+const REVOKED_GRACE: Duration = Duration::from_secs(2);
 
-/// The label signed in the proof, as `docs/relay.md` fixes it.
-pub(crate) fn proof_message(bridge_id: &str, nonce: &str) -> String {
-    format!("lanyard-relay-v1\nbridge\n{bridge_id}\n{nonce}")
+/// A stream the link carries: where its inbound bytes go, and the token it was opened with.
+struct Carried {
+    inbound: mpsc::Sender<Bytes>,
+    token_hash: [u8; 32],
+}
+
+/// Whether every carried stream's token is in `set`.
+fn carries_only(streams: &HashMap<u32, Carried>, set: &[String]) -> bool {
+    let set: HashSet<[u8; 32]> = set.iter().filter_map(|hash| parse_hash(hash).ok()).collect();
+    streams.values().all(|carried| set.contains(&carried.token_hash))
 }
 
 /// How a link life ended.
@@ -44,6 +53,9 @@ pub(crate) enum LinkError {
     Connect(String),
     #[error("the relay refused the bridge's proof ({0})")]
     Refused(String),
+    /// The proof's time was outside the relay's window: the relay's clock said `relay_time_ms`.
+    #[error("the relay's clock and this computer's differ by more than a minute")]
+    Expired { relay_time_ms: u64 },
     #[error("the relay closed the link ({0})")]
     Closed(String),
     #[error("the link went silent")]
@@ -56,52 +68,37 @@ pub(crate) struct LinkEvents<'a> {
     pub streams: &'a (dyn Fn(usize) + Sync),
 }
 
-/// Runs one link life. `Ok` when `stop` ended it.
+/// Runs one link life, its proof stamped `time_ms` (the relay's clock as far as the bridge knows it). `Ok`
+/// when `stop` ended it.
 pub(crate) async fn run(
     url: &str,
     shared: &Arc<BridgeShared>,
     identity: &Identity,
+    time_ms: u64,
     mut tokens: watch::Receiver<Vec<String>>,
     events: LinkEvents<'_>,
     stop: &CancellationToken,
 ) -> Result<(), LinkError> {
-    let bridge_id = identity.id().to_string();
-    let target = endpoint(url, &identity.id(), "bridge");
+    let request = bridge_link_request(url, identity, time_ms).map_err(LinkError::Connect)?;
     let config = node_kit::connection::websocket_config(MAX_DATA + 1024);
-    let opened = tokio_tungstenite::connect_async_tls_with_config(target.as_str(), Some(config), true, Some(web_tls()));
-    let (ws, _) = tokio::time::timeout(shared.config.handshake_timeout, opened)
-        .await
-        .map_err(|_| LinkError::Connect("timed out".into()))?
-        .map_err(|e| LinkError::Connect(e.to_string()))?;
+    let opened = tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, Some(web_tls()));
+    // The relay accepts the socket only once the proof holds: an open socket is a live link.
+    let (ws, _) = match tokio::time::timeout(shared.config.handshake_timeout, opened).await {
+        Err(_) => return Err(LinkError::Connect("timed out".into())),
+        Ok(Err(WsError::Http(response))) => return Err(refusal(&response)),
+        Ok(Err(e)) => return Err(LinkError::Connect(e.to_string())),
+        Ok(Ok(opened)) => opened,
+    };
     let (mut sink, mut socket) = ws.split();
-
-    // The proof, then the token set right behind it (the object takes messages in order).
-    let nonce = match tokio::time::timeout(PROOF_STEP, next_control(&mut socket)).await {
-        Ok(Ok(Control::Challenge { nonce })) => nonce,
-        Ok(Ok(other)) => return Err(LinkError::Refused(format!("expected a challenge, got {other:?}"))),
-        Ok(Err(e)) => return Err(e),
-        Err(_) => return Err(LinkError::Refused("no challenge".into())),
-    };
-    let b64 = |bytes: &[u8]| data_encoding::BASE64URL_NOPAD.encode(bytes);
-    let proof = Control::Proof {
-        key: b64(&identity.public_key()),
-        signature: b64(&identity.sign(proof_message(&bridge_id, &nonce).as_bytes())),
-    };
     let set = tokens.borrow_and_update().clone();
-    for control in [proof, Control::Tokens { set }] {
-        sink.send(control_message(&control)).await.map_err(|e| LinkError::Closed(e.to_string()))?;
-    }
-    match tokio::time::timeout(PROOF_STEP, next_control(&mut socket)).await {
-        Ok(Ok(Control::Ready)) => {}
-        Ok(Ok(other)) => return Err(LinkError::Refused(format!("expected ready, got {other:?}"))),
-        Ok(Err(e)) => return Err(e),
-        Err(_) => return Err(LinkError::Refused("no answer to the proof".into())),
-    }
+    sink.send(control_message(&Control::Tokens { set })).await.map_err(|e| LinkError::Closed(e.to_string()))?;
     (events.ready)();
     tracing::info!(relay = url, "relay link ready");
 
     let (out_tx, mut out_rx) = mpsc::channel::<StreamFrame>(OUTBOUND_QUEUE);
-    let mut streams: HashMap<u32, mpsc::Sender<Bytes>> = HashMap::new();
+    let mut streams: HashMap<u32, Carried> = HashMap::new();
+    // A token set that waits for the sessions of the tokens it drops, and until when at most.
+    let mut held: Option<(Vec<String>, tokio::time::Instant)> = None;
     let mut ping = tokio::time::interval(PING_EVERY);
     let mut heard = tokio::time::Instant::now();
     let result = loop {
@@ -140,10 +137,11 @@ pub(crate) async fn run(
             }
             Ok(()) = tokens.changed() => {
                 let set = tokens.borrow_and_update().clone();
-                if let Err(e) = sink.send(control_message(&Control::Tokens { set })).await {
-                    break Err(LinkError::Closed(e.to_string()));
-                }
+                // A newer set replaces a held one, and keeps its deadline: changes never hold a set longer.
+                let until = held.map_or_else(|| tokio::time::Instant::now() + REVOKED_GRACE, |(_, until)| until);
+                held = Some((set, until));
             }
+            () = tokio::time::sleep_until(held.as_ref().map_or_else(tokio::time::Instant::now, |(_, until)| *until)), if held.is_some() => {}
             _ = ping.tick() => {
                 if heard.elapsed() > SILENCE {
                     break Err(LinkError::Silent);
@@ -154,6 +152,15 @@ pub(crate) async fn run(
                 let close = CloseFrame { code: CloseCode::Normal, reason: "bridge stopping".into() };
                 let _ = sink.send(Message::Close(Some(close))).await;
                 break Ok(());
+            }
+        }
+        if let Some((set, until)) = &held
+            && (carries_only(&streams, set) || tokio::time::Instant::now() >= *until)
+        {
+            let set = set.clone();
+            held = None;
+            if let Err(e) = sink.send(control_message(&Control::Tokens { set })).await {
+                break Err(LinkError::Closed(e.to_string()));
             }
         }
         (events.streams)(streams.len());
@@ -168,7 +175,7 @@ pub(crate) async fn run(
 fn on_frame(
     frame: StreamFrame,
     shared: &Arc<BridgeShared>,
-    streams: &mut HashMap<u32, mpsc::Sender<Bytes>>,
+    streams: &mut HashMap<u32, Carried>,
     out: &mpsc::Sender<StreamFrame>,
 ) -> Option<StreamFrame> {
     match frame {
@@ -187,7 +194,7 @@ fn on_frame(
                 };
                 let (request_tx, request) = mpsc::channel(STREAM_BACKLOG);
                 let (response, response_rx) = mpsc::channel(STREAM_BACKLOG);
-                streams.insert(stream, request_tx);
+                streams.insert(stream, Carried { inbound: request_tx, token_hash });
                 let exchange = Exchange { source, request, response };
                 tokio::spawn(sealed::serve(route, exchange, shared.clone(), permit));
                 tokio::spawn(respond(stream, response_rx, out.clone()));
@@ -199,14 +206,14 @@ fn on_frame(
             };
             let (session_end, pump_end) = tokio::io::duplex(MAX_DATA);
             let (inbound_tx, inbound_rx) = mpsc::channel(STREAM_BACKLOG);
-            streams.insert(stream, inbound_tx);
+            streams.insert(stream, Carried { inbound: inbound_tx, token_hash });
             tokio::spawn(session::serve(Box::new(session_end), source, shared.clone(), admission));
             tokio::spawn(pump(stream, pump_end, inbound_rx, out.clone()));
             None
         }
         StreamFrame::Data { stream, bytes } => {
             // A stream this link no longer carries (ended here, its CLOSE crossing this DATA): say it again.
-            let Some(inbound) = streams.get(&stream) else {
+            let Some(Carried { inbound, .. }) = streams.get(&stream) else {
                 return Some(StreamFrame::Close { stream, reason: "unknown stream".into() });
             };
             if inbound.try_send(bytes).is_err() {
@@ -274,27 +281,38 @@ async fn respond(stream: u32, mut response: mpsc::Receiver<Vec<u8>>, out: mpsc::
     let _ = out.send(StreamFrame::Close { stream, reason: String::new() }).await;
 }
 
-async fn next_control<S>(socket: &mut S) -> Result<Control, LinkError>
-where
-    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    loop {
-        match socket.next().await {
-            Some(Ok(Message::Text(text))) => {
-                return serde_json::from_str(&text).map_err(|e| LinkError::Refused(format!("unreadable message: {e}")));
-            }
-            Some(Ok(Message::Close(close))) => {
-                return Err(LinkError::Refused(
-                    close.map_or_else(|| "closed".into(), |c| format!("{} {}", c.code, c.reason)),
-                ));
-            }
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(LinkError::Closed(e.to_string())),
-            None => return Err(LinkError::Closed("the connection ended".into())),
-        }
+/// The relay's refusal of the upgrade: `401` with `{"error": …}` (and the relay's time for an expired proof).
+fn refusal(response: &tokio_tungstenite::tungstenite::http::Response<Option<Vec<u8>>>) -> LinkError {
+    let body: serde_json::Value =
+        response.body().as_deref().and_then(|body| serde_json::from_slice(body).ok()).unwrap_or_default();
+    let error = body["error"].as_str().unwrap_or_default();
+    match (response.status().as_u16(), error, body["relayTimeMs"].as_u64()) {
+        (401, "proof_expired", Some(relay_time_ms)) => LinkError::Expired { relay_time_ms },
+        (401, _, _) => LinkError::Refused(error.to_string()),
+        (status, _, _) => LinkError::Connect(format!("{status} {error}")),
     }
 }
 
 fn control_message(control: &Control) -> Message {
     Message::text(serde_json::to_string(control).expect("control messages serialise"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_tungstenite::tungstenite::http::Response;
+
+    fn answer(status: u16, body: &str) -> Response<Option<Vec<u8>>> {
+        Response::builder().status(status).body(Some(body.as_bytes().to_vec())).unwrap()
+    }
+
+    #[test]
+    fn the_relays_refusals_are_read() {
+        let expired = refusal(&answer(401, r#"{"error":"proof_expired","relayTimeMs":1700000000000}"#));
+        assert!(matches!(expired, LinkError::Expired { relay_time_ms: 1_700_000_000_000 }), "{expired:?}");
+        let replayed = refusal(&answer(401, r#"{"error":"proof_replayed"}"#));
+        assert!(matches!(replayed, LinkError::Refused(ref e) if e == "proof_replayed"), "{replayed:?}");
+        assert!(matches!(refusal(&answer(401, "not json")), LinkError::Refused(_)));
+        assert!(matches!(refusal(&answer(503, "")), LinkError::Connect(_)));
+    }
 }

@@ -98,6 +98,9 @@ async fn keep_link(
         since_ms: now_ms(),
     };
     let mut attempt = 0;
+    // The relay's clock less this computer's, as the relay last said; the proof's time is by the relay's.
+    let mut clock_offset_ms = 0i64;
+    let mut clock_taken = false;
     loop {
         status.send_replace(Some(report(TunnelLinkState::Connecting, None)));
         let started = tokio::time::Instant::now();
@@ -115,8 +118,19 @@ async fn keep_link(
                 });
             },
         };
-        let ended = link::run(url, shared, identity, tokens.clone(), events, life).await;
+        let time_ms = now_ms().saturating_add_signed(clock_offset_ms);
+        let ended = link::run(url, shared, identity, time_ms, tokens.clone(), events, life).await;
         let Err(e) = ended else { return };
+        // A clock the relay finds off by over a minute: take the relay's, and try again at once (once).
+        if let link::LinkError::Expired { relay_time_ms } = e
+            && !clock_taken
+        {
+            clock_offset_ms = i64::try_from(relay_time_ms).unwrap_or(i64::MAX).saturating_sub_unsigned(now_ms());
+            clock_taken = true;
+            tracing::warn!(relay = url, offset_ms = clock_offset_ms, "this computer's clock is off; using the relay's");
+            continue;
+        }
+        clock_taken = false;
         if started.elapsed() > STABLE {
             attempt = 0;
         }

@@ -104,6 +104,7 @@ impl Drop for LocalRelay {
 pub struct RelayTap {
     pub url: String,
     received: Arc<Mutex<Vec<u8>>>,
+    from_bridge: Arc<Mutex<Vec<Message>>>,
     bridge_links: Arc<Mutex<Vec<CancellationToken>>>,
     refuse_bridge: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
@@ -129,14 +130,16 @@ impl RelayTap {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let upstream_addr = upstream.trim_start_matches("http://").to_string();
         let received = Arc::new(Mutex::new(Vec::new()));
+        let from_bridge = Arc::new(Mutex::new(Vec::new()));
         let bridge_links = Arc::new(Mutex::new(Vec::new()));
         let refuse_bridge = Arc::new(AtomicBool::new(false));
-        let (rec, links, refuse) = (received.clone(), bridge_links.clone(), refuse_bridge.clone());
+        let (rec, sent, links, refuse) =
+            (received.clone(), from_bridge.clone(), bridge_links.clone(), refuse_bridge.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut tcp, _)) = listener.accept().await else { return };
-                let (rec, links, refuse, upstream_addr) =
-                    (rec.clone(), links.clone(), refuse.clone(), upstream_addr.clone());
+                let (rec, sent, links, refuse, upstream_addr) =
+                    (rec.clone(), sent.clone(), links.clone(), refuse.clone(), upstream_addr.clone());
                 tokio::spawn(async move {
                     let Some(head) = read_head(&mut tcp).await else { return };
                     let first_line = String::from_utf8_lossy(&head).lines().next().unwrap_or_default().to_string();
@@ -152,11 +155,22 @@ impl RelayTap {
                     if refuse.load(Ordering::SeqCst) {
                         return;
                     }
+                    // The bridge's proof is bound to the host it addressed and rides in its headers: both go on.
+                    let mut proof = tokio_tungstenite::tungstenite::http::HeaderMap::new();
+                    for line in String::from_utf8_lossy(&head).lines().skip(1) {
+                        let Some((name, value)) = line.split_once(':') else { continue };
+                        let name = name.trim().to_ascii_lowercase();
+                        if name == "host" || name.starts_with("lanyard-bridge-") {
+                            let name = tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes());
+                            proof.insert(name.unwrap(), value.trim().parse().unwrap());
+                        }
+                    }
                     use tokio::io::AsyncReadExt;
                     let (read, write) = tcp.into_split();
                     let replayed = tokio::io::join(std::io::Cursor::new(head).chain(read), write);
                     let Ok(bridge_ws) = tokio_tungstenite::accept_async(replayed).await else { return };
-                    let request = format!("ws://{upstream_addr}{path}").into_client_request().unwrap();
+                    let mut request = format!("ws://{upstream_addr}{path}").into_client_request().unwrap();
+                    request.headers_mut().extend(proof);
                     let Ok((up_ws, _)) = tokio_tungstenite::connect_async(request).await else { return };
                     let cut = CancellationToken::new();
                     links.lock().unwrap().push(cut.clone());
@@ -170,7 +184,11 @@ impl RelayTap {
                     loop {
                         tokio::select! {
                             m = down_rx.next() => match m {
-                                Some(Ok(m)) => { record(&m); if up_tx.send(m).await.is_err() { break } }
+                                Some(Ok(m)) => {
+                                    record(&m);
+                                    sent.lock().unwrap().push(m.clone());
+                                    if up_tx.send(m).await.is_err() { break }
+                                }
                                 _ => break,
                             },
                             m = up_rx.next() => match m {
@@ -187,12 +205,17 @@ impl RelayTap {
                 });
             }
         });
-        RelayTap { url, received, bridge_links, refuse_bridge, task }
+        RelayTap { url, received, from_bridge, bridge_links, refuse_bridge, task }
     }
 
     /// Every byte of every message of the bridge's link, both ways.
     pub fn received(&self) -> Vec<u8> {
         self.received.lock().unwrap().clone()
+    }
+
+    /// The messages the bridge sent the object, in order.
+    pub fn sent_by_bridge(&self) -> Vec<Message> {
+        self.from_bridge.lock().unwrap().clone()
     }
 
     /// Drops the bridge's link (the object gets a close, the bridge its TCP connection ending) and, while
