@@ -220,6 +220,7 @@ async fn run(
             event::PRESENCE,
             event::PAIR_REQUESTED,
             event::PAIR_RESOLVED,
+            event::PAIR_RENAMED,
             event::TUNNEL,
         ]
         .map(String::from)

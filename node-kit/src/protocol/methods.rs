@@ -85,6 +85,8 @@ pub mod event {
     pub const PAIR_REQUESTED: &str = "pair.requested";
     /// A pairing request was approved, rejected or expired (sent to operators).
     pub const PAIR_RESOLVED: &str = "pair.resolved";
+    /// The owner renamed a paired node (sent to that node's own connection, [`super::PairRenamed`]).
+    pub const PAIR_RENAMED: &str = "pair.renamed";
 }
 
 // ---- nodes ----
