@@ -416,11 +416,11 @@ async fn follow_name(mut name: watch::Receiver<Option<String>>, state: StateDir)
         if let Some(current) = current {
             match state.settings() {
                 Ok(mut settings) if settings.name != current => {
-                    eprintln!("lanyard-node: the computer lists this device as {current:?} now");
-                    settings.name = current;
+                    settings.name = current.clone();
                     if let Err(e) = state.save_settings(&settings) {
                         tracing::warn!(error = %e, "cannot save the device's new name");
                     }
+                    eprintln!("lanyard-node: the computer lists this device as {current:?} now");
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot read the settings to save the device's name"),
