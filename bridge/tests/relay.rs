@@ -336,6 +336,13 @@ async fn revoking_a_node_closes_its_relayed_connection_and_its_token_is_refused(
     let operator = away.gateway.operator().await;
     operator.request(method::PAIR_REVOKE, json!({ "nodeId": identity.id() })).await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), client.closed()).await.expect("the relayed connection closes");
+    // The relay's close 4003 `revoked` (which may come before the bridge's `NOT_PAIRED`) is taken for what it
+    // is: the node stops, unpaired, instead of retrying a token the relay no longer knows.
+    let mut link = node.link();
+    tokio::time::timeout(Duration::from_secs(10), link.wait_for(|l| matches!(l, Link::Unpaired(_))))
+        .await
+        .expect("the node knows it is unpaired")
+        .unwrap();
 
     // The token is gone from the relay too: the relay itself refuses it, before the bridge hears a thing.
     let route = node_kit::relay::RelayRoute {

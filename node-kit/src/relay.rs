@@ -214,6 +214,28 @@ mod tests {
         );
     }
 
+    /// The relay's close code is known by the time the stream reads as ended: a client that sees the end
+    /// can tell a revocation (4003) from a drop.
+    #[tokio::test]
+    async fn the_close_code_is_recorded_before_the_stream_ends() {
+        use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, frame::coding::CloseCode};
+        let (near, far) = tokio::io::duplex(1024);
+        let relay = tokio::spawn(async move {
+            let mut ws = WebSocketStream::from_raw_socket(far, Role::Server, None).await;
+            ws.send(Message::binary(b"hello".to_vec())).await.unwrap();
+            let revoked = CloseFrame { code: CloseCode::from(REVOKED_CLOSE_CODE), reason: "revoked".into() };
+            ws.send(Message::Close(Some(revoked))).await.unwrap();
+            while ws.next().await.is_some() {}
+        });
+        let ws = WebSocketStream::from_raw_socket(near, Role::Client, None).await;
+        let (mut stream, close_code) = pump(ws);
+        let mut read = Vec::new();
+        stream.read_to_end(&mut read).await.unwrap();
+        assert_eq!(read, b"hello");
+        assert_eq!(close_code.get(), Some(&REVOKED_CLOSE_CODE));
+        relay.await.unwrap();
+    }
+
     #[test]
     fn refusals_are_typed() {
         let offline = refusal(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"bridge_offline"}"#, "u");
