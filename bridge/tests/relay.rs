@@ -355,6 +355,12 @@ async fn revoking_a_node_closes_its_relayed_connection_and_its_token_is_refused(
     let stream = sent[..dropped].iter().rev().filter_map(frame).find(|f| f[0] == 2).expect("DATA")[1..5].to_vec();
     let closed = sent[..dropped].iter().filter_map(frame).any(|f| f[0] == 3 && f[1..5] == stream[..]);
     assert!(closed, "the bridge ends the revoked node's stream before it sends the set without its token");
+    // The node stops, unpaired, instead of retrying a token the relay no longer knows.
+    let mut link = node.link();
+    tokio::time::timeout(Duration::from_secs(10), link.wait_for(|l| matches!(l, Link::Unpaired(_))))
+        .await
+        .expect("the node knows it is unpaired")
+        .unwrap();
 
     // The token is gone from the relay too: the relay itself refuses it, before the bridge hears a thing.
     let route = node_kit::relay::RelayRoute {

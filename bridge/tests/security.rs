@@ -116,13 +116,14 @@ async fn a_revoked_node_is_refused_and_its_live_connection_closed() {
     tokio::time::timeout(Duration::from_secs(5), client.closed()).await.expect("the live connection closes at once");
     // The reconnect attempt is refused for good.
     let mut link = node.link();
-    let stopped = tokio::time::timeout(Duration::from_secs(10), link.wait_for(|l| matches!(l, Link::Stopped(_))))
+    let stopped = tokio::time::timeout(Duration::from_secs(10), link.wait_for(|l| matches!(l, Link::Unpaired(_))))
         .await
         .expect("the node stops trying")
         .unwrap()
         .clone();
-    let Link::Stopped(why) = stopped else { unreachable!() };
-    assert!(matches!(*why, ClientError::Handshake(ref e) if e.code == ErrorCode::NotPaired), "{why}");
+    let Link::Unpaired(why) = stopped else { unreachable!() };
+    assert_eq!(why.code, ErrorCode::NotPaired);
+    assert!(node.client().unwrap_err().is_unpaired());
     // A fresh connection with the revoked key is an unpaired one.
     let again = Client::bridge(bridge.address(), &identity, Pin::Key(bridge.id)).unwrap().connect().await.unwrap();
     assert!(again.hello().paired.is_none());

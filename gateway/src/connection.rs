@@ -226,6 +226,7 @@ async fn run(
             event::PAIR_REQUESTED,
             event::PAIR_RESOLVED,
             event::PAIR_CODE_ISSUED,
+            event::PAIR_RENAMED,
             event::TUNNEL,
         ]
         .map(String::from)

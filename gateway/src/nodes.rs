@@ -4,7 +4,7 @@ use crate::now_ms;
 use node_kit::outbound::Outbound;
 use node_kit::protocol::{
     AppState, ClientInfo, ErrorCode, ErrorFrame, ErrorShape, Frame, NodeAdvert, NodeCommandRequest, NodeSummary,
-    PairedNode, Request, Response, method,
+    PairRenamed, PairedNode, Request, Response, event, method,
 };
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -74,6 +74,17 @@ impl NodeRegistry {
         node.outbound.send(Frame::Error(ErrorFrame { error: why }));
         node.outbound.finish(CloseCode::Policy, "pairing revoked");
         1
+    }
+
+    /// A renamed node: `node.list` shows the new name at once, and the node's connection hears it
+    /// (`pair.renamed`), so the device knows what the computer calls it.
+    pub(crate) fn renamed(&self, renamed: &PairRenamed) {
+        let key = renamed.node_id.to_string();
+        let mut inner = self.inner.lock().expect("nodes lock");
+        if let Some(node) = inner.nodes.get_mut(&key) {
+            node.summary.display_name = Some(renamed.name.clone());
+            node.outbound.event(event::PAIR_RENAMED, serde_json::to_value(renamed).expect("payloads serialise"));
+        }
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -69,6 +69,12 @@ impl ClientError {
         }
     }
 
+    /// Whether the bridge (or its relay) said this device is not paired: its pairing was revoked, or was
+    /// never approved. Retrying cannot help; only pairing again can.
+    pub fn is_unpaired(&self) -> bool {
+        self.code() == Some(ErrorCode::NotPaired)
+    }
+
     /// Whether trying again later can succeed: transport trouble and errors the server marked retryable.
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -205,7 +211,7 @@ impl ClientBuilder {
             Target::Url(url) => {
                 let upgrade = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true);
                 let (ws, _) = within(self.handshake_timeout, upgrade).await.map_err(connect_error)?;
-                self.start(ws, None).await
+                self.start(ws, None, None).await
             }
             Target::Bridge { addr, tls } => {
                 let started = tokio::time::Instant::now();
@@ -215,7 +221,7 @@ impl ClientBuilder {
                     .map_err(|e| connect_error(e.to_string()))?;
                 let _ = tcp.set_nodelay(true);
                 let (tls, addr) = (tls.clone(), addr.clone());
-                self.bridge_session(tcp, tls, addr, started).await
+                self.bridge_session(tcp, tls, addr, started, None).await
             }
             Target::Relay { route, tls } => {
                 let started = tokio::time::Instant::now();
@@ -224,19 +230,22 @@ impl ClientBuilder {
                     other => ClientError::Relay(other),
                 })?;
                 let (tls, addr) = (tls.clone(), format!("relay {}", route.url));
-                self.bridge_session(stream, tls, addr, started).await
+                let close_code = stream.close_code();
+                self.bridge_session(stream, tls, addr, started, Some(close_code)).await
             }
         }
     }
 
     /// The pinned TLS session with a bridge over `io`, then the WebSocket and `connect`, all within the
-    /// handshake time counted from `started`. The same for a TCP connection and a relayed stream.
+    /// handshake time counted from `started`. The same for a TCP connection and a relayed stream (with the
+    /// relay's close code, read when the connection ends).
     async fn bridge_session<S>(
         self,
         io: S,
         tls: Arc<rustls::ClientConfig>,
         addr: String,
         started: tokio::time::Instant,
+        relay_close: Option<RelayCloseCode>,
     ) -> Result<Client, ClientError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -261,10 +270,15 @@ impl ClientBuilder {
             .await
             .map_err(|_| connect_error("timed out".into()))?
             .map_err(|e| connect_error(e.to_string()))?;
-        self.start(ws, Some(bridge_key)).await
+        self.start(ws, Some(bridge_key), relay_close).await
     }
 
-    async fn start<S>(self, ws: WebSocketStream<S>, peer_key: Option<KeyId>) -> Result<Client, ClientError>
+    async fn start<S>(
+        self,
+        ws: WebSocketStream<S>,
+        peer_key: Option<KeyId>,
+        relay_close: Option<RelayCloseCode>,
+    ) -> Result<Client, ClientError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -333,12 +347,23 @@ impl ClientBuilder {
                     () = router.closed.cancelled() => break,
                 }
             }
+            if relay_close.is_some_and(|code| code.get() == Some(&crate::relay::REVOKED_CLOSE_CODE)) {
+                // The relay cut the stream because the pairing was revoked, before the bridge's own
+                // `NOT_PAIRED` could come through: it is the same news.
+                *router.last_error.lock().expect("last error lock") = Some(ErrorShape::new(
+                    ErrorCode::NotPaired,
+                    "the relay closed this device's stream: its pairing was revoked",
+                ));
+            }
             router.shut();
         });
         let guard = Arc::new(CloseOnDrop(shared.out.clone()));
         Ok(Client { shared, hello: Arc::new(hello), peer_key, _guard: guard })
     }
 }
+
+/// Where a relayed stream's task records the relay's close code.
+type RelayCloseCode = Arc<std::sync::OnceLock<u16>>;
 
 /// The next keepalive tick, or never without a keepalive.
 async fn tick(keepalive: Option<&mut Keepalive>) -> bool {

@@ -24,7 +24,8 @@ use crate::discovery::{Discovery, DiscoveryError, DiscoveryEvent};
 use crate::pairing::{PairedBridge, RelayAccess};
 use crate::protocol::{
     AgentParams, AppState, AttachParams, CancelResult, ErrorCode, ErrorShape, HistoryPage, HistoryParams, NodeAdvert,
-    PendingPrompts, PresenceBeacon, RespondParams, RespondResult, RoutingToken, SessionList, method,
+    PairRenamed, PendingPrompts, PresenceBeacon, RespondParams, RespondResult, RoutingToken, SessionList, event,
+    method,
 };
 use crate::relay::{RelayError, RelayRoute};
 use certs::{Identity, KeyId, Pin};
@@ -67,9 +68,37 @@ pub enum Link {
     /// Away from the LAN, the relay answered that the bridge is not linked to it (the computer is off,
     /// asleep or offline). The node keeps trying, on both paths.
     BridgeOffline,
-    /// The node gave up: the bridge refused it for good (e.g. the pairing was revoked) or it was closed.
+    /// The node gave up because the bridge no longer knows this device: the owner revoked its pairing (the
+    /// bridge's `NOT_PAIRED`, or the relay's close 4003 `revoked`). Only pairing again helps. Carries what
+    /// was said.
+    Unpaired(ErrorShape),
+    /// The node gave up: the bridge refused it for good for another reason, or the node was closed.
     Stopped(Arc<ClientError>),
 }
+
+/// One change of a node's link, as it happens, for a person to read ([`Node::changes`]). [`Link`] is the
+/// state to act on; this is its history, with where the node went and why.
+#[derive(Debug, Clone)]
+pub enum LinkChange {
+    /// Connected, again or on another path: on the LAN at the address `via`, or through the relay at the
+    /// URL `via`.
+    Connected { path: Path, via: String },
+    /// The connection dropped; `cause` is the last `error` the bridge sent before it closed, if any.
+    Lost { cause: Option<ErrorShape> },
+    /// A round of reconnecting failed with `error`; the next starts within `next_attempt_in` (sooner when
+    /// discovery sees the bridge).
+    Retrying { error: Arc<ClientError>, next_attempt_in: Duration },
+    /// Away from the LAN, the relay says the bridge is not linked to it; the next try is within
+    /// `next_attempt_in`.
+    BridgeOffline { next_attempt_in: Duration },
+    /// Final: as [`Link::Unpaired`].
+    Unpaired(ErrorShape),
+    /// Final: as [`Link::Stopped`].
+    Stopped(Arc<ClientError>),
+}
+
+/// Link changes kept for a slow reader of [`Node::changes`] before it starts missing them.
+const CHANGES_KEPT: usize = 64;
 
 /// Which way a node's connection goes.
 pub use crate::protocol::LinkPath as Path;
@@ -167,6 +196,8 @@ impl NodeBuilder {
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         let inner = Arc::new(NodeInner {
             link: watch::channel(Link::Reconnecting(None)).0,
+            changes: tokio::sync::broadcast::channel(CHANGES_KEPT).0,
+            name: watch::channel(None).0,
             app_state: Mutex::new(AppState::Foreground),
             bridge: Mutex::new(self.bridge),
             candidates,
@@ -254,6 +285,10 @@ impl Candidates {
 
 struct NodeInner {
     link: watch::Sender<Link>,
+    changes: tokio::sync::broadcast::Sender<LinkChange>,
+    /// The name the computer lists this device by: its pairing record's, from each `hello-ok` and each
+    /// `pair.renamed` event.
+    name: watch::Sender<Option<String>>,
     app_state: Mutex<AppState>,
     /// The pairing, with the address that worked last.
     bridge: Mutex<PairedBridge>,
@@ -299,6 +334,53 @@ impl NodeInner {
         }
     }
 
+    /// Tells [`Node::changes`] readers, if there are any.
+    fn changed(&self, change: LinkChange) {
+        let _ = self.changes.send(change);
+    }
+
+    /// Takes this device's name from the connection's `hello-ok`, then from each `pair.renamed` event on it
+    /// (the owner renamed the device), until the connection ends.
+    fn follow_name(&self, client: &Client) {
+        if let Some(paired) = &client.hello().paired {
+            self.name.send_replace(Some(paired.device.name.clone()));
+        }
+        let mut events = client.subscribe();
+        let name = self.name.clone();
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(frame) if frame.event == event::PAIR_RENAMED => {
+                        match serde_json::from_value::<PairRenamed>(frame.payload) {
+                            Ok(renamed) => {
+                                name.send_replace(Some(renamed.name));
+                            }
+                            Err(e) => tracing::debug!(error = %e, "unreadable pair.renamed event"),
+                        }
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+
+    /// Ends the node's life with `e`: unpaired when the bridge no longer knows the device, stopped else.
+    fn give_up(&self, e: ClientError) {
+        match e {
+            ClientError::Handshake(shape) | ClientError::Remote(shape) if shape.code == ErrorCode::NotPaired => {
+                tracing::warn!(error = %shape, "this device is no longer paired with the bridge; not reconnecting");
+                self.link.send_replace(Link::Unpaired(shape.clone()));
+                self.changed(LinkChange::Unpaired(shape));
+            }
+            e => {
+                let e = Arc::new(e);
+                self.link.send_replace(Link::Stopped(e.clone()));
+                self.changed(LinkChange::Stopped(e));
+            }
+        }
+    }
+
     fn route(&self) -> Option<RelayRoute> {
         let bridge = self.bridge.lock().expect("bridge lock");
         let relay = bridge.relay.as_ref()?;
@@ -310,6 +392,12 @@ impl NodeInner {
     async fn use_path(&self, path: Path, client: &Client) {
         *self.path.lock().expect("path lock") = path;
         tracing::info!(?path, "connected to the bridge");
+        self.follow_name(client);
+        let via = match path {
+            Path::Lan => self.bridge.lock().expect("bridge lock").address.clone(),
+            Path::Relay => self.route().map(|route| route.url).unwrap_or_default(),
+        };
+        self.changed(LinkChange::Connected { path, via });
         let Some(url) = client.hello().relay_url.clone().filter(|_| path == Path::Lan) else { return };
         let current = self.bridge.lock().expect("bridge lock").relay.as_ref().is_some_and(|relay| relay.url == url);
         if current && !self.token_refused.swap(false, std::sync::atomic::Ordering::Relaxed) {
@@ -384,9 +472,6 @@ impl NodeInner {
                 Err(e) if !e.is_retryable() => return Err(e),
                 Err(e) => e,
             };
-            if matches!(e, ClientError::BridgeOffline) {
-                self.link.send_replace(Link::BridgeOffline);
-            }
             let mut delay = backoff.delay(attempt);
             if let Some(deadline) = deadline {
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -395,7 +480,13 @@ impl NodeInner {
                 }
                 delay = delay.min(left);
             }
-            tracing::debug!(attempt, error = %e, "no bridge reached; will retry");
+            if matches!(e, ClientError::BridgeOffline) {
+                self.link.send_replace(Link::BridgeOffline);
+                self.changed(LinkChange::BridgeOffline { next_attempt_in: delay });
+            } else {
+                self.changed(LinkChange::Retrying { error: Arc::new(e), next_attempt_in: delay });
+            }
+            tracing::debug!(attempt, ?delay, "no bridge reached; will retry");
             attempt = attempt.saturating_add(1);
             tokio::select! {
                 () = self.candidates.wait(delay) => {}
@@ -445,9 +536,22 @@ impl Node {
         *self.inner.path.lock().expect("path lock")
     }
 
-    /// Watch the link: connected, reconnecting, stopped.
+    /// Watch the link: connected, reconnecting, unpaired, stopped.
     pub fn link(&self) -> watch::Receiver<Link> {
         self.inner.link.subscribe()
+    }
+
+    /// Every change of the link from now on, one event each: connected (on which path, where), lost (and
+    /// why), a failed round (and when the next is), bridge offline, unpaired, stopped. For a person to
+    /// read; [`Node::link`] is the state to act on.
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<LinkChange> {
+        self.inner.changes.subscribe()
+    }
+
+    /// The name the computer lists this device by, as of the last `hello-ok` or `pair.renamed` event: a
+    /// rename by the owner reaches a connected node at once. `None` before the first connection.
+    pub fn name(&self) -> watch::Receiver<Option<String>> {
+        self.inner.name.subscribe()
     }
 
     /// The live connection, or `NotConnected` while reconnecting.
@@ -455,6 +559,7 @@ impl Node {
         match &*self.inner.link.borrow() {
             Link::Connected(client) if !client.is_closed() => Ok(client.clone()),
             Link::BridgeOffline => Err(ClientError::BridgeOffline),
+            Link::Unpaired(e) => Err(ClientError::Remote(e.clone())),
             Link::Stopped(e) => Err(ClientError::Protocol(format!("the node stopped: {e}"))),
             _ => Err(ClientError::NotConnected),
         }
@@ -465,7 +570,7 @@ impl Node {
         let mut link = self.link();
         let wait = link.wait_for(|l| match l {
             Link::Connected(c) => !c.is_closed(),
-            Link::Stopped(_) => true,
+            Link::Stopped(_) | Link::Unpaired(_) => true,
             Link::Reconnecting(_) | Link::BridgeOffline => false,
         });
         match tokio::time::timeout(timeout, wait).await {
@@ -562,7 +667,7 @@ async fn supervise(inner: Arc<NodeInner>, builder: ClientBuilder, backoff: Backo
         tokio::select! {
             biased;
             () = inner.stop.cancelled() => {
-                inner.link.send_replace(Link::Stopped(Arc::new(ClientError::Closed)));
+                inner.give_up(ClientError::Closed);
                 return;
             }
             lan = inner.back_to_lan(&builder), if on_relay => {
@@ -577,6 +682,11 @@ async fn supervise(inner: Arc<NodeInner>, builder: ClientBuilder, backoff: Backo
             () = client.closed() => {}
         }
         let cause = client.last_error();
+        inner.changed(LinkChange::Lost { cause: cause.clone() });
+        if let Some(revoked) = cause.clone().filter(|e| e.code == ErrorCode::NotPaired) {
+            inner.give_up(ClientError::Remote(revoked));
+            return;
+        }
         tracing::info!(code = ?cause.as_ref().map(|e| e.code), "connection to the bridge lost; reconnecting");
         inner.link.send_replace(Link::Reconnecting(cause));
         // A short jittered pause first, so that nodes dropped together by a bridge restart spread out.
@@ -587,10 +697,10 @@ async fn supervise(inner: Arc<NodeInner>, builder: ClientBuilder, backoff: Backo
         client = match reconnected {
             Ok(client) => client,
             Err(e) => {
-                if !inner.stop.is_cancelled() {
+                if !inner.stop.is_cancelled() && !e.is_unpaired() {
                     tracing::warn!(error = %e, "the bridge refused this node; not reconnecting");
                 }
-                inner.link.send_replace(Link::Stopped(Arc::new(e)));
+                inner.give_up(e);
                 return;
             }
         };

@@ -6,9 +6,11 @@
 use crate::connection::websocket_config;
 use certs::{Identity, KeyId};
 use futures_util::{SinkExt, StreamExt};
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
 use tokio_tungstenite::Connector;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -18,6 +20,10 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 /// The largest message the relay takes from a node, and so the most a node's stream puts in one.
 pub const MAX_RELAY_MESSAGE: usize = 65536;
+
+/// The close code with which the relay ends a node's stream whose routing token left the bridge's set: the
+/// owner revoked the device (`docs/relay.md`). No `NOT_PAIRED` frame may come before it.
+pub const REVOKED_CLOSE_CODE: u16 = 4003;
 
 /// Why a relayed stream could not be opened or ended.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,10 +115,43 @@ pub struct RelayRoute {
     pub token: String,
 }
 
-/// Opens a relayed stream to the bridge and returns its local end: bytes written to it reach the bridge,
-/// bytes the bridge sends can be read from it. A task pumps between it and the relay's WebSocket until
-/// either side closes.
-pub async fn open_stream(route: &RelayRoute, timeout: Duration) -> Result<DuplexStream, RelayError> {
+/// A relayed stream to the bridge: bytes written to it reach the bridge, bytes the bridge sends can be read
+/// from it; once it has ended, [`RelayedStream::close_code`] says how the relay ended it.
+pub struct RelayedStream {
+    io: DuplexStream,
+    close_code: Arc<OnceLock<u16>>,
+}
+
+impl RelayedStream {
+    /// The relay's close code, once it has closed the stream (set before the stream reads as ended).
+    pub fn close_code(&self) -> Arc<OnceLock<u16>> {
+        self.close_code.clone()
+    }
+}
+
+impl AsyncRead for RelayedStream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for RelayedStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Opens a relayed stream to the bridge. A task pumps between it and the relay's WebSocket until either
+/// side closes.
+pub async fn open_stream(route: &RelayRoute, timeout: Duration) -> Result<RelayedStream, RelayError> {
     let url = endpoint(&route.url, &route.bridge_id, "connect");
     let unreachable = |reason: String| RelayError::Unreachable { url: route.url.clone(), reason };
     let mut request = url.as_str().into_client_request().map_err(|e| unreachable(e.to_string()))?;
@@ -130,7 +169,8 @@ pub async fn open_stream(route: &RelayRoute, timeout: Duration) -> Result<Duplex
         Ok(Err(e)) => return Err(unreachable(e.to_string())),
         Ok(Ok(opened)) => opened,
     };
-    Ok(websocket_bytes(ws))
+    let (io, close_code) = pump(ws);
+    Ok(RelayedStream { io, close_code })
 }
 
 /// The byte stream a relay WebSocket carries in its binary messages: what is written to the returned end
@@ -140,7 +180,18 @@ pub fn websocket_bytes<S>(ws: WebSocketStream<S>) -> DuplexStream
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    pump(ws).0
+}
+
+/// [`websocket_bytes`], and the close code the far side ends with (recorded before the local end reads as
+/// closed, so a reader that sees the end can ask why).
+fn pump<S>(ws: WebSocketStream<S>) -> (DuplexStream, Arc<OnceLock<u16>>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (local, mut far) = tokio::io::duplex(MAX_RELAY_MESSAGE);
+    let close_code = Arc::new(OnceLock::new());
+    let closed_with = close_code.clone();
     tokio::spawn(async move {
         let (mut sink, mut stream) = ws.split();
         let mut buf = vec![0u8; MAX_RELAY_MESSAGE];
@@ -152,14 +203,22 @@ where
                 },
                 message = stream.next() => match message {
                     Some(Ok(Message::Binary(bytes))) => if far.write_all(&bytes).await.is_err() { break },
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                    Some(Ok(Message::Close(frame))) => {
+                        if let Some(frame) = frame {
+                            let _ = closed_with.set(u16::from(frame.code));
+                        }
+                        break;
+                    }
+                    Some(Err(_)) | None => break,
                     Some(Ok(_)) => {}
                 },
             }
         }
+        // The local end reads as ended now, not after the close handshake (which a relay may not answer).
+        drop(far);
         let _ = sink.close().await;
     });
-    local
+    (local, close_code)
 }
 
 /// The relay's HTTP refusal in typed form.
@@ -188,6 +247,28 @@ mod tests {
             endpoint("http://127.0.0.1:8787", &id, "bridge"),
             format!("ws://127.0.0.1:8787/v1/bridges/{id}/bridge")
         );
+    }
+
+    /// The relay's close code is known by the time the stream reads as ended: a client that sees the end
+    /// can tell a revocation (4003) from a drop.
+    #[tokio::test]
+    async fn the_close_code_is_recorded_before_the_stream_ends() {
+        use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, frame::coding::CloseCode};
+        let (near, far) = tokio::io::duplex(1024);
+        let relay = tokio::spawn(async move {
+            let mut ws = WebSocketStream::from_raw_socket(far, Role::Server, None).await;
+            ws.send(Message::binary(b"hello".to_vec())).await.unwrap();
+            let revoked = CloseFrame { code: CloseCode::from(REVOKED_CLOSE_CODE), reason: "revoked".into() };
+            ws.send(Message::Close(Some(revoked))).await.unwrap();
+            while ws.next().await.is_some() {}
+        });
+        let ws = WebSocketStream::from_raw_socket(near, Role::Client, None).await;
+        let (mut stream, close_code) = pump(ws);
+        let mut read = Vec::new();
+        stream.read_to_end(&mut read).await.unwrap();
+        assert_eq!(read, b"hello");
+        assert_eq!(close_code.get(), Some(&REVOKED_CLOSE_CODE));
+        relay.await.unwrap();
     }
 
     #[test]

@@ -10,6 +10,29 @@ use std::fmt;
 use std::str::FromStr;
 use url::Url;
 
+/// Where the Canvas gets the allow-list: asked again for every page (each `screen.navigate` and each
+/// document the browser loads), so an entry saved by another `lanyard-node --web-allow …` command reaches a
+/// running node at once, and a removed one stops admitting at once.
+#[derive(Clone)]
+pub struct WebAllow(std::sync::Arc<dyn Fn() -> Vec<AllowEntry> + Send + Sync>);
+
+impl WebAllow {
+    pub fn new(read: impl Fn() -> Vec<AllowEntry> + Send + Sync + 'static) -> WebAllow {
+        WebAllow(std::sync::Arc::new(read))
+    }
+
+    /// The allow-list as it is now.
+    pub fn current(&self) -> Vec<AllowEntry> {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for WebAllow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("WebAllow").field(&self.current()).finish()
+    }
+}
+
 /// The setting's name, as errors show it.
 pub const SETTING: &str = "--web-allow";
 

@@ -59,12 +59,13 @@ impl CommandHandler for NodeCommands {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::allow::WebAllow;
     use crate::canvas::{CanvasLimits, CanvasOptions};
 
     /// A handler whose Canvas has no browser started (none of these answers needs one).
     async fn handler(background: bool) -> NodeCommands {
         let options = CanvasOptions { browser: Some("/nonexistent".into()), headed: false, width: 64, height: 64 };
-        let limits = CanvasLimits { web_allow: Vec::new(), max_snapshot_bytes: 1024 };
+        let limits = CanvasLimits { web_allow: WebAllow::new(Vec::new), max_snapshot_bytes: 1024 };
         let canvas = Arc::new(Canvas::new(options, limits).await.unwrap());
         NodeCommands::new(canvas, Arc::new(AtomicBool::new(background)))
     }

@@ -5,6 +5,7 @@
 //! stdin is read by one task: commands are handled at once (prompt answers and `/cancel` even while a
 //! turn streams), transcripts wait in the voice queue for their turn.
 
+use crate::allow::WebAllow;
 use crate::canvas::{Canvas, CanvasLimits, CanvasOptions};
 use crate::commands::NodeCommands;
 use crate::prompts::{self, Steer, Turns};
@@ -13,7 +14,7 @@ use crate::voice;
 use anyhow::Context;
 use clap::Args;
 use node_kit::discovery::MdnsDiscovery;
-use node_kit::node::{Link, Node, Path};
+use node_kit::node::{Link, LinkChange, Node, Path};
 use node_kit::protocol::{AppState, VOICE_EVENT, VoiceAvailability, now_ms};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc, watch};
 
 /// How often a presence beacon is sent while nothing changes.
 const BEACON_EVERY: Duration = Duration::from_secs(60);
@@ -90,6 +91,10 @@ enum Control {
     Status,
     Quit,
 }
+
+/// What `lanyard-node` says when the computer has revoked this device, before it exits.
+const UNPAIRED: &str = "this computer unpaired this device (revoked); pair again with `lanyard-node pair …` \
+    (with the string `lanyard pair` prints on the computer, or without one to ask for approval)";
 
 /// A line of input: a command (stdin only) or a transcript.
 enum Line {
@@ -167,7 +172,17 @@ pub async fn run(state: &StateDir, settings: Settings, args: RunArgs) -> anyhow:
         };
         // A settings file edited by hand past the limit is held to it.
         let max_snapshot_bytes = settings.max_snapshot_bytes.min(crate::settings::MAX_SNAPSHOT_BYTES_LIMIT);
-        let limits = CanvasLimits { web_allow: settings.web_allow.clone(), max_snapshot_bytes };
+        // Read again for each page, so that `lanyard-node --web-allow …` reaches this running node. A damaged
+        // settings file admits nothing.
+        let saved = state.clone();
+        let web_allow = WebAllow::new(move || match saved.settings() {
+            Ok(settings) => settings.web_allow,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the web allow-list; web mode opens nothing until it is fixed");
+                Vec::new()
+            }
+        });
+        let limits = CanvasLimits { web_allow, max_snapshot_bytes };
         let canvas = Arc::new(Canvas::new(options, limits).await.context("cannot serve the canvas page")?);
         if let Err(e) = canvas.start().await {
             eprintln!("lanyard-node: the screen is unavailable for now: {e}");
@@ -202,12 +217,19 @@ pub async fn run(state: &StateDir, settings: Settings, args: RunArgs) -> anyhow:
                     eprintln!("lanyard-node: the bridge is not reachable yet ({e}); trying again");
                     tokio::time::sleep(START_RETRY).await;
                 }
+                Err(e) if e.is_unpaired() => return Err(unpaired(state)),
                 Err(e) => return Err(anyhow::Error::new(e).context("the bridge refused this device")),
             }
         }
     };
     let node = tokio::select! {
-        node = connect => node?,
+        node = connect => match node {
+            Ok(node) => node,
+            Err(e) => {
+                stop(canvas, state, None).await?;
+                return Err(e);
+            }
+        },
         _ = sigterm.recv() => return stop(canvas, state, None).await,
         _ = sigint.recv() => return stop(canvas, state, None).await,
     };
@@ -220,6 +242,9 @@ pub async fn run(state: &StateDir, settings: Settings, args: RunArgs) -> anyhow:
     // The first link state the watcher sees is "connected": it announces voice, and again after each
     // reconnect.
     tokio::spawn(watch_link(node.clone(), reporter.clone(), settings.voice));
+    tokio::spawn(say_changes(node.changes()));
+    tokio::spawn(follow_name(node.name(), state.clone()));
+    let mut link = node.link();
 
     // Transcripts go straight to the voice queue, whose task runs one turn at a time; prompt commands go
     // to a task of their own, so they are answered while a turn streams.
@@ -256,6 +281,11 @@ pub async fn run(state: &StateDir, settings: Settings, args: RunArgs) -> anyhow:
             _ = beacon.tick() => Control::State(app_state),
             _ = sigterm.recv() => Control::Quit,
             _ = sigint.recv() => Control::Quit,
+            revoked = link.wait_for(|l| matches!(l, Link::Unpaired(_))) => {
+                drop(revoked);
+                stop(canvas, state, Some(node)).await?;
+                return Err(unpaired(state));
+            }
         };
         match asked {
             Control::State(state) => {
@@ -282,13 +312,24 @@ pub async fn run(state: &StateDir, settings: Settings, args: RunArgs) -> anyhow:
     stop(canvas, state, Some(node)).await
 }
 
-/// Closes the browser and the connection, and keeps the address that worked.
+/// The computer revoked this device: the pairing is forgotten (so `status` says so), and the error says
+/// how to pair again.
+fn unpaired(state: &StateDir) -> anyhow::Error {
+    match state.forget_pairing() {
+        Ok(()) => anyhow::anyhow!(UNPAIRED),
+        Err(e) => e.context(UNPAIRED),
+    }
+}
+
+/// Closes the browser and the connection, and keeps the address that worked (unless the pairing is gone).
 async fn stop(canvas: Option<Arc<Canvas>>, state: &StateDir, node: Option<Node>) -> anyhow::Result<()> {
     if let Some(canvas) = canvas {
         canvas.close().await;
     }
     if let Some(node) = node {
-        state.save_pairing(&node.bridge())?;
+        if !matches!(*node.link().borrow(), Link::Unpaired(_)) {
+            state.save_pairing(&node.bridge())?;
+        }
         node.close();
     }
     state.clear_status();
@@ -313,6 +354,7 @@ async fn watch_link(node: Node, reporter: Arc<Reporter>, voice: bool) {
             Link::Connected(_) => "connected".to_string(),
             Link::Reconnecting(_) => "reconnecting".to_string(),
             Link::BridgeOffline => "bridge offline (retrying)".to_string(),
+            Link::Unpaired(_) => "unpaired (revoked)".to_string(),
             Link::Stopped(e) => format!("stopped: {e}"),
         };
         let reconnected = text.starts_with("connected")
@@ -322,6 +364,69 @@ async fn watch_link(node: Node, reporter: Arc<Reporter>, voice: bool) {
             announce(&node, voice).await;
         }
         if link.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Prints one line to stderr for each change of the link: where it connected (LAN or relay), why it was
+/// lost, why a try failed and when the next is. Repeats of the same failure are not printed again.
+async fn say_changes(mut changes: broadcast::Receiver<LinkChange>) {
+    let mut last = String::new();
+    loop {
+        let change = match changes.recv().await {
+            Ok(change) => change,
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let (what, then) = match change {
+            LinkChange::Connected { path: Path::Lan, via } => (format!("connected on the LAN at {via}"), String::new()),
+            LinkChange::Connected { path: Path::Relay, via } => {
+                (format!("connected through the relay {via}"), String::new())
+            }
+            LinkChange::Lost { cause } => {
+                let why =
+                    cause.map_or_else(|| "the connection closed".to_string(), |e| format!("{}: {}", e.code, e.message));
+                (format!("lost ({why})"), String::new())
+            }
+            LinkChange::Retrying { error, next_attempt_in } => {
+                (format!("reconnecting: {error}"), format!("; next try within {:.1} s", next_attempt_in.as_secs_f64()))
+            }
+            LinkChange::BridgeOffline { next_attempt_in } => (
+                "the bridge is offline (its computer is not connected to the relay)".to_string(),
+                format!("; next try within {:.1} s", next_attempt_in.as_secs_f64()),
+            ),
+            // The main loop says it, with what to do, as it exits.
+            LinkChange::Unpaired(_) => continue,
+            LinkChange::Stopped(e) if matches!(*e, node_kit::ClientError::Closed) => continue,
+            LinkChange::Stopped(e) => (format!("stopped: {e}"), String::new()),
+        };
+        if what != last {
+            eprintln!("lanyard-node: link: {what}{then}");
+            last = what;
+        }
+    }
+}
+
+/// Keeps the name the computer lists this device by in the settings (for `status`), and says when the
+/// owner renames it.
+async fn follow_name(mut name: watch::Receiver<Option<String>>, state: StateDir) {
+    loop {
+        let current = name.borrow_and_update().clone();
+        if let Some(current) = current {
+            match state.settings() {
+                Ok(mut settings) if settings.name != current => {
+                    settings.name = current.clone();
+                    if let Err(e) = state.save_settings(&settings) {
+                        tracing::warn!(error = %e, "cannot save the device's new name");
+                    }
+                    eprintln!("lanyard-node: the computer lists this device as {current:?} now");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot read the settings to save the device's name"),
+            }
+        }
+        if name.changed().await.is_err() {
             return;
         }
     }

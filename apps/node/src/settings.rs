@@ -52,7 +52,7 @@ impl Default for Settings {
 #[serde(rename_all = "camelCase")]
 pub struct RunStatus {
     pub pid: u32,
-    /// `connected`, `reconnecting` or `stopped: <why>`.
+    /// `connected`, `connected (relay)`, `reconnecting`, `bridge offline (retrying)` or `stopped: <why>`.
     pub link: String,
     pub foreground: bool,
     /// Whether the Canvas browser is running.
@@ -92,6 +92,18 @@ impl StateDir {
 
     pub fn save_pairing(&self, paired: &PairedBridge) -> anyhow::Result<()> {
         write_json(&self.0.join("bridge.json"), paired)
+    }
+
+    /// Forgets the pairing (the computer revoked it). Removing the file is atomic: a crash leaves the
+    /// pairing whole or gone. The device key stays, to pair again with.
+    pub fn forget_pairing(&self) -> anyhow::Result<()> {
+        let path = self.0.join("bridge.json");
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot remove {}", path.display()))
+            }
+            _ => Ok(()),
+        }
     }
 
     pub fn settings(&self) -> anyhow::Result<Settings> {

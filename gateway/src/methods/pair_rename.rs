@@ -19,6 +19,8 @@ impl PairRename {
         if !ctx.state.paired.rename(&node_id, name.clone()).map_err(|e| super::store_failed(&e))? {
             return Err(super::not_paired(&node_id));
         }
-        Ok(serde_json::to_value(PairRenamed { node_id, name }).expect("payloads serialise"))
+        let renamed = PairRenamed { node_id, name };
+        ctx.state.nodes.renamed(&renamed);
+        Ok(serde_json::to_value(renamed).expect("payloads serialise"))
     }
 }

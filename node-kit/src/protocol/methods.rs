@@ -87,6 +87,8 @@ pub mod event {
     pub const PAIR_RESOLVED: &str = "pair.resolved";
     /// A door-2 code was issued, which retired the one before it (sent to operators, [`super::PairCodeIssued`]).
     pub const PAIR_CODE_ISSUED: &str = "pair.code.issued";
+    /// The owner renamed a paired node (sent to that node's own connection, [`super::PairRenamed`]).
+    pub const PAIR_RENAMED: &str = "pair.renamed";
 }
 
 // ---- nodes ----

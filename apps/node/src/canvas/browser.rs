@@ -2,7 +2,7 @@
 //! default flags, a fresh profile in a temporary directory, nothing that phones home.
 
 use super::CanvasOptions;
-use crate::allow::{self, AllowEntry};
+use crate::allow::{self, AllowEntry, WebAllow};
 use chromiumoxide::browser::{Browser, BrowserConfig};
 use chromiumoxide::cdp::browser_protocol::browser::{
     Bounds, GetWindowForTargetParams, SetWindowBoundsParams, WindowState,
@@ -46,7 +46,50 @@ pub(super) struct Running {
     page: Page,
     /// Cancelled when the DevTools connection ends: the browser exited or crashed.
     gone: CancellationToken,
+    /// Kills the browser if the node dies without closing it.
+    watchdog: Option<Watchdog>,
     _profile: tempfile::TempDir,
+}
+
+/// Kills the browser when the node dies without closing it (SIGKILL, a crash, an OOM kill): a `sh` that
+/// waits on a pipe only the node holds, and kills the browser once the pipe closes, which the kernel does
+/// when the node's process ends however it ends.
+///
+/// Not a parent-death signal: `prctl(PR_SET_PDEATHSIG)` must run in the child between fork and exec, which
+/// takes `unsafe` (`CommandExt::pre_exec`) in a process chromiumoxide spawns itself; `setpriv --pdeathsig`
+/// would have to wrap chromiumoxide's command line, exists only on Linux, and fires when the spawning
+/// *thread* ends, not the process. The pipe needs only `sh`, on Linux and macOS alike.
+struct Watchdog(tokio::process::Child);
+
+/// The watchdog's script: wait for the end of stdin, then kill the browser (`$0`).
+const WATCHDOG_SCRIPT: &str = r#"read -r line; kill -KILL "$0" 2>/dev/null"#;
+
+impl Watchdog {
+    fn start(browser_pid: u32) -> std::io::Result<Watchdog> {
+        tokio::process::Command::new("sh")
+            .args(["-c", WATCHDOG_SCRIPT, &browser_pid.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            // Its own process group: a Ctrl-C in the terminal reaches the node, which closes the browser
+            // itself, and not the watchdog, which must outlive that close.
+            .process_group(0)
+            .spawn()
+            .map(Watchdog)
+    }
+
+    /// Ends the watchdog without it acting: SIGKILL goes out before its pipe can close, so it never kills a
+    /// process ID that the browser, once reaped, may have passed on.
+    fn stand_down(&mut self) {
+        let _ = self.0.start_kill();
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        // Runs before the fields drop, so before the pipe (the child's stdin) closes.
+        self.stand_down();
+    }
 }
 
 /// The browser binary: the one given, else the first found on PATH (or in /Applications on macOS).
@@ -112,11 +155,11 @@ async fn guard_documents(
     page: Page,
     mut paused: chromiumoxide::listeners::EventStream<EventRequestPaused>,
     canvas_page: String,
-    allowed: Vec<AllowEntry>,
+    allowed: WebAllow,
 ) {
     while let Some(event) = paused.next().await {
         let blocked = event.resource_type == ResourceType::Document
-            && !document_allowed(&event.request.url, &canvas_page, &allowed);
+            && !document_allowed(&event.request.url, &canvas_page, &allowed.current());
         let answered = if blocked {
             tracing::info!(url = %event.request.url, "blocked a page the web allow-list does not admit");
             page.execute(FailRequestParams::new(event.request_id.clone(), ErrorReason::BlockedByClient)).await.map(drop)
@@ -130,11 +173,12 @@ async fn guard_documents(
 }
 
 impl Running {
-    /// Starts the browser on `canvas_page`; documents outside `allowed` are refused for the browser's life.
+    /// Starts the browser on `canvas_page`; documents `allowed` does not admit (as it is when they load)
+    /// are refused for the browser's life.
     pub(super) async fn launch(
         options: &CanvasOptions,
         canvas_page: &str,
-        allowed: &[AllowEntry],
+        allowed: &WebAllow,
     ) -> Result<Running, ErrorShape> {
         let path = find_browser(options.browser.as_ref())?;
         let profile = tempfile::Builder::new()
@@ -166,9 +210,18 @@ impl Running {
             config = config.no_sandbox();
         }
         let config = config.build().map_err(unavailable)?;
-        let (browser, mut handler) = Browser::launch(config)
+        let (mut browser, mut handler) = Browser::launch(config)
             .await
             .map_err(|e| unavailable(format!("cannot start the browser {}: {e}", path.display())))?;
+        let pid = browser.get_mut_child().and_then(|child| child.as_mut_inner().id());
+        let watchdog = match pid.map(Watchdog::start) {
+            Some(Ok(watchdog)) => Some(watchdog),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "no watchdog for the browser: it outlives this node if the node is killed");
+                None
+            }
+            None => None,
+        };
         let gone = CancellationToken::new();
         let flag = gone.clone();
         tokio::spawn(async move {
@@ -185,7 +238,7 @@ impl Running {
         let opened = async {
             let page = browser.new_page("about:blank").await?;
             let paused = page.event_listener::<EventRequestPaused>().await?;
-            tokio::spawn(guard_documents(page.clone(), paused, canvas_page.to_string(), allowed.to_vec()));
+            tokio::spawn(guard_documents(page.clone(), paused, canvas_page.to_string(), allowed.clone()));
             page.goto(canvas_page).await?;
             Ok::<_, CdpError>(page)
         };
@@ -198,12 +251,17 @@ impl Running {
             }
         };
         tracing::info!(browser = %path.display(), headed = options.headed, "Canvas browser started");
-        Ok(Running { browser, page, gone, _profile: profile })
+        Ok(Running { browser, page, gone, watchdog, _profile: profile })
     }
 
     /// Whether the browser still runs: its process has not exited and its DevTools connection is open.
     pub(super) fn alive(&mut self) -> bool {
-        !self.gone.is_cancelled() && matches!(self.browser.try_wait(), Ok(None))
+        let alive = !self.gone.is_cancelled() && matches!(self.browser.try_wait(), Ok(None));
+        if !alive && let Some(watchdog) = &mut self.watchdog {
+            // The browser may be reaped already: its process ID is no longer its own.
+            watchdog.stand_down();
+        }
+        alive
     }
 
     /// Cancelled once the browser is gone, so a command waiting on it can stop waiting.

@@ -7,7 +7,7 @@
 mod browser;
 mod page;
 
-use crate::allow::{self, AllowEntry};
+use crate::allow::{self, WebAllow};
 use browser::Running;
 use data_encoding::BASE64;
 use node_kit::protocol::{
@@ -37,7 +37,7 @@ pub struct CanvasOptions {
 /// What the owner's settings allow the Canvas to do.
 #[derive(Debug, Clone)]
 pub struct CanvasLimits {
-    pub web_allow: Vec<AllowEntry>,
+    pub web_allow: WebAllow,
     pub max_snapshot_bytes: usize,
 }
 
@@ -138,7 +138,7 @@ impl Canvas {
     }
 
     async fn navigate(&self, browser: &Running, params: NavigateParams) -> Result<Value, ErrorShape> {
-        let url = allow::check(&params.url, &self.limits.web_allow)?;
+        let url = allow::check(&params.url, &self.limits.web_allow.current())?;
         step(browser.goto(url.as_str())).await.map_err(|e| load_failed(url.as_str(), e))?;
         Ok(json!({ "url": browser.url().await, "mode": ScreenMode::Web }))
     }

@@ -251,6 +251,12 @@ impl NodeProcess {
             .collect()
     }
 
+    /// Waits (at most `limit`) for the node to exit by itself; its exit status.
+    pub async fn exited(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let child = self.child.as_mut().unwrap();
+        tokio::time::timeout(limit, child.wait()).await.expect("the node exits by itself in time").unwrap()
+    }
+
     /// SIGTERM, then the exit status (bounded).
     pub async fn stop(&mut self) -> std::process::ExitStatus {
         self.signal(nix::sys::signal::Signal::SIGTERM);
