@@ -171,10 +171,10 @@ async fn step(
             let submit = PairRedeemSubmit { node_id, address: source.to_string(), redeem };
             forward(shared, method::PAIR_REDEEM, submit).await.map(Step::Answer)
         }
-        method::PAIR_PIN => pin_start(shared, node_id, source, params(&req)?).await.map(Step::Answer),
+        method::PAIR_PIN => pin_start(shared, Some(node_id), source, params(&req)?).await.map(Step::Answer),
         method::PAIR_PIN_CONFIRM => {
             let PairPinConfirmParams { confirmation } = params(&req)?;
-            pin_confirm(shared, node_id, source, confirmation, false).await.map(Step::Answer)
+            pin_confirm(shared, Some(node_id), source, confirmation).await.map(Step::Answer)
         }
         method::PAIR_WAIT => match stage {
             Stage::Filed { request_id, gateway } => {
@@ -193,11 +193,12 @@ async fn step(
 /// The longest base64url field of door 3 (SPAKE2 messages are 33 bytes, confirmations 32).
 const MAX_PIN_FIELD: usize = 128;
 
-/// Door 3's first step for `node_id` on the relayed stream from `source`, whichever way the device speaks
-/// (pinned TLS, or the sealed HTTP contract): the computer's SPAKE2 message and confirmation.
+/// Door 3's first step on the relayed stream from `source`, whichever way the device speaks: `node_id` is
+/// the key it showed in TLS, or none for a keyless client of the sealed HTTP contract (whose ID the
+/// exchange makes). Answers the computer's SPAKE2 message and confirmation.
 pub(crate) async fn pin_start(
     shared: &BridgeShared,
-    node_id: KeyId,
+    node_id: Option<KeyId>,
     source: Source,
     pin: PairPinParams,
 ) -> Result<Value, ErrorShape> {
@@ -211,20 +212,18 @@ pub(crate) async fn pin_start(
     forward(shared, method::PAIR_PIN, PairPinSubmit { node_id, bridge_id: shared.bridge_id, routing_hash, pin }).await
 }
 
-/// Door 3's last step: the device's confirmation; a `sealed` client also gets its seal key kept.
+/// Door 3's last step: the device's confirmation; a keyless client also gets its seal key kept.
 pub(crate) async fn pin_confirm(
     shared: &BridgeShared,
-    node_id: KeyId,
+    node_id: Option<KeyId>,
     source: Source,
     confirmation: String,
-    sealed: bool,
 ) -> Result<Value, ErrorShape> {
     let routing_hash = relayed(source)?;
     if confirmation.len() > MAX_PIN_FIELD {
         return Err(ErrorShape::invalid_request("confirmation is too long"));
     }
-    forward(shared, method::PAIR_PIN_CONFIRM, PairPinConfirmSubmit { node_id, routing_hash, confirmation, sealed })
-        .await
+    forward(shared, method::PAIR_PIN_CONFIRM, PairPinConfirmSubmit { node_id, routing_hash, confirmation }).await
 }
 
 /// Door 3 runs only on a relayed stream: the routing token it came in with names the code.

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use support::gw::messages_api::{MessagesApi, Reply};
 use support::gw::{TestGateway, claude_binary};
-use support::{TestBridge, pending_requests, screen_advert};
+use support::{DIARY_SECRET, TestBridge, diary_model, pair, pending_requests, screen_advert};
 
 struct Canvas;
 
@@ -92,4 +92,46 @@ async fn pair_approve_reconnect_then_agent_and_invoke_through_the_bridge() {
     let answer = operator.request(method::NODE_INVOKE, invoke).await.unwrap();
     assert_eq!(answer["payload"]["result"], "ran screen.eval with {\"javaScript\":\"1+1\"}");
     node.close();
+}
+
+/// Issue 20, item 1, for TLS nodes: a node is its key, never its display name. Two nodes with the same
+/// `displayName` each ask on conversation `diary` with the same idempotency keys: the second is answered for
+/// itself, and the model never sees the first's secret.
+#[tokio::test]
+async fn two_tls_nodes_with_one_display_name_share_no_conversation_or_run() {
+    let Some(claude) = claude_binary() else { return };
+    let api = MessagesApi::start(diary_model).await;
+    let gateway = TestGateway::with_claude(claude, &api, |_| {}).await;
+    let bridge = TestBridge::start(&gateway, |_| {}).await;
+    let connect = async || {
+        let (identity, paired) = pair(&bridge, &gateway, &[Scope::Chat]).await;
+        Node::builder(identity, paired).connect().await.unwrap()
+    };
+    let ask = async |node: &Node, turn: u32, prompt: &str| {
+        let params = AgentParams {
+            session_key: Some("diary".into()),
+            idempotency_key: format!("diary-{turn}"),
+            ..AgentParams::new(prompt)
+        };
+        node.agent(params).await.unwrap().outcome().await.unwrap().result
+    };
+    let first = connect().await;
+    assert_eq!(ask(&first, 1, &format!("remember {DIARY_SECRET}")).await, "noted");
+    assert_eq!(ask(&first, 2, "what is my secret?").await, format!("your secret is {DIARY_SECRET}"));
+
+    let second = connect().await;
+    const ASKED: &str = "the second node asks: what is my secret?";
+    for turn in 1..=2 {
+        assert_eq!(ask(&second, turn, ASKED).await, format!("nothing on record for: {ASKED}"));
+    }
+    let seen = api.requests_with("the second node asks");
+    assert_eq!(seen.len(), 2, "both turns ran: neither was taken for a duplicate of the first's");
+    assert!(seen.iter().all(|r| !r.body.to_string().contains(DIARY_SECRET)), "the first's secret reached the second");
+    assert_eq!(ask(&first, 3, "still mine?").await, format!("your secret is {DIARY_SECRET}"));
+
+    let list = gateway.operator().await.request(method::PAIR_LIST, Value::Null).await.unwrap();
+    let nodes = list["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2);
+    assert_eq!(nodes[0]["name"], nodes[1]["name"], "one display name");
+    assert_ne!(nodes[0]["nodeId"], nodes[1]["nodeId"]);
 }

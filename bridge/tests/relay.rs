@@ -22,7 +22,7 @@ use support::gw::{TestGateway, claude_binary, eventually};
 use support::relay::{
     KeySwappingRelay, LocalRelay, RelayTap, contains, files_under, relay_knows, remote_code, tunnel_on,
 };
-use support::{Cable, TestBridge, pair};
+use support::{Cable, DIARY_SECRET, TestBridge, diary_model, pair};
 use tokio_tungstenite::tungstenite::Message;
 
 /// The computer (scripted API, gateway with the real claude, bridge) with its tunnel on, through a tap
@@ -495,11 +495,9 @@ async fn a_simple_http_client_pairs_by_pin_and_chats_in_sealed_bodies_the_relay_
 
     // A wrong PIN fails on the client's side of SPAKE2 and spends a try; the right one pairs.
     let wrong_pin = wrong(&code.pin);
-    let refused = SealedClient::pair(&invite, &wrong_pin, "seed-phone", device.clone(), vec![Scope::Chat]).await;
+    let refused = SealedClient::pair(&invite, &wrong_pin, device.clone(), vec![Scope::Chat]).await;
     assert!(matches!(refused.unwrap_err(), SealedError::Pin(_)));
-    let mut client =
-        SealedClient::pair(&invite, &code.pin, "seed-phone", device, vec![Scope::Chat]).await.expect("pairs by PIN");
-    assert_eq!(client.paired().node_id, node_kit::seal::client_id("seed-phone"));
+    let mut client = SealedClient::pair(&invite, &code.pin, device, vec![Scope::Chat]).await.expect("pairs by PIN");
     assert_eq!(client.paired().scopes, vec![Scope::Chat]);
     let operator = away.gateway.operator().await;
     let list = operator.request(method::PAIR_LIST, Value::Null).await.unwrap();
@@ -569,4 +567,48 @@ async fn a_simple_http_client_pairs_by_pin_and_chats_in_sealed_bodies_the_relay_
     });
     refused.await;
     eprintln!("sealed ai_chat answered in {answered_in:?}");
+}
+
+/// Issue 20, item 1: a sealed client's name is a label, never its identity. Two invites, one device name:
+/// two IDs and two tokens that both keep working, and neither client reads, continues or dedupes into the
+/// other's conversation, though both chat on `diary` with the same counters (so the same idempotency keys).
+#[tokio::test]
+async fn two_sealed_clients_with_one_name_share_no_id_token_conversation_or_run() {
+    let Some(away) = Away::start(diary_model).await else {
+        return;
+    };
+    let phone = || DeviceInfo { name: "phone".into(), platform: "ios".into(), model: None };
+    let chat = async |client: &mut SealedClient, prompt: &str| {
+        texts(&client.chat("diary", prompt).await.expect("ai_chat is accepted").collect().await.unwrap())
+    };
+    let pair_phone = async || {
+        let (invite, code) = away.remote_code(&away.tap.url).await;
+        let client = SealedClient::pair(&invite, &code.pin, phone(), vec![Scope::Chat]).await.expect("pairs by PIN");
+        let known = async || relay_knows(&away.relay.url, &away.bridge.id, &client.paired().token).await.then_some(());
+        eventually(Duration::from_secs(10), known).await;
+        client
+    };
+
+    let mut first = pair_phone().await;
+    assert_eq!(chat(&mut first, &format!("remember {DIARY_SECRET}")).await, "noted");
+    assert_eq!(chat(&mut first, "what is my secret?").await, format!("your secret is {DIARY_SECRET}"));
+
+    // The second invite's holder pairs under the same name and asks on the same conversation, with counters
+    // 1 and 2 again: it is answered for itself both times, and the model never sees the first's secret.
+    let mut second = pair_phone().await;
+    const ASKED: &str = "the second phone asks: what is my secret?";
+    for _ in 0..2 {
+        assert_eq!(chat(&mut second, ASKED).await, format!("nothing on record for: {ASKED}"));
+    }
+    let seen = away.api.requests_with("the second phone asks");
+    assert_eq!(seen.len(), 2, "both turns ran: neither was taken for a duplicate of the first's");
+    assert!(seen.iter().all(|r| !r.body.to_string().contains(DIARY_SECRET)), "the first's secret reached the second");
+
+    // The first keeps its token and its conversation.
+    assert_eq!(chat(&mut first, "still mine?").await, format!("your secret is {DIARY_SECRET}"));
+    assert_ne!(first.paired().node_id, second.paired().node_id);
+    assert_ne!(first.paired().token, second.paired().token);
+    let list = away.gateway.operator().await.request(method::PAIR_LIST, Value::Null).await.unwrap();
+    let phones: Vec<&Value> = list["nodes"].as_array().unwrap().iter().filter(|n| n["name"] == "phone").collect();
+    assert_eq!(phones.len(), 2, "{list}");
 }

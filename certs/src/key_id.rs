@@ -29,8 +29,8 @@ impl KeyId {
         KeyId(crate::sha256(&[&ED25519_SPKI_HEADER, public_key]))
     }
 
-    /// An ID that is a SHA-256 digest made elsewhere. Clients of the sealed HTTP contract hold no key: their
-    /// ID is a digest of a name they chose, under a label no SubjectPublicKeyInfo can start with.
+    /// An ID that is a 32-byte digest made elsewhere. Clients of the sealed HTTP contract hold no key: their
+    /// ID is an HMAC-SHA256 their PIN exchange's key makes (`node_kit::pin::PinKeys::client_id`).
     pub fn from_digest(digest: [u8; 32]) -> KeyId {
         KeyId(digest)
     }

@@ -168,7 +168,7 @@ pub async fn pair_with_pin(
     let bad_pin = |e: PinError| {
         ClientError::Remote(ErrorShape::new(ErrorCode::PairingPinWrong, format!("{e}; check the PIN and try again")))
     };
-    let (exchange, message) = NodePin::start(pin, &identity.id(), &bridge_id).map_err(bad_pin)?;
+    let (exchange, message) = NodePin::start(pin, Some(&identity.id()), &bridge_id).map_err(bad_pin)?;
     let b64 = |bytes: &[u8]| data_encoding::BASE64URL_NOPAD.encode(bytes);
     let params = PairPinParams { message: b64(&message), device: request.device, scopes: request.scopes };
     let challenge: PairPinChallenge = call(&client, method::PAIR_PIN, &params).await?;

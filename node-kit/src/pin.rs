@@ -1,5 +1,7 @@
 //! Pairing door 3, the PIN: SPAKE2 on a 6-digit PIN with the two TLS key IDs each side saw as the SPAKE2
-//! identities. The node runs side A, the computer side B.
+//! identities. The node runs side A, the computer side B. A client of the sealed HTTP contract has no key:
+//! its identity A is the fixed [`SEALED_CLIENT_IDENTITY`], and its ID comes out of the exchange
+//! ([`PinKeys::client_id`]), so no name it chose and no ID anyone chose can be its identity.
 //!
 //! Why the keys are bound in: door 3 runs inside a TLS session whose bridge key the node has not pinned
 //! yet. A relay that puts itself in the middle must present its own key to each side, so the node and the
@@ -19,6 +21,11 @@ use subtle::ConstantTimeEq;
 const LABEL_BRIDGE: &[u8] = b"lanyard-pin-v1 bridge confirms";
 const LABEL_NODE: &[u8] = b"lanyard-pin-v1 node confirms";
 const LABEL_SEAL: &[u8] = b"lanyard-pin-v1 seal key";
+const LABEL_CLIENT_ID: &[u8] = b"lanyard-pin-v1 client id";
+
+/// SPAKE2 identity A of a keyless client of the sealed HTTP contract. It is not 32 bytes long, so it is
+/// never a key ID: a sealed exchange and a TLS device's exchange never share their identities.
+pub const SEALED_CLIENT_IDENTITY: &[u8] = b"lanyard-http-client-v2";
 
 /// How many digits a PIN has.
 pub const PIN_DIGITS: usize = 6;
@@ -64,18 +71,34 @@ impl PinKeys {
     pub fn seal_key(&self) -> [u8; 32] {
         self.tag(LABEL_SEAL).try_into().expect("HMAC-SHA256 tags are 32 bytes")
     }
+
+    /// The ID of a sealed client paired by this exchange. Both sides' random scalars went into the key, so
+    /// neither side chose it, nobody without the PIN can know it, and no two pairings share it.
+    pub fn client_id(&self) -> KeyId {
+        KeyId::from_digest(self.tag(LABEL_CLIENT_ID).try_into().expect("HMAC-SHA256 tags are 32 bytes"))
+    }
 }
 
 fn check(expected: &[u8], presented: &[u8]) -> Result<(), PinError> {
     if bool::from(expected.ct_eq(presented)) { Ok(()) } else { Err(PinError::Mismatch) }
 }
 
-fn start(pin: &str, node: &KeyId, bridge: &KeyId, side_a: bool) -> Result<(Spake2<Ed25519Group>, Vec<u8>), PinError> {
+/// SPAKE2 identity A: the node's key ID (32 bytes), or [`SEALED_CLIENT_IDENTITY`] for a keyless client.
+fn identity_a(node: Option<&KeyId>) -> &[u8] {
+    node.map_or(SEALED_CLIENT_IDENTITY, |id| id.as_bytes())
+}
+
+fn start(
+    pin: &str,
+    node: Option<&KeyId>,
+    bridge: &KeyId,
+    side_a: bool,
+) -> Result<(Spake2<Ed25519Group>, Vec<u8>), PinError> {
     if pin.len() != PIN_DIGITS || !pin.bytes().all(|b| b.is_ascii_digit()) {
         return Err(PinError::BadPin);
     }
     let (password, a, b) =
-        (Password::new(pin.as_bytes()), Identity::new(node.as_bytes()), Identity::new(bridge.as_bytes()));
+        (Password::new(pin.as_bytes()), Identity::new(identity_a(node)), Identity::new(bridge.as_bytes()));
     Ok(if side_a { Spake2::start_a(&password, &a, &b) } else { Spake2::start_b(&password, &a, &b) })
 }
 
@@ -83,9 +106,9 @@ fn start(pin: &str, node: &KeyId, bridge: &KeyId, side_a: bool) -> Result<(Spake
 pub struct NodePin(Spake2<Ed25519Group>);
 
 impl NodePin {
-    /// `node` is this node's own key ID; `bridge` the key the bridge presented in TLS. Returns the message
-    /// to send.
-    pub fn start(pin: &str, node: &KeyId, bridge: &KeyId) -> Result<(NodePin, Vec<u8>), PinError> {
+    /// `node` is this node's own key ID (`None` for a keyless client of the sealed HTTP contract);
+    /// `bridge` the key the bridge presented in TLS (the invite's bridge ID). Returns the message to send.
+    pub fn start(pin: &str, node: Option<&KeyId>, bridge: &KeyId) -> Result<(NodePin, Vec<u8>), PinError> {
         let (state, message) = start(pin, node, bridge, true)?;
         Ok((NodePin(state), message))
     }
@@ -98,9 +121,15 @@ impl NodePin {
     }
 }
 
-/// The computer's side in one step: `node` is the key the node presented in TLS, `bridge` the bridge's own.
-/// Returns its message and the keys (send [`PinKeys::bridge_confirmation`] with the message).
-pub fn answer(pin: &str, node: &KeyId, bridge: &KeyId, node_message: &[u8]) -> Result<(Vec<u8>, PinKeys), PinError> {
+/// The computer's side in one step: `node` is the key the node presented in TLS (`None` for a keyless
+/// client), `bridge` the bridge's own. Returns its message and the keys (send
+/// [`PinKeys::bridge_confirmation`] with the message).
+pub fn answer(
+    pin: &str,
+    node: Option<&KeyId>,
+    bridge: &KeyId,
+    node_message: &[u8],
+) -> Result<(Vec<u8>, PinKeys), PinError> {
     let (state, message) = start(pin, node, bridge, false)?;
     let key = state.finish(node_message).map_err(|_| PinError::BadMessage)?;
     Ok((message, PinKeys { key }))
@@ -125,8 +154,8 @@ mod tests {
     #[test]
     fn the_same_pin_and_keys_agree_and_confirm_both_ways() {
         let (node, bridge) = ids();
-        let (side_a, to_bridge) = NodePin::start("482913", &node, &bridge).unwrap();
-        let (to_node, bridge_keys) = answer("482913", &node, &bridge, &to_bridge).unwrap();
+        let (side_a, to_bridge) = NodePin::start("482913", Some(&node), &bridge).unwrap();
+        let (to_node, bridge_keys) = answer("482913", Some(&node), &bridge, &to_bridge).unwrap();
         let node_keys = side_a.finish(&to_node, &bridge_keys.bridge_confirmation()).unwrap();
         bridge_keys.check_node(&node_keys.node_confirmation()).unwrap();
         assert_eq!(node_keys.seal_key(), bridge_keys.seal_key());
@@ -135,14 +164,14 @@ mod tests {
     #[test]
     fn a_wrong_pin_or_a_swapped_key_fails_the_confirmation() {
         let (node, bridge) = ids();
-        let (side_a, to_bridge) = NodePin::start("482913", &node, &bridge).unwrap();
-        let (to_node, keys) = answer("482914", &node, &bridge, &to_bridge).unwrap();
+        let (side_a, to_bridge) = NodePin::start("482913", Some(&node), &bridge).unwrap();
+        let (to_node, keys) = answer("482914", Some(&node), &bridge, &to_bridge).unwrap();
         assert_eq!(side_a.finish(&to_node, &keys.bridge_confirmation()).err(), Some(PinError::Mismatch));
 
         // A middleman: the node saw the middleman's key as the bridge's, the computer saw another as the node's.
         let (middle_to_node, middle_to_bridge) = ids();
-        let (side_a, to_bridge) = NodePin::start("482913", &node, &middle_to_node).unwrap();
-        let (to_node, keys) = answer("482913", &middle_to_bridge, &bridge, &to_bridge).unwrap();
+        let (side_a, to_bridge) = NodePin::start("482913", Some(&node), &middle_to_node).unwrap();
+        let (to_node, keys) = answer("482913", Some(&middle_to_bridge), &bridge, &to_bridge).unwrap();
         assert_eq!(side_a.finish(&to_node, &keys.bridge_confirmation()).err(), Some(PinError::Mismatch));
         assert_eq!(keys.check_node(&[0; 32]), Err(PinError::Mismatch));
     }
@@ -151,8 +180,8 @@ mod tests {
     fn a_node_confirmation_proves_this_exchange_and_no_other() {
         let (node, bridge) = ids();
         let agree = |pin: &str| {
-            let (side_a, to_bridge) = NodePin::start("482913", &node, &bridge).unwrap();
-            let (to_node, bridge_keys) = answer(pin, &node, &bridge, &to_bridge).unwrap();
+            let (side_a, to_bridge) = NodePin::start("482913", Some(&node), &bridge).unwrap();
+            let (to_node, bridge_keys) = answer(pin, Some(&node), &bridge, &to_bridge).unwrap();
             let node_keys = PinKeys { key: side_a.0.finish(&to_node).unwrap() };
             (node_keys, bridge_keys)
         };
@@ -167,12 +196,31 @@ mod tests {
     }
 
     #[test]
+    fn a_keyless_client_gets_an_id_from_the_exchange_that_no_two_pairings_share() {
+        let bridge = certs::Identity::generate().id();
+        let pair = || {
+            let (side_a, to_bridge) = NodePin::start("482913", None, &bridge).unwrap();
+            let (to_node, bridge_keys) = answer("482913", None, &bridge, &to_bridge).unwrap();
+            let node_keys = side_a.finish(&to_node, &bridge_keys.bridge_confirmation()).unwrap();
+            assert_eq!(node_keys.client_id(), bridge_keys.client_id(), "both sides derive the same ID");
+            node_keys.client_id()
+        };
+        assert_ne!(pair(), pair(), "the same PIN, bridge and device: still two IDs");
+
+        // A keyless exchange is not a TLS device's: a computer that took side A for a node key disagrees.
+        let node = certs::Identity::generate().id();
+        let (side_a, to_bridge) = NodePin::start("482913", None, &bridge).unwrap();
+        let (to_node, keys) = answer("482913", Some(&node), &bridge, &to_bridge).unwrap();
+        assert_eq!(side_a.finish(&to_node, &keys.bridge_confirmation()).err(), Some(PinError::Mismatch));
+    }
+
+    #[test]
     fn pins_are_six_digits() {
         let (node, bridge) = ids();
         for bad in ["12345", "1234567", "12345a", ""] {
-            assert_eq!(NodePin::start(bad, &node, &bridge).err(), Some(PinError::BadPin), "{bad}");
+            assert_eq!(NodePin::start(bad, Some(&node), &bridge).err(), Some(PinError::BadPin), "{bad}");
         }
-        assert!(answer("123456", &node, &bridge, b"short").is_err());
+        assert!(answer("123456", Some(&node), &bridge, b"short").is_err());
         let pin = random_pin();
         assert_eq!(pin.len(), 6);
         assert!(pin.bytes().all(|b| b.is_ascii_digit()));

@@ -8,7 +8,7 @@
 //! is frames `index` 0, 1, 2… under the same counter, and the pairing answer is (computer, 0, 0). No two
 //! seals under one key ever share a nonce.
 
-use crate::protocol::{AgentEvent, AgentOutcome, ErrorShape, PairPinParams, Scope};
+use crate::protocol::{AgentEvent, AgentOutcome, ErrorShape, Scope};
 use certs::KeyId;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -18,12 +18,8 @@ use zeroize::Zeroizing;
 
 /// Bound into every seal, so a sealed body means nothing to any other protocol.
 const AAD: &[u8] = b"lanyard-seal-v1";
-/// The label a client's ID is derived under.
-const CLIENT_LABEL: &[u8] = b"lanyard-http-client-v1\n";
 /// The envelope version this computer speaks.
 pub const ENVELOPE_VERSION: u32 = 1;
-/// The longest client name.
-pub const MAX_CLIENT_LEN: usize = 64;
 
 /// The commands of the envelope; a new one is a new handler, never a change to these.
 pub mod command {
@@ -98,39 +94,6 @@ fn nonce(direction: Direction, counter: u64, index: u64) -> XNonce {
     nonce[1..9].copy_from_slice(&counter.to_be_bytes());
     nonce[9..17].copy_from_slice(&index.to_be_bytes());
     nonce.into()
-}
-
-/// A client's ID: it has no key, so the computer names it by a digest of the name it chose. It is the
-/// SPAKE2 identity of its side of the PIN exchange and the ID its pairing is stored and revoked under.
-pub fn client_id(client: &str) -> KeyId {
-    KeyId::from_digest(certs::sha256(&[CLIENT_LABEL, client.as_bytes()]))
-}
-
-/// Whether `client` is a well-formed client name: 1 to 64 of `A-Z a-z 0-9 - _`.
-pub fn check_client(client: &str) -> Result<(), ErrorShape> {
-    let well_formed = !client.is_empty()
-        && client.len() <= MAX_CLIENT_LEN
-        && client.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if well_formed {
-        Ok(())
-    } else {
-        Err(ErrorShape::invalid_request(format!("client must be 1 to {MAX_CLIENT_LEN} characters of A-Z a-z 0-9 - _")))
-    }
-}
-
-/// `POST /v1/pair/start`: the client's name and its SPAKE2 message, with what `pair.pin` takes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PairStartBody {
-    pub client: String,
-    #[serde(flatten)]
-    pub pin: PairPinParams,
-}
-
-/// `POST /v1/pair/confirm`: the client's key confirmation, base64url.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PairConfirmBody {
-    pub client: String,
-    pub confirmation: String,
 }
 
 /// A sealed body: `{"sealed": …}`, with the counter when the client sealed it.
@@ -253,15 +216,5 @@ mod tests {
             key(9).seal(Direction::ToBridge, 1, 0, b"x")
         );
         assert!(SealKey::from_base64("short").is_none());
-    }
-
-    #[test]
-    fn client_ids_depend_on_the_name_and_names_are_checked() {
-        assert_eq!(client_id("phone-1"), client_id("phone-1"));
-        assert_ne!(client_id("phone-1"), client_id("phone-2"));
-        assert!(check_client("phone_1-A").is_ok());
-        for bad in ["", "has space", "é", &"x".repeat(MAX_CLIENT_LEN + 1)] {
-            assert!(check_client(bad).is_err(), "{bad:?}");
-        }
     }
 }

@@ -5,10 +5,9 @@
 
 use crate::connection_string::RelayInvite;
 use crate::pin::{NodePin, PinError};
-use crate::protocol::{DeviceInfo, PairPinChallenge, PairPinParams, Scope};
+use crate::protocol::{DeviceInfo, PairPinChallenge, PairPinConfirmParams, PairPinParams, Scope};
 use crate::seal::{
-    self, ChatFrame, ChatPayload, CommandError, Direction, ENVELOPE_VERSION, Envelope, PairConfirmBody, PairStartBody,
-    Paired, SealKey, SealedBody, command,
+    ChatFrame, ChatPayload, CommandError, Direction, ENVELOPE_VERSION, Envelope, Paired, SealKey, SealedBody, command,
 };
 use certs::KeyId;
 use futures_util::StreamExt;
@@ -84,32 +83,31 @@ fn unb64(text: &str) -> Result<Vec<u8>, SealedError> {
 }
 
 impl SealedClient {
-    /// Pairs as `client` (a name of 1 to 64 `A-Z a-z 0-9 - _`) with the invite's computer by its PIN.
+    /// Pairs with the invite's computer by its PIN. `device.name` is only a label: the ID this client is
+    /// paired under comes out of the exchange, new for every pairing.
     pub async fn pair(
         invite: &RelayInvite,
         pin: &str,
-        client: &str,
         device: DeviceInfo,
         scopes: Vec<Scope>,
     ) -> Result<SealedClient, SealedError> {
-        seal::check_client(client).map_err(|e| SealedError::Protocol(e.message))?;
         let http = http_client()?;
-        let (side_a, message) = NodePin::start(pin, &seal::client_id(client), &invite.bridge_id)?;
-        let start =
-            PairStartBody { client: client.to_string(), pin: PairPinParams { message: b64(&message), device, scopes } };
+        let (side_a, message) = NodePin::start(pin, None, &invite.bridge_id)?;
+        let start = PairPinParams { message: b64(&message), device, scopes };
         let call = |route| Call { http: &http, relay_url: &invite.relay_url, bridge_id: &invite.bridge_id, route };
         let challenge: PairPinChallenge = call("pair/start").json(&invite.routing, &start).await?;
         let keys = side_a.finish(&unb64(&challenge.message)?, &unb64(&challenge.confirmation)?)?;
-        let confirm = PairConfirmBody { client: client.to_string(), confirmation: b64(&keys.node_confirmation()) };
+        let confirm = PairPinConfirmParams { confirmation: b64(&keys.node_confirmation()) };
         let answer: SealedBody = call("pair/confirm").json(&invite.routing, &confirm).await?;
         let key = SealKey::new(keys.seal_key());
         let paired: Paired = serde_json::from_slice(
             &key.open(Direction::ToClient, 0, 0, &answer.sealed).map_err(|_| SealedError::Tampered)?,
         )
         .map_err(|e| SealedError::Protocol(e.to_string()))?;
-        // The key the computer names must be the one the invite's bridge ID is the hash of.
+        // The key the computer names must be the one the invite's bridge ID is the hash of, and the ID it
+        // stored this client under the one the exchange gave.
         let bridge_key: [u8; 32] = unb64(&paired.bridge_public_key)?.try_into().map_err(|_| SealedError::Tampered)?;
-        if KeyId::of_ed25519(&bridge_key) != invite.bridge_id {
+        if KeyId::of_ed25519(&bridge_key) != invite.bridge_id || paired.node_id != keys.client_id() {
             return Err(SealedError::Tampered);
         }
         let relay_url = paired.relay_url.clone().unwrap_or_else(|| invite.relay_url.clone());

@@ -1,7 +1,7 @@
 //! The sealed HTTP contract for simple clients (`docs/protocol.md` §20), served on HTTP exchanges the relay
-//! opens. Pairing is door 3 again (the same `pair.pin` steps as on a TLS stream, with the client's
-//! name-derived ID); a chat body is opened once by the gateway (`seal.open`), and its envelope's command
-//! runs as the paired client, through the same ACL and limits as a node's call.
+//! opens. Pairing is door 3 again (the same `pair.pin` steps as on a TLS stream; the client has no key,
+//! so its ID comes out of the exchange); a chat body is opened once by the gateway (`seal.open`), and its
+//! envelope's command runs as the paired client, through the same ACL and limits as a node's call.
 //!
 //! One module per route and per command: [`pair`] (`/v1/pair/start`, `/v1/pair/confirm`), [`chat`] (the
 //! envelope and its dispatcher) and [`ai_chat`]; [`reply`] writes what goes back.

@@ -1,33 +1,31 @@
 //! `POST /v1/pair/start` and `POST /v1/pair/confirm`: door 3 for a client with no key. Its SPAKE2 identity
-//! is the ID derived from the name it chose ([`node_kit::seal::client_id`]) and the bridge's is the bridge
-//! ID of the invite, so both sides bind the same two IDs without TLS. The pairing answer is sealed with the
-//! new key: only the client that knew the PIN reads its token, and nobody on the way can change it.
+//! is the fixed [`node_kit::pin::SEALED_CLIENT_IDENTITY`] and the bridge's is the bridge ID of the invite,
+//! so both sides bind the same two identities without TLS; the client's ID is made by the exchange (the
+//! gateway derives it from the shared key), so no name it sends is its identity. The pairing answer is
+//! sealed with the new key: only the client that knew the PIN reads its token and ID, and nobody on the
+//! way can change them.
 
 use super::parse;
 use crate::pairing;
 use crate::shared::BridgeShared;
 use crate::source::Source;
-use node_kit::protocol::{ErrorCode, ErrorShape, PairPinResult};
-use node_kit::seal::{self, Direction, PairConfirmBody, PairStartBody, Paired, SealKey, SealedBody};
+use node_kit::protocol::{ErrorCode, ErrorShape, PairPinConfirmParams, PairPinResult};
+use node_kit::seal::{Direction, Paired, SealKey, SealedBody};
 use serde_json::Value;
 
 pub(super) async fn start(shared: &BridgeShared, source: Source, body: &[u8]) -> Result<Value, ErrorShape> {
-    let PairStartBody { client, pin } = parse(body)?;
-    seal::check_client(&client)?;
-    pairing::pin_start(shared, seal::client_id(&client), source, pin).await
+    pairing::pin_start(shared, None, source, parse(body)?).await
 }
 
 pub(super) async fn confirm(shared: &BridgeShared, source: Source, body: &[u8]) -> Result<Value, ErrorShape> {
-    let PairConfirmBody { client, confirmation } = parse(body)?;
-    seal::check_client(&client)?;
-    let node_id = seal::client_id(&client);
-    let result = pairing::pin_confirm(shared, node_id, source, confirmation, true).await?;
+    let PairPinConfirmParams { confirmation } = parse(body)?;
+    let result = pairing::pin_confirm(shared, None, source, confirmation).await?;
     let unreadable = |what: &str| ErrorShape::new(ErrorCode::Internal, format!("the gateway's pairing answer {what}"));
     let result: PairPinResult = serde_json::from_value(result).map_err(|e| unreadable(&e.to_string()))?;
     let key = result.seal_key.as_deref().and_then(SealKey::from_base64).ok_or_else(|| unreadable("has no seal key"))?;
     let paired = Paired {
         token: result.relay.token,
-        node_id,
+        node_id: result.resolution.node_id,
         bridge_public_key: data_encoding::BASE64URL_NOPAD.encode(&shared.bridge_key),
         relay_url: result.relay.relay_url,
         scopes: result.resolution.scopes,

@@ -483,3 +483,19 @@ fn dup(socket: &tokio::net::TcpStream) -> tokio::net::TcpStream {
     std_socket.set_nonblocking(true).unwrap();
     tokio::net::TcpStream::from_std(std_socket).unwrap()
 }
+
+/// What one device tells the model in the identity tests (issue 20, item 1).
+pub const DIARY_SECRET: &str = "CANARY-DIARY-SECRET-5e1d";
+
+/// The model of the identity tests: "noted" when told the secret, the secret again whenever the
+/// conversation it is sent holds it, and otherwise "nothing on record" with the prompt.
+pub fn diary_model(request: &gw::messages_api::ApiRequest) -> gw::messages_api::Reply {
+    use gw::messages_api::Reply;
+    if request.last_user_text.contains(DIARY_SECRET) {
+        Reply::text(&["noted"])
+    } else if request.body.to_string().contains(DIARY_SECRET) {
+        Reply::text(&["your secret is ", DIARY_SECRET])
+    } else {
+        Reply::text(&["nothing on record for: ", &request.last_user_text])
+    }
+}

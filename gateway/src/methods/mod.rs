@@ -374,7 +374,7 @@ fn store_failed(e: &std::io::Error) -> ErrorShape {
 }
 
 /// Pairs a node, whichever door it came through: its record is stored before the node hears of it, so a
-/// node told it is paired always finds its record.
+/// node told it is paired always finds its record. An ID already paired is refused.
 fn store_paired(
     ctx: &Context,
     node_id: certs::KeyId,
@@ -391,8 +391,19 @@ fn store_paired(
         policy: NodePolicy::default(),
         routing_token_hash: None,
     };
-    ctx.state.paired.add(node.clone()).map_err(|e| store_failed(&e))?;
+    if !ctx.state.paired.add(node.clone()).map_err(|e| store_failed(&e))? {
+        return Err(already_paired(&node_id));
+    }
     Ok(node)
+}
+
+/// A pairing never takes over an ID already paired: not its token, its conversations nor its runs.
+pub(crate) fn already_paired(node_id: &certs::KeyId) -> ErrorShape {
+    ErrorShape::new(
+        ErrorCode::Forbidden,
+        format!("a device with ID {node_id} is already paired; revoke it first to pair it again"),
+    )
+    .with_details(json!({ "nodeId": node_id }))
 }
 
 pub(crate) fn not_paired(node_id: &certs::KeyId) -> ErrorShape {

@@ -24,7 +24,7 @@ impl PairPin {
             ctx.state.announce_tunnel_after(codes.linger());
         }
         let challenge = answered.inspect_err(|e| {
-            tracing::info!(node = %self.submit.node_id, code = %e.code, "remote pairing refused");
+            tracing::info!(node = ?self.submit.node_id, code = %e.code, "remote pairing refused");
         })?;
         Ok(serde_json::to_value(challenge).expect("payloads serialise"))
     }

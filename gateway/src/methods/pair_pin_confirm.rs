@@ -1,7 +1,8 @@
 //! `pair.pin.confirm` (bridge only): door 3's last step. A node whose confirmation proves the key of its
 //! exchange is paired at once, with the scopes it asked for that the code grants, and gets its routing
-//! token; operators hear `pair.resolved`. A client of the sealed HTTP contract (`sealed`) also has its seal
-//! key kept, and the bridge gets it to seal the answer. A confirmation that does not match spends the try for good.
+//! token; operators hear `pair.resolved`. A keyless client of the sealed HTTP contract is paired under the
+//! ID its exchange made and has its seal key kept; the bridge gets the key to seal the answer. A
+//! confirmation that does not match spends the try for good.
 
 use super::{Context, parse_params};
 use node_kit::protocol::{ErrorShape, PairOutcome, PairPinConfirmSubmit, PairPinResult, PairResolution, method};
@@ -18,14 +19,17 @@ impl PairPinConfirm {
 
     pub(crate) fn apply(self, ctx: &Context) -> Result<Value, ErrorShape> {
         let state = &ctx.state;
-        let sealed = self.submit.sealed;
         let confirmed = state.remote_codes.confirm(&self.submit, |granted| {
+            // Checked before a sealed key is kept, so a refused pairing leaves the paired one's key alone.
+            if state.paired.get(&granted.node_id).is_some() {
+                return Err(super::already_paired(&granted.node_id));
+            }
             // A sealed client's key is kept first: a client told it is paired can always chat.
-            if sealed {
-                state.sealed.add(granted.node_id, &granted.seal_key)?;
+            if let Some(key) = &granted.seal_key {
+                state.sealed.add(granted.node_id, key)?;
             }
             let node = super::store_paired(ctx, granted.node_id, granted.device.sanitised(), granted.scopes)?;
-            let seal_key = sealed.then(|| granted.seal_key.to_base64().to_string());
+            let seal_key = granted.seal_key.map(|key| key.to_base64().to_string());
             Ok((granted.request_id, node, seal_key))
         });
         // Used or burnt: either way the code's routing token leaves the relay's set (and a new node's joins).
@@ -35,7 +39,7 @@ impl PairPinConfirm {
         let (request_id, node, seal_key) = match confirmed {
             Ok(paired) => paired,
             Err(e) => {
-                tracing::info!(node = %self.submit.node_id, code = %e.code, "remote pairing refused");
+                tracing::info!(node = ?self.submit.node_id, code = %e.code, "remote pairing refused");
                 return Err(e);
             }
         };

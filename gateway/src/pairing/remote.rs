@@ -39,7 +39,8 @@ impl LiveCode {
 }
 
 struct Pending {
-    node_id: KeyId,
+    /// The TLS key of a device; none for a keyless client of the sealed HTTP contract.
+    node_id: Option<KeyId>,
     keys: PinKeys,
     device: DeviceInfo,
     scopes: Vec<Scope>,
@@ -48,11 +49,12 @@ struct Pending {
 /// What a confirmed exchange grants.
 pub(crate) struct Granted {
     pub request_id: String,
+    /// A device's TLS key ID, or the ID a keyless client's exchange made.
     pub node_id: KeyId,
     pub device: DeviceInfo,
     pub scopes: Vec<Scope>,
-    /// The exchange's key for a client of the sealed HTTP contract.
-    pub seal_key: node_kit::seal::SealKey,
+    /// The exchange's key, for a keyless client of the sealed HTTP contract only.
+    pub seal_key: Option<node_kit::seal::SealKey>,
 }
 
 pub(crate) struct RemoteCodes {
@@ -150,7 +152,7 @@ impl RemoteCodes {
         code.pending = None;
         let scopes: Vec<Scope> = submit.pin.scopes.iter().copied().filter(|s| code.scopes.contains(s)).collect();
         let outcome = unb64(&submit.pin.message, "message").and_then(|message| {
-            pin::answer(&code.pin, &submit.node_id, &submit.bridge_id, &message)
+            pin::answer(&code.pin, submit.node_id.as_ref(), &submit.bridge_id, &message)
                 .map_err(|e| ErrorShape::invalid_request(e.to_string()))
         });
         let tries_left = code.tries_left;
@@ -200,10 +202,10 @@ impl RemoteCodes {
         }
         let granted = Granted {
             request_id: code.request_id.clone(),
-            node_id: pending.node_id,
+            node_id: pending.node_id.unwrap_or_else(|| pending.keys.client_id()),
             device: pending.device,
             scopes: pending.scopes,
-            seal_key: node_kit::seal::SealKey::new(pending.keys.seal_key()),
+            seal_key: pending.node_id.is_none().then(|| node_kit::seal::SealKey::new(pending.keys.seal_key())),
         };
         let answer = paired(granted)?;
         code.end();
@@ -229,9 +231,9 @@ mod tests {
 
         /// The node's first step: its SPAKE2 state and the `pair.pin` the bridge passes on.
         fn start(&self, pin: &str, routing_hash: &str) -> (NodePin, PairPinSubmit) {
-            let (side_a, message) = NodePin::start(pin, &self.node, &self.bridge).unwrap();
+            let (side_a, message) = NodePin::start(pin, Some(&self.node), &self.bridge).unwrap();
             let submit = PairPinSubmit {
-                node_id: self.node,
+                node_id: Some(self.node),
                 bridge_id: self.bridge,
                 routing_hash: routing_hash.to_string(),
                 pin: PairPinParams {
@@ -250,12 +252,8 @@ mod tests {
             let keys = side_a.finish(&unb64(&challenge.message, "m")?, &unb64(&challenge.confirmation, "c")?);
             // A node whose check fails sends a confirmation that cannot match.
             let confirmation = keys.map(|k| k.node_confirmation()).unwrap_or_default();
-            let confirm = PairPinConfirmSubmit {
-                node_id: self.node,
-                routing_hash,
-                confirmation: b64(&confirmation),
-                sealed: false,
-            };
+            let confirm =
+                PairPinConfirmSubmit { node_id: Some(self.node), routing_hash, confirmation: b64(&confirmation) };
             codes.confirm(&confirm, |granted| Ok(granted.scopes))
         }
     }
@@ -312,12 +310,8 @@ mod tests {
             .finish(&unb64(&challenge.message, "m").unwrap(), &unb64(&challenge.confirmation, "c").unwrap())
             .unwrap();
         let other = certs::Identity::generate().id();
-        let confirm = PairPinConfirmSubmit {
-            node_id: other,
-            routing_hash,
-            confirmation: b64(&keys.node_confirmation()),
-            sealed: false,
-        };
+        let confirm =
+            PairPinConfirmSubmit { node_id: Some(other), routing_hash, confirmation: b64(&keys.node_confirmation()) };
         assert_eq!(codes.confirm(&confirm, |_| Ok(())).unwrap_err().code, ErrorCode::PairingPinWrong);
     }
 }

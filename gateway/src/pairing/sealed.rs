@@ -87,11 +87,15 @@ impl SealedClients {
         Ok(answer)
     }
 
-    /// Keeps a newly paired client's key; its counters start at 1.
+    /// Keeps a newly paired client's key; its counters start at 1. A client's key is never replaced: an ID
+    /// already here is refused.
     pub(crate) fn add(&self, node_id: KeyId, key: &SealKey) -> Result<(), ErrorShape> {
-        self.change(|clients| {
-            clients.insert(node_id, Client { seal_key: key.to_base64(), last_counter: 0 });
-            Ok(())
+        self.change(|clients| match clients.entry(node_id) {
+            std::collections::btree_map::Entry::Occupied(_) => Err(crate::methods::already_paired(&node_id)),
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                entry.insert(Client { seal_key: key.to_base64(), last_counter: 0 });
+                Ok(())
+            }
         })
     }
 
@@ -154,6 +158,18 @@ mod tests {
         assert_eq!(restarted.open(&id(1), 3, &third).unwrap().0, b"three");
         let second = key.seal(Direction::ToBridge, 2, 0, b"two");
         assert_eq!(reason(restarted.open(&id(1), 2, &second).err().unwrap()), "replayed");
+    }
+
+    #[test]
+    fn a_clients_key_is_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SealedClients::load(dir.path().join(SEALED_FILE));
+        let key = SealKey::new([5; 32]);
+        store.add(id(1), &key).unwrap();
+        let other = SealKey::new([6; 32]);
+        assert_eq!(store.add(id(1), &other).err().unwrap().code, ErrorCode::Forbidden);
+        let sealed = key.seal(Direction::ToBridge, 1, 0, b"still mine");
+        assert_eq!(store.open(&id(1), 1, &sealed).unwrap().0, b"still mine");
     }
 
     #[test]

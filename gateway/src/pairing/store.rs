@@ -69,13 +69,15 @@ impl PairedStore {
         self.nodes.lock().expect("store lock").values().cloned().collect()
     }
 
-    /// Adds or replaces a record.
-    pub fn add(&self, node: PairedNode) -> io::Result<()> {
-        self.change(|nodes| {
-            nodes.insert(node.node_id, node);
-            true
+    /// Adds a record; false (and nothing written) when its ID is already paired, which it never replaces.
+    pub fn add(&self, node: PairedNode) -> io::Result<bool> {
+        self.change(|nodes| match nodes.entry(node.node_id) {
+            std::collections::btree_map::Entry::Occupied(_) => false,
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                entry.insert(node);
+                true
+            }
         })
-        .map(drop)
     }
 
     /// Returns false when no such node is paired.
@@ -167,6 +169,24 @@ mod tests {
         let names: Vec<_> = reloaded.list().into_iter().map(|n| n.device.name).collect();
         assert_eq!(names, ["Ada's phone"]);
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_paired_id_is_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("paired-nodes.json");
+        let store = PairedStore::load(path.clone()).unwrap();
+        let mut first = node("a", "phone");
+        first.routing_token_hash = Some("first's token".into());
+        assert!(store.add(first).unwrap());
+        assert!(!store.add(node("a", "impostor")).unwrap(), "the same ID again is refused");
+        for store in [store, PairedStore::load(path).unwrap()] {
+            let kept = store.get(&KeyId::of_spki(b"a")).unwrap();
+            assert_eq!(
+                (kept.device.name.as_str(), kept.routing_token_hash.as_deref()),
+                ("phone", Some("first's token"))
+            );
+        }
     }
 
     #[test]

@@ -419,7 +419,10 @@ pub struct PairPinParams {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PairPinSubmit {
-    pub node_id: KeyId,
+    /// The key the node showed in TLS; none for a keyless client of the sealed HTTP contract, whose ID
+    /// the exchange makes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<KeyId>,
     pub bridge_id: KeyId,
     pub routing_hash: String,
     #[serde(flatten)]
@@ -445,12 +448,11 @@ pub struct PairPinConfirmParams {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PairPinConfirmSubmit {
-    pub node_id: KeyId,
+    /// As in `pair.pin`: none for a client of the sealed HTTP contract, whose seal key the computer keeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<KeyId>,
     pub routing_hash: String,
     pub confirmation: String,
-    /// A client of the sealed HTTP contract: the computer keeps the exchange's seal key for its bodies.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub sealed: bool,
 }
 
 /// Payload of `pair.pin.confirm`: the node is paired, and gets its own routing token for the relay.
