@@ -18,8 +18,6 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 /// The largest message the relay takes from a node, and so the most a node's stream puts in one.
 pub const MAX_RELAY_MESSAGE: usize = 65536;
-/// How long a stream that closes waits for the relay to answer its close before it lets the socket go.
-const CLOSE_ANSWER: Duration = Duration::from_secs(2);
 
 /// Why a relayed stream could not be opened or ended.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -146,32 +144,20 @@ where
     tokio::spawn(async move {
         let (mut sink, mut stream) = ws.split();
         let mut buf = vec![0u8; MAX_RELAY_MESSAGE];
-        // Whether this end closes first, and so waits for the relay's answer to its close.
-        let closing = loop {
+        loop {
             tokio::select! {
                 read = far.read(&mut buf) => match read {
-                    Ok(0) | Err(_) => break true,
-                    Ok(n) => if sink.send(Message::binary(buf[..n].to_vec())).await.is_err() { break false },
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => if sink.send(Message::binary(buf[..n].to_vec())).await.is_err() { break },
                 },
                 message = stream.next() => match message {
-                    Some(Ok(Message::Binary(bytes))) => if far.write_all(&bytes).await.is_err() { break true },
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break false,
+                    Some(Ok(Message::Binary(bytes))) => if far.write_all(&bytes).await.is_err() { break },
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
                     Some(Ok(_)) => {}
                 },
             }
-        };
-        // Sends this end's close, or the answer to the relay's (queued when it was read).
-        let _ = sink.close().await;
-        if closing {
-            let answered = async {
-                while let Some(Ok(message)) = stream.next().await {
-                    if message.is_close() {
-                        break;
-                    }
-                }
-            };
-            let _ = tokio::time::timeout(CLOSE_ANSWER, answered).await;
         }
+        let _ = sink.close().await;
     });
     local
 }
