@@ -612,3 +612,46 @@ async fn two_sealed_clients_with_one_name_share_no_id_token_conversation_or_run(
     let phones: Vec<&Value> = list["nodes"].as_array().unwrap().iter().filter(|n| n["name"] == "phone").collect();
     assert_eq!(phones.len(), 2, "{list}");
 }
+
+/// The relay answers a node's WebSocket close at once, with the node's code, under `wrangler dev` too (it
+/// once left it unanswered there: the node waited out its close timeout, 10 s, and got 1006).
+#[tokio::test]
+async fn the_relay_answers_a_nodes_close_at_once_with_its_code() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    let Some(relay) = LocalRelay::start().await else {
+        return;
+    };
+    let bridge = certs::Identity::generate();
+    let request = node_kit::relay::bridge_link_request(&relay.url, &bridge, node_kit::protocol::now_ms()).unwrap();
+    let (mut link, _) = tokio_tungstenite::connect_async(request).await.expect("the proved bridge gets in");
+    let token = data_encoding::BASE64URL_NOPAD.encode(&[7u8; 32]);
+    let set = json!({ "type": "tokens", "set": [node_kit::protocol::routing_token_hash(&token)] });
+    link.send(Message::text(set.to_string())).await.unwrap();
+    eventually(Duration::from_secs(10), async || relay_knows(&relay.url, &bridge.id(), &token).await.then_some(()))
+        .await;
+
+    for code in [CloseCode::Normal, CloseCode::Away, CloseCode::Library(4321)] {
+        let url = node_kit::relay::endpoint(&relay.url, &bridge.id(), "connect");
+        let mut request = url.into_client_request().unwrap();
+        request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let (mut node, _) = tokio_tungstenite::connect_async(request).await.expect("the node's stream opens");
+        let started = Instant::now();
+        node.close(Some(CloseFrame { code, reason: "done".into() })).await.unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(3), async {
+            loop {
+                match node.next().await {
+                    Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code),
+                    Some(Ok(_)) => {}
+                    other => panic!("no close answer: {other:?}"),
+                }
+            }
+        })
+        .await
+        .expect("the relay answers the close");
+        assert_eq!(answer, Some(code));
+        eprintln!("close {code} answered in {:?}", started.elapsed());
+    }
+}
