@@ -633,3 +633,31 @@ async fn ai_chat_is_held_to_the_chat_scope_and_the_per_node_limit() {
     assert_eq!(away.api.requests_with("the first turn").len(), 1);
     assert!(away.api.requests_with("may I chat?").is_empty() && away.api.requests_with("the second turn").is_empty());
 }
+
+/// `docs/security.md` 3.45: a relayed stream's limits are keyed on its routing token's hash, so one token
+/// that spent its budget does not spend another's, though the relay brings both from the same address.
+#[tokio::test]
+async fn relayed_limits_are_keyed_on_the_token_not_shared_by_everyone_behind_the_relay() {
+    let one_a_minute = |config: &mut bridge::BridgeConfig| {
+        config.limits.pairing_codes_per_address = bridge::ratelimit::Rate::per_minute(1, 1);
+    };
+    let Some(away) = Away::configured(|_| Reply::text(&["hello"]), one_a_minute).await else {
+        return;
+    };
+    let (_, paired) = away.paired_at_home().await;
+    let (invite, code) = away.remote_code(&away.tap.url).await;
+    let device = || DeviceInfo { name: "phone".into(), platform: "ios".into(), model: None };
+    let try_pin =
+        async |invite: &RelayInvite| SealedClient::pair(invite, &wrong(&code.pin), device(), vec![Scope::Chat]).await;
+
+    assert!(matches!(try_pin(&invite).await, Err(SealedError::Pin(_))), "the code's first try reaches the computer");
+    let limited = try_pin(&invite).await;
+    assert!(matches!(&limited, Err(SealedError::Refused { status: 429, .. })), "{limited:?}");
+    // The node's own token, through the same relay: its budget is whole, so the computer itself answers.
+    let node_token = RelayInvite { routing: paired.relay.unwrap().token, ..invite.clone() };
+    let answered = try_pin(&node_token).await;
+    assert!(
+        matches!(&answered, Err(SealedError::Refused { status: 410, error, .. }) if error == "pairing_code_invalid"),
+        "{answered:?}"
+    );
+}
