@@ -37,6 +37,14 @@ struct Away {
 
 impl Away {
     async fn start(script: impl Fn(&ApiRequest) -> Reply + Send + Sync + 'static) -> Option<Away> {
+        Away::configured(script, |_| {}).await
+    }
+
+    /// The computer with its bridge configured by `configure` too.
+    async fn configured(
+        script: impl Fn(&ApiRequest) -> Reply + Send + Sync + 'static,
+        configure: impl FnOnce(&mut bridge::BridgeConfig),
+    ) -> Option<Away> {
         let claude = claude_binary()?;
         let relay = LocalRelay::start().await?;
         let tap = RelayTap::start(&relay.url).await;
@@ -46,6 +54,7 @@ impl Away {
         // on pairing codes lets a stranger try.
         let bridge = TestBridge::start(&gateway, |config| {
             config.limits.pairing_codes_per_address = bridge::ratelimit::Rate::per_second(50, 50);
+            configure(config);
         })
         .await;
         tunnel_on(&gateway, &tap.url).await;
@@ -654,4 +663,69 @@ async fn the_relay_answers_a_nodes_close_at_once_with_its_code() {
         assert_eq!(answer, Some(code));
         eprintln!("close {code} answered in {:?}", started.elapsed());
     }
+}
+
+/// `docs/security.md` 3.46: `ai_chat` runs through the bridge's ACL (the `chat` scope) and its per-node
+/// rate limit like a node's `agent`; both refusals come back sealed, and neither turn reaches the model.
+#[tokio::test]
+async fn ai_chat_is_held_to_the_chat_scope_and_the_per_node_limit() {
+    let one_a_minute = |config: &mut bridge::BridgeConfig| {
+        config.limits.requests_per_node = bridge::ratelimit::Rate::per_minute(1, 1);
+    };
+    let Some(away) = Away::configured(|_| Reply::text(&["hello"]), one_a_minute).await else {
+        return;
+    };
+    let pair_phone = async |scopes: Vec<Scope>| {
+        let (invite, code) = away.remote_code(&away.tap.url).await;
+        let device = DeviceInfo { name: "phone".into(), platform: "ios".into(), model: None };
+        let client = SealedClient::pair(&invite, &code.pin, device, scopes).await.expect("pairs by PIN");
+        let known = async || relay_knows(&away.relay.url, &away.bridge.id, &client.paired().token).await.then_some(());
+        eventually(Duration::from_secs(10), known).await;
+        client
+    };
+
+    let mut voice_only = pair_phone(vec![Scope::Voice]).await;
+    let refused = voice_only.chat("kitchen", "may I chat?").await.unwrap_err();
+    assert!(
+        matches!(&refused, SealedError::Command { status: 403, error } if error.error == "forbidden"),
+        "{refused:?}"
+    );
+
+    let mut chatty = pair_phone(vec![Scope::Chat]).await;
+    chatty.chat("kitchen", "the first turn").await.expect("accepted").collect().await.unwrap();
+    let limited = chatty.chat("kitchen", "the second turn").await.unwrap_err();
+    assert!(
+        matches!(&limited, SealedError::Command { status: 429, error } if error.error == "rate_limited"),
+        "{limited:?}"
+    );
+    assert_eq!(away.api.requests_with("the first turn").len(), 1);
+    assert!(away.api.requests_with("may I chat?").is_empty() && away.api.requests_with("the second turn").is_empty());
+}
+
+/// `docs/security.md` 3.45: a relayed stream's limits are keyed on its routing token's hash, so one token
+/// that spent its budget does not spend another's, though the relay brings both from the same address.
+#[tokio::test]
+async fn relayed_limits_are_keyed_on_the_token_not_shared_by_everyone_behind_the_relay() {
+    let one_a_minute = |config: &mut bridge::BridgeConfig| {
+        config.limits.pairing_codes_per_address = bridge::ratelimit::Rate::per_minute(1, 1);
+    };
+    let Some(away) = Away::configured(|_| Reply::text(&["hello"]), one_a_minute).await else {
+        return;
+    };
+    let (_, paired) = away.paired_at_home().await;
+    let (invite, code) = away.remote_code(&away.tap.url).await;
+    let device = || DeviceInfo { name: "phone".into(), platform: "ios".into(), model: None };
+    let try_pin =
+        async |invite: &RelayInvite| SealedClient::pair(invite, &wrong(&code.pin), device(), vec![Scope::Chat]).await;
+
+    assert!(matches!(try_pin(&invite).await, Err(SealedError::Pin(_))), "the code's first try reaches the computer");
+    let limited = try_pin(&invite).await;
+    assert!(matches!(&limited, Err(SealedError::Refused { status: 429, .. })), "{limited:?}");
+    // The node's own token, through the same relay: its budget is whole, so the computer itself answers.
+    let node_token = RelayInvite { routing: paired.relay.unwrap().token, ..invite.clone() };
+    let answered = try_pin(&node_token).await;
+    assert!(
+        matches!(&answered, Err(SealedError::Refused { status: 410, error, .. }) if error == "pairing_code_invalid"),
+        "{answered:?}"
+    );
 }
