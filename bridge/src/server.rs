@@ -10,7 +10,7 @@ use crate::session;
 use crate::shared::BridgeShared;
 use crate::source::Source;
 use certs::{Identity, KeyId, PeerKeyVerifier, Pin};
-use node_kit::refusals::RefusalLog;
+use node_kit::refusals::{AcceptBackoff, RefusalLog};
 use node_kit::running::RunningBridge;
 use std::future::Future;
 use std::io;
@@ -171,10 +171,12 @@ impl Bridge {
 
 async fn accept_loop(listener: TcpListener, shared: Arc<BridgeShared>, stop: CancellationToken) {
     let mut connections = JoinSet::new();
+    let mut backoff = AcceptBackoff::default();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, addr)) => {
+                    backoff.succeeded();
                     // No TLS yet, so no way to say why: a refused connection is dropped before any work.
                     let source = Source::Lan(addr.ip());
                     if shared.limiter.handshake(source).is_err() {
@@ -191,10 +193,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<BridgeShared>, stop: Can
                     let _ = tcp.set_nodelay(true);
                     connections.spawn(session::serve(Box::new(tcp), source, shared.clone(), admission));
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+                Err(e) => backoff.failed(&shared.refusals, &e, &stop).await,
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             () = stop.cancelled() => break,

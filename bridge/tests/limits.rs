@@ -373,3 +373,17 @@ async fn a_nodes_close_is_answered_with_a_close_before_and_after_pairing() {
     bridge.stop().await;
     gateway.stop().await;
 }
+
+/// The caps security.md 3.29 gives, written out: a changed reserve, share or cost per connection fails here.
+/// `lanyard up` sizes them from the limit less the 48 descriptors its console may hold.
+#[test]
+fn the_caps_are_the_documented_numbers() {
+    let caps = |limit| {
+        let caps = bridge::connections::ConnectionCaps::for_descriptors(limit);
+        (caps.unpaired, caps.unpaired_per_address, caps.unpaired_per_key, caps.paired)
+    };
+    assert_eq!(caps(1024), (80, 8, 2, 240));
+    assert_eq!(caps(20_000), (1024, 8, 2, 5621));
+    assert_eq!(caps(1024 - 48), (76, 8, 2, 228));
+    assert_eq!(caps(256 - 48), (12, 8, 2, 36));
+}

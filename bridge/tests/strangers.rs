@@ -309,3 +309,60 @@ async fn over_long_peer_strings_are_refused_at_the_bridge_and_never_reach_the_ga
     assert_eq!(health["refusedConnections"].get("invalid"), None, "a connect reached the gateway: {health}");
     assert_eq!(gateway_requests(&gateway, method::PAIR_SUBMIT).await, submitted, "a pair.request reached the gateway");
 }
+
+/// Reads `ws` until the bridge closes it, sending a request every `every` meanwhile when given; the close's
+/// reason, and when it came.
+async fn closed_with(
+    ws: &mut tokio_tungstenite::WebSocketStream<support::RawStream>,
+    every: Option<Duration>,
+) -> (String, Instant) {
+    let mut ticks = tokio::time::interval(every.unwrap_or(Duration::from_secs(3600)));
+    ticks.tick().await;
+    let read = async {
+        loop {
+            tokio::select! {
+                message = ws.next() => match message {
+                    Some(Ok(Message::Close(frame))) => return frame.map(|f| f.reason.to_string()).unwrap_or_default(),
+                    Some(Ok(_)) => {}
+                    _ => return String::new(),
+                },
+                _ = ticks.tick(), if every.is_some() => {
+                    let req = serde_json::json!({"type": "req", "id": "x", "method": "no.such.step", "params": {}});
+                    ws.send(Message::text(req.to_string())).await.unwrap();
+                }
+            }
+        }
+    };
+    let reason = tokio::time::timeout(Duration::from_secs(60), read).await.expect("closed in time");
+    (reason, Instant::now())
+}
+
+/// A stranger that connects and then says nothing is closed when the 10-second pairing step runs out.
+#[tokio::test]
+async fn a_stranger_that_stops_mid_dialogue_is_closed_after_ten_seconds() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let bridge = TestBridge::start(&gateway, |_| {}).await;
+    let mut ws = support::raw_websocket_from(None, bridge.addr, &Identity::generate(), bridge.id, None).await;
+    let started = Instant::now();
+    let (reason, at) = closed_with(&mut ws, None).await;
+    let after = at - started;
+    assert_eq!(reason, "pairing step timed out");
+    assert!(after >= Duration::from_secs(8) && after < Duration::from_secs(20), "closed after {after:?}");
+}
+
+/// Steps in time do not keep a stranger forever: an unpaired connection lives 6 minutes (the documented
+/// defaults, written out), here shortened to 3 s while the stranger sends a request every half second.
+#[tokio::test]
+async fn a_stranger_that_keeps_talking_is_closed_at_the_unpaired_lifetime() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let defaults = bridge::config::BridgeConfig::new(gateway.home.path().into(), gateway.url.clone(), String::new());
+    assert_eq!(defaults.unpaired_lifetime, Duration::from_secs(6 * 60));
+    assert_eq!(defaults.pairing_step_timeout, Duration::from_secs(10));
+    let bridge = TestBridge::start(&gateway, |config| config.unpaired_lifetime = Duration::from_secs(3)).await;
+    let mut ws = support::raw_websocket_from(None, bridge.addr, &Identity::generate(), bridge.id, None).await;
+    let started = Instant::now();
+    let (reason, at) = closed_with(&mut ws, Some(Duration::from_millis(500))).await;
+    let after = at - started;
+    assert_eq!(reason, "pairing took too long");
+    assert!(after >= Duration::from_secs(2) && after < Duration::from_secs(15), "closed after {after:?}");
+}

@@ -183,6 +183,7 @@ async fn every_answer_carries_a_strict_policy_and_no_cors() {
         }
         assert!(!csp.contains("unsafe-inline"), "{csp}");
         assert_eq!(answer.header("x-frame-options").as_deref(), Some("DENY"));
+        assert_eq!(answer.header("referrer-policy").as_deref(), Some("no-referrer"), "{path}");
         assert!(answer.header("access-control-allow-origin").is_none(), "{path}");
     }
     let preflight = http(
@@ -253,4 +254,175 @@ async fn metrics_parse_and_move_with_the_traffic() {
     assert!(opened(&after) >= opened(&before) + 2.0, "the operator and pair_node's connections");
     assert!(sample(&after, "lanyard_gateway_connections_open", Some(("mode", "operator"))) >= 1.0);
     assert_eq!(sample(&after, "lanyard_gateway_relay_link_up", None), 0.0, "no relay");
+}
+
+/// The metrics name no device, key, token or conversation: a scraper learns counts, nothing about who.
+#[tokio::test]
+async fn metrics_carry_no_names_keys_or_tokens() {
+    let (gateway, console) = with_console().await;
+    let node = certs::Identity::generate().id();
+    gateway.pair_node(node, "Ada's secret phone").await;
+    let operator = gateway.operator().await;
+    operator.request(method::PAIR_LIST, Value::Null).await.unwrap();
+    let metrics_token =
+        gateway::home::GatewayToken::load(&gateway::home::metrics_token_path(gateway.home.path())).unwrap();
+    let bearer = format!("Bearer {}", metrics_token.expose());
+    let answer = http(&console, "GET", "/metrics", &[("Authorization", &bearer)], "").await;
+    assert_eq!(answer.status, 200);
+    let node = node.to_string();
+    for secret in
+        [node.as_str(), &node[..16], "Ada", "secret", &gateway.token, &gateway.bridge_token, metrics_token.expose()]
+    {
+        assert!(!answer.body.contains(secret), "the metrics carry {secret:?}:\n{}", answer.body);
+    }
+}
+
+/// The metrics token reads `/metrics` and nothing else: not the console's API, not the gateway; its file is
+/// the owner's alone (0600).
+#[tokio::test]
+async fn the_metrics_token_reads_metrics_only_and_its_file_is_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let (gateway, console) = with_console().await;
+    let path = gateway::home::metrics_token_path(gateway.home.path());
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    let token = gateway::home::GatewayToken::load(&path).unwrap();
+    let bearer = format!("Bearer {}", token.expose());
+    let origin = console.clone();
+    let body = json!({ "method": "pair.list" }).to_string();
+    let headers =
+        [("Authorization", bearer.as_str()), ("Origin", origin.as_str()), ("Content-Type", "application/json")];
+    assert_eq!(http(&console, "GET", "/metrics", &headers, "").await.status, 200);
+    for (method, path) in
+        [("GET", "/api/session"), ("GET", "/api/events"), ("POST", "/api/call"), ("POST", "/api/pair-code")]
+    {
+        let answer = http(&console, method, path, &headers, &body).await;
+        assert_eq!(answer.status, 401, "{method} {path}: {}", answer.body);
+    }
+    let refused = node_kit::Client::builder(&gateway.url).token(token.expose()).connect().await;
+    assert!(refused.is_err(), "the metrics token is not a gateway token");
+}
+
+/// `GET /api/events` with `cookie`, read to the end of its head: the status, and the connection (an open
+/// stream when 200).
+async fn event_stream(console: &str, cookie: &str) -> (u16, tokio::net::TcpStream) {
+    let addr = console.trim_start_matches("http://");
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET /api/events HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tcp.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_string();
+    (head.split(' ').nth(1).unwrap().parse().unwrap(), tcp)
+}
+
+/// At most 8 live event streams (each holds an operator connection): the 9th is refused with 429 until one
+/// closes.
+#[tokio::test]
+async fn at_most_eight_event_streams_are_open_at_once() {
+    let (gateway, console) = with_console().await;
+    let (cookie, _) = logged_in(&gateway).await;
+    let mut streams = Vec::new();
+    for _ in 0..8 {
+        let (status, stream) = event_stream(&console, &cookie).await;
+        assert_eq!(status, 200);
+        streams.push(stream);
+    }
+    let (status, _) = event_stream(&console, &cookie).await;
+    assert_eq!(status, 429, "a 9th stream");
+    drop(streams.pop());
+    support::eventually(std::time::Duration::from_secs(10), async || {
+        let (status, stream) = event_stream(&console, &cookie).await;
+        (status == 200).then_some(stream)
+    })
+    .await;
+}
+
+/// Sessions live in the gateway's memory: after a restart (same home, same console port) the cookie is
+/// worth nothing.
+#[tokio::test]
+async fn a_restart_logs_every_console_session_out() {
+    let (gateway, console) = with_console().await;
+    let (cookie, _) = logged_in(&gateway).await;
+    assert_eq!(http(&console, "GET", "/api/session", &[("Cookie", &cookie)], "").await.status, 200);
+    let port: u16 = console.rsplit(':').next().unwrap().parse().unwrap();
+    let addr = gateway.addr;
+    let home = gateway.stop_keeping_home().await;
+    let restarted = TestGateway::start_at(home, addr, |config| config.console_port = Some(port)).await;
+    assert_eq!(restarted.console.as_deref(), Some(console.as_str()));
+    let answer = http(&console, "GET", "/api/session", &[("Cookie", &cookie)], "").await;
+    assert_eq!((answer.status, answer.json()["error"].as_str()), (401, Some("login_required")));
+}
+
+/// Whether the console has closed `tcp`: a read that ends (0 bytes, or reset) within `within`.
+async fn closed_within(tcp: &mut tokio::net::TcpStream, within: std::time::Duration) -> bool {
+    let mut buf = [0u8; 4096];
+    let read = async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, read).await.is_ok()
+}
+
+/// A half-sent request, a connection that never sends a byte and one idle after a finished request each hold
+/// a descriptor: the console closes all three when its 10-second header timeout runs out, not before.
+#[tokio::test]
+async fn half_sent_silent_and_idle_connections_are_closed_after_ten_seconds() {
+    use std::time::{Duration, Instant};
+    let (_gateway, console) = with_console().await;
+    let addr = console.trim_start_matches("http://");
+    let mut half_sent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    half_sent.write_all(format!("GET / HTTP/1.1\r\nHost: {addr}\r\nX-Unfinished: ").as_bytes()).await.unwrap();
+    let silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    idle.write_all(format!("GET /app.css HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    idle.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200", "a finished request is answered and the connection kept alive");
+    let started = Instant::now();
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut tcp in [half_sent, silent, idle] {
+        tasks.spawn(async move {
+            assert!(closed_within(&mut tcp, Duration::from_secs(30)).await, "closed at last");
+            started.elapsed()
+        });
+    }
+    while let Some(after) = tasks.join_next().await {
+        let after = after.unwrap();
+        assert!(after >= Duration::from_secs(5) && after < Duration::from_secs(25), "closed after {after:?}");
+    }
+}
+
+/// The console holds at most 32 connections; each one past that is closed as it arrives and counted, and
+/// once the holder lets go, the console answers again.
+#[tokio::test]
+async fn the_console_holds_at_most_32_connections_and_closes_the_rest() {
+    use std::time::Duration;
+    let (gateway, console) = with_console().await;
+    let addr = console.trim_start_matches("http://");
+    let mut held = Vec::new();
+    for _ in 0..40 {
+        held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let closed = futures_util::future::join_all(held.iter_mut().map(|tcp| closed_within(tcp, Duration::from_secs(2))));
+    assert_eq!(closed.await.into_iter().filter(|closed| *closed).count(), 8, "32 of 40 kept");
+    let metrics_token =
+        gateway::home::GatewayToken::load(&gateway::home::metrics_token_path(gateway.home.path())).unwrap();
+    drop(held);
+    let bearer = format!("Bearer {}", metrics_token.expose());
+    // The slots come back as the console sees the closes.
+    let scraped = support::eventually(Duration::from_secs(10), async || {
+        let answer = http(&console, "GET", "/metrics", &[("Authorization", &bearer)], "").await;
+        (answer.status == 200).then_some(answer.body)
+    })
+    .await;
+    assert!(scraped.contains("lanyard_gateway_refusals_total{reason=\"console-full\"} 8"), "{scraped}");
 }

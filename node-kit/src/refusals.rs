@@ -1,6 +1,7 @@
 //! Refusals counted, not logged one by one. A flood of connections a server turns away must not turn into a
 //! flood of log lines: each refusal is a DEBUG line and a count, and INFO gets one summary per interval
-//! ("refused N connections from M addresses in the last 60 s: reason=count, …").
+//! ("refused N connections from M addresses in the last 60 s: reason=count, …"). A failing `accept` (out of
+//! descriptors, most often) is counted the same way, and [`AcceptBackoff`] spaces the retries.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Display;
@@ -11,6 +12,12 @@ use std::time::{Duration, Instant};
 
 /// Distinct addresses remembered per interval; beyond it the summary says "at least".
 const MAX_ADDRESSES: usize = 4096;
+/// `accept`'s "too many open files" for the process and for the system (the same numbers on Linux and macOS).
+const EMFILE: i32 = 24;
+const ENFILE: i32 = 23;
+/// The first wait after a failed `accept`, doubled while failures go on, up to the last.
+const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// `K` is what a refusal is counted by: an address, or whatever else names where a connection came from.
 pub struct RefusalLog<K = IpAddr> {
@@ -58,11 +65,28 @@ impl<K: Hash + Eq + Display> RefusalLog<K> {
     /// Counts one refusal of `from` for `reason` (a short stable word, e.g. `rate-limited`).
     pub fn refused(&self, from: K, reason: &'static str) {
         tracing::debug!(%from, reason, what = self.what, "refused");
+        self.count(Some(from), reason);
+    }
+
+    /// Counts one failed `accept`: no address to count it by, and a reason that says whether the process ran
+    /// out of descriptors.
+    pub fn accept_failed(&self, error: &std::io::Error) {
+        let reason = match error.raw_os_error() {
+            Some(EMFILE | ENFILE) => "out-of-descriptors",
+            _ => "accept-failed",
+        };
+        tracing::debug!(%error, what = self.what, "accept failed");
+        self.count(None, reason);
+    }
+
+    fn count(&self, from: Option<K>, reason: &'static str) {
         *self.since_start.lock().expect("refusal log lock").entry(reason).or_default() += 1;
         let mut window = self.window.lock().expect("refusal log lock");
         window.total += 1;
         *window.by_reason.entry(reason).or_default() += 1;
-        if window.addresses.len() < MAX_ADDRESSES {
+        if let Some(from) = from
+            && window.addresses.len() < MAX_ADDRESSES
+        {
             window.addresses.insert(from);
         }
     }
@@ -105,6 +129,41 @@ impl<K: Hash + Eq + Display> RefusalLog<K> {
     }
 }
 
+/// The wait between `accept` calls while they fail: a process out of descriptors stays out for a while, and
+/// retrying at once would spin a core and fill the log.
+pub struct AcceptBackoff {
+    next: Duration,
+}
+
+impl Default for AcceptBackoff {
+    fn default() -> Self {
+        AcceptBackoff { next: FIRST_BACKOFF }
+    }
+}
+
+impl AcceptBackoff {
+    /// An accept worked: the next failure waits the shortest time again.
+    pub fn succeeded(&mut self) {
+        self.next = FIRST_BACKOFF;
+    }
+
+    /// Counts `error` into `log`, then waits (twice as long as last time, at most [`MAX_BACKOFF`]) or until `stop`.
+    pub async fn failed<K: Hash + Eq + Display>(
+        &mut self,
+        log: &RefusalLog<K>,
+        error: &std::io::Error,
+        stop: &tokio_util::sync::CancellationToken,
+    ) {
+        log.accept_failed(error);
+        let wait = self.next;
+        self.next = (self.next * 2).min(MAX_BACKOFF);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = stop.cancelled() => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +195,32 @@ mod tests {
         let summary = log.summarise().unwrap();
         assert_eq!(summary.addresses, MAX_ADDRESSES);
         assert!(summary.addresses_capped);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_accepts_are_counted_and_spaced_out_up_to_a_second() {
+        let log = RefusalLog::<IpAddr>::new("connections");
+        let stop = tokio_util::sync::CancellationToken::new();
+        let out_of_descriptors = std::io::Error::from_raw_os_error(24);
+        let mut backoff = AcceptBackoff::default();
+        let mut waits = Vec::new();
+        for _ in 0..9 {
+            let started = tokio::time::Instant::now();
+            backoff.failed(&log, &out_of_descriptors, &stop).await;
+            waits.push(started.elapsed().as_millis());
+        }
+        assert_eq!(waits, [10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
+        backoff.succeeded();
+        let started = tokio::time::Instant::now();
+        backoff.failed(&log, &std::io::Error::other("reset"), &stop).await;
+        assert_eq!(started.elapsed().as_millis(), 10, "a success starts the waits again");
+        let summary = log.summarise().unwrap();
+        assert_eq!((summary.total, summary.addresses), (10, 0));
+        assert_eq!(summary.by_reason[&"out-of-descriptors"], 9);
+        assert_eq!(summary.by_reason[&"accept-failed"], 1);
+        stop.cancel();
+        let started = tokio::time::Instant::now();
+        backoff.failed(&log, &out_of_descriptors, &stop).await;
+        assert_eq!(started.elapsed().as_millis(), 0, "a stopping server does not wait");
     }
 }

@@ -193,13 +193,14 @@ fn serve(home: &Path, args: &[&str]) -> tokio::process::Command {
     serve_with_descriptors(home, args, None)
 }
 
-/// [`serve`] with the descriptor limit (soft and hard) set to `limit` first, as `ulimit -n` does.
-fn serve_with_descriptors(home: &Path, args: &[&str], limit: Option<u32>) -> tokio::process::Command {
+/// [`serve`] with the descriptor limit set first by `ulimit` with `limit`: `-n 256` sets soft and hard,
+/// `-Sn 256` the soft limit only.
+fn serve_with_descriptors(home: &Path, args: &[&str], limit: Option<&str>) -> tokio::process::Command {
     let mut command = match limit {
         None => tokio::process::Command::new(env!("CARGO_BIN_EXE_lanyard")),
         Some(limit) => {
             let mut shell = tokio::process::Command::new("sh");
-            shell.arg("-c").arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\"")).arg(env!("CARGO_BIN_EXE_lanyard"));
+            shell.arg("-c").arg(format!("ulimit {limit} && exec \"$0\" \"$@\"")).arg(env!("CARGO_BIN_EXE_lanyard"));
             shell
         }
     };
@@ -253,7 +254,7 @@ impl Up {
     /// `lanyard up` with `extra` flags, under a descriptor limit when given, its command adjusted by `configure`.
     async fn launch(
         extra: &[&str],
-        descriptors: Option<u32>,
+        descriptors: Option<&str>,
         configure: impl FnOnce(&mut tokio::process::Command),
     ) -> Up {
         let home = tempfile::tempdir().unwrap();
@@ -512,12 +513,13 @@ async fn up_under_a_low_descriptor_limit_still_lets_a_paired_node_in() {
     let claude_home = tempfile::tempdir().unwrap();
     let claude_arg = claude.display().to_string();
     let cwd = claude_home.path().display().to_string();
-    let up = Up::launch(&["--mdns", "off", "--claude", &claude_arg, "--cwd", &cwd], Some(256), |command| {
+    let up = Up::launch(&["--mdns", "off", "--claude", &claude_arg, "--cwd", &cwd], Some("-n 256"), |command| {
         command.envs(claude_env(&api, claude_home.path()));
     })
     .await;
     // The caps are sized from the limit and shown.
-    let limits = "Limits:       256 file descriptors; 48 paired devices, 16 unpaired connections (8 per address)";
+    let limits = "Limits:       256 file descriptors; 36 paired devices, 12 unpaired connections (8 per address), \
+                  32 console connections";
     assert!(up.banner.contains(limits), "{}", up.banner);
     let string = pair_string(&up).await;
     let identity = Arc::new(Identity::generate());
@@ -546,6 +548,84 @@ async fn up_under_a_low_descriptor_limit_still_lets_a_paired_node_in() {
     drop(strangers);
     node.close();
     terminate(up.process).await;
+}
+
+/// A local process opens 1,200 connections to the console and holds them, under a 1024-descriptor limit:
+/// the console keeps its cap and closes the rest at once, so the bridge and the gateway keep their
+/// descriptors. A paired node gets in and is answered within 1 s, `lanyard nodes list` works, and the log
+/// gains no line per connection.
+#[tokio::test]
+async fn a_local_process_filling_the_console_leaves_up_its_descriptors() {
+    // The test holds the 1,200 sockets itself, so it needs more than the usual 1024.
+    bridge::descriptors::raise_to_hard_limit().unwrap();
+    let mut up = Up::launch(&["--mdns", "off"], Some("-n 1024"), |command| {
+        command.env("RUST_LOG", "info");
+    })
+    .await;
+    let limits = "Limits:       1024 file descriptors; 228 paired devices, 76 unpaired connections (8 per address), \
+                  32 console connections";
+    assert!(up.banner.contains(limits), "{}", up.banner);
+    let console = banner::after(&up.banner, "Console:");
+    let console = console.trim_start_matches("http://").to_string();
+    let log = Arc::new(std::sync::Mutex::new(String::new()));
+    let mut stderr = BufReader::new(up.process.stderr.take().unwrap()).lines();
+    tokio::spawn({
+        let log = log.clone();
+        async move {
+            while let Ok(Some(line)) = stderr.next_line().await {
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        }
+    });
+    let string = pair_string(&up).await;
+    let identity = Arc::new(Identity::generate());
+    let paired = redeem(&string, &identity, PairingRequest::new("Ada's phone", "ios")).await.unwrap();
+    let logged_before = log.lock().unwrap().len();
+
+    let mut idle = Vec::new();
+    for _ in 0..1200 {
+        // A console out of descriptors stops accepting: the kernel's queue fills and connects hang.
+        match tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(&console)).await {
+            Ok(Ok(tcp)) => idle.push(tcp),
+            _ => break,
+        }
+    }
+    let started = std::time::Instant::now();
+    let node = Node::builder(identity, paired).connect().await.expect("the paired node gets in");
+    node.request(node_kit::protocol::method::HEALTH, serde_json::Value::Null).await.unwrap();
+    let answered = started.elapsed();
+    let pid = up.process.id().unwrap();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd")).map(|fds| fds.count()).unwrap_or_default();
+    assert!(answered < Duration::from_secs(1), "answered after {answered:?} ({open} descriptors open)");
+    let listed = up.lanyard_ok(&["nodes", "list"]).await;
+    assert!(listed.contains("Ada's phone") && listed.contains(" yes"), "{listed}");
+    let logged = log.lock().unwrap()[logged_before..].to_string();
+    eprintln!(
+        "{} idle console connections; {open} descriptors open; answered in {answered:?}; the log grew {} bytes",
+        idle.len(),
+        logged.len()
+    );
+    assert!(!logged.contains("Too many open files") && !logged.contains("accept"), "{logged}");
+    assert!(logged.lines().count() < 20, "{logged}");
+    drop(idle);
+    node.close();
+    terminate(up.process).await;
+}
+
+/// A soft descriptor limit below the hard one is raised to it at startup, and the caps are sized from the
+/// raised limit.
+#[tokio::test]
+async fn up_raises_its_soft_descriptor_limit_to_the_hard_one() {
+    let hard = bridge::descriptors::current().unwrap().hard;
+    let up = Up::launch(&["--mdns", "off"], Some("-Sn 256"), |_| {}).await;
+    let caps = bridge::connections::ConnectionCaps::for_descriptors(hard - 48);
+    let limits = format!(
+        "Limits:       {hard} file descriptors; {} paired devices, {} unpaired connections",
+        caps.paired, caps.unpaired
+    );
+    assert!(hard > 256 && up.banner.contains(&limits), "{limits}\n{}", up.banner);
 }
 
 /// `lanyard pair --string` against `up`: the one line it prints, parsed.

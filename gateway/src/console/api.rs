@@ -34,7 +34,7 @@ const METHODS: &[&str] = &[
     method::AGENT_SESSIONS,
 ];
 /// Live event streams open at once (a few tabs); each holds an operator connection.
-const MAX_EVENT_STREAMS: usize = 8;
+pub(crate) const MAX_EVENT_STREAMS: usize = 8;
 
 /// The console's operator connection for calls, opened when first needed and again after it drops.
 pub(crate) struct Operator {

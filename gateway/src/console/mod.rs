@@ -18,10 +18,16 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use node_kit::refusals::AcceptBackoff;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 const COOKIE: &str = "lanyard_console";
@@ -42,6 +48,16 @@ pub(crate) struct Console {
     operator: api::Operator,
 }
 
+/// Connections the console holds at once; more are closed as they arrive. A browser uses a few (six at most
+/// per site, one per live tab's event stream among them), so this is plenty for the owner and keeps a local
+/// process that opens thousands from taking the descriptors the bridge and gateway need.
+pub const MAX_CONNECTIONS: usize = 32;
+/// Descriptors the console can hold: its connections, and an operator link (both ends) per event stream.
+pub const DESCRIPTORS: u64 = MAX_CONNECTIONS as u64 + 2 * api::MAX_EVENT_STREAMS as u64;
+/// How long a connection may take to send a request's headers, and how long it may sit idle between requests
+/// (an event stream is a response in progress, so this never ends one).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves the console on `listener` (bound to loopback by [`crate::server::Gateway::bind`]) until `stop`.
 pub(crate) async fn serve(
     listener: TcpListener,
@@ -50,6 +66,7 @@ pub(crate) async fn serve(
     stop: CancellationToken,
 ) {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+    let refusals = state.refusals.clone();
     let console = Arc::new(Console { state, port, gateway_url, operator: api::Operator::default() });
     let router = Router::new()
         .route("/", get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }))
@@ -64,9 +81,38 @@ pub(crate) async fn serve(
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(console.clone(), guard))
         .with_state(console);
-    if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await {
-        tracing::warn!(error = %e, "the console stopped");
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = JoinSet::new();
+    let mut backoff = AcceptBackoff::default();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, addr)) => {
+                    backoff.succeeded();
+                    // Full: the connection is closed at once (dropped), counted, never waited on.
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        refusals.refused(addr.ip(), "console-full");
+                        continue;
+                    };
+                    let connection = http.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(router.clone()));
+                    let stop = stop.clone();
+                    connections.spawn(async move {
+                        tokio::select! {
+                            _ = connection => {}
+                            () = stop.cancelled() => {}
+                        }
+                        drop(slot);
+                    });
+                }
+                Err(e) => backoff.failed(&refusals, &e, &stop).await,
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            () = stop.cancelled() => break,
+        }
     }
+    while connections.join_next().await.is_some() {}
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

@@ -114,8 +114,9 @@ impl BridgeArgs {
     }
 
     /// The banner lines about the bridge, the same in `lanyard bridge` and `lanyard up`: its ID, where
-    /// devices connect, whether it is advertised, and where its key is.
-    pub(crate) fn describe(&self, bridge: &Bridge) -> String {
+    /// devices connect, whether it is advertised, where its key is, and the connection caps (with the
+    /// console's, which shares the descriptor budget, when one is served).
+    pub(crate) fn describe(&self, bridge: &Bridge, console_connections: Option<usize>) -> String {
         format!(
             "\x20 Bridge ID:    {id}\n\
              \x20 Devices use:  {addresses}\n\
@@ -123,7 +124,7 @@ impl BridgeArgs {
              \x20 Bridge key:   {key}\n\
              \x20 Limits:       {limits}\n",
             id = bridge.id(),
-            limits = describe_caps(&bridge.caps()),
+            limits = describe_caps(&bridge.caps(), console_connections),
             addresses = self.device_addresses(bridge.local_addr()),
             mdns = self.mdns_status(&bridge.mdns()),
             key = bridge.key_location(),
@@ -170,11 +171,17 @@ impl BridgeArgs {
 /// Raises the descriptor limit to the hard limit and sizes the connection caps from it; on a system that
 /// will not say, the caps for 1024 descriptors.
 pub(crate) fn raise_descriptor_limit() -> (Option<DescriptorLimit>, ConnectionCaps) {
+    raise_descriptor_limit_keeping(0)
+}
+
+/// [`raise_descriptor_limit`], with the bridge's caps sized to leave `kept` descriptors for something else
+/// in the process (`lanyard up`'s console).
+pub(crate) fn raise_descriptor_limit_keeping(kept: u64) -> (Option<DescriptorLimit>, ConnectionCaps) {
     match descriptors::raise_to_hard_limit() {
-        Ok(limit) => (Some(limit), ConnectionCaps::for_descriptors(limit.soft)),
+        Ok(limit) => (Some(limit), ConnectionCaps::for_descriptors(limit.soft.saturating_sub(kept))),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the descriptor limit; sizing for 1024");
-            (None, ConnectionCaps::default())
+            (None, ConnectionCaps::for_descriptors(1024 - kept))
         }
     }
 }
@@ -196,13 +203,14 @@ pub(crate) fn limits_health(limit: Option<DescriptorLimit>, caps: Option<Connect
     })
 }
 
-fn describe_caps(caps: &ConnectionCaps) -> String {
+fn describe_caps(caps: &ConnectionCaps, console_connections: Option<usize>) -> String {
     let descriptors = match descriptors::current() {
         Ok(limit) => format!("{} file descriptors; ", limit.soft),
         Err(_) => String::new(),
     };
+    let console = console_connections.map(|n| format!(", {n} console connections")).unwrap_or_default();
     format!(
-        "{descriptors}{} paired devices, {} unpaired connections ({} per address)",
+        "{descriptors}{} paired devices, {} unpaired connections ({} per address){console}",
         caps.paired, caps.unpaired, caps.unpaired_per_address
     )
 }
@@ -219,7 +227,7 @@ pub async fn run(args: BridgeArgs, url: &str, home: &Path) -> anyhow::Result<()>
     let bridge = args.bind(home.to_path_buf(), url.to_string(), caps).await?;
     println!(
         "The Lanyard bridge is up.\n{bridge_lines}\x20 Gateway:      {url}\n\n{HOW_TO_PAIR}\nStop with Ctrl-C.",
-        bridge_lines = args.describe(&bridge)
+        bridge_lines = args.describe(&bridge, None)
     );
     bridge.run(shutdown_signal()).await;
     Ok(())

@@ -3,7 +3,7 @@
 mod notify;
 mod prompt;
 
-use super::bridge::{BridgeArgs, HOW_TO_PAIR, limits_health, raise_descriptor_limit};
+use super::bridge::{BridgeArgs, HOW_TO_PAIR, limits_health, raise_descriptor_limit_keeping};
 use super::gateway::{GatewayArgs, shutdown_signal};
 use ::bridge::Bridge;
 use ::gateway::Gateway;
@@ -38,7 +38,9 @@ pub struct UpArgs {
 
 pub async fn run(args: UpArgs, home: PathBuf) -> anyhow::Result<()> {
     ::gateway::logging::init();
-    let (descriptors, caps) = raise_descriptor_limit();
+    // The console's descriptors come out of the budget before the bridge's caps are sized.
+    let console_descriptors = if args.no_console { 0 } else { ::gateway::console::DESCRIPTORS };
+    let (descriptors, caps) = raise_descriptor_limit_keeping(console_descriptors);
     let mut gateway_config = args.gateway.config(home.clone());
     gateway_config.limits = limits_health(descriptors, Some(caps));
     let console_default = if gateway_config.port == 0 { 0 } else { gateway_config.port.saturating_add(2) };
@@ -121,7 +123,7 @@ fn banner(
          \n\
          {HOW_TO_PAIR}\n\
          {approvals} Stop with Ctrl-C.",
-        bridge_lines = bridge_args.describe(bridge),
+        bridge_lines = bridge_args.describe(bridge, gateway.console_url().map(|_| ::gateway::console::MAX_CONNECTIONS)),
         gateway_url = gateway.url(),
     )
 }
