@@ -729,3 +729,37 @@ async fn relayed_limits_are_keyed_on_the_token_not_shared_by_everyone_behind_the
         "{answered:?}"
     );
 }
+
+/// Whether `text` holds `pin` as a number of its own (not inside a longer run of digits).
+fn holds_number(text: &str, pin: &str) -> bool {
+    text.match_indices(pin).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + pin.len()..].chars().next();
+        !before.is_some_and(|c| c.is_ascii_digit()) && !after.is_some_and(|c| c.is_ascii_digit())
+    })
+}
+
+/// `docs/security.md` 3.45: door 3's PIN is never sent, logged or stored. A sealed client tries a wrong PIN
+/// and then pairs; the PIN is in nothing the relay received, in no log line (each line's timestamp aside),
+/// and in no file of the gateway's home or the relay's state.
+#[tokio::test]
+async fn the_pin_is_never_sent_logged_or_stored() {
+    let logs = support::gw::LogCapture::install();
+    let Some(away) = Away::start(|_| Reply::text(&["hello"])).await else {
+        return;
+    };
+    let (invite, code) = away.remote_code(&away.tap.url).await;
+    let device = DeviceInfo { name: "phone".into(), platform: "ios".into(), model: None };
+    let wrong_pin = wrong(&code.pin);
+    assert!(SealedClient::pair(&invite, &wrong_pin, device.clone(), vec![Scope::Chat]).await.is_err());
+    SealedClient::pair(&invite, &code.pin, device, vec![Scope::Chat]).await.expect("pairs by PIN");
+
+    assert!(!contains(&away.tap.received(), &code.pin), "the relay received the PIN");
+    let logged = logs.text();
+    let line = logged.lines().find(|line| holds_number(line.split_once(' ').map_or("", |(_, rest)| rest), &code.pin));
+    assert_eq!(line, None, "the PIN was logged");
+    let files = files_under(away.gateway.home.path()).into_iter().chain(files_under(away.relay.state.path()));
+    for (path, bytes) in files {
+        assert!(!holds_number(&String::from_utf8_lossy(&bytes), &code.pin), "the PIN is in {}", path.display());
+    }
+}
