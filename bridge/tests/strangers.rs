@@ -14,7 +14,7 @@ use node_kit::protocol::{
     nonce_commitment, pairing_nonce,
 };
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use support::gw::messages_api::{MessagesApi, Reply};
 use support::gw::{TestGateway, claude_binary, connect_and_ask, eventually};
 use support::{RawNode, TestBridge, gateway_requests, raw_connect, tcp_from, tls_over, websocket_over};
