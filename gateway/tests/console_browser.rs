@@ -90,6 +90,19 @@ async fn the_owner_logs_in_pairs_renames_revokes_and_answers_a_prompt_in_the_con
     let cwd = gateway.claude_home.as_ref().unwrap().path();
     assert_eq!(std::fs::read_to_string(cwd.join("console.txt")).unwrap().trim(), "FROM-CONSOLE");
     until(&page, "!document.querySelector('#prompts li[data-prompt]')").await;
+    // The conversation is named by where it was started and its key; the first prompt is a line under it.
+    until(&page, "!!document.querySelector('#sessions li[data-session=\"desk\"]')").await;
+    let conversation: Vec<String> = eval(
+        &page,
+        "[...document.querySelectorAll('#sessions li[data-session=\"desk\"] div')].map(d => d.textContent)",
+    )
+    .await;
+    assert_eq!(conversation[0], "This computer · desk", "{conversation:?}");
+    assert!(conversation[1].starts_with("Started ") && conversation[1].contains(" · 1 turn · "), "{conversation:?}");
+    assert_eq!(conversation[2], "“write the file”", "{conversation:?}");
+    // Commands in the page's own text are code, not raw backticks.
+    let tunnel: String = eval(&page, "document.getElementById('tunnel').innerHTML").await;
+    assert!(tunnel.contains("<code>lanyard tunnel enable URL</code>") && !tunnel.contains('`'), "{tunnel}");
     // The turn is in the metrics, which the logged-in page may read.
     let metrics: String = eval(&page, "fetch('/metrics').then(r => r.text())").await;
     assert!(metrics.contains("lanyard_gateway_agent_turns_total{outcome=\"ok\"} 1"), "{metrics}");
@@ -157,19 +170,29 @@ async fn a_page_of_another_site_in_the_same_browser_cannot_approve_a_request() {
         r#"<!doctype html><body><form id="f" method="POST" action="{console}/api/call" enctype="text/plain">
 <input name='{call}' value=''></form>
 <script>
-fetch("{console}/api/call", {{ method: "POST", mode: "no-cors", credentials: "include", body: '{call}' }}).catch(() => {{}});
-fetch("{console}/api/call", {{ method: "POST", credentials: "include", headers: {{ "content-type": "application/json" }}, body: '{call}' }}).catch(() => {{}});
-fetch("{console}/api/session", {{ credentials: "include" }}).then(r => r.text()).then(t => document.title = t).catch(e => document.title = "blocked");
-setTimeout(() => document.getElementById("f").submit(), 300);
+Promise.allSettled([
+  fetch("{console}/api/call", {{ method: "POST", mode: "no-cors", credentials: "include", body: '{call}' }}),
+  fetch("{console}/api/call", {{ method: "POST", credentials: "include", headers: {{ "content-type": "application/json" }}, body: '{call}' }}),
+  fetch("{console}/api/session", {{ credentials: "include" }}).then(r => r.text()),
+]).then(([, , read]) => document.title = "sent: " + (read.value || "blocked"));
 </script></body>"#
     );
     let (port, _site) = evil_site(html).await;
     // Another site (localhost is not 127.0.0.1's site), then the same site on another port.
     for origin in [format!("http://localhost:{port}/"), format!("http://127.0.0.1:{port}/")] {
         let evil = chromium.open(&origin).await;
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        until(&evil, "document.title.startsWith('sent: ')").await;
         let title: String = eval(&evil, "document.title").await;
         assert!(!title.contains("csrf"), "the attacker's page read the session from {origin}: {title}");
+        // The fetches are answered; now the form, which leaves the attacker's page for the console's refusal.
+        evil.evaluate("document.getElementById('f').submit()").await.unwrap();
+        // Mid-navigation the page has no context to evaluate in: such a check counts as not yet.
+        let refused = "location.pathname === '/api/call' && document.body.textContent.includes('origin_not_allowed')";
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while evil.evaluate(refused).await.ok().and_then(|v| v.into_value::<bool>().ok()) != Some(true) {
+            assert!(Instant::now() < deadline, "the form's POST from {origin} was not answered with its refusal");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         assert_eq!(pending(&gateway).await, vec![request_id.clone()], "still waiting after {origin}");
     }
     // The owner's own page still works.
@@ -201,4 +224,30 @@ async fn the_page_takes_no_endpoint_or_token_from_its_address() {
     until(&page, "document.getElementById('live').textContent === 'live'").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "the page talked to the address in its URL");
+}
+
+/// `lanyard up` restarts while a tab is open: within seconds the tab says the restart ended its session and
+/// how to get back in, instead of "reconnecting…"; while nothing answers, it says so.
+#[tokio::test]
+async fn after_a_restart_the_page_says_the_session_ended_and_how_to_log_in_again() {
+    let gateway = TestGateway::start(|config| config.console_port = Some(0)).await;
+    let Some(chromium) = Chromium::start(skip).await else { return };
+    let console = gateway.console.clone().unwrap();
+    let console_port: u16 = console.rsplit(':').next().unwrap().parse().unwrap();
+    let page = chromium.open(&login_url(&gateway.operator().await).await).await;
+    until(&page, "document.body.dataset.ready === 'true'").await;
+    until(&page, "document.getElementById('live').textContent === 'live'").await;
+
+    let addr = gateway.addr;
+    let home = gateway.stop_keeping_home().await;
+    until(&page, "document.getElementById('live').textContent.includes('not running on this computer')").await;
+    let _restarted = TestGateway::start_at(home, addr, |config| config.console_port = Some(console_port)).await;
+    let restarted = Instant::now();
+    until(&page, "!document.getElementById('ended').hidden").await;
+    let told_after = restarted.elapsed();
+    assert!(told_after < Duration::from_secs(10), "told after {told_after:?}");
+    let shown: String = eval(&page, "document.body.innerText").await;
+    assert!(shown.contains("Lanyard restarted") && shown.contains("lanyard open"), "{shown}");
+    assert!(!shown.contains("reconnecting") && !shown.contains("Paired devices"), "{shown}");
+    eprintln!("console: a restart was shown {told_after:?} after the gateway came back");
 }

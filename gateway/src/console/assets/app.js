@@ -18,9 +18,20 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// Text with `backticked` spans, as nodes: the spans become <code>, everything stays text (never HTML).
+function withCode(text) {
+  return String(text)
+    .split("`")
+    .map((part, i) => (i % 2 ? el("code", { text: part }) : document.createTextNode(part)));
+}
+
+function plural(n, one, many) {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
 function showError(message) {
   const box = $("error");
-  box.textContent = message;
+  box.replaceChildren(...withCode(message));
   box.hidden = !message;
 }
 
@@ -191,7 +202,7 @@ async function loadPrompts() {
       el(
         "li",
         { "data-prompt": p.requestId },
-        el("div", { class: "name", text: title }),
+        el("div", { class: "name" }, ...withCode(title)),
         el("div", { class: "muted", text: `Conversation ${p.sessionKey}` }),
         detail ? el("pre", { text: detail }) : "",
         buttons,
@@ -201,12 +212,33 @@ async function loadPrompts() {
   empty(list, "Nothing is waiting for an answer.");
 }
 
+// Who a conversation belongs to and its key: a device's are `node:ID:key`, named by the device's name;
+// the rest were started on this computer (`lanyard agent`).
+function conversationName(sessionKey, devices) {
+  const [, nodeId, key] = /^node:([^:]+):(.*)$/.exec(sessionKey) || [];
+  if (!nodeId) return `This computer · ${sessionKey}`;
+  return `${devices.get(nodeId) || `Device ${nodeId.slice(0, 8)}…`} · ${key}`;
+}
+
 async function loadSessions() {
-  const { sessions } = await call("agent.sessions");
+  const [{ sessions }, { nodes }] = await Promise.all([call("agent.sessions"), call("pair.list")]);
+  const devices = new Map(nodes.map((n) => [n.nodeId, n.name]));
   const list = $("sessions");
   list.replaceChildren();
   for (const s of sessions.slice(0, 20)) {
-    list.append(el("li", { text: `${s.title || s.sessionKey} · ${s.turns} turns · ${ago(s.lastActivityMs)}` }));
+    const started = new Date(s.createdAtMs).toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+    list.append(
+      el(
+        "li",
+        { "data-session": s.sessionKey },
+        el("div", { class: "name", text: conversationName(s.sessionKey, devices) }),
+        el("div", {
+          class: "muted",
+          text: `Started ${started} · ${plural(s.turns, "turn", "turns")} · last ${ago(s.lastActivityMs)}`,
+        }),
+        s.title ? el("div", { class: "muted first-prompt", text: `“${s.title}”` }) : "",
+      ),
+    );
   }
   empty(list, "No conversation yet.");
 }
@@ -250,10 +282,10 @@ async function loadTunnel() {
   const health = await call("health");
   const tunnel = health.tunnel;
   $("pair-remote").hidden = !(tunnel && tunnel.url);
-  $("tunnel").textContent = !tunnel || !tunnel.url
-    ? "The relay is off (`lanyard tunnel enable …` turns it on)."
+  $("tunnel").replaceChildren(...withCode(!tunnel || !tunnel.url
+    ? "The relay is off (`lanyard tunnel enable URL` turns it on)."
     : `Relay ${tunnel.url}: link ${tunnel.link ? tunnel.link.state : "not reported yet"}, ` +
-      `${tunnel.nodesWithTokens} devices can use it.`;
+      `${plural(tunnel.nodesWithTokens, "device", "devices")} can use it.`));
 }
 
 let refreshing = null;
@@ -277,10 +309,46 @@ async function refresh() {
   return refreshing;
 }
 
+// The live stream dropped: find out why at once rather than leave "reconnecting…" up. A session the gateway
+// no longer knows means it restarted (sessions live in its memory); no answer means it is not running.
+async function lost(events) {
+  $("live").textContent = "reconnecting…";
+  let response = null;
+  try {
+    response = await fetch("/api/session", { credentials: "same-origin" });
+  } catch {
+    // Not running (stopped, or restarting): say so, and keep asking.
+  }
+  if (response && response.status === 401) {
+    events.close();
+    ended();
+    return;
+  }
+  if (!response) {
+    $("live").textContent = "Lanyard is not running on this computer; waiting for it…";
+  }
+  if (events.readyState === EventSource.CLOSED) {
+    // The browser gave up on this stream (it got an answer that was not a stream): a fresh one.
+    setTimeout(listen, 2000);
+  }
+}
+
+// Logged out by a restart: nothing on the page is current any more, so it goes, and the way back in shows.
+function ended() {
+  $("main").hidden = true;
+  $("logout").hidden = true;
+  $("live").textContent = "";
+  $("login").hidden = true;
+  $("ended").hidden = false;
+}
+
 function listen() {
   const events = new EventSource("/api/events");
-  events.onopen = () => ($("live").textContent = "live");
-  events.onerror = () => ($("live").textContent = "reconnecting…");
+  events.onopen = () => {
+    $("live").textContent = "live";
+    refresh();
+  };
+  events.onerror = () => lost(events);
   for (const name of ["pair.requested", "pair.resolved", "presence", "agent"]) {
     events.addEventListener(name, () => refresh());
   }
