@@ -190,8 +190,8 @@ async fn questions_and_plans_are_answered_from_the_node() {
     assert_eq!(set["policy"]["mode"], "plan");
     let mut run = node.agent(prompt("PLAN-ME", "plan")).await.unwrap();
     let first = next_prompt(&mut run).await;
-    assert!(matches!(&first.kind, AgentEventKind::Plan { .. }), "{first:?}");
     assert_eq!(permission_mode(&computer, "PLAN-ME").await, "plan", "the owner's policy reached claude");
+    assert!(matches!(&first.kind, AgentEventKind::Plan { .. }), "{first:?}");
     let reject =
         RespondParams::new(run.run_id(), request_id(&first), Decision::Deny).message("Plan rejected: add tests first");
     node.respond(reject).await.unwrap();
