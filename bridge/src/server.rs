@@ -10,7 +10,7 @@ use crate::session;
 use crate::shared::BridgeShared;
 use crate::source::Source;
 use certs::{Identity, KeyId, PeerKeyVerifier, Pin};
-use node_kit::refusals::{AcceptBackoff, RefusalLog};
+use node_kit::refusals::{Acceptor, RefusalLog};
 use node_kit::running::RunningBridge;
 use std::future::Future;
 use std::io;
@@ -18,7 +18,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -170,36 +169,25 @@ impl Bridge {
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<BridgeShared>, stop: CancellationToken) {
-    let mut connections = JoinSet::new();
-    let mut backoff = AcceptBackoff::default();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, addr)) => {
-                    backoff.succeeded();
-                    // No TLS yet, so no way to say why: a refused connection is dropped before any work.
-                    let source = Source::Lan(addr.ip());
-                    if shared.limiter.handshake(source).is_err() {
-                        shared.refusals.refused(source, "rate-limited");
-                        continue;
-                    }
-                    let admission = match shared.connections.admit(source, &stop) {
-                        Ok(admission) => admission,
-                        Err(refusal) => {
-                            shared.refusals.refused(source, refusal.as_str());
-                            continue;
-                        }
-                    };
-                    let _ = tcp.set_nodelay(true);
-                    connections.spawn(session::serve(Box::new(tcp), source, shared.clone(), admission));
-                }
-                Err(e) => backoff.failed(&shared.refusals, &e, &stop).await,
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            () = stop.cancelled() => break,
+    let mut acceptor = Acceptor::new(listener, &shared.refusals, stop.clone());
+    while let Some((tcp, addr)) = acceptor.next().await {
+        // No TLS yet, so no way to say why: a refused connection is dropped before any work.
+        let source = Source::Lan(addr.ip());
+        if shared.limiter.handshake(source).is_err() {
+            shared.refusals.refused(source, "rate-limited");
+            continue;
         }
+        let admission = match shared.connections.admit(source, &stop) {
+            Ok(admission) => admission,
+            Err(refusal) => {
+                shared.refusals.refused(source, refusal.as_str());
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        acceptor.spawn(session::serve(Box::new(tcp), source, shared.clone(), admission));
     }
-    while connections.join_next().await.is_some() {}
+    acceptor.finish().await;
 }
 
 async fn forget_idle_limits(shared: Arc<BridgeShared>, stop: CancellationToken) {

@@ -529,3 +529,34 @@ async fn an_image_reaches_the_model_and_an_oversize_one_stops_at_the_bridge() {
     assert_eq!(gateway_requests(&computer.gateway, method::AGENT).await, asked_before, "never reached the gateway");
     node.request(method::HEALTH, Value::Null).await.expect("the link is still up");
 }
+
+/// The computer stops mid-turn (Ctrl-C of `lanyard up`, a crash) and comes back: the node's run ends with
+/// an error that says so, not the gateway's "no run …" for the run the restart forgot.
+#[tokio::test]
+async fn a_turn_lost_to_a_restart_of_the_computer_says_so() {
+    let gate = Gate::closed();
+    let script_gate = gate.clone();
+    let pieces = vec!["the first half ".to_string(), "the second half".to_string()];
+    let script = move |_: &ApiRequest| Reply::Gated { pieces: pieces.clone(), gate: script_gate.clone() };
+    let Some(computer) = Computer::start(script, |_| {}).await else {
+        return;
+    };
+    let node = computer.node().await;
+    let Computer { api: _api, gateway, bridge: _bridge } = computer;
+    let mut run = node.agent(prompt("tell me a long story", "restart")).await.unwrap();
+    gate.release_one();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(60), run.next_event()).await.expect("the first half") {
+            Some(AgentEventKind::TextDelta { .. }) => break,
+            Some(_) => {}
+            None => panic!("the run ended before its first delta"),
+        }
+    }
+
+    let addr = gateway.addr;
+    let home = gateway.stop_keeping_home().await;
+    let _restarted = TestGateway::start_at(home, addr, |_| {}).await;
+    let lost = tokio::time::timeout(Duration::from_secs(60), run.outcome()).await.expect("no hang").unwrap_err();
+    assert_eq!(lost.code(), Some(ErrorCode::NotFound), "{lost}");
+    assert!(lost.to_string().contains("the computer stopped during this turn"), "{lost}");
+}

@@ -6,7 +6,7 @@ use crate::connection;
 use crate::home::GatewayToken;
 use crate::pairing::PairedStore;
 use crate::state::GatewayState;
-use node_kit::refusals::AcceptBackoff;
+use node_kit::refusals::Acceptor;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -179,21 +179,10 @@ fn save_last_seen(state: &GatewayState) {
 }
 
 async fn accept_loop(listener: TcpListener, state: Arc<GatewayState>, stop: CancellationToken) {
-    let mut connections = JoinSet::new();
-    let mut backoff = AcceptBackoff::default();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, addr)) => {
-                    backoff.succeeded();
-                    let _ = stream.set_nodelay(true);
-                    connections.spawn(connection::serve(stream, addr, state.clone(), stop.clone()));
-                }
-                Err(e) => backoff.failed(&state.refusals, &e, &stop).await,
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            () = stop.cancelled() => break,
-        }
+    let mut acceptor = Acceptor::new(listener, &state.refusals, stop.clone());
+    while let Some((stream, addr)) = acceptor.next().await {
+        let _ = stream.set_nodelay(true);
+        acceptor.spawn(connection::serve(stream, addr, state.clone(), stop.clone()));
     }
-    while connections.join_next().await.is_some() {}
+    acceptor.finish().await;
 }

@@ -842,6 +842,13 @@ impl AgentRun {
                     return Ok(());
                 }
                 Ok(Err(e)) if retry(&e) => tokio::time::sleep(REATTACH_PAUSE).await,
+                // Runs live in the gateway's memory: a run it does not know was lost when the computer stopped.
+                Ok(Err(ClientError::Remote(e))) if e.code == ErrorCode::NotFound => {
+                    return Err(ClientError::Remote(ErrorShape::new(
+                        ErrorCode::NotFound,
+                        "the computer stopped during this turn, and the turn was lost with it; send it again",
+                    )));
+                }
                 Ok(Err(e)) => return Err(e),
                 // A link that swallows the attach is no link: drop it and use the next.
                 Err(_) => client.close(),

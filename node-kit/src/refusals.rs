@@ -1,7 +1,8 @@
 //! Refusals counted, not logged one by one. A flood of connections a server turns away must not turn into a
 //! flood of log lines: each refusal is a DEBUG line and a count, and INFO gets one summary per interval
 //! ("refused N connections from M addresses in the last 60 s: reason=count, …"). A failing `accept` (out of
-//! descriptors, most often) is counted the same way, and [`AcceptBackoff`] spaces the retries.
+//! descriptors, most often) is counted the same way, and [`AcceptBackoff`] spaces the retries; [`Acceptor`] is
+//! the accept loop every server of ours runs with them.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Display;
@@ -161,6 +162,53 @@ impl AcceptBackoff {
             () = tokio::time::sleep(wait) => {}
             () = stop.cancelled() => {}
         }
+    }
+}
+
+/// A server's accept loop: accepts until `stop`, counts and spaces failed accepts, and owns the tasks that
+/// serve the accepted connections, so that a shutdown can wait for them.
+pub struct Acceptor<'a, K> {
+    listener: tokio::net::TcpListener,
+    log: &'a RefusalLog<K>,
+    stop: tokio_util::sync::CancellationToken,
+    backoff: AcceptBackoff,
+    connections: tokio::task::JoinSet<()>,
+}
+
+impl<'a, K: Hash + Eq + Display> Acceptor<'a, K> {
+    pub fn new(
+        listener: tokio::net::TcpListener,
+        log: &'a RefusalLog<K>,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Acceptor<'a, K> {
+        Acceptor { listener, log, stop, backoff: AcceptBackoff::default(), connections: tokio::task::JoinSet::new() }
+    }
+
+    /// The next connection, or `None` once `stop` is cancelled. Finished connection tasks are reaped meanwhile.
+    pub async fn next(&mut self) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => {
+                        self.backoff.succeeded();
+                        return Some(accepted);
+                    }
+                    Err(e) => self.backoff.failed(self.log, &e, &self.stop).await,
+                },
+                Some(_) = self.connections.join_next(), if !self.connections.is_empty() => {}
+                () = self.stop.cancelled() => return None,
+            }
+        }
+    }
+
+    /// Serves an accepted connection on a task of this loop.
+    pub fn spawn(&mut self, serve: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.connections.spawn(serve);
+    }
+
+    /// Waits until every connection's task has ended.
+    pub async fn finish(mut self) {
+        while self.connections.join_next().await.is_some() {}
     }
 }
 

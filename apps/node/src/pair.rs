@@ -44,7 +44,15 @@ pub async fn run(state: &StateDir, settings: &Settings, args: PairArgs) -> anyho
     let paired = match (&args.string, &args.address) {
         (Some(Invitation::Lan(string)), _) => {
             eprintln!("pairing with {} using its one-time code…", string.address());
-            redeem(string, &identity, request).await.context("the bridge did not accept the code")?
+            // Only a bridge that answered can have refused the code; anything else never reached it.
+            redeem(string, &identity, request).await.map_err(|e| {
+                let why = if e.code().is_some() {
+                    "the bridge did not accept the code".to_string()
+                } else {
+                    format!("could not reach the bridge at {}", string.address())
+                };
+                anyhow::Error::new(e).context(why)
+            })?
         }
         (Some(Invitation::Relay(invite)), _) => {
             let pin =

@@ -117,12 +117,20 @@ async fn run_turn(
             ),
         )),
         Err(TurnFailure::Reported(report)) => {
+            // No HTTP status: claude got no answer from the model's API at all (no network, no DNS). A retry
+            // may work later, but "after 1000 ms" would be a promise nobody can keep.
+            let unanswered = report.api_error_status.is_none();
             let retryable = report.api_error_status.is_none_or(|s| s == 429 || s >= 500);
+            let message = if unanswered {
+                format!("{} (claude got no answer from the model's API: check this computer's network)", report.result)
+            } else {
+                report.result
+            };
             Err(ErrorShape {
                 code: ErrorCode::AgentError,
-                message: report.result,
+                message,
                 retryable,
-                retry_after_ms: retryable.then_some(1000),
+                retry_after_ms: (retryable && !unanswered).then_some(1000),
                 details: Some(json!({
                     "apiErrorStatus": report.api_error_status,
                     "subtype": report.subtype,

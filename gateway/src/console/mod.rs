@@ -20,14 +20,13 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use node_kit::refusals::AcceptBackoff;
+use node_kit::refusals::Acceptor;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 const COOKIE: &str = "lanyard_console";
@@ -84,35 +83,24 @@ pub(crate) async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut connections = JoinSet::new();
-    let mut backoff = AcceptBackoff::default();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, addr)) => {
-                    backoff.succeeded();
-                    // Full: the connection is closed at once (dropped), counted, never waited on.
-                    let Ok(slot) = slots.clone().try_acquire_owned() else {
-                        refusals.refused(addr.ip(), "console-full");
-                        continue;
-                    };
-                    let connection = http.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(router.clone()));
-                    let stop = stop.clone();
-                    connections.spawn(async move {
-                        tokio::select! {
-                            _ = connection => {}
-                            () = stop.cancelled() => {}
-                        }
-                        drop(slot);
-                    });
-                }
-                Err(e) => backoff.failed(&refusals, &e, &stop).await,
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            () = stop.cancelled() => break,
-        }
+    let mut acceptor = Acceptor::new(listener, &refusals, stop.clone());
+    while let Some((tcp, addr)) = acceptor.next().await {
+        // Full: the connection is closed at once (dropped), counted, never waited on.
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            refusals.refused(addr.ip(), "console-full");
+            continue;
+        };
+        let connection = http.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(router.clone()));
+        let stop = stop.clone();
+        acceptor.spawn(async move {
+            tokio::select! {
+                _ = connection => {}
+                () = stop.cancelled() => {}
+            }
+            drop(slot);
+        });
     }
-    while connections.join_next().await.is_some() {}
+    acceptor.finish().await;
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
