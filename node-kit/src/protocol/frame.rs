@@ -1,7 +1,10 @@
 //! Frames: the unit on the wire. Every WebSocket text message is exactly one frame, tagged by `type`.
 
 use super::error::ErrorShape;
-use super::limits::MAX_ID_LEN;
+use super::limits::{
+    MAX_ADVERTISED, MAX_ADVERTISED_LEN, MAX_ID_LEN, MAX_NAME_LEN, MAX_PLATFORM_LEN, MAX_TOKEN_LEN, MAX_VERSION_LEN,
+    check_len,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -308,11 +311,88 @@ impl Frame {
     }
 }
 
+impl ConnectParams {
+    /// The lengths of everything a peer chose in its `connect`.
+    pub fn check_lengths(&self) -> Result<(), ErrorShape> {
+        let client = &self.client;
+        check_len("client.instanceId", &client.instance_id, MAX_ID_LEN)?;
+        check_len("client.platform", &client.platform, MAX_PLATFORM_LEN)?;
+        check_len("client.version", &client.version, MAX_VERSION_LEN)?;
+        if let Some(name) = &client.display_name {
+            check_len("client.displayName", name, MAX_NAME_LEN)?;
+        }
+        if let Some(auth) = &self.auth {
+            check_len("auth.token", &auth.token, MAX_TOKEN_LEN)?;
+        }
+        if let Some(node) = &self.node {
+            node.check_lengths()?;
+        }
+        Ok(())
+    }
+}
+
+impl NodeAdvert {
+    pub fn check_lengths(&self) -> Result<(), ErrorShape> {
+        for (field, names) in [("node.caps", &self.caps), ("node.commands", &self.commands)] {
+            if names.len() > MAX_ADVERTISED {
+                return Err(ErrorShape::invalid_request(format!(
+                    "{field} lists {} names; the limit is {MAX_ADVERTISED}",
+                    names.len()
+                )));
+            }
+            for name in names {
+                check_len(field, name, MAX_ADVERTISED_LEN)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::ErrorCode;
+    use crate::protocol::{ClientInfo, ClientMode, ErrorCode, PROTOCOL_VERSION};
     use serde_json::json;
+
+    fn connect() -> ConnectParams {
+        ConnectParams {
+            min_protocol: PROTOCOL_VERSION,
+            max_protocol: PROTOCOL_VERSION,
+            client: ClientInfo {
+                instance_id: "i".into(),
+                mode: ClientMode::Node,
+                platform: "linux".into(),
+                version: "1".into(),
+                display_name: Some("n".repeat(MAX_NAME_LEN)),
+                path: None,
+            },
+            auth: None,
+            node: Some(NodeAdvert { caps: vec!["screen".into()], commands: vec![] }),
+        }
+    }
+
+    #[test]
+    fn each_connect_string_is_checked_at_its_limit() {
+        connect().check_lengths().unwrap();
+        type Spoil = fn(&mut ConnectParams);
+        let cases: [(&str, Spoil); 5] = [
+            ("client.displayName", |c| c.client.display_name = Some("n".repeat(MAX_NAME_LEN + 1))),
+            ("client.platform", |c| c.client.platform = "p".repeat(MAX_PLATFORM_LEN + 1)),
+            ("client.version", |c| c.client.version = "v".repeat(MAX_VERSION_LEN + 1)),
+            ("client.instanceId", |c| c.client.instance_id = "i".repeat(MAX_ID_LEN + 1)),
+            ("node.caps", |c| c.node.as_mut().unwrap().caps = vec!["c".repeat(MAX_ADVERTISED_LEN + 1)]),
+        ];
+        for (field, spoil) in cases {
+            let mut params = connect();
+            spoil(&mut params);
+            let refused = params.check_lengths().unwrap_err();
+            assert_eq!(refused.code, ErrorCode::InvalidRequest, "{field}");
+            assert_eq!(refused.details.as_ref().unwrap()["field"], field);
+        }
+        let mut many = connect();
+        many.node.as_mut().unwrap().commands = vec!["c".into(); MAX_ADVERTISED + 1];
+        assert_eq!(many.check_lengths().unwrap_err().code, ErrorCode::InvalidRequest);
+    }
 
     #[test]
     fn a_head_reads_type_id_method_and_command_only() {
