@@ -3,13 +3,17 @@
 
 use crate::config::BridgeConfig;
 use crate::connections::{ConnectionCaps, ConnectionCounts, ConnectionTable};
+use crate::gateway_link;
 use crate::identity::{self, IdentityStoreError, KeyLocation};
 use crate::mdns::{Advertiser, MdnsError};
 use crate::ratelimit::Limiter;
 use crate::session;
 use crate::shared::BridgeShared;
 use crate::source::Source;
+use crate::stats::REPORT_EVERY;
 use certs::{Identity, KeyId, PeerKeyVerifier, Pin};
+use node_kit::Client;
+use node_kit::protocol::method;
 use node_kit::refusals::{Acceptor, RefusalLog};
 use node_kit::running::RunningBridge;
 use std::future::Future;
@@ -145,7 +149,7 @@ impl Bridge {
         let accept = tokio::spawn(accept_loop(self.listener, self.shared.clone(), stop.clone()));
         let tunnel = tokio::spawn(crate::tunnel::run(self.shared.clone(), self.identity.clone(), stop.clone()));
         let sweeper = tokio::spawn(forget_idle_limits(self.shared.clone(), stop.clone()));
-        let stats = tokio::spawn(crate::stats::report_every(self.shared.clone(), stop.clone()));
+        let stats = tokio::spawn(report_stats_every(self.shared.clone(), stop.clone()));
         let shared = self.shared.clone();
         let every = shared.config.refusal_summary_every;
         let summaries = tokio::spawn({
@@ -165,6 +169,34 @@ impl Bridge {
         let _ = summaries.await;
         self.shared.refusals.summarise();
         RunningBridge::remove_if_mine(&self.shared.config.home, &self.shared.bridge_id, port);
+    }
+}
+
+/// Sends the counters to the gateway every [`REPORT_EVERY`] until `stop`, once more at the end; a gateway
+/// that is away misses reports, nothing else.
+async fn report_stats_every(shared: Arc<BridgeShared>, stop: CancellationToken) {
+    let mut gateway: Option<Client> = None;
+    let mut timer = tokio::time::interval(REPORT_EVERY);
+    loop {
+        let last = tokio::select! {
+            _ = timer.tick() => false,
+            () = stop.cancelled() => true,
+        };
+        let stats = shared.counters.snapshot(shared.refusals.since_start(), shared.limiter.hits());
+        if gateway.as_ref().is_none_or(Client::is_closed) {
+            gateway = gateway_link::bridge_client(&shared.config).await.ok();
+        }
+        if let Some(client) = &gateway {
+            let params = serde_json::to_value(stats).expect("stats serialise");
+            match tokio::time::timeout(REPORT_EVERY, client.request(method::BRIDGE_STATS, params)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::debug!(error = %e, "the gateway did not take the bridge's counters"),
+                Err(_) => tracing::debug!("the gateway did not answer the bridge's counters in time"),
+            }
+        }
+        if last {
+            return;
+        }
     }
 }
 

@@ -1,18 +1,13 @@
 //! The bridge's own counters, reported to the gateway every few seconds (`bridge.stats`), which shows
 //! them on the console's `/metrics` with its own: the bridge serves no page of its own on the LAN.
 
-use crate::gateway_link;
-use crate::shared::BridgeShared;
 use crate::source::Source;
-use node_kit::Client;
-use node_kit::protocol::{BridgeStats, method};
-use std::sync::Arc;
+use node_kit::protocol::BridgeStats;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 /// How often the gateway hears the counters: a scrape is at most this stale.
-const REPORT_EVERY: Duration = Duration::from_secs(5);
+pub(crate) const REPORT_EVERY: Duration = Duration::from_secs(5);
 
 const PATHS: [&str; 2] = ["lan", "relay"];
 
@@ -69,34 +64,6 @@ impl Counters {
             rate_limited,
             connections: by_path(&self.connections),
             relayed_bytes: by_path(&self.relayed_bytes),
-        }
-    }
-}
-
-/// Sends the counters to the gateway every [`REPORT_EVERY`] until `stop`, once more at the end; a gateway
-/// that is away misses reports, nothing else.
-pub(crate) async fn report_every(shared: Arc<BridgeShared>, stop: CancellationToken) {
-    let mut gateway: Option<Client> = None;
-    let mut timer = tokio::time::interval(REPORT_EVERY);
-    loop {
-        let last = tokio::select! {
-            _ = timer.tick() => false,
-            () = stop.cancelled() => true,
-        };
-        let stats = shared.counters.snapshot(shared.refusals.since_start(), shared.limiter.hits());
-        if gateway.as_ref().is_none_or(Client::is_closed) {
-            gateway = gateway_link::bridge_client(&shared.config).await.ok();
-        }
-        if let Some(client) = &gateway {
-            let params = serde_json::to_value(stats).expect("stats serialise");
-            match tokio::time::timeout(REPORT_EVERY, client.request(method::BRIDGE_STATS, params)).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::debug!(error = %e, "the gateway did not take the bridge's counters"),
-                Err(_) => tracing::debug!("the gateway did not answer the bridge's counters in time"),
-            }
-        }
-        if last {
-            return;
         }
     }
 }

@@ -1,6 +1,6 @@
 //! `lanyard bridge`: run the bridge in the foreground, against a gateway that is already running.
 
-use super::gateway::shutdown_signal;
+use super::shutdown_signal;
 use ::bridge::connections::ConnectionCaps;
 use ::bridge::descriptors::{self, DescriptorLimit};
 use ::bridge::identity::KeyStore;

@@ -96,7 +96,7 @@ pub async fn run(args: PairArgs, url: &str, home: &Path) -> anyhow::Result<()> {
     }
 
     // Ctrl-C is caught from here on: it ends the wait, not the process, once the string is out.
-    let stop = super::gateway::shutdown_signal();
+    let stop = super::shutdown_signal();
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}\n", qr(&string.to_string())?)?;
     writeln!(
@@ -161,7 +161,7 @@ async fn remote(args: PairArgs, url: &str, home: &Path, bridge: &RunningBridge) 
         println!("{invite}\nPIN: {}", code.pin);
         return Ok(());
     }
-    let stop = super::gateway::shutdown_signal();
+    let stop = super::shutdown_signal();
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}\n", qr(&invite.to_string())?)?;
     writeln!(

@@ -4,7 +4,8 @@ mod notify;
 mod prompt;
 
 use super::bridge::{BridgeArgs, HOW_TO_PAIR, limits_health, raise_descriptor_limit_keeping};
-use super::gateway::{GatewayArgs, shutdown_signal};
+use super::gateway::GatewayArgs;
+use super::shutdown_signal;
 use ::bridge::Bridge;
 use ::gateway::Gateway;
 use clap::Args;
