@@ -2,6 +2,7 @@
 
 mod notify;
 mod prompt;
+mod screen;
 
 use super::bridge::{BridgeArgs, HOW_TO_PAIR, limits_health, raise_descriptor_limit};
 use super::gateway::{GatewayArgs, shutdown_signal};
@@ -37,7 +38,13 @@ pub struct UpArgs {
 }
 
 pub async fn run(args: UpArgs, home: PathBuf) -> anyhow::Result<()> {
-    ::gateway::logging::init();
+    // With no one at the keyboard (a service, a pipe) there is nobody to ask.
+    let interactive = std::io::stdin().is_terminal();
+    if interactive && std::io::stderr().is_terminal() {
+        ::gateway::logging::init_with_writer(|| screen::LogWriter);
+    } else {
+        ::gateway::logging::init();
+    }
     let (descriptors, caps) = raise_descriptor_limit();
     let mut gateway_config = args.gateway.config(home.clone());
     gateway_config.limits = limits_health(descriptors, Some(caps));
@@ -50,8 +57,6 @@ pub async fn run(args: UpArgs, home: PathBuf) -> anyhow::Result<()> {
     let _record = super::GatewayRecord::write(&home, gateway.url());
     // The gateway created the bridge token at bind if this is the first run.
     let bridge = args.bridge.bind(home.clone(), gateway.url(), caps).await?;
-    // With no one at the keyboard (a service, a pipe) there is nobody to ask.
-    let interactive = std::io::stdin().is_terminal();
     // Watched from before the banner: a SIGTERM right after it (a service manager's) stops cleanly.
     let signal = shutdown_signal();
     let tunnel = ::gateway::tunnel::load_url(&home).ok().flatten();
