@@ -24,8 +24,16 @@ const DEFAULT_SPEC: &str = "info,rmcp=warn";
 
 /// Logs to stderr at `RUST_LOG` (default [`DEFAULT_SPEC`]).
 pub fn init() {
+    init_with_writer(std::io::stderr);
+}
+
+/// Logs through `writer` (one formatted line a write) at `RUST_LOG` (default [`DEFAULT_SPEC`]).
+pub fn init_with_writer<W>(writer: W)
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
     let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| DEFAULT_SPEC.into());
-    tracing_subscriber::fmt().with_env_filter(filter(&spec)).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt().with_env_filter(filter(&spec)).with_writer(writer).init();
 }
 
 #[cfg(test)]

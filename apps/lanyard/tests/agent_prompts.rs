@@ -341,7 +341,11 @@ async fn nodes_policy_sets_the_mode_and_tool_patterns_and_never_bypass() {
     assert!(!out.status.success());
     let out = lanyard(&gateway, &["nodes", "policy", "Bob's phone", "--mode", "plan"]).await;
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("no paired device has the name \"Bob's phone\""), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no paired device has the name \"Bob's phone\" or an ID starting with it"),
+        "{}",
+        text(&out.stderr)
+    );
     let stranger = Identity::generate().id().to_string();
     let out = lanyard(&gateway, &["nodes", "policy", &stranger]).await;
     assert_eq!(out.status.code(), Some(1));

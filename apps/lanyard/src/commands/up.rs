@@ -2,6 +2,7 @@
 
 mod notify;
 mod prompt;
+mod screen;
 
 use super::bridge::{BridgeArgs, HOW_TO_PAIR, limits_health, raise_descriptor_limit_keeping};
 use super::gateway::GatewayArgs;
@@ -38,7 +39,13 @@ pub struct UpArgs {
 }
 
 pub async fn run(args: UpArgs, home: PathBuf) -> anyhow::Result<()> {
-    ::gateway::logging::init();
+    // With no one at the keyboard (a service, a pipe) there is nobody to ask.
+    let interactive = std::io::stdin().is_terminal();
+    if interactive && std::io::stderr().is_terminal() {
+        ::gateway::logging::init_with_writer(|| screen::LogWriter);
+    } else {
+        ::gateway::logging::init();
+    }
     // The console's descriptors come out of the budget before the bridge's caps are sized.
     let console_descriptors = if args.no_console { 0 } else { ::gateway::console::DESCRIPTORS };
     let (descriptors, caps) = raise_descriptor_limit_keeping(console_descriptors);
@@ -53,8 +60,6 @@ pub async fn run(args: UpArgs, home: PathBuf) -> anyhow::Result<()> {
     let _record = super::GatewayRecord::write(&home, gateway.url());
     // The gateway created the bridge token at bind if this is the first run.
     let bridge = args.bridge.bind(home.clone(), gateway.url(), caps).await?;
-    // With no one at the keyboard (a service, a pipe) there is nobody to ask.
-    let interactive = std::io::stdin().is_terminal();
     // Watched from before the banner: a SIGTERM right after it (a service manager's) stops cleanly.
     let signal = shutdown_signal();
     let tunnel = ::gateway::tunnel::load_url(&home).ok().flatten();

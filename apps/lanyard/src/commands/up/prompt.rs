@@ -16,6 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 const FALLBACK: &str = "approve pairing requests with `lanyard nodes pending|approve|reject`";
 
+/// The last line of a request shown, left open for the answer.
+const QUESTION: &str = "Approve? Compare the code with the device. [y/N] ";
+
 /// Asks about pairing requests on stdin/stdout until `stop`, stdin closes, or the gateway goes away.
 /// Never fails `lanyard up`: without the prompt the servers still run and `lanyard nodes` still works.
 pub(super) async fn approve_from_terminal(url: &str, home: &Path, stop: &CancellationToken) {
@@ -31,6 +34,8 @@ pub(super) async fn approve_from_terminal(url: &str, home: &Path, stop: &Cancell
             println!("Cannot ask about pairing requests here ({e:#}); {FALLBACK}.");
         },
     }
+    // Nothing is asked any more: the logs of the shutdown are plain lines.
+    super::screen::asking(None);
 }
 
 struct Prompter<W> {
@@ -52,6 +57,7 @@ impl<W: Write> Prompter<W> {
         let client = self.client.clone();
         loop {
             self.ask_next()?;
+            super::screen::asking(self.asking.is_some().then_some(QUESTION));
             tokio::select! {
                 received = events.recv() => match received {
                     Ok(frame) => self.on_event(frame)?,
@@ -91,11 +97,7 @@ impl<W: Write> Prompter<W> {
     }
 
     fn show(&mut self, request: &PendingPairing, title: &str) -> io::Result<()> {
-        write!(
-            self.out,
-            "\n{title}: {}\nApprove? Compare the code with the device. [y/N] ",
-            describe_request(request, now_ms())
-        )?;
+        write!(self.out, "\n{title}: {}\n{QUESTION}", describe_request(request, now_ms()))?;
         self.out.flush()
     }
 
