@@ -98,6 +98,7 @@ function failed(view: View, error: unknown) {
       setLink(view, "offline");
       return retryLater(view);
     case "network":
+      if (!navigator.onLine) showOffline(true);
       setLink(view, "reconnecting", navigator.onLine ? "lost the connection to the relay" : "this phone is offline");
       return retryLater(view);
     case "busy":
@@ -143,6 +144,7 @@ async function probe(view: View): Promise<boolean> {
       await updateComputer(view.computer.bridgeId, { name: hello.computer.name });
     }
     setLink(view, "connected");
+    showOffline(false);
     return true;
   } catch (e) {
     failed(view, e);
@@ -697,7 +699,6 @@ function takeInviteFromAddress(): boolean {
 
 /** After sleep, a frozen page or a lost network: check each link and catch up. */
 function resumeAll() {
-  if (document.visibilityState !== "visible") return;
   for (const view of views.values()) {
     if (view.retryTimer !== null) clearTimeout(view.retryTimer);
     view.retryTimer = null;
@@ -706,8 +707,9 @@ function resumeAll() {
   }
 }
 
-function updateOffline() {
-  $("offline").hidden = navigator.onLine;
+/** The offline notice: the browser's word first, then what the last call found. */
+function showOffline(offline: boolean) {
+  $("offline").hidden = !offline;
 }
 
 async function start() {
@@ -749,13 +751,16 @@ async function start() {
     }
   });
   setUpVoice();
-  addEventListener("online", () => (updateOffline(), resumeAll()));
-  addEventListener("offline", updateOffline);
-  document.addEventListener("visibilitychange", resumeAll);
+  addEventListener("online", () => (showOffline(false), resumeAll()));
+  addEventListener("offline", () => {
+    showOffline(true);
+    for (const view of views.values()) if (!view.computer.unpaired) setLink(view, "reconnecting", "this phone is offline");
+  });
+  document.addEventListener("visibilitychange", () => document.visibilityState === "visible" && resumeAll());
   document.addEventListener("resume", resumeAll);
   addEventListener("pageshow", (e) => e.persisted && resumeAll());
   addEventListener("hashchange", () => takeInviteFromAddress() || openFromFragment(location.hash));
-  updateOffline();
+  showOffline(!navigator.onLine);
 
   if ("serviceWorker" in navigator) {
     navigator.serviceWorker.register("/sw.js", { scope: "/" }).catch(() => undefined);
@@ -775,7 +780,7 @@ async function start() {
   renderComputers();
   for (const view of views.values()) if (view !== active && !view.computer.unpaired) void recover(view);
   setInterval(() => {
-    if (document.visibilityState === "visible" && active?.state === "connected") void probe(active);
+    if (active?.state === "connected") void probe(active);
   }, PROBE_EVERY_MS);
   document.body.dataset.ready = "true";
 }
