@@ -1,6 +1,7 @@
 // The Lanyard web app: pairs by invite + PIN, then talks to each paired computer over the sealed contract.
-import { type AgentEvent, CallError, type Frame, type Invite, MAX_BODY, call, pair, readInvite, stream } from "./client.js";
+import { type AgentEvent, CallError, type Frame, MAX_BODY, call, stream } from "./client.js";
 import { b64url } from "./crypto/bytes.js";
+import { type Invite, pair, readInvite } from "./pairing.js";
 import { type Photo, scalePhoto } from "./photo.js";
 import { disablePush, enablePush, pushSupported } from "./push.js";
 import { h, renderText } from "./render.js";

@@ -72,7 +72,9 @@ self.addEventListener("push", (event) => {
       }
       if (!bridgeId || !(push.kind in BODIES)) return;
       const computer = await getComputer(bridgeId);
-      if (!computer || computer.unpaired || !computer.push) return;
+      // A push reaches only a registration this phone subscribed for the computer; turning
+      // notifications off drops the subscription with the registration.
+      if (!computer || computer.unpaired) return;
       const options: NotificationOptions & { actions?: { action: string; title: string }[] } = {
         body: BODIES[push.kind](push),
         tag: `${bridgeId}:${push.requestId ?? push.runId}`,
