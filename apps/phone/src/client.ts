@@ -80,6 +80,8 @@ const REPLAY_RETRIES = 4;
 
 /** Seals and posts one command; the answer's head and the counter it answers. */
 async function send(computer: Computer, command: string, payload: unknown, signal?: AbortSignal): Promise<{ response: Response; counter: bigint; key: Uint8Array }> {
+  // A computer that revoked this phone is never called again.
+  if (computer.unpaired) throw new CallError("unpaired", `${computer.name} unpaired this phone`);
   const key = fromB64url(computer.sealKey)!;
   const plaintext = utf8(JSON.stringify({ command, version: 1, payload }));
   for (let attempt = 0; ; attempt++) {

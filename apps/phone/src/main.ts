@@ -127,12 +127,13 @@ async function unpaired(view: View) {
   view.retryTimer = null;
   view.computer.unpaired = true;
   await updateComputer(view.computer.bridgeId, { unpaired: true });
+  for (const requestId of [...view.promptEls.keys()]) closePrompt(view, requestId);
   setLink(view, "unpaired");
-  if (view === active) {
-    showError(`${view.computer.name} unpaired this phone: it no longer answers it. To use it again, run lanyard pair --remote on it and scan the new code.`);
-    renderChat();
-  }
+  if (view === active) renderChat();
 }
+
+const unpairedText = (view: View) =>
+  `${view.computer.name} unpaired this phone: it no longer answers it. To use it again, run lanyard pair --remote on it and scan the new code.`;
 
 /** Checks the link with `hello`: true when the computer answered. */
 async function probe(view: View): Promise<boolean> {
@@ -205,7 +206,7 @@ function activate(view: View) {
   localStorage.setItem("lanyard.active", view.computer.bridgeId);
   $("log-slot").replaceChildren(view.log);
   $("prompts-slot").replaceChildren(view.prompts);
-  showError("");
+  showError(view.computer.unpaired ? unpairedText(view) : "");
   setLink(view, view.state, view.reason);
   renderChat();
   if (view.state !== "connected") void recover(view);
@@ -218,6 +219,7 @@ function show(screen: "welcome" | "pair" | "chat") {
 function renderChat() {
   show("chat");
   const view = active!;
+  if (view.computer.unpaired) showError(unpairedText(view));
   $("chat-title").textContent = `Conversation with ${view.computer.name}`;
   $("inbox").hidden = view.promptEls.size === 0;
   const off = view.computer.unpaired;
