@@ -53,7 +53,7 @@ let fromVoice = false;
 let focusPrompt = "";
 
 const PROBE_EVERY_MS = 25_000;
-const RETRY_MAX_MS = 30_000;
+const RETRY_MAX_MS = 15_000;
 /** Room left in the sealed body for the prompt's text and the envelope around a photo. */
 const PHOTO_RESERVE = 2_500;
 
@@ -89,7 +89,7 @@ function setLink(view: View, state: LinkState, reason = "") {
 
 function failed(view: View, error: unknown) {
   if (!(error instanceof CallError)) {
-    showError(String(error instanceof Error ? error.message : error));
+    if (view === active) showError(String(error instanceof Error ? error.message : error));
     return;
   }
   switch (error.failure) {
@@ -106,9 +106,9 @@ function failed(view: View, error: unknown) {
       setLink(view, "reconnecting", `the relay is busy (${error.status})`);
       return retryLater(view);
     case "tampered":
-      return showError(`An answer did not come from ${view.computer.name}: ${error.message}.`);
+      return view === active && showError(`An answer did not come from ${view.computer.name}: ${error.message}.`);
     case "refused":
-      return showError(error.message);
+      return view === active && showError(error.message);
   }
 }
 
