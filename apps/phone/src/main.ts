@@ -38,6 +38,7 @@ interface View {
   runs: Map<string, Run>;
   /** Turns whose `agent` call failed before it was accepted: sent again, same key, once reconnected. */
   unsent: AgentPayload[];
+  sessions: Session[];
   loaded: boolean;
   retryTimer: number | null;
   retryDelay: number;
@@ -175,6 +176,7 @@ function newView(computer: Computer): View {
     promptEls: new Map(),
     runs: new Map(),
     unsent: [],
+    sessions: [],
     loaded: false,
     retryTimer: null,
     retryDelay: 0,
@@ -227,6 +229,8 @@ function renderChat() {
   $("forget").hidden = !off;
   $("notify-label").hidden = off || !pushSupported();
   ($("notify") as HTMLInputElement).checked = view.computer.push;
+  ($("conversation") as HTMLSelectElement).disabled = off;
+  renderConversations(view);
   updateStop();
 }
 
@@ -239,6 +243,30 @@ function showError(text: string) {
 }
 
 // ---- Conversation ------------------------------------------------------------------------------------
+
+interface Session {
+  sessionKey: string;
+  title?: string;
+  running: boolean;
+  lastRunId?: string;
+}
+
+/** The computer's conversations with this phone, latest first; the current one even when it has no turn yet. */
+function renderConversations(view: View) {
+  const select = $("conversation") as HTMLSelectElement;
+  const current = view.computer.sessionKey;
+  const sessions = view.sessions.some((s) => s.sessionKey === current) ? view.sessions : [{ sessionKey: current, title: "New conversation", running: false }, ...view.sessions];
+  select.replaceChildren(...sessions.map((s) => h("option", { value: s.sessionKey, selected: s.sessionKey === current }, s.title || s.sessionKey)));
+}
+
+async function switchConversation(view: View, sessionKey: string) {
+  view.computer.sessionKey = sessionKey;
+  await updateComputer(view.computer.bridgeId, { sessionKey });
+  view.log.replaceChildren();
+  view.loaded = false;
+  renderConversations(view);
+  void recover(view);
+}
 
 interface HistoryEntry {
   role: string;
@@ -263,7 +291,9 @@ async function loadConversation(view: View) {
         else if (entry.role === "tool") view.log.append(toolItem(entry.name ?? "tool", entry.summary ?? ""));
       }
     }
-    const { sessions } = await call<{ sessions: { sessionKey: string; running: boolean; lastRunId?: string }[] }>(view.computer, "agent.sessions");
+    const { sessions } = await call<{ sessions: Session[] }>(view.computer, "agent.sessions");
+    view.sessions = sessions;
+    if (view === active) renderConversations(view);
     const session = sessions.find((s) => s.sessionKey === sessionKey);
     if (session?.running && session.lastRunId && !view.runs.has(session.lastRunId)) attach(view, runOf(view, session.lastRunId));
     view.loaded = true;
@@ -731,13 +761,11 @@ async function start() {
   $("attachment-remove").addEventListener("click", () => clearPhoto());
   $("notify").addEventListener("change", toggleNotifications);
   $("new-chat").addEventListener("click", async () => {
-    const view = active;
-    if (!view) return;
-    view.computer.sessionKey = `phone-${randomKey()}`;
-    await updateComputer(view.computer.bridgeId, { sessionKey: view.computer.sessionKey });
-    view.log.replaceChildren();
+    if (!active) return;
+    await switchConversation(active, `phone-${randomKey()}`);
     $("message").focus();
   });
+  $("conversation").addEventListener("change", (e) => active && void switchConversation(active, (e.target as HTMLSelectElement).value));
   $("forget").addEventListener("click", async () => {
     const view = active;
     if (!view) return;
