@@ -572,7 +572,7 @@ function pairingMessage(e: unknown): string {
     if (left === 0) return `Wrong PIN, and no tries are left with this code. ${again}`;
     return typeof left === "number" ? `Wrong PIN. ${left} ${left === 1 ? "try" : "tries"} left.` : "Wrong PIN.";
   }
-  if (e.code === "pairing_code_invalid" || e.code === "unknown_token" || e.status === 410) return `This invite has expired or was already used. ${again}`;
+  if (e.code === "pairing_code_invalid" || e.code === "unknown_token" || e.code === "missing_token" || e.status === 410) return `This invite has expired or was already used. ${again}`;
   if (e.failure === "offline") return "The computer is offline: it is not connected to the relay. Start lanyard up on it (or wake it), then press Pair again.";
   if (e.failure === "network") return "Cannot reach the relay. Check this phone's connection and press Pair again.";
   if (e.failure === "busy") return "The relay is busy. Wait a moment and press Pair again.";
