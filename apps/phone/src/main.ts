@@ -811,7 +811,7 @@ async function start() {
   renderComputers();
   for (const view of views.values()) if (view !== active && !view.computer.unpaired) void recover(view);
   setInterval(() => {
-    if (active?.state === "connected") void probe(active);
+    for (const view of views.values()) if (view.state === "connected") void probe(view);
   }, PROBE_EVERY_MS);
   document.body.dataset.ready = "true";
 }
