@@ -16,7 +16,9 @@ const isShell = scopePath === "/";
 const bridgeId = decodeURIComponent(/^\/push\/([^/]+)\/$/.exec(scopePath)?.[1] ?? "");
 
 self.addEventListener("install", (event) => {
-  event.waitUntil((isShell ? caches.open(CACHE).then((cache) => cache.addAll(SHELL)) : Promise.resolve()).then(() => self.skipWaiting()));
+  // Each file on its own: one that fails to load leaves the rest of the shell cached, and the worker still installs.
+  const shell = () => caches.open(CACHE).then((cache) => Promise.all(SHELL.map((path) => cache.add(path).catch(() => undefined))));
+  event.waitUntil((isShell ? shell() : Promise.resolve()).then(() => self.skipWaiting()));
 });
 
 self.addEventListener("activate", (event) => {
