@@ -14,8 +14,11 @@ interface Run {
   /** The last event seen (its `seq`): what `agent.attach` resumes after. */
   lastSeq: number;
   done: boolean;
+  /** The text since the last tool call, shown in `bubble`; a tool call starts a new one. */
   text: string;
   bubble: HTMLElement | null;
+  /** Whether the run has shown any text. */
+  wrote: boolean;
   /** The stream feeding this run now; frames of any earlier stream are ignored. */
   controller: AbortController | null;
 }
@@ -318,19 +321,29 @@ function toolItem(name: string, summary: string): HTMLElement {
 function runOf(view: View, runId: string): Run {
   let run = view.runs.get(runId);
   if (!run) {
-    run = { runId, lastSeq: 0, done: false, text: "", bubble: null, controller: null };
+    run = { runId, lastSeq: 0, done: false, text: "", bubble: null, wrote: false, controller: null };
     view.runs.set(runId, run);
     if (view === active) updateStop();
   }
   return run;
 }
 
-function bubble(view: View, run: Run): HTMLElement {
+/** Adds to the run's current text, shown in the assistant message after its last tool call. */
+function write(view: View, run: Run, text: string) {
   if (!run.bubble) {
     run.bubble = h("li", { "data-role": "assistant", "data-run": run.runId, "aria-busy": "true" });
     view.log.append(run.bubble);
   }
-  return run.bubble;
+  run.text += text;
+  run.wrote = true;
+  run.bubble.replaceChildren(...renderText(run.text));
+}
+
+/** Ends the run's current message: what it writes next is a new one. */
+function endMessage(run: Run) {
+  run.bubble?.removeAttribute("aria-busy");
+  run.bubble = null;
+  run.text = "";
 }
 
 function onEvent(view: View, run: Run, event: AgentEvent) {
@@ -339,15 +352,19 @@ function onEvent(view: View, run: Run, event: AgentEvent) {
   run.lastSeq = event.seq;
   switch (event.kind) {
     case "text_delta":
-      run.text += String(event.text ?? "");
-      bubble(view, run).replaceChildren(...renderText(run.text));
+      write(view, run, String(event.text ?? ""));
       break;
     case "tool_use":
-      view.log.insertBefore(toolItem(String(event.name ?? "tool"), ""), run.bubble);
+      endMessage(run);
+      view.log.append(toolItem(String(event.name ?? "tool"), ""));
+      break;
+    case "tool_result":
+      endMessage(run);
       break;
     case "permission":
     case "question":
     case "plan":
+      endMessage(run);
       addPrompt(view, event);
       break;
     case "prompt_closed":
@@ -360,10 +377,8 @@ function onFrame(view: View, run: Run, frame: Frame) {
   if (frame.type === "agent") return onEvent(view, run, frame.event);
   if (frame.type === "done") {
     const outcome = frame.outcome;
-    if (!run.text && outcome.result) {
-      run.text = outcome.result;
-      bubble(view, run).replaceChildren(...renderText(run.text));
-    }
+    // A reply whose pieces were not all seen (events the run no longer holds) is shown whole.
+    if (!run.wrote && outcome.result) write(view, run, outcome.result);
     if (outcome.status === "cancelled") view.log.append(h("li", { "data-role": "note" }, "Stopped."));
     finishRun(view, run);
   } else if (frame.type === "error") {
@@ -377,7 +392,7 @@ function onFrame(view: View, run: Run, frame: Frame) {
 function finishRun(view: View, run: Run) {
   run.done = true;
   run.controller = null;
-  run.bubble?.removeAttribute("aria-busy");
+  endMessage(run);
   for (const [requestId, element] of view.promptEls) if (element.dataset.run === run.runId) closePrompt(view, requestId);
   if (view === active) updateStop();
 }
