@@ -107,7 +107,7 @@ function failed(view: View, error: unknown) {
       setLink(view, "reconnecting", navigator.onLine ? "lost the connection to the relay" : "this phone is offline");
       return retryLater(view);
     case "busy":
-      setLink(view, "reconnecting", `the relay is busy (${error.status})`);
+      setLink(view, "reconnecting", error.status === 429 ? "too many requests for now" : `the way to the computer is busy (${error.code || error.status})`);
       return retryLater(view);
     case "tampered":
       return view === active && showError(`An answer did not come from ${view.computer.name}: ${error.message}.`);
