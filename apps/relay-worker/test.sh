@@ -39,5 +39,7 @@ fi
 
 [ -z "$INSTALL_ONLY" ] || exit 0
 
+# The Worker serves the app compiled into it (src/app-assets.generated.ts).
+node scripts/app-assets.mjs --dist test/fixtures/app-dist
 npm run --silent typecheck
 npm test
