@@ -40,5 +40,7 @@ fi
 [ -z "$INSTALL_ONLY" ] || exit 0
 "$ROOT/apps/phone/test.sh"
 
+# The Worker serves the app compiled into it (src/app-assets.generated.ts).
+node scripts/app-assets.mjs --dist test/fixtures/app-dist
 npm run --silent typecheck
 npm test
