@@ -133,6 +133,27 @@ export interface AgentEvent {
   [field: string]: unknown;
 }
 
+/** The frames of a sealed SSE answer to body `counter`, in order: frame 0, 1, 2, … of that counter. */
+export async function* sealedFrames(body: ReadableStream<Uint8Array<ArrayBuffer>>, key: Uint8Array, counter: bigint): AsyncGenerator<Frame> {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  let index = 0n;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
+      const event = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const data = event.split("\n").find((line) => line.startsWith("data: "));
+      if (!data) continue;
+      const opened = open(key, TO_CLIENT, counter, index++, data.slice(6).trim());
+      if (!opened) throw new CallError("tampered", "a frame did not open under this pairing's key");
+      yield JSON.parse(fromUtf8(opened)) as Frame;
+    }
+  }
+}
+
 /**
  * A streamed command: calls `onFrame` for each sealed SSE frame in order. Resolves when the answer ends;
  * throws CallError `network` if it broke off before its last frame (`done` or `error`).
@@ -141,26 +162,11 @@ export async function stream(computer: Computer, command: string, payload: unkno
   const { response, counter, key } = await send(computer, command, payload, signal);
   if (response.status !== 200) throw await refusal(response, counter, key);
   if (!response.body) throw new CallError("network", "the answer has no body");
-  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
-  let index = 0n;
   let ended = false;
   try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += value;
-      for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
-        const event = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        const data = event.split("\n").find((line) => line.startsWith("data: "));
-        if (!data) continue;
-        const opened = open(key, TO_CLIENT, counter, index++, data.slice(6).trim());
-        if (!opened) throw new CallError("tampered", "a frame did not open under this pairing's key");
-        const frame = JSON.parse(fromUtf8(opened)) as Frame;
-        ended ||= frame.type === "done" || frame.type === "error";
-        onFrame(frame);
-      }
+    for await (const frame of sealedFrames(response.body, key, counter)) {
+      ended ||= frame.type === "done" || frame.type === "error";
+      onFrame(frame);
     }
   } catch (e) {
     if (e instanceof CallError || signal.aborted) throw e;

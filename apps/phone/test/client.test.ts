@@ -1,9 +1,9 @@
 // The app's reading of invites, of refusals, and of how large a sealed body gets.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { classify } from "../src/client.js";
+import { CallError, classify, sealedFrames } from "../src/client.js";
 import { readInvite } from "../src/pairing.js";
-import { keyIdText } from "../src/crypto/bytes.js";
+import { keyIdText, utf8 } from "../src/crypto/bytes.js";
 import { seal, sealedBodyLength } from "../src/crypto/seal.js";
 
 const id = keyIdText(Uint8Array.from({ length: 32 }, (_, i) => 255 - i));
@@ -37,4 +37,26 @@ test("a sealed body's length is known before sealing", () => {
     const body = JSON.stringify({ counter: Number(counter), sealed: seal(key, 0, counter, 0n, new Uint8Array(length)) });
     assert.equal(sealedBodyLength(length, counter), body.length, `${length} bytes under counter ${counter}`);
   }
+});
+
+test("a sealed SSE answer is read frame by frame, whatever its chunks, and a frame that does not open stops it", async () => {
+  const key = Uint8Array.from({ length: 32 }, (_, i) => i);
+  const frames = [{ type: "accepted", run_id: "r1" }, { type: "agent", event: { runId: "r1", seq: 1, kind: "text_delta", text: "hé" } }, { type: "done", outcome: { status: "ok" } }];
+  const text = frames.map((f, i) => `data: ${seal(key, 1, 7n, BigInt(i), utf8(JSON.stringify(f)))}\n\n`).join("");
+  const bytes = utf8(`: comment\n\n${text}`);
+  const chunked = (size: number) =>
+    new ReadableStream<Uint8Array<ArrayBuffer>>({
+      start(controller) {
+        for (let i = 0; i < bytes.length; i += size) controller.enqueue(bytes.slice(i, i + size));
+        controller.close();
+      },
+    });
+  for (const size of [1, 3, 64, bytes.length]) {
+    const read = [];
+    for await (const frame of sealedFrames(chunked(size), key, 7n)) read.push(frame);
+    assert.deepEqual(read, frames, `chunks of ${size}`);
+  }
+  // Under another counter (a replayed answer) the first frame does not open.
+  const replayed = sealedFrames(chunked(64), key, 8n);
+  await assert.rejects(replayed.next(), (e: unknown) => e instanceof CallError && e.failure === "tampered");
 });
