@@ -760,6 +760,13 @@ function showOffline(offline: boolean) {
   $("offline").hidden = !offline;
 }
 
+/** When the browser says it is offline, asks the relay (a HEAD of this page, which the worker leaves alone). */
+async function checkOnline() {
+  if (navigator.onLine) return showOffline(false);
+  showOffline(true);
+  showOffline(!(await fetch("/", { method: "HEAD", cache: "no-store" }).then(() => true, () => false)));
+}
+
 async function start() {
   $("pair-form").addEventListener("submit", submitPin);
   $("composer").addEventListener("submit", send);
@@ -799,14 +806,14 @@ async function start() {
   setUpVoice();
   addEventListener("online", () => (showOffline(false), resumeAll()));
   addEventListener("offline", () => {
-    showOffline(true);
+    void checkOnline();
     for (const view of views.values()) if (!view.computer.unpaired) setLink(view, "reconnecting", "this phone is offline");
   });
   document.addEventListener("visibilitychange", () => document.visibilityState === "visible" && resumeAll());
   document.addEventListener("resume", resumeAll);
   addEventListener("pageshow", (e) => e.persisted && resumeAll());
   addEventListener("hashchange", () => takeInviteFromAddress() || openFromFragment(location.hash));
-  showOffline(!navigator.onLine);
+  void checkOnline();
 
   if ("serviceWorker" in navigator) {
     navigator.serviceWorker.register("/sw.js", { scope: "/" }).catch(() => undefined);
