@@ -25,6 +25,8 @@ export class CallError extends Error {
     readonly status = 0,
     readonly code = "",
     readonly details: Record<string, unknown> = {},
+    /** The computer itself refused (sealed): the way to it works. */
+    readonly sealed = false,
   ) {
     super(message);
   }
@@ -105,7 +107,8 @@ async function refusal(response: Response, counter: bigint, key: Uint8Array): Pr
   if (typeof body.sealed !== "string") return classify(response.status, body);
   const opened = open(key, TO_CLIENT, counter, 0n, body.sealed);
   if (!opened) return new CallError("tampered", "an answer did not open under this pairing's key");
-  return classify(response.status, JSON.parse(fromUtf8(opened)) as ErrorBody);
+  const refused = classify(response.status, JSON.parse(fromUtf8(opened)) as ErrorBody);
+  return new CallError(refused.failure, refused.message, refused.status, refused.code, refused.details, true);
 }
 
 /** A unary command: its result JSON. */

@@ -153,7 +153,11 @@ async function probe(view: View): Promise<boolean> {
     showOffline(false);
     return true;
   } catch (e) {
-    failed(view, e);
+    // A computer that refuses `hello` itself is there: one older than this app, which says so.
+    if (e instanceof CallError && e.sealed && e.failure === "refused") {
+      setLink(view, "connected");
+      if (view === active) showError(e.code === "unknown_command" ? `${view.computer.name} runs an older Lanyard than this app: update it there.` : e.message);
+    } else failed(view, e);
     return false;
   }
 }
