@@ -41,6 +41,6 @@ fi
 "$ROOT/apps/phone/test.sh"
 
 # The Worker serves the app compiled into it (src/app-assets.generated.ts).
-node scripts/app-assets.mjs --dist test/fixtures/app-dist
+node scripts/app-assets.mjs
 npm run --silent typecheck
 npm test

@@ -2,8 +2,6 @@
 // Worker: writes src/app-assets.generated.ts (git-ignored), a table of path → content type, SHA-256,
 // bytes and, for text, the bytes gzipped ahead of time, which src/app.ts serves. wrangler runs this before `wrangler dev` and `wrangler deploy`
 // (wrangler.jsonc, `build`), test.sh before the tests, so the Worker always serves the current app.
-//
-// usage: node scripts/app-assets.mjs [--dist DIR]   (--dist: take DIR as built, without building)
 
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -40,12 +38,6 @@ const COMPRESSIBLE = /^(text\/|application\/(json|manifest\+json)|image\/svg\+xm
 function fail(message) {
   console.error(`app-assets: ${message}`);
   process.exit(1);
-}
-
-function parseArgs(argv) {
-  if (argv.length === 0) return { dist: undefined };
-  if (argv.length === 2 && argv[0] === "--dist") return { dist: resolve(argv[1]) };
-  fail("usage: node scripts/app-assets.mjs [--dist DIR]");
 }
 
 async function withLock(work) {
@@ -123,10 +115,9 @@ function generate(dist) {
   console.error(`app-assets: ${assets.length} files, ${raw} bytes (${gzipped} as sent gzipped) from ${relative(WORKER, dist)}`);
 }
 
-const { dist } = parseArgs(process.argv.slice(2));
+if (process.argv.length > 2) fail("usage: node scripts/app-assets.mjs (no arguments)");
 await withLock(() => {
-  if (dist === undefined) {
-    execFileSync(process.execPath, [join(PHONE, "build.mjs")], { cwd: PHONE, stdio: ["ignore", "inherit", "inherit"] });
-  }
-  generate(dist ?? join(PHONE, "dist"));
+  // The app's build, by the same Node; its output is apps/phone/dist.
+  execFileSync(process.execPath, [join(PHONE, "build.mjs")], { cwd: PHONE, stdio: ["ignore", "inherit", "inherit"] });
+  generate(join(PHONE, "dist"));
 });
