@@ -14,8 +14,8 @@ use std::time::Duration;
 #[derive(Args)]
 pub struct PairArgs {
     /// The connection string `lanyard pair` printed on the computer (`lanyard://…`), or the invite
-    /// `lanyard pair --remote` printed (`lanyard+https://…`, with --pin); without either, the node asks
-    /// the bridge and waits for the owner to approve.
+    /// `lanyard pair --remote` printed (`https://RELAY/#id=…&route=…`, the URL its QR code carries, with
+    /// --pin); without either, the node asks the bridge and waits for the owner to approve.
     string: Option<Invitation>,
     /// The 6-digit PIN `lanyard pair --remote` shows beside its invite.
     #[arg(long, value_name = "DIGITS")]
@@ -91,10 +91,11 @@ impl std::str::FromStr for Invitation {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.trim().starts_with("lanyard+") {
-            s.parse().map(Invitation::Relay).map_err(|e| e.to_string())
-        } else {
+        // Door 2's strings are `lanyard://`; anything else is read as an invite (https://, or lanyard+https://).
+        if s.trim().starts_with(&format!("{}://", node_kit::connection_string::SCHEME)) {
             s.parse().map(Invitation::Lan).map_err(|e| e.to_string())
+        } else {
+            s.parse().map(Invitation::Relay).map_err(|e| e.to_string())
         }
     }
 }

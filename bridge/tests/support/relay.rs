@@ -394,6 +394,7 @@ pub async fn remote_code(
         relay_url: invite_url.to_string(),
         bridge_id: bridge.id,
         routing: code.routing.clone(),
+        name: None,
     };
     (invite, code)
 }
