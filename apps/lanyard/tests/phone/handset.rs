@@ -229,8 +229,11 @@ impl Phone {
             if let Some(node) = locate().await
                 && let Some((x, y)) = self.centre(tab, node).await
             {
-                let tap = json!({ "x": x, "y": y, "gestureSourceType": "touch" });
-                self.devtools.call(Some(&tab.session), "Input.synthesizeTapGesture", tap).await;
+                // A finger down and up: the browser makes the tap (and its click) as on a touch screen.
+                let down = json!({ "type": "touchStart", "touchPoints": [{ "x": x, "y": y }] });
+                self.devtools.call(Some(&tab.session), "Input.dispatchTouchEvent", down).await;
+                let up = json!({ "type": "touchEnd", "touchPoints": [] });
+                self.devtools.call(Some(&tab.session), "Input.dispatchTouchEvent", up).await;
                 return;
             }
             if started.elapsed() > Duration::from_secs(30) {

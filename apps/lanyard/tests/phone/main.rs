@@ -617,6 +617,47 @@ async fn measure_the_phone_app() {
     report("scan (invite URL opened) to paired", &mut paired);
     let (phone, tab) = phone.unwrap();
 
+    // First usable render (the shell ready and the link connected) of the paired app, CPU throttled 4x.
+    let mut usable = Vec::new();
+    for _ in 0..RUNS {
+        let throttled = phone.blank().await;
+        let session = Some(throttled.session.as_str());
+        phone.devtools.call(session, "Emulation.setCPUThrottlingRate", json!({ "rate": 4 })).await;
+        let watch = "new MutationObserver(() => { if (!window.__usable && document.body && \
+                     document.body.dataset.ready === 'true' && document.querySelector('[data-link-state=connected]')) \
+                     window.__usable = performance.now(); }).observe(document, \
+                     { subtree: true, childList: true, attributes: true });";
+        phone.devtools.call(session, "Page.enable", json!({})).await;
+        phone.devtools.call(session, "Page.addScriptToEvaluateOnNewDocument", json!({ "source": watch })).await;
+        throttled.page.goto(format!("{}/", origin(&relay))).await.unwrap();
+        until(&throttled.page, "typeof window.__usable === 'number'").await;
+        usable.push(Duration::from_secs_f64(eval::<f64>(&throttled.page, "window.__usable").await / 1000.0));
+        throttled.page.close().await.unwrap();
+    }
+    report("first usable render, 4x CPU throttling (from navigation start)", &mut usable);
+
+    // The page weight of a first visit: every resource the page loaded, as sent and gzipped.
+    let fresh = Phone::start().await.unwrap();
+    let (url, _) = computer.invite().await;
+    let first_visit = fresh.open(&url).await;
+    ready(&first_visit).await;
+    let loaded: Vec<(String, f64, f64)> = eval(
+        &first_visit.page,
+        "performance.getEntriesByType('navigation').concat(performance.getEntriesByType('resource'))\
+         .filter(e => !e.name.includes('/v1/')).map(e => [e.name.split('#')[0], e.transferSize, e.decodedBodySize])",
+    )
+    .await;
+    // A request with no body (the app's HEAD to learn whether the relay answers) weighs only its headers.
+    let with_body: Vec<String> =
+        loaded.iter().filter(|(_, _, body)| *body > 0.0).map(|(url, ..)| url.clone()).collect();
+    let mut gzipped_bodies = push::gzipped_sizes(&with_body).into_iter();
+    let gzipped: Vec<u64> =
+        loaded.iter().map(|(_, _, body)| if *body > 0.0 { gzipped_bodies.next().unwrap() } else { 0 }).collect();
+    for ((url, sent, body), gz) in loaded.iter().zip(&gzipped) {
+        eprintln!("MEASURED page weight: {url}: {sent} bytes sent, {body} decoded, {gz} gzipped");
+    }
+    let sent: f64 = loaded.iter().map(|(_, sent, _)| sent).sum();
+    eprintln!("MEASURED page weight: {sent} bytes sent, {} bytes gzipped in all", gzipped.iter().sum::<u64>());
     // Send to first delta: in the app through the relay, and the same turn from a node on the LAN.
     let mut app = Vec::new();
     for n in 0..=RUNS {
@@ -681,40 +722,4 @@ async fn measure_the_phone_app() {
         reply_is(&tab, "done").await;
     }
     report("prompt raised to push request at the push service", &mut pushed);
-
-    // First usable render (the shell ready and the link connected) of the paired app, CPU throttled 4x.
-    let mut usable = Vec::new();
-    for _ in 0..RUNS {
-        let throttled = phone.blank().await;
-        let session = Some(throttled.session.as_str());
-        phone.devtools.call(session, "Emulation.setCPUThrottlingRate", json!({ "rate": 4 })).await;
-        let watch = "new MutationObserver(() => { if (!window.__usable && document.body && \
-                     document.body.dataset.ready === 'true' && document.querySelector('[data-link-state=connected]')) \
-                     window.__usable = performance.now(); }).observe(document, \
-                     { subtree: true, childList: true, attributes: true });";
-        phone.devtools.call(session, "Page.addScriptToEvaluateOnNewDocument", json!({ "source": watch })).await;
-        throttled.page.goto(format!("{}/", origin(&relay))).await.unwrap();
-        until(&throttled.page, "typeof window.__usable === 'number'").await;
-        usable.push(Duration::from_secs_f64(eval::<f64>(&throttled.page, "window.__usable").await / 1000.0));
-        throttled.page.close().await.unwrap();
-    }
-    report("first usable render, 4x CPU throttling (from navigation start)", &mut usable);
-
-    // The page weight of a first visit: every resource the page loaded, as sent and gzipped.
-    let fresh = Phone::start().await.unwrap();
-    let (url, _) = computer.invite().await;
-    let first_visit = fresh.open(&url).await;
-    ready(&first_visit).await;
-    let loaded: Vec<(String, f64, f64)> = eval(
-        &first_visit.page,
-        "performance.getEntriesByType('navigation').concat(performance.getEntriesByType('resource'))\
-         .filter(e => !e.name.includes('/v1/')).map(e => [e.name.split('#')[0], e.transferSize, e.decodedBodySize])",
-    )
-    .await;
-    let gzipped = push::gzipped_sizes(&loaded.iter().map(|(url, ..)| url.clone()).collect::<Vec<_>>());
-    for ((url, sent, body), gz) in loaded.iter().zip(&gzipped) {
-        eprintln!("MEASURED page weight: {url}: {sent} bytes sent, {body} decoded, {gz} gzipped");
-    }
-    let sent: f64 = loaded.iter().map(|(_, sent, _)| sent).sum();
-    eprintln!("MEASURED page weight: {sent} bytes sent, {} bytes gzipped in all", gzipped.iter().sum::<u64>());
 }
