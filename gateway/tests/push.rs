@@ -405,7 +405,8 @@ async fn endpoints_on_local_addresses_are_refused_without_the_test_switch() {
         "https://[::ffff:127.0.0.1]/push".into(),
         format!("https://localhost:{port}/push"),
     ] {
-        let refused = device.request(method::PUSH_SUBSCRIBE, keys.subscription(&endpoint)).await.unwrap_err();
+        let answer = device.request(method::PUSH_SUBSCRIBE, keys.subscription(&endpoint)).await;
+        let refused = answer.expect_err(&format!("{endpoint} must be refused"));
         assert_eq!(
             refusal(refused),
             (ErrorCode::InvalidRequest, json!({"reason": "endpoint_not_public"})),
