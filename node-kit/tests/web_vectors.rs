@@ -23,10 +23,14 @@ struct FixedRng(Vec<u8>);
 
 impl RngCore for FixedRng {
     fn next_u32(&mut self) -> u32 {
-        unreachable!("the spake2 crate fills bytes")
+        let mut bytes = [0; 4];
+        self.fill_bytes(&mut bytes);
+        u32::from_le_bytes(bytes)
     }
     fn next_u64(&mut self) -> u64 {
-        unreachable!("the spake2 crate fills bytes")
+        let mut bytes = [0; 8];
+        self.fill_bytes(&mut bytes);
+        u64::from_le_bytes(bytes)
     }
     fn fill_bytes(&mut self, dest: &mut [u8]) {
         assert!(self.0.len() >= dest.len(), "the vector has too few random bytes");

@@ -1,6 +1,7 @@
 // The Lanyard web app: pairs by invite + PIN, then talks to each paired computer over the sealed contract.
-import { type AgentEvent, CallError, type Frame, type Invite, MAX_BODY, call, pair, readInvite, stream } from "./client.js";
+import { type AgentEvent, CallError, type Frame, MAX_BODY, call, stream } from "./client.js";
 import { b64url } from "./crypto/bytes.js";
+import { type Invite, pair, readInvite } from "./pairing.js";
 import { type Photo, scalePhoto } from "./photo.js";
 import { disablePush, enablePush, pushSupported } from "./push.js";
 import { h, renderText } from "./render.js";
@@ -13,8 +14,11 @@ interface Run {
   /** The last event seen (its `seq`): what `agent.attach` resumes after. */
   lastSeq: number;
   done: boolean;
+  /** The text since the last tool call, shown in `bubble`; a tool call starts a new one. */
   text: string;
   bubble: HTMLElement | null;
+  /** Whether the run has shown any text. */
+  wrote: boolean;
   /** The stream feeding this run now; frames of any earlier stream are ignored. */
   controller: AbortController | null;
 }
@@ -37,6 +41,7 @@ interface View {
   runs: Map<string, Run>;
   /** Turns whose `agent` call failed before it was accepted: sent again, same key, once reconnected. */
   unsent: AgentPayload[];
+  sessions: Session[];
   loaded: boolean;
   retryTimer: number | null;
   retryDelay: number;
@@ -52,7 +57,7 @@ let fromVoice = false;
 let focusPrompt = "";
 
 const PROBE_EVERY_MS = 25_000;
-const RETRY_MAX_MS = 30_000;
+const RETRY_MAX_MS = 15_000;
 /** Room left in the sealed body for the prompt's text and the envelope around a photo. */
 const PHOTO_RESERVE = 2_500;
 
@@ -88,7 +93,7 @@ function setLink(view: View, state: LinkState, reason = "") {
 
 function failed(view: View, error: unknown) {
   if (!(error instanceof CallError)) {
-    showError(String(error instanceof Error ? error.message : error));
+    if (view === active) showError(String(error instanceof Error ? error.message : error));
     return;
   }
   switch (error.failure) {
@@ -98,15 +103,16 @@ function failed(view: View, error: unknown) {
       setLink(view, "offline");
       return retryLater(view);
     case "network":
+      if (!navigator.onLine) showOffline(true);
       setLink(view, "reconnecting", navigator.onLine ? "lost the connection to the relay" : "this phone is offline");
       return retryLater(view);
     case "busy":
-      setLink(view, "reconnecting", `the relay is busy (${error.status})`);
+      setLink(view, "reconnecting", error.status === 429 ? "too many requests for now" : `the way to the computer is busy (${error.code || error.status})`);
       return retryLater(view);
     case "tampered":
-      return showError(`An answer did not come from ${view.computer.name}: ${error.message}.`);
+      return view === active && showError(`An answer did not come from ${view.computer.name}: ${error.message}.`);
     case "refused":
-      return showError(error.message);
+      return view === active && showError(error.message);
   }
 }
 
@@ -125,12 +131,13 @@ async function unpaired(view: View) {
   view.retryTimer = null;
   view.computer.unpaired = true;
   await updateComputer(view.computer.bridgeId, { unpaired: true });
+  for (const requestId of [...view.promptEls.keys()]) closePrompt(view, requestId);
   setLink(view, "unpaired");
-  if (view === active) {
-    showError(`${view.computer.name} unpaired this phone: it no longer answers it. To use it again, run lanyard pair --remote on it and scan the new code.`);
-    renderChat();
-  }
+  if (view === active) renderChat();
 }
+
+const unpairedText = (view: View) =>
+  `${view.computer.name} unpaired this phone: it no longer answers it. To use it again, run lanyard pair --remote on it and scan the new code.`;
 
 /** Checks the link with `hello`: true when the computer answered. */
 async function probe(view: View): Promise<boolean> {
@@ -143,9 +150,14 @@ async function probe(view: View): Promise<boolean> {
       await updateComputer(view.computer.bridgeId, { name: hello.computer.name });
     }
     setLink(view, "connected");
+    showOffline(false);
     return true;
   } catch (e) {
-    failed(view, e);
+    // A computer that refuses `hello` itself is there: one older than this app, which says so.
+    if (e instanceof CallError && e.sealed && e.failure === "refused") {
+      setLink(view, "connected");
+      if (view === active) showError(e.code === "unknown_command" ? `${view.computer.name} runs an older Lanyard than this app: update it there.` : e.message);
+    } else failed(view, e);
     return false;
   }
 }
@@ -171,6 +183,7 @@ function newView(computer: Computer): View {
     promptEls: new Map(),
     runs: new Map(),
     unsent: [],
+    sessions: [],
     loaded: false,
     retryTimer: null,
     retryDelay: 0,
@@ -202,7 +215,7 @@ function activate(view: View) {
   localStorage.setItem("lanyard.active", view.computer.bridgeId);
   $("log-slot").replaceChildren(view.log);
   $("prompts-slot").replaceChildren(view.prompts);
-  showError("");
+  showError(view.computer.unpaired ? unpairedText(view) : "");
   setLink(view, view.state, view.reason);
   renderChat();
   if (view.state !== "connected") void recover(view);
@@ -215,6 +228,7 @@ function show(screen: "welcome" | "pair" | "chat") {
 function renderChat() {
   show("chat");
   const view = active!;
+  if (view.computer.unpaired) showError(unpairedText(view));
   $("chat-title").textContent = `Conversation with ${view.computer.name}`;
   $("inbox").hidden = view.promptEls.size === 0;
   const off = view.computer.unpaired;
@@ -222,6 +236,8 @@ function renderChat() {
   $("forget").hidden = !off;
   $("notify-label").hidden = off || !pushSupported();
   ($("notify") as HTMLInputElement).checked = view.computer.push;
+  ($("conversation") as HTMLSelectElement).disabled = off;
+  renderConversations(view);
   updateStop();
 }
 
@@ -234,6 +250,30 @@ function showError(text: string) {
 }
 
 // ---- Conversation ------------------------------------------------------------------------------------
+
+interface Session {
+  sessionKey: string;
+  title?: string;
+  running: boolean;
+  lastRunId?: string;
+}
+
+/** The computer's conversations with this phone, latest first; the current one even when it has no turn yet. */
+function renderConversations(view: View) {
+  const select = $("conversation") as HTMLSelectElement;
+  const current = view.computer.sessionKey;
+  const sessions = view.sessions.some((s) => s.sessionKey === current) ? view.sessions : [{ sessionKey: current, title: "New conversation", running: false }, ...view.sessions];
+  select.replaceChildren(...sessions.map((s) => h("option", { value: s.sessionKey, selected: s.sessionKey === current }, s.title || s.sessionKey)));
+}
+
+async function switchConversation(view: View, sessionKey: string) {
+  view.computer.sessionKey = sessionKey;
+  await updateComputer(view.computer.bridgeId, { sessionKey });
+  view.log.replaceChildren();
+  view.loaded = false;
+  renderConversations(view);
+  void recover(view);
+}
 
 interface HistoryEntry {
   role: string;
@@ -258,7 +298,9 @@ async function loadConversation(view: View) {
         else if (entry.role === "tool") view.log.append(toolItem(entry.name ?? "tool", entry.summary ?? ""));
       }
     }
-    const { sessions } = await call<{ sessions: { sessionKey: string; running: boolean; lastRunId?: string }[] }>(view.computer, "agent.sessions");
+    const { sessions } = await call<{ sessions: Session[] }>(view.computer, "agent.sessions");
+    view.sessions = sessions;
+    if (view === active) renderConversations(view);
     const session = sessions.find((s) => s.sessionKey === sessionKey);
     if (session?.running && session.lastRunId && !view.runs.has(session.lastRunId)) attach(view, runOf(view, session.lastRunId));
     view.loaded = true;
@@ -283,19 +325,29 @@ function toolItem(name: string, summary: string): HTMLElement {
 function runOf(view: View, runId: string): Run {
   let run = view.runs.get(runId);
   if (!run) {
-    run = { runId, lastSeq: 0, done: false, text: "", bubble: null, controller: null };
+    run = { runId, lastSeq: 0, done: false, text: "", bubble: null, wrote: false, controller: null };
     view.runs.set(runId, run);
     if (view === active) updateStop();
   }
   return run;
 }
 
-function bubble(view: View, run: Run): HTMLElement {
+/** Adds to the run's current text, shown in the assistant message after its last tool call. */
+function write(view: View, run: Run, text: string) {
   if (!run.bubble) {
     run.bubble = h("li", { "data-role": "assistant", "data-run": run.runId, "aria-busy": "true" });
     view.log.append(run.bubble);
   }
-  return run.bubble;
+  run.text += text;
+  run.wrote = true;
+  run.bubble.replaceChildren(...renderText(run.text));
+}
+
+/** Ends the run's current message: what it writes next is a new one. */
+function endMessage(run: Run) {
+  run.bubble?.removeAttribute("aria-busy");
+  run.bubble = null;
+  run.text = "";
 }
 
 function onEvent(view: View, run: Run, event: AgentEvent) {
@@ -304,15 +356,19 @@ function onEvent(view: View, run: Run, event: AgentEvent) {
   run.lastSeq = event.seq;
   switch (event.kind) {
     case "text_delta":
-      run.text += String(event.text ?? "");
-      bubble(view, run).replaceChildren(...renderText(run.text));
+      write(view, run, String(event.text ?? ""));
       break;
     case "tool_use":
-      view.log.insertBefore(toolItem(String(event.name ?? "tool"), ""), run.bubble);
+      endMessage(run);
+      view.log.append(toolItem(String(event.name ?? "tool"), ""));
+      break;
+    case "tool_result":
+      endMessage(run);
       break;
     case "permission":
     case "question":
     case "plan":
+      endMessage(run);
       addPrompt(view, event);
       break;
     case "prompt_closed":
@@ -325,10 +381,8 @@ function onFrame(view: View, run: Run, frame: Frame) {
   if (frame.type === "agent") return onEvent(view, run, frame.event);
   if (frame.type === "done") {
     const outcome = frame.outcome;
-    if (!run.text && outcome.result) {
-      run.text = outcome.result;
-      bubble(view, run).replaceChildren(...renderText(run.text));
-    }
+    // A reply whose pieces were not all seen (events the run no longer holds) is shown whole.
+    if (!run.wrote && outcome.result) write(view, run, outcome.result);
     if (outcome.status === "cancelled") view.log.append(h("li", { "data-role": "note" }, "Stopped."));
     finishRun(view, run);
   } else if (frame.type === "error") {
@@ -342,7 +396,7 @@ function onFrame(view: View, run: Run, frame: Frame) {
 function finishRun(view: View, run: Run) {
   run.done = true;
   run.controller = null;
-  run.bubble?.removeAttribute("aria-busy");
+  endMessage(run);
   for (const [requestId, element] of view.promptEls) if (element.dataset.run === run.runId) closePrompt(view, requestId);
   if (view === active) updateStop();
 }
@@ -537,7 +591,7 @@ function pairingMessage(e: unknown): string {
     if (left === 0) return `Wrong PIN, and no tries are left with this code. ${again}`;
     return typeof left === "number" ? `Wrong PIN. ${left} ${left === 1 ? "try" : "tries"} left.` : "Wrong PIN.";
   }
-  if (e.code === "pairing_code_invalid" || e.code === "unknown_token" || e.status === 410) return `This invite has expired or was already used. ${again}`;
+  if (e.code === "pairing_code_invalid" || e.code === "unknown_token" || e.code === "missing_token" || e.status === 410) return `This invite has expired or was already used. ${again}`;
   if (e.failure === "offline") return "The computer is offline: it is not connected to the relay. Start lanyard up on it (or wake it), then press Pair again.";
   if (e.failure === "network") return "Cannot reach the relay. Check this phone's connection and press Pair again.";
   if (e.failure === "busy") return "The relay is busy. Wait a moment and press Pair again.";
@@ -688,16 +742,22 @@ function openFromFragment(fragment: string): boolean {
 
 function takeInviteFromAddress(): boolean {
   const found = readInvite(location.hash);
-  if (!found) return false;
+  const damaged = !found && /[#&](id|route)=/.test(location.hash);
+  if (!found && !damaged) return false;
   // The routing token leaves the address bar and the history at once.
   history.replaceState(null, "", location.pathname + location.search);
-  showPairing(found);
+  if (found) showPairing(found);
+  else {
+    active = null;
+    $("link").hidden = true;
+    show("welcome");
+    $("welcome-error").textContent = "This invite link is incomplete or damaged. Scan the QR code that lanyard pair --remote shows again.";
+  }
   return true;
 }
 
 /** After sleep, a frozen page or a lost network: check each link and catch up. */
 function resumeAll() {
-  if (document.visibilityState !== "visible") return;
   for (const view of views.values()) {
     if (view.retryTimer !== null) clearTimeout(view.retryTimer);
     view.retryTimer = null;
@@ -706,8 +766,16 @@ function resumeAll() {
   }
 }
 
-function updateOffline() {
-  $("offline").hidden = navigator.onLine;
+/** The offline notice: the browser's word first, then what the last call found. */
+function showOffline(offline: boolean) {
+  $("offline").hidden = !offline;
+}
+
+/** When the browser says it is offline, asks the relay (a HEAD of this page, which the worker leaves alone). */
+async function checkOnline() {
+  if (navigator.onLine) return showOffline(false);
+  showOffline(true);
+  showOffline(!(await fetch("/", { method: "HEAD", cache: "no-store" }).then(() => true, () => false)));
 }
 
 async function start() {
@@ -726,13 +794,11 @@ async function start() {
   $("attachment-remove").addEventListener("click", () => clearPhoto());
   $("notify").addEventListener("change", toggleNotifications);
   $("new-chat").addEventListener("click", async () => {
-    const view = active;
-    if (!view) return;
-    view.computer.sessionKey = `phone-${randomKey()}`;
-    await updateComputer(view.computer.bridgeId, { sessionKey: view.computer.sessionKey });
-    view.log.replaceChildren();
+    if (!active) return;
+    await switchConversation(active, `phone-${randomKey()}`);
     $("message").focus();
   });
+  $("conversation").addEventListener("change", (e) => active && void switchConversation(active, (e.target as HTMLSelectElement).value));
   $("forget").addEventListener("click", async () => {
     const view = active;
     if (!view) return;
@@ -749,13 +815,16 @@ async function start() {
     }
   });
   setUpVoice();
-  addEventListener("online", () => (updateOffline(), resumeAll()));
-  addEventListener("offline", updateOffline);
-  document.addEventListener("visibilitychange", resumeAll);
+  addEventListener("online", () => (showOffline(false), resumeAll()));
+  addEventListener("offline", () => {
+    void checkOnline();
+    for (const view of views.values()) if (!view.computer.unpaired) setLink(view, "reconnecting", "this phone is offline");
+  });
+  document.addEventListener("visibilitychange", () => document.visibilityState === "visible" && resumeAll());
   document.addEventListener("resume", resumeAll);
   addEventListener("pageshow", (e) => e.persisted && resumeAll());
   addEventListener("hashchange", () => takeInviteFromAddress() || openFromFragment(location.hash));
-  updateOffline();
+  void checkOnline();
 
   if ("serviceWorker" in navigator) {
     navigator.serviceWorker.register("/sw.js", { scope: "/" }).catch(() => undefined);
@@ -775,7 +844,7 @@ async function start() {
   renderComputers();
   for (const view of views.values()) if (view !== active && !view.computer.unpaired) void recover(view);
   setInterval(() => {
-    if (document.visibilityState === "visible" && active?.state === "connected") void probe(active);
+    for (const view of views.values()) if (view.state === "connected") void probe(view);
   }, PROBE_EVERY_MS);
   document.body.dataset.ready = "true";
 }

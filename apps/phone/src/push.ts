@@ -14,9 +14,13 @@ async function registration(bridgeId: string): Promise<ServiceWorkerRegistration
   const registered = await navigator.serviceWorker.register("/sw.js", { scope });
   if (registered.active) return registered;
   const worker = registered.installing ?? registered.waiting;
-  await new Promise<void>((resolve) => {
-    worker?.addEventListener("statechange", () => worker.state === "activated" && resolve());
-    if (!worker || worker.state === "activated") resolve();
+  await new Promise<void>((resolve, reject) => {
+    const settle = () => {
+      if (!worker || worker.state === "activated") resolve();
+      else if (worker.state === "redundant") reject(new Error("The notification worker did not install."));
+    };
+    worker?.addEventListener("statechange", settle);
+    settle();
   });
   return registered;
 }
@@ -32,16 +36,19 @@ export async function enablePush(computer: Computer): Promise<void> {
   await existing?.unsubscribe();
   const subscription = await registered.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key as BufferSource });
   const { endpoint, keys } = subscription.toJSON();
-  await call(computer, "push.subscribe", { endpoint, keys: { p256dh: keys?.p256dh, auth: keys?.auth } });
+  // The computer takes base64url without padding; some browsers pad.
+  const unpadded = (text = "") => text.replace(/=+$/, "");
+  await call(computer, "push.subscribe", { endpoint, keys: { p256dh: unpadded(keys?.p256dh), auth: unpadded(keys?.auth) } });
   await updateComputer(computer.bridgeId, { push: true });
 }
 
 /** Tells the computer to stop, and drops this phone's subscription and registration for it. */
 export async function disablePush(computer: Computer, tellComputer = true): Promise<void> {
+  // The computer first: if it cannot be told, nothing changes here and the switch stays on.
+  if (tellComputer) await call(computer, "push.unsubscribe");
   await updateComputer(computer.bridgeId, { push: false });
   const scope = pushScope(computer.bridgeId);
   const registered = (await navigator.serviceWorker.getRegistrations()).find((r) => new URL(r.scope).pathname === scope);
   await (await registered?.pushManager.getSubscription())?.unsubscribe();
   await registered?.unregister();
-  if (tellComputer) await call(computer, "push.unsubscribe");
 }

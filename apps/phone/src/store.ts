@@ -107,9 +107,19 @@ export const takeCounter = (bridgeId: string): Promise<number> =>
 
 const answerId = (bridgeId: string, requestId: string) => `${bridgeId}:${requestId}`;
 
+/** How long an answered prompt is remembered: far longer than any prompt stays open. */
+const ANSWERED_KEPT_MS = 7 * 24 * 3600 * 1000;
+
 /** Claims the answer to a prompt: true the first time only, whoever (page or worker) asks. */
 export const claimAnswer = (bridgeId: string, requestId: string): Promise<boolean> =>
   transact(ANSWERED, "readwrite", (s, done) => {
+    const cursor = s.openCursor();
+    cursor.onsuccess = () => {
+      const at = cursor.result;
+      if (!at) return;
+      if ((at.value as { atMs: number }).atMs < Date.now() - ANSWERED_KEPT_MS) at.delete();
+      at.continue();
+    };
     const id = answerId(bridgeId, requestId);
     const request = s.get(id);
     request.onsuccess = () => {

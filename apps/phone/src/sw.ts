@@ -16,7 +16,9 @@ const isShell = scopePath === "/";
 const bridgeId = decodeURIComponent(/^\/push\/([^/]+)\/$/.exec(scopePath)?.[1] ?? "");
 
 self.addEventListener("install", (event) => {
-  event.waitUntil((isShell ? caches.open(CACHE).then((cache) => cache.addAll(SHELL)) : Promise.resolve()).then(() => self.skipWaiting()));
+  // Each file on its own: one that fails to load leaves the rest of the shell cached, and the worker still installs.
+  const shell = () => caches.open(CACHE).then((cache) => Promise.all(SHELL.map((path) => cache.add(path).catch(() => undefined))));
+  event.waitUntil((isShell ? shell() : Promise.resolve()).then(() => self.skipWaiting()));
 });
 
 self.addEventListener("activate", (event) => {
@@ -72,7 +74,9 @@ self.addEventListener("push", (event) => {
       }
       if (!bridgeId || !(push.kind in BODIES)) return;
       const computer = await getComputer(bridgeId);
-      if (!computer || computer.unpaired || !computer.push) return;
+      // A push reaches only a registration this phone subscribed for the computer; turning
+      // notifications off drops the subscription with the registration.
+      if (!computer || computer.unpaired) return;
       const options: NotificationOptions & { actions?: { action: string; title: string }[] } = {
         body: BODIES[push.kind](push),
         tag: `${bridgeId}:${push.requestId ?? push.runId}`,

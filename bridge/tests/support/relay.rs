@@ -23,6 +23,8 @@ pub struct LocalRelay {
     pub url: String,
     child: Child,
     pub state: tempfile::TempDir,
+    /// What `wrangler dev` printed (its own log and the Worker's), beside the state.
+    log: tempfile::NamedTempFile,
     _slot: tokio::sync::SemaphorePermit<'static>,
 }
 
@@ -50,6 +52,7 @@ impl LocalRelay {
         }
         let slot = RELAY_SLOTS.acquire().await.expect("the slots are never closed");
         let state = tempfile::tempdir().unwrap();
+        let log = tempfile::NamedTempFile::new().unwrap();
         let port = free_port();
         let child = std::os::unix::process::CommandExt::process_group(
             Command::new(&node)
@@ -63,13 +66,13 @@ impl LocalRelay {
                 .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
                 .env("WRANGLER_SEND_ERROR_REPORTS", "false")
                 .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
+                .stdout(append(log.path()))
+                .stderr(append(log.path())),
             0,
         )
         .spawn()
         .expect("wrangler starts");
-        let relay = LocalRelay { url: format!("http://127.0.0.1:{port}"), child, state, _slot: slot };
+        let relay = LocalRelay { url: format!("http://127.0.0.1:{port}"), child, state, log, _slot: slot };
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(60) {
             if let Ok(mut tcp) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
@@ -84,6 +87,18 @@ impl LocalRelay {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("wrangler dev did not answer /v1/health within 60 s");
+    }
+}
+
+/// `path` opened for appending, so two writers' lines interleave instead of overwriting each other.
+fn append(path: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new().append(true).open(path).unwrap()
+}
+
+impl LocalRelay {
+    /// Everything `wrangler dev` has printed so far.
+    pub fn logs(&self) -> Vec<u8> {
+        std::fs::read(self.log.path()).unwrap_or_default()
     }
 }
 

@@ -53,6 +53,12 @@ pub mod method {
     pub const TUNNEL_REPORT: &str = "tunnel.report";
     /// A paired node gets a fresh routing token for the relay.
     pub const TUNNEL_TOKEN: &str = "tunnel.token";
+    /// A paired device reads the computer's VAPID key and whether it has a push subscription.
+    pub const PUSH_KEY: &str = "push.key";
+    /// A paired device gives its browser's push subscription; the computer pushes to it from then on.
+    pub const PUSH_SUBSCRIBE: &str = "push.subscribe";
+    /// A paired device turns push off: its subscription is forgotten.
+    pub const PUSH_UNSUBSCRIBE: &str = "push.unsubscribe";
 
     // The bridge and the gateway, which keeps the one store of paired nodes.
     pub const PAIR_SUBMIT: &str = "pair.submit";
