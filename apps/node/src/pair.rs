@@ -130,3 +130,32 @@ async fn approve(
     );
     pending.approved().await.context("the pairing was not approved")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn takes_the_app_url_the_old_invite_and_a_connection_string() {
+        let id = certs::Identity::generate().id();
+        let route = "r".repeat(43);
+        for invite in [
+            format!("https://relay.example/#id={id}&route={route}&name=Ada%27s%20Mac"),
+            format!("lanyard+https://relay.example?id={id}&route={route}"),
+        ] {
+            match invite.parse::<Invitation>() {
+                Ok(Invitation::Relay(relay)) => {
+                    assert_eq!(
+                        (relay.relay_url.as_str(), relay.bridge_id, relay.routing.as_str()),
+                        ("https://relay.example", id, route.as_str())
+                    );
+                }
+                _ => panic!("{invite} is a relay invite"),
+            }
+        }
+        let string = format!("lanyard://10.0.0.2:18790?id={id}&code=abc");
+        assert!(matches!(string.parse::<Invitation>(), Ok(Invitation::Lan(_))));
+        let e = format!("https://relay.example/#id={id}").parse::<Invitation>().err().unwrap();
+        assert!(e.contains("https://RELAY/#id=BRIDGE_ID&route=ROUTING"), "{e}");
+    }
+}
