@@ -742,10 +742,17 @@ function openFromFragment(fragment: string): boolean {
 
 function takeInviteFromAddress(): boolean {
   const found = readInvite(location.hash);
-  if (!found) return false;
+  const damaged = !found && /[#&](id|route)=/.test(location.hash);
+  if (!found && !damaged) return false;
   // The routing token leaves the address bar and the history at once.
   history.replaceState(null, "", location.pathname + location.search);
-  showPairing(found);
+  if (found) showPairing(found);
+  else {
+    active = null;
+    $("link").hidden = true;
+    show("welcome");
+    $("welcome-error").textContent = "This invite link is incomplete or damaged. Scan the QR code that lanyard pair --remote shows again.";
+  }
   return true;
 }
 

@@ -20,7 +20,8 @@ export function readInvite(fragment: string): Invite | null {
   const id = params.get("id");
   const route = params.get("route");
   const bytes = id ? keyIdBytes(id) : null;
-  if (!bytes || !route) return null;
+  // A routing token is 32 bytes in base64url: 43 characters.
+  if (!bytes || !route || !/^[A-Za-z0-9_-]{43}$/.test(route)) return null;
   return { bridgeId: keyIdText(bytes), route, name: (params.get("name") ?? "").slice(0, 64) };
 }
 

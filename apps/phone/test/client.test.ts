@@ -9,12 +9,15 @@ import { seal, sealedBodyLength } from "../src/crypto/seal.js";
 const id = keyIdText(Uint8Array.from({ length: 32 }, (_, i) => 255 - i));
 
 test("an invite is read from the fragment, its ID written the one way", () => {
-  assert.deepEqual(readInvite(`#id=${id}&route=abc_DEF-1&name=Ada%27s%20Mac`), { bridgeId: id, route: "abc_DEF-1", name: "Ada's Mac" });
-  assert.deepEqual(readInvite(`#id=${id.toLowerCase().replace(/-/g, "")}&route=r`), { bridgeId: id, route: "r", name: "" });
+  const route = "abc_DEF-1".padEnd(43, "x");
+  assert.deepEqual(readInvite(`#id=${id}&route=${route}&name=Ada%27s%20Mac`), { bridgeId: id, route, name: "Ada's Mac" });
+  assert.deepEqual(readInvite(`#id=${id.toLowerCase().replace(/-/g, "")}&route=${route}`), { bridgeId: id, route, name: "" });
   assert.equal(readInvite(`#id=${id}`), null, "no route");
-  assert.equal(readInvite(`#id=${id.slice(0, -2)}&route=r`), null, "not 32 bytes");
+  assert.equal(readInvite(`#id=${id}&route=${route.slice(1)}`), null, "a route is 43 characters");
+  assert.equal(readInvite(`#id=${id}&route=${route.slice(1)}+`), null, "of base64url");
+  assert.equal(readInvite(`#id=${id.slice(0, -2)}&route=${route}`), null, "not 32 bytes");
   assert.equal(readInvite(`#open=${id}:req`), null, "not an invite");
-  assert.equal(readInvite(`#id=${id}&route=r&name=${"x".repeat(100)}`)!.name.length, 64, "the name is cut to 64");
+  assert.equal(readInvite(`#id=${id}&route=${route}&name=${"x".repeat(100)}`)!.name.length, 64, "the name is cut to 64");
 });
 
 test("refusals map to what the app shows", () => {

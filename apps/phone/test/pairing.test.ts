@@ -58,7 +58,7 @@ function fakeRelay(computer: Computer) {
 function setUp(change: Partial<Computer> = {}) {
   const computer: Computer = { pin: "482913", publicKey: crypto.getRandomValues(new Uint8Array(32)), confirmations: [], triesLeft: 5, ...change };
   fakeRelay(computer);
-  const invite = readInvite(`#id=${bridgeIdOf(computer.publicKey)}&route=r&name=Mac`)!;
+  const invite = readInvite(`#id=${bridgeIdOf(computer.publicKey)}&route=${"r".repeat(43)}&name=Mac`)!;
   return { computer, invite };
 }
 

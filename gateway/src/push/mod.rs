@@ -132,10 +132,10 @@ impl Push {
             drop(permit);
             push.pending.fetch_sub(1, Ordering::SeqCst);
             let service = delivery::service_name(&subscription.endpoint);
-            let elapsed_ms = raised.elapsed().as_millis() as u64;
+            let elapsed_us = raised.elapsed().as_micros() as u64;
             match sent {
                 Ok(Ok(status)) if status.is_success() => {
-                    tracing::debug!(node = %node, kind = ?notice.kind, service, status = status.as_u16(), elapsed_ms, "push sent");
+                    tracing::debug!(node = %node, kind = ?notice.kind, service, status = status.as_u16(), elapsed_us, "push sent");
                 }
                 // RFC 8030 §7.3: the subscription expired or was removed; it will never work again.
                 Ok(Ok(status)) if status == 404 || status == 410 => {
