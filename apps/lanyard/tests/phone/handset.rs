@@ -244,9 +244,9 @@ impl Phone {
         }
     }
 
-    /// Taps the button named `name`.
+    /// Taps the button named `name` (a toggle button is one too).
     pub async fn tap(&self, tab: &Tab, name: &str) {
-        self.tap_named(tab, name, &["button"]).await;
+        self.tap_named(tab, name, &["button", "ToggleButton", "toggleButton"]).await;
     }
 
     /// Taps the text field named `name` and types `text` into it.

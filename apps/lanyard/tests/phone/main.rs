@@ -133,6 +133,15 @@ async fn send(phone: &Phone, tab: &Tab, text: &str) {
     phone.tap(tab, "Send").await;
 }
 
+/// Waits until the Stop button is gone: the turn is over as far as the app knows.
+async fn stop_gone(phone: &Phone, tab: &Tab) {
+    let started = Instant::now();
+    while phone.find(tab, "Stop", &["button"]).await.is_some() {
+        assert!(started.elapsed() < Duration::from_secs(60), "Stop stayed on after the turn");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Waits for one open prompt in the approvals inbox; its request ID and its text.
 async fn open_prompt(tab: &Tab) -> (String, String) {
     until(&tab.page, "!!document.querySelector('[data-prompt]')").await;
@@ -233,9 +242,7 @@ async fn chat(phone: &Phone, tab: &Tab, stream: &Gate, api: &MessagesApi) {
             assert!(phone.find(tab, "Stop", &["button"]).await.is_some(), "Stop shows while the turn runs");
         }
     }
-    while phone.find(tab, "Stop", &["button"]).await.is_some() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    stop_gone(phone, tab).await;
     assert_eq!(api.requests_with("CANARY-PROMPT-4417").len(), 1, "the message reached the model once");
     phone.screenshot(tab, "phone-chat").await;
 
@@ -298,10 +305,7 @@ async fn stop(phone: &Phone, tab: &Tab) {
     until(&tab.page, &format!("{LAST_REPLY}.includes('w2 ')")).await;
     let tapped = Instant::now();
     phone.tap(tab, "Stop").await;
-    while phone.find(tab, "Stop", &["button"]).await.is_some() {
-        assert!(tapped.elapsed() < Duration::from_secs(10), "Stop never took effect");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    stop_gone(phone, tab).await;
     let took = tapped.elapsed();
     eprintln!("phone: Stop took effect {took:?} after the tap");
     assert!(took < Duration::from_secs(1), "Stop took {took:?}");
