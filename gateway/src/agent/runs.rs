@@ -166,12 +166,14 @@ impl RunLog {
     ) {
         let expires_at_ms = crate::now_ms() + timeout.as_millis() as u64;
         let request_id = prompt.request_id.clone();
-        self.push(Some(&prompt));
+        let notice = crate::push::notice(&self.party, &self.run_id, &self.session_key, Some(&prompt));
         {
             let mut state = self.state.lock().expect("run lock");
             let (seq, event) = self.publish_locked(&mut state, prompt.event(expires_at_ms));
             state.open.insert(request_id.clone(), OpenPrompt { prompt, event, seq, to_claude });
         }
+        // Once the prompt is open, so the device the push wakes finds it in `agent.pending`.
+        self.push(notice);
         tracing::info!(run_id = %self.run_id, request_id, "prompt sent; waiting for an answer");
         let run = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -292,13 +294,12 @@ impl RunLog {
             state.subscribers.clear();
         }
         self.outcome.send_replace(Some(result));
-        self.push(None);
+        self.push(crate::push::notice(&self.party, &self.run_id, &self.session_key, None));
     }
 
-    /// Tells the run's device, if it subscribed to push, that `prompt` waits for it or (`None`) that
-    /// the run ended.
-    fn push(&self, prompt: Option<&Prompt>) {
-        if let Some((node, notice)) = crate::push::notice(&self.party, &self.run_id, &self.session_key, prompt) {
+    /// Sends the run's device, if it is a device's run and the device subscribed, its push.
+    fn push(&self, notice: Option<(certs::KeyId, node_kit::protocol::PushNotice)>) {
+        if let Some((node, notice)) = notice {
             self.push.send(node, notice);
         }
     }
