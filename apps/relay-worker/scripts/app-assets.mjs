@@ -5,7 +5,7 @@
 
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
@@ -40,17 +40,30 @@ function fail(message) {
   process.exit(1);
 }
 
+/** Whether the lock's holder is gone: its process has ended, or it never wrote its PID within a minute. */
+function lockIsStale() {
+  try {
+    process.kill(Number(readFileSync(join(LOCK, "pid"), "utf8")), 0);
+    return false;
+  } catch (error) {
+    if (error.code === "ESRCH") return true;
+    if (error.code === "EPERM") return false;
+    return Date.now() - statSync(LOCK).mtimeMs > LOCK_STALE_MS;
+  }
+}
+
 async function withLock(work) {
   const deadline = Date.now() + LOCK_WAIT_MS;
   for (;;) {
     try {
       mkdirSync(LOCK);
+      writeFileSync(join(LOCK, "pid"), String(process.pid));
       break;
     } catch (error) {
       if (error.code !== "EEXIST") throw error;
-      // A builder that died leaves its lock: taken for stale after a minute.
+      // A builder that was killed (a test's wrangler stopped mid-build) leaves its lock behind.
       try {
-        if (Date.now() - statSync(LOCK).mtimeMs > LOCK_STALE_MS) rmdirSync(LOCK);
+        if (lockIsStale()) rmSync(LOCK, { recursive: true, force: true });
       } catch {}
       if (Date.now() > deadline) fail(`another build held ${LOCK} for ${LOCK_WAIT_MS / 1000} s`);
       await new Promise((done) => setTimeout(done, 100));
@@ -59,7 +72,7 @@ async function withLock(work) {
   try {
     return work();
   } finally {
-    rmdirSync(LOCK);
+    rmSync(LOCK, { recursive: true, force: true });
   }
 }
 

@@ -93,9 +93,9 @@ impl NodeKit {
     /// Door 3, away from home: pairs through the relay an invite (`lanyard+https://…`) names, with the PIN
     /// the computer shows beside it. A wrong PIN is `PAIRING_PIN_WRONG`.
     pub async fn pair_with_pin(&self, invite: String, pin: String) -> Result<PairedComputer, NodeKitError> {
-        let invite: RelayInvite = invite.parse().map_err(|e: node_kit::connection_string::ConnectionStringError| {
-            NodeKitError::Invalid { detail: e.to_string() }
-        })?;
+        let invite: RelayInvite = invite
+            .parse()
+            .map_err(|e: node_kit::connection_string::InviteError| NodeKitError::Invalid { detail: e.to_string() })?;
         let paired = node_kit::pairing::pair_with_pin(&invite, &pin, &self.identity, self.request()).await?;
         self.remember(paired, None)
     }
