@@ -160,6 +160,16 @@ impl Phone {
     /// Page lifecycle: `frozen` as a phone's browser freezes a tab in the background, or `active`.
     pub async fn lifecycle(&self, tab: &Tab, state: &str) {
         self.devtools.call(Some(&tab.session), "Page.setWebLifecycleState", json!({ "state": state })).await;
+        if state == "active" {
+            // Freezing hid the page too, and waking leaves it hidden (no frames, so no input or accessibility
+            // answers): the window is minimized and restored, as a phone's screen goes off and on.
+            let target = json!({ "targetId": tab.page.target_id().inner() });
+            let window = self.devtools.call(None, "Browser.getWindowForTarget", target).await["windowId"].clone();
+            for state in ["minimized", "normal"] {
+                let bounds = json!({ "windowId": window, "bounds": { "windowState": state } });
+                self.devtools.call(None, "Browser.setWindowBounds", bounds).await;
+            }
+        }
     }
 
     /// Takes the tab's network away (`offline`) or gives it back.

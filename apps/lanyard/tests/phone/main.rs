@@ -267,7 +267,7 @@ async fn prompts(phone: &Phone, tab: &Tab, computer: &Computer, api: &MessagesAp
     phone.tap(tab, "Allow").await;
     eventually(Duration::from_secs(60), async || computer.written("allowed.txt")).await;
     assert_eq!(computer.written("allowed.txt").unwrap(), "CANARY-ALLOW-51");
-    let (output, is_error) = api.tool_result_text("toolu_allow").expect("the model got the result");
+    let (output, is_error) = eventually(Duration::from_secs(60), async || api.tool_result_text("toolu_allow")).await;
     assert!(!is_error, "{output}");
     no_open_prompt(tab).await;
     reply_is(tab, "done").await;
@@ -372,6 +372,18 @@ async fn secrets_in_the_app(tab: &Tab) -> Vec<String> {
     found
 }
 
+/// Taps the Notifications switch; waits until the app has subscribed (or said why not).
+async fn turn_notifications_on(phone: &Phone, tab: &Tab) {
+    phone.tap_matching(tab, &["button", "switch", "checkbox"], "notifications").await;
+    until(
+        &tab.page,
+        "(window.__pushSubscribes || []).length > 0 || !!document.getElementById('chat-error').textContent",
+    )
+    .await;
+    let error: String = eval(&tab.page, "document.getElementById('chat-error').textContent").await;
+    assert!(error.is_empty(), "turning notifications on failed: {error}");
+}
+
 /// Push: the app subscribes (through its own code, to a local endpoint: see `push.rs`); a prompt makes the
 /// computer send a request that an independent implementation opens to the expected padded payload; the
 /// service worker, given that payload, shows a notification whose Allow answers the prompt, once.
@@ -381,8 +393,7 @@ async fn push(phone: &Phone, tab: &Tab, computer: &Computer, relay: &LocalRelay)
     let bridge_id = computer.bridge_id();
     phone.allow_notifications(&origin(relay)).await;
     tab.page.evaluate(keys.page_script(&format!("{}/push", service.url))).await.unwrap();
-    phone.tap_matching(tab, &["button", "switch", "checkbox"], "otification").await;
-    until(&tab.page, "(window.__pushSubscribes || []).length > 0").await;
+    turn_notifications_on(phone, tab).await;
     let vapid: String = eval(&tab.page, "window.__pushSubscribes[0].key").await;
 
     send(phone, tab, "PUSH-ME").await;
@@ -563,8 +574,7 @@ async fn one_phone_talks_to_two_computers_and_is_told_when_one_is_offline() {
     let keys = BrowserKeys::generate();
     phone.allow_notifications(&origin(&relay)).await;
     tab.page.evaluate(keys.page_script(&endpoint)).await.unwrap();
-    phone.tap_matching(&tab, &["button", "switch", "checkbox"], "otification").await;
-    until(&tab.page, "(window.__pushSubscribes || []).length > 0").await;
+    turn_notifications_on(&phone, &tab).await;
     send(&phone, &tab, "PUSH-ME").await;
     open_prompt(&tab).await;
     phone.tap(&tab, "Allow").await;
@@ -706,8 +716,7 @@ async fn measure_the_phone_app() {
     let keys = BrowserKeys::generate();
     phone.allow_notifications(&origin(&relay)).await;
     tab.page.evaluate(keys.page_script(&format!("{}/push", service.url))).await.unwrap();
-    phone.tap_matching(&tab, &["button", "switch", "checkbox"], "otification").await;
-    until(&tab.page, "(window.__pushSubscribes || []).length > 0").await;
+    turn_notifications_on(&phone, &tab).await;
     let operator = computer.operator().await;
     let mut events = operator.subscribe();
     let mut pushed = Vec::new();
