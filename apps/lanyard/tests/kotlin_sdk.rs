@@ -84,6 +84,9 @@ async fn the_kotlin_suite_passes_against_a_real_computer() {
         .args(["-o", "-q", "-B", "test"])
         .args(std::env::var("LANYARD_KOTLIN_TESTS").map(|only| format!("-Dtest={only}")))
         .arg(format!("-Dlanyard.native.dir={}", native.display()))
+        // Cargo's library path may hold an older build of the library: JNA must take the one Maven
+        // packed as a resource, as an app's would.
+        .env_remove("LD_LIBRARY_PATH")
         .env("LANYARD_BIN", env!("CARGO_BIN_EXE_lanyard"))
         .env("LANYARD_TEST_CLAUDE", &claude)
         .env("LANYARD_TEST_CLAUDE_ENV", env.join("\n"))
