@@ -19,6 +19,12 @@ pub mod method {
     pub const AGENT_SESSIONS: &str = "agent.sessions";
     /// One conversation so far, paged.
     pub const AGENT_HISTORY: &str = "agent.history";
+    /// The computer's Web Push key, and whether the caller has a subscription.
+    pub const PUSH_KEY: &str = "push.key";
+    /// The caller's Web Push subscription (one per device; a new one replaces it).
+    pub const PUSH_SUBSCRIBE: &str = "push.subscribe";
+    /// Forgets the caller's Web Push subscription.
+    pub const PUSH_UNSUBSCRIBE: &str = "push.unsubscribe";
     pub const HEALTH: &str = "health";
     pub const NODE_DESCRIBE: &str = "node.describe";
     pub const NODE_EVENT: &str = "node.event";
