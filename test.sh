@@ -57,6 +57,29 @@ if [ $# -eq 0 ]; then
   WORKER="; apps/relay-worker/test.sh; worker=\$?; [ \$rust -ne 0 ] || rust=\$worker"
 fi
 
+# The Kotlin bindings' JUnit suite (node-kit/ffi/kotlin, run by apps/lanyard/tests/kotlin_sdk.rs) needs
+# Maven and Java 17, and runs Maven offline inside the namespace: its plugins and dependencies are fetched
+# here (test-compile, and the JUnit provider Surefire would otherwise resolve only when tests run). Under
+# CI a missing Maven or Java is a failure; elsewhere that suite is skipped.
+if ! have mvn || ! have java; then
+  if [ "$(id -u)" = 0 ] && have apt-get; then
+    say "installing maven and openjdk-17-jdk-headless"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq maven openjdk-17-jdk-headless >/dev/null
+  elif [ -n "${CI:-}" ]; then
+    echo "missing: maven and Java 17 (the Kotlin bindings' tests need them under CI)" >&2
+    exit 1
+  fi
+fi
+if have mvn && have java; then
+  say "fetching the Kotlin bindings' Maven dependencies"
+  (
+    cd node-kit/ffi/kotlin
+    mvn -q -B test-compile
+    mvn -q -B dependency:get -Dartifact=org.apache.maven.surefire:surefire-junit-platform:3.5.4
+    mvn -q -B dependency:get -Dartifact=org.junit.platform:junit-platform-launcher:1.14.1
+  )
+fi
+
 # Build with the network (crates.io), run without it.
 say "building"
 cargo test --workspace --locked --no-run "$@"

@@ -38,6 +38,9 @@ if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$LOCK_SUM" ]; then
 fi
 
 [ -z "$INSTALL_ONLY" ] || exit 0
+"$ROOT/apps/phone/test.sh"
 
+# The Worker serves the app compiled into it (src/app-assets.generated.ts).
+node scripts/app-assets.mjs
 npm run --silent typecheck
 npm test

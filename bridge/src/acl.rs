@@ -18,6 +18,10 @@ const NODE_METHODS: &[(&str, Needs)] = &[
     (method::AGENT_PENDING, Needs::AgentScope),
     (method::AGENT_SESSIONS, Needs::AgentScope),
     (method::AGENT_HISTORY, Needs::AgentScope),
+    // Push tells a device about its agent runs, so it goes with the agent scopes.
+    (method::PUSH_KEY, Needs::AgentScope),
+    (method::PUSH_SUBSCRIBE, Needs::AgentScope),
+    (method::PUSH_UNSUBSCRIBE, Needs::AgentScope),
     (method::SYSTEM_EVENT, Needs::Nothing),
     (method::NODE_EVENT, Needs::Nothing),
     (method::HEALTH, Needs::Nothing),
@@ -134,6 +138,9 @@ mod tests {
             method::AGENT_PENDING,
             method::AGENT_SESSIONS,
             method::AGENT_HISTORY,
+            method::PUSH_KEY,
+            method::PUSH_SUBSCRIBE,
+            method::PUSH_UNSUBSCRIBE,
         ] {
             assert_eq!(check_node_call(method, &json!({}), &[]).unwrap_err().code, ErrorCode::Forbidden, "{method}");
             assert_eq!(check_node_call(method, &json!({}), &[Scope::Chat]).unwrap(), AllowedCall::Other);

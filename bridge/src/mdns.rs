@@ -7,6 +7,7 @@
 //! sends the goodbye packets on shutdown, so browsers drop the bridge at once rather than at TTL expiry.
 
 use certs::KeyId;
+pub use node_kit::discovery::computer_name;
 use node_kit::discovery::{SERVICE_TYPE, id_hint, mdns_daemon, txt};
 use node_kit::protocol::PROTOCOL_VERSION;
 use std::net::IpAddr;
@@ -113,13 +114,6 @@ impl Advertiser {
         }
         tracing::info!(instance = %self.fullname, "mDNS advertisement withdrawn");
     }
-}
-
-/// The computer's name, as the owner knows it.
-pub fn computer_name() -> String {
-    let name = gethostname::gethostname().to_string_lossy().trim().to_string();
-    let name = name.split('.').next().unwrap_or_default().to_string();
-    if name.is_empty() { "lanyard".to_string() } else { name }
 }
 
 /// A DNS label for the host record: letters, digits and dashes.

@@ -8,7 +8,8 @@ mod support;
 
 use node_kit::protocol::{
     AgentEvent, AgentEventKind, AgentOutcome, AgentParams, AttachParams, Attachment, Decision, HistoryItem,
-    HistoryParams, PromptResolution, RespondParams, RunPhase, RunStatus, Scope, method,
+    HistoryParams, PromptResolution, PushSubscribeParams, PushSubscriptionKeys, RespondParams, RunPhase, RunStatus,
+    Scope, method,
 };
 use node_kit::seal::{ChatFrame, Envelope, command};
 use node_kit::sealed_client::{ChatStream, SealedError};
@@ -102,6 +103,19 @@ async fn a_sealed_client_streams_turns_and_answers_permissions_questions_and_pla
     assert_eq!((hello.device.id, hello.device.name.as_str()), (client.paired().node_id, "Sealed phone"));
     assert_eq!(hello.scopes, vec![Scope::Chat]);
     assert_eq!(hello.commands, command::all());
+
+    // The push commands reach the gateway's methods: its key, and its refusal of a loopback endpoint.
+    let push = client.push_key().await.expect("push.key");
+    assert_eq!(data_encoding::BASE64URL_NOPAD.decode(push.vapid_public_key.as_bytes()).unwrap().len(), 65);
+    assert!(!push.subscribed);
+    let keys = PushSubscriptionKeys { p256dh: "B".repeat(87), auth: "A".repeat(22) };
+    let local = PushSubscribeParams { endpoint: "https://127.0.0.1/push".into(), keys };
+    match client.push_subscribe(local).await.unwrap_err() {
+        SealedError::Command { status: 400, error } => {
+            assert_eq!(error.details.unwrap()["reason"], "endpoint_not_public")
+        }
+        other => panic!("{other:?}"),
+    }
 
     // A turn streams: accepted, the deltas in order, the outcome.
     let frames = client.agent(prompt("hello there", "plain")).await.expect("accepted").collect().await.unwrap();
@@ -429,7 +443,10 @@ async fn a_client_without_an_agent_scope_is_refused_every_agent_command() {
     let hello = eventually(Duration::from_secs(30), async || client.hello().await.ok()).await;
     assert!(hello.scopes.is_empty(), "{hello:?}");
     let run = "0123456789abcdef0123456789abcdef";
-    let commands: [(&str, Value); 7] = [
+    let commands: [(&str, Value); 10] = [
+        (method::PUSH_KEY, json!({})),
+        (method::PUSH_SUBSCRIBE, json!({ "endpoint": "https://push.example/x", "keys": { "p256dh": "", "auth": "" } })),
+        (method::PUSH_UNSUBSCRIBE, json!({})),
         (method::AGENT, json!({ "prompt": "hi", "idempotencyKey": "k1" })),
         (method::AGENT_ATTACH, json!({ "runId": run, "afterSeq": 0 })),
         (method::AGENT_RESPOND, json!({ "runId": run, "requestId": "r", "decision": "allow" })),

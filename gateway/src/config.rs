@@ -37,6 +37,8 @@ pub struct GatewayConfig {
     pub limits: Option<node_kit::protocol::LimitsHealth>,
     /// The owner's console, on 127.0.0.1 at this port (0 picks one); `None` serves none.
     pub console_port: Option<u16>,
+    /// Web Push to paired devices.
+    pub push: crate::push::PushConfig,
 }
 
 /// Bounds on pairing requests waiting for the owner.
@@ -75,6 +77,7 @@ impl GatewayConfig {
             last_seen_save_every: Duration::from_secs(60),
             limits: None,
             console_port: None,
+            push: crate::push::PushConfig::from_env(),
         }
     }
 

@@ -20,6 +20,7 @@ mod metrics;
 mod nodes;
 pub mod pairing;
 mod presence;
+mod push;
 mod request_counts;
 pub mod server;
 mod state;
@@ -27,6 +28,7 @@ mod tools;
 pub mod tunnel;
 
 pub use config::{AgentConfig, GatewayConfig};
+pub use push::PushConfig;
 pub use server::{Gateway, GatewayError};
 
 pub(crate) use node_kit::protocol::now_ms;

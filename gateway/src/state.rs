@@ -10,6 +10,7 @@ use crate::invoke::Invoker;
 use crate::nodes::NodeRegistry;
 use crate::pairing::{PairedStore, PairingCodes, PendingRequests, RemoteCodes, SealedClients};
 use crate::presence::Presence;
+use crate::push::Push;
 use crate::request_counts::RequestCounts;
 use crate::tunnel::TunnelBook;
 use node_kit::protocol::{TunnelSync, event};
@@ -50,6 +51,8 @@ pub(crate) struct GatewayState {
     pub hub: Arc<ConnectionHub>,
     /// `agent` runs: their events for catch-up, their open prompts, their outcomes.
     pub runs: RunBoard,
+    /// Web Push to the paired devices that subscribed.
+    pub push: Arc<Push>,
     /// Idempotency keys of `agent` runs.
     pub agent_runs: IdempotencyCache,
     /// Runs `node.invoke` for the owner and for the agent's tools.
@@ -80,12 +83,14 @@ impl GatewayState {
         let requests = Arc::new(RequestCounts::new(methods));
         let refusals = Arc::new(RefusalLog::new("gateway connections"));
         let tunnel = TunnelBook::load(&config.home);
+        let push = Arc::new(Push::new(config.home.clone(), &config.push, config.agent.prompt_timeout));
         GatewayState {
             agent: AgentRunner::new(config.agent.clone(), invoker.clone(), book),
             nodes,
             invoker,
             presence: Presence::new(),
-            runs: RunBoard::new(hub.clone()),
+            runs: RunBoard::new(hub.clone(), push.clone()),
+            push,
             hub,
             agent_runs: cache(),
             started: Instant::now(),

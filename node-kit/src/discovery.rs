@@ -28,6 +28,14 @@ use tokio::sync::mpsc;
 /// The DNS-SD service type bridges advertise.
 pub const SERVICE_TYPE: &str = "_lanyard._tcp.local.";
 
+/// The computer's name, as the owner knows it: the first label of its host name. The bridge advertises
+/// it, and a relay invite shows it to the phone.
+pub fn computer_name() -> String {
+    let name = gethostname::gethostname().to_string_lossy().trim().to_string();
+    let name = name.split('.').next().unwrap_or_default().to_string();
+    if name.is_empty() { "lanyard".to_string() } else { name }
+}
+
 /// The TXT record's keys. Nothing else is published: no user name, no path, no other port.
 pub mod txt {
     /// The protocol version the bridge speaks.

@@ -7,7 +7,8 @@ use crate::connection_string::RelayInvite;
 use crate::pin::{NodePin, PinError};
 use crate::protocol::{
     AgentParams, AttachParams, CancelParams, CancelResult, DeviceInfo, HistoryPage, HistoryParams, PairPinChallenge,
-    PairPinConfirmParams, PairPinParams, PendingPrompts, RespondParams, RespondResult, Scope, SessionList, method,
+    PairPinConfirmParams, PairPinParams, PendingPrompts, PushKey, PushSubscribeParams, RespondParams, RespondResult,
+    Scope, SessionList, method,
 };
 use crate::seal::{
     ChatFrame, ChatPayload, CommandError, Direction, ENVELOPE_VERSION, Envelope, Paired, SealKey, SealedBody,
@@ -174,7 +175,22 @@ impl SealedClient {
         self.typed(command::HELLO, serde_json::json!({})).await
     }
 
-    /// Any command answered with one value (`push.key`, …), its answer as it is.
+    /// `push.key`: the computer's VAPID public key, and whether this client has a push subscription.
+    pub async fn push_key(&mut self) -> Result<PushKey, SealedError> {
+        self.typed(method::PUSH_KEY, serde_json::json!({})).await
+    }
+
+    /// `push.subscribe`: this client's browser push subscription (the computer then pushes to it).
+    pub async fn push_subscribe(&mut self, params: PushSubscribeParams) -> Result<(), SealedError> {
+        self.call(method::PUSH_SUBSCRIBE, serde_json::to_value(params).expect("params serialise")).await.map(drop)
+    }
+
+    /// `push.unsubscribe`: forgets this client's push subscription.
+    pub async fn push_unsubscribe(&mut self) -> Result<(), SealedError> {
+        self.call(method::PUSH_UNSUBSCRIBE, serde_json::json!({})).await.map(drop)
+    }
+
+    /// Any command answered with one value, its answer as it is.
     pub async fn call(&mut self, command: &str, payload: Value) -> Result<Value, SealedError> {
         self.send(&envelope(command, payload)).await?.value()
     }

@@ -104,7 +104,7 @@ async fn pair(answer: Answer) -> Result<SealedClient, SealedError> {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let relay_url = format!("http://{}", listener.local_addr().unwrap());
     let computer = Arc::new(Computer { bridge: Identity::generate(), answer, keys: Mutex::new(None) });
-    let invite = RelayInvite { relay_url, bridge_id: computer.bridge.id(), routing: "routing".into() };
+    let invite = RelayInvite { relay_url, bridge_id: computer.bridge.id(), routing: "routing".into(), name: None };
     let server = tokio::spawn(async move {
         loop {
             let (tcp, _) = listener.accept().await.unwrap();

@@ -907,14 +907,17 @@ async fn the_readmes_tunnel_steps_reach_a_running_up() {
     .await;
     assert!(status.starts_with(&format!("tunnel: {}\n", relay.url)), "{status}");
 
-    // The invite a script reads from the first line, the PIN labelled on the second.
+    // The invite a script reads from the first line, the PIN labelled on the second. The invite is the
+    // phone app's URL on the relay, with the invite after the `#` and this computer's name.
     let remote = typed(&["pair", "--remote", "--string"]).await;
     let lines: Vec<&str> = remote.lines().collect();
     assert_eq!(lines.len(), 2, "{remote:?}");
+    assert!(lines[0].starts_with(&format!("{}/#id={}&route=", relay.url, up.bridge_id())), "{remote:?}");
     let invite: node_kit::connection_string::RelayInvite =
         lines[0].parse().unwrap_or_else(|e| panic!("{remote:?}: {e}"));
     assert_eq!(invite.relay_url, relay.url);
     assert_eq!(invite.bridge_id.to_string(), up.bridge_id());
+    assert_eq!(invite.name, Some(node_kit::discovery::computer_name()), "{remote:?}");
     let pin = lines[1].strip_prefix("PIN: ").unwrap_or_else(|| panic!("{remote:?}"));
     assert!(pin.len() == 6 && pin.bytes().all(|b| b.is_ascii_digit()), "{remote:?}");
 

@@ -14,8 +14,8 @@ use std::time::Duration;
 #[derive(Args)]
 pub struct PairArgs {
     /// The connection string `lanyard pair` printed on the computer (`lanyard://…`), or the invite
-    /// `lanyard pair --remote` printed (`lanyard+https://…`, with --pin); without either, the node asks
-    /// the bridge and waits for the owner to approve.
+    /// `lanyard pair --remote` printed (`https://RELAY/#id=…&route=…`, the URL its QR code carries, with
+    /// --pin); without either, the node asks the bridge and waits for the owner to approve.
     string: Option<Invitation>,
     /// The 6-digit PIN `lanyard pair --remote` shows beside its invite.
     #[arg(long, value_name = "DIGITS")]
@@ -91,10 +91,11 @@ impl std::str::FromStr for Invitation {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.trim().starts_with("lanyard+") {
-            s.parse().map(Invitation::Relay).map_err(|e| e.to_string())
-        } else {
+        // Door 2's strings are `lanyard://`; anything else is read as an invite (https://, or lanyard+https://).
+        if s.trim().starts_with(&format!("{}://", node_kit::connection_string::SCHEME)) {
             s.parse().map(Invitation::Lan).map_err(|e| e.to_string())
+        } else {
+            s.parse().map(Invitation::Relay).map_err(|e| e.to_string())
         }
     }
 }
@@ -128,4 +129,33 @@ async fn approve(
         pending.request_id()
     );
     pending.approved().await.context("the pairing was not approved")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn takes_the_app_url_the_old_invite_and_a_connection_string() {
+        let id = certs::Identity::generate().id();
+        let route = "r".repeat(43);
+        for invite in [
+            format!("https://relay.example/#id={id}&route={route}&name=Ada%27s%20Mac"),
+            format!("lanyard+https://relay.example?id={id}&route={route}"),
+        ] {
+            match invite.parse::<Invitation>() {
+                Ok(Invitation::Relay(relay)) => {
+                    assert_eq!(
+                        (relay.relay_url.as_str(), relay.bridge_id, relay.routing.as_str()),
+                        ("https://relay.example", id, route.as_str())
+                    );
+                }
+                _ => panic!("{invite} is a relay invite"),
+            }
+        }
+        let string = format!("lanyard://10.0.0.2:18790?id={id}&code=abc");
+        assert!(matches!(string.parse::<Invitation>(), Ok(Invitation::Lan(_))));
+        let e = format!("https://relay.example/#id={id}").parse::<Invitation>().err().unwrap();
+        assert!(e.contains("https://RELAY/#id=BRIDGE_ID&route=ROUTING"), "{e}");
+    }
 }

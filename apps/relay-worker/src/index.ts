@@ -1,6 +1,7 @@
-// The relay Worker: checks routes, bridge IDs and token forms, and hands each bridge's traffic to its own
-// Durable Object. Contract: docs/relay.md.
+// The relay Worker: serves the phone app, checks routes, bridge IDs and token forms, and hands each bridge's
+// traffic to its own Durable Object. Contract: docs/relay.md.
 
+import { appAnswer } from "./app";
 import { tokenHash } from "./encoding";
 import {
   BODY_TOO_LARGE_HEADER,
@@ -30,7 +31,7 @@ export default {
     }
     if (HTTP_ROUTES.has(pathname)) return httpStream(request, env, pathname.slice("/v1/".length));
     const route = BRIDGE_ROUTE.exec(pathname);
-    if (!route) return error(404, "not_found");
+    if (!route) return appAnswer(request, pathname) ?? error(404, "not_found");
     const [, bridgeId = "", action = ""] = route;
     if (!isBridgeId(bridgeId)) return error(400, "bad_bridge_id");
     if (request.method !== "GET") return error(405, "method_not_allowed");

@@ -29,6 +29,8 @@ pub struct LocalRelay {
     pub url: String,
     child: Child,
     pub state: tempfile::TempDir,
+    /// What `wrangler dev` printed (its own log and the Worker's), beside the state.
+    log: tempfile::NamedTempFile,
     _slot: tokio::sync::SemaphorePermit<'static>,
 }
 
@@ -56,6 +58,7 @@ impl LocalRelay {
         }
         let slot = RELAY_SLOTS.acquire().await.expect("the slots are never closed");
         let state = tempfile::tempdir().unwrap();
+        let log = tempfile::NamedTempFile::new().unwrap();
         let port = free_port();
         let child = std::os::unix::process::CommandExt::process_group(
             Command::new(&node)
@@ -69,13 +72,13 @@ impl LocalRelay {
                 .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
                 .env("WRANGLER_SEND_ERROR_REPORTS", "false")
                 .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
+                .stdout(append(log.path()))
+                .stderr(append(log.path())),
             0,
         )
         .spawn()
         .expect("wrangler starts");
-        let relay = LocalRelay { url: format!("http://127.0.0.1:{port}"), child, state, _slot: slot };
+        let relay = LocalRelay { url: format!("http://127.0.0.1:{port}"), child, state, log, _slot: slot };
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(60) {
             if let Ok(mut tcp) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
@@ -90,6 +93,18 @@ impl LocalRelay {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("wrangler dev did not answer /v1/health within 60 s");
+    }
+}
+
+/// `path` opened for appending, so two writers' lines interleave instead of overwriting each other.
+fn append(path: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new().append(true).open(path).unwrap()
+}
+
+impl LocalRelay {
+    /// Everything `wrangler dev` has printed so far.
+    pub fn logs(&self) -> Vec<u8> {
+        std::fs::read(self.log.path()).unwrap_or_default()
     }
 }
 
@@ -381,7 +396,12 @@ pub async fn remote_code(
     assert_eq!(code.tries, 5);
     let known = async || relay_knows(relay_url, &bridge.id, &code.routing).await.then_some(());
     eventually(Duration::from_secs(10), known).await;
-    let invite = RelayInvite { relay_url: invite_url.to_string(), bridge_id: bridge.id, routing: code.routing.clone() };
+    let invite = RelayInvite {
+        relay_url: invite_url.to_string(),
+        bridge_id: bridge.id,
+        routing: code.routing.clone(),
+        name: None,
+    };
     (invite, code)
 }
 

@@ -6,7 +6,7 @@
 mod book;
 mod claude;
 mod mcp;
-mod prompts;
+pub(crate) mod prompts;
 pub(crate) mod runs;
 mod session;
 mod stream;

@@ -5,6 +5,7 @@
 
 use super::prompts::{Prompt, Responder};
 use crate::hub::ConnectionHub;
+use crate::push::Push;
 use node_kit::outbound::Outbound;
 use node_kit::protocol::{
     AgentAck, AgentEvent, AgentEventKind, AttachInfo, ErrorCode, ErrorShape, Frame, HistoryItem, PromptResolution,
@@ -78,6 +79,7 @@ pub(crate) struct RunLog {
     state: Mutex<RunState>,
     outcome: watch::Sender<Option<RunResult>>,
     hub: Arc<ConnectionHub>,
+    push: Arc<Push>,
 }
 
 impl std::fmt::Debug for RunLog {
@@ -164,11 +166,14 @@ impl RunLog {
     ) {
         let expires_at_ms = crate::now_ms() + timeout.as_millis() as u64;
         let request_id = prompt.request_id.clone();
+        let notice = crate::push::notice(&self.party, &self.run_id, &self.session_key, Some(&prompt));
         {
             let mut state = self.state.lock().expect("run lock");
             let (seq, event) = self.publish_locked(&mut state, prompt.event(expires_at_ms));
             state.open.insert(request_id.clone(), OpenPrompt { prompt, event, seq, to_claude });
         }
+        // Once the prompt is open, so the device the push wakes finds it in `agent.pending`.
+        self.push(notice);
         tracing::info!(run_id = %self.run_id, request_id, "prompt sent; waiting for an answer");
         let run = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -289,6 +294,14 @@ impl RunLog {
             state.subscribers.clear();
         }
         self.outcome.send_replace(Some(result));
+        self.push(crate::push::notice(&self.party, &self.run_id, &self.session_key, None));
+    }
+
+    /// Sends the run's device, if it is a device's run and the device subscribed, its push.
+    fn push(&self, notice: Option<(certs::KeyId, node_kit::protocol::PushNotice)>) {
+        if let Some((node, notice)) = notice {
+            self.push.send(node, notice);
+        }
     }
 
     /// Waits for the outcome.
@@ -350,6 +363,7 @@ fn resolution_name(resolution: PromptResolution) -> &'static str {
 /// The runs the gateway remembers: every unfinished one, and the latest finished ones.
 pub(crate) struct RunBoard {
     hub: Arc<ConnectionHub>,
+    push: Arc<Push>,
     runs: Mutex<Runs>,
 }
 
@@ -362,8 +376,8 @@ struct Runs {
 }
 
 impl RunBoard {
-    pub(crate) fn new(hub: Arc<ConnectionHub>) -> RunBoard {
-        RunBoard { hub, runs: Mutex::new(Runs::default()) }
+    pub(crate) fn new(hub: Arc<ConnectionHub>, push: Arc<Push>) -> RunBoard {
+        RunBoard { hub, push, runs: Mutex::new(Runs::default()) }
     }
 
     /// Registers a new run with its caller as the first subscriber.
@@ -386,6 +400,7 @@ impl RunBoard {
             }),
             outcome,
             hub: self.hub.clone(),
+            push: self.push.clone(),
         });
         let mut runs = self.runs.lock().expect("runs lock");
         runs.by_id.insert(run_id.to_string(), run.clone());
@@ -469,7 +484,9 @@ mod tests {
     use node_kit::protocol::Decision;
 
     fn board() -> RunBoard {
-        RunBoard::new(Arc::new(ConnectionHub::new()))
+        let home = std::env::temp_dir().join("lanyard-runs-tests-never-written");
+        let push = Push::new(home, &crate::push::PushConfig::default(), Duration::from_secs(60));
+        RunBoard::new(Arc::new(ConnectionHub::new()), Arc::new(push))
     }
 
     fn outbound() -> (Outbound, mpsc::Receiver<node_kit::outbound::Outgoing>) {

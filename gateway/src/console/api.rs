@@ -9,6 +9,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use node_kit::connection_string::{ConnectionString, RelayInvite};
+use node_kit::discovery::computer_name;
 use node_kit::protocol::{ClientMode, PairCode, RemotePairCode, event, method};
 use node_kit::running::RunningBridge;
 use node_kit::{Client, ClientError};
@@ -148,7 +149,9 @@ pub(crate) async fn pair_code(
     let unreadable = |e: serde_json::Error| refuse(StatusCode::BAD_GATEWAY, "gateway_unavailable", e.to_string());
     let answer = if remote {
         let code: RemotePairCode = serde_json::from_value(ask(method::PAIR_REMOTE).await?).map_err(unreadable)?;
-        let invite = RelayInvite { relay_url: code.relay_url, bridge_id: bridge.bridge_id, routing: code.routing };
+        let invite =
+            RelayInvite { relay_url: code.relay_url, bridge_id: bridge.bridge_id, routing: code.routing, name: None }
+                .named(&computer_name());
         json!({ "text": invite.to_string(), "pin": code.pin, "requestId": code.request_id, "expiresAtMs": code.expires_at_ms })
     } else {
         let code: PairCode = serde_json::from_value(ask(method::PAIR_CODE).await?).map_err(unreadable)?;

@@ -29,6 +29,9 @@ mod pair_rename;
 mod pair_revoke;
 mod pair_submit;
 mod pair_wait;
+mod push_key;
+mod push_subscribe;
+mod push_unsubscribe;
 mod seal_open;
 mod system_event;
 mod tunnel_report;
@@ -90,6 +93,13 @@ impl Context {
         }
     }
 
+    /// The calling device's ID: push subscriptions are kept by it.
+    pub(crate) fn node_id(&self) -> Result<certs::KeyId, ErrorShape> {
+        self.peer.instance_id.parse().map_err(|_| {
+            ErrorShape::invalid_request(format!("{:?} is not a paired device's ID", self.peer.instance_id))
+        })
+    }
+
     /// The owner's policy for a node's turns; `None` for the owner's own, which keep their claude settings.
     pub(crate) fn node_policy(&self) -> Option<NodePolicy> {
         (self.peer.mode == ClientMode::Node).then(|| {
@@ -133,6 +143,9 @@ pub(crate) enum Method {
     PairRevoke(pair_revoke::PairRevoke),
     PairSubmit(pair_submit::PairSubmit),
     PairWait(pair_wait::PairWait),
+    PushKey(push_key::PushKeyMethod),
+    PushSubscribe(push_subscribe::PushSubscribe),
+    PushUnsubscribe(push_unsubscribe::PushUnsubscribe),
     SealOpen(seal_open::SealOpen),
     SystemEvent(system_event::SystemEvent),
     TunnelReport(tunnel_report::TunnelReportMethod),
@@ -172,6 +185,9 @@ impl Method {
         method::PAIR_REVOKE,
         method::PAIR_SUBMIT,
         method::PAIR_WAIT,
+        method::PUSH_KEY,
+        method::PUSH_SUBSCRIBE,
+        method::PUSH_UNSUBSCRIBE,
         method::SEAL_OPEN,
         method::SYSTEM_EVENT,
         method::TUNNEL_REPORT,
@@ -210,6 +226,9 @@ impl Method {
             method::PAIR_REVOKE => Method::PairRevoke(pair_revoke::PairRevoke::parse(params)?),
             method::PAIR_SUBMIT => Method::PairSubmit(pair_submit::PairSubmit::parse(params)?),
             method::PAIR_WAIT => Method::PairWait(pair_wait::PairWait::parse(params)?),
+            method::PUSH_KEY => Method::PushKey(push_key::PushKeyMethod),
+            method::PUSH_SUBSCRIBE => Method::PushSubscribe(push_subscribe::PushSubscribe::parse(params)?),
+            method::PUSH_UNSUBSCRIBE => Method::PushUnsubscribe(push_unsubscribe::PushUnsubscribe),
             method::SEAL_OPEN => Method::SealOpen(seal_open::SealOpen::parse(params)?),
             method::SYSTEM_EVENT => Method::SystemEvent(system_event::SystemEvent::parse(params)?),
             method::TUNNEL_REPORT => Method::TunnelReport(tunnel_report::TunnelReportMethod::parse(params)?),
@@ -227,7 +246,12 @@ impl Method {
     /// only the bridge files pairing requests; only operators (the owner) decide them and drive nodes.
     fn allowed_for(&self, mode: ClientMode) -> bool {
         match self {
-            Method::NodeEvent(_) | Method::TunnelToken(_) => mode == ClientMode::Node,
+            // A device's push subscription is its own: only a paired device (through the bridge) has one.
+            Method::NodeEvent(_)
+            | Method::TunnelToken(_)
+            | Method::PushKey(_)
+            | Method::PushSubscribe(_)
+            | Method::PushUnsubscribe(_) => mode == ClientMode::Node,
             Method::PairSubmit(_)
             | Method::PairWait(_)
             | Method::PairRedeem(_)
@@ -293,6 +317,9 @@ impl Method {
             Method::PairRevoke(_) => method::PAIR_REVOKE,
             Method::PairSubmit(_) => method::PAIR_SUBMIT,
             Method::PairWait(_) => method::PAIR_WAIT,
+            Method::PushKey(_) => method::PUSH_KEY,
+            Method::PushSubscribe(_) => method::PUSH_SUBSCRIBE,
+            Method::PushUnsubscribe(_) => method::PUSH_UNSUBSCRIBE,
             Method::SealOpen(_) => method::SEAL_OPEN,
             Method::SystemEvent(_) => method::SYSTEM_EVENT,
             Method::TunnelReport(_) => method::TUNNEL_REPORT,
@@ -343,6 +370,9 @@ impl Method {
             Method::PairRevoke(m) => m.apply(ctx),
             Method::PairSubmit(m) => m.apply(ctx),
             Method::PairWait(m) => m.apply(ctx).await,
+            Method::PushKey(m) => m.apply(ctx),
+            Method::PushSubscribe(m) => m.apply(ctx).await,
+            Method::PushUnsubscribe(m) => m.apply(ctx),
             Method::SealOpen(m) => m.apply(ctx),
             Method::SystemEvent(m) => m.apply(ctx),
             Method::TunnelReport(m) => m.apply(ctx),

@@ -1,5 +1,5 @@
-//! `pair.revoke` (operators): forgets a node's key (and a sealed client's seal key) and closes its live
-//! connections at once.
+//! `pair.revoke` (operators): forgets a node's key (and a sealed client's seal key, and its push
+//! subscription) and closes its live connections at once.
 
 use super::{Context, parse_params};
 use node_kit::protocol::{ErrorShape, PairRevokeParams, PairRevoked, method};
@@ -23,6 +23,11 @@ impl PairRevoke {
         // first), so a failed write is only logged.
         if let Err(e) = ctx.state.sealed.forget(&node_id) {
             tracing::warn!(node = %node_id, error = %e.message, "could not forget the sealed client's key");
+        }
+        // Its push subscription goes too, so nothing more is pushed to it. The revoke stands if this write
+        // fails (the device can no longer connect); the failure is logged.
+        if let Err(e) = ctx.state.push.forget(&node_id) {
+            tracing::error!(node = %node_id, error = %e.message, "could not forget the push subscription");
         }
         // The bridge relays this node over its gateway link; closing that link closes the node's socket.
         let connections_closed = ctx.state.nodes.disconnect(&node_id.to_string(), super::not_paired(&node_id));

@@ -7,7 +7,7 @@ use chromiumoxide::page::{Page, ScreenshotParams};
 use futures_util::StreamExt;
 use node_kit::protocol::{ConsoleLogin, method};
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// A headless Chromium with a profile of its own, closed when dropped.
@@ -35,6 +35,11 @@ impl Chromium {
         let (browser, mut handler) = Browser::launch(config.build().unwrap()).await.expect("Chromium starts");
         tokio::spawn(async move { while handler.next().await.is_some() {} });
         Some(Chromium { browser, _profile: profile })
+    }
+
+    /// The browser's DevTools WebSocket, for a connection of a test's own.
+    pub fn websocket_address(&self) -> &str {
+        self.browser.websocket_address()
     }
 
     pub async fn open(&self, url: &str) -> Page {
@@ -68,18 +73,23 @@ pub async fn click(page: &Page, selector: &str) {
     assert!(eval::<bool>(page, &script).await, "nothing to click at {selector}");
 }
 
-/// Saves a full-page screenshot as `NAME.png`: under the target directory, or in `docs/console/` (the
-/// README's pictures) when `LANYARD_UPDATE_SCREENSHOTS` is set, so a test run leaves the tree clean.
+/// Saves a full-page screenshot as `NAME.png` in the console's folder (see [`screenshot_path`]).
 pub async fn screenshot(page: &Page, name: &str) {
-    let dir = if std::env::var_os("LANYARD_UPDATE_SCREENSHOTS").is_some() {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/console")
-    } else {
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console")
-    };
-    std::fs::create_dir_all(&dir).unwrap();
-    page.save_screenshot(ScreenshotParams::builder().full_page(true).build(), dir.join(format!("{name}.png")))
+    page.save_screenshot(ScreenshotParams::builder().full_page(true).build(), screenshot_path("console", name))
         .await
         .unwrap();
+}
+
+/// Where a screenshot `NAME.png` goes: under the target directory, or in `docs/FOLDER/` (the README's
+/// pictures) when `LANYARD_UPDATE_SCREENSHOTS` is set, so a test run leaves the tree clean.
+pub fn screenshot_path(folder: &str, name: &str) -> PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().find(|d| d.join("Cargo.lock").is_file());
+    let dir = match (std::env::var_os("LANYARD_UPDATE_SCREENSHOTS"), workspace) {
+        (Some(_), Some(workspace)) => workspace.join("docs").join(folder),
+        _ => PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(folder),
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(format!("{name}.png"))
 }
 
 /// A one-time login link, as `lanyard open` asks `operator`'s gateway for it.

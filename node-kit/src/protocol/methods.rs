@@ -19,12 +19,6 @@ pub mod method {
     pub const AGENT_SESSIONS: &str = "agent.sessions";
     /// One conversation so far, paged.
     pub const AGENT_HISTORY: &str = "agent.history";
-    /// The computer's Web Push key, and whether the caller has a subscription.
-    pub const PUSH_KEY: &str = "push.key";
-    /// The caller's Web Push subscription (one per device; a new one replaces it).
-    pub const PUSH_SUBSCRIBE: &str = "push.subscribe";
-    /// Forgets the caller's Web Push subscription.
-    pub const PUSH_UNSUBSCRIBE: &str = "push.unsubscribe";
     pub const HEALTH: &str = "health";
     pub const NODE_DESCRIBE: &str = "node.describe";
     pub const NODE_EVENT: &str = "node.event";
@@ -59,6 +53,12 @@ pub mod method {
     pub const TUNNEL_REPORT: &str = "tunnel.report";
     /// A paired node gets a fresh routing token for the relay.
     pub const TUNNEL_TOKEN: &str = "tunnel.token";
+    /// A paired device reads the computer's VAPID key and whether it has a push subscription.
+    pub const PUSH_KEY: &str = "push.key";
+    /// A paired device gives its browser's push subscription; the computer pushes to it from then on.
+    pub const PUSH_SUBSCRIBE: &str = "push.subscribe";
+    /// A paired device turns push off: its subscription is forgotten.
+    pub const PUSH_UNSUBSCRIBE: &str = "push.unsubscribe";
 
     // The bridge and the gateway, which keeps the one store of paired nodes.
     pub const PAIR_SUBMIT: &str = "pair.submit";

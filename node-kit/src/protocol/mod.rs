@@ -9,6 +9,7 @@ mod frame;
 mod limits;
 mod methods;
 mod pairing;
+mod push;
 mod tunnel;
 
 pub use agent::*;
@@ -18,6 +19,7 @@ pub use frame::*;
 pub use limits::*;
 pub use methods::*;
 pub use pairing::*;
+pub use push::*;
 pub use tunnel::*;
 
 /// The protocol version this build speaks. Peers negotiate within `[min, max]` ranges in `connect`.

@@ -7,6 +7,7 @@ use anyhow::{Context, anyhow, bail};
 use clap::Args;
 use node_kit::Client;
 use node_kit::connection_string::{ConnectionString, RelayInvite};
+use node_kit::discovery::computer_name;
 use node_kit::protocol::{
     EventFrame, PairCode, PairCodeIssued, PairCodeParams, PairRemoteParams, PairResolution, RemotePairCode, Scope,
     event, method, now_ms,
@@ -38,10 +39,12 @@ const EXPIRY_GRACE: Duration = Duration::from_secs(1);
 /// retires it. Ctrl-C stops waiting and leaves the code valid until it expires.
 ///
 /// With --remote, pairs a device that is away from home, through your relay (`lanyard tunnel enable`):
-/// the QR code carries an invite (`lanyard+https://RELAY?id=BRIDGE_ID&route=…`) and a 6-digit PIN is
-/// shown beside it, to type on the device. The device and this computer check the PIN with a PAKE
-/// (SPAKE2) that also binds the keys each side sees, so neither the relay nor anyone who saw the QR code
-/// can pair without the PIN or test PINs offline. Five wrong PINs burn the code.
+/// the QR code carries an invite, the phone app's address on your relay with the invite after the `#`
+/// (`https://RELAY/#id=BRIDGE_ID&route=…&name=…`), and a 6-digit PIN is shown beside it, to type on the
+/// device. A phone's camera opens it in the browser; `lanyard-node pair` takes the same text. The device
+/// and this computer check the PIN with a PAKE (SPAKE2) that also binds the keys each side sees, so
+/// neither the relay nor anyone who saw the QR code can pair without the PIN or test PINs offline. Five
+/// wrong PINs burn the code.
 ///
 /// The bridge must be running (`lanyard up`, with the same --home). The QR code is drawn for a dark
 /// terminal background; if the camera cannot read it, use --string and send the text instead.
@@ -156,7 +159,13 @@ async fn remote(args: PairArgs, url: &str, home: &Path, bridge: &RunningBridge) 
     };
     let payload = client.request(method::PAIR_REMOTE, params).await.context("asking the gateway for a remote code")?;
     let code: RemotePairCode = serde_json::from_value(payload).context("unreadable pair.remote answer")?;
-    let invite = RelayInvite { relay_url: code.relay_url.clone(), bridge_id: bridge.bridge_id, routing: code.routing };
+    let invite = RelayInvite {
+        relay_url: code.relay_url.clone(),
+        bridge_id: bridge.bridge_id,
+        routing: code.routing,
+        name: None,
+    }
+    .named(&computer_name());
     if args.string {
         println!("{invite}\nPIN: {}", code.pin);
         return Ok(());
@@ -166,7 +175,7 @@ async fn remote(args: PairArgs, url: &str, home: &Path, bridge: &RunningBridge) 
     writeln!(out, "{}\n", qr(&invite.to_string())?)?;
     writeln!(
         out,
-        "On the device away from home, scan this (or paste the invite), then type the PIN:\n\n  {invite}\n\n  \
+        "On the phone away from home, scan this with the camera (or open the link), then type the PIN:\n\n  {invite}\n\n  \
          PIN: {} {}\n\n\
          The code works once, through {}, and expires {}; {} wrong PINs burn it.\n\
          Waiting for the device… (Ctrl-C stops waiting; the code stays valid until it expires)",
