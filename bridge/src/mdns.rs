@@ -46,6 +46,13 @@ impl Default for MdnsConfig {
 #[error("cannot advertise the bridge over mDNS: {0}")]
 pub struct MdnsError(String);
 
+impl MdnsConfig {
+    /// The name this computer is shown by: on the LAN, and to sealed clients (`hello`, their pairing).
+    pub fn display_name(&self) -> String {
+        self.display_name.clone().or_else(|| self.instance.clone()).unwrap_or_else(computer_name)
+    }
+}
+
 /// A running advertisement. Withdraw it on shutdown; dropping it stops the daemon without goodbyes.
 pub struct Advertiser {
     daemon: mdns_sd::ServiceDaemon,
@@ -61,7 +68,7 @@ impl Advertiser {
         let daemon = mdns_daemon(config.port, &config.interfaces).map_err(failed)?;
         let computer = computer_name();
         let instance = config.instance.clone().unwrap_or_else(|| computer.clone());
-        let display_name = config.display_name.clone().unwrap_or_else(|| instance.clone());
+        let display_name = config.display_name();
         let properties = [
             (txt::PROTOCOL, PROTOCOL_VERSION.to_string()),
             (txt::ID_HINT, id_hint(id)),

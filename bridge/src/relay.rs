@@ -8,12 +8,14 @@ use crate::acl::{self, AllowedCall};
 use crate::gateway_link::{NodeLink, unavailable};
 use crate::node_side::NodeSide;
 use crate::shared::BridgeShared;
+use certs::KeyId;
 use node_kit::connection::{FrameWriter, Incoming};
 use node_kit::protocol::{
     AppState, ErrorCode, ErrorFrame, ErrorShape, Frame, FrameHead, GATEWAY_SHUTTING_DOWN, NodeCommand, Request,
     Response, SCREEN_CAPABILITY, Scope, command, method,
 };
 use serde::Deserialize;
+use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -195,21 +197,34 @@ where
     matches!(tokio::time::timeout(stall, writer.send_message(message)).await, Ok(Ok(())))
 }
 
-/// The checks on a node's request: rate limit, ACL, the voice limit and the attachment limits; tracks
-/// background state.
+/// The checks on a node's request ([`admit_call`]); tracks background state.
 fn admit(shared: &BridgeShared, node: &NodeSide, state: &mut NodeState, req: &Request) -> Result<(), ErrorShape> {
-    shared.limiter.request(&node.node_id)?;
-    if acl::check_node_call(&req.method, &req.params, &state.scopes)? == AllowedCall::Voice {
-        shared.limiter.voice(&node.node_id)?;
-    }
-    if req.method == method::AGENT {
-        // Images are refused here, before they cost the gateway anything.
-        node_kit::protocol::check_attachments(&req.params)?;
-    }
+    admit_call(shared, &node.node_id, &req.method, &req.params, &state.scopes)?;
     if req.method == method::SYSTEM_EVENT
         && let Some(app_state) = req.params.get("state").and_then(|s| AppState::deserialize(s).ok())
     {
         state.background = app_state == AppState::Background;
+    }
+    Ok(())
+}
+
+/// The checks every call of a paired device passes on its way to the gateway, whichever way it came (a
+/// node's frame here, a sealed client's command in [`crate::sealed`]): the per-device rate limit, the ACL
+/// for the device's scopes, the voice limit and the attachment limits.
+pub(crate) fn admit_call(
+    shared: &BridgeShared,
+    node_id: &KeyId,
+    method: &str,
+    params: &Value,
+    scopes: &[Scope],
+) -> Result<(), ErrorShape> {
+    shared.limiter.request(node_id)?;
+    if acl::check_node_call(method, params, scopes)? == AllowedCall::Voice {
+        shared.limiter.voice(node_id)?;
+    }
+    if method == method::AGENT {
+        // Images are refused here, before they cost the gateway anything.
+        node_kit::protocol::check_attachments(params)?;
     }
     Ok(())
 }

@@ -101,6 +101,7 @@ impl Bridge {
             bridge_key: identity.public_key(),
             counters: Default::default(),
             exchanges: Arc::new(tokio::sync::Semaphore::new(crate::sealed::MAX_EXCHANGES)),
+            sealed_links: Default::default(),
             tls: TlsAcceptor::from(Arc::new(tls)),
             limiter: Limiter::new(&config.limits),
             connections: ConnectionTable::new(config.caps),

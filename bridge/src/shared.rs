@@ -28,4 +28,6 @@ pub(crate) struct BridgeShared {
     pub counters: crate::stats::Counters,
     /// Places for the sealed HTTP contract's exchanges ([`crate::sealed::MAX_EXCHANGES`]).
     pub exchanges: Arc<Semaphore>,
+    /// The gateway links of sealed clients with a command running.
+    pub sealed_links: Arc<crate::sealed::SealedLinks>,
 }

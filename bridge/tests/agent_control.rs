@@ -15,7 +15,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use support::gw::messages_api::{ApiRequest, Gate, MessagesApi, Reply};
 use support::gw::{TestGateway, claude_binary, eventually};
-use support::{Cable, TestBridge, gateway_requests, pair, remote};
+use support::{
+    COLOR_QUESTION, Cable, TestBridge, caught_up_model, color_question, gateway_requests, pair, remote, tee,
+};
 
 /// The computer: the scripted API, a gateway running the real claude against it, a bridge in front.
 struct Computer {
@@ -77,15 +79,6 @@ fn request_id(event: &AgentEvent) -> String {
     event.kind.prompt_id().expect("a prompt").to_string()
 }
 
-/// A Bash call that writes `canary` to `file` and prints it.
-fn tee(id: &str, canary: &str, file: &str) -> Reply {
-    Reply::tool(
-        id,
-        "Bash",
-        json!({ "command": format!("echo {canary} | tee {file}"), "description": "Write the canary" }),
-    )
-}
-
 #[tokio::test]
 async fn a_node_allows_and_denies_a_tool_and_the_model_sees_each_outcome() {
     let Some(computer) = Computer::start(
@@ -127,8 +120,6 @@ async fn a_node_allows_and_denies_a_tool_and_the_model_sees_each_outcome() {
     assert!(output.contains("Not from the bus, thanks"), "{output}");
 }
 
-const QUESTION: &str = "Which color should the button be?";
-
 /// The permission mode claude recorded for the turn asked `prompt` (it writes its transcript lazily).
 async fn permission_mode(computer: &Computer, prompt: &str) -> String {
     eventually(Duration::from_secs(10), async || computer.gateway.permission_mode_of(prompt)).await
@@ -150,13 +141,7 @@ async fn questions_and_plans_are_answered_from_the_node() {
             } else if r.last_user_text.contains("PLAN-ME") {
                 Reply::tool("toolu_plan1", "ExitPlanMode", json!({ "plan": "# Plan\n1. Alpha\n" }))
             } else {
-                Reply::tool(
-                    "toolu_ask",
-                    "AskUserQuestion",
-                    json!({ "questions": [{ "question": QUESTION, "header": "Color", "multiSelect": false,
-                        "options": [{ "label": "Red", "description": "A red button" },
-                                    { "label": "Blue", "description": "A blue button" }] }] }),
-                )
+                color_question()
             }
         },
         |_| {},
@@ -171,17 +156,17 @@ async fn questions_and_plans_are_answered_from_the_node() {
     let mut run = node.agent(prompt("ASK-ME", "ask")).await.unwrap();
     let asked = next_prompt(&mut run).await;
     let AgentEventKind::Question { questions, .. } = &asked.kind else { panic!("{asked:?}") };
-    assert_eq!(questions[0].question, QUESTION);
+    assert_eq!(questions[0].question, COLOR_QUESTION);
     assert_eq!(questions[0].options.iter().map(|o| o.label.as_str()).collect::<Vec<_>>(), ["Red", "Blue"]);
     let wrong = RespondParams::new(run.run_id(), request_id(&asked), Decision::Allow).answer("Which size?", "Big");
     assert_eq!(remote(node.respond(wrong).await.unwrap_err()).code, ErrorCode::InvalidRequest);
-    let pick = RespondParams::new(run.run_id(), request_id(&asked), Decision::Allow).answer(QUESTION, "Blue");
+    let pick = RespondParams::new(run.run_id(), request_id(&asked), Decision::Allow).answer(COLOR_QUESTION, "Blue");
     node.respond(pick).await.unwrap();
     assert_eq!(run.outcome().await.unwrap().result, "blue it is");
     // claude ran the node's turn in the default mode, as claude itself recorded it: asking, not bypassing.
     assert_eq!(permission_mode(&computer, "ASK-ME").await, "default");
     let (answer, _) = computer.api.tool_result_text("toolu_ask").unwrap();
-    assert!(answer.contains(&format!("\"{QUESTION}\"=\"Blue\"")), "{answer}");
+    assert!(answer.contains(&format!("\"{COLOR_QUESTION}\"=\"Blue\"")), "{answer}");
 
     // A plan, in the plan mode the owner set for this node: rejected with a reason, then approved.
     let operator = computer.gateway.operator().await;
@@ -347,25 +332,7 @@ async fn an_interrupt_stops_the_turn_and_the_same_claude_answers_the_next() {
 async fn a_node_cut_off_mid_turn_catches_up_and_answers_what_was_asked_meanwhile() {
     let pieces: Vec<String> = (0..10).map(|i| format!("piece{i} ")).collect();
     let gate = Gate::closed();
-    let (script_pieces, script_gate) = (pieces.clone(), gate.clone());
-    let Some(computer) = Computer::start(
-        move |r| {
-            if r.has_tool_result {
-                Reply::text(&["finished"])
-            } else {
-                Reply::GatedThenTool {
-                    pieces: script_pieces.clone(),
-                    gate: script_gate.clone(),
-                    id: "toolu_away".into(),
-                    name: "Bash".into(),
-                    input: json!({ "command": "echo CAUGHT-UP-3 | tee away.txt", "description": "Write it" }),
-                }
-            }
-        },
-        |_| {},
-    )
-    .await
-    else {
+    let Some(computer) = Computer::start(caught_up_model(pieces.clone(), gate.clone()), |_| {}).await else {
         return;
     };
     let cable = Cable::start(computer.bridge.address()).await;

@@ -9,66 +9,19 @@ use node_kit::ClientError;
 use node_kit::connection_string::RelayInvite;
 use node_kit::node::{Backoff, Link, Node, Path};
 use node_kit::pairing::{PairedBridge, PairingRequest, pair_with_pin};
-use node_kit::protocol::{
-    AgentEventKind, AgentParams, Decision, DeviceInfo, ErrorCode, RemotePairCode, RespondParams, Scope, method,
-};
+use node_kit::protocol::{AgentEventKind, AgentParams, Decision, DeviceInfo, ErrorCode, RespondParams, Scope, method};
 use node_kit::seal::{ChatFrame, Envelope};
 use node_kit::sealed_client::{SealedClient, SealedError};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::gw::messages_api::{ApiRequest, Gate, MessagesApi, Reply};
-use support::gw::{TestGateway, claude_binary, eventually};
-use support::relay::{
-    KeySwappingRelay, LocalRelay, RelayTap, contains, files_under, relay_knows, remote_code, tunnel_on,
-};
-use support::{Cable, DIARY_SECRET, TestBridge, diary_model, pair};
+use support::gw::messages_api::Reply;
+use support::gw::{TestGateway, eventually};
+use support::relay::{Away, KeySwappingRelay, LocalRelay, contains, files_under, relay_knows, texts};
+use support::{Cable, DIARY_SECRET, diary_model, pair};
 use tokio_tungstenite::tungstenite::Message;
 
-/// The computer (scripted API, gateway with the real claude, bridge) with its tunnel on, through a tap
-/// in front of a local relay.
-struct Away {
-    api: MessagesApi,
-    gateway: TestGateway,
-    bridge: TestBridge,
-    tap: RelayTap,
-    relay: LocalRelay,
-}
-
 impl Away {
-    async fn start(script: impl Fn(&ApiRequest) -> Reply + Send + Sync + 'static) -> Option<Away> {
-        Away::configured(script, |_| {}).await
-    }
-
-    /// The computer with its bridge configured by `configure` too.
-    async fn configured(
-        script: impl Fn(&ApiRequest) -> Reply + Send + Sync + 'static,
-        configure: impl FnOnce(&mut bridge::BridgeConfig),
-    ) -> Option<Away> {
-        let claude = claude_binary()?;
-        let relay = LocalRelay::start().await?;
-        let tap = RelayTap::start(&relay.url).await;
-        let api = MessagesApi::start(script).await;
-        let gateway = TestGateway::with_claude(claude, &api, |_| {}).await;
-        // Door 3's tests spend a code's five tries in a row, faster than the bridge's own per-source limit
-        // on pairing codes lets a stranger try.
-        let bridge = TestBridge::start(&gateway, |config| {
-            config.limits.pairing_codes_per_address = bridge::ratelimit::Rate::per_second(50, 50);
-            configure(config);
-        })
-        .await;
-        tunnel_on(&gateway, &tap.url).await;
-        Some(Away { api, gateway, bridge, tap, relay })
-    }
-
-    /// The computer with a model that writes `pieces`, each once the test lets it through the gate.
-    async fn gated(pieces: &[String]) -> Option<(Away, Gate)> {
-        let gate = Gate::closed();
-        let (pieces, script_gate) = (pieces.to_vec(), gate.clone());
-        let away = Away::start(move |_| Reply::Gated { pieces: pieces.clone(), gate: script_gate.clone() }).await?;
-        Some((away, gate))
-    }
-
     /// A node paired at home, on the LAN through a cable the test can pull: then it moves to the relay
     /// (300 ms), and back when the cable is in again (it looks every 100 ms).
     async fn on_a_cable(&self) -> (Node, Cable, certs::KeyId) {
@@ -384,13 +337,6 @@ async fn revoking_a_node_closes_its_relayed_connection_and_its_token_is_refused(
     assert_eq!(refused, node_kit::relay::RelayError::UnknownToken);
 }
 
-impl Away {
-    /// `lanyard pair --remote`, with an invite naming `relay`.
-    async fn remote_code(&self, relay: &str) -> (RelayInvite, RemotePairCode) {
-        remote_code(&self.gateway, &self.bridge, &self.relay.url, relay).await
-    }
-}
-
 fn phone() -> PairingRequest {
     PairingRequest::new("Away phone", "test").scopes([Scope::Chat, Scope::Voice])
 }
@@ -479,19 +425,6 @@ fn envelope(command: &str, payload: Value) -> Envelope {
     Envelope { command: command.into(), version: 1, payload }
 }
 
-fn texts(frames: &[ChatFrame]) -> String {
-    frames
-        .iter()
-        .filter_map(|frame| match frame {
-            ChatFrame::Agent { event } => match &event.kind {
-                AgentEventKind::TextDelta { text } => Some(text.as_str()),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn a_simple_http_client_pairs_by_pin_and_chats_in_sealed_bodies_the_relay_cannot_read() {
     const ASKED: &str = "CANARY-SEALED-PROMPT-71c0";
@@ -531,7 +464,8 @@ async fn a_simple_http_client_pairs_by_pin_and_chats_in_sealed_bodies_the_relay_
     match unknown {
         SealedError::UnknownCommand { command, supported } => {
             assert_eq!(command, "future_command_that_doesnt_exist");
-            assert_eq!(supported, vec!["ai_chat".to_string()]);
+            assert_eq!(supported, node_kit::seal::command::all());
+            assert!(supported.iter().any(|c| c == "agent.respond"), "{supported:?}");
         }
         other => panic!("{other:?}"),
     }
@@ -539,7 +473,7 @@ async fn a_simple_http_client_pairs_by_pin_and_chats_in_sealed_bodies_the_relay_
     // A body is taken once: the same bytes again are refused before anything runs.
     let asked_before = away.api.requests().len();
     let body = client.seal(&envelope("ai_chat", json!({ "conversation_id": "kitchen", "message": "again?" })));
-    client.post(&body).await.expect("the first time").collect().await.unwrap();
+    client.post(&body).await.expect("the first time").frames().unwrap().collect().await.unwrap();
     let replayed = client.post(&body).await.expect_err("the replay is refused");
     assert!(
         matches!(replayed, SealedError::Refused { status: 409, ref error, .. } if error == "replayed"),
@@ -586,17 +520,10 @@ async fn two_sealed_clients_with_one_name_share_no_id_token_conversation_or_run(
     let Some(away) = Away::start(diary_model).await else {
         return;
     };
-    let phone = || DeviceInfo { name: "phone".into(), platform: "ios".into(), model: None };
     let chat = async |client: &mut SealedClient, prompt: &str| {
         texts(&client.chat("diary", prompt).await.expect("ai_chat is accepted").collect().await.unwrap())
     };
-    let pair_phone = async || {
-        let (invite, code) = away.remote_code(&away.tap.url).await;
-        let client = SealedClient::pair(&invite, &code.pin, phone(), vec![Scope::Chat]).await.expect("pairs by PIN");
-        let known = async || relay_knows(&away.relay.url, &away.bridge.id, &client.paired().token).await.then_some(());
-        eventually(Duration::from_secs(10), known).await;
-        client
-    };
+    let pair_phone = async || away.sealed_client("phone", vec![Scope::Chat]).await;
 
     let mut first = pair_phone().await;
     assert_eq!(chat(&mut first, &format!("remember {DIARY_SECRET}")).await, "noted");
@@ -663,43 +590,6 @@ async fn the_relay_answers_a_nodes_close_at_once_with_its_code() {
         assert_eq!(answer, Some(code));
         eprintln!("close {code} answered in {:?}", started.elapsed());
     }
-}
-
-/// `docs/security.md` 3.46: `ai_chat` runs through the bridge's ACL (the `chat` scope) and its per-node
-/// rate limit like a node's `agent`; both refusals come back sealed, and neither turn reaches the model.
-#[tokio::test]
-async fn ai_chat_is_held_to_the_chat_scope_and_the_per_node_limit() {
-    let one_a_minute = |config: &mut bridge::BridgeConfig| {
-        config.limits.requests_per_node = bridge::ratelimit::Rate::per_minute(1, 1);
-    };
-    let Some(away) = Away::configured(|_| Reply::text(&["hello"]), one_a_minute).await else {
-        return;
-    };
-    let pair_phone = async |scopes: Vec<Scope>| {
-        let (invite, code) = away.remote_code(&away.tap.url).await;
-        let device = DeviceInfo { name: "phone".into(), platform: "ios".into(), model: None };
-        let client = SealedClient::pair(&invite, &code.pin, device, scopes).await.expect("pairs by PIN");
-        let known = async || relay_knows(&away.relay.url, &away.bridge.id, &client.paired().token).await.then_some(());
-        eventually(Duration::from_secs(10), known).await;
-        client
-    };
-
-    let mut voice_only = pair_phone(vec![Scope::Voice]).await;
-    let refused = voice_only.chat("kitchen", "may I chat?").await.unwrap_err();
-    assert!(
-        matches!(&refused, SealedError::Command { status: 403, error } if error.error == "forbidden"),
-        "{refused:?}"
-    );
-
-    let mut chatty = pair_phone(vec![Scope::Chat]).await;
-    chatty.chat("kitchen", "the first turn").await.expect("accepted").collect().await.unwrap();
-    let limited = chatty.chat("kitchen", "the second turn").await.unwrap_err();
-    assert!(
-        matches!(&limited, SealedError::Command { status: 429, error } if error.error == "rate_limited"),
-        "{limited:?}"
-    );
-    assert_eq!(away.api.requests_with("the first turn").len(), 1);
-    assert!(away.api.requests_with("may I chat?").is_empty() && away.api.requests_with("the second turn").is_empty());
 }
 
 /// `docs/security.md` 3.45: a relayed stream's limits are keyed on its routing token's hash, so one token

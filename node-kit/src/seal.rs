@@ -21,10 +21,34 @@ const AAD: &[u8] = b"lanyard-seal-v1";
 /// The envelope version this computer speaks.
 pub const ENVELOPE_VERSION: u32 = 1;
 
-/// The commands of the envelope; a new one is a new handler, never a change to these.
+/// The commands of the envelope; a new one is a new handler, never a change to these. Every command but
+/// `ai_chat` and `hello` is the node protocol's method of the same name, run as that method.
 pub mod command {
+    use crate::protocol::method;
+
+    /// One prompt on one conversation (the first version of this contract), streamed.
     pub const AI_CHAT: &str = "ai_chat";
-    pub const ALL: &[&str] = &[AI_CHAT];
+    /// Who the computer, this client and its scopes are, and the commands the computer knows.
+    pub const HELLO: &str = "hello";
+    /// A turn, streamed: the node protocol's `agent`.
+    pub const AGENT: &str = method::AGENT;
+    /// A run followed again after `afterSeq`, streamed: the node protocol's `agent.attach`.
+    pub const AGENT_ATTACH: &str = method::AGENT_ATTACH;
+    /// Commands answered with one value: the result of the gateway method of the same name, as it is.
+    pub const UNARY: &[&str] = &[
+        method::AGENT_RESPOND,
+        method::AGENT_CANCEL,
+        method::AGENT_PENDING,
+        method::AGENT_SESSIONS,
+        method::AGENT_HISTORY,
+        method::PUSH_KEY,
+        method::PUSH_SUBSCRIBE,
+        method::PUSH_UNSUBSCRIBE,
+    ];
+    /// Every command, as `unknown_command` and `hello` list them.
+    pub fn all() -> Vec<String> {
+        [AI_CHAT, HELLO, AGENT, AGENT_ATTACH].iter().chain(UNARY).map(|c| c.to_string()).collect()
+    }
 }
 
 /// Who sealed a body: each side has its own half of the nonce space.
@@ -115,6 +139,9 @@ pub struct Paired {
     pub bridge_public_key: String,
     pub relay_url: Option<String>,
     pub scopes: Vec<Scope>,
+    /// The name the owner knows this computer by (as `lanyard` and the LAN advertisement show it): a
+    /// label to show, never an identity.
+    pub computer_name: String,
 }
 
 /// The versioned command envelope every `/v1/chat` body seals.
@@ -125,6 +152,25 @@ pub struct Envelope {
     pub payload: Value,
 }
 
+/// What `hello` answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SealedHello {
+    /// The computer: its bridge ID and its name.
+    pub computer: Named,
+    /// This client: the ID the computer keeps it under, and the name the owner sees for it.
+    pub device: Named,
+    pub scopes: Vec<Scope>,
+    /// Every command the computer knows ([`command::ALL`]).
+    pub commands: Vec<String>,
+}
+
+/// An ID with the name shown for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Named {
+    pub id: KeyId,
+    pub name: String,
+}
+
 /// `ai_chat`'s payload: one prompt on one of the client's conversations.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatPayload {
@@ -132,7 +178,7 @@ pub struct ChatPayload {
     pub message: String,
 }
 
-/// One frame of an `ai_chat` answer, each an SSE event of its own.
+/// One frame of a streamed answer (`ai_chat`, `agent`, `agent.attach`), each an SSE event of its own.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ChatFrame {
@@ -148,11 +194,18 @@ pub enum ChatFrame {
 
 /// The body of an error the computer answers after opening the envelope (sealed, so the relay sees only
 /// the status): `unknown_command` names the command and lists the supported ones, as the seed contract has it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CommandError {
     pub error: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The refusal's details, as the node protocol's error shape has them (`resolution` of a closed
+    /// prompt, the caps of a refused image, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
+    /// When a retry may pass (a rate limit, a gateway restarting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -5,9 +5,14 @@
 
 use crate::connection_string::RelayInvite;
 use crate::pin::{NodePin, PinError};
-use crate::protocol::{DeviceInfo, PairPinChallenge, PairPinConfirmParams, PairPinParams, Scope};
+use crate::protocol::{
+    AgentParams, AttachParams, CancelParams, CancelResult, DeviceInfo, HistoryPage, HistoryParams, PairPinChallenge,
+    PairPinConfirmParams, PairPinParams, PendingPrompts, PushKey, PushSubscribeParams, RespondParams, RespondResult,
+    Scope, SessionList, method,
+};
 use crate::seal::{
-    ChatFrame, ChatPayload, CommandError, Direction, ENVELOPE_VERSION, Envelope, Paired, SealKey, SealedBody, command,
+    ChatFrame, ChatPayload, CommandError, Direction, ENVELOPE_VERSION, Envelope, Paired, SealKey, SealedBody,
+    SealedHello, command,
 };
 use certs::KeyId;
 use futures_util::StreamExt;
@@ -35,7 +40,7 @@ pub enum SealedError {
     UnknownCommand { command: String, supported: Vec<String> },
     /// The computer opened the envelope and refused it (a sealed error).
     #[error("the computer refused the command with {status}: {}", .error.error)]
-    Command { status: u16, error: CommandError },
+    Command { status: u16, error: Box<CommandError> },
     /// The PIN exchange failed on this side: a wrong PIN, or the answer was not the computer's.
     #[error(transparent)]
     Pin(#[from] PinError),
@@ -122,16 +127,81 @@ impl SealedClient {
     /// `ai_chat`: `message` on the conversation `conversation_id`, answered as a stream of frames.
     pub async fn chat(&mut self, conversation_id: &str, message: &str) -> Result<ChatStream, SealedError> {
         let payload = ChatPayload { conversation_id: conversation_id.into(), message: message.into() };
-        let envelope = Envelope {
-            command: command::AI_CHAT.into(),
-            version: ENVELOPE_VERSION,
-            payload: serde_json::to_value(payload).expect("payloads serialise"),
-        };
-        self.send(&envelope).await
+        self.send(&envelope(command::AI_CHAT, payload)).await?.frames()
+    }
+
+    /// `agent`: a turn (build it with [`AgentParams::new`]), its run streamed as frames. Reading stops the
+    /// stream, not the turn: follow it again with [`SealedClient::attach`].
+    pub async fn agent(&mut self, params: AgentParams) -> Result<ChatStream, SealedError> {
+        self.send(&envelope(command::AGENT, params)).await?.frames()
+    }
+
+    /// `agent.attach`: a run again, from after the event `after_seq` ([`ChatStream::last_seq`]): the
+    /// prompts still open first, then every later event once, in order, then the outcome.
+    pub async fn attach(&mut self, params: AttachParams) -> Result<ChatStream, SealedError> {
+        let after_seq = params.after_seq;
+        let mut frames = self.send(&envelope(command::AGENT_ATTACH, params)).await?.frames()?;
+        frames.last_seq = after_seq;
+        Ok(frames)
+    }
+
+    /// `agent.respond`: answers a permission prompt, a question or a plan ([`RespondParams::new`]).
+    pub async fn respond(&mut self, params: RespondParams) -> Result<RespondResult, SealedError> {
+        self.typed(method::AGENT_RESPOND, params).await
+    }
+
+    /// `agent.cancel`: stops the run `run_id` (claude's interrupt), or drops it from the queue.
+    pub async fn cancel(&mut self, run_id: &str) -> Result<CancelResult, SealedError> {
+        self.typed(method::AGENT_CANCEL, CancelParams { run_id: run_id.into() }).await
+    }
+
+    /// `agent.pending`: the prompts of this client's conversations that wait for an answer.
+    pub async fn pending(&mut self) -> Result<PendingPrompts, SealedError> {
+        self.typed(method::AGENT_PENDING, serde_json::json!({})).await
+    }
+
+    /// `agent.sessions`: this client's conversations, latest activity first.
+    pub async fn sessions(&mut self) -> Result<SessionList, SealedError> {
+        self.typed(method::AGENT_SESSIONS, serde_json::json!({})).await
+    }
+
+    /// `agent.history`: one of this client's conversations, a page at a time.
+    pub async fn history(&mut self, params: HistoryParams) -> Result<HistoryPage, SealedError> {
+        self.typed(method::AGENT_HISTORY, params).await
+    }
+
+    /// `hello`: the computer's ID and name, this client's ID, name and scopes, the commands there are.
+    pub async fn hello(&mut self) -> Result<SealedHello, SealedError> {
+        self.typed(command::HELLO, serde_json::json!({})).await
+    }
+
+    /// `push.key`: the computer's VAPID public key, and whether this client has a push subscription.
+    pub async fn push_key(&mut self) -> Result<PushKey, SealedError> {
+        self.typed(method::PUSH_KEY, serde_json::json!({})).await
+    }
+
+    /// `push.subscribe`: this client's browser push subscription (the computer then pushes to it).
+    pub async fn push_subscribe(&mut self, params: PushSubscribeParams) -> Result<(), SealedError> {
+        self.call(method::PUSH_SUBSCRIBE, serde_json::to_value(params).expect("params serialise")).await.map(drop)
+    }
+
+    /// `push.unsubscribe`: forgets this client's push subscription.
+    pub async fn push_unsubscribe(&mut self) -> Result<(), SealedError> {
+        self.call(method::PUSH_UNSUBSCRIBE, serde_json::json!({})).await.map(drop)
+    }
+
+    /// Any command answered with one value, its answer as it is.
+    pub async fn call(&mut self, command: &str, payload: Value) -> Result<Value, SealedError> {
+        self.send(&envelope(command, payload)).await?.value()
+    }
+
+    async fn typed<T: DeserializeOwned>(&mut self, command: &str, payload: impl Serialize) -> Result<T, SealedError> {
+        let value = self.send(&envelope(command, payload)).await?.value()?;
+        serde_json::from_value(value).map_err(|e| SealedError::Protocol(format!("unreadable {command} answer: {e}")))
     }
 
     /// Sends any envelope (a command this build does not know of, say) and reads its answer.
-    pub async fn send(&mut self, envelope: &Envelope) -> Result<ChatStream, SealedError> {
+    pub async fn send(&mut self, envelope: &Envelope) -> Result<Answer, SealedError> {
         let body = self.seal(envelope);
         self.post(&body).await
     }
@@ -144,7 +214,7 @@ impl SealedClient {
     }
 
     /// Posts a sealed body as it is (a test replays one this way).
-    pub async fn post(&self, body: &[u8]) -> Result<ChatStream, SealedError> {
+    pub async fn post(&self, body: &[u8]) -> Result<Answer, SealedError> {
         let counter = serde_json::from_slice::<SealedBody>(body)
             .ok()
             .and_then(|b| b.counter)
@@ -153,31 +223,75 @@ impl SealedClient {
         let response = call.post(&self.paired.token, body.to_vec()).await?;
         let status = response.status().as_u16();
         let key = self.key.clone();
-        if status == 200 {
-            return Ok(ChatStream {
+        let streamed = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .is_some_and(|value| value.as_bytes().starts_with(b"text/event-stream"));
+        if status == 200 && streamed {
+            return Ok(Answer::Frames(ChatStream {
                 response: Box::pin(response.bytes_stream().map(|chunk| chunk.map(|bytes| bytes.to_vec()))),
                 buffer: Vec::new(),
                 key,
                 counter,
                 index: 0,
-            });
+                last_seq: 0,
+            }));
         }
         let bytes = response.bytes().await.map_err(|e| SealedError::Transport(e.to_string()))?;
-        // After opening the envelope the computer seals its errors; before, they are in clear.
+        // After opening the envelope the computer seals its answers and errors; before, errors are in clear.
         match serde_json::from_slice::<SealedBody>(&bytes) {
             Ok(sealed) => {
-                let error: CommandError = serde_json::from_slice(
-                    &key.open(Direction::ToClient, counter, 0, &sealed.sealed).map_err(|_| SealedError::Tampered)?,
-                )
-                .map_err(|e| SealedError::Protocol(e.to_string()))?;
+                let opened =
+                    key.open(Direction::ToClient, counter, 0, &sealed.sealed).map_err(|_| SealedError::Tampered)?;
+                if status == 200 {
+                    return serde_json::from_slice(&opened)
+                        .map(Answer::Value)
+                        .map_err(|e| SealedError::Protocol(e.to_string()));
+                }
+                let error: CommandError =
+                    serde_json::from_slice(&opened).map_err(|e| SealedError::Protocol(e.to_string()))?;
                 Err(match (error.error.as_str(), &error.command) {
                     ("unknown_command", Some(command)) => {
                         SealedError::UnknownCommand { command: command.clone(), supported: error.supported }
                     }
-                    _ => SealedError::Command { status, error },
+                    _ => SealedError::Command { status, error: Box::new(error) },
                 })
             }
             Err(_) => Err(refused(status, &bytes)),
+        }
+    }
+}
+
+/// The envelope of `command` with `payload`.
+fn envelope(command: &str, payload: impl Serialize) -> Envelope {
+    Envelope {
+        command: command.into(),
+        version: ENVELOPE_VERSION,
+        payload: serde_json::to_value(payload).expect("payloads serialise"),
+    }
+}
+
+/// What the computer answered a body: a stream of sealed frames, or one sealed value.
+#[derive(Debug)]
+pub enum Answer {
+    Frames(ChatStream),
+    Value(Value),
+}
+
+impl Answer {
+    /// The frames of a streamed answer.
+    pub fn frames(self) -> Result<ChatStream, SealedError> {
+        match self {
+            Answer::Frames(frames) => Ok(frames),
+            Answer::Value(_) => Err(SealedError::Protocol("one value where a stream of frames was due".into())),
+        }
+    }
+
+    /// The value of a one-value answer.
+    pub fn value(self) -> Result<Value, SealedError> {
+        match self {
+            Answer::Value(value) => Ok(value),
+            Answer::Frames(_) => Err(SealedError::Protocol("a stream of frames where one value was due".into())),
         }
     }
 }
@@ -239,6 +353,7 @@ pub struct ChatStream {
     key: SealKey,
     counter: u64,
     index: u64,
+    last_seq: u64,
 }
 
 impl std::fmt::Debug for ChatStream {
@@ -257,9 +372,13 @@ impl ChatStream {
                 let Some(data) = text.lines().find_map(|line| line.strip_prefix("data: ")) else { continue };
                 let opened = self.key.open(Direction::ToClient, self.counter, self.index, data.trim());
                 self.index += 1;
-                return Some(opened.map_err(|_| SealedError::Tampered).and_then(|plain| {
-                    serde_json::from_slice(&plain).map_err(|e| SealedError::Protocol(e.to_string()))
-                }));
+                let frame = opened
+                    .map_err(|_| SealedError::Tampered)
+                    .and_then(|plain| serde_json::from_slice(&plain).map_err(|e| SealedError::Protocol(e.to_string())));
+                if let Ok(ChatFrame::Agent { event }) = &frame {
+                    self.last_seq = self.last_seq.max(event.seq);
+                }
+                return Some(frame);
             }
             match self.response.next().await {
                 Some(Ok(bytes)) => self.buffer.extend_from_slice(&bytes),
@@ -268,6 +387,11 @@ impl ChatStream {
                 None => return Some(Err(SealedError::Protocol("the answer ended inside an event".into()))),
             }
         }
+    }
+
+    /// The sequence number of the latest event read: what to attach after when the stream is cut.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
     }
 
     /// Reads to the end: every frame in order.

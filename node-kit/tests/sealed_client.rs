@@ -60,6 +60,7 @@ impl Computer {
                     bridge_public_key: data_encoding::BASE64URL_NOPAD.encode(&bridge_key),
                     relay_url: None,
                     scopes: vec![Scope::Chat],
+                    computer_name: "Stand-in".into(),
                 };
                 let key = SealKey::new(keys.seal_key());
                 let sealed = SealedBody { counter: None, sealed: key.seal_json(Direction::ToClient, 0, 0, &paired) };

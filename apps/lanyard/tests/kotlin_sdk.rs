@@ -19,11 +19,12 @@ fn script(request: &ApiRequest) -> Reply {
         if let Some(image) = request.tool_result("toolu_snap").as_ref().and_then(image_data) {
             return Reply::text(&["image:", &image]);
         }
-        let (text, is_error) = request
-            .tool_result_text("toolu_permit")
-            .or_else(|| request.tool_result_text("toolu_snap"))
-            .unwrap_or_default();
+        let (text, is_error) = request.tool_result_text("toolu_permit").unwrap_or_default();
         return Reply::text(&[if is_error { "refused: " } else { "ran: " }, text.trim()]);
+    }
+    // After a denial claude drops the tool call and asks again with "(no content)" as the user's message.
+    if asked == "(no content)" {
+        return Reply::text(&["refused"]);
     }
     if let Some(file) = word_after(asked, "PERMIT ") {
         let command = format!("echo permitted > {file} && echo wrote {file}");
@@ -81,7 +82,11 @@ async fn the_kotlin_suite_passes_against_a_real_computer() {
     let out = tokio::process::Command::new("mvn")
         .current_dir(&project)
         .args(["-o", "-q", "-B", "test"])
+        .args(std::env::var("LANYARD_KOTLIN_TESTS").map(|only| format!("-Dtest={only}")))
         .arg(format!("-Dlanyard.native.dir={}", native.display()))
+        // Cargo's library path may hold an older build of the library: JNA must take the one Maven
+        // packed as a resource, as an app's would.
+        .env_remove("LD_LIBRARY_PATH")
         .env("LANYARD_BIN", env!("CARGO_BIN_EXE_lanyard"))
         .env("LANYARD_TEST_CLAUDE", &claude)
         .env("LANYARD_TEST_CLAUDE_ENV", env.join("\n"))

@@ -1,9 +1,10 @@
 //! `POST /v1/chat`: one sealed envelope `{command, version, payload}`. The gateway opens the body once by
-//! its counter; then the command is dispatched here, one module per command, so a new command is a new
-//! arm and never a change to the others. An unknown command is `400 unknown_command` with the list.
+//! its counter; then the command is dispatched here: to its own module where it carries logic of its own
+//! (`ai_chat`, `hello`, the streams of `agent` and `agent.attach`), else to [`super::unary`], which runs
+//! the gateway method of the command's name. An unknown command is `400 unknown_command` with the list.
 
 use super::reply::{Reply, SealedReply};
-use super::{ai_chat, parse};
+use super::{agent, ai_chat, hello, parse, unary};
 use crate::pairing::forward;
 use crate::shared::BridgeShared;
 use crate::source::Source;
@@ -36,15 +37,21 @@ pub(super) async fn serve(
         let message = format!("envelope version {} is not {ENVELOPE_VERSION}", envelope.version);
         return reply.error(400, &problem("unsupported_version", message)).await;
     }
+    let (node_id, payload) = (opened.node_id, envelope.payload);
     match envelope.command.as_str() {
-        command::AI_CHAT => ai_chat::run(shared, opened.node_id, counter, envelope.payload, request, reply).await,
+        command::AI_CHAT => ai_chat::run(shared, node_id, counter, payload, request, reply).await,
+        command::HELLO => hello::run(shared, node_id, payload, reply).await,
+        name @ (command::AGENT | command::AGENT_ATTACH) => {
+            agent::run(shared, node_id, name, payload, request, reply).await
+        }
+        name if command::UNARY.contains(&name) => unary::run(shared, node_id, name, payload, reply).await,
         other => {
-            tracing::info!(node = %opened.node_id, "unknown sealed command");
+            tracing::info!(node = %node_id, "unknown sealed command");
             let unknown = CommandError {
                 error: "unknown_command".into(),
-                message: None,
                 command: Some(other.to_string()),
-                supported: command::ALL.iter().map(|c| c.to_string()).collect(),
+                supported: command::all(),
+                ..CommandError::default()
             };
             reply.error(400, &unknown).await
         }
@@ -63,5 +70,5 @@ async fn open(shared: &BridgeShared, source: Source, body: &[u8]) -> Result<(Sea
 }
 
 fn problem(error: &str, message: String) -> CommandError {
-    CommandError { error: error.into(), message: Some(message), command: None, supported: Vec::new() }
+    CommandError { error: error.into(), message: Some(message), ..CommandError::default() }
 }

@@ -3,13 +3,22 @@
 //! so its ID comes out of the exchange); a chat body is opened once by the gateway (`seal.open`), and its
 //! envelope's command runs as the paired client, through the same ACL and limits as a node's call.
 //!
-//! One module per route and per command: [`pair`] (`/v1/pair/start`, `/v1/pair/confirm`), [`chat`] (the
-//! envelope and its dispatcher) and [`ai_chat`]; [`reply`] writes what goes back.
+//! One module per route and per command that has logic of its own: [`pair`] (`/v1/pair/start`,
+//! `/v1/pair/confirm`), [`chat`] (the envelope and its dispatcher), [`agent`] (the streams of `agent`
+//! and `agent.attach`), [`ai_chat`], [`hello`], and [`unary`] for every command that is a gateway
+//! method answered with one value; [`caller`] is the client as the gateway sees it, and [`reply`] writes
+//! what goes back.
 
+mod agent;
 mod ai_chat;
+mod caller;
 mod chat;
+mod hello;
 mod pair;
 mod reply;
+mod unary;
+
+pub(crate) use caller::SealedLinks;
 
 use crate::shared::BridgeShared;
 use crate::source::Source;

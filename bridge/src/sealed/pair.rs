@@ -29,6 +29,7 @@ pub(super) async fn confirm(shared: &BridgeShared, source: Source, body: &[u8]) 
         bridge_public_key: data_encoding::BASE64URL_NOPAD.encode(&shared.bridge_key),
         relay_url: result.relay.relay_url,
         scopes: result.resolution.scopes,
+        computer_name: shared.config.mdns.display_name(),
     };
     let sealed = SealedBody { counter: None, sealed: key.seal_json(Direction::ToClient, 0, 0, &paired) };
     Ok(serde_json::to_value(sealed).expect("answers serialise"))

@@ -19,9 +19,10 @@ pub(crate) fn status_of(error: &ErrorShape) -> (u16, String) {
         ErrorCode::Unauthorized | ErrorCode::NotPaired => 401,
         ErrorCode::Forbidden | ErrorCode::PairingPinWrong => 403,
         ErrorCode::NotFound => 404,
-        ErrorCode::SealRejected => 409,
+        ErrorCode::SealRejected | ErrorCode::PromptClosed => 409,
         ErrorCode::PairingCodeInvalid | ErrorCode::PairingCodeUsed | ErrorCode::PairingExpired => 410,
         ErrorCode::RateLimited => 429,
+        ErrorCode::AgentError => 502,
         ErrorCode::GatewayUnavailable | ErrorCode::AgentUnavailable => 503,
         ErrorCode::Timeout => 504,
         _ => 500,
@@ -101,17 +102,32 @@ impl SealedReply {
         sealed
     }
 
-    /// A sealed error: the status in clear, the body `{"sealed"}`.
-    pub(crate) async fn error(mut self, status: u16, error: &CommandError) {
-        let sealed = self.seal(error);
+    /// A whole answer, sealed as frame 0: the status in clear, the body `{"sealed"}`.
+    async fn sealed(mut self, status: u16, value: &impl Serialize) {
+        let sealed = self.seal(value);
         self.reply.json(status, &SealedBody { counter: None, sealed }).await
+    }
+
+    /// `200` with one value.
+    pub(crate) async fn value(self, value: &impl Serialize) {
+        self.sealed(200, value).await
+    }
+
+    /// A sealed error.
+    pub(crate) async fn error(self, status: u16, error: &CommandError) {
+        self.sealed(status, error).await
     }
 
     /// A sealed error for a refusal of the bridge or the gateway.
     pub(crate) async fn refusal(self, error: &ErrorShape) {
         let (status, name) = status_of(error);
-        let body =
-            CommandError { error: name, message: Some(error.message.clone()), command: None, supported: Vec::new() };
+        let body = CommandError {
+            error: name,
+            message: Some(error.message.clone()),
+            details: error.details.clone(),
+            retry_after_ms: error.retry_after_ms,
+            ..CommandError::default()
+        };
         self.error(status, &body).await
     }
 
@@ -140,5 +156,6 @@ mod tests {
         assert_eq!(status_of(&ErrorShape::invalid_request("x")).0, 400);
         assert_eq!(status_of(&ErrorShape::new(ErrorCode::PairingCodeInvalid, "x")).0, 410);
         assert_eq!(status_of(&ErrorShape::new(ErrorCode::Internal, "x")), (500, "internal".to_string()));
+        assert_eq!(status_of(&ErrorShape::new(ErrorCode::PromptClosed, "x")), (409, "prompt_closed".to_string()));
     }
 }

@@ -499,3 +499,48 @@ pub fn diary_model(request: &gw::messages_api::ApiRequest) -> gw::messages_api::
         Reply::text(&["nothing on record for: ", &request.last_user_text])
     }
 }
+
+/// A Bash call that writes `canary` to `file` and prints it.
+pub fn tee(id: &str, canary: &str, file: &str) -> gw::messages_api::Reply {
+    gw::messages_api::Reply::tool(
+        id,
+        "Bash",
+        serde_json::json!({ "command": format!("echo {canary} | tee {file}"), "description": "Write the canary" }),
+    )
+}
+
+/// The model of the catch-up tests: it writes `pieces`, each once the test lets it through `gate`, then
+/// asks to run `echo CAUGHT-UP-3 | tee away.txt` (`toolu_away`), and says "finished" once it has the result.
+pub fn caught_up_model(
+    pieces: Vec<String>,
+    gate: gw::messages_api::Gate,
+) -> impl Fn(&gw::messages_api::ApiRequest) -> gw::messages_api::Reply + Send + Sync + 'static {
+    use gw::messages_api::Reply;
+    move |request| {
+        if request.has_tool_result {
+            Reply::text(&["finished"])
+        } else {
+            Reply::GatedThenTool {
+                pieces: pieces.clone(),
+                gate: gate.clone(),
+                id: "toolu_away".into(),
+                name: "Bash".into(),
+                input: serde_json::json!({ "command": "echo CAUGHT-UP-3 | tee away.txt", "description": "Write it" }),
+            }
+        }
+    }
+}
+
+/// The question of the prompt tests.
+pub const COLOR_QUESTION: &str = "Which color should the button be?";
+
+/// The model asks [`COLOR_QUESTION`] (AskUserQuestion, `toolu_ask`), with the options Red and Blue.
+pub fn color_question() -> gw::messages_api::Reply {
+    gw::messages_api::Reply::tool(
+        "toolu_ask",
+        "AskUserQuestion",
+        serde_json::json!({ "questions": [{ "question": COLOR_QUESTION, "header": "Color", "multiSelect": false,
+            "options": [{ "label": "Red", "description": "A red button" },
+                        { "label": "Blue", "description": "A blue button" }] }] }),
+    )
+}

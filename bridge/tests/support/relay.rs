@@ -2,8 +2,14 @@
 //! loopback, and a WebSocket tap in front of it that records every message the object receives and can
 //! cut or refuse the bridge's link.
 
-use super::gw::skip;
+use super::TestBridge;
+use super::gw::messages_api::{ApiRequest, Gate, MessagesApi, Reply};
+use super::gw::{TestGateway, claude_binary, eventually, skip};
 use futures_util::{SinkExt, StreamExt};
+use node_kit::connection_string::RelayInvite;
+use node_kit::protocol::{AgentEventKind, DeviceInfo, RemotePairCode, Scope};
+use node_kit::seal::ChatFrame;
+use node_kit::sealed_client::SealedClient;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -362,11 +368,11 @@ pub async fn relay_knows(relay_url: &str, bridge_id: &certs::KeyId, token: &str)
 }
 
 /// Turns the tunnel on with `url` as the owner does, and waits until the bridge reports its link ready.
-pub async fn tunnel_on(gateway: &super::gw::TestGateway, url: &str) {
+pub async fn tunnel_on(gateway: &TestGateway, url: &str) {
     use node_kit::protocol::{HealthPayload, TunnelLinkState, method};
     let operator = gateway.operator().await;
     operator.request(method::TUNNEL_SET, serde_json::json!({ "url": url })).await.expect("tunnel.set");
-    super::gw::eventually(Duration::from_secs(30), async || {
+    eventually(Duration::from_secs(30), async || {
         let health = operator.request(method::HEALTH, serde_json::Value::Null).await.ok()?;
         let health: HealthPayload = serde_json::from_value(health).ok()?;
         (health.tunnel?.link?.state == TunnelLinkState::Ready).then_some(())
@@ -378,23 +384,97 @@ pub async fn tunnel_on(gateway: &super::gw::TestGateway, url: &str) {
 /// relay; returns once the relay at `relay_url` takes the code's routing token (a person takes seconds
 /// to type the PIN; a test waits for the bridge to pass the token on).
 pub async fn remote_code(
-    gateway: &super::gw::TestGateway,
-    bridge: &super::TestBridge,
+    gateway: &TestGateway,
+    bridge: &TestBridge,
     relay_url: &str,
     invite_url: &str,
-) -> (node_kit::connection_string::RelayInvite, node_kit::protocol::RemotePairCode) {
-    use node_kit::protocol::{RemotePairCode, method};
+) -> (RelayInvite, RemotePairCode) {
     let operator = gateway.operator().await;
-    let code = operator.request(method::PAIR_REMOTE, serde_json::Value::Null).await.expect("pair.remote");
+    let code =
+        operator.request(node_kit::protocol::method::PAIR_REMOTE, serde_json::Value::Null).await.expect("pair.remote");
     let code: RemotePairCode = serde_json::from_value(code).unwrap();
     assert_eq!(code.tries, 5);
     let known = async || relay_knows(relay_url, &bridge.id, &code.routing).await.then_some(());
-    super::gw::eventually(Duration::from_secs(10), known).await;
-    let invite = node_kit::connection_string::RelayInvite {
+    eventually(Duration::from_secs(10), known).await;
+    let invite = RelayInvite {
         relay_url: invite_url.to_string(),
         bridge_id: bridge.id,
         routing: code.routing.clone(),
         name: None,
     };
     (invite, code)
+}
+
+/// The computer (scripted API, gateway with the real claude, bridge) with its tunnel on, through a tap
+/// in front of a local relay.
+pub struct Away {
+    pub api: MessagesApi,
+    pub gateway: TestGateway,
+    pub bridge: TestBridge,
+    pub tap: RelayTap,
+    pub relay: LocalRelay,
+}
+
+impl Away {
+    pub async fn start(script: impl Fn(&ApiRequest) -> Reply + Send + Sync + 'static) -> Option<Away> {
+        Away::configured(script, |_| {}).await
+    }
+
+    /// The computer with its bridge configured by `configure` too.
+    pub async fn configured(
+        script: impl Fn(&ApiRequest) -> Reply + Send + Sync + 'static,
+        configure: impl FnOnce(&mut bridge::BridgeConfig),
+    ) -> Option<Away> {
+        let claude = claude_binary()?;
+        let relay = LocalRelay::start().await?;
+        let tap = RelayTap::start(&relay.url).await;
+        let api = MessagesApi::start(script).await;
+        let gateway = TestGateway::with_claude(claude, &api, |_| {}).await;
+        // Door 3's tests spend a code's five tries in a row, faster than the bridge's own per-source limit
+        // on pairing codes lets a stranger try.
+        let bridge = TestBridge::start(&gateway, |config| {
+            config.limits.pairing_codes_per_address = bridge::ratelimit::Rate::per_second(50, 50);
+            configure(config);
+        })
+        .await;
+        tunnel_on(&gateway, &tap.url).await;
+        Some(Away { api, gateway, bridge, tap, relay })
+    }
+
+    /// The computer with a model that writes `pieces`, each once the test lets it through the gate.
+    pub async fn gated(pieces: &[String]) -> Option<(Away, Gate)> {
+        let gate = Gate::closed();
+        let (pieces, script_gate) = (pieces.to_vec(), gate.clone());
+        let away = Away::start(move |_| Reply::Gated { pieces: pieces.clone(), gate: script_gate.clone() }).await?;
+        Some((away, gate))
+    }
+
+    /// `lanyard pair --remote`, with an invite naming `relay`.
+    pub async fn remote_code(&self, relay: &str) -> (RelayInvite, RemotePairCode) {
+        remote_code(&self.gateway, &self.bridge, &self.relay.url, relay).await
+    }
+
+    /// A sealed client paired by PIN through the tap with `scopes`, once the relay knows its token.
+    pub async fn sealed_client(&self, name: &str, scopes: Vec<Scope>) -> SealedClient {
+        let (invite, code) = self.remote_code(&self.tap.url).await;
+        let device = DeviceInfo { name: name.into(), platform: "ios".into(), model: None };
+        let client = SealedClient::pair(&invite, &code.pin, device, scopes).await.expect("pairs by PIN");
+        let known = async || relay_knows(&self.relay.url, &self.bridge.id, &client.paired().token).await.then_some(());
+        eventually(Duration::from_secs(10), known).await;
+        client
+    }
+}
+
+/// The text deltas of a sealed stream's frames, joined.
+pub fn texts(frames: &[ChatFrame]) -> String {
+    frames
+        .iter()
+        .filter_map(|frame| match frame {
+            ChatFrame::Agent { event } => match &event.kind {
+                AgentEventKind::TextDelta { text } => Some(text.as_str()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
 }

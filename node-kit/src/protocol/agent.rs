@@ -348,6 +348,13 @@ pub struct AttachParams {
     pub after_seq: u64,
 }
 
+impl AttachParams {
+    /// The run `run_id`, from after the event `after_seq`.
+    pub fn run(run_id: impl Into<String>, after_seq: u64) -> AttachParams {
+        AttachParams { run_id: Some(run_id.into()), session_key: None, after_seq }
+    }
+}
+
 /// Payload of `agent.pending`: every prompt waiting for an answer that the caller may answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
