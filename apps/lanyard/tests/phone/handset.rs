@@ -300,7 +300,7 @@ impl Phone {
                 continue;
             }
             let session = self.devtools.attach(target["targetId"].as_str().unwrap()).await;
-            let scope = self.devtools.eval(&session, "self.registration.scope").await;
+            let scope = self.devtools.eval(&session, "self.registration && self.registration.scope").await;
             if scope.as_str().is_some_and(|s| s.ends_with(scope_end)) {
                 sessions.push(session);
             }

@@ -377,7 +377,9 @@ async fn turn_notifications_on(phone: &Phone, tab: &Tab) {
     phone.tap_matching(tab, &["button", "switch", "checkbox"], "notifications").await;
     until(
         &tab.page,
-        "(window.__pushSubscribes || []).length > 0 || !!document.getElementById('chat-error').textContent",
+        // Done when the switch is usable again: on (subscribed, and the computer told) or back off (refused).
+        "(() => { const box = document.getElementById('notify'); \
+         return !!document.getElementById('chat-error').textContent || (box.checked && !box.disabled); })()",
     )
     .await;
     let error: String = eval(&tab.page, "document.getElementById('chat-error').textContent").await;
