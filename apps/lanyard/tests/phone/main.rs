@@ -735,7 +735,8 @@ async fn measure_the_phone_app() {
         let delivery = eventually(Duration::from_secs(30), async || service.deliveries().get(before).cloned()).await;
         pushed.push(delivery.at.saturating_duration_since(raised));
         phone.tap(&tab, "Allow").await;
-        reply_is(&tab, "done").await;
+        no_open_prompt(&tab).await;
+        stop_gone(&phone, &tab).await;
     }
     report("prompt raised to push request at the push service", &mut pushed);
 }
