@@ -84,6 +84,10 @@ fn script(stream: Gate, sleep: Gate) -> impl Fn(&ApiRequest) -> Reply + Send + S
     }
 }
 
+/// One test at a time: each runs a relay, one or two computers with claude and a browser, and on two
+/// cores two such tests at once slow each other past the bounds they check (Stop within a second).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The relay, a browser and claude, or `None` when one is missing (a skip, which fails under CI).
 async fn parts() -> Option<(LocalRelay, Phone, std::path::PathBuf)> {
     let claude = claude_binary()?;
@@ -176,6 +180,7 @@ async fn the_phone_on(computer: &Computer) -> String {
 
 #[tokio::test]
 async fn a_phone_pairs_by_scan_and_pin_chats_answers_every_prompt_sleeps_gets_pushes_and_is_revoked() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let Some((relay, phone, claude)) = parts().await else { return };
     let (stream, sleep) = (Gate::closed(), Gate::closed());
     let api = MessagesApi::start(script(stream.clone(), sleep.clone())).await;
@@ -520,6 +525,7 @@ async fn revoked(phone: &Phone, tab: &Tab, computer: &Computer, relay: &LocalRel
 
 #[tokio::test]
 async fn one_phone_talks_to_two_computers_and_is_told_when_one_is_offline() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let Some((relay, phone, claude)) = parts().await else { return };
     let api_a = MessagesApi::start(|_| Reply::text(&["from A"])).await;
     let api_b = MessagesApi::start(|r| {
@@ -602,6 +608,7 @@ fn report(what: &str, runs: &mut [Duration]) {
 #[ignore = "a measurement, run by hand for docs/benchmarks.md"]
 async fn measure_the_phone_app() {
     const RUNS: usize = 5;
+    let _alone = ONE_AT_A_TIME.lock().await;
     let Some((relay, first_phone, claude)) = parts().await else { return };
     drop(first_phone);
     let api = MessagesApi::start(|r| {
