@@ -148,6 +148,8 @@ impl Phone {
         let touch = json!({ "enabled": true, "maxTouchPoints": 5 });
         self.devtools.call(Some(&session), "Emulation.setTouchEmulationEnabled", touch).await;
         self.devtools.call(Some(&session), "Emulation.setEmitTouchEventsForMouse", json!({ "enabled": true })).await;
+        // The page's console and uncaught errors, for a failure to show.
+        self.devtools.call(Some(&session), "Runtime.enable", json!({})).await;
         Tab { page, session }
     }
 
@@ -289,6 +291,28 @@ impl Phone {
         let shot = self.devtools.call(Some(&tab.session), "Page.captureScreenshot", json!({ "format": "png" })).await;
         let png = data_encoding::BASE64.decode(shot["data"].as_str().unwrap().as_bytes()).unwrap();
         std::fs::write(screenshot_path("phone", name), png).unwrap();
+    }
+
+    /// What the tab's page wrote to its console, and the errors it did not catch, oldest first.
+    pub fn console(&self, tab: &Tab) -> Vec<String> {
+        let events = self.devtools.events.lock().unwrap();
+        let of_tab = events.iter().filter(|e| e["sessionId"] == tab.session.as_str());
+        of_tab
+            .filter_map(|e| match e["method"].as_str()? {
+                "Runtime.consoleAPICalled" => Some(format!(
+                    "{}: {}",
+                    e["params"]["type"].as_str().unwrap_or(""),
+                    e["params"]["args"]
+                        .as_array()?
+                        .iter()
+                        .map(|a| a["value"].to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )),
+                "Runtime.exceptionThrown" => Some(format!("uncaught: {}", e["params"]["exceptionDetails"])),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Sessions on the service workers now running whose registration's scope ends with `scope_end`.
