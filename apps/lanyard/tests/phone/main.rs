@@ -270,9 +270,12 @@ async fn prompts(phone: &Phone, tab: &Tab, computer: &Computer, api: &MessagesAp
     assert!(shown.contains("Bash") && shown.contains("echo CANARY-ALLOW-51 > allowed.txt"), "{shown}");
     phone.screenshot(tab, "phone-approval").await;
     phone.tap(tab, "Allow").await;
-    awaited("the allowed tool wrote allowed.txt", Duration::from_secs(60), async || computer.written("allowed.txt"))
-        .await;
-    assert_eq!(computer.written("allowed.txt").unwrap(), "CANARY-ALLOW-51");
+    // `echo … >` creates the file before it writes to it: wait for what it wrote.
+    let written = awaited("the allowed tool wrote allowed.txt", Duration::from_secs(60), async || {
+        computer.written("allowed.txt").filter(|text| !text.is_empty())
+    })
+    .await;
+    assert_eq!(written, "CANARY-ALLOW-51");
     let (output, is_error) = awaited("the model got the allowed tool's result", Duration::from_secs(60), async || {
         api.tool_result_text("toolu_allow")
     })
