@@ -27,20 +27,38 @@ type Sink = futures_util::stream::SplitSink<
 
 /// A raw DevTools Protocol connection to the browser, with flat sessions for targets.
 pub struct Devtools {
-    sink: tokio::sync::Mutex<Sink>,
+    sink: Arc<tokio::sync::Mutex<Sink>>,
     waiting: Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>,
     events: Arc<Mutex<Vec<Value>>>,
-    next_id: AtomicU64,
+    next_id: Arc<AtomicU64>,
     reader: tokio::task::JoinHandle<()>,
+}
+
+/// chromiumoxide auto-attaches to every page's workers with `waitForDebuggerOnStart` and resumes them itself,
+/// but on a loaded machine it sometimes leaves a service worker paused before its script runs: its
+/// registration then never gets a worker and `register()` never settles. Every service worker is resumed
+/// from this connection too (harmless when it is running).
+fn resume_service_worker(event: &Value, next_id: &AtomicU64) -> Option<Value> {
+    let params = &event["params"];
+    let id = next_id.fetch_add(1, Ordering::Relaxed);
+    match event["method"].as_str()? {
+        "Target.targetCreated" if params["targetInfo"]["type"] == "service_worker" => Some(json!({ "id": id,
+            "method": "Target.attachToTarget", "params": { "targetId": params["targetInfo"]["targetId"], "flatten": true } })),
+        "Target.attachedToTarget" if params["targetInfo"]["type"] == "service_worker" => Some(json!({ "id": id,
+            "method": "Runtime.runIfWaitingForDebugger", "params": {}, "sessionId": params["sessionId"] })),
+        _ => None,
+    }
 }
 
 impl Devtools {
     async fn connect(url: &str) -> Devtools {
         let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("DevTools answers");
         let (sink, mut stream) = socket.split();
+        let sink = Arc::new(tokio::sync::Mutex::new(sink));
         let waiting: Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>> = Arc::default();
         let events: Arc<Mutex<Vec<Value>>> = Arc::default();
-        let (answers, heard) = (waiting.clone(), events.clone());
+        let next_id = Arc::new(AtomicU64::new(1));
+        let (answers, heard, resumer, ids) = (waiting.clone(), events.clone(), sink.clone(), next_id.clone());
         let reader = tokio::spawn(async move {
             while let Some(Ok(message)) = stream.next().await {
                 let Message::Text(text) = message else { continue };
@@ -51,11 +69,16 @@ impl Devtools {
                             let _ = answer.send(value);
                         }
                     }
-                    None => heard.lock().unwrap().push(value),
+                    None => {
+                        if let Some(resume) = resume_service_worker(&value, &ids) {
+                            let _ = resumer.lock().await.send(Message::Text(resume.to_string().into())).await;
+                        }
+                        heard.lock().unwrap().push(value);
+                    }
                 }
             }
         });
-        Devtools { sink: tokio::sync::Mutex::new(sink), waiting, events, next_id: AtomicU64::new(1), reader }
+        Devtools { sink, waiting, events, next_id, reader }
     }
 
     /// Calls `method` (on `session`'s target, or the browser's); its result, or the error DevTools gave.
@@ -128,6 +151,7 @@ impl Phone {
     pub async fn start() -> Option<Phone> {
         let chromium = Chromium::start(skip).await?;
         let devtools = Devtools::connect(chromium.websocket_address()).await;
+        devtools.call(None, "Target.setDiscoverTargets", json!({ "discover": true })).await;
         Some(Phone { chromium, devtools })
     }
 
