@@ -77,8 +77,14 @@ export async function json(response: Response): Promise<unknown> {
 
 // ---- Sealed commands ----------------------------------------------------------------------------------
 
-/** How many times a body refused as `replayed` (another tab or the worker took a later counter first) is resent. */
-const REPLAY_RETRIES = 4;
+/**
+ * How many times a body is resent when refused as `replayed` (another tab or the worker took a later counter
+ * first) or `502 bridge_closed` (the computer closed the exchange before opening it: at its limit of exchanges
+ * or of new streams a second, so the command did not run; docs/protocol.md §20 says to retry).
+ */
+const RETRIES = 4;
+/** The wait before the first resend after `bridge_closed`, doubled for each next one. */
+const BRIDGE_CLOSED_WAIT_MS = 500;
 
 /** Seals and posts one command; the answer's head and the counter it answers. */
 async function send(computer: Computer, command: string, payload: unknown, signal?: AbortSignal): Promise<{ response: Response; counter: bigint; key: Uint8Array }> {
@@ -93,9 +99,13 @@ async function send(computer: Computer, command: string, payload: unknown, signa
     }
     const body = JSON.stringify({ counter: Number(counter), sealed: seal(key, TO_BRIDGE, counter, 0n, plaintext) });
     const response = await post("chat", computer.bridgeId, computer.token, body, signal);
-    if (response.status === 409 && attempt < REPLAY_RETRIES) {
+    if ((response.status === 409 || response.status === 502) && attempt < RETRIES) {
       const refusal = (await response.clone().json().catch(() => ({}))) as ErrorBody;
       if (refusal.error === "replayed") continue;
+      if (refusal.error === "bridge_closed") {
+        await new Promise((resolve) => setTimeout(resolve, BRIDGE_CLOSED_WAIT_MS * 2 ** attempt));
+        continue;
+      }
     }
     return { response, counter, key };
   }

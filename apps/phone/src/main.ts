@@ -715,6 +715,9 @@ async function toggleNotifications() {
   } catch (e) {
     box.checked = !box.checked;
     failed(view, e);
+    // The switch went back: say why, also when the link only shows the way is busy or lost.
+    const why = e instanceof Error ? e.message : String(e);
+    if (view === active && !$("chat-error").textContent) showError(`Notifications stay ${box.checked ? "on" : "off"}: ${why}.`);
   } finally {
     box.disabled = false;
   }

@@ -278,13 +278,18 @@ pub async fn connect_and_ask(
 }
 
 /// Waits until `check` holds, polling, or panics after `limit`.
-pub async fn eventually<T>(limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+pub async fn eventually<T>(limit: Duration, check: impl AsyncFnMut() -> Option<T>) -> T {
+    awaited("condition", limit, check).await
+}
+
+/// [`eventually`], whose failure names `what` it waited for (a panic here has no caller's line to show).
+pub async fn awaited<T>(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         if let Some(value) = check().await {
             return value;
         }
-        assert!(tokio::time::Instant::now() < deadline, "condition not met within {limit:?}");
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not met within {limit:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -27,20 +27,38 @@ type Sink = futures_util::stream::SplitSink<
 
 /// A raw DevTools Protocol connection to the browser, with flat sessions for targets.
 pub struct Devtools {
-    sink: tokio::sync::Mutex<Sink>,
+    sink: Arc<tokio::sync::Mutex<Sink>>,
     waiting: Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>,
     events: Arc<Mutex<Vec<Value>>>,
-    next_id: AtomicU64,
+    next_id: Arc<AtomicU64>,
     reader: tokio::task::JoinHandle<()>,
+}
+
+/// chromiumoxide auto-attaches to every page's workers with `waitForDebuggerOnStart` and resumes them itself,
+/// but on a loaded machine it sometimes leaves a service worker paused before its script runs: its
+/// registration then never gets a worker and `register()` never settles. Every service worker is resumed
+/// from this connection too (harmless when it is running).
+fn resume_service_worker(event: &Value, next_id: &AtomicU64) -> Option<Value> {
+    let params = &event["params"];
+    let id = next_id.fetch_add(1, Ordering::Relaxed);
+    match event["method"].as_str()? {
+        "Target.targetCreated" if params["targetInfo"]["type"] == "service_worker" => Some(json!({ "id": id,
+            "method": "Target.attachToTarget", "params": { "targetId": params["targetInfo"]["targetId"], "flatten": true } })),
+        "Target.attachedToTarget" if params["targetInfo"]["type"] == "service_worker" => Some(json!({ "id": id,
+            "method": "Runtime.runIfWaitingForDebugger", "params": {}, "sessionId": params["sessionId"] })),
+        _ => None,
+    }
 }
 
 impl Devtools {
     async fn connect(url: &str) -> Devtools {
         let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("DevTools answers");
         let (sink, mut stream) = socket.split();
+        let sink = Arc::new(tokio::sync::Mutex::new(sink));
         let waiting: Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>> = Arc::default();
         let events: Arc<Mutex<Vec<Value>>> = Arc::default();
-        let (answers, heard) = (waiting.clone(), events.clone());
+        let next_id = Arc::new(AtomicU64::new(1));
+        let (answers, heard, resumer, ids) = (waiting.clone(), events.clone(), sink.clone(), next_id.clone());
         let reader = tokio::spawn(async move {
             while let Some(Ok(message)) = stream.next().await {
                 let Message::Text(text) = message else { continue };
@@ -51,11 +69,16 @@ impl Devtools {
                             let _ = answer.send(value);
                         }
                     }
-                    None => heard.lock().unwrap().push(value),
+                    None => {
+                        if let Some(resume) = resume_service_worker(&value, &ids) {
+                            let _ = resumer.lock().await.send(Message::Text(resume.to_string().into())).await;
+                        }
+                        heard.lock().unwrap().push(value);
+                    }
                 }
             }
         });
-        Devtools { sink: tokio::sync::Mutex::new(sink), waiting, events, next_id: AtomicU64::new(1), reader }
+        Devtools { sink, waiting, events, next_id, reader }
     }
 
     /// Calls `method` (on `session`'s target, or the browser's); its result, or the error DevTools gave.
@@ -128,6 +151,7 @@ impl Phone {
     pub async fn start() -> Option<Phone> {
         let chromium = Chromium::start(skip).await?;
         let devtools = Devtools::connect(chromium.websocket_address()).await;
+        devtools.call(None, "Target.setDiscoverTargets", json!({ "discover": true })).await;
         Some(Phone { chromium, devtools })
     }
 
@@ -148,6 +172,8 @@ impl Phone {
         let touch = json!({ "enabled": true, "maxTouchPoints": 5 });
         self.devtools.call(Some(&session), "Emulation.setTouchEmulationEnabled", touch).await;
         self.devtools.call(Some(&session), "Emulation.setEmitTouchEventsForMouse", json!({ "enabled": true })).await;
+        // The page's console and uncaught errors, for a failure to show.
+        self.devtools.call(Some(&session), "Runtime.enable", json!({})).await;
         Tab { page, session }
     }
 
@@ -289,6 +315,28 @@ impl Phone {
         let shot = self.devtools.call(Some(&tab.session), "Page.captureScreenshot", json!({ "format": "png" })).await;
         let png = data_encoding::BASE64.decode(shot["data"].as_str().unwrap().as_bytes()).unwrap();
         std::fs::write(screenshot_path("phone", name), png).unwrap();
+    }
+
+    /// What the tab's page wrote to its console, and the errors it did not catch, oldest first.
+    pub fn console(&self, tab: &Tab) -> Vec<String> {
+        let events = self.devtools.events.lock().unwrap();
+        let of_tab = events.iter().filter(|e| e["sessionId"] == tab.session.as_str());
+        of_tab
+            .filter_map(|e| match e["method"].as_str()? {
+                "Runtime.consoleAPICalled" => Some(format!(
+                    "{}: {}",
+                    e["params"]["type"].as_str().unwrap_or(""),
+                    e["params"]["args"]
+                        .as_array()?
+                        .iter()
+                        .map(|a| a["value"].to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )),
+                "Runtime.exceptionThrown" => Some(format!("uncaught: {}", e["params"]["exceptionDetails"])),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Sessions on the service workers now running whose registration's scope ends with `scope_end`.

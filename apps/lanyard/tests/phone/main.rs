@@ -22,7 +22,7 @@ use push::{BrowserKeys, PushService};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use support::gw::messages_api::{ApiRequest, Gate, MessagesApi, Reply};
-use support::gw::{claude_binary, eventually, skip};
+use support::gw::{awaited, claude_binary, skip};
 use support::relay::{LocalRelay, contains, files_under};
 
 /// What the scripted model streams for `STREAM-ME`, piece by piece (a reply canary in the middle).
@@ -270,9 +270,16 @@ async fn prompts(phone: &Phone, tab: &Tab, computer: &Computer, api: &MessagesAp
     assert!(shown.contains("Bash") && shown.contains("echo CANARY-ALLOW-51 > allowed.txt"), "{shown}");
     phone.screenshot(tab, "phone-approval").await;
     phone.tap(tab, "Allow").await;
-    eventually(Duration::from_secs(60), async || computer.written("allowed.txt")).await;
-    assert_eq!(computer.written("allowed.txt").unwrap(), "CANARY-ALLOW-51");
-    let (output, is_error) = eventually(Duration::from_secs(60), async || api.tool_result_text("toolu_allow")).await;
+    // `echo … >` creates the file before it writes to it: wait for what it wrote.
+    let written = awaited("the allowed tool wrote allowed.txt", Duration::from_secs(60), async || {
+        computer.written("allowed.txt").filter(|text| !text.is_empty())
+    })
+    .await;
+    assert_eq!(written, "CANARY-ALLOW-51");
+    let (output, is_error) = awaited("the model got the allowed tool's result", Duration::from_secs(60), async || {
+        api.tool_result_text("toolu_allow")
+    })
+    .await;
     assert!(!is_error, "{output}");
     no_open_prompt(tab).await;
     reply_is(tab, "done").await;
@@ -280,7 +287,8 @@ async fn prompts(phone: &Phone, tab: &Tab, computer: &Computer, api: &MessagesAp
     send(phone, tab, "DENY-ME").await;
     open_prompt(tab).await;
     phone.tap(tab, "Deny").await;
-    let (output, is_error) = eventually(Duration::from_secs(60), async || api.tool_result_text("toolu_deny")).await;
+    let (output, is_error) =
+        awaited("the model got the denial", Duration::from_secs(60), async || api.tool_result_text("toolu_deny")).await;
     assert!(is_error, "the model reads that it was refused: {output}");
     no_open_prompt(tab).await;
     assert!(computer.written("denied.txt").is_none(), "a denied tool must not run");
@@ -289,7 +297,10 @@ async fn prompts(phone: &Phone, tab: &Tab, computer: &Computer, api: &MessagesAp
     let (_, shown) = open_prompt(tab).await;
     assert!(shown.contains(QUESTION), "{shown}");
     phone.tap(tab, "Blue").await;
-    let (answer, _) = eventually(Duration::from_secs(60), async || api.tool_result_text("toolu_ask")).await;
+    let (answer, _) = awaited("the model got the answer to its question", Duration::from_secs(60), async || {
+        api.tool_result_text("toolu_ask")
+    })
+    .await;
     assert!(answer.contains(&format!("\"{QUESTION}\"=\"Blue\"")), "{answer}");
     reply_is(tab, "blue it is").await;
 
@@ -298,7 +309,10 @@ async fn prompts(phone: &Phone, tab: &Tab, computer: &Computer, api: &MessagesAp
     send(phone, tab, "PLAN-ME").await;
     open_prompt(tab).await;
     phone.tap(tab, "Approve").await;
-    let (approved, is_error) = eventually(Duration::from_secs(60), async || api.tool_result_text("toolu_plan")).await;
+    let (approved, is_error) = awaited("the model got the plan's approval", Duration::from_secs(60), async || {
+        api.tool_result_text("toolu_plan")
+    })
+    .await;
     assert!(!is_error && approved.contains("approved"), "{approved}");
     reply_is(tab, "plan approved").await;
     computer.lanyard_ok(&["nodes", "policy", &node_id, "--mode", "default"]).await;
@@ -333,15 +347,20 @@ async fn sleeping(phone: &Phone, tab: &Tab, computer: &Computer, sleep: &Gate) {
         sleep.release_one();
     }
     let operator = computer.operator().await;
-    eventually(Duration::from_secs(60), async || (!operator.pending().await.unwrap().prompts.is_empty()).then_some(()))
-        .await;
+    awaited("the sleeping page's prompt opened on the computer", Duration::from_secs(60), async || {
+        (!operator.pending().await.unwrap().prompts.is_empty()).then_some(())
+    })
+    .await;
     phone.offline(tab, false).await;
     phone.lifecycle(tab, "active").await;
     reply_is(tab, &SLEEP.concat()).await;
     let (_, shown) = open_prompt(tab).await;
     assert!(shown.contains("SLEPT-54"), "{shown}");
     phone.tap(tab, "Allow").await;
-    eventually(Duration::from_secs(60), async || computer.written("slept.txt")).await;
+    awaited("the prompt answered after waking ran its tool", Duration::from_secs(60), async || {
+        computer.written("slept.txt")
+    })
+    .await;
     reply_is(tab, "done").await;
 }
 
@@ -377,16 +396,36 @@ async fn secrets_in_the_app(tab: &Tab) -> Vec<String> {
     found
 }
 
+/// Where turning notifications on stands: the switch, the link, the subscribe calls the page made, the
+/// relay calls that ended, and every service-worker registration with its workers' states.
+const SWITCH_STATE: &str = "(async () => { const box = document.getElementById('notify'); \
+    const worker = w => w && w.state; \
+    return { checked: box.checked, disabled: box.disabled, link: document.querySelector('[data-link-state]')?.textContent, \
+      subscribes: (window.__pushSubscribes || []).length, \
+      relayCalls: performance.getEntriesByType('resource').filter(e => e.name.includes('/v1/')).length, \
+      registrations: (await navigator.serviceWorker.getRegistrations()).map(r => ({ scope: r.scope, \
+        installing: worker(r.installing), waiting: worker(r.waiting), active: worker(r.active) })) }; })()";
+
 /// Taps the Notifications switch; waits until the app has subscribed or said why not (what it said).
 async fn turn_notifications_on(phone: &Phone, tab: &Tab) -> String {
     phone.tap_matching(tab, &["button", "switch", "checkbox"], "notifications").await;
-    until(
-        &tab.page,
-        // Done when the switch is usable again: on (subscribed, and the computer told) or back off (refused).
-        "(() => { const box = document.getElementById('notify'); \
-         return !!document.getElementById('chat-error').textContent || (box.checked && !box.disabled); })()",
-    )
-    .await;
+    // Done when the switch is usable again: on (subscribed, and the computer told) or back off (refused).
+    let settled = "(() => { const box = document.getElementById('notify'); \
+                   return !!document.getElementById('chat-error').textContent || (box.checked && !box.disabled); })()";
+    let started = Instant::now();
+    while !eval::<bool>(&tab.page, settled).await {
+        if started.elapsed() > Duration::from_secs(20) {
+            let state: Value = eval(&tab.page, SWITCH_STATE).await;
+            let targets = phone.devtools.call(None, "Target.getTargets", json!({})).await;
+            let workers: Vec<&Value> =
+                targets["targetInfos"].as_array().unwrap().iter().filter(|t| t["type"] == "service_worker").collect();
+            panic!(
+                "the Notifications switch never settled: {state:#}\nservice-worker targets: {workers:#?}\nconsole: {:#?}",
+                phone.console(tab)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     eval(&tab.page, "document.getElementById('chat-error').textContent").await
 }
 
@@ -405,7 +444,10 @@ async fn push(phone: &Phone, tab: &Tab, computer: &Computer, relay: &LocalRelay)
 
     send(phone, tab, "PUSH-ME").await;
     let (request_id, _) = open_prompt(tab).await;
-    let delivery = eventually(Duration::from_secs(30), async || service.deliveries().into_iter().next()).await;
+    let delivery = awaited("the prompt's push reached the push service", Duration::from_secs(30), async || {
+        service.deliveries().into_iter().next()
+    })
+    .await;
     let opened = keys.open(&delivery);
     let payload: Value = serde_json::from_str(opened["plaintext"].as_str().unwrap()).unwrap();
     assert_eq!(payload["v"], 1, "{payload}");
@@ -432,15 +474,16 @@ async fn push(phone: &Phone, tab: &Tab, computer: &Computer, relay: &LocalRelay)
     // The service worker of this computer's registration gets the payload and shows the notification.
     let scope = format!("/push/{bridge_id}/");
     phone.devtools.call(Some(&tab.session), "ServiceWorker.enable", json!({})).await;
-    let registration = eventually(Duration::from_secs(10), async || {
-        phone.devtools.events("ServiceWorker.workerRegistrationUpdated").iter().find_map(|e| {
-            e["params"]["registrations"].as_array()?.iter().find_map(|r| {
-                (r["scopeURL"].as_str()?.ends_with(&scope) && r["isDeleted"] != true)
-                    .then(|| r["registrationId"].as_str().map(String::from))?
+    let registration =
+        awaited("DevTools listed the computer's push registration", Duration::from_secs(10), async || {
+            phone.devtools.events("ServiceWorker.workerRegistrationUpdated").iter().find_map(|e| {
+                e["params"]["registrations"].as_array()?.iter().find_map(|r| {
+                    (r["scopeURL"].as_str()?.ends_with(&scope) && r["isDeleted"] != true)
+                        .then(|| r["registrationId"].as_str().map(String::from))?
+                })
             })
         })
-    })
-    .await;
+        .await;
     let deliver = json!({ "origin": origin(relay), "registrationId": registration,
         "data": opened["plaintext"].as_str().unwrap() });
     phone.devtools.call(Some(&tab.session), "ServiceWorker.deliverPushMessage", deliver).await;
@@ -456,13 +499,17 @@ async fn push(phone: &Phone, tab: &Tab, computer: &Computer, relay: &LocalRelay)
     // Its Allow action, tapped twice: the prompt is answered once. DevTools cannot tap a notification,
     // so the click is dispatched in the service worker as the browser would (a NotificationEvent with
     // action 'allow'); its requests are counted by DevTools' network events in that worker.
-    let worker = eventually(Duration::from_secs(10), async || phone.service_workers(&scope).await.pop()).await;
+    let worker = awaited("the push registration's worker ran", Duration::from_secs(10), async || {
+        phone.service_workers(&scope).await.pop()
+    })
+    .await;
     phone.devtools.call(Some(&worker), "Network.enable", json!({})).await;
     let click = "(async () => { self.__clicked = self.__clicked || (await self.registration.getNotifications())[0]; \
                  self.dispatchEvent(new NotificationEvent('notificationclick', \
                  { notification: self.__clicked, action: 'allow' })); return true; })()";
     phone.devtools.eval(&worker, click).await;
-    eventually(Duration::from_secs(60), async || computer.written("pushed.txt")).await;
+    awaited("the notification's Allow ran the tool", Duration::from_secs(60), async || computer.written("pushed.txt"))
+        .await;
     let answers = || {
         phone
             .devtools
@@ -478,7 +525,9 @@ async fn push(phone: &Phone, tab: &Tab, computer: &Computer, relay: &LocalRelay)
     assert!(first >= 1, "the service worker answered over the relay");
     phone.devtools.eval(&worker, click).await;
     // The turn's end is pushed too, as a body of the same length: what a push says is not in its size.
-    let done = eventually(Duration::from_secs(60), async || service.deliveries().get(1).cloned()).await;
+    let done =
+        awaited("the turn's end was pushed", Duration::from_secs(60), async || service.deliveries().get(1).cloned())
+            .await;
     assert_eq!(done.body.len(), delivery.body.len(), "every push body has one length");
     let done: Value = serde_json::from_str(keys.open(&done)["plaintext"].as_str().unwrap()).unwrap();
     assert_eq!(done["kind"], "done", "{done}");
@@ -587,7 +636,7 @@ async fn one_phone_talks_to_two_computers_and_is_told_when_one_is_offline() {
     send(&phone, &tab, "PUSH-ME").await;
     open_prompt(&tab).await;
     phone.tap(&tab, "Allow").await;
-    eventually(Duration::from_secs(60), async || b.written("pushed.txt")).await;
+    awaited("the prompt allowed on B ran its tool", Duration::from_secs(60), async || b.written("pushed.txt")).await;
     reply_is(&tab, "done").await;
     assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 0, "a loopback endpoint was contacted");
 }
@@ -739,7 +788,10 @@ async fn measure_the_phone_app() {
                 break Instant::now();
             }
         };
-        let delivery = eventually(Duration::from_secs(30), async || service.deliveries().get(before).cloned()).await;
+        let delivery = awaited("the measured prompt was pushed", Duration::from_secs(30), async || {
+            service.deliveries().get(before).cloned()
+        })
+        .await;
         pushed.push(delivery.at.saturating_duration_since(raised));
         phone.tap(&tab, "Allow").await;
         no_open_prompt(&tab).await;
