@@ -15,9 +15,17 @@
 import { DurableObject } from "cloudflare:workers";
 import { fromHex, toHex } from "./encoding";
 import { type BridgeFrame, CLOSE, DATA, OPEN, decodeBridgeFrame, encodeFrame } from "./frames";
-import { BODY_TOO_LARGE_HEADER, PROOF_NONCE_HEADER, PROOF_TIME_HEADER, TOKEN_HASH_HEADER, error, json } from "./http";
-import { HttpStream } from "./http-streams";
-import { MAX_NODE_MESSAGE, MAX_STREAMS, MAX_STREAMS_PER_TOKEN, MAX_TOKENS, TokenRates } from "./limits";
+import {
+  BODY_TOO_LARGE_HEADER,
+  PROOF_NONCE_HEADER,
+  PROOF_TIME_HEADER,
+  TOKEN_HASH_HEADER,
+  backOff,
+  error,
+  json,
+} from "./http";
+import { HttpStream, bridgeRefusal } from "./http-streams";
+import { CAP_RETRY_MS, MAX_NODE_MESSAGE, MAX_STREAMS, MAX_STREAMS_PER_TOKEN, MAX_TOKENS, TokenRates } from "./limits";
 import { PROOF_WINDOW_MS } from "./proof";
 
 /** The bridge's socket, proved before it was accepted: `ready` while it is the live bridge, `done` once dropped. */
@@ -193,7 +201,7 @@ export class RelayObject extends DurableObject<Env> {
   }
 
   private connectNode(tokenHash: string): Response {
-    const bridge = this.admit(tokenHash);
+    const bridge = this.admit(tokenHash, true);
     if (bridge instanceof Response) return bridge;
     const stream = this.takeStreamId();
     if (stream === undefined) return error(503, "relay_busy");
@@ -213,13 +221,14 @@ export class RelayObject extends DurableObject<Env> {
   private async openHttpStream(request: Request, tokenHash: string, route: string): Promise<Response> {
     // The Worker has read the body with its bound: it is at most MAX_HTTP_BODY bytes, or none when too large.
     const body = request.headers.has(BODY_TOO_LARGE_HEADER) ? null : new Uint8Array(await request.arrayBuffer());
-    const bridge = this.admit(tokenHash);
+    // A sealed call on a paired route is a message, not an opening (see TokenRates).
+    const bridge = this.admit(tokenHash, route !== "chat");
     if (bridge instanceof Response) return bridge;
     if (body === null) return error(413, "body_too_large");
     if (body.length === 0) return error(400, "empty_body");
     const now = Date.now();
-    const rates = this.ratesOf(tokenHash, now);
-    if (!rates.messages.take(1, now) || !rates.bytes.take(body.length, now)) return error(429, "rate_limited");
+    const wait = this.ratesOf(tokenHash, now).message(body.length, now);
+    if (wait > 0) return backOff(429, "rate_limited", wait);
     const stream = this.takeStreamId();
     if (stream === undefined) return error(503, "relay_busy");
 
@@ -236,19 +245,23 @@ export class RelayObject extends DurableObject<Env> {
 
   /**
    * The checks before any new stream, in the order of docs/relay.md: the live bridge's socket when the
-   * stream may open, or the refusal.
+   * stream may open, or the refusal. An `opening` (a node stream, a pairing step) counts in the token's
+   * rate of openings.
    */
-  private admit(tokenHash: string): WebSocket | Response {
+  private admit(tokenHash: string, opening: boolean): WebSocket | Response {
     const tokens = this.tokenSet();
     if (tokens !== null && !tokens.has(tokenHash)) return error(401, "unknown_token");
     const bridge = this.liveBridge();
     // Before its bridge's first token set the object cannot tell a good token from a revoked one, and
     // refusing them all would tell every node it was revoked: so it says that the bridge is not there.
     if (bridge === undefined || tokens === null) return error(503, "bridge_offline");
-    if (this.openStreams() >= MAX_STREAMS) return error(503, "relay_busy");
-    if (this.openStreams(tokenHash) >= MAX_STREAMS_PER_TOKEN) return error(429, "too_many_streams");
-    const now = Date.now();
-    if (!this.ratesOf(tokenHash, now).opens.take(1, now)) return error(429, "rate_limited");
+    if (this.openStreams() >= MAX_STREAMS) return backOff(503, "relay_busy", CAP_RETRY_MS);
+    if (this.openStreams(tokenHash) >= MAX_STREAMS_PER_TOKEN) return backOff(429, "too_many_streams", CAP_RETRY_MS);
+    if (opening) {
+      const now = Date.now();
+      const opens = this.ratesOf(tokenHash, now).opens;
+      if (!opens.take(1, now)) return backOff(429, "rate_limited", opens.waitMs(1, now));
+    }
     return bridge;
   }
 
@@ -274,8 +287,7 @@ export class RelayObject extends DurableObject<Env> {
     const size = message.byteLength;
     if (size > MAX_NODE_MESSAGE) return this.endStream(ws, node, 1009, "message_too_big", true);
     const now = Date.now();
-    const rates = this.ratesOf(node.tokenHash, now);
-    if (!rates.messages.take(1, now) || !rates.bytes.take(size, now)) {
+    if (this.ratesOf(node.tokenHash, now).message(size, now) > 0) {
       return this.endStream(ws, node, 4008, "rate_limited", true);
     }
     // An empty message carries no bytes of the stream, and DATA may not be empty.
@@ -325,7 +337,7 @@ export class RelayObject extends DurableObject<Env> {
   private toHttpClient(bridge: WebSocket, frame: BridgeFrame, http: HttpStream): void {
     if (frame.kind === CLOSE) {
       this.httpStreams.delete(frame.stream);
-      http.end(502, "bridge_closed", frame.reason === "");
+      http.end("bridge_closed", bridgeRefusal(frame.reason), frame.reason === "");
       log("http_stream_closed", { streams: this.openStreams() });
     } else if (!http.data(frame.body)) {
       // The client has its 502; the bridge hears why. A stream error, not a link error: its socket stays.
@@ -341,7 +353,7 @@ export class RelayObject extends DurableObject<Env> {
    */
   private endHttpStream(stream: number, http: HttpStream, status: number, reason: string, tellBridge: boolean): void {
     this.httpStreams.delete(stream);
-    http.end(status, reason);
+    http.end(reason, error(status, reason));
     if (tellBridge) this.liveBridge()?.send(encodeFrame(CLOSE, stream, utf8(reason)));
     log("http_stream_ended", { status, streams: this.openStreams() });
   }
