@@ -10,8 +10,9 @@
 //! - **Streams held**: the devices' live sessions plus raw streams of their tokens, up to the object's cap;
 //!   then one more, to show the refusal; then a call on every live session with all of them held.
 //!
-//! For each step: achieved calls a second, latency median and p90, and the CPU of workerd and of wrangler's
-//! proxy (from /proc; the proxy is `wrangler dev`'s own, Cloudflare runs none). Every step is bounded in
+//! For each step: achieved calls a second, latency median and p90, and the CPU of workerd, of wrangler's
+//! Node process (its local proxy runs inside workerd), and of this process (the bridge, the gateway and the
+//! clients), from /proc. Every step is bounded in
 //! time, every call in time. Prints Markdown tables for docs/benchmarks.md ("The relay under load").
 //!
 //!   cargo bench -p bridge --bench relay_load
@@ -71,6 +72,7 @@ async fn main() {
     let bridge = TestBridge::start(&gateway, |config| {
         config.limits.handshakes_per_address = Rate::per_second(100_000, 100_000);
         config.limits.requests_per_node = Rate::per_second(100_000, 100_000);
+        config.limits.pairing_per_address = Rate::per_second(1000, 1000);
         config.limits.pairing_codes_per_address = Rate::per_second(1000, 1000);
         config.caps = ConnectionCaps { unpaired: 2048, unpaired_per_address: 8, unpaired_per_key: 2, paired: 2048 };
         config.handshake_timeout = Duration::from_secs(300);
@@ -186,9 +188,9 @@ async fn held_streams(processes: &RelayProcesses, clients: &[Client], routes: &[
 
 fn print_header() {
     println!(
-        "| offered calls/s | achieved calls/s | median | p90 | failed | workerd CPU | workerd CPU ms a call | wrangler proxy CPU |"
+        "| offered calls/s | achieved calls/s | median | p90 | failed | workerd CPU | workerd CPU ms a call | wrangler (Node) CPU | bridge, gateway and clients CPU |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
 }
 
 struct Step {
@@ -196,7 +198,8 @@ struct Step {
     failed: usize,
     elapsed: Duration,
     workerd_cpu: f64,
-    proxy_cpu: f64,
+    wrangler_cpu: f64,
+    own_cpu: f64,
 }
 
 impl Step {
@@ -211,11 +214,12 @@ impl Step {
             (ms(s.median), ms(s.p90))
         };
         println!(
-            "| {offered:.0} | {:.0} | {median} | {p90} | {} | {:.0} % | {per_call:.2} | {:.0} % |",
+            "| {offered:.0} | {:.0} | {median} | {p90} | {} | {:.0} % | {per_call:.2} | {:.0} % | {:.0} % |",
             done as f64 / wall,
             self.failed,
             self.workerd_cpu / wall * 100.0,
-            self.proxy_cpu / wall * 100.0
+            self.wrangler_cpu / wall * 100.0,
+            self.own_cpu / wall * 100.0
         );
     }
 }
@@ -256,7 +260,14 @@ async fn paced<S>(
         latencies.extend(l);
         failed += f;
     }
-    Step { latencies, failed, elapsed, workerd_cpu: after.0 - cpu.0, proxy_cpu: after.1 - cpu.1 }
+    Step {
+        latencies,
+        failed,
+        elapsed,
+        workerd_cpu: after.0 - cpu.0,
+        wrangler_cpu: after.1 - cpu.1,
+        own_cpu: after.2 - cpu.2,
+    }
 }
 
 /// The processes of this benchmark's `wrangler dev`: its own (Node, the local proxy) and workerd's, found
@@ -295,14 +306,14 @@ impl RelayProcesses {
         RelayProcesses { wrangler, workerd }
     }
 
-    /// CPU seconds (user and system) so far: workerd's, and wrangler's proxy's.
-    fn cpu_seconds(&self) -> (f64, f64) {
+    /// CPU seconds (user and system) so far: workerd's, wrangler's Node process's, and this process's.
+    fn cpu_seconds(&self) -> (f64, f64, f64) {
         let of = |pid: i32| {
             stat_fields(pid).map_or(0.0, |f| {
                 (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / TICKS_PER_SECOND
             })
         };
-        (self.workerd.iter().map(|pid| of(*pid)).sum(), of(self.wrangler))
+        (self.workerd.iter().map(|pid| of(*pid)).sum(), of(self.wrangler), of(std::process::id() as i32))
     }
 
     fn workerd_rss_kib(&self) -> u64 {
