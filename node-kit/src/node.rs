@@ -474,6 +474,10 @@ impl NodeInner {
                 Err(e) => e,
             };
             let mut delay = backoff.delay(attempt);
+            // A relay that refused for a limit named its wait (`Retry-After`): never sooner than that.
+            if let ClientError::Relay(RelayError::Busy { retry_after: Some(wait), .. }) = &e {
+                delay = delay.max(*wait);
+            }
             if let Some(deadline) = deadline {
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                 if left.is_zero() {
