@@ -19,7 +19,7 @@
 //! # Ok(()) }
 //! ```
 
-use crate::client::{AgentRun, Client, ClientBuilder, ClientError, CommandHandler};
+use crate::client::{AgentRun, Client, ClientBuilder, ClientError, CommandHandler, Relink};
 use crate::discovery::{Discovery, DiscoveryError, DiscoveryEvent};
 use crate::pairing::{PairedBridge, RelayAccess};
 use crate::protocol::{
@@ -29,6 +29,7 @@ use crate::protocol::{
 };
 use crate::relay::{RelayError, RelayRoute};
 use certs::{Identity, KeyId, Pin};
+use futures_util::future::BoxFuture;
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -515,6 +516,12 @@ impl Drop for StopOnDrop {
     }
 }
 
+impl Relink for Node {
+    fn connected(&self, timeout: Duration) -> BoxFuture<'_, Result<Client, ClientError>> {
+        Box::pin(Node::connected(self, timeout))
+    }
+}
+
 impl Node {
     /// A session with the bridge `paired` describes, as the node `identity`; only that bridge key is accepted.
     pub fn builder(identity: Arc<Identity>, paired: PairedBridge) -> NodeBuilder {
@@ -591,12 +598,12 @@ impl Node {
     /// If the link drops mid-turn, the run waits for the node to reconnect and attaches again after the
     /// last event it handed out (within [`crate::client::REATTACH_WITHIN`]): nothing is lost or repeated.
     pub async fn agent(&self, params: AgentParams) -> Result<AgentRun, ClientError> {
-        Ok(self.client()?.agent(params).await?.reattach_through(self.clone()))
+        Ok(self.client()?.agent(params).await?.reattach_through(Arc::new(self.clone())))
     }
 
     /// Follows a run from after `after_seq`, as [`Client::attach`], reattaching as [`Node::agent`] does.
     pub async fn attach(&self, params: AttachParams) -> Result<AgentRun, ClientError> {
-        Ok(self.client()?.attach(params).await?.reattach_through(self.clone()))
+        Ok(self.client()?.attach(params).await?.reattach_through(Arc::new(self.clone())))
     }
 
     /// Answers a prompt; see [`Client::respond`].
