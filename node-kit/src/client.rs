@@ -735,8 +735,16 @@ pub struct AgentRun {
     front: std::collections::VecDeque<AgentEvent>,
     last_seq: u64,
     outcome: Option<Result<AgentOutcome, ClientError>>,
-    /// Set for runs started through a [`crate::node::Node`]: a dropped link is followed by an attach.
-    reattach: Option<crate::node::Node>,
+    /// Set for runs started through a node that keeps itself connected: a dropped link is followed by an
+    /// attach on the next one.
+    reattach: Option<Arc<dyn Relink>>,
+}
+
+/// What gives a run a fresh link after its own dropped: the node that started it, which reconnects by
+/// itself. A trait, so that this module need not know the node's.
+pub(crate) trait Relink: Send + Sync {
+    /// The node's client once it is connected again, within `timeout`.
+    fn connected(&self, timeout: Duration) -> BoxFuture<'_, Result<Client, ClientError>>;
 }
 
 impl std::fmt::Debug for AgentRun {
@@ -748,8 +756,8 @@ impl std::fmt::Debug for AgentRun {
     }
 }
 
-/// How long a run started through a [`crate::node::Node`] waits for the node to reconnect before it
-/// gives up on its outcome.
+/// How long a run started through a node waits for the node to reconnect before it gives up on its
+/// outcome.
 pub const REATTACH_WITHIN: Duration = Duration::from_secs(120);
 /// How long one attach may take before its link is taken for dead.
 const ATTACH_WITHIN: Duration = Duration::from_secs(15);
@@ -771,7 +779,7 @@ impl AgentRun {
         AgentRun { ack, rx, front, last_seq: after_seq, outcome: None, reattach: None }
     }
 
-    pub(crate) fn reattach_through(mut self, node: crate::node::Node) -> AgentRun {
+    pub(crate) fn reattach_through(mut self, node: Arc<dyn Relink>) -> AgentRun {
         self.reattach = Some(node);
         self
     }
