@@ -618,10 +618,11 @@ async fn a_local_process_filling_the_console_leaves_up_its_descriptors() {
 
 /// `lanyard up` links each device to its gateway in-process, so a paired device costs the process one
 /// descriptor, its own socket (over loopback WebSockets it cost three: its socket and both ends of its
-/// link). Pairing, a node's calls, the ACL both ways and a revocation all cross those links.
+/// link). Pairing at both LAN doors, a node's calls, the ACL both ways and a revocation all cross those links.
 #[tokio::test]
 async fn up_holds_each_paired_device_on_one_descriptor() {
-    const DEVICES: usize = 12;
+    // Pairing is rate limited per address (3 at once at each door), and the test has one address.
+    const DEVICES: usize = 6;
     let up = Up::start().await;
     let token = std::fs::read_to_string(::gateway::home::token_path(up.home.path())).unwrap();
     let operator = node_kit::Client::builder(&up.url).token(token.trim()).connect().await.unwrap();
@@ -637,21 +638,29 @@ async fn up_holds_each_paired_device_on_one_descriptor() {
         .await
     };
 
-    // Paired through the bridge's door: its pairing calls reach the gateway over in-process links.
+    // Paired through both LAN doors: the bridge's pairing calls reach the gateway over in-process links.
     let mut devices = Vec::new();
     for n in 0..DEVICES {
         let identity = Arc::new(Identity::generate());
         let request = PairingRequest::new(format!("Device {n}"), "linux").scopes([Scope::Chat]);
-        let paired = redeem(&pair_string(&up).await, &identity, request).await.expect("the device pairs");
+        let paired = if n % 2 == 0 {
+            redeem(&pair_string(&up).await, &identity, request).await.expect("the device pairs with a code")
+        } else {
+            let pending = request_pairing(&up.bridge_addr, &identity, request).await.unwrap();
+            operator.request(method::PAIR_APPROVE, json!({ "requestId": pending.request_id() })).await.unwrap();
+            pending.approved().await.expect("the device pairs once approved")
+        };
         devices.push((identity, paired));
     }
     let before = settled().await;
 
-    // The first device lets the agent run scripts on its screen; the others offer nothing.
+    // The first device lets the agent run scripts on its screen; the second lists the command but does not
+    // grant the screen capability it needs; the others offer nothing.
     let mut nodes = Vec::new();
     for (n, (identity, paired)) in devices.iter().enumerate() {
         let advert = match n {
             0 => support::screen_advert(),
+            1 => node_kit::protocol::NodeAdvert { caps: vec![], commands: vec!["screen.eval".into()] },
             _ => node_kit::protocol::NodeAdvert::default(),
         };
         let node = node_kit::Client::bridge(&up.bridge_addr, identity, certs::Pin::Key(paired.bridge_id))
