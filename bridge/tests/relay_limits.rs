@@ -58,7 +58,11 @@ async fn a_node_waits_out_the_relays_retry_after_then_connects() {
         connected_at >= Duration::from_millis(1000),
         "came back {connected_at:?} after starting (refused at {refused_at:?}), before the relay's Retry-After of 1 s"
     );
-    assert_eq!(connect_refusals(&relay) - refused_before, 1, "asked again inside the wait the relay named");
+    // The freed place may reach the relay's object after the node's next try on a loaded machine: a
+    // second refusal is fine, one sooner than the named wait is not.
+    let again = connect_refusals(&relay) - refused_before - 1;
+    let waited = (connected_at - refused_at).as_secs_f64();
+    assert!(again as f64 <= waited, "asked again {again} times in {waited:.2} s, inside the wait the relay named");
     let client = node.connected(Duration::from_secs(5)).await.unwrap();
     client.request(method::SYSTEM_EVENT, serde_json::json!({})).await.expect("a call through the relay");
     node.close();
