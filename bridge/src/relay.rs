@@ -4,7 +4,7 @@
 //! is forwarded as the bytes that arrived, never serialised again. The pairing dialogue sends through a
 //! queue ([`crate::pairing`]); the relay writes itself.
 
-use crate::acl::{self, AllowedCall};
+use crate::acl::{self, AllowedCall, Call, NodeFrame};
 use crate::gateway_link::{NodeLink, unavailable};
 use crate::node_side::NodeSide;
 use crate::shared::BridgeShared;
@@ -12,7 +12,7 @@ use certs::KeyId;
 use node_kit::connection::{FrameWriter, Incoming};
 use node_kit::protocol::{
     AppState, ErrorCode, ErrorFrame, ErrorShape, Frame, FrameHead, GATEWAY_SHUTTING_DOWN, NodeCommand,
-    REPLACED_BY_NEWER_CONNECTION, Request, Response, SCREEN_CAPABILITY, Scope, command, method,
+    REPLACED_BY_NEWER_CONNECTION, Response, SCREEN_CAPABILITY, Scope, command, method,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -86,24 +86,25 @@ pub(crate) async fn run(mut node: NodeSide, link: NodeLink, caps: Vec<String>, s
 
     let close = loop {
         let turn = tokio::select! {
-            incoming = node.reader.next() => {
+            // Most requests are read by their head only ([`NodeFrame::parse`]).
+            incoming = node.reader.next_as(NodeFrame::parse) => {
                 node.keepalive.heard();
                 match incoming {
-                    Incoming::Frame(Frame::Req(req)) => match admit(&shared, &node, &mut state, &req) {
+                    Incoming::Frame(NodeFrame::Call(call)) => match admit(&shared, &node, &mut state, &call) {
                         Ok(()) => Turn::relay_to_gateway(node.reader.last_text()),
                         Err(e) => {
-                            tracing::debug!(node = %node_id, method = %req.method, code = %e.code, "refused by the bridge");
-                            Turn::to_node(Frame::err(req.id, e))
+                            tracing::debug!(node = %node_id, method = %call.method, code = %e.code, "refused by the bridge");
+                            Turn::to_node(Frame::err(call.id, e))
                         }
                     },
-                    Incoming::Frame(Frame::Res(res)) => {
+                    Incoming::Frame(NodeFrame::Frame(Frame::Res(res))) => {
                         let text = node.reader.last_text();
                         match checked_answer(&shared, &mut state, &res, text.len()) {
                             Ok(()) => Turn::relay_to_gateway(text),
                             Err(e) => Turn::to_gateway(Frame::err(res.id, e)),
                         }
                     }
-                    Incoming::Frame(other) => {
+                    Incoming::Frame(NodeFrame::Frame(other)) => {
                         let refusal = format!("a node may not send {:?} frames after connect", other.kind());
                         Turn::to_node(Frame::Error(ErrorFrame { error: ErrorShape::invalid_request(refusal) }))
                     }
@@ -222,10 +223,10 @@ where
 }
 
 /// The checks on a node's request ([`admit_call`]); tracks background state.
-fn admit(shared: &BridgeShared, node: &NodeSide, state: &mut NodeState, req: &Request) -> Result<(), ErrorShape> {
-    admit_call(shared, &node.node_id, &req.method, &req.params, &state.scopes)?;
-    if req.method == method::SYSTEM_EVENT
-        && let Some(app_state) = req.params.get("state").and_then(|s| AppState::deserialize(s).ok())
+fn admit(shared: &BridgeShared, node: &NodeSide, state: &mut NodeState, call: &Call) -> Result<(), ErrorShape> {
+    admit_call(shared, &node.node_id, &call.method, &call.params, &state.scopes)?;
+    if call.method == method::SYSTEM_EVENT
+        && let Some(app_state) = call.state.as_ref().and_then(|s| AppState::deserialize(s).ok())
     {
         state.background = app_state == AppState::Background;
     }

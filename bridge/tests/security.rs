@@ -103,6 +103,53 @@ async fn acl_denied_methods_never_reach_the_gateway() {
     assert_eq!(after.get(method::HEALTH), Some(&(before.get(method::HEALTH).unwrap_or(&0) + 1)));
 }
 
+/// The bridge reads most requests by their head only; crafted texts get the answer a full parse gives and
+/// reach the gateway no more than before: a method named twice, a forbidden method spelled with escapes or
+/// after its params, a voice transcript (read in full for its channel), nesting past the parser's limit
+/// inside params the head skips. A permitted name spelled with escapes does reach it.
+#[tokio::test]
+async fn crafted_requests_get_the_answers_of_a_full_parse() {
+    use node_kit::protocol::Frame;
+    let gateway = TestGateway::start(|_| {}).await;
+    let bridge = TestBridge::start(&gateway, |_| {}).await;
+    let (identity, _) = pair(&bridge, &gateway, &[Scope::Chat]).await;
+    let mut node = support::RawNode::connect(bridge.addr, &identity, bridge.id, None).await;
+    let mut counters = GatewayCounters::new(&gateway).await;
+    let before = counters.read().await;
+    let deep = format!(
+        r#"{{"type":"req","id":"6","method":"health","params":{{"x":{}1{}}}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    let crafted = [
+        (r#"{"type":"req","id":"1","method":"health","method":"node.invoke"}"#, ErrorCode::InvalidRequest),
+        (r#"{"type":"req","id":"2","method":"node.invoke","method":"health"}"#, ErrorCode::InvalidRequest),
+        (
+            r#"{"type":"req","id":"3","method":"node\u002einvoke","params":{"nodeId":"x","command":"a"}}"#,
+            ErrorCode::Forbidden,
+        ),
+        (r#"{"params":{"text":"padding"},"method":"pair.approve","id":"4","type":"req"}"#, ErrorCode::Forbidden),
+        (
+            r#"{"type":"req","id":"5","method":"agent","params":{"prompt":"hi","channel":"voice"}}"#,
+            ErrorCode::Forbidden,
+        ),
+        (deep.as_str(), ErrorCode::InvalidRequest),
+    ];
+    for (text, code) in crafted {
+        node.writer.send_text(text.to_string().into()).await.unwrap();
+        let error = match node.next_frame().await {
+            Frame::Res(res) => res.outcome.expect_err(text),
+            Frame::Error(e) => e.error,
+            other => panic!("{text}: {other:?}"),
+        };
+        assert_eq!(error.code, code, "{text}: {error:?}");
+    }
+    assert_eq!(counters.read().await, before, "a crafted call reached the gateway");
+    node.writer.send_text(r#"{"type":"req","id":"7","method":"he\u0061lth"}"#.to_string().into()).await.unwrap();
+    assert!(matches!(node.next_frame().await, Frame::Res(res) if res.outcome.is_ok()));
+    assert_eq!(counters.read().await.get(method::HEALTH), Some(&(before.get(method::HEALTH).unwrap_or(&0) + 1)));
+}
+
 /// Revoking closes the node's live connection at once, and the node cannot come back.
 #[tokio::test]
 async fn a_revoked_node_is_refused_and_its_live_connection_closed() {
