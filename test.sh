@@ -92,10 +92,18 @@ fi
 say "building"
 cargo test --workspace --locked --no-run "$@"
 
+# Under CI, after the tests and in their namespace: the soak (apps/soak, docs/benchmarks.md "Soak"), 5 minutes
+# of 200 devices against the debug binaries just built; its failure fails the run.
+SOAK=""
+if [ -n "${CI:-}" ] && [ $# -eq 0 ]; then
+  cargo build --locked -p lanyard-soak
+  SOAK="; target/debug/lanyard-soak --duration 5m --devices 200 --report target/soak-report.md; soak=\$?; [ \$rust -ne 0 ] || rust=\$soak"
+fi
+
 # The suites, with a closing line that counts every test of every suite.
 LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT
-run_tests="ip link set lo up && { cargo test --workspace --locked --offline $*; rust=\$?$WORKER; exit \$rust; }"
+run_tests="ip link set lo up && { cargo test --workspace --locked --offline $*; rust=\$?$WORKER$SOAK; exit \$rust; }"
 set +e
 if [ "$(id -u)" = 0 ] && unshare --net true 2>/dev/null; then
   say "running the tests in a fresh network namespace"

@@ -4,6 +4,7 @@ use crate::connections::ConnectionCaps;
 use crate::identity::KeyStore;
 use crate::mdns::MdnsConfig;
 use crate::ratelimit::RateLimits;
+use node_kit::link::GatewayConnector;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,8 +18,9 @@ pub struct BridgeConfig {
     /// The Lanyard home: the bridge's key lives under `bridge/` when there is no keychain.
     pub home: PathBuf,
     pub key_store: KeyStore,
-    /// The gateway, on loopback.
-    pub gateway_url: String,
+    /// The gateway: a loopback URL, or in this process (`lanyard up`), where each link is an in-process
+    /// link instead of a WebSocket.
+    pub gateway: GatewayConnector,
     /// The gateway's bridge token (`gateway/bridge-token`): it lets the bridge speak for nodes.
     pub gateway_token: String,
     pub limits: RateLimits,
@@ -54,7 +56,7 @@ impl std::fmt::Debug for BridgeConfig {
         f.debug_struct("BridgeConfig")
             .field("bind", &self.bind)
             .field("home", &self.home)
-            .field("gateway_url", &self.gateway_url)
+            .field("gateway", &self.gateway)
             .field("gateway_token", &"<redacted>")
             .field("caps", &self.caps)
             .field("mdns", &self.mdns)
@@ -63,12 +65,12 @@ impl std::fmt::Debug for BridgeConfig {
 }
 
 impl BridgeConfig {
-    pub fn new(home: PathBuf, gateway_url: String, gateway_token: String) -> Self {
+    pub fn new(home: PathBuf, gateway: impl Into<GatewayConnector>, gateway_token: String) -> Self {
         BridgeConfig {
             bind: SocketAddr::from((Ipv4Addr::UNSPECIFIED, DEFAULT_PORT)),
             home,
             key_store: KeyStore::Auto,
-            gateway_url,
+            gateway: gateway.into(),
             gateway_token,
             limits: RateLimits::default(),
             caps: ConnectionCaps::default(),

@@ -32,22 +32,32 @@ pub struct ConnectionCaps {
 
 /// Descriptors kept for the process itself: listeners, mDNS sockets, files, the CLI's own links.
 pub const RESERVED_DESCRIPTORS: u64 = 64;
-/// Descriptors a paired node costs in `lanyard up`: its socket, the bridge's gateway link and the gateway's
-/// end of it.
-pub const DESCRIPTORS_PER_PAIRED: u64 = 3;
-/// Descriptors an unpaired connection costs at most: its socket, and while it waits for the owner a pairing
-/// link to the gateway (two ends).
-pub const DESCRIPTORS_PER_UNPAIRED: u64 = 3;
+
+/// Descriptors one connection costs the bridge's process, which depends on where the gateway runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DescriptorCosts {
+    /// A paired node: its socket, and its link to the gateway.
+    pub paired: u64,
+    /// An unpaired connection at most: its socket, and while it waits for the owner a pairing link.
+    pub unpaired: u64,
+}
+
+impl DescriptorCosts {
+    /// The gateway in the same process (`lanyard up`): links are in-process, so a connection costs its socket.
+    pub const GATEWAY_IN_PROCESS: DescriptorCosts = DescriptorCosts { paired: 1, unpaired: 1 };
+    /// The gateway in another process (`lanyard bridge`): a connection's socket and its link's socket (the
+    /// link's other end is the gateway process's).
+    pub const GATEWAY_APART: DescriptorCosts = DescriptorCosts { paired: 2, unpaired: 2 };
+}
 
 impl ConnectionCaps {
-    /// Caps that fit in `limit` descriptors: strangers get at most a quarter of what is left after the
-    /// reserve (never more than 1024 connections), paired nodes the rest. Because the two pools are
-    /// separate, a full stranger pool leaves every paired slot and the reserve untouched.
-    pub fn for_descriptors(limit: u64) -> ConnectionCaps {
+    /// Caps that fit in `limit` descriptors at `costs` each: strangers get at most a quarter of what is
+    /// left after the reserve (never more than 1024 connections), paired nodes the rest. Because the two
+    /// pools are separate, a full stranger pool leaves every paired slot and the reserve untouched.
+    pub fn for_descriptors(limit: u64, costs: DescriptorCosts) -> ConnectionCaps {
         let usable = limit.saturating_sub(RESERVED_DESCRIPTORS).max(32);
-        let unpaired = (usable / 4 / DESCRIPTORS_PER_UNPAIRED).clamp(4, 1024);
-        let paired =
-            (usable - unpaired * DESCRIPTORS_PER_UNPAIRED).max(DESCRIPTORS_PER_PAIRED) / DESCRIPTORS_PER_PAIRED;
+        let unpaired = (usable / 4 / costs.unpaired).clamp(4, 1024);
+        let paired = (usable - unpaired * costs.unpaired).max(costs.paired) / costs.paired;
         ConnectionCaps {
             unpaired: unpaired as usize,
             unpaired_per_address: 8.min(unpaired as usize),
@@ -58,9 +68,9 @@ impl ConnectionCaps {
 }
 
 impl Default for ConnectionCaps {
-    /// The caps for the usual soft limit of 1024 descriptors.
+    /// The caps for the usual soft limit of 1024 descriptors and a gateway in another process.
     fn default() -> Self {
-        ConnectionCaps::for_descriptors(1024)
+        ConnectionCaps::for_descriptors(1024, DescriptorCosts::GATEWAY_APART)
     }
 }
 
@@ -387,15 +397,16 @@ mod tests {
 
     #[test]
     fn caps_fit_the_descriptor_limit() {
-        for limit in [256, 1024, 65_536, 1 << 20] {
-            let caps = ConnectionCaps::for_descriptors(limit);
-            let worst = RESERVED_DESCRIPTORS
-                + caps.unpaired as u64 * DESCRIPTORS_PER_UNPAIRED
-                + caps.paired as u64 * DESCRIPTORS_PER_PAIRED;
-            assert!(worst <= limit, "{limit}: {caps:?} needs {worst}");
-            assert!(caps.paired >= caps.unpaired, "{limit}: {caps:?}");
+        for costs in [DescriptorCosts::GATEWAY_IN_PROCESS, DescriptorCosts::GATEWAY_APART] {
+            for limit in [256, 1024, 65_536, 1 << 20] {
+                let caps = ConnectionCaps::for_descriptors(limit, costs);
+                let worst =
+                    RESERVED_DESCRIPTORS + caps.unpaired as u64 * costs.unpaired + caps.paired as u64 * costs.paired;
+                assert!(worst <= limit, "{limit}: {caps:?} needs {worst}");
+                assert!(caps.paired >= caps.unpaired, "{limit}: {caps:?}");
+            }
+            assert!(ConnectionCaps::for_descriptors(65_536, costs).paired >= 10_000);
         }
-        assert!(ConnectionCaps::for_descriptors(65_536).paired >= 10_000);
     }
 }
 

@@ -1,4 +1,5 @@
-//! The bridge's connections to the loopback gateway, authenticated with the bridge token.
+//! The bridge's connections to the gateway, authenticated with the bridge token: loopback WebSockets, or
+//! in-process links when the gateway runs in this process (`lanyard up`), with the same frames and checks.
 //!
 //! A paired node gets a link of its own, opened as `mode: node` with the node's key ID as its identity:
 //! the gateway takes node IDs from nobody else. Frames on it are relayed as they are. Pairing calls go
@@ -8,12 +9,14 @@ use crate::config::BridgeConfig;
 use certs::KeyId;
 use node_kit::client::{Client, ClientError, exchange_hello};
 use node_kit::connection::{self, FrameReader, FrameWriter};
+use node_kit::link::GatewayConnector;
 use node_kit::protocol::{
     Auth, ClientInfo, ClientMode, ConnectParams, ErrorCode, ErrorShape, HelloOk, LinkPath, NodeAdvert, PROTOCOL_VERSION,
 };
 use tokio::net::TcpStream;
 use tokio_tungstenite::MaybeTlsStream;
 
+/// A WebSocket link's transport; an in-process link's halves have the same type.
 pub(crate) type LinkStream = MaybeTlsStream<TcpStream>;
 
 pub(crate) struct NodeLink {
@@ -49,13 +52,8 @@ pub(crate) async fn open_node_link(
     client: ClientInfo,
     advert: Option<NodeAdvert>,
 ) -> Result<NodeLink, ErrorShape> {
-    let ws_config = connection::websocket_config(config.max_frame_bytes);
-    let opened = tokio_tungstenite::connect_async_with_config(config.gateway_url.as_str(), Some(ws_config), true);
-    let (ws, _) = tokio::time::timeout(config.handshake_timeout, opened)
-        .await
-        .map_err(|_| unavailable("timed out"))?
-        .map_err(unavailable)?;
-    let (mut reader, mut writer) = connection::split(ws);
+    let (mut reader, mut writer) =
+        tokio::time::timeout(config.handshake_timeout, open(config)).await.map_err(|_| unavailable("timed out"))??;
     let params = ConnectParams {
         min_protocol: PROTOCOL_VERSION,
         max_protocol: PROTOCOL_VERSION,
@@ -70,6 +68,23 @@ pub(crate) async fn open_node_link(
     }
 }
 
+/// A link's two halves, before its `connect`.
+async fn open(config: &BridgeConfig) -> Result<(FrameReader<LinkStream>, FrameWriter<LinkStream>), ErrorShape> {
+    match &config.gateway {
+        GatewayConnector::WebSocket(url) => {
+            let ws_config = connection::websocket_config(config.max_frame_bytes);
+            let (ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config), true)
+                .await
+                .map_err(unavailable)?;
+            Ok(connection::split(ws))
+        }
+        GatewayConnector::InProcess(connector) => {
+            let end = connector.connect().await.map_err(unavailable)?;
+            Ok(connection::split_link(end, config.max_frame_bytes))
+        }
+    }
+}
+
 /// A client for the bridge's own calls (pairing).
 pub(crate) async fn bridge_client(config: &BridgeConfig) -> Result<Client, ErrorShape> {
     client(config, ClientMode::Bridge, "bridge".into()).await
@@ -81,7 +96,7 @@ pub(crate) async fn node_client(config: &BridgeConfig, node_id: KeyId) -> Result
 }
 
 async fn client(config: &BridgeConfig, mode: ClientMode, instance_id: String) -> Result<Client, ErrorShape> {
-    Client::builder(config.gateway_url.clone())
+    Client::to_gateway(&config.gateway)
         .token(config.gateway_token.clone())
         .mode(mode)
         .instance_id(instance_id)

@@ -11,8 +11,8 @@ use crate::shared::BridgeShared;
 use certs::KeyId;
 use node_kit::connection::{FrameWriter, Incoming};
 use node_kit::protocol::{
-    AppState, ErrorCode, ErrorFrame, ErrorShape, Frame, FrameHead, GATEWAY_SHUTTING_DOWN, NodeCommand, Request,
-    Response, SCREEN_CAPABILITY, Scope, command, method,
+    AppState, ErrorCode, ErrorFrame, ErrorShape, Frame, FrameHead, GATEWAY_SHUTTING_DOWN, NodeCommand,
+    REPLACED_BY_NEWER_CONNECTION, Request, Response, SCREEN_CAPABILITY, Scope, command, method,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -145,6 +145,11 @@ pub(crate) async fn run(mut node: NodeSide, link: NodeLink, caps: Vec<String>, s
                     tracing::info!(node = %node_id, "the gateway is shutting down; closing the node's link");
                     Turn::closing(unavailable(GATEWAY_SHUTTING_DOWN), (CloseCode::Again, "gateway unavailable"))
                 }
+                Incoming::Closed(Some(reason)) if reason == REPLACED_BY_NEWER_CONNECTION => {
+                    // The node connected again while this connection was still open: no loss.
+                    tracing::info!(node = %node_id, "a newer connection of the node replaced this one");
+                    Turn::end(Some((CloseCode::Policy, REPLACED_BY_NEWER_CONNECTION)))
+                }
                 Incoming::Invalid(_) | Incoming::TooLarge(_) | Incoming::Closed(_) => {
                     tracing::warn!(node = %node_id, "lost the gateway link");
                     Turn::closing(unavailable("the link to the gateway closed"), (CloseCode::Again, "gateway unavailable"))
@@ -165,7 +170,7 @@ pub(crate) async fn run(mut node: NodeSide, link: NodeLink, caps: Vec<String>, s
         let relayed: usize = [&turn.to_gateway, &to_node].into_iter().flatten().map(Message::len).sum();
         shared.counters.relayed(node.source, relayed);
         if let Some(message) = turn.to_gateway
-            && !deliver(&mut link_writer, message, stall).await
+            && deliver(&mut link_writer, message, stall).await.is_err()
         {
             to_node = Some(Message::text(
                 Frame::Error(ErrorFrame { error: unavailable("the gateway stopped reading") }).to_text(),
@@ -173,9 +178,15 @@ pub(crate) async fn run(mut node: NodeSide, link: NodeLink, caps: Vec<String>, s
             end = Some(Some((CloseCode::Again, "gateway unavailable")));
         }
         if let Some(message) = to_node
-            && !deliver(&mut node.writer, message, stall).await
+            && let Err(undelivered) = deliver(&mut node.writer, message, stall).await
         {
-            tracing::warn!(node = %node_id, "the node is not reading its frames; dropping it");
+            match undelivered {
+                Undelivered::Stalled => {
+                    tracing::warn!(node = %node_id, "the node is not reading its frames; dropping it")
+                }
+                // A device that left (out of range, its app closed) while frames were on their way to it.
+                Undelivered::Failed(e) => tracing::debug!(node = %node_id, error = %e, "the node's connection is gone"),
+            }
             break None;
         }
         if let Some(close) = end {
@@ -189,12 +200,25 @@ pub(crate) async fn run(mut node: NodeSide, link: NodeLink, caps: Vec<String>, s
     tracing::info!(node = %node_id, "paired node disconnected");
 }
 
+/// Why a message did not reach its side.
+#[derive(Debug)]
+enum Undelivered {
+    /// The side did not take it within the write-stall time: it is not reading.
+    Stalled,
+    /// The write failed: the connection is gone (reset, closed by the peer).
+    Failed(tokio_tungstenite::tungstenite::Error),
+}
+
 /// Writes one message, or gives up on a peer that has not taken it within `stall`.
-async fn deliver<S>(writer: &mut FrameWriter<S>, message: Message, stall: Duration) -> bool
+async fn deliver<S>(writer: &mut FrameWriter<S>, message: Message, stall: Duration) -> Result<(), Undelivered>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    matches!(tokio::time::timeout(stall, writer.send_message(message)).await, Ok(Ok(())))
+    match tokio::time::timeout(stall, writer.send_message(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Undelivered::Failed(e)),
+        Err(_) => Err(Undelivered::Stalled),
+    }
 }
 
 /// The checks on a node's request ([`admit_call`]); tracks background state.
@@ -262,4 +286,36 @@ fn checked_answer(shared: &BridgeShared, state: &mut NodeState, res: &Response, 
         shared.limiter.snapshot_size(size)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_tungstenite::WebSocketStream;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    /// The bridge's side of a WebSocket over an in-memory pipe of `buffer` bytes, and the pipe's far end.
+    async fn writer(buffer: usize) -> (FrameWriter<tokio::io::DuplexStream>, tokio::io::DuplexStream) {
+        let (ours, theirs) = tokio::io::duplex(buffer);
+        let ws = WebSocketStream::from_raw_socket(ours, Role::Server, None).await;
+        (node_kit::connection::split(ws).1, theirs)
+    }
+
+    /// A node that left is told apart from one that stopped reading: only the second is a warning (the soak
+    /// found a device dropping mid-turn logged as "not reading its frames").
+    #[tokio::test]
+    async fn a_gone_peer_is_not_a_stalled_one() {
+        let stall = Duration::from_millis(300);
+        let (mut to_gone, far_end) = writer(64 * 1024).await;
+        drop(far_end);
+        let gone = deliver(&mut to_gone, Message::text("{}"), stall).await;
+        assert!(matches!(gone, Err(Undelivered::Failed(_))), "{gone:?}");
+
+        let (mut to_sleeper, _far_end) = writer(64).await;
+        let stalled = deliver(&mut to_sleeper, Message::text("x".repeat(4096)), stall).await;
+        assert!(matches!(stalled, Err(Undelivered::Stalled)), "{stalled:?}");
+
+        let (mut to_reader, _far_end) = writer(64 * 1024).await;
+        assert!(deliver(&mut to_reader, Message::text("{}"), stall).await.is_ok());
+    }
 }

@@ -13,11 +13,9 @@ use node_kit::protocol::{
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use support::gw::messages_api::{ApiRequest, Gate, MessagesApi, Reply};
+use support::gw::messages_api::{ApiRequest, COLOR_QUESTION, Gate, MessagesApi, Reply, color_question};
 use support::gw::{TestGateway, claude_binary, eventually};
-use support::{
-    COLOR_QUESTION, Cable, TestBridge, caught_up_model, color_question, gateway_requests, pair, remote, tee,
-};
+use support::{Cable, TestBridge, caught_up_model, gateway_requests, pair, remote, tee};
 
 /// The computer: the scripted API, a gateway running the real claude against it, a bridge in front.
 struct Computer {

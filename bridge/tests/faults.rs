@@ -3,12 +3,13 @@
 
 mod support;
 
+use node_kit::Client;
 use node_kit::node::{Backoff, Link, Node};
-use node_kit::protocol::{ErrorCode, Scope, method};
+use node_kit::protocol::{ClientMode, ErrorCode, Scope, method};
 use serde_json::json;
 use std::time::Duration;
-use support::gw::TestGateway;
-use support::{TestBridge, pair};
+use support::gw::{LogCapture, TestGateway};
+use support::{RawNode, TestBridge, pair};
 
 fn quick_backoff() -> Backoff {
     Backoff { initial: Duration::from_millis(50), max: Duration::from_millis(500) }
@@ -58,4 +59,39 @@ async fn after_a_bridge_restart_nodes_reconnect_by_themselves_with_their_pairing
     let second = node.connected(Duration::from_secs(10)).await.expect("the node reconnects by itself");
     assert!(second.hello().paired.is_some());
     node.request(method::HEALTH, json!({})).await.unwrap();
+}
+
+/// The gateway drops a node's older link when the node connects again, as a phone moving between the LAN and
+/// the relay does while its old connection is still closing: the bridge ends that connection as replaced,
+/// without a warning (the soak found one in its log for every such move). Here the newer link is opened straight to
+/// the gateway, as the bridge opens it, so the drop does not race the bridge's own replacement.
+#[tokio::test]
+async fn a_link_the_gateway_replaces_is_no_warning() {
+    // This test's runtime runs every task on this thread: a subscriber of its own sees the bridge's lines.
+    let logs = LogCapture::default();
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(gateway::logging::filter("info"))
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let gateway = TestGateway::start(|_| {}).await;
+    let bridge = TestBridge::start(&gateway, |_| {}).await;
+    let (identity, _) = pair(&bridge, &gateway, &[Scope::Chat]).await;
+    let mut older = RawNode::connect(bridge.addr, &identity, bridge.id, None).await;
+
+    let newer = Client::builder(&gateway.url)
+        .token(&gateway.bridge_token)
+        .mode(ClientMode::Node)
+        .instance_id(identity.id().to_string())
+        .connect()
+        .await
+        .expect("the newer link is taken");
+    assert_eq!(older.closed().await.as_deref(), Some("replaced by a newer connection of this node"));
+    let text = logs.text();
+    assert!(text.contains("a newer connection of the node replaced this one"), "{text}");
+    let warnings: Vec<&str> = text.lines().filter(|l| l.contains(" WARN ") || l.contains(" ERROR ")).collect();
+    assert!(warnings.is_empty(), "{warnings:#?}");
+    drop(newer);
 }

@@ -375,15 +375,20 @@ async fn a_nodes_close_is_answered_with_a_close_before_and_after_pairing() {
 }
 
 /// The caps security.md 3.29 gives, written out: a changed reserve, share or cost per connection fails here.
-/// `lanyard up` sizes them from the limit less the 48 descriptors its console may hold.
+/// `lanyard up` (links in-process, a connection costs its socket) sizes them from the limit less the 48
+/// descriptors its console may hold; `lanyard bridge` (a socket per link too) from the whole limit.
 #[test]
 fn the_caps_are_the_documented_numbers() {
-    let caps = |limit| {
-        let caps = bridge::connections::ConnectionCaps::for_descriptors(limit);
+    use bridge::connections::{ConnectionCaps, DescriptorCosts};
+    let caps = |limit, costs| {
+        let caps = ConnectionCaps::for_descriptors(limit, costs);
         (caps.unpaired, caps.unpaired_per_address, caps.unpaired_per_key, caps.paired)
     };
-    assert_eq!(caps(1024), (80, 8, 2, 240));
-    assert_eq!(caps(20_000), (1024, 8, 2, 5621));
-    assert_eq!(caps(1024 - 48), (76, 8, 2, 228));
-    assert_eq!(caps(256 - 48), (12, 8, 2, 36));
+    let up = DescriptorCosts::GATEWAY_IN_PROCESS;
+    assert_eq!(caps(1024 - 48, up), (228, 8, 2, 684));
+    assert_eq!(caps(256 - 48, up), (36, 8, 2, 108));
+    assert_eq!(caps(20_000 - 48, up), (1024, 8, 2, 18_864));
+    let apart = DescriptorCosts::GATEWAY_APART;
+    assert_eq!(caps(1024, apart), (120, 8, 2, 360));
+    assert_eq!(caps(20_000, apart), (1024, 8, 2, 8944));
 }

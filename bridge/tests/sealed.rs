@@ -17,9 +17,9 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use support::gw::TestGateway;
 use support::gw::eventually;
-use support::gw::messages_api::{ApiRequest, Gate, Reply};
+use support::gw::messages_api::{ApiRequest, COLOR_QUESTION, Gate, Reply, color_question};
 use support::relay::{Away, texts};
-use support::{COLOR_QUESTION, caught_up_model, color_question, tee};
+use support::{caught_up_model, tee};
 
 fn prompt(text: &str, session: &str) -> AgentParams {
     AgentParams { timeout_ms: Some(120_000), ..AgentParams::new(text).session(session) }

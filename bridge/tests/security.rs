@@ -7,6 +7,7 @@ use certs::rustls::pki_types::pem::PemObject;
 use certs::rustls::server::{ClientHello, ResolvesServerCert};
 use certs::rustls::sign::CertifiedKey;
 use certs::{Identity, PeerKeyVerifier, Pin};
+use node_kit::link::GatewayConnector;
 use node_kit::node::{Link, Node};
 use node_kit::pairing::{PairingRequest, request_pairing};
 use node_kit::protocol::{AgentChannel, AgentParams, ErrorCode, Scope, method};
@@ -107,7 +108,21 @@ async fn acl_denied_methods_never_reach_the_gateway() {
 async fn a_revoked_node_is_refused_and_its_live_connection_closed() {
     let gateway = TestGateway::start(|_| {}).await;
     let bridge = TestBridge::start(&gateway, |_| {}).await;
-    let (identity, paired) = pair(&bridge, &gateway, &[Scope::Chat]).await;
+    revocation_closes_the_node_and_refuses_it_again(&gateway, &bridge).await;
+}
+
+/// The same over in-process links, as `lanyard up` runs the bridge: the gateway's close of a node's link
+/// reaches the node as it does over a WebSocket.
+#[tokio::test]
+async fn a_revocation_reaches_the_node_over_an_in_process_link() {
+    let gateway = TestGateway::start(|_| {}).await;
+    let link = GatewayConnector::InProcess(gateway.link.clone());
+    let bridge = TestBridge::start(&gateway, |config| config.gateway = link).await;
+    revocation_closes_the_node_and_refuses_it_again(&gateway, &bridge).await;
+}
+
+async fn revocation_closes_the_node_and_refuses_it_again(gateway: &TestGateway, bridge: &TestBridge) {
+    let (identity, paired) = pair(bridge, gateway, &[Scope::Chat]).await;
     let node = Node::builder(identity.clone(), paired.clone()).connect().await.unwrap();
     let client = node.client().unwrap();
     let revoked =

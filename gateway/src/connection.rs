@@ -1,4 +1,5 @@
-//! One client connection: WebSocket upgrade, `connect` handshake within the deadline, then the frame loop.
+//! One client connection: WebSocket upgrade (a socket's; an in-process link from the bridge in this process
+//! has none), `connect` handshake within the deadline, then the frame loop.
 //! Requests run as their own tasks (an `agent` turn must not block a `health` on the same socket), bounded
 //! per connection; answers and events go out through the connection's [`Outbound`] queue.
 
@@ -7,6 +8,7 @@ use crate::nodes;
 use crate::state::GatewayState;
 use certs::KeyId;
 use node_kit::connection::{self, FrameReader, FrameWriter, Incoming};
+use node_kit::link::LinkEnd;
 use node_kit::outbound::{Keepalive, WriterTask};
 use node_kit::protocol::{
     ClientMode, ConnectParams, ErrorCode, ErrorFrame, ErrorShape, Frame, GATEWAY_SHUTTING_DOWN, HelloOk, Limits,
@@ -21,9 +23,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
+/// A socket's or an in-process link's halves (a link's fit any socket type).
 type Reader = FrameReader<TcpStream>;
 type Writer = FrameWriter<TcpStream>;
 
+/// The address an in-process link is logged and counted under: this computer, port 0 (no socket).
+const IN_PROCESS: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+
+/// Serves a client's socket: the WebSocket upgrade, then the connection as [`serve_frames`] does.
 pub(crate) async fn serve(stream: TcpStream, addr: SocketAddr, state: Arc<GatewayState>, shutdown: CancellationToken) {
     let conn_id = state.next_conn_id();
     let config = connection::websocket_config(state.config.max_frame_bytes);
@@ -37,7 +44,28 @@ pub(crate) async fn serve(stream: TcpStream, addr: SocketAddr, state: Arc<Gatewa
         }
         Err(_) => return,
     };
-    let (mut reader, mut writer) = connection::split(ws);
+    let (reader, writer) = connection::split(ws);
+    serve_frames(reader, writer, (conn_id, addr), deadline, state, shutdown).await;
+}
+
+/// Serves an in-process link from the bridge in this process: the same handshake, checks and frame loop as
+/// a socket, with the same frame limit.
+pub(crate) async fn serve_link(end: LinkEnd, state: Arc<GatewayState>, shutdown: CancellationToken) {
+    let conn_id = state.next_conn_id();
+    let deadline = Instant::now() + state.config.handshake_timeout;
+    let (reader, writer) = connection::split_link(end, state.config.max_frame_bytes);
+    serve_frames(reader, writer, (conn_id, IN_PROCESS), deadline, state, shutdown).await;
+}
+
+/// The `connect` handshake by `deadline`, then the frame loop.
+async fn serve_frames(
+    mut reader: Reader,
+    mut writer: Writer,
+    (conn_id, addr): (u64, SocketAddr),
+    deadline: Instant,
+    state: Arc<GatewayState>,
+    shutdown: CancellationToken,
+) {
     let peer = match handshake(&mut reader, &mut writer, &state, conn_id, addr, deadline).await {
         Ok(peer) => peer,
         Err((error, code)) => {

@@ -4,7 +4,7 @@ use crate::now_ms;
 use node_kit::outbound::Outbound;
 use node_kit::protocol::{
     AppState, ClientInfo, ErrorCode, ErrorFrame, ErrorShape, Frame, NodeAdvert, NodeCommandRequest, NodeSummary,
-    PairRenamed, PairedNode, Request, Response, event, method,
+    PairRenamed, PairedNode, REPLACED_BY_NEWER_CONNECTION, Request, Response, event, method,
 };
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -52,7 +52,8 @@ impl NodeRegistry {
         let old =
             self.inner.lock().expect("nodes lock").nodes.insert(node_id, ConnectedNode { conn_id, summary, outbound });
         if let Some(old) = old {
-            old.outbound.close();
+            // Gracefully, with the reason: the bridge tells a replaced link from a lost one.
+            old.outbound.finish(CloseCode::Policy, REPLACED_BY_NEWER_CONNECTION);
         }
     }
 

@@ -1,11 +1,13 @@
 //! Binding and accepting. The gateway holds the agent and every node's commands, so it listens on
-//! loopback only: a non-loopback address is refused at startup, not merely discouraged.
+//! loopback only: a non-loopback address is refused at startup, not merely discouraged. A bridge in the same
+//! process (`lanyard up`) reaches it through in-process links instead, served as sockets are.
 
 use crate::config::GatewayConfig;
 use crate::connection;
 use crate::home::GatewayToken;
 use crate::pairing::PairedStore;
 use crate::state::GatewayState;
+use node_kit::link;
 use node_kit::refusals::Acceptor;
 use std::future::Future;
 use std::io;
@@ -37,6 +39,8 @@ pub enum GatewayError {
 pub struct Gateway {
     listeners: Vec<TcpListener>,
     console: Option<TcpListener>,
+    /// In-process links, from a bridge in this process.
+    links: (link::Connector, link::Listener),
     state: Arc<GatewayState>,
 }
 
@@ -104,7 +108,7 @@ impl Gateway {
         if let Some(addr) = console.as_ref().and_then(|l| l.local_addr().ok()) {
             let _ = state.console_url.set(format!("http://{addr}"));
         }
-        Ok(Gateway { listeners, console, state })
+        Ok(Gateway { listeners, console, links: link::listen(), state })
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
@@ -119,6 +123,12 @@ impl Gateway {
     /// The `ws://` URL of the first listener.
     pub fn url(&self) -> String {
         format!("ws://{}", self.local_addrs()[0])
+    }
+
+    /// Opens in-process links to this gateway, for a bridge in the same process: each is served as a socket
+    /// would be, from the `connect` handshake and its token check on.
+    pub fn link_connector(&self) -> link::Connector {
+        self.links.0.clone()
     }
 
     /// The console's `http://` address, when it is served.
@@ -139,6 +149,8 @@ impl Gateway {
             let stop = stop.clone();
             accepts.spawn(accept_loop(listener, state, stop));
         }
+        let (_, links) = self.links;
+        accepts.spawn(accept_links(links, self.state.clone(), stop.clone()));
         let state = self.state.clone();
         let summaries = tokio::spawn({
             let stop = stop.clone();
@@ -176,6 +188,21 @@ fn save_last_seen(state: &GatewayState) {
     if let Err(e) = state.paired.save_last_seen() {
         tracing::warn!(error = %e, "cannot record when nodes were last seen");
     }
+}
+
+/// Serves the in-process links opened until `stop`, then waits for them to end.
+async fn accept_links(mut links: link::Listener, state: Arc<GatewayState>, stop: CancellationToken) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            Some(end) = links.accept() => {
+                connections.spawn(connection::serve_link(end, state.clone(), stop.clone()));
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            () = stop.cancelled() => break,
+        }
+    }
+    while connections.join_next().await.is_some() {}
 }
 
 async fn accept_loop(listener: TcpListener, state: Arc<GatewayState>, stop: CancellationToken) {

@@ -3,11 +3,12 @@
 mod support;
 
 use futures_util::future::BoxFuture;
+use node_kit::link::GatewayConnector;
 use node_kit::protocol::{
     ErrorCode, ErrorShape, NodeAdvert, NodeCommandRequest, NodeInvokeParams, NodeListPayload, NodeSummary, event,
     method,
 };
-use node_kit::{Client, ClientError, CommandHandler};
+use node_kit::{Client, ClientBuilder, ClientError, CommandHandler};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -256,29 +257,30 @@ async fn node_events_and_presence_reach_operators_in_sequence() {
     assert_eq!(health["nodes"], 1);
 }
 
-/// Only the bridge speaks for nodes, and only for paired keys.
+/// Only the bridge speaks for nodes, and only for paired keys: over a loopback WebSocket, and over an
+/// in-process link as a bridge in the same process (`lanyard up`) opens it.
 #[tokio::test]
 async fn node_identities_are_taken_only_from_the_bridge() {
     let gateway = TestGateway::start(|_| {}).await;
-    let as_node = |token: String, id: String| {
-        let url = gateway.url.clone();
-        async move {
-            Client::builder(url)
-                .token(token)
-                .instance_id(id)
-                .node(NodeAdvert::default(), TestNode::default())
-                .connect()
-                .await
-                .expect_err("refused")
-        }
-    };
     let paired = phone_id();
     gateway.pair_node(paired.parse().unwrap(), "Test phone").await;
-    // The operator token cannot claim to be a node, not even a paired one.
-    let e = as_node(gateway.token.clone(), paired.clone()).await;
-    assert_eq!(e.code(), Some(ErrorCode::Unauthorized));
-    // The bridge token speaks only for key IDs, and only paired ones.
-    assert_eq!(as_node(gateway.bridge_token.clone(), "phone-1".into()).await.code(), Some(ErrorCode::InvalidRequest));
-    let stranger = certs::KeyId::of_spki(b"stranger").to_string();
-    assert_eq!(as_node(gateway.bridge_token.clone(), stranger).await.code(), Some(ErrorCode::NotPaired));
+    for door in [GatewayConnector::WebSocket(gateway.url.clone()), GatewayConnector::InProcess(gateway.link.clone())] {
+        let as_node = |token: &str, id: &str| {
+            Client::to_gateway(&door).token(token).instance_id(id).node(NodeAdvert::default(), TestNode::default())
+        };
+        let refused = async |client: ClientBuilder| client.connect().await.expect_err("refused").code();
+        // The operator token cannot claim to be a node, not even a paired one.
+        assert_eq!(refused(as_node(&gateway.token, &paired)).await, Some(ErrorCode::Unauthorized), "{door}");
+        // The bridge token speaks only for key IDs, and only paired ones.
+        assert_eq!(refused(as_node(&gateway.bridge_token, "phone-1")).await, Some(ErrorCode::InvalidRequest), "{door}");
+        let stranger = certs::KeyId::of_spki(b"stranger").to_string();
+        assert_eq!(refused(as_node(&gateway.bridge_token, &stranger)).await, Some(ErrorCode::NotPaired), "{door}");
+        // No token at all is no client.
+        let anonymous = Client::to_gateway(&door).instance_id(&paired).node(NodeAdvert::default(), TestNode::default());
+        assert_eq!(refused(anonymous).await, Some(ErrorCode::Unauthorized), "{door}");
+        // With the bridge token, the paired key is the node.
+        let node = as_node(&gateway.bridge_token, &paired).connect().await.expect("the paired node is let in");
+        assert_eq!(node.hello().paired.as_ref().map(|p| p.node_id.to_string()), Some(paired.clone()), "{door}");
+        node.close();
+    }
 }

@@ -22,13 +22,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
-use support::messages_api::{ApiRequest, MessagesApi, Reply};
+use support::messages_api::{ApiRequest, COLOR_QUESTION, MessagesApi, Reply, color_question};
 use support::{LogCapture, TestGateway, claude_binary, eventually, skip};
 use tokio::sync::{Mutex, mpsc};
 
 /// Every push body: 86 bytes of header, the 1024-byte padded record, the 16-byte tag.
 const BODY_LEN: usize = 1126;
-const QUESTION: &str = "Which color should the button be?";
 /// In the endpoint's path: the part of a subscription that lets anyone push to it, never logged.
 const ENDPOINT_SECRET: &str = "endpoint-secret-6c1f0e";
 
@@ -205,13 +204,7 @@ fn script(r: &ApiRequest) -> Reply {
     if r.has_tool_result {
         Reply::text(&["done"])
     } else if asked.contains("ASK-ME") {
-        Reply::tool(
-            "toolu_ask",
-            "AskUserQuestion",
-            json!({ "questions": [{ "question": QUESTION, "header": "Color", "multiSelect": false,
-                "options": [{ "label": "Red", "description": "A red button" },
-                            { "label": "Blue", "description": "A blue button" }] }] }),
-        )
+        color_question()
     } else if asked.contains("PLAN-ME") {
         Reply::tool("toolu_plan", "ExitPlanMode", json!({ "plan": "# Plan\n1. Paint the button SECRET-PLAN\n" }))
     } else if asked.contains("RUN-ME") {
@@ -309,7 +302,7 @@ async fn every_prompt_and_finished_run_reaches_the_push_service_encrypted_to_one
     }
 
     // A question.
-    let pick = |run: &str, req: &str| RespondParams::new(run, req, Decision::Allow).answer(QUESTION, "Blue");
+    let pick = |run: &str, req: &str| RespondParams::new(run, req, Decision::Allow).answer(COLOR_QUESTION, "Blue");
     let (asked, _, run_id) = prompted_turn(&device, "ASK-ME", "ask", pick).await;
     assert!(matches!(asked, AgentEventKind::Question { .. }), "{asked:?}");
     expected.push(
@@ -361,7 +354,7 @@ async fn every_prompt_and_finished_run_reaches_the_push_service_encrypted_to_one
         assert_eq!(check["k"], after.vapid_public_key.as_str());
     }
     assert_eq!(checked.len(), expected.len());
-    for secret in ["SECRET-INPUT", "SECRET-PLAN", "Blue", QUESTION] {
+    for secret in ["SECRET-INPUT", "SECRET-PLAN", "Blue", COLOR_QUESTION] {
         assert!(!checked.iter().any(|c| c["plaintext"].as_str().unwrap().contains(secret)), "{secret} was pushed");
     }
     // The gateway logs, per push, the time from the prompt raised to the push service's answer.

@@ -22,7 +22,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
@@ -96,6 +95,8 @@ impl ClientError {
 enum Target {
     /// A plain `ws://` URL: the gateway on loopback.
     Url(String),
+    /// The gateway in this process, over an in-process link.
+    Link(crate::link::Connector),
     /// A bridge at `host:port`, over mutual TLS 1.3 with the node's identity and a pinned bridge key.
     Bridge { addr: String, tls: Arc<rustls::ClientConfig> },
     /// The same bridge, the same TLS session, carried by its relay.
@@ -106,6 +107,7 @@ impl Target {
     fn describe(&self) -> String {
         match self {
             Target::Url(url) => url.clone(),
+            Target::Link(_) => "the gateway in this process".into(),
             Target::Bridge { addr, .. } => format!("bridge {addr}"),
             Target::Relay { route, .. } => format!("bridge via relay {}", route.url),
         }
@@ -211,7 +213,13 @@ impl ClientBuilder {
             Target::Url(url) => {
                 let upgrade = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true);
                 let (ws, _) = within(self.handshake_timeout, upgrade).await.map_err(connect_error)?;
-                self.start(ws, None, None).await
+                let (reader, writer) = connection::split(ws);
+                self.start(reader, writer, None, None).await
+            }
+            Target::Link(connector) => {
+                let end = within(self.handshake_timeout, connector.connect()).await.map_err(connect_error)?;
+                let (reader, writer) = connection::split_link::<tokio::net::TcpStream>(end, MAX_FRAME_BYTES);
+                self.start(reader, writer, None, None).await
             }
             Target::Bridge { addr, tls } => {
                 let started = tokio::time::Instant::now();
@@ -270,12 +278,14 @@ impl ClientBuilder {
             .await
             .map_err(|_| connect_error("timed out".into()))?
             .map_err(|e| connect_error(e.to_string()))?;
-        self.start(ws, Some(bridge_key), relay_close).await
+        let (reader, writer) = connection::split(ws);
+        self.start(reader, writer, Some(bridge_key), relay_close).await
     }
 
     async fn start<S>(
         self,
-        ws: WebSocketStream<S>,
+        mut reader: FrameReader<S>,
+        mut writer: FrameWriter<S>,
         peer_key: Option<KeyId>,
         relay_close: Option<RelayCloseCode>,
     ) -> Result<Client, ClientError>
@@ -283,7 +293,6 @@ impl ClientBuilder {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let connect_error = |reason: String| ClientError::Connect { url: self.target.describe(), reason };
-        let (mut reader, mut writer) = connection::split(ws);
 
         let hello = ConnectParams {
             min_protocol: PROTOCOL_VERSION,
@@ -554,6 +563,14 @@ impl Client {
         ClientBuilder::new(Target::Url(url.into()))
     }
 
+    /// Starts building a client for the gateway wherever `gateway` says it is: at a URL, or in this process.
+    pub fn to_gateway(gateway: &crate::link::GatewayConnector) -> ClientBuilder {
+        match gateway {
+            crate::link::GatewayConnector::WebSocket(url) => Client::builder(url.clone()),
+            crate::link::GatewayConnector::InProcess(connector) => ClientBuilder::new(Target::Link(connector.clone())),
+        }
+    }
+
     /// Starts building a client for the bridge at `addr` (`host:port`): mutual TLS 1.3 presenting
     /// `identity`, accepting only a bridge that `pin` accepts. With [`Pin::AnyKey`] (first contact, for
     /// pairing), read [`Client::peer_key`] and confirm it with the SAS before trusting it.
@@ -718,8 +735,16 @@ pub struct AgentRun {
     front: std::collections::VecDeque<AgentEvent>,
     last_seq: u64,
     outcome: Option<Result<AgentOutcome, ClientError>>,
-    /// Set for runs started through a [`crate::node::Node`]: a dropped link is followed by an attach.
-    reattach: Option<crate::node::Node>,
+    /// Set for runs started through a node that keeps itself connected: a dropped link is followed by an
+    /// attach on the next one.
+    reattach: Option<Arc<dyn Relink>>,
+}
+
+/// What gives a run a fresh link after its own dropped: the node that started it, which reconnects by
+/// itself. A trait, so that this module need not know the node's.
+pub(crate) trait Relink: Send + Sync {
+    /// The node's client once it is connected again, within `timeout`.
+    fn connected(&self, timeout: Duration) -> BoxFuture<'_, Result<Client, ClientError>>;
 }
 
 impl std::fmt::Debug for AgentRun {
@@ -731,8 +756,8 @@ impl std::fmt::Debug for AgentRun {
     }
 }
 
-/// How long a run started through a [`crate::node::Node`] waits for the node to reconnect before it
-/// gives up on its outcome.
+/// How long a run started through a node waits for the node to reconnect before it gives up on its
+/// outcome.
 pub const REATTACH_WITHIN: Duration = Duration::from_secs(120);
 /// How long one attach may take before its link is taken for dead.
 const ATTACH_WITHIN: Duration = Duration::from_secs(15);
@@ -754,7 +779,7 @@ impl AgentRun {
         AgentRun { ack, rx, front, last_seq: after_seq, outcome: None, reattach: None }
     }
 
-    pub(crate) fn reattach_through(mut self, node: crate::node::Node) -> AgentRun {
+    pub(crate) fn reattach_through(mut self, node: Arc<dyn Relink>) -> AgentRun {
         self.reattach = Some(node);
         self
     }

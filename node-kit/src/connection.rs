@@ -1,7 +1,9 @@
 //! A WebSocket carrying frames: the reading half yields typed frames (or says why a message was not one),
 //! the writing half sends them. Split so one task can read while another writes, as the gateway and the
-//! client both need.
+//! client both need. The same halves read and write an in-process [`link`](crate::link), so one
+//! connection's code serves a socket and a link alike.
 
+use crate::link::{self, LinkEnd};
 use crate::protocol::{ErrorCode, ErrorShape, Frame, FrameError};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
@@ -43,15 +45,27 @@ pub enum Incoming<F = Frame> {
     Closed(Option<String>),
 }
 
+/// The reading half of a WebSocket over `S`, or of an in-process link (which fits any `S`).
 pub struct FrameReader<S> {
-    stream: SplitStream<WebSocketStream<S>>,
+    stream: Receiving<S>,
     /// The last text message read, as it arrived: a relay forwards it and size-checks it without
     /// serialising the parsed frame again.
     last_text: Utf8Bytes,
 }
 
+/// The writing half of a WebSocket over `S`, or of an in-process link.
 pub struct FrameWriter<S> {
-    sink: SplitSink<WebSocketStream<S>, Message>,
+    sink: Sending<S>,
+}
+
+enum Receiving<S> {
+    WebSocket(SplitStream<WebSocketStream<S>>),
+    Link(link::Receiving),
+}
+
+enum Sending<S> {
+    WebSocket(SplitSink<WebSocketStream<S>, Message>),
+    Link(link::Sending),
 }
 
 /// Splits a WebSocket into its frame reader and writer.
@@ -60,15 +74,34 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (sink, stream) = ws.split();
-    (FrameReader { stream, last_text: Utf8Bytes::default() }, FrameWriter { sink })
+    (FrameReader::new(Receiving::WebSocket(stream)), FrameWriter { sink: Sending::WebSocket(sink) })
 }
 
-/// Puts a split WebSocket back together (to change its settings once a peer is known).
+/// Splits an in-process link into a frame reader and writer, with the frame limit a WebSocket gets from
+/// [`websocket_config`].
+pub fn split_link<S>(end: LinkEnd, max_frame_bytes: usize) -> (FrameReader<S>, FrameWriter<S>) {
+    let (stream, sink) = end.split(max_frame_bytes);
+    (FrameReader::new(Receiving::Link(stream)), FrameWriter { sink: Sending::Link(sink) })
+}
+
+/// Puts a split WebSocket back together (to change its settings once a peer is known). Only a
+/// WebSocket's halves go back together: a link has no settings to change.
 pub fn reunite<S>(reader: FrameReader<S>, writer: FrameWriter<S>) -> WebSocketStream<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    reader.stream.reunite(writer.sink).expect("the two halves of one split")
+    match (reader.stream, writer.sink) {
+        (Receiving::WebSocket(stream), Sending::WebSocket(sink)) => {
+            stream.reunite(sink).expect("the two halves of one split")
+        }
+        _ => panic!("only the two halves of one WebSocket go back together"),
+    }
+}
+
+impl<S> FrameReader<S> {
+    fn new(stream: Receiving<S>) -> FrameReader<S> {
+        FrameReader { stream, last_text: Utf8Bytes::default() }
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> FrameReader<S> {
@@ -85,7 +118,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameReader<S> {
     /// [`FrameReader::next`], reading each text with `parse`: a relay that passes frames on as they arrived
     /// reads only their [`FrameHead`](crate::protocol::FrameHead).
     pub async fn next_as<F>(&mut self, parse: impl FnOnce(&str) -> Result<F, FrameError>) -> Incoming<F> {
-        match self.stream.next().await {
+        let message = match &mut self.stream {
+            Receiving::WebSocket(stream) => stream.next().await,
+            Receiving::Link(stream) => stream.next().await,
+        };
+        match message {
             None => Incoming::Closed(None),
             Some(Ok(Message::Text(text))) => {
                 let parsed = parse(text.as_str());
@@ -116,22 +153,30 @@ fn too_large(size: usize, max_size: usize) -> ErrorShape {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> FrameWriter<S> {
     pub async fn send(&mut self, frame: &Frame) -> Result<(), WsError> {
-        self.sink.send(Message::text(frame.to_text())).await
+        self.send_message(Message::text(frame.to_text())).await
     }
 
     /// Sends a frame already in its wire form (a checked frame being relayed).
     pub async fn send_text(&mut self, text: Utf8Bytes) -> Result<(), WsError> {
-        self.sink.send(Message::Text(text)).await
+        self.send_message(Message::Text(text)).await
     }
 
     pub async fn send_message(&mut self, message: Message) -> Result<(), WsError> {
-        self.sink.send(message).await
+        match &mut self.sink {
+            Sending::WebSocket(sink) => sink.send(message).await,
+            Sending::Link(sink) => sink.send(message).await,
+        }
     }
 
     /// Sends a close frame with a reason and flushes; errors are ignored because the peer may be gone.
     pub async fn close(&mut self, code: CloseCode, reason: &str) {
         let frame = CloseFrame { code, reason: reason.to_owned().into() };
-        let _ = self.sink.send(Message::Close(Some(frame))).await;
-        let _ = self.sink.close().await;
+        let _ = self.send_message(Message::Close(Some(frame))).await;
+        match &mut self.sink {
+            Sending::WebSocket(sink) => {
+                let _ = sink.close().await;
+            }
+            Sending::Link(sink) => sink.close(),
+        }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! - [`protocol`] holds every wire type (frames, methods, node commands, error codes). No other crate
 //!   defines wire types, so a change to the protocol is a change here.
-//! - [`connection`] turns a WebSocket into a stream of typed frames with size limits.
+//! - [`connection`] turns a WebSocket into a stream of typed frames with size limits; [`link`] is the
+//!   in-process link that carries the same frames when the bridge and the gateway share a process.
 //! - [`client`] is a builder-style client: connect, request, stream `agent` runs, answer node commands.
 //! - [`pairing`] is a node's side of pairing (door 1 by approval, door 2 by [`connection_string`]);
 //!   [`discovery`] finds bridges (mDNS, a static address, a connection string); [`node`] keeps a paired
@@ -18,6 +19,7 @@ pub mod client;
 pub mod connection;
 pub mod connection_string;
 pub mod discovery;
+pub mod link;
 pub mod node;
 pub mod outbound;
 pub mod pairing;

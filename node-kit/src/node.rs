@@ -19,7 +19,7 @@
 //! # Ok(()) }
 //! ```
 
-use crate::client::{AgentRun, Client, ClientBuilder, ClientError, CommandHandler};
+use crate::client::{AgentRun, Client, ClientBuilder, ClientError, CommandHandler, Relink};
 use crate::discovery::{Discovery, DiscoveryError, DiscoveryEvent};
 use crate::pairing::{PairedBridge, RelayAccess};
 use crate::protocol::{
@@ -29,6 +29,7 @@ use crate::protocol::{
 };
 use crate::relay::{RelayError, RelayRoute};
 use certs::{Identity, KeyId, Pin};
+use futures_util::future::BoxFuture;
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -473,6 +474,10 @@ impl NodeInner {
                 Err(e) => e,
             };
             let mut delay = backoff.delay(attempt);
+            // A relay that refused for a limit named its wait (`Retry-After`): never sooner than that.
+            if let ClientError::Relay(RelayError::Busy { retry_after: Some(wait), .. }) = &e {
+                delay = delay.max(*wait);
+            }
             if let Some(deadline) = deadline {
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                 if left.is_zero() {
@@ -508,6 +513,12 @@ struct StopOnDrop(CancellationToken);
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
         self.0.cancel();
+    }
+}
+
+impl Relink for Node {
+    fn connected(&self, timeout: Duration) -> BoxFuture<'_, Result<Client, ClientError>> {
+        Box::pin(Node::connected(self, timeout))
     }
 }
 
@@ -587,12 +598,12 @@ impl Node {
     /// If the link drops mid-turn, the run waits for the node to reconnect and attaches again after the
     /// last event it handed out (within [`crate::client::REATTACH_WITHIN`]): nothing is lost or repeated.
     pub async fn agent(&self, params: AgentParams) -> Result<AgentRun, ClientError> {
-        Ok(self.client()?.agent(params).await?.reattach_through(self.clone()))
+        Ok(self.client()?.agent(params).await?.reattach_through(Arc::new(self.clone())))
     }
 
     /// Follows a run from after `after_seq`, as [`Client::attach`], reattaching as [`Node::agent`] does.
     pub async fn attach(&self, params: AttachParams) -> Result<AgentRun, ClientError> {
-        Ok(self.client()?.attach(params).await?.reattach_through(self.clone()))
+        Ok(self.client()?.attach(params).await?.reattach_through(Arc::new(self.clone())))
     }
 
     /// Answers a prompt; see [`Client::respond`].

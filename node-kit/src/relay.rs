@@ -35,9 +35,10 @@ pub enum RelayError {
     /// The relay does not know this node's routing token: the pairing was revoked, or the token replaced.
     #[error("the relay does not know this device's routing token; connect once at home to get a new one")]
     UnknownToken,
-    /// The relay refused for a limit (`429`, `relay_busy`); retry later.
-    #[error("the relay is busy ({0}); retry shortly")]
-    Busy(String),
+    /// The relay refused for a limit (`429`, `503 relay_busy`, …): retry no sooner than `retry_after`, the
+    /// wait it named (`retryAfterMs`, else `Retry-After`), when it named one.
+    #[error("the relay is busy ({error}); retry shortly")]
+    Busy { error: String, retry_after: Option<Duration> },
     /// The relay could not be reached or answered something else.
     #[error("cannot reach the relay at {url}: {reason}")]
     Unreachable { url: String, reason: String },
@@ -89,6 +90,10 @@ pub fn bridge_link_request(relay_url: &str, identity: &Identity, time_ms: u64) -
     }
     Ok(request)
 }
+
+/// The longest wait a relay's refusal is taken at its word for: a relay that names more is waited on this
+/// long, and then asked again.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// The TLS client for `wss://` relays: the web's public roots (the relay's certificate is Cloudflare's),
 /// with the ring provider every other TLS config here uses. This TLS protects only the routing token; the
@@ -164,7 +169,8 @@ pub async fn open_stream(route: &RelayRoute, timeout: Duration) -> Result<Relaye
         Err(_) => return Err(unreachable("timed out".into())),
         Ok(Err(WsError::Http(response))) => {
             let body = response.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default().to_string();
-            return Err(refusal(response.status(), &body, &route.url));
+            let retry_after = response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok());
+            return Err(refusal(response.status(), &body, retry_after, &route.url));
         }
         Ok(Err(e)) => return Err(unreachable(e.to_string())),
         Ok(Ok(opened)) => opened,
@@ -221,16 +227,23 @@ where
     (local, close_code)
 }
 
-/// The relay's HTTP refusal in typed form.
-fn refusal(status: StatusCode, body: &str, url: &str) -> RelayError {
-    let error = serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-        .unwrap_or_default();
+/// The relay's HTTP refusal in typed form, with the wait it names: the body's `retryAfterMs`, else the
+/// `Retry-After` header's seconds (`docs/relay.md`, "Past a limit"), at most [`MAX_RETRY_AFTER`].
+fn refusal(status: StatusCode, body: &str, retry_after: Option<&str>, url: &str) -> RelayError {
+    let body = serde_json::from_str::<serde_json::Value>(body).unwrap_or_default();
+    let error = body.get("error").and_then(|e| e.as_str()).unwrap_or_default().to_string();
+    let wait = body
+        .get("retryAfterMs")
+        .and_then(serde_json::Value::as_u64)
+        .map(Duration::from_millis)
+        .or_else(|| retry_after.and_then(|seconds| seconds.trim().parse().ok()).map(Duration::from_secs))
+        .map(|wait| wait.min(MAX_RETRY_AFTER));
     match (status.as_u16(), error.as_str()) {
         (503, "bridge_offline") => RelayError::BridgeOffline,
         (401, _) => RelayError::UnknownToken,
-        (429, _) | (503, _) => RelayError::Busy(if error.is_empty() { status.to_string() } else { error }),
+        (429, _) | (503, _) => {
+            RelayError::Busy { error: if error.is_empty() { status.to_string() } else { error }, retry_after: wait }
+        }
         _ => RelayError::Unreachable { url: url.to_string(), reason: format!("{status} {error}") },
     }
 }
@@ -299,13 +312,21 @@ mod tests {
 
     #[test]
     fn refusals_are_typed() {
-        let offline = refusal(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"bridge_offline"}"#, "u");
+        let offline = refusal(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"bridge_offline"}"#, None, "u");
         assert_eq!(offline, RelayError::BridgeOffline);
-        assert_eq!(refusal(StatusCode::UNAUTHORIZED, r#"{"error":"unknown_token"}"#, "u"), RelayError::UnknownToken);
-        assert_eq!(
-            refusal(StatusCode::TOO_MANY_REQUESTS, r#"{"error":"too_many_streams"}"#, "u"),
-            RelayError::Busy("too_many_streams".into())
-        );
-        assert!(matches!(refusal(StatusCode::NOT_FOUND, "", "u"), RelayError::Unreachable { .. }));
+        let unknown = refusal(StatusCode::UNAUTHORIZED, r#"{"error":"unknown_token"}"#, None, "u");
+        assert_eq!(unknown, RelayError::UnknownToken);
+        let busy = |body, header| refusal(StatusCode::TOO_MANY_REQUESTS, body, header, "u");
+        let waits = |error: &str, ms: Option<u64>| RelayError::Busy {
+            error: error.into(),
+            retry_after: ms.map(Duration::from_millis),
+        };
+        // The body's milliseconds first, then the header's seconds, at most five minutes, else no wait named.
+        assert_eq!(busy(r#"{"error":"rate_limited","retryAfterMs":120}"#, Some("1")), waits("rate_limited", Some(120)));
+        assert_eq!(busy(r#"{"error":"too_many_streams"}"#, Some("2")), waits("too_many_streams", Some(2000)));
+        assert_eq!(busy(r#"{"error":"too_many_streams"}"#, Some("86400")), waits("too_many_streams", Some(300_000)));
+        assert_eq!(busy(r#"{"error":"too_many_streams"}"#, Some("soon")), waits("too_many_streams", None));
+        assert_eq!(busy("", None), waits("429 Too Many Requests", None));
+        assert!(matches!(refusal(StatusCode::NOT_FOUND, "", None, "u"), RelayError::Unreachable { .. }));
     }
 }

@@ -14,14 +14,16 @@ use node_kit::connection_string::ConnectionString;
 use node_kit::discovery::{Discovery, MdnsDiscovery, id_hint};
 use node_kit::node::Node;
 use node_kit::pairing::{PairingRequest, redeem, request_pairing};
+use node_kit::protocol::method;
 use node_kit::protocol::{ErrorCode, Scope};
 use node_kit::running::{RunningBridge, RunningGateway};
+use serde_json::json;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 use support::gw::messages_api::{Gate, MessagesApi, Reply};
-use support::gw::{claude_binary, claude_env, connect_and_ask, eventually};
+use support::gw::{awaited, claude_binary, claude_env, connect_and_ask, eventually};
 use support::relay::LocalRelay;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
@@ -518,7 +520,7 @@ async fn up_under_a_low_descriptor_limit_still_lets_a_paired_node_in() {
     })
     .await;
     // The caps are sized from the limit and shown.
-    let limits = "Limits:       256 file descriptors; 36 paired devices, 12 unpaired connections (8 per address), \
+    let limits = "Limits:       256 file descriptors; 108 paired devices, 36 unpaired connections (8 per address), \
                   32 console connections";
     assert!(up.banner.contains(limits), "{}", up.banner);
     let string = pair_string(&up).await;
@@ -531,7 +533,7 @@ async fn up_under_a_low_descriptor_limit_still_lets_a_paired_node_in() {
     node.close();
 
     // Strangers from 40 addresses open 400 connections, more than the process has descriptors, and hold
-    // them: the bridge keeps 16, closes the rest before TLS, and keeps its descriptors for its own links.
+    // them: the bridge keeps at most its unpaired cap, closes the rest before TLS, and keeps its descriptors for its own links.
     let mut strangers = Vec::new();
     for n in 0..400u32 {
         if let Ok(tcp) = tcp_from([127, 0, 1, 2 + (n % 40) as u8], &up.bridge_addr).await {
@@ -562,7 +564,7 @@ async fn a_local_process_filling_the_console_leaves_up_its_descriptors() {
         command.env("RUST_LOG", "info");
     })
     .await;
-    let limits = "Limits:       1024 file descriptors; 228 paired devices, 76 unpaired connections (8 per address), \
+    let limits = "Limits:       1024 file descriptors; 684 paired devices, 228 unpaired connections (8 per address), \
                   32 console connections";
     assert!(up.banner.contains(limits), "{}", up.banner);
     let console = banner::after(&up.banner, "Console:");
@@ -614,13 +616,119 @@ async fn a_local_process_filling_the_console_leaves_up_its_descriptors() {
     terminate(up.process).await;
 }
 
+/// `lanyard up` links each device to its gateway in-process, so a paired device costs the process one
+/// descriptor, its own socket (over loopback WebSockets it cost three: its socket and both ends of its
+/// link). Pairing at both LAN doors, a node's calls, the ACL both ways and a revocation all cross those links.
+#[tokio::test]
+async fn up_holds_each_paired_device_on_one_descriptor() {
+    // Pairing is rate limited per address (3 at once at each door), and the test has one address.
+    const DEVICES: usize = 6;
+    let up = Up::start().await;
+    let token = std::fs::read_to_string(::gateway::home::token_path(up.home.path())).unwrap();
+    let operator = node_kit::Client::builder(&up.url).token(token.trim()).connect().await.unwrap();
+    let pid = up.process.id().unwrap();
+    let open = || std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    // Sockets of commands that just ended close a moment later: a count is taken once it holds still.
+    let settled = async || {
+        awaited("the descriptor count to hold still", Duration::from_secs(20), async || {
+            let first = open();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            (open() == first).then_some(first)
+        })
+        .await
+    };
+
+    // Paired through both LAN doors: the bridge's pairing calls reach the gateway over in-process links.
+    let mut devices = Vec::new();
+    for n in 0..DEVICES {
+        let identity = Arc::new(Identity::generate());
+        let request = PairingRequest::new(format!("Device {n}"), "linux").scopes([Scope::Chat]);
+        let paired = if n % 2 == 0 {
+            redeem(&pair_string(&up).await, &identity, request).await.expect("the device pairs with a code")
+        } else {
+            let pending = request_pairing(&up.bridge_addr, &identity, request).await.unwrap();
+            operator.request(method::PAIR_APPROVE, json!({ "requestId": pending.request_id() })).await.unwrap();
+            pending.approved().await.expect("the device pairs once approved")
+        };
+        devices.push((identity, paired));
+    }
+    let before = settled().await;
+
+    // The first device lets the agent run scripts on its screen; the second lists the command but does not
+    // grant the screen capability it needs; the others offer nothing.
+    let mut nodes = Vec::new();
+    for (n, (identity, paired)) in devices.iter().enumerate() {
+        let advert = match n {
+            0 => support::screen_advert(),
+            1 => node_kit::protocol::NodeAdvert { caps: vec![], commands: vec!["screen.eval".into()] },
+            _ => node_kit::protocol::NodeAdvert::default(),
+        };
+        let node = node_kit::Client::bridge(&up.bridge_addr, identity, certs::Pin::Key(paired.bridge_id))
+            .unwrap()
+            .node(advert, ScriptLength)
+            .connect()
+            .await
+            .expect("the paired device connects");
+        node.request(method::SYSTEM_EVENT, json!({})).await.expect("a node's call is answered");
+        nodes.push(node);
+    }
+    let with_devices = settled().await;
+    eprintln!("{before} descriptors open before {DEVICES} devices connected, {with_devices} with them");
+    assert!(
+        (before + DEVICES..=before + DEVICES + 2).contains(&with_devices),
+        "{DEVICES} devices took {} descriptors",
+        with_devices - before
+    );
+
+    // The bridge's ACL on a node's call, and on the gateway's command to a node, over the link both ways.
+    let refused = nodes[0].request(method::NODE_LIST, json!({})).await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::Forbidden), "{refused}");
+    let invoke = |node: usize| {
+        let params = json!({
+            "nodeId": devices[node].0.id(),
+            "command": "screen.eval",
+            "params": { "javaScript": "1 + 1" },
+            "idempotencyKey": format!("eval-{node}"),
+        });
+        operator.request(method::NODE_INVOKE, params)
+    };
+    assert_eq!(invoke(0).await.expect("a granted command is answered")["payload"]["result"], 5);
+    assert_eq!(invoke(1).await.unwrap_err().code(), Some(ErrorCode::Forbidden));
+
+    // A revocation closes the device's connection, with the gateway's reason, and frees its descriptor.
+    let revoked = up.lanyard_ok(&["nodes", "revoke", &devices[0].0.id().to_string()]).await;
+    assert!(revoked.contains("1 live connection closed"), "{revoked}");
+    tokio::time::timeout(Duration::from_secs(10), nodes[0].closed()).await.expect("the revoked device is closed");
+    assert_eq!(nodes[0].last_error().map(|e| e.code), Some(ErrorCode::NotPaired));
+    awaited("the revoked device's descriptor to close", Duration::from_secs(10), async || {
+        (open() < with_devices).then_some(())
+    })
+    .await;
+    nodes.iter().for_each(node_kit::Client::close);
+    terminate(up.process).await;
+}
+
+/// Answers `screen.eval` with the length of its script.
+struct ScriptLength;
+
+impl node_kit::CommandHandler for ScriptLength {
+    fn handle(
+        &self,
+        request: node_kit::protocol::NodeCommandRequest,
+    ) -> futures_util::future::BoxFuture<'static, Result<serde_json::Value, node_kit::ErrorShape>> {
+        let length = request.params["javaScript"].as_str().map_or(0, str::len);
+        Box::pin(async move { Ok(json!({ "result": length })) })
+    }
+}
+
 /// A soft descriptor limit below the hard one is raised to it at startup, and the caps are sized from the
 /// raised limit.
 #[tokio::test]
 async fn up_raises_its_soft_descriptor_limit_to_the_hard_one() {
     let hard = bridge::descriptors::current().unwrap().hard;
     let up = Up::launch(&["--mdns", "off"], Some("-Sn 256"), |_| {}).await;
-    let caps = bridge::connections::ConnectionCaps::for_descriptors(hard - 48);
+    let in_process = bridge::connections::DescriptorCosts::GATEWAY_IN_PROCESS;
+    let caps = bridge::connections::ConnectionCaps::for_descriptors(hard - 48, in_process);
     let limits = format!(
         "Limits:       {hard} file descriptors; {} paired devices, {} unpaired connections",
         caps.paired, caps.unpaired

@@ -79,12 +79,33 @@ export async function json(response: Response): Promise<unknown> {
 
 /**
  * How many times a body is resent when refused as `replayed` (another tab or the worker took a later counter
- * first) or `502 bridge_closed` (the computer closed the exchange before opening it: at its limit of exchanges
- * or of new streams a second, so the command did not run; docs/protocol.md §20 says to retry).
+ * first), for a limit of the relay's or the computer's before the command ran (429 or 503 with a wait named,
+ * docs/relay.md "Past a limit"), or `502 bridge_closed` (the computer closed the exchange before opening it,
+ * so the command did not run; docs/protocol.md §20 says to retry).
  */
 const RETRIES = 4;
-/** The wait before the first resend after `bridge_closed`, doubled for each next one. */
+/** The wait before the first resend after a refusal, doubled for each next one. */
 const BRIDGE_CLOSED_WAIT_MS = 500;
+/** The longest wait a refusal may name for the app to resend by itself; past it the call fails `busy`. */
+const MAX_RESEND_WAIT_MS = 30_000;
+
+/**
+ * How long to wait before resending a body refused in clear on attempt `attempt` (from 0), or null when it
+ * is not resent: `replayed` at once; `bridge_closed` after 0.5, 1, 2, 4 s; a refusal for a limit (429, or
+ * 503 other than `bridge_offline`) no sooner than the wait it names (`retryAfterMs`, else `Retry-After` in
+ * seconds), and not at all when it names none or more than 30 s. A sealed refusal (the command ran) never.
+ */
+export function resendAfter(status: number, retryAfter: string | null, refusal: ErrorBody & { retryAfterMs?: unknown }, attempt: number): number | null {
+  if (typeof refusal.error !== "string") return null;
+  const backoff = BRIDGE_CLOSED_WAIT_MS * 2 ** attempt;
+  if (status === 409 && refusal.error === "replayed") return 0;
+  if (status === 502 && refusal.error === "bridge_closed") return backoff;
+  if (status !== 429 && !(status === 503 && refusal.error !== "bridge_offline")) return null;
+  const named =
+    typeof refusal.retryAfterMs === "number" ? refusal.retryAfterMs : retryAfter !== null && /^\d+$/.test(retryAfter.trim()) ? Number(retryAfter) * 1000 : null;
+  if (named === null || !(named >= 0) || named > MAX_RESEND_WAIT_MS) return null;
+  return Math.max(named, backoff);
+}
 
 /** Seals and posts one command; the answer's head and the counter it answers. */
 async function send(computer: Computer, command: string, payload: unknown, signal?: AbortSignal): Promise<{ response: Response; counter: bigint; key: Uint8Array }> {
@@ -99,11 +120,11 @@ async function send(computer: Computer, command: string, payload: unknown, signa
     }
     const body = JSON.stringify({ counter: Number(counter), sealed: seal(key, TO_BRIDGE, counter, 0n, plaintext) });
     const response = await post("chat", computer.bridgeId, computer.token, body, signal);
-    if ((response.status === 409 || response.status === 502) && attempt < RETRIES) {
+    if ([409, 429, 502, 503].includes(response.status) && attempt < RETRIES) {
       const refusal = (await response.clone().json().catch(() => ({}))) as ErrorBody;
-      if (refusal.error === "replayed") continue;
-      if (refusal.error === "bridge_closed") {
-        await new Promise((resolve) => setTimeout(resolve, BRIDGE_CLOSED_WAIT_MS * 2 ** attempt));
+      const wait = resendAfter(response.status, response.headers.get("retry-after"), refusal, attempt);
+      if (wait !== null) {
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
         continue;
       }
     }

@@ -1,7 +1,7 @@
 // The app's reading of invites, of refusals, and of how large a sealed body gets.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { CallError, classify, sealedFrames } from "../src/client.js";
+import { CallError, classify, resendAfter, sealedFrames } from "../src/client.js";
 import { readInvite } from "../src/pairing.js";
 import { keyIdText, utf8 } from "../src/crypto/bytes.js";
 import { seal, sealedBodyLength } from "../src/crypto/seal.js";
@@ -32,6 +32,27 @@ test("refusals map to what the app shows", () => {
   const wrong = classify(403, { error: "pairing_pin_wrong", message: "m", details: { triesLeft: 3 } });
   assert.deepEqual([wrong.failure, wrong.code, wrong.details.triesLeft], ["refused", "pairing_pin_wrong", 3]);
   assert.equal(classify(404, { error: "NOT_FOUND" }).code, "not_found", "codes compare in lower case");
+});
+
+test("a refusal for a limit is resent no sooner than the wait it names, backing off; others are not", () => {
+  const limit = (error: string, ms?: number) => (ms === undefined ? { error } : { error, retryAfterMs: ms });
+  // The relay's own: the body's milliseconds first, then the header's seconds; never under the backoff.
+  assert.equal(resendAfter(429, "1", limit("rate_limited", 100), 0), 500);
+  assert.equal(resendAfter(429, "3", limit("rate_limited", 2600), 0), 2600);
+  assert.equal(resendAfter(429, "2", limit("too_many_streams"), 0), 2000);
+  assert.equal(resendAfter(503, "1", limit("relay_busy", 1000), 2), 2000);
+  assert.equal(resendAfter(503, "1", limit("bridge_busy", 1000), 0), 1000);
+  assert.equal(resendAfter(503, "1", limit("relay_overloaded", 1000), 1), 1000);
+  // No wait named, one too long, the computer away, or a sealed refusal (the command ran): not resent.
+  assert.equal(resendAfter(429, null, limit("rate_limited"), 0), null);
+  assert.equal(resendAfter(429, "soon", limit("rate_limited"), 0), null);
+  assert.equal(resendAfter(429, "3600", limit("rate_limited"), 0), null);
+  assert.equal(resendAfter(503, "1", limit("bridge_offline"), 0), null);
+  assert.equal(resendAfter(503, null, limit("gateway_unavailable"), 0), null);
+  assert.equal(resendAfter(429, "1", { sealed: "…" } as never, 0), null);
+  // As before: a replayed counter at once, bridge_closed after 0.5, 1, 2, 4 s.
+  assert.equal(resendAfter(409, null, limit("replayed"), 3), 0);
+  assert.deepEqual([0, 1, 2, 3].map((attempt) => resendAfter(502, null, limit("bridge_closed"), attempt)), [500, 1000, 2000, 4000]);
 });
 
 test("a sealed body's length is known before sealing", () => {

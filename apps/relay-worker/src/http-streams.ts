@@ -2,7 +2,8 @@
 // The Worker reads the request body with its bound; the object holds each stream's answer in memory while
 // the bridge writes its head and then its body.
 
-import { error } from "./http";
+import { backOff, error } from "./http";
+import { CAP_RETRY_MS } from "./limits";
 
 /**
  * The request body, read with a bound: null when it is longer than `max` bytes (by its Content-Length, or
@@ -27,6 +28,21 @@ export async function readBody(request: Request, max: number): Promise<Uint8Arra
       return null;
     }
   }
+}
+
+/**
+ * What the client hears when the bridge ends an HTTP stream before its head, by the bridge's CLOSE reason:
+ * the bridge's own limits (docs/relay.md, "Past a limit") as refusals to back off from, anything else
+ * `502 bridge_closed`.
+ */
+export function bridgeRefusal(reason: string): Response {
+  switch (reason) {
+    case "rate-limited":
+      return backOff(429, "rate_limited", CAP_RETRY_MS);
+    case "too-many-exchanges":
+      return backOff(503, "bridge_busy", CAP_RETRY_MS);
+  }
+  return error(502, "bridge_closed");
 }
 
 /** The bridge's answer to the request, sent as its first DATA on the stream. */
@@ -108,14 +124,14 @@ export class HttpStream {
   }
 
   /**
-   * Ends the stream from the bridge's or the object's side. Before the head the client is answered `status`
-   * with `{"error": code}`; after it the body ends, normally when `complete`, else cut (errored), so that the
+   * Ends the stream from the bridge's or the object's side, for the reason `why`. Before the head the client
+   * is answered `refusal`; after it the body ends, normally when `complete`, else cut (errored), so that the
    * client cannot take a cut answer for a whole one.
    */
-  end(status: number, code: string, complete = false): void {
-    if (!this.headSent) this.answer(error(status, code));
+  end(why: string, refusal: Response, complete = false): void {
+    if (!this.headSent) this.answer(refusal);
     else if (complete) this.writer.close();
     // The runtime logs the error that ends a response (as uncaught): it says why, and nothing of the body.
-    else this.writer.error(new Error(`HTTP stream cut: ${code}`));
+    else this.writer.error(new Error(`HTTP stream cut: ${why}`));
   }
 }

@@ -1,14 +1,23 @@
 // What the Worker and the object share: JSON answers and the headers of the Worker's request to the object.
 
-export function json(status: number, body: object): Response {
+export function json(status: number, body: object, headers: Record<string, string> = {}): Response {
   return new Response(JSON.stringify(body), {
     status,
-    headers: { "content-type": "application/json" },
+    headers: { "content-type": "application/json", ...headers },
   });
 }
 
 export function error(status: number, code: string): Response {
   return json(status, { error: code });
+}
+
+/**
+ * A refusal for a limit (429, 503) that a client can back off from: `Retry-After` in whole seconds (at
+ * least 1), and the same wait to the millisecond in the body's `retryAfterMs`.
+ */
+export function backOff(status: number, code: string, retryAfterMs: number): Response {
+  const wait = Math.max(1, Math.ceil(retryAfterMs));
+  return json(status, { error: code, retryAfterMs: wait }, { "retry-after": String(Math.ceil(wait / 1000)) });
 }
 
 /**

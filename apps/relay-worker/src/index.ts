@@ -8,11 +8,12 @@ import {
   PROOF_NONCE_HEADER,
   PROOF_TIME_HEADER,
   TOKEN_HASH_HEADER,
+  backOff,
   error,
   json,
 } from "./http";
 import { readBody } from "./http-streams";
-import { MAX_HTTP_BODY } from "./limits";
+import { CAP_RETRY_MS, MAX_HTTP_BODY } from "./limits";
 import { checkProof, isBridgeId } from "./proof";
 
 export { RelayObject } from "./relay";
@@ -58,7 +59,7 @@ export default {
       headers.set(TOKEN_HASH_HEADER, await tokenHash(token));
     }
     // A fresh request: nothing of the caller's (its token above all) reaches the object but these headers.
-    return relayOf(env, bridgeId).fetch(`https://relay/${action}`, { headers });
+    return askRelay(env, bridgeId, `https://relay/${action}`, { headers });
   },
 } satisfies ExportedHandler<Env>;
 
@@ -78,13 +79,29 @@ async function httpStream(request: Request, env: Env, route: string): Promise<Re
   const body = await readBody(request, MAX_HTTP_BODY);
   const headers = new Headers({ [TOKEN_HASH_HEADER]: await tokenHash(token) });
   if (body === null) headers.set(BODY_TOO_LARGE_HEADER, "1");
-  return relayOf(env, bridgeId).fetch(`https://relay/http/${route}`, { method: "POST", headers, body });
+  return askRelay(env, bridgeId, `https://relay/http/${route}`, { method: "POST", headers, body });
 }
 
 function bearerToken(request: Request): string | undefined {
   return BEARER.exec(request.headers.get("authorization") ?? "")?.[1];
 }
 
-function relayOf(env: Env, bridgeId: string) {
-  return env.RELAY.get(env.RELAY.idFromName(bridgeId));
+/**
+ * Asks the bridge's object. When the runtime cannot (Cloudflare's documented Durable Object errors: its
+ * queue of requests is full, `overloaded`, or it was reset or is being moved), the client gets a refusal to
+ * back off from, never a bare 500 or a dropped connection.
+ */
+async function askRelay(env: Env, bridgeId: string, url: string, init: RequestInit): Promise<Response> {
+  try {
+    return await env.RELAY.get(env.RELAY.idFromName(bridgeId)).fetch(url, init);
+  } catch (thrown) {
+    return objectFailure(thrown);
+  }
+}
+
+/** The answer to an error the runtime threw for the object. */
+export function objectFailure(thrown: unknown): Response {
+  const overloaded = typeof thrown === "object" && thrown !== null && (thrown as { overloaded?: unknown }).overloaded === true;
+  console.log(JSON.stringify({ event: "object_error", overloaded }));
+  return backOff(503, overloaded ? "relay_overloaded" : "relay_unavailable", CAP_RETRY_MS);
 }

@@ -15,9 +15,17 @@
 import { DurableObject } from "cloudflare:workers";
 import { fromHex, toHex } from "./encoding";
 import { type BridgeFrame, CLOSE, DATA, OPEN, decodeBridgeFrame, encodeFrame } from "./frames";
-import { BODY_TOO_LARGE_HEADER, PROOF_NONCE_HEADER, PROOF_TIME_HEADER, TOKEN_HASH_HEADER, error, json } from "./http";
-import { HttpStream } from "./http-streams";
-import { MAX_NODE_MESSAGE, MAX_STREAMS, MAX_STREAMS_PER_TOKEN, MAX_TOKENS, TokenRates } from "./limits";
+import {
+  BODY_TOO_LARGE_HEADER,
+  PROOF_NONCE_HEADER,
+  PROOF_TIME_HEADER,
+  TOKEN_HASH_HEADER,
+  backOff,
+  error,
+  json,
+} from "./http";
+import { HttpStream, bridgeRefusal } from "./http-streams";
+import { CAP_RETRY_MS, MAX_NODE_MESSAGE, MAX_STREAMS, MAX_STREAMS_PER_TOKEN, MAX_TOKENS, TokenRates } from "./limits";
 import { PROOF_WINDOW_MS } from "./proof";
 
 /** The bridge's socket, proved before it was accepted: `ready` while it is the live bridge, `done` once dropped. */
@@ -53,6 +61,12 @@ const TOKEN_HASH = /^[0-9a-f]{64}$/;
 /** Close codes an endpoint may send (RFC 6455 7.4): not 1004 to 1006, 1015, nor the unassigned ones. */
 const SENDABLE_CLOSE = /^(?:100[0-3]|100[7-9]|101[0-4]|[34][0-9]{3})$/;
 const MAX_STREAM_ID = 0xffff_ffff;
+/**
+ * Stream ids are reserved in storage this many at a time, so that opening a stream (every sealed call is one)
+ * writes to storage once in 64, not every time; an eviction forgets the rest of a block, which is skipped,
+ * never reused (2^32 ids last 67 million evictions that open a stream).
+ */
+const STREAM_ID_BLOCK = 64;
 
 const utf8 = (text: string) => new TextEncoder().encode(text);
 
@@ -83,6 +97,8 @@ export class RelayObject extends DurableObject<Env> {
   private tokens: Set<string> | null | undefined;
   /** The open HTTP streams by stream id. */
   private readonly httpStreams = new Map<number, HttpStream>();
+  /** The stream ids reserved in storage and not yet taken: `next` up to, not including, `end`. */
+  private streamIds = { next: 0, end: 0 };
 
   override async fetch(request: Request): Promise<Response> {
     const tokenHash = request.headers.get(TOKEN_HASH_HEADER) ?? "";
@@ -193,7 +209,7 @@ export class RelayObject extends DurableObject<Env> {
   }
 
   private connectNode(tokenHash: string): Response {
-    const bridge = this.admit(tokenHash);
+    const bridge = this.admit(tokenHash, true);
     if (bridge instanceof Response) return bridge;
     const stream = this.takeStreamId();
     if (stream === undefined) return error(503, "relay_busy");
@@ -213,13 +229,14 @@ export class RelayObject extends DurableObject<Env> {
   private async openHttpStream(request: Request, tokenHash: string, route: string): Promise<Response> {
     // The Worker has read the body with its bound: it is at most MAX_HTTP_BODY bytes, or none when too large.
     const body = request.headers.has(BODY_TOO_LARGE_HEADER) ? null : new Uint8Array(await request.arrayBuffer());
-    const bridge = this.admit(tokenHash);
+    // A sealed call on a paired route is a message, not an opening (see TokenRates).
+    const bridge = this.admit(tokenHash, route !== "chat");
     if (bridge instanceof Response) return bridge;
     if (body === null) return error(413, "body_too_large");
     if (body.length === 0) return error(400, "empty_body");
     const now = Date.now();
-    const rates = this.ratesOf(tokenHash, now);
-    if (!rates.messages.take(1, now) || !rates.bytes.take(body.length, now)) return error(429, "rate_limited");
+    const wait = this.ratesOf(tokenHash, now).message(body.length, now);
+    if (wait > 0) return backOff(429, "rate_limited", wait);
     const stream = this.takeStreamId();
     if (stream === undefined) return error(503, "relay_busy");
 
@@ -236,30 +253,39 @@ export class RelayObject extends DurableObject<Env> {
 
   /**
    * The checks before any new stream, in the order of docs/relay.md: the live bridge's socket when the
-   * stream may open, or the refusal.
+   * stream may open, or the refusal. An `opening` (a node stream, a pairing step) counts in the token's
+   * rate of openings.
    */
-  private admit(tokenHash: string): WebSocket | Response {
+  private admit(tokenHash: string, opening: boolean): WebSocket | Response {
     const tokens = this.tokenSet();
     if (tokens !== null && !tokens.has(tokenHash)) return error(401, "unknown_token");
     const bridge = this.liveBridge();
     // Before its bridge's first token set the object cannot tell a good token from a revoked one, and
     // refusing them all would tell every node it was revoked: so it says that the bridge is not there.
     if (bridge === undefined || tokens === null) return error(503, "bridge_offline");
-    if (this.openStreams() >= MAX_STREAMS) return error(503, "relay_busy");
-    if (this.openStreams(tokenHash) >= MAX_STREAMS_PER_TOKEN) return error(429, "too_many_streams");
-    const now = Date.now();
-    if (!this.ratesOf(tokenHash, now).opens.take(1, now)) return error(429, "rate_limited");
+    if (this.openStreams() >= MAX_STREAMS) return backOff(503, "relay_busy", CAP_RETRY_MS);
+    if (this.openStreams(tokenHash) >= MAX_STREAMS_PER_TOKEN) return backOff(429, "too_many_streams", CAP_RETRY_MS);
+    if (opening) {
+      const now = Date.now();
+      const opens = this.ratesOf(tokenHash, now).opens;
+      if (!opens.take(1, now)) return backOff(429, "rate_limited", opens.waitMs(1, now));
+    }
     return bridge;
   }
 
   /** A new stream id, or undefined when none is left. */
   private takeStreamId(): number | undefined {
-    const stream = this.ctx.storage.kv.get<number>(NEXT_STREAM_KEY) ?? 1;
-    // Ids are never reused, so after 2^32 - 1 streams this object has none left (at ten streams a second,
-    // thirteen years on).
-    if (stream > MAX_STREAM_ID) return undefined;
-    this.ctx.storage.kv.put(NEXT_STREAM_KEY, stream + 1);
-    return stream;
+    if (this.streamIds.next === this.streamIds.end) {
+      // Storage holds the first id not reserved yet.
+      const next = this.ctx.storage.kv.get<number>(NEXT_STREAM_KEY) ?? 1;
+      // Ids are never reused, so after 2^32 - 1 streams this object has none left (at ten streams a second,
+      // thirteen years on).
+      if (next > MAX_STREAM_ID) return undefined;
+      const end = Math.min(next + STREAM_ID_BLOCK, MAX_STREAM_ID + 1);
+      this.ctx.storage.kv.put(NEXT_STREAM_KEY, end);
+      this.streamIds = { next, end };
+    }
+    return this.streamIds.next++;
   }
 
   private status(tokenHash: string): Response {
@@ -274,8 +300,7 @@ export class RelayObject extends DurableObject<Env> {
     const size = message.byteLength;
     if (size > MAX_NODE_MESSAGE) return this.endStream(ws, node, 1009, "message_too_big", true);
     const now = Date.now();
-    const rates = this.ratesOf(node.tokenHash, now);
-    if (!rates.messages.take(1, now) || !rates.bytes.take(size, now)) {
+    if (this.ratesOf(node.tokenHash, now).message(size, now) > 0) {
       return this.endStream(ws, node, 4008, "rate_limited", true);
     }
     // An empty message carries no bytes of the stream, and DATA may not be empty.
@@ -325,7 +350,7 @@ export class RelayObject extends DurableObject<Env> {
   private toHttpClient(bridge: WebSocket, frame: BridgeFrame, http: HttpStream): void {
     if (frame.kind === CLOSE) {
       this.httpStreams.delete(frame.stream);
-      http.end(502, "bridge_closed", frame.reason === "");
+      http.end("bridge_closed", bridgeRefusal(frame.reason), frame.reason === "");
       log("http_stream_closed", { streams: this.openStreams() });
     } else if (!http.data(frame.body)) {
       // The client has its 502; the bridge hears why. A stream error, not a link error: its socket stays.
@@ -341,7 +366,7 @@ export class RelayObject extends DurableObject<Env> {
    */
   private endHttpStream(stream: number, http: HttpStream, status: number, reason: string, tellBridge: boolean): void {
     this.httpStreams.delete(stream);
-    http.end(status, reason);
+    http.end(reason, error(status, reason));
     if (tellBridge) this.liveBridge()?.send(encodeFrame(CLOSE, stream, utf8(reason)));
     log("http_stream_ended", { status, streams: this.openStreams() });
   }

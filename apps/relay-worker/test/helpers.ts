@@ -276,6 +276,22 @@ export async function expectError(response: Response, status: number, error: str
   expect(await response.json()).toEqual({ error });
 }
 
+/**
+ * A refusal for a limit: `status`, `{"error", "retryAfterMs"}` with a wait of at most `maxWaitMs`, and
+ * `Retry-After` the same wait in whole seconds, at least 1. Returns the wait.
+ */
+export async function expectBackOff(response: Response, status: number, error: string, maxWaitMs = 1000): Promise<number> {
+  expect(response.status).toBe(status);
+  expect(response.headers.get("content-type")).toBe("application/json");
+  const body = (await response.json()) as { error: string; retryAfterMs: number };
+  expect(body).toEqual({ error, retryAfterMs: body.retryAfterMs });
+  expect(Number.isInteger(body.retryAfterMs)).toBe(true);
+  expect(body.retryAfterMs).toBeGreaterThan(0);
+  expect(body.retryAfterMs).toBeLessThanOrEqual(maxWaitMs);
+  expect(response.headers.get("retry-after")).toBe(String(Math.max(1, Math.ceil(body.retryAfterMs / 1000))));
+  return body.retryAfterMs;
+}
+
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // Blindness: what the object keeps, and a search of it (and of the logs) for marked payload bytes.

@@ -6,6 +6,7 @@ import {
   captureLogs,
   connect,
   connectBridge,
+  expectBackOff,
   expectError,
   expectKeepsNone,
   frame,
@@ -294,8 +295,8 @@ describe("HTTP stream limits", () => {
       nodes.push((await openStream(key.id, busy, bridge)).node);
       https.push(await openHttp(key.id, busy, bridge));
     }
-    await expectError(await post("chat", key.id, busy, "hello"), 429, "too_many_streams");
-    await expectError(await connect(key.id, busy), 429, "too_many_streams");
+    await expectBackOff(await post("chat", key.id, busy, "hello"), 429, "too_many_streams");
+    await expectBackOff(await connect(key.id, busy), 429, "too_many_streams");
     expect(bridge.queued).toBe(0);
     // Another token is not affected, and an HTTP stream that ends frees its place, for either kind.
     const elsewhere = await openHttp(key.id, other, bridge);
@@ -306,7 +307,7 @@ describe("HTTP stream limits", () => {
     bridge.ws.send(frame(3, first.stream));
     expect(await (await first.answer).text()).toBe("");
     nodes.push((await openStream(key.id, busy, bridge)).node);
-    await expectError(await post("chat", key.id, busy, "hello"), 429, "too_many_streams");
+    await expectBackOff(await post("chat", key.id, busy, "hello"), 429, "too_many_streams");
     bridge.ws.close();
     for (const node of nodes) expect((await node.closed()).code).toBe(1012);
     for (const { answer } of https) await expectError(await answer, 503, "bridge_offline");
@@ -324,14 +325,43 @@ describe("HTTP stream limits", () => {
       if (i < 224) await openStream(key.id, token, bridge);
       else https.push(await openHttp(key.id, token, bridge));
     }
-    await expectError(await post("chat", key.id, tokens[32]!, "hello"), 503, "relay_busy");
-    await expectError(await connect(key.id, tokens[32]!), 503, "relay_busy");
+    await expectBackOff(await post("chat", key.id, tokens[32]!, "hello"), 503, "relay_busy");
+    await expectBackOff(await connect(key.id, tokens[32]!), 503, "relay_busy");
     const first = https.shift()!;
     bridge.ws.send(frame(3, first.stream));
     await expectError(await first.answer, 502, "bridge_closed");
     https.push(await openHttp(key.id, tokens[32]!, bridge));
     bridge.ws.close();
     for (const { answer } of https) await expectError(await answer, 503, "bridge_offline");
+  });
+
+  it("counts a sealed call as a message, not an opening: a busy app's calls pass after the openings run out", async () => {
+    // The clock stands still, so that the buckets earn nothing back while this runs.
+    vi.spyOn(Date, "now").mockReturnValue(Date.now());
+    const key = await newBridgeKey();
+    const token = await newToken();
+    const bridge = await connectBridge(key, [token]);
+    // 20 openings in a burst (node streams, then pairing steps), then none is left for either kind.
+    for (let i = 0; i < 10; i++) {
+      (await openStream(key.id, token, bridge)).node.ws.close();
+      expect((await bridge.frame()).kind).toBe(3);
+    }
+    for (let i = 0; i < 10; i++) {
+      const { answer, stream } = await openHttp(key.id, token, bridge, i % 2 === 0 ? "pair/start" : "pair/confirm");
+      bridge.ws.send(frame(3, stream));
+      await expectError(await answer, 502, "bridge_closed");
+    }
+    expect(await expectBackOff(await connect(key.id, token), 429, "rate_limited")).toBe(100);
+    expect(await expectBackOff(await post("pair/start", key.id, token, "hi"), 429, "rate_limited")).toBe(100);
+    // Sealed calls still pass: 100 of them, well past the openings' burst.
+    for (let i = 0; i < 100; i++) {
+      const { answer, stream } = await openHttp(key.id, token, bridge, "chat");
+      bridge.ws.send(frame(2, stream, head(200, "application/json")));
+      bridge.ws.send(frame(3, stream));
+      expect((await answer).status).toBe(200);
+    }
+    expect(bridge.queued).toBe(0);
+    bridge.ws.close();
   });
 
   it("counts each body as one message, and its length as bytes, of the token's rates", async () => {
@@ -348,7 +378,7 @@ describe("HTTP stream limits", () => {
     const last = await openHttp(key.id, chatty, bridge);
     bridge.ws.send(frame(3, last.stream));
     await expectError(await last.answer, 502, "bridge_closed");
-    await expectError(await post("chat", key.id, chatty, "hello"), 429, "rate_limited");
+    await expectBackOff(await post("chat", key.id, chatty, "hello"), 429, "rate_limited");
     a.node.ws.send(new Uint8Array([1]));
     expect(await a.node.closed()).toEqual({ code: 4008, reason: "rate_limited", skipped: 0 });
     await expectCloseFrame(bridge, a.stream, "rate_limited");
@@ -362,7 +392,7 @@ describe("HTTP stream limits", () => {
     const exact = await openHttp(key.id, heavy, bridge, "chat", utf8("hello"));
     bridge.ws.send(frame(3, exact.stream));
     await expectError(await exact.answer, 502, "bridge_closed");
-    await expectError(await post("chat", key.id, heavy, "x"), 429, "rate_limited");
+    await expectBackOff(await post("chat", key.id, heavy, "x"), 429, "rate_limited");
     expect(bridge.queued).toBe(0);
     b.node.ws.close();
     bridge.ws.close();
@@ -378,6 +408,23 @@ describe("the bridge's answer", () => {
       const { answer, stream } = await openHttp(key.id, token, bridge);
       bridge.ws.send(frame(3, stream, reason));
       await expectError(await answer, 502, "bridge_closed");
+    }
+    expect(bridge.queued).toBe(0);
+    bridge.ws.close();
+  });
+
+  it("CLOSE before the head for the bridge's own limits: a refusal to back off from", async () => {
+    const key = await newBridgeKey();
+    const token = await newToken();
+    const bridge = await connectBridge(key, [token]);
+    const limits = [
+      ["rate-limited", 429, "rate_limited"],
+      ["too-many-exchanges", 503, "bridge_busy"],
+    ] as const;
+    for (const [reason, status, error] of limits) {
+      const { answer, stream } = await openHttp(key.id, token, bridge);
+      bridge.ws.send(frame(3, stream, reason));
+      await expectBackOff(await answer, status, error);
     }
     expect(bridge.queued).toBe(0);
     bridge.ws.close();

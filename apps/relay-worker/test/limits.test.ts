@@ -1,14 +1,18 @@
 // The object's limits (docs/relay.md, "Limits"), each pushed over once.
 
-import { describe, expect, it } from "vitest";
+import { runInDurableObject } from "cloudflare:test";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { objectFailure } from "../src/index";
 import {
   connect,
   connectBridge,
-  expectError,
+  expectBackOff,
   newBridgeKey,
   newToken,
   openStream,
   type Peer,
+  relay,
+  stubFor,
   type Token,
   text,
 } from "./helpers";
@@ -33,6 +37,10 @@ function earned(perSecond: number, started: number): number {
 }
 
 describe("limits", () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
   it("closes a stream whose node sends more than 65536 bytes at once with 1009", async () => {
     const key = await newBridgeKey();
     const token = await newToken();
@@ -89,7 +97,7 @@ describe("limits", () => {
     const bridge = await connectBridge(key, [busy, other]);
     const streams: Peer[] = [];
     for (let i = 0; i < 8; i++) streams.push((await openStream(key.id, busy, bridge)).node);
-    await expectError(await connect(key.id, busy), 429, "too_many_streams");
+    await expectBackOff(await connect(key.id, busy), 429, "too_many_streams");
     // Another token is not affected, and a closed stream frees its place.
     (await openStream(key.id, other, bridge)).node.ws.close();
     expect((await bridge.frame()).kind).toBe(3);
@@ -110,7 +118,7 @@ describe("limits", () => {
     for (; opened < 200; opened++) {
       const response = await connect(key.id, token);
       if (response.status !== 101) {
-        await expectError(response, 429, "rate_limited");
+        await expectBackOff(response, 429, "rate_limited");
         break;
       }
       expect((await bridge.frame()).kind).toBe(1);
@@ -124,6 +132,31 @@ describe("limits", () => {
     bridge.ws.close();
   });
 
+  it("names the wait until the next opening: 100 ms after the burst, and lets it in then", async () => {
+    let now = Date.now();
+    vi.spyOn(Date, "now").mockImplementation(() => now);
+    const key = await newBridgeKey();
+    const token = await newToken();
+    const bridge = await connectBridge(key, [token]);
+    for (let i = 0; i < 20; i++) {
+      const response = await connect(key.id, token);
+      expect(response.status).toBe(101);
+      response.webSocket!.accept();
+      response.webSocket!.close();
+      expect((await bridge.frame()).kind).toBe(1);
+      expect((await bridge.frame()).kind).toBe(3);
+    }
+    expect(await expectBackOff(await connect(key.id, token), 429, "rate_limited")).toBe(100);
+    now += 60;
+    expect(await expectBackOff(await connect(key.id, token), 429, "rate_limited")).toBe(40);
+    now += 40;
+    const again = await connect(key.id, token);
+    expect(again.status).toBe(101);
+    again.webSocket!.accept();
+    again.webSocket!.close();
+    bridge.ws.close();
+  });
+
   it("refuses stream 257 of a bridge with 503 relay_busy", async () => {
     const key = await newBridgeKey();
     const tokens: Token[] = [];
@@ -131,7 +164,7 @@ describe("limits", () => {
     const bridge = await connectBridge(key, tokens);
     const nodes: Peer[] = [];
     for (let i = 0; i < 256; i++) nodes.push((await openStream(key.id, tokens[i % 32]!, bridge)).node);
-    await expectError(await connect(key.id, tokens[32]!), 503, "relay_busy");
+    await expectBackOff(await connect(key.id, tokens[32]!), 503, "relay_busy");
     nodes.pop()!.ws.close();
     expect((await bridge.frame()).kind).toBe(3);
     nodes.push((await openStream(key.id, tokens[32]!, bridge)).node);
@@ -149,5 +182,35 @@ describe("limits", () => {
     bridge.ws.send(JSON.stringify({ type: "tokens", set: [...set, last.hash, "f".repeat(64)] }));
     const closed = await bridge.closed();
     expect([closed.code, closed.reason]).toEqual([1008, "too_many_tokens"]);
+  });
+});
+
+describe("past the object", () => {
+  it("answers a request the object fails under with 503 relay_unavailable and Retry-After, never a bare error", async () => {
+    const key = await newBridgeKey();
+    const token = await newToken();
+    const bridge = await connectBridge(key, [token]);
+    const answer = relay("/v1/chat", {
+      method: "POST",
+      headers: { "Lanyard-Bridge": key.id, Authorization: `Bearer ${token.token}` },
+      body: "hello",
+    });
+    expect((await bridge.frame()).kind).toBe(1);
+    expect((await bridge.frame()).kind).toBe(2);
+    // The runtime resets the object with the request in it (as Cloudflare does when it moves or restarts one).
+    await runInDurableObject(stubFor(key.id), (_, ctx) => {
+      try {
+        ctx.abort("reset");
+      } catch {
+        // abort() throws into the code that calls it, by design.
+      }
+    }).catch(() => undefined);
+    await expectBackOff(await answer, 503, "relay_unavailable");
+  });
+
+  it("names an overloaded object's refusal relay_overloaded", async () => {
+    const overloaded = Object.assign(new Error("Durable Object is overloaded."), { overloaded: true });
+    await expectBackOff(objectFailure(overloaded), 503, "relay_overloaded");
+    await expectBackOff(objectFailure(new Error("Network connection lost.")), 503, "relay_unavailable");
   });
 });

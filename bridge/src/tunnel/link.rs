@@ -185,7 +185,12 @@ fn on_frame(
                 shared.refusals.refused(source, reason);
                 Some(StreamFrame::Close { stream, reason: reason.into() })
             };
-            if shared.limiter.handshake(source).is_err() {
+            // The per-source rate of openings is for what costs the bridge a handshake: a TLS stream or a
+            // pairing step. A sealed call (`chat`) comes from a paired client and is held to that client's
+            // rate of calls once opened, as a LAN call is; counting it here too would refuse an app's
+            // ordinary calls at 20 in a burst, then one a second.
+            let opening = http != Some(sealed::Route::Chat);
+            if opening && shared.limiter.handshake(source).is_err() {
                 return refuse("rate-limited");
             }
             if let Some(route) = http {

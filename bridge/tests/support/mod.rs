@@ -530,17 +530,3 @@ pub fn caught_up_model(
         }
     }
 }
-
-/// The question of the prompt tests.
-pub const COLOR_QUESTION: &str = "Which color should the button be?";
-
-/// The model asks [`COLOR_QUESTION`] (AskUserQuestion, `toolu_ask`), with the options Red and Blue.
-pub fn color_question() -> gw::messages_api::Reply {
-    gw::messages_api::Reply::tool(
-        "toolu_ask",
-        "AskUserQuestion",
-        serde_json::json!({ "questions": [{ "question": COLOR_QUESTION, "header": "Color", "multiSelect": false,
-            "options": [{ "label": "Red", "description": "A red button" },
-                        { "label": "Blue", "description": "A blue button" }] }] }),
-    )
-}

@@ -478,3 +478,47 @@ pub fn texts(frames: &[ChatFrame]) -> String {
         })
         .collect()
 }
+
+/// A device paired at home (door 1) that picked up its routing token on a connection at home, once the
+/// relay at `relay_url` (through which `gateway`'s tunnel runs) takes that token.
+pub async fn paired_with_route(
+    bridge: &TestBridge,
+    gateway: &TestGateway,
+    relay_url: &str,
+) -> (Arc<certs::Identity>, node_kit::pairing::PairedBridge, node_kit::relay::RelayRoute) {
+    let (identity, paired) = super::pair(bridge, gateway, &[Scope::Chat]).await;
+    let home = node_kit::node::Node::builder(identity.clone(), paired).connect().await.expect("connects at home");
+    let paired = eventually(Duration::from_secs(10), async || {
+        let bridge = home.bridge();
+        bridge.relay.is_some().then_some(bridge)
+    })
+    .await;
+    home.close();
+    let access = paired.relay.clone().expect("a routing token");
+    eventually(Duration::from_secs(10), async || relay_knows(relay_url, &bridge.id, &access.token).await.then_some(()))
+        .await;
+    let route = node_kit::relay::RelayRoute { url: access.url, bridge_id: bridge.id, token: access.token };
+    (identity, paired, route)
+}
+
+/// A raw stream on the relay's `connect` route with `route`'s token: the relay counts it and opens it to
+/// the bridge, and nothing is sent on it. `Err` carries the relay's refusal (status, `Retry-After`, body).
+pub async fn raw_stream(
+    route: &node_kit::relay::RelayRoute,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    (u16, Option<String>, String),
+> {
+    let url = node_kit::relay::endpoint(&route.url, &route.bridge_id, "connect");
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert("authorization", format!("Bearer {}", route.token).parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+            let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default()).into_owned();
+            Err((response.status().as_u16(), retry_after, body))
+        }
+        Err(e) => panic!("the relay's connect route failed: {e}"),
+    }
+}

@@ -77,7 +77,15 @@ impl McpChannel {
         let (pending, tx) = (waiting.clone(), answers_tx.clone());
         tokio::spawn(async move {
             let mut lines = BufReader::new(from_server).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
+            loop {
+                // This task holds half of our end of the pipe: it must end with the channel, or that end
+                // would never close, and the rmcp server waiting for it (and this task waiting for the
+                // server) would outlive every claude process (the soak saw the gateway grow by each).
+                let line = tokio::select! {
+                    line = lines.next_line() => line,
+                    () = tx.closed() => return,
+                };
+                let Ok(Some(line)) = line else { return };
                 if line.len() > MAX_LINE_BYTES {
                     tracing::warn!(bytes = line.len(), "dropping an oversized MCP answer");
                     continue;
@@ -125,5 +133,37 @@ impl McpChannel {
     /// The next `control_response` to write to claude.
     pub(crate) async fn next_answer(&mut self) -> Option<Value> {
         self.answers.recv().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::idempotency::IdempotencyCache;
+    use crate::invoke::Invoker;
+    use crate::nodes::NodeRegistry;
+    use std::time::Duration;
+
+    /// The rmcp server and the task reading it end when the channel goes (with its claude process): each
+    /// claude process the gateway ever started kept both, and its tools, before.
+    #[tokio::test]
+    async fn the_server_ends_with_its_channel() {
+        let cache = IdempotencyCache::new(Duration::from_secs(60), 8);
+        let invoker = Arc::new(Invoker::new(Arc::new(NodeRegistry::new()), cache));
+        let mut channel = McpChannel::start(NodeTools::new(invoker.clone(), None));
+        let initialize = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": { "name": "claude-code", "version": "2" } } });
+        channel.forward("init-1", &json!({ "server_name": SERVER_NAME, "message": initialize })).await;
+        let answer = tokio::time::timeout(Duration::from_secs(10), channel.next_answer()).await.unwrap().unwrap();
+        assert_eq!(answer["response"]["request_id"], "init-1", "{answer}");
+        assert!(Arc::strong_count(&invoker) > 1, "the running server holds the tools");
+
+        drop(channel);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while Arc::strong_count(&invoker) > 1 {
+            assert!(tokio::time::Instant::now() < deadline, "the MCP server outlived its channel");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }

@@ -25,10 +25,13 @@ impl Chromium {
             return None;
         };
         let profile = tempfile::tempdir().unwrap();
-        let mut config =
-            BrowserConfig::builder().chrome_executable(path).user_data_dir(profile.path()).window_size(1100, 900).args(
-                ["--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
-            );
+        // A first navigation on a loaded 2-core machine can outlast chromiumoxide's 30 s default.
+        let mut config = BrowserConfig::builder()
+            .chrome_executable(path)
+            .user_data_dir(profile.path())
+            .window_size(1100, 900)
+            .request_timeout(std::time::Duration::from_secs(90))
+            .args(["--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]);
         if nix::unistd::geteuid().is_root() {
             config = config.no_sandbox();
         }

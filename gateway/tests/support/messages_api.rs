@@ -275,3 +275,17 @@ fn tool_block(events: &mut Vec<(Value, Wait)>, index: usize, id: &str, name: &st
     events.push((start, Wait::For(Duration::ZERO)));
     events.push((delta, Wait::For(Duration::ZERO)));
 }
+
+/// The question of the prompt tests.
+pub const COLOR_QUESTION: &str = "Which color should the button be?";
+
+/// The model asks [`COLOR_QUESTION`] (AskUserQuestion, `toolu_ask`), with the options Red and Blue.
+pub fn color_question() -> Reply {
+    Reply::tool(
+        "toolu_ask",
+        "AskUserQuestion",
+        json!({ "questions": [{ "question": COLOR_QUESTION, "header": "Color", "multiSelect": false,
+            "options": [{ "label": "Red", "description": "A red button" },
+                        { "label": "Blue", "description": "A blue button" }] }] }),
+    )
+}

@@ -24,6 +24,8 @@ pub struct TestGateway {
     pub claude_home: Option<tempfile::TempDir>,
     /// The console's `http://` address, when the configuration asked for one.
     pub console: Option<String>,
+    /// Opens in-process links to the gateway, as a bridge in the same process (`lanyard up`) does.
+    pub link: node_kit::link::Connector,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -45,6 +47,7 @@ impl TestGateway {
         let gateway = Gateway::bind(config).await.expect("gateway binds");
         let url = gateway.url();
         let console = gateway.console_url();
+        let link = gateway.link_connector();
         let addr = gateway.local_addrs()[0];
         let token = GatewayToken::load(&gateway::home::token_path(home.path())).unwrap().expose().to_string();
         let bridge_token =
@@ -61,6 +64,7 @@ impl TestGateway {
             home,
             claude_home: None,
             console,
+            link,
             stop: Some(stop),
             task: Some(task),
         }

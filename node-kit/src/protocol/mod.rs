@@ -31,6 +31,10 @@ pub const MIN_PROTOCOL_VERSION: u32 = 1;
 /// gateway stops (Ctrl-C of `lanyard up`): a clean stop, which clients and the bridge tell from a failure.
 pub const GATEWAY_SHUTTING_DOWN: &str = "the gateway is shutting down";
 
+/// The reason of the Close that ends a node's older connection when the node connected again (a phone moving
+/// between the LAN and the relay): sent by the gateway on the older link, and by the bridge to the device.
+pub const REPLACED_BY_NEWER_CONNECTION: &str = "replaced by a newer connection of this node";
+
 /// Milliseconds since the Unix epoch: the unit of every timestamp in the protocol.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()

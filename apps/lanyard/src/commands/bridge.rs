@@ -1,15 +1,16 @@
 //! `lanyard bridge`: run the bridge in the foreground, against a gateway that is already running.
 
+use super::limits::{bridge_caps, raise_descriptor_limit};
 use super::shutdown_signal;
-use ::bridge::connections::ConnectionCaps;
-use ::bridge::descriptors::{self, DescriptorLimit};
+use ::bridge::connections::{ConnectionCaps, DescriptorCosts};
+use ::bridge::descriptors;
 use ::bridge::identity::KeyStore;
 use ::bridge::mdns::MdnsConfig;
 use ::bridge::server::MdnsStatus;
 use ::bridge::{Bridge, BridgeConfig};
 use clap::{Args, ValueEnum};
 use node_kit::discovery::SERVICE_TYPE;
-use node_kit::protocol::{BridgeCapsHealth, LimitsHealth, MAX_FRAME_BYTES, UNPAIRED_MAX_FRAME_BYTES};
+use node_kit::link::GatewayConnector;
 use node_kit::running::lan_addresses;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -85,17 +86,17 @@ enum Switch {
 }
 
 impl BridgeArgs {
-    /// Binds the bridge for the gateway at `gateway_url`, with the bridge token that gateway created
-    /// under `home` and the connection caps [`raise_descriptor_limit`] sized: the one step `lanyard
+    /// Binds the bridge for `gateway` (a URL, or the gateway in this process), with the bridge token that
+    /// gateway created under `home` and the connection caps [`bridge_caps`] sized: the one step `lanyard
     /// bridge` and `lanyard up` share.
     pub(crate) async fn bind(
         &self,
         home: PathBuf,
-        gateway_url: String,
+        gateway: GatewayConnector,
         caps: ConnectionCaps,
     ) -> anyhow::Result<Bridge> {
         let token = super::load_token(&::gateway::home::bridge_token_path(&home))?;
-        let mut config = BridgeConfig::new(home, gateway_url, token.expose().to_string());
+        let mut config = BridgeConfig::new(home, gateway, token.expose().to_string());
         config.caps = caps;
         let per_second = self.requests_per_node.max(1);
         config.limits.requests_per_node = ::bridge::ratelimit::Rate::per_second(per_second, per_second * 5 / 2);
@@ -168,41 +169,6 @@ impl BridgeArgs {
     }
 }
 
-/// Raises the descriptor limit to the hard limit and sizes the connection caps from it; on a system that
-/// will not say, the caps for 1024 descriptors.
-pub(crate) fn raise_descriptor_limit() -> (Option<DescriptorLimit>, ConnectionCaps) {
-    raise_descriptor_limit_keeping(0)
-}
-
-/// [`raise_descriptor_limit`], with the bridge's caps sized to leave `kept` descriptors for something else
-/// in the process (`lanyard up`'s console).
-pub(crate) fn raise_descriptor_limit_keeping(kept: u64) -> (Option<DescriptorLimit>, ConnectionCaps) {
-    match descriptors::raise_to_hard_limit() {
-        Ok(limit) => (Some(limit), ConnectionCaps::for_descriptors(limit.soft.saturating_sub(kept))),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read the descriptor limit; sizing for 1024");
-            (None, ConnectionCaps::for_descriptors(1024 - kept))
-        }
-    }
-}
-
-/// The limits as `health` reports them.
-pub(crate) fn limits_health(limit: Option<DescriptorLimit>, caps: Option<ConnectionCaps>) -> Option<LimitsHealth> {
-    let limit = limit?;
-    Some(LimitsHealth {
-        open_files: limit.soft,
-        open_files_hard: limit.hard,
-        bridge: caps.map(|caps| BridgeCapsHealth {
-            unpaired: caps.unpaired,
-            unpaired_per_address: caps.unpaired_per_address,
-            unpaired_per_key: caps.unpaired_per_key,
-            paired: caps.paired,
-            unpaired_max_frame_bytes: UNPAIRED_MAX_FRAME_BYTES,
-            max_frame_bytes: MAX_FRAME_BYTES,
-        }),
-    })
-}
-
 fn describe_caps(caps: &ConnectionCaps, console_connections: Option<usize>) -> String {
     let descriptors = match descriptors::current() {
         Ok(limit) => format!("{} file descriptors; ", limit.soft),
@@ -223,8 +189,9 @@ pub(crate) const HOW_TO_PAIR: &str = "To pair a device: run `lanyard pair` and s
 
 pub async fn run(args: BridgeArgs, url: &str, home: &Path) -> anyhow::Result<()> {
     ::gateway::logging::init();
-    let (_, caps) = raise_descriptor_limit();
-    let bridge = args.bind(home.to_path_buf(), url.to_string(), caps).await?;
+    // Each device's link to the gateway in the other process is a socket of its own here.
+    let caps = bridge_caps(raise_descriptor_limit(), 0, DescriptorCosts::GATEWAY_APART);
+    let bridge = args.bind(home.to_path_buf(), GatewayConnector::WebSocket(url.to_string()), caps).await?;
     println!(
         "The Lanyard bridge is up.\n{bridge_lines}\x20 Gateway:      {url}\n\n{HOW_TO_PAIR}\nStop with Ctrl-C.",
         bridge_lines = args.describe(&bridge, None)

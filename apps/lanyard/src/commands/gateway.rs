@@ -1,5 +1,6 @@
 //! `lanyard gateway`: run the gateway in the foreground.
 
+use super::limits::{limits_health, raise_descriptor_limit};
 use ::gateway::{AgentConfig, Gateway, GatewayConfig};
 use clap::Args;
 use std::net::{IpAddr, SocketAddr};
@@ -66,7 +67,7 @@ impl GatewayArgs {
 pub async fn run(args: GatewayArgs, home: PathBuf) -> anyhow::Result<()> {
     ::gateway::logging::init();
     let mut config = args.config(home.clone());
-    config.limits = super::bridge::limits_health(super::bridge::raise_descriptor_limit().0, None);
+    config.limits = limits_health(raise_descriptor_limit(), None);
     let gateway = Gateway::bind(config).await?;
     let _record = super::GatewayRecord::write(&home, gateway.url());
     for addr in gateway.local_addrs() {

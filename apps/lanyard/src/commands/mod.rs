@@ -5,6 +5,7 @@ pub mod bridge;
 pub mod doctor;
 pub mod gateway;
 pub mod invoke;
+pub mod limits;
 pub mod nodes;
 pub mod open;
 pub mod pair;

@@ -4,12 +4,15 @@ mod notify;
 mod prompt;
 mod screen;
 
-use super::bridge::{BridgeArgs, HOW_TO_PAIR, limits_health, raise_descriptor_limit_keeping};
+use super::bridge::{BridgeArgs, HOW_TO_PAIR};
 use super::gateway::GatewayArgs;
+use super::limits::{bridge_caps, limits_health, raise_descriptor_limit};
 use super::shutdown_signal;
 use ::bridge::Bridge;
+use ::bridge::connections::DescriptorCosts;
 use ::gateway::Gateway;
 use clap::Args;
+use node_kit::link::GatewayConnector;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
@@ -48,7 +51,9 @@ pub async fn run(args: UpArgs, home: PathBuf) -> anyhow::Result<()> {
     }
     // The console's descriptors come out of the budget before the bridge's caps are sized.
     let console_descriptors = if args.no_console { 0 } else { ::gateway::console::DESCRIPTORS };
-    let (descriptors, caps) = raise_descriptor_limit_keeping(console_descriptors);
+    let descriptors = raise_descriptor_limit();
+    // The bridge's links to the gateway are in-process: a device costs its socket alone.
+    let caps = bridge_caps(descriptors, console_descriptors, DescriptorCosts::GATEWAY_IN_PROCESS);
     let mut gateway_config = args.gateway.config(home.clone());
     gateway_config.limits = limits_health(descriptors, Some(caps));
     let console_default = if gateway_config.port == 0 { 0 } else { gateway_config.port.saturating_add(2) };
@@ -58,8 +63,10 @@ pub async fn run(args: UpArgs, home: PathBuf) -> anyhow::Result<()> {
     let gateway = Gateway::bind(gateway_config).await?;
     // Recorded before the banner: a command typed once the banner is out finds this gateway.
     let _record = super::GatewayRecord::write(&home, gateway.url());
-    // The gateway created the bridge token at bind if this is the first run.
-    let bridge = args.bridge.bind(home.clone(), gateway.url(), caps).await?;
+    // The gateway created the bridge token at bind if this is the first run. The bridge reaches it through
+    // in-process links, which the gateway serves as it serves sockets, from the bridge token's check on.
+    let in_process = GatewayConnector::InProcess(gateway.link_connector());
+    let bridge = args.bridge.bind(home.clone(), in_process, caps).await?;
     // Watched from before the banner: a SIGTERM right after it (a service manager's) stops cleanly.
     let signal = shutdown_signal();
     let tunnel = ::gateway::tunnel::load_url(&home).ok().flatten();

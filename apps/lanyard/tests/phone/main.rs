@@ -21,7 +21,7 @@ use handset::{Phone, Tab};
 use push::{BrowserKeys, PushService};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use support::gw::messages_api::{ApiRequest, Gate, MessagesApi, Reply};
+use support::gw::messages_api::{ApiRequest, COLOR_QUESTION, Gate, MessagesApi, Reply, color_question};
 use support::gw::{awaited, claude_binary, skip};
 use support::relay::{LocalRelay, contains, files_under};
 
@@ -29,7 +29,6 @@ use support::relay::{LocalRelay, contains, files_under};
 const STREAM: [&str; 5] = ["Tides ", "turn ", "CANARY-REPLY-6d1e ", "twice ", "daily."];
 /// What it streams for `SLEEP-ME` before asking to run a tool; the phone sleeps after the second piece.
 const SLEEP: [&str; 6] = ["One ", "two ", "three ", "four ", "five ", "six."];
-const QUESTION: &str = "Which color should the button be?";
 
 /// A Bash call that writes `text` to `file` in claude's working directory.
 fn write_file(id: &str, text: &str, file: &str) -> Reply {
@@ -58,13 +57,7 @@ fn script(stream: Gate, sleep: Gate) -> impl Fn(&ApiRequest) -> Reply + Send + S
         } else if asked.contains("PUSH-ME") {
             write_file("toolu_push", "CANARY-PUSH-53", "pushed.txt")
         } else if asked.contains("ASK-ME") {
-            Reply::tool(
-                "toolu_ask",
-                "AskUserQuestion",
-                json!({ "questions": [{ "question": QUESTION, "header": "Color", "multiSelect": false,
-                    "options": [{ "label": "Red", "description": "A red button" },
-                                { "label": "Blue", "description": "A blue button" }] }] }),
-            )
+            color_question()
         } else if asked.contains("PLAN-ME") {
             Reply::tool("toolu_plan", "ExitPlanMode", json!({ "plan": "# Plan\n1. Alpha\n2. Beta\n" }))
         } else if asked.contains("STOP-ME") {
@@ -295,13 +288,13 @@ async fn prompts(phone: &Phone, tab: &Tab, computer: &Computer, api: &MessagesAp
 
     send(phone, tab, "ASK-ME").await;
     let (_, shown) = open_prompt(tab).await;
-    assert!(shown.contains(QUESTION), "{shown}");
+    assert!(shown.contains(COLOR_QUESTION), "{shown}");
     phone.tap(tab, "Blue").await;
     let (answer, _) = awaited("the model got the answer to its question", Duration::from_secs(60), async || {
         api.tool_result_text("toolu_ask")
     })
     .await;
-    assert!(answer.contains(&format!("\"{QUESTION}\"=\"Blue\"")), "{answer}");
+    assert!(answer.contains(&format!("\"{COLOR_QUESTION}\"=\"Blue\"")), "{answer}");
     reply_is(tab, "blue it is").await;
 
     let node_id = the_phone_on(computer).await;
