@@ -80,6 +80,14 @@ if have mvn && have java; then
   )
 fi
 
+# Under CI, every fuzz target for a bounded time on its corpus (fuzz/run.sh installs cargo-fuzz when
+# missing); its build is removed afterwards, so the test build below has the disk to itself.
+if [ -n "${CI:-}" ] && [ $# -eq 0 ]; then
+  say "fuzzing"
+  fuzz/run.sh
+  rm -rf target/fuzz
+fi
+
 # Build with the network (crates.io), run without it.
 say "building"
 cargo test --workspace --locked --no-run "$@"

@@ -409,3 +409,143 @@ mod tests {
         }
     }
 }
+
+/// The table's invariants under any interleaving of connections arriving, identifying, being promoted and
+/// going away, checked against its own entries after every step.
+#[cfg(test)]
+mod invariants {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashSet;
+
+    /// One step: a connection arrives from one of a few addresses, or the connection at `slot` (modulo
+    /// those held) proves a key (one of a few), is promoted, or goes away. Each connection identifies and
+    /// is promoted at most once, in that order, as a session does.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Arrive(u8),
+        Identify(usize, u8),
+        Promote(usize),
+        Leave(usize),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            3 => (0u8..4).prop_map(Step::Arrive),
+            2 => (any::<usize>(), 0u8..3).prop_map(|(slot, key)| Step::Identify(slot, key)),
+            2 => any::<usize>().prop_map(Step::Promote),
+            2 => any::<usize>().prop_map(Step::Leave),
+        ]
+    }
+
+    fn caps() -> impl Strategy<Value = ConnectionCaps> {
+        (1usize..6, 1usize..4, 1usize..3, 1usize..4).prop_map(
+            |(unpaired, unpaired_per_address, unpaired_per_key, paired)| ConnectionCaps {
+                unpaired,
+                unpaired_per_address,
+                unpaired_per_key,
+                paired,
+            },
+        )
+    }
+
+    /// A connection the test holds, with how far its session got.
+    struct Held {
+        admission: Admission,
+        identified: bool,
+        promoted: bool,
+    }
+
+    fn ip(last: u8) -> Source {
+        Source::Lan(std::net::IpAddr::from([10, 0, 0, last]))
+    }
+
+    /// Everything that must hold between any two steps.
+    fn check(table: &ConnectionTable, held: &[Held]) -> Result<(), TestCaseError> {
+        let caps = table.caps;
+        let inner = table.inner.lock().unwrap();
+        let unpaired: Vec<&Entry> = inner.entries.values().filter(|e| !e.paired).collect();
+        let paired: Vec<&Entry> = inner.entries.values().filter(|e| e.paired).collect();
+        prop_assert_eq!(inner.counts, ConnectionCounts { unpaired: unpaired.len(), paired: paired.len() });
+        prop_assert!(
+            unpaired.len() <= caps.unpaired && paired.len() <= caps.paired,
+            "{:?} over {caps:?}",
+            inner.counts
+        );
+        let mut by_address: HashMap<Source, usize> = HashMap::new();
+        for entry in &unpaired {
+            *by_address.entry(entry.addr).or_default() += 1;
+        }
+        prop_assert_eq!(&inner.unpaired_by_address, &by_address);
+        prop_assert!(by_address.values().all(|&n| n <= caps.unpaired_per_address));
+        let mut keys = HashSet::new();
+        for entry in &paired {
+            prop_assert!(keys.insert(entry.key), "one paired connection per key");
+        }
+        for key in unpaired.iter().filter_map(|e| e.key) {
+            prop_assert!(unpaired.iter().filter(|e| e.key == Some(key)).count() <= caps.unpaired_per_key);
+        }
+        // A held connection has its entry exactly while the table has not ended it; an ended one is told.
+        prop_assert_eq!(
+            inner.entries.len(),
+            held.len() - held.iter().filter(|h| h.admission.ended().is_some()).count()
+        );
+        for h in held {
+            let live = inner.entries.contains_key(&h.admission.id);
+            prop_assert_eq!(live, h.admission.ended().is_none());
+            prop_assert_eq!(h.admission.stop.is_cancelled(), !live);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn counts_and_caps_hold_under_any_interleaving(caps in caps(), steps in proptest::collection::vec(step(), 1..40)) {
+            let table = ConnectionTable::new(caps);
+            let shutdown = CancellationToken::new();
+            let mut held: Vec<Held> = Vec::new();
+            for step in steps {
+                match step {
+                    Step::Arrive(address) => {
+                        let from_here = table.inner.lock().unwrap().unpaired_by_address.get(&ip(address)).copied();
+                        match table.admit(ip(address), &shutdown) {
+                            Ok(admission) => held.push(Held { admission, identified: false, promoted: false }),
+                            Err(refusal) => {
+                                prop_assert_eq!(refusal, Refusal::TooManyFromAddress);
+                                prop_assert_eq!(from_here, Some(caps.unpaired_per_address));
+                            }
+                        }
+                    }
+                    Step::Identify(slot, key) if !held.is_empty() => {
+                        let count = held.len();
+                        let h = &mut held[slot % count];
+                        if !h.identified {
+                            h.identified = true;
+                            if let Err(refusal) = h.admission.identify(KeyId::from_digest([key; 32])) {
+                                prop_assert_eq!(refusal, Refusal::TooManyForKey);
+                            }
+                        }
+                    }
+                    Step::Promote(slot) if !held.is_empty() => {
+                        let count = held.len();
+                        let h = &mut held[slot % count];
+                        if h.identified && !h.promoted {
+                            h.promoted = true;
+                            let _ = h.admission.promote();
+                        }
+                    }
+                    Step::Leave(slot) if !held.is_empty() => {
+                        let slot = slot % held.len();
+                        held.swap_remove(slot);
+                    }
+                    Step::Identify(..) | Step::Promote(_) | Step::Leave(_) => {}
+                }
+                check(&table, &held)?;
+            }
+            held.clear();
+            let inner = table.inner.lock().unwrap();
+            prop_assert!(inner.entries.is_empty() && inner.unpaired_by_address.is_empty());
+            prop_assert_eq!(inner.counts, ConnectionCounts::default());
+        }
+    }
+}

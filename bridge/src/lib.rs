@@ -11,6 +11,8 @@ pub mod acl;
 pub mod config;
 pub mod connections;
 pub mod descriptors;
+#[doc(hidden)]
+pub mod fuzzing;
 mod gateway_link;
 pub mod identity;
 pub mod mdns;

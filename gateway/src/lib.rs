@@ -10,6 +10,8 @@ pub mod agent;
 pub mod config;
 mod connection;
 pub mod console;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod home;
 mod hub;
 mod idempotency;

@@ -66,8 +66,10 @@ impl FromStr for ConnectionString {
 }
 
 impl fmt::Display for ConnectionString {
+    /// The code percent-encoded, so that any code the parser took reads back the same (a code of `pair.code`
+    /// has no character that changes).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{SCHEME}://{}?id={}&code={}", self.address(), self.bridge_id, self.code)
+        write!(f, "{SCHEME}://{}?id={}&code={}", self.address(), self.bridge_id, percent_encoded(&self.code))
     }
 }
 
@@ -114,6 +116,20 @@ mod tests {
             let e = bad.parse::<ConnectionString>().unwrap_err();
             assert!(e.to_string().contains("lanyard://HOST:PORT"), "{bad}: {e}");
         }
+    }
+
+    /// Found by the `connection_string` fuzz target: a code with spaces, controls or non-ASCII characters
+    /// was written as it was, so the string read back as another code.
+    #[test]
+    fn any_code_it_reads_is_written_back_the_same() {
+        let text = "lanyard://[fd00::20]:18790?id=A3R7-3D62-FG5W-BK2Z-KV66-MHW3-BLWN-WIYR-GS7D-BZ23-IVPY-5G3Z-F6UQ\
+                    &code=n\t\0\0\0ou4fvh%E2%98%954pzkd+";
+        let parsed = text.parse::<ConnectionString>().unwrap();
+        assert_eq!(parsed.code, "n\0\0\0ou4fvh\u{2615}4pzkd ");
+        assert_eq!(parsed.to_string().parse::<ConnectionString>().unwrap(), parsed);
+        let usual =
+            ConnectionString { host: "h".into(), port: 1, bridge_id: id(), code: "nmpq4ou4fvhv5ct3nrou4pzkdm".into() };
+        assert!(usual.to_string().ends_with("&code=nmpq4ou4fvhv5ct3nrou4pzkdm"));
     }
 
     #[test]

@@ -271,3 +271,84 @@ mod tests {
         assert!(SealKey::from_base64("short").is_none());
     }
 }
+
+/// The counter rules of `docs/protocol.md` ("Sealing") as properties over any keys, counters and frames.
+#[cfg(test)]
+mod counter_rules {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Where a body or frame was sealed: (direction, counter, frame index).
+    type Place = (Direction, u64, u64);
+
+    fn direction() -> impl Strategy<Value = Direction> {
+        prop_oneof![Just(Direction::ToBridge), Just(Direction::ToClient)]
+    }
+
+    /// Small numbers too, so that two places often share a counter or an index.
+    fn number() -> impl Strategy<Value = u64> {
+        prop_oneof![0u64..4, any::<u64>()]
+    }
+
+    fn place() -> impl Strategy<Value = Place> {
+        (direction(), number(), number())
+    }
+
+    proptest! {
+        /// The nonce is `[direction][counter u64 BE][frame u64 BE][7 zero bytes]`, so two places share a
+        /// nonce only when they are the same place.
+        #[test]
+        fn the_nonce_is_the_documented_bytes_and_never_repeats(a in place(), b in place()) {
+            let bytes = nonce(a.0, a.1, a.2);
+            prop_assert_eq!(bytes[0], a.0 as u8);
+            prop_assert_eq!(&bytes[1..9], &a.1.to_be_bytes());
+            prop_assert_eq!(&bytes[9..17], &a.2.to_be_bytes());
+            prop_assert_eq!(&bytes[17..], &[0u8; 7]);
+            prop_assert_eq!(a == b, bytes == nonce(b.0, b.1, b.2));
+        }
+
+        /// A seal opens only where it was sealed: sent back the other way (reflected), under another
+        /// body's counter (replayed into another exchange) or at another frame index (reordered), it does
+        /// not open.
+        #[test]
+        fn a_seal_opens_only_at_its_own_place(
+            key in any::<[u8; 32]>(),
+            at in place(),
+            elsewhere in place(),
+            plaintext in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let key = SealKey::new(key);
+            let sealed = key.seal(at.0, at.1, at.2, &plaintext);
+            prop_assert_eq!(key.open(at.0, at.1, at.2, &sealed), Ok(plaintext));
+            if elsewhere != at {
+                prop_assert_eq!(key.open(elsewhere.0, elsewhere.1, elsewhere.2, &sealed), Err(SealError::Unreadable));
+            }
+        }
+
+        /// A client reads a streamed answer as frames 0, 1, 2, … of its body's counter: whatever the relay
+        /// delivers (frames dropped, repeated, reordered, or another body's), it reads exactly the frames
+        /// that came in order, up to the first out of place, and nothing after it.
+        #[test]
+        fn a_stream_reads_only_its_frames_in_order(
+            counter in 1u64..4,
+            delivered in proptest::collection::vec((0u64..4, 0u64..6), 0..12),
+        ) {
+            let key = SealKey::new([7; 32]);
+            let mut read = Vec::new();
+            for (body, frame) in &delivered {
+                let sealed = key.seal(Direction::ToClient, *body, *frame, format!("{body}/{frame}").as_bytes());
+                match key.open(Direction::ToClient, counter, read.len() as u64, &sealed) {
+                    Ok(plaintext) => read.push(String::from_utf8(plaintext).unwrap()),
+                    Err(_) => break,
+                }
+            }
+            let in_order = delivered
+                .iter()
+                .enumerate()
+                .take_while(|(i, (body, frame))| *body == counter && *frame == *i as u64)
+                .count();
+            let expected: Vec<String> = (0..in_order).map(|i| format!("{counter}/{i}")).collect();
+            prop_assert_eq!(read, expected);
+        }
+    }
+}

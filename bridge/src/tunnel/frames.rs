@@ -8,7 +8,7 @@ use tokio_tungstenite::tungstenite::Bytes;
 /// The largest `DATA` body either side may send.
 pub(crate) const MAX_DATA: usize = 65536;
 /// The longest `CLOSE` reason (a WebSocket close reason's limit).
-pub(crate) const MAX_REASON: usize = 123;
+pub const MAX_REASON: usize = 123;
 
 const OPEN: u8 = 1;
 const DATA: u8 = 2;

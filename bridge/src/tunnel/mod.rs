@@ -5,7 +5,7 @@
 //! Nothing here is a second stack: every relayed stream is handed to [`crate::session::serve`], which runs
 //! the same TLS, verifier, WebSocket, ACL and limits as for a LAN connection.
 
-mod frames;
+pub(crate) mod frames;
 mod link;
 
 use crate::gateway_link;

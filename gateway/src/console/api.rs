@@ -73,7 +73,7 @@ impl Operator {
 
 /// A JSON body, and only JSON: a cross-site form cannot send `application/json` without a preflight,
 /// which this server never answers.
-fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, Refusal> {
+pub(super) fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, Refusal> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|h| h.to_str().ok()).unwrap_or_default();
     if !content_type.starts_with("application/json") {
         return Err(refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, "json_required", "send application/json"));
@@ -82,10 +82,10 @@ fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -
 }
 
 #[derive(Deserialize)]
-struct Call {
-    method: String,
+pub(super) struct Call {
+    pub(super) method: String,
     #[serde(default)]
-    params: Value,
+    pub(super) params: Value,
 }
 
 /// `POST /api/call {method, params}`: one operator method; its answer, or `{error}` with its shape.
@@ -111,10 +111,10 @@ pub(crate) async fn call(
 }
 
 #[derive(Deserialize)]
-struct PairCodeRequest {
+pub(super) struct PairCodeRequest {
     /// A device away from home: door 3's invite and PIN, through the relay.
     #[serde(default)]
-    remote: bool,
+    pub(super) remote: bool,
 }
 
 /// How long the bridge's record is checked against the bridge itself.

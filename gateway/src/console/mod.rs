@@ -237,6 +237,40 @@ async fn logout(State(console): State<Arc<Console>>, headers: HeaderMap) -> Resu
     Ok(([(header::SET_COOKIE, expired)], StatusCode::NO_CONTENT).into_response())
 }
 
+/// What the console reads of a request before it acts on it, for the fuzz target `console_json` (`fuzz/`).
+#[doc(hidden)]
+pub struct RequestRead {
+    /// The guard's checks, for a listener on `port`.
+    pub host_allowed: bool,
+    pub origin_allowed: bool,
+    /// The session cookie's value.
+    pub cookie: Option<String>,
+    /// The body as `POST /api/call` reads it: the method and its params, or the refusal's status and name.
+    pub call: Result<(String, serde_json::Value), (u16, &'static str)>,
+    /// The body as `POST /api/pair-code` reads it: `remote`, or the refusal's status and name.
+    pub pair_code: Result<bool, (u16, &'static str)>,
+}
+
+/// Reads a request's headers (those a `HeaderMap` can hold) and body as the guard and the JSON routes do.
+#[doc(hidden)]
+pub fn read_request(headers: &[(&[u8], &[u8])], port: u16, body: &[u8]) -> RequestRead {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) = (header::HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+            map.append(name, value);
+        }
+    }
+    let host = map.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    let refusal = |refused: Refusal| (refused.status.as_u16(), refused.error);
+    RequestRead {
+        host_allowed: host_allowed(host, port),
+        origin_allowed: origin_allowed(&map, host),
+        cookie: cookie(&map),
+        call: api::json_body::<api::Call>(&map, body).map(|call| (call.method, call.params)).map_err(refusal),
+        pair_code: api::json_body::<api::PairCodeRequest>(&map, body).map(|asked| asked.remote).map_err(refusal),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

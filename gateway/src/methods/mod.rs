@@ -287,7 +287,7 @@ impl Method {
         }
     }
 
-    fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Method::Agent(_) => method::AGENT,
             Method::AgentAttach(_) => method::AGENT_ATTACH,
