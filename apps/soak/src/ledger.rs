@@ -6,6 +6,8 @@ use std::sync::Mutex;
 
 /// Failures kept word for word (the rest are counted).
 const KEEP_FAILURES: usize = 40;
+/// Failures also printed as they happen.
+const PRINT_FAILURES: u64 = 200;
 
 /// Counters, each one thing that happened (`what` → count).
 #[derive(Default)]
@@ -54,6 +56,10 @@ impl Book {
     pub fn fail(&self, what: String) {
         self.with(|l| {
             l.failure_count += 1;
+            // As it happens too (the first ones), so a long run's log shows when.
+            if l.failure_count <= PRINT_FAILURES {
+                eprintln!("soak: FAILURE {what}");
+            }
             if l.failures.len() < KEEP_FAILURES {
                 l.failures.push(what);
             }

@@ -168,7 +168,8 @@ impl Lanyard {
                 .args(["--idle-timeout", CLAUDE_IDLE_SECS, "--turn-timeout", "300", "--prompt-timeout", "300"])
                 .envs(settings.claude_env)
                 .env("LANYARD_HOME", settings.home)
-                .env("RUST_LOG", "info")
+                // Its own default levels: the soak judges the log a user would get.
+                .env_remove("RUST_LOG")
                 .env("NO_COLOR", "1"),
             settings.log,
         )?;
