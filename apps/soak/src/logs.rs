@@ -9,8 +9,9 @@
 //! `wrangler dev` prints its own problems as `✘ [ERROR]` and `▲ [WARNING]`, the Worker's uncaught
 //! exceptions as `Uncaught …`, and the relay object's JSON events one a line. Those are error lines, and
 //! so are the object's `bridge_dropped` and `bridge_closed` events: the bridge's link to its relay must
-//! stay up all along (the soak never cuts it). Only what wrangler wrote before `lanyard up` was stopped
-//! counts: the bridge's link ends with it.
+//! stay up all along (the soak never cuts it). One line is excused: workerd's note that wrangler's own
+//! log stream lost a call whose client left ([`WRANGLER_TAIL_CANCELLED`]), which is not the relay's doing.
+//! Only what wrangler wrote before `lanyard up` was stopped counts: the bridge's link ends with it.
 
 use std::io::BufRead;
 use std::path::Path;
@@ -51,11 +52,17 @@ pub fn lanyard_error(line: &str) -> bool {
     (timestamped && matches!(level, "ERROR" | "WARN")) || line.contains("panicked at")
 }
 
+/// What workerd says when wrangler's own log stream (a tail session that carries the Worker's logs to
+/// wrangler) loses a call whose client went away: the local tool's plumbing, not the relay's code.
+const WRANGLER_TAIL_CANCELLED: &str = "trace-stream.c++:841: disconnected: jsg.Error: The destination execution \
+                                       context for this tail session was canceled";
+
 /// Whether a line of `wrangler dev`'s log is an error line.
 pub fn wrangler_error(line: &str) -> bool {
     ["[ERROR]", "[WARNING]", "Uncaught", "panicked", "\"event\":\"bridge_dropped\"", "\"event\":\"bridge_closed\""]
         .iter()
         .any(|marker| line.contains(marker))
+        && !line.contains(WRANGLER_TAIL_CANCELLED)
 }
 
 /// The error lines in the first `bytes` of the log at `path` (all of it with `u64::MAX`).
@@ -98,5 +105,10 @@ mod tests {
         assert!(wrangler_error(r#"{"event":"bridge_dropped","code":1006}"#));
         assert!(!wrangler_error(r#"{"event":"stream_open","streams":3}"#));
         assert!(!wrangler_error("[wrangler:info] Ready on http://127.0.0.1:8787"));
+        assert!(!wrangler_error(
+            "✘ [ERROR] exception = workerd/io/trace-stream.c++:841: disconnected: jsg.Error: The destination \
+             execution context for this tail session was canceled while the call was still running."
+        ));
+        assert!(wrangler_error("✘ [ERROR] exception = workerd/io/trace-stream.c++:841: something else"));
     }
 }
